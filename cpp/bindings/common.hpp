@@ -1,0 +1,41 @@
+// Helpers shared by the register_*.cpp translation units: str views and argument checks.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "rapidrag/text.hpp"
+
+namespace rapidrag::bindings {
+
+namespace py = pybind11;
+
+// A view of a str's code points. The caller keeps the str alive (it holds a reference), and str data is
+// immutable, so the view stays valid while the GIL is released.
+inline TextRef text_ref(const py::handle& obj, const std::string& name) {
+  PyObject* o = obj.ptr();
+  if (!PyUnicode_Check(o)) {
+    throw py::type_error(name + " must be str, not " + std::string(Py_TYPE(o)->tp_name));
+  }
+#if PY_VERSION_HEX < 0x030C0000
+  if (PyUnicode_READY(o) != 0) throw py::error_already_set();
+#endif
+  return {PyUnicode_DATA(o), static_cast<size_t>(PyUnicode_GET_LENGTH(o)), static_cast<int>(PyUnicode_KIND(o))};
+}
+
+inline std::vector<TextRef> text_refs(const py::list& texts, const std::string& name) {
+  std::vector<TextRef> refs;
+  refs.reserve(texts.size());
+  for (size_t i = 0; i < texts.size(); ++i) refs.push_back(text_ref(texts[i], name + "[" + std::to_string(i) + "]"));
+  return refs;
+}
+
+inline size_t threads_arg(long n_threads) {
+  if (n_threads < 0) throw py::value_error("n_threads must be >= 0 (0 = one per core), got " + std::to_string(n_threads));
+  return static_cast<size_t>(n_threads);
+}
+
+}  // namespace rapidrag::bindings

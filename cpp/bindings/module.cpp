@@ -1,0 +1,15 @@
+// The rapidrag._core extension module: translation between Python and the C++ core, nothing more.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace rapidrag::bindings {
+void register_wordpiece(py::module_& m);
+void register_chunker(py::module_& m);
+}  // namespace rapidrag::bindings
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "rapidrag native core: WordPiece tokenizer and chunker";
+  rapidrag::bindings::register_wordpiece(m);
+  rapidrag::bindings::register_chunker(m);
+}

@@ -1,0 +1,53 @@
+// Batches for model inputs: encode many texts in parallel, then lay rows out with special tokens,
+// truncation and padding into caller-allocated [n, width] arrays.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "rapidrag/text.hpp"
+#include "rapidrag/wordpiece.hpp"
+
+namespace rapidrag {
+
+struct SpecialIds {
+  int32_t cls = -1;
+  int32_t sep = -1;
+  int32_t pad = 0;
+};
+
+// How many tokens of each sequence a row keeps.
+struct RowPlan {
+  size_t first = 0;
+  size_t second = 0;
+};
+
+// Caller-owned outputs of fill_rows; offsets may be null. Padded layout: rows of `width` tokens
+// ([n, width], offsets [n, width, 2]). Flat layout when row_starts is given: row i at row_starts[i], unpadded.
+struct BatchArrays {
+  int64_t* input_ids;
+  int64_t* attention_mask;
+  int64_t* token_type_ids;
+  int64_t* offsets;
+  int64_t* lengths;
+  size_t width;
+  const int64_t* row_starts = nullptr;
+};
+
+std::vector<Encoding> encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
+std::vector<size_t> count_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
+
+// Single sequences: [CLS] text [SEP]; truncation keeps the first max_length tokens in all (0 = no limit).
+RowPlan plan_single(size_t length, size_t max_length, bool truncation, bool add_special_tokens);
+// Pairs: [CLS] first [SEP] second [SEP]; only the second is truncated, unless the first alone leaves
+// no room for one token of the second, in which case the first is cut to max_length - 4.
+RowPlan plan_pair(size_t first, size_t second, size_t max_length);
+size_t row_width(const RowPlan& plan, bool pair, bool add_special_tokens);
+
+// Rows i of the outputs from firsts[i] (and seconds[i], or seconds[0] broadcast, or none).
+void fill_rows(const std::vector<Encoding>& firsts, const std::vector<Encoding>* seconds, bool broadcast_first,
+               const std::vector<RowPlan>& plans, const SpecialIds& special, bool add_special_tokens,
+               const BatchArrays& out, size_t n_threads);
+
+}  // namespace rapidrag

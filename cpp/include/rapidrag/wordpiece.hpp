@@ -1,0 +1,98 @@
+// BERT WordPiece tokenizer: BERT normalization, pre-tokenization and greedy longest-match-first WordPiece,
+// giving the same ids and offsets as the reference (Hugging Face tokenizers) implementation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "rapidrag/text.hpp"
+
+namespace rapidrag {
+
+// A user error in the arguments (bad vocabulary, bad option); bindings map it to ValueError.
+class InvalidArgument : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+struct WordPieceOptions {
+  bool lowercase = true;
+  bool strip_accents = true;  // BERT's default: follow lowercase
+  bool handle_chinese_chars = true;
+  bool clean_text = true;
+  size_t max_input_chars_per_word = 100;
+  std::string unk_token = "[UNK]";
+  std::string continuing_subword_prefix = "##";
+  // Tokens matched verbatim in the raw text before normalization (the special tokens).
+  std::vector<std::string> special_tokens;
+};
+
+// Tokens of one text, without the special tokens around it.
+struct Encoding {
+  std::vector<int32_t> ids;
+  std::vector<uint32_t> starts;  // code point offsets into the text
+  std::vector<uint32_t> ends;
+  std::vector<uint8_t> word_starts;  // 1 where a token begins a pre-tokenized word
+
+  size_t size() const { return ids.size(); }
+  void clear() {
+    ids.clear();
+    starts.clear();
+    ends.clear();
+    word_starts.clear();
+  }
+};
+
+class WordPiece {
+ public:
+  // vocab[i] is the UTF-8 text of token id i.
+  WordPiece(const std::vector<std::string>& vocab, WordPieceOptions options);
+
+  // Appends the tokens of `text` to `out`. Thread-safe (const, no shared mutable state).
+  void encode(const TextRef& text, Encoding& out) const;
+  // Number of tokens encode() would produce, without storing them.
+  size_t count(const TextRef& text) const;
+
+  int32_t token_to_id(const std::string& token) const;  // -1 when absent
+  const std::string& id_to_token(int32_t id) const;
+  size_t vocab_size() const { return vocab_.size(); }
+  int32_t unk_id() const { return unk_id_; }
+  const WordPieceOptions& options() const { return options_; }
+
+ private:
+  template <class Sink, class CharT>
+  void run(const CharT* text, size_t n, Sink& sink) const;
+  template <class Sink>
+  void emit_word(const char32_t* chars, const uint32_t* src, size_t n, Sink& sink) const;
+
+  // Trie over code points: (node << 32 | code point) -> child, open addressing.
+  uint32_t child(uint32_t node, char32_t cp) const;
+  uint32_t add_child(uint32_t node, char32_t cp);
+  void insert(uint32_t root, const std::u32string& key, int32_t id);
+  void rehash(size_t capacity);
+
+  WordPieceOptions options_;
+  std::vector<std::string> vocab_;
+  std::unordered_map<std::string, int32_t> token_ids_;
+  int32_t unk_id_ = -1;
+  uint32_t word_root_ = 0;
+  uint32_t suffix_root_ = 1;
+  std::vector<int32_t> node_token_;  // token id ending at a node, or -1
+  std::vector<uint64_t> keys_;
+  std::vector<uint32_t> values_;
+  size_t used_ = 0;
+  uint64_t mask_ = 0;
+  uint32_t ascii_children_[2][128] = {};  // children of the two roots for ASCII, 0 = none
+
+  std::vector<std::u32string> specials_;
+  std::vector<int32_t> special_ids_;
+  bool special_first_[128] = {};  // ASCII first characters of special tokens
+  bool special_first_non_ascii_ = false;
+};
+
+}  // namespace rapidrag

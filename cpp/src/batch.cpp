@@ -1,0 +1,90 @@
+#include "rapidrag/batch.hpp"
+
+#include <algorithm>
+
+#include "rapidrag/parallel.hpp"
+
+namespace rapidrag {
+namespace {
+// Texts per scheduling block: large enough to amortise the atomic, small enough to balance long documents.
+constexpr size_t kGrain = 16;
+}  // namespace
+
+std::vector<Encoding> encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads) {
+  std::vector<Encoding> out(texts.size());
+  parallel_for(texts.size(), n_threads, kGrain, [&](size_t i) { tokenizer.encode(texts[i], out[i]); });
+  return out;
+}
+
+std::vector<size_t> count_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads) {
+  std::vector<size_t> out(texts.size());
+  parallel_for(texts.size(), n_threads, kGrain, [&](size_t i) { out[i] = tokenizer.count(texts[i]); });
+  return out;
+}
+
+RowPlan plan_single(size_t length, size_t max_length, bool truncation, bool add_special_tokens) {
+  const size_t extra = add_special_tokens ? 2 : 0;
+  if (truncation && max_length > 0 && length + extra > max_length) {
+    return {max_length > extra ? max_length - extra : 0, 0};
+  }
+  return {length, 0};
+}
+
+RowPlan plan_pair(size_t first, size_t second, size_t max_length) {
+  if (max_length == 0 || first + second + 3 <= max_length) return {first, second};
+  const size_t room = max_length > 3 ? max_length - 3 : 0;
+  const size_t keep_first = std::min(first, second > 0 && room > 0 ? room - 1 : room);
+  return {keep_first, std::min(second, room - keep_first)};
+}
+
+size_t row_width(const RowPlan& plan, bool pair, bool add_special_tokens) {
+  if (pair) return plan.first + plan.second + 3;
+  return plan.first + (add_special_tokens ? 2 : 0);
+}
+
+void fill_rows(const std::vector<Encoding>& firsts, const std::vector<Encoding>* seconds, bool broadcast_first,
+               const std::vector<RowPlan>& plans, const SpecialIds& special, bool add_special_tokens,
+               const BatchArrays& out, size_t n_threads) {
+  const size_t width = out.width;
+  parallel_for(plans.size(), n_threads, 64, [&](size_t i) {
+    const Encoding& a = firsts[broadcast_first ? 0 : i];
+    const RowPlan& plan = plans[i];
+    const size_t base = out.row_starts ? static_cast<size_t>(out.row_starts[i]) : i * width;
+    int64_t* ids = out.input_ids + base;
+    int64_t* mask = out.attention_mask + base;
+    int64_t* types = out.token_type_ids + base;
+    int64_t* offs = out.offsets ? out.offsets + base * 2 : nullptr;
+    size_t k = 0;
+    auto put = [&](int32_t id, int64_t type, int64_t start, int64_t end) {
+      ids[k] = id;
+      mask[k] = 1;
+      types[k] = type;
+      if (offs) {
+        offs[2 * k] = start;
+        offs[2 * k + 1] = end;
+      }
+      ++k;
+    };
+    auto put_sequence = [&](const Encoding& e, size_t keep, int64_t type) {
+      for (size_t t = 0; t < keep; ++t) put(e.ids[t], type, e.starts[t], e.ends[t]);
+    };
+    const bool specials = add_special_tokens || seconds != nullptr;
+    if (specials) put(special.cls, 0, 0, 0);
+    put_sequence(a, plan.first, 0);
+    if (specials) put(special.sep, 0, 0, 0);
+    if (seconds) {
+      put_sequence((*seconds)[i], plan.second, 1);
+      put(special.sep, 1, 0, 0);
+    }
+    out.lengths[i] = static_cast<int64_t>(k);
+    if (out.row_starts) return;
+    for (; k < width; ++k) {
+      ids[k] = special.pad;
+      mask[k] = 0;
+      types[k] = 0;
+      if (offs) offs[2 * k] = offs[2 * k + 1] = 0;
+    }
+  });
+}
+
+}  // namespace rapidrag

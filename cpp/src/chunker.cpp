@@ -1,0 +1,169 @@
+#include "rapidrag/chunker.hpp"
+
+#include <deque>
+
+#include "rapidrag/unicode.hpp"
+
+namespace rapidrag {
+namespace {
+
+// Boundary levels: the chunker cuts at the highest level available in its window, the latest one on ties.
+enum Level : int8_t {
+  kShared = -1,     // two tokens from one character: cut only when nothing else fits
+  kInWord = 0,      // between the pieces of a word
+  kWordPart = 1,    // between words not separated by whitespace (punctuation, CJK)
+  kSpaceGap = 2,    // whitespace
+  kSentence = 3,    // after a sentence end
+  kLine = 4,        // a line break
+  kParagraph = 5,   // a blank line
+};
+
+inline bool is_space_cp(char32_t c) {
+  return (c < 128 && (c == ' ' || (c >= 9 && c <= 13))) || (c >= 128 && (unicode::record(c).flags & unicode::kSpace));
+}
+
+inline bool is_closer(char32_t c) {
+  switch (c) {
+    case U'"': case U'\'': case U')': case U']': case U'}': case U'\u201D': case U'\u2019': case U'\u00BB':
+    case U'\u300D': case U'\u300F': case U'\uFF09':
+      return true;
+    default:
+      return false;
+  }
+}
+
+inline bool is_cjk_terminal(char32_t c) { return c == U'\u3002' || c == U'\uFF01' || c == U'\uFF1F'; }
+
+inline bool is_terminal(char32_t c) {
+  switch (c) {
+    case U'.': case U'!': case U'?': case U'\u2026': case U'\u203C': case U'\u2047': case U'\u2048': case U'\u2049':
+      return true;
+    default:
+      return is_cjk_terminal(c);
+  }
+}
+
+}  // namespace
+
+Chunker::Chunker(std::shared_ptr<const WordPiece> tokenizer, size_t max_tokens, size_t overlap)
+    : tokenizer_(std::move(tokenizer)), max_tokens_(max_tokens), overlap_(overlap) {
+  if (!tokenizer_) throw InvalidArgument("tokenizer must not be null");
+  if (max_tokens_ == 0) throw InvalidArgument("max_tokens must be positive");
+  if (overlap_ >= max_tokens_) {
+    throw InvalidArgument("overlap (" + std::to_string(overlap_) + ") must be smaller than max_tokens (" +
+                          std::to_string(max_tokens_) + ")");
+  }
+}
+
+std::vector<ChunkSpan> Chunker::split(const TextRef& text) const {
+  return visit_text(text, [&](const auto* p) { return split_impl(p, text); });
+}
+
+template <class CharT>
+std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref) const {
+  const size_t len = ref.length;
+  auto cp = [&](size_t i) { return static_cast<char32_t>(text[i]); };
+  std::vector<ChunkSpan> out;
+  size_t first = 0;
+  while (first < len && is_space_cp(cp(first))) ++first;
+  if (first == len) return out;
+  size_t last = len;
+  while (last > first && is_space_cp(cp(last - 1))) --last;
+
+  Encoding enc;
+  tokenizer_->encode(ref, enc);
+  const size_t n = enc.size();
+  if (n == 0) {  // only characters that normalization drops: one chunk keeps them covered
+    out.push_back({static_cast<uint32_t>(first), static_cast<uint32_t>(last), 0});
+    return out;
+  }
+  const auto& starts = enc.starts;
+  const auto& ends = enc.ends;
+
+  std::vector<int8_t> level(n, kInWord);
+  for (size_t t = 1; t < n; ++t) {
+    const size_t gs = ends[t - 1], ge = starts[t];
+    if (ge < gs) {
+      level[t] = kShared;
+      continue;
+    }
+    int breaks = 0;
+    bool space = false;
+    for (size_t i = gs; i < ge; ++i) {
+      const char32_t c = cp(i);
+      if (c == U'\n' || c == U'\u0085' || c == U'\u2028' || c == U'\u2029') {
+        ++breaks;
+        space = true;
+      } else if (c == U'\r') {
+        if (!(i + 1 < ge && cp(i + 1) == U'\n')) ++breaks;
+        space = true;
+      } else if (is_space_cp(c)) {
+        space = true;
+      }
+    }
+    // Sentence end: terminal punctuation, possibly followed by closing quotes or brackets.
+    size_t p = ends[t - 1] - 1;
+    for (int k = 0; k < 3 && p > 0 && is_closer(cp(p)); ++k) --p;
+    const char32_t term = cp(p);
+    if (breaks >= 2) {
+      level[t] = kParagraph;
+    } else if (breaks == 1) {
+      level[t] = kLine;
+    } else if ((space && is_terminal(term)) || is_cjk_terminal(term)) {
+      level[t] = kSentence;
+    } else if (space) {
+      level[t] = kSpaceGap;
+    } else {
+      level[t] = enc.word_starts[t] ? kWordPart : kInWord;
+    }
+  }
+
+  // End of a chunk whose last token is c-1: past any non-whitespace characters in the gap that follows.
+  auto chunk_end = [&](size_t c) -> size_t {
+    if (c == n) return last;
+    const size_t b = ends[c - 1];
+    for (size_t i = starts[c]; i > b; --i) {
+      if (!is_space_cp(cp(i - 1))) return i;
+    }
+    return b;
+  };
+  // Tokens of text[a:b] when a cut falls inside a word, where the pieces may differ from the document's.
+  auto recount = [&](size_t a, size_t b) { return tokenizer_->count(ref.slice(a, b)); };
+
+  std::deque<size_t> window;  // candidate cuts, levels decreasing from front to back
+  size_t next_candidate = 1;
+  size_t s = 0;
+  size_t a = first;
+  while (true) {
+    if (n - s <= max_tokens_) {
+      size_t count = n - s;
+      if (s > 0 && level[s] <= kInWord) count = recount(a, last);
+      out.push_back({static_cast<uint32_t>(a), static_cast<uint32_t>(last), static_cast<uint32_t>(count)});
+      break;
+    }
+    const size_t lo = s + overlap_ + 1, hi = s + max_tokens_;
+    for (; next_candidate <= hi; ++next_candidate) {
+      while (!window.empty() && level[window.back()] <= level[next_candidate]) window.pop_back();
+      window.push_back(next_candidate);
+    }
+    while (window.front() < lo) window.pop_front();
+    size_t c = window.front();
+    size_t b = chunk_end(c);
+    size_t count = c - s;
+    if (level[c] <= kInWord || (s > 0 && level[s] <= kInWord)) {
+      count = recount(a, b);
+      while (count > max_tokens_ && c > s + 1) {
+        --c;
+        b = chunk_end(c);
+        count = recount(a, b);
+      }
+    }
+    out.push_back({static_cast<uint32_t>(a), static_cast<uint32_t>(b), static_cast<uint32_t>(count)});
+    const size_t next = c > s + overlap_ ? c - overlap_ : s + 1;
+    s = next;
+    a = starts[s];
+  }
+  return out;
+}
+
+}  // namespace rapidrag

@@ -1,0 +1,45 @@
+#include "rapidrag/unicode.hpp"
+
+#include <cstdint>
+
+#include "unicode_tables.inc"
+
+namespace rapidrag::unicode {
+
+const Record& record(char32_t cp) noexcept {
+  if (cp > kMaxCodePoint) cp = 0xFFFD;
+  const unsigned block = data::kStage1[cp >> 8];
+  return data::kRecords[data::kStage2[block * 256u + (cp & 0xFFu)]];
+}
+
+const char32_t* pool() noexcept { return data::kPool; }
+
+void decode_utf8(const char* bytes, size_t size, char32_t* out, size_t* out_len) noexcept {
+  const auto* s = reinterpret_cast<const unsigned char*>(bytes);
+  size_t i = 0, n = 0;
+  while (i < size) {
+    const unsigned c = s[i];
+    char32_t cp = 0xFFFD;
+    size_t len = 1;
+    auto cont = [&](size_t k) { return i + k < size && (s[i + k] & 0xC0) == 0x80; };
+    if (c < 0x80) {
+      cp = c;
+    } else if (c >= 0xC2 && c < 0xE0 && cont(1)) {
+      cp = ((c & 0x1F) << 6) | (s[i + 1] & 0x3F);
+      len = 2;
+    } else if (c >= 0xE0 && c < 0xF0 && cont(1) && cont(2)) {
+      cp = ((c & 0x0F) << 12) | ((s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F);
+      len = 3;
+      if (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)) cp = 0xFFFD;
+    } else if (c >= 0xF0 && c < 0xF5 && cont(1) && cont(2) && cont(3)) {
+      cp = ((c & 0x07) << 18) | ((s[i + 1] & 0x3F) << 12) | ((s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F);
+      len = 4;
+      if (cp < 0x10000 || cp > kMaxCodePoint) cp = 0xFFFD;
+    }
+    out[n++] = cp;
+    i += len;
+  }
+  *out_len = n;
+}
+
+}  // namespace rapidrag::unicode

@@ -1,0 +1,363 @@
+#include "rapidrag/wordpiece.hpp"
+
+#include <algorithm>
+
+#include "rapidrag/unicode.hpp"
+
+namespace rapidrag {
+namespace {
+
+constexpr uint64_t kEmpty = ~uint64_t{0};
+
+// ASCII part of the tables, read without the two-stage lookup on the hot path.
+struct AsciiTable {
+  uint8_t flags[128];
+  AsciiTable() {
+    for (char32_t c = 0; c < 128; ++c) flags[c] = unicode::record(c).flags;
+  }
+};
+const AsciiTable kAscii;
+
+inline uint8_t flags_of(char32_t c) { return c < 128 ? kAscii.flags[c] : unicode::record(c).flags; }
+
+std::u32string to_u32(const std::string& s) {
+  std::u32string out(s.size(), U'\0');
+  size_t n = 0;
+  unicode::decode_utf8(s.data(), s.size(), out.data(), &n);
+  out.resize(n);
+  return out;
+}
+
+struct EncodeSink {
+  Encoding& out;
+  void token(int32_t id, uint32_t start, uint32_t end, bool word_start) {
+    out.ids.push_back(id);
+    out.starts.push_back(start);
+    out.ends.push_back(end);
+    out.word_starts.push_back(word_start ? 1 : 0);
+  }
+};
+
+struct CountSink {
+  size_t n = 0;
+  void token(int32_t, uint32_t, uint32_t, bool) { ++n; }
+};
+
+struct Piece {
+  int32_t id;
+  uint32_t start, end;
+};
+
+// Per-thread scratch space, so that encoding allocates nothing once warm.
+struct Scratch {
+  std::vector<char32_t> word;
+  std::vector<uint32_t> word_src;
+  std::vector<char32_t> marks;  // pending combining marks, kept in canonical order
+  std::vector<uint32_t> marks_src;
+  std::vector<uint8_t> marks_ccc;
+  std::vector<Piece> pieces;
+};
+
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+}  // namespace
+
+WordPiece::WordPiece(const std::vector<std::string>& vocab, WordPieceOptions options)
+    : options_(std::move(options)), vocab_(vocab) {
+  if (vocab_.empty()) throw InvalidArgument("the vocabulary is empty");
+  if (vocab_.size() >= static_cast<size_t>(INT32_MAX)) throw InvalidArgument("the vocabulary is too large");
+  if (options_.max_input_chars_per_word == 0) throw InvalidArgument("max_input_chars_per_word must be positive");
+  node_token_ = {-1, -1};  // the two roots
+  rehash(std::max<size_t>(1024, vocab_.size() * 8));
+  const std::u32string prefix = to_u32(options_.continuing_subword_prefix);
+  token_ids_.reserve(vocab_.size());
+  for (size_t i = 0; i < vocab_.size(); ++i) {
+    const auto id = static_cast<int32_t>(i);
+    token_ids_[vocab_[i]] = id;  // a duplicated token keeps its last id, as the reference does
+    const std::u32string key = to_u32(vocab_[i]);
+    if (key.empty()) continue;
+    insert(word_root_, key, id);
+    if (!prefix.empty() && key.size() > prefix.size() && key.compare(0, prefix.size(), prefix) == 0) {
+      insert(suffix_root_, key.substr(prefix.size()), id);
+    }
+  }
+  if (prefix.empty()) {
+    // Without a prefix, continuation pieces are looked up among all tokens.
+    suffix_root_ = word_root_;
+  }
+  unk_id_ = token_to_id(options_.unk_token);
+  if (unk_id_ < 0) throw InvalidArgument("the unknown token '" + options_.unk_token + "' is not in the vocabulary");
+  for (const auto& s : options_.special_tokens) {
+    const int32_t id = token_to_id(s);
+    if (id < 0) throw InvalidArgument("the special token '" + s + "' is not in the vocabulary");
+    std::u32string key = to_u32(s);
+    if (key.empty()) continue;
+    specials_.push_back(std::move(key));
+    special_ids_.push_back(id);
+    const char32_t first = specials_.back()[0];
+    if (first < 128) {
+      special_first_[first] = true;
+    } else {
+      special_first_non_ascii_ = true;
+    }
+  }
+}
+
+int32_t WordPiece::token_to_id(const std::string& token) const {
+  auto it = token_ids_.find(token);
+  return it == token_ids_.end() ? -1 : it->second;
+}
+
+const std::string& WordPiece::id_to_token(int32_t id) const {
+  if (id < 0 || static_cast<size_t>(id) >= vocab_.size()) {
+    throw std::out_of_range("token id " + std::to_string(id) + " is outside the vocabulary of " +
+                            std::to_string(vocab_.size()));
+  }
+  return vocab_[static_cast<size_t>(id)];
+}
+
+void WordPiece::rehash(size_t capacity) {
+  size_t size = 1;
+  while (size < capacity) size <<= 1;
+  std::vector<uint64_t> old_keys = std::move(keys_);
+  std::vector<uint32_t> old_values = std::move(values_);
+  keys_.assign(size, kEmpty);
+  values_.assign(size, 0);
+  mask_ = size - 1;
+  used_ = 0;
+  for (size_t i = 0; i < old_keys.size(); ++i) {
+    if (old_keys[i] == kEmpty) continue;
+    size_t h = (old_keys[i] * 0x9E3779B97F4A7C15ull >> 32) & mask_;
+    while (keys_[h] != kEmpty) h = (h + 1) & mask_;
+    keys_[h] = old_keys[i];
+    values_[h] = old_values[i];
+    ++used_;
+  }
+}
+
+uint32_t WordPiece::child(uint32_t node, char32_t cp) const {
+  if (node <= 1 && cp < 128) return ascii_children_[node][cp];
+  const uint64_t key = (static_cast<uint64_t>(node) << 32) | cp;
+  size_t h = (key * 0x9E3779B97F4A7C15ull >> 32) & mask_;
+  while (true) {
+    const uint64_t k = keys_[h];
+    if (k == key) return values_[h];
+    if (k == kEmpty) return 0;
+    h = (h + 1) & mask_;
+  }
+}
+
+uint32_t WordPiece::add_child(uint32_t node, char32_t cp) {
+  if (uint32_t existing = child(node, cp)) return existing;
+  const auto id = static_cast<uint32_t>(node_token_.size());
+  node_token_.push_back(-1);
+  if (node <= 1 && cp < 128) {
+    ascii_children_[node][cp] = id;
+    return id;
+  }
+  if ((used_ + 1) * 2 > keys_.size()) rehash(keys_.size() * 2);
+  const uint64_t key = (static_cast<uint64_t>(node) << 32) | cp;
+  size_t h = (key * 0x9E3779B97F4A7C15ull >> 32) & mask_;
+  while (keys_[h] != kEmpty) h = (h + 1) & mask_;
+  keys_[h] = key;
+  values_[h] = id;
+  ++used_;
+  return id;
+}
+
+void WordPiece::insert(uint32_t root, const std::u32string& key, int32_t id) {
+  uint32_t node = root;
+  for (char32_t c : key) node = add_child(node, c);
+  node_token_[node] = id;
+}
+
+template <class Sink>
+void WordPiece::emit_word(const char32_t* chars, const uint32_t* src, size_t n, Sink& sink) const {
+  if (n > options_.max_input_chars_per_word) {
+    sink.token(unk_id_, src[0], src[n - 1] + 1, true);
+    return;
+  }
+  auto& pieces = scratch().pieces;
+  pieces.clear();
+  size_t start = 0;
+  while (start < n) {
+    uint32_t node = start == 0 ? word_root_ : suffix_root_;
+    int32_t best = -1;
+    size_t best_end = start;
+    for (size_t j = start; j < n; ++j) {
+      node = child(node, chars[j]);
+      if (node == 0) break;
+      const int32_t id = node_token_[node];
+      if (id >= 0) {
+        best = id;
+        best_end = j + 1;
+      }
+    }
+    if (best < 0) {
+      sink.token(unk_id_, src[0], src[n - 1] + 1, true);
+      return;
+    }
+    pieces.push_back({best, src[start], src[best_end - 1] + 1});
+    start = best_end;
+  }
+  bool first = true;
+  for (const Piece& p : pieces) {
+    sink.token(p.id, p.start, p.end, first);
+    first = false;
+  }
+}
+
+template <class Sink, class CharT>
+void WordPiece::run(const CharT* text, size_t n, Sink& sink) const {
+  Scratch& s = scratch();
+  auto& word = s.word;
+  auto& word_src = s.word_src;
+  auto& marks = s.marks;
+  auto& marks_src = s.marks_src;
+  auto& marks_ccc = s.marks_ccc;
+  word.clear();
+  word_src.clear();
+  marks.clear();
+  marks_src.clear();
+  marks_ccc.clear();
+  const bool lowercase = options_.lowercase;
+  const bool strip = options_.strip_accents;
+  const bool clean = options_.clean_text;
+  const bool chinese = options_.handle_chinese_chars;
+  const char32_t* pool = unicode::pool();
+
+  auto end_word = [&] {
+    if (!word.empty()) {
+      // The scratch pieces buffer is separate from the word buffers, so passing them is safe.
+      emit_word(word.data(), word_src.data(), word.size(), sink);
+      word.clear();
+      word_src.clear();
+    }
+  };
+  // Pre-tokenization of one fully normalized character.
+  auto put = [&](char32_t c, uint32_t src) {
+    const uint8_t f = flags_of(c);
+    if (f & unicode::kSpace) {
+      end_word();
+    } else if (f & unicode::kPunct) {
+      end_word();
+      emit_word(&c, &src, 1, sink);
+    } else {
+      word.push_back(c);
+      word_src.push_back(src);
+    }
+  };
+  // Lowercasing, the last normalization step.
+  auto finish = [&](char32_t c, uint32_t src) {
+    if (!lowercase) {
+      put(c, src);
+    } else if (c < 128) {
+      put(c >= 'A' && c <= 'Z' ? c + 32 : c, src);
+    } else {
+      const unicode::Record& r = unicode::record(c);
+      if (r.lower_off == unicode::kSelf) {
+        put(c, src);
+      } else {
+        for (int k = 0; k < r.lower_len; ++k) put(pool[r.lower_off + k], src);
+      }
+    }
+  };
+  auto flush_marks = [&] {
+    for (size_t k = 0; k < marks.size(); ++k) finish(marks[k], marks_src[k]);
+    marks.clear();
+    marks_src.clear();
+    marks_ccc.clear();
+  };
+  // Accent stripping: canonical decomposition and reordering, then nonspacing marks dropped.
+  auto feed = [&](char32_t c, uint32_t src) {
+    if (!strip || c < 128) {
+      if (!marks.empty()) flush_marks();
+      finish(c, src);
+      return;
+    }
+    char32_t buf[4];
+    const char32_t* d = &c;
+    int len = 1;
+    if (unicode::is_hangul_syllable(c)) {
+      len = unicode::decompose_hangul(c, buf);
+      d = buf;
+    } else {
+      const unicode::Record& r = unicode::record(c);
+      if (r.decomp_off != unicode::kSelf) {
+        d = pool + r.decomp_off;
+        len = r.decomp_len;
+      }
+    }
+    for (int k = 0; k < len; ++k) {
+      const char32_t x = d[k];
+      const unicode::Record& rx = unicode::record(x);
+      if (rx.ccc == 0) {
+        if (!marks.empty()) flush_marks();
+        if (!(rx.flags & unicode::kMark)) finish(x, src);
+      } else if (!(rx.flags & unicode::kMark)) {
+        size_t j = marks.size();
+        while (j > 0 && marks_ccc[j - 1] > rx.ccc) --j;
+        marks.insert(marks.begin() + static_cast<std::ptrdiff_t>(j), x);
+        marks_src.insert(marks_src.begin() + static_cast<std::ptrdiff_t>(j), src);
+        marks_ccc.insert(marks_ccc.begin() + static_cast<std::ptrdiff_t>(j), rx.ccc);
+      }
+    }
+  };
+
+  const bool have_specials = !specials_.empty();
+  for (size_t i = 0; i < n; ++i) {
+    char32_t c = static_cast<char32_t>(text[i]);
+    const auto src = static_cast<uint32_t>(i);
+    if (have_specials && (c < 128 ? special_first_[c] : special_first_non_ascii_)) {
+      size_t best = 0;
+      int32_t best_id = -1;
+      for (size_t k = 0; k < specials_.size(); ++k) {
+        const std::u32string& sp = specials_[k];
+        if (sp.size() <= best || sp.size() > n - i) continue;
+        size_t m = 0;
+        while (m < sp.size() && static_cast<char32_t>(text[i + m]) == sp[m]) ++m;
+        if (m == sp.size()) {
+          best = m;
+          best_id = special_ids_[k];
+        }
+      }
+      if (best_id >= 0) {
+        flush_marks();
+        end_word();
+        sink.token(best_id, src, static_cast<uint32_t>(i + best), true);
+        i += best - 1;
+        continue;
+      }
+    }
+    if (clean) {
+      const uint8_t f = flags_of(c);
+      if (f & unicode::kRemove) continue;
+      if (f & unicode::kSpace) c = U' ';
+    }
+    if (chinese && c >= 0x3400 && unicode::is_cjk(c)) {
+      feed(U' ', src);
+      feed(c, src);
+      feed(U' ', src);
+    } else {
+      feed(c, src);
+    }
+  }
+  flush_marks();
+  end_word();
+}
+
+void WordPiece::encode(const TextRef& text, Encoding& out) const {
+  EncodeSink sink{out};
+  visit_text(text, [&](const auto* p) { run(p, text.length, sink); });
+}
+
+size_t WordPiece::count(const TextRef& text) const {
+  CountSink sink;
+  visit_text(text, [&](const auto* p) { run(p, text.length, sink); });
+  return sink.n;
+}
+
+}  // namespace rapidrag

@@ -1,0 +1,39 @@
+"""rapidrag: latency-optimized retrieval for retrieval-augmented generation, with a native core.
+
+Importing the package is light: the native core loads on first use of a component, and nothing heavy
+(FAISS, ONNX Runtime, numba) is imported here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["BatchEncoding", "Chunk", "Chunker", "Tokenizer", "__version__"]
+
+if TYPE_CHECKING:
+    from .chunker import Chunk, Chunker
+    from .tokenizer import BatchEncoding, Tokenizer
+
+_LAZY = {
+    "Tokenizer": "tokenizer",
+    "BatchEncoding": "tokenizer",
+    "Chunker": "chunker",
+    "Chunk": "chunker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rapidrag' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,60 @@
+"""Type stubs of the native module; the public API is in rapidrag.tokenizer and rapidrag.chunker."""
+
+import numpy as np
+import numpy.typing as npt
+
+_I64 = npt.NDArray[np.int64]
+
+class WordPiece:
+    def __init__(
+        self,
+        vocab: list[str],
+        unk_token: str,
+        continuing_subword_prefix: str,
+        max_input_chars_per_word: int,
+        lowercase: bool,
+        strip_accents: bool,
+        handle_chinese_chars: bool,
+        clean_text: bool,
+        special_tokens: list[str],
+    ) -> None: ...
+    @property
+    def vocab_size(self) -> int: ...
+    def token_to_id(self, token: str) -> int: ...
+    def id_to_token(self, id: int) -> str: ...
+    def encode(self, text: str, cls_id: int, sep_id: int) -> tuple[_I64, _I64]: ...
+    def count(self, texts: list[str], n_threads: int) -> _I64: ...
+    def encode_batch(
+        self,
+        texts: list[str],
+        max_length: int,
+        truncation: bool,
+        min_width: int,
+        add_special_tokens: bool,
+        cls_id: int,
+        sep_id: int,
+        pad_id: int,
+        flat: bool,
+        n_threads: int,
+    ) -> tuple[_I64, ...]: ...
+    def encode_pairs(
+        self,
+        queries: list[str],
+        passages: list[str],
+        max_length: int,
+        min_width: int,
+        cls_id: int,
+        sep_id: int,
+        pad_id: int,
+        flat: bool,
+        n_threads: int,
+    ) -> tuple[_I64, ...]: ...
+
+class Chunker:
+    def __init__(self, tokenizer: WordPiece, max_tokens: int, overlap: int) -> None: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def overlap(self) -> int: ...
+    def split(self, text: str) -> _I64: ...
+    def split_batch(self, texts: list[str], n_threads: int) -> tuple[_I64, _I64]: ...

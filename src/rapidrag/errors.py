@@ -1,0 +1,17 @@
+"""The exception hierarchy: every rapidrag error is a RapidragError and also the matching built-in."""
+
+from __future__ import annotations
+
+__all__ = ["RapidragError", "VocabularyError", "DataFormatError"]
+
+
+class RapidragError(Exception):
+    """Base class of the errors rapidrag raises on purpose."""
+
+
+class VocabularyError(RapidragError, ValueError):
+    """A vocabulary or tokenizer file is missing something or is malformed; the message names file and line."""
+
+
+class DataFormatError(RapidragError, ValueError):
+    """An input data file (jsonl, qrels) is malformed; the message names file and line."""

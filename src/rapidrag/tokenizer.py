@@ -1,0 +1,425 @@
+"""BERT WordPiece tokenizer on the native core: ids and offsets identical to Hugging Face ``tokenizers``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from .errors import VocabularyError
+
+__all__ = ["BatchEncoding", "Tokenizer"]
+
+IntArray = npt.NDArray[np.int64]
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class BatchEncoding:
+    """Model inputs for a batch, row ``i`` for text ``i``.
+
+    Attributes
+    ----------
+    input_ids, attention_mask, token_type_ids : int64 [n, L]
+        Ready for ONNX Runtime. With ``padding=False`` each is a list of int64 [length_i] arrays instead.
+    offsets : int64 [n, L, 2]
+        (start, end) indices into the original ``str`` of each token; (0, 0) for special and padding tokens.
+        In pairs, a passage token's offsets index the passage.
+    lengths : int64 [n]
+        Tokens in each row, special tokens included.
+    """
+
+    input_ids: Any
+    attention_mask: Any
+    token_type_ids: Any
+    offsets: Any
+    lengths: IntArray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def model_inputs(self) -> dict[str, Any]:
+        """The three arrays by the input names BERT-family ONNX models use."""
+        return {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "token_type_ids": self.token_type_ids,
+        }
+
+
+def _check_texts(texts: object, name: str) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError(f"{name} must be a sequence of str, not a single str (wrap it in a list)")
+    if isinstance(texts, list):
+        return texts  # items are type-checked by the core, with the index in the message
+    if not isinstance(texts, Sequence):
+        raise TypeError(f"{name} must be a sequence of str, not {type(texts).__name__}")
+    return list(texts)
+
+
+def _check_threads(n_threads: int | None, default: int) -> int:
+    if n_threads is None:
+        return default
+    if not isinstance(n_threads, int) or isinstance(n_threads, bool) or n_threads < 0:
+        raise ValueError(f"n_threads must be an int >= 0 (0 = one per core), got {n_threads!r}")
+    return n_threads
+
+
+def _read_vocab_txt(path: Path) -> list[str]:
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if not lines:
+        raise VocabularyError(f"{path}: the vocabulary file is empty")
+    tokens = []
+    for lineno, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise VocabularyError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line") from None
+        tokens.append(line.rstrip())  # the reference trims trailing whitespace, '\r' included
+    return tokens
+
+
+class Tokenizer:
+    """BERT WordPiece tokenizer: normalization, pre-tokenization and WordPiece in C++.
+
+    Parameters
+    ----------
+    vocab : path or sequence of str
+        A ``vocab.txt`` (one token per line, the line number is the id) or the tokens themselves.
+    lowercase : bool
+        Lowercase the text (uncased models).
+    strip_accents : bool or None
+        Remove accents (NFD, then drop nonspacing marks). None follows ``lowercase``, as BERT does.
+    handle_chinese_chars : bool
+        Make every CJK ideograph a word of its own.
+    clean_text : bool
+        Drop control and format characters (and U+FFFD, NUL, lone surrogates); every whitespace becomes a space.
+    max_input_chars_per_word : int
+        A longer word becomes the unknown token.
+    unk_token, cls_token, sep_token, pad_token, mask_token : str
+        Special tokens. Those in the vocabulary are matched verbatim in the text (as the reference does),
+        unless ``split_special_tokens``.
+    n_threads : int
+        Threads for batch calls; 0 = one per core.
+
+    Notes
+    -----
+    Offsets are indices into the Python ``str``. A lone surrogate (which cannot be encoded in UTF-8) is treated
+    like U+FFFD: text cleaning drops it; with ``clean_text=False`` it becomes the unknown token. Encoding releases
+    the GIL, so several Python threads can encode at once.
+    """
+
+    def __init__(
+        self,
+        vocab: PathLike | Sequence[str],
+        *,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        handle_chinese_chars: bool = True,
+        clean_text: bool = True,
+        max_input_chars_per_word: int = 100,
+        unk_token: str = "[UNK]",
+        cls_token: str = "[CLS]",
+        sep_token: str = "[SEP]",
+        pad_token: str = "[PAD]",
+        mask_token: str = "[MASK]",
+        continuing_subword_prefix: str = "##",
+        split_special_tokens: bool = False,
+        n_threads: int = 0,
+    ) -> None:
+        source = "vocabulary"
+        if isinstance(vocab, (str, os.PathLike)):
+            path = Path(vocab)
+            if not path.is_file():
+                raise FileNotFoundError(f"vocabulary file not found: {path}")
+            tokens = _read_vocab_txt(path)
+            source = str(path)
+        elif isinstance(vocab, Sequence):
+            tokens = list(vocab)
+            for i, t in enumerate(tokens):
+                if not isinstance(t, str):
+                    raise TypeError(f"vocab[{i}] must be str, not {type(t).__name__}")
+        else:
+            raise TypeError(f"vocab must be a path or a sequence of str, not {type(vocab).__name__}")
+        if not isinstance(max_input_chars_per_word, int) or max_input_chars_per_word <= 0:
+            raise ValueError(f"max_input_chars_per_word must be a positive int, got {max_input_chars_per_word!r}")
+        self.n_threads = _check_threads(n_threads, 0)
+        if strip_accents is None:
+            strip_accents = lowercase
+        self._options = {
+            "lowercase": bool(lowercase),
+            "strip_accents": bool(strip_accents),
+            "handle_chinese_chars": bool(handle_chinese_chars),
+            "clean_text": bool(clean_text),
+            "max_input_chars_per_word": max_input_chars_per_word,
+        }
+        present = set(tokens)
+        specials = [t for t in (unk_token, cls_token, sep_token, pad_token, mask_token) if t in present]
+        if unk_token not in present:
+            raise VocabularyError(f"{source}: the unknown token {unk_token!r} is not in the vocabulary")
+        for name, tok in (("cls_token", cls_token), ("sep_token", sep_token), ("pad_token", pad_token)):
+            if tok not in present:
+                raise VocabularyError(f"{source}: {name} {tok!r} is not in the vocabulary")
+        for i, t in enumerate(tokens):
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError:
+                raise VocabularyError(f"{source}: token {i} is not valid Unicode (lone surrogate)") from None
+        try:
+            self._core = _core.WordPiece(
+                tokens,
+                unk_token=unk_token,
+                continuing_subword_prefix=continuing_subword_prefix,
+                max_input_chars_per_word=max_input_chars_per_word,
+                lowercase=bool(lowercase),
+                strip_accents=bool(strip_accents),
+                handle_chinese_chars=bool(handle_chinese_chars),
+                clean_text=bool(clean_text),
+                special_tokens=[] if split_special_tokens else specials,
+            )
+        except ValueError as e:
+            raise VocabularyError(f"{source}: {e}") from None
+        self.unk_token, self.cls_token, self.sep_token, self.pad_token = unk_token, cls_token, sep_token, pad_token
+        self.cls_id = self._core.token_to_id(cls_token)
+        self.sep_id = self._core.token_to_id(sep_token)
+        self.pad_id = self._core.token_to_id(pad_token)
+        self.unk_id = self._core.token_to_id(unk_token)
+
+    @classmethod
+    def from_file(cls, path: PathLike, *, n_threads: int = 0) -> Tokenizer:
+        """Load ``vocab.txt``, a Hugging Face ``tokenizer.json`` with a WordPiece model, or a folder holding one.
+
+        A folder's ``tokenizer.json`` is preferred (it carries the normalizer options); ``vocab.txt`` is read as
+        an uncased BERT vocabulary unless ``tokenizer_config.json`` says ``do_lower_case: false``.
+        """
+        p = Path(path)
+        if p.is_dir():
+            for name in ("tokenizer.json", "vocab.txt"):
+                if (p / name).is_file():
+                    return cls.from_file(p / name, n_threads=n_threads)
+            raise FileNotFoundError(f"no tokenizer.json or vocab.txt in {p}")
+        if not p.is_file():
+            raise FileNotFoundError(f"tokenizer file not found: {p}")
+        if p.suffix == ".json":
+            return cls._from_tokenizer_json(p, n_threads)
+        lowercase = True
+        config = p.parent / "tokenizer_config.json"
+        if config.is_file():
+            try:
+                lowercase = bool(json.loads(config.read_text(encoding="utf-8")).get("do_lower_case", True))
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+                raise VocabularyError(f"{config}: not a valid tokenizer config ({e})") from None
+        return cls(p, lowercase=lowercase, n_threads=n_threads)
+
+    @classmethod
+    def _from_tokenizer_json(cls, path: Path, n_threads: int) -> Tokenizer:
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise VocabularyError(f"{path}: invalid UTF-8 at byte {e.start}") from None
+        except json.JSONDecodeError as e:
+            raise VocabularyError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
+            raise VocabularyError(f"{path}: no 'model' object; is this a Hugging Face tokenizer.json?")
+        model = spec["model"]
+        if model.get("type") != "WordPiece":
+            raise VocabularyError(f"{path}: model type {model.get('type')!r} is not supported; need 'WordPiece'")
+        vocab = model.get("vocab")
+        if not isinstance(vocab, dict) or not vocab:
+            raise VocabularyError(f"{path}: model.vocab must be a non-empty object of token -> id")
+        size = max(vocab.values()) + 1
+        tokens = [""] * size
+        seen = [False] * size
+        for tok, idx in vocab.items():
+            if not isinstance(idx, int) or idx < 0:
+                raise VocabularyError(f"{path}: model.vocab[{tok!r}] = {idx!r} is not a valid id")
+            tokens[idx] = tok
+            seen[idx] = True
+        if not all(seen):
+            raise VocabularyError(f"{path}: model.vocab ids are not contiguous (id {seen.index(False)} is missing)")
+        norm = spec.get("normalizer") or {}
+        if norm and norm.get("type") != "BertNormalizer":
+            raise VocabularyError(f"{path}: normalizer {norm.get('type')!r} is not supported; need 'BertNormalizer'")
+        pre = spec.get("pre_tokenizer") or {}
+        if pre and pre.get("type") != "BertPreTokenizer":
+            raise VocabularyError(f"{path}: pre_tokenizer {pre.get('type')!r} is not supported; need 'BertPreTokenizer'")
+        cls_token, sep_token = "[CLS]", "[SEP]"
+        post = spec.get("post_processor") or {}
+        if post.get("type") == "BertProcessing":
+            cls_token, sep_token = post["cls"][0], post["sep"][0]
+        elif post.get("type") == "TemplateProcessing":
+            single = [s["SpecialToken"]["id"] for s in post.get("single", []) if "SpecialToken" in s]
+            if len(single) == 2:
+                cls_token, sep_token = single
+        pad_token = ((spec.get("padding") or {}).get("pad_token")) or "[PAD]"
+        for added in spec.get("added_tokens") or []:
+            if not added.get("special", False) or added.get("content") not in vocab:
+                raise VocabularyError(
+                    f"{path}: added token {added.get('content')!r} is not a special token of the vocabulary; "
+                    "only special added tokens are supported"
+                )
+        lowercase = bool(norm.get("lowercase", True)) if norm else False
+        strip = norm.get("strip_accents") if norm else False
+        return cls(
+            tokens,
+            lowercase=lowercase,
+            strip_accents=strip,
+            handle_chinese_chars=bool(norm.get("handle_chinese_chars", True)) if norm else False,
+            clean_text=bool(norm.get("clean_text", True)) if norm else False,
+            max_input_chars_per_word=int(model.get("max_input_chars_per_word", 100)),
+            unk_token=model.get("unk_token", "[UNK]"),
+            cls_token=cls_token,
+            sep_token=sep_token,
+            pad_token=pad_token,
+            continuing_subword_prefix=model.get("continuing_subword_prefix", "##"),
+            n_threads=n_threads,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return self._core.vocab_size
+
+    def token_to_id(self, token: str) -> int | None:
+        """Id of a token, or None when it is not in the vocabulary."""
+        i = self._core.token_to_id(token)
+        return None if i < 0 else i
+
+    def id_to_token(self, id: int) -> str:
+        return self._core.id_to_token(id)
+
+    @overload
+    def encode(self, text: str, *, add_special_tokens: bool = ..., return_offsets: Literal[False] = ...) -> IntArray: ...
+    @overload
+    def encode(
+        self, text: str, *, add_special_tokens: bool = ..., return_offsets: Literal[True]
+    ) -> tuple[IntArray, IntArray]: ...
+
+    def encode(
+        self, text: str, *, add_special_tokens: bool = True, return_offsets: bool = False
+    ) -> IntArray | tuple[IntArray, IntArray]:
+        """Token ids of one text: int64 [n]; with ``return_offsets``, also int64 [n, 2] (start, end) str indices."""
+        if add_special_tokens:
+            ids, offsets = self._core.encode(text, self.cls_id, self.sep_id)
+        else:
+            ids, offsets = self._core.encode(text, -1, -1)
+        return (ids, offsets) if return_offsets else ids
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        max_length: int | None = None,
+        truncation: bool = True,
+        padding: bool | Literal["longest", "max_length"] = True,
+        add_special_tokens: bool = True,
+        n_threads: int | None = None,
+    ) -> BatchEncoding:
+        """Encode many texts in parallel into padded int64 arrays (see BatchEncoding).
+
+        ``max_length`` counts special tokens; with ``truncation`` longer rows keep their first tokens.
+        ``padding``: True or "longest" pads to the longest row, "max_length" to ``max_length``, False returns
+        one unpadded array per row.
+        """
+        items = _check_texts(texts, "texts")
+        limit = self._check_max_length(max_length, 2 if add_special_tokens else 1)
+        min_width = self._min_width(padding, limit)
+        arrays = self._core.encode_batch(
+            items,
+            max_length=limit,
+            truncation=bool(truncation),
+            min_width=min_width,
+            add_special_tokens=bool(add_special_tokens),
+            cls_id=self.cls_id,
+            sep_id=self.sep_id,
+            pad_id=self.pad_id,
+            flat=padding is False,
+            n_threads=_check_threads(n_threads, self.n_threads),
+        )
+        return self._result(arrays, padding)
+
+    def encode_pairs(
+        self,
+        queries: str | Sequence[str],
+        passages: Sequence[str],
+        *,
+        max_length: int | None = None,
+        padding: bool | Literal["longest", "max_length"] = True,
+        n_threads: int | None = None,
+    ) -> BatchEncoding:
+        """Cross-encoder inputs ``[CLS] query [SEP] passage [SEP]`` (token types 0 then 1).
+
+        ``queries`` is one str for all passages or one per passage. Only the passage is truncated to fit
+        ``max_length``; a query that alone leaves no room for a passage token is cut to ``max_length - 4``.
+        """
+        q = [queries] if isinstance(queries, str) else _check_texts(queries, "queries")
+        p = _check_texts(passages, "passages")
+        if len(q) != 1 and len(q) != len(p):
+            raise ValueError(f"queries and passages differ in length: {len(q)} and {len(p)}")
+        limit = self._check_max_length(max_length, 4)
+        arrays = self._core.encode_pairs(
+            q,
+            p,
+            max_length=limit,
+            min_width=self._min_width(padding, limit),
+            cls_id=self.cls_id,
+            sep_id=self.sep_id,
+            pad_id=self.pad_id,
+            flat=padding is False,
+            n_threads=_check_threads(n_threads, self.n_threads),
+        )
+        return self._result(arrays, padding)
+
+    @overload
+    def count_tokens(self, texts: str, *, n_threads: int | None = ...) -> int: ...
+    @overload
+    def count_tokens(self, texts: Sequence[str], *, n_threads: int | None = ...) -> IntArray: ...
+
+    def count_tokens(self, texts: str | Sequence[str], *, n_threads: int | None = None) -> int | IntArray:
+        """Tokens of each text without special tokens: int for a str, int64 [n] for a sequence."""
+        threads = _check_threads(n_threads, self.n_threads)
+        if isinstance(texts, str):
+            return int(self._core.count([texts], 1)[0])
+        return self._core.count(_check_texts(texts, "texts"), threads)
+
+    @staticmethod
+    def _check_max_length(max_length: int | None, minimum: int) -> int:
+        if max_length is None:
+            return 0
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < minimum:
+            raise ValueError(f"max_length must be an int >= {minimum} (room for the special tokens), got {max_length!r}")
+        return max_length
+
+    @staticmethod
+    def _min_width(padding: object, limit: int) -> int:
+        if padding == "max_length":
+            if limit == 0:
+                raise ValueError("padding='max_length' needs max_length")
+            return limit
+        if padding in (True, False, "longest"):
+            return 0
+        raise ValueError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r}")
+
+    @staticmethod
+    def _result(arrays: tuple[IntArray, ...], padding: object) -> BatchEncoding:
+        if padding is False:
+            ids, mask, types, offsets, lengths, row_splits = arrays
+            cuts = row_splits[1:-1]
+            return BatchEncoding(
+                np.split(ids, cuts), np.split(mask, cuts), np.split(types, cuts), np.split(offsets, cuts), lengths
+            )
+        ids, mask, types, offsets, lengths = arrays
+        return BatchEncoding(ids, mask, types, offsets, lengths)
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in self._options.items())
+        return f"Tokenizer(vocab_size={self.vocab_size}, {opts})"

@@ -1,0 +1,41 @@
+"""Fixtures of the tokenizer and chunker tests; the shared data and model fixtures live in the root conftest.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# The helper modules beside this file (unicode_stress, tok_helpers) are imported by name from the test modules;
+# put this folder on sys.path so that works under every pytest import mode, importlib included.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import unicode_stress  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def stress_texts() -> list[str]:
+    """The Unicode stress set (no lone surrogates): parity with the reference is checked on all of it."""
+    return unicode_stress.stress_texts()
+
+
+@pytest.fixture(scope="session")
+def surrogate_texts() -> list[str]:
+    """Strings with lone surrogates, for rapidrag-only tests."""
+    return unicode_stress.surrogate_texts()
+
+
+@pytest.fixture(scope="session")
+def vocab_path(minilm_dir: Path) -> Path:
+    return minilm_dir / "vocab.txt"
+
+
+@pytest.fixture(scope="session")
+def rr_tokenizer(vocab_path: Path):  # type: ignore[no-untyped-def]
+    """rapidrag's tokenizer on the embedder's vocab.txt, default (uncased BERT) options."""
+    import rapidrag
+
+    return rapidrag.Tokenizer.from_file(str(vocab_path))
