@@ -132,34 +132,61 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
 
   std::deque<size_t> window;  // candidate cuts, levels decreasing from front to back
   size_t next_candidate = 1;
-  size_t s = 0;
-  size_t a = first;
+  size_t s = 0;       // first token of the chunk
+  size_t a = first;   // first character of the chunk
+  auto push = [&](size_t begin, size_t end, size_t count) {
+    out.push_back({static_cast<uint32_t>(begin), static_cast<uint32_t>(end), static_cast<uint32_t>(count)});
+  };
   while (true) {
-    if (n - s <= max_tokens_) {
-      size_t count = n - s;
-      if (s > 0 && level[s] <= kInWord) count = recount(a, last);
-      out.push_back({static_cast<uint32_t>(a), static_cast<uint32_t>(last), static_cast<uint32_t>(count)});
-      break;
+    size_t c = n;  // cut before token c
+    if (n - s > max_tokens_) {
+      const size_t lo = s + overlap_ + 1, hi = s + max_tokens_;
+      for (; next_candidate <= hi; ++next_candidate) {
+        if (level[next_candidate] == kShared) continue;  // never cut between the tokens of one character
+        while (!window.empty() && level[window.back()] <= level[next_candidate]) window.pop_back();
+        window.push_back(next_candidate);
+      }
+      while (!window.empty() && window.front() < lo) window.pop_front();
+      if (!window.empty()) {
+        c = window.front();
+      } else {
+        // One character gives more tokens than the window holds: the chunk ends after it, over the limit.
+        c = hi + 1;
+        while (c < n && level[c] == kShared) ++c;
+      }
     }
-    const size_t lo = s + overlap_ + 1, hi = s + max_tokens_;
-    for (; next_candidate <= hi; ++next_candidate) {
-      while (!window.empty() && level[window.back()] <= level[next_candidate]) window.pop_back();
-      window.push_back(next_candidate);
-    }
-    while (window.front() < lo) window.pop_front();
-    size_t c = window.front();
     size_t b = chunk_end(c);
     size_t count = c - s;
-    if (level[c] <= kInWord || (s > 0 && level[s] <= kInWord)) {
+    // Cuts at word boundaries keep the document's tokens; a cut inside a word may change them: count again.
+    const bool exact_start = s == 0 || (a == starts[s] && level[s] > kInWord);
+    const bool exact_end = c == n || level[c] > kInWord;
+    if (!exact_start || !exact_end || count > max_tokens_) {
       count = recount(a, b);
       while (count > max_tokens_ && c > s + 1) {
-        --c;
+        size_t prev = c - 1;
+        while (prev > s && level[prev] == kShared) --prev;
+        if (prev == s) break;
+        c = prev;
         b = chunk_end(c);
         count = recount(a, b);
       }
+      if (count > max_tokens_) {
+        // A single word piece that tokenizes to more than max_tokens on its own: cut it by characters
+        // and let the next chunk take the rest of it.
+        size_t cut = b;
+        while (count > max_tokens_ && cut > a + 1) count = recount(a, --cut);
+        if (cut < b && count > 0) {
+          push(a, cut, count);
+          a = cut;
+          continue;
+        }
+        count = recount(a, b);
+      }
     }
-    out.push_back({static_cast<uint32_t>(a), static_cast<uint32_t>(b), static_cast<uint32_t>(count)});
-    const size_t next = c > s + overlap_ ? c - overlap_ : s + 1;
+    push(a, b, count);
+    if (c >= n) break;
+    size_t next = c > s + overlap_ ? c - overlap_ : s + 1;
+    while (next < c && level[next] == kShared) ++next;
     s = next;
     a = starts[s];
   }

@@ -1,0 +1,97 @@
+"""Settings and helpers shared by the benchmark suites (imported by conftest.py and the bench_*.py files).
+
+Sizes. By default the benchmarks run on small prefixes of the corpora, so that the CI smoke run
+(``pytest benchmarks --benchmark-disable``, every benchmark executed once) takes a couple of minutes on two
+cores. ``RAPIDRAG_BENCH_FULL=1`` selects the sizes for a real measurement; each size can also be set alone:
+
+====================================  ==============  ==================================================
+setting (environment variable)        default         with RAPIDRAG_BENCH_FULL=1
+====================================  ==============  ==================================================
+RAPIDRAG_BENCH_SCIFACT_DOCS           300             0 = all 5,183 documents
+RAPIDRAG_BENCH_GCIDE_DOCS             2,000           0 = all 125,984 passages (tokenizer benchmarks)
+RAPIDRAG_BENCH_CHUNK_GCIDE_DOCS       1,000           20,000 (chunker benchmarks: the pure-Python peers run
+                                                      at about 0.3-1.5 MB/s on this machine, so the full
+                                                      30 MB would take up to 100 s per round and peer)
+RAPIDRAG_BENCH_PEAK_GCIDE_DOCS        1,000           0 = all 125,984 passages (peak-memory subprocesses)
+RAPIDRAG_BENCH_BIG_MB                 2               100 (the single-string tokenize benchmark)
+RAPIDRAG_BENCH_ROUNDS                 5               3 (timed rounds per benchmark, after one warm-up)
+====================================  ==============  ==================================================
+
+A subset is always the first N documents in file order (deterministic); 0 means all. Every benchmark records in
+``benchmark.extra_info`` the bytes (UTF-8) it processed and, when timed, MB/s on the median and on the fastest
+round; conftest.py prints them in a table at the end of the session, and they are part of ``--benchmark-json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+FULL = os.environ.get("RAPIDRAG_BENCH_FULL") == "1"
+SCIFACT_DOCS = env_int("RAPIDRAG_BENCH_SCIFACT_DOCS", 0 if FULL else 300)
+GCIDE_DOCS = env_int("RAPIDRAG_BENCH_GCIDE_DOCS", 0 if FULL else 2_000)
+CHUNK_GCIDE_DOCS = env_int("RAPIDRAG_BENCH_CHUNK_GCIDE_DOCS", 20_000 if FULL else 1_000)
+PEAK_GCIDE_DOCS = env_int("RAPIDRAG_BENCH_PEAK_GCIDE_DOCS", 0 if FULL else 1_000)
+BIG_MB = float(os.environ.get("RAPIDRAG_BENCH_BIG_MB", "").strip() or (100 if FULL else 2))
+ROUNDS = env_int("RAPIDRAG_BENCH_ROUNDS", 3 if FULL else 5)
+WARMUP_ROUNDS = 1
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A deterministic prefix of a corpus: ``texts`` and their total UTF-8 size."""
+
+    name: str
+    texts: list[str]
+    nbytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nbytes", sum(len(t.encode("utf-8", "surrogatepass")) for t in self.texts))
+
+
+def prefix(name: str, texts: list[str], n: int) -> Corpus:
+    """The first ``n`` texts (all when ``n`` <= 0)."""
+    return Corpus(name, texts if n <= 0 else texts[:n])
+
+
+def run_timed(benchmark: Any, fn: Any, *, setup: Any = None, rounds: int | None = None, warmup: bool = True) -> Any:
+    """Time ``fn()`` with pytest-benchmark (one warm-up round, then ROUNDS rounds); return its last result.
+
+    ``setup()`` runs untimed before every round (e.g. to clear a peer's cache). Under ``--benchmark-disable`` this
+    calls ``setup()`` and ``fn()`` once, as pytest-benchmark does.
+    """
+    return benchmark.pedantic(
+        fn,
+        setup=setup,
+        rounds=rounds or ROUNDS,
+        warmup_rounds=WARMUP_ROUNDS if warmup else 0,
+        iterations=1,
+    )
+
+
+REPORT: list[dict[str, Any]] = []
+
+
+def record(benchmark: Any, library: str, nbytes: int, *, tokens: int | None = None, **extra: Any) -> None:
+    """Write bytes, MB/s (median and best round) and ``extra`` to extra_info and to the end-of-session table."""
+    info = benchmark.extra_info
+    info["library"] = library
+    info["bytes"] = nbytes
+    info["cpu_count"] = os.cpu_count()
+    if tokens is not None:
+        info["tokens"] = tokens
+    info.update({k: v for k, v in extra.items() if v is not None})
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    if stats is not None and stats.median > 0:
+        info["MB/s (median)"] = round(nbytes / 1e6 / stats.median, 3)
+        info["MB/s (best)"] = round(nbytes / 1e6 / stats.min, 3)
+        if tokens is not None:
+            info["Mtokens/s (median)"] = round(tokens / 1e6 / stats.median, 3)
+    REPORT.append({"group": benchmark.group or "", "name": benchmark.name, **info})

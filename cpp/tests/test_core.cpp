@@ -1,0 +1,209 @@
+// Core test program, no Python: checks the tokenizer and chunker on a small built-in vocabulary, and on
+// random text for the chunker's invariants. Built with -DRAPIDRAG_BUILD_TESTS=ON, and run under
+// AddressSanitizer and UndefinedBehaviorSanitizer in CI (-DRAPIDRAG_SANITIZE=ON).
+// Optional argument: a vocab.txt, to run the random-text checks on a real vocabulary too.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "rapidrag/batch.hpp"
+#include "rapidrag/chunker.hpp"
+#include "rapidrag/unicode.hpp"
+#include "rapidrag/wordpiece.hpp"
+
+using namespace rapidrag;
+
+namespace {
+
+int failures = 0;
+
+#define CHECK(cond)                                                      \
+  do {                                                                   \
+    if (!(cond) && ++failures <= 20) {                                   \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                    \
+  } while (0)
+
+std::u32string u32(const std::string& s) {
+  std::u32string out(s.size(), U'\0');
+  size_t n = 0;
+  unicode::decode_utf8(s.data(), s.size(), out.data(), &n);
+  out.resize(n);
+  return out;
+}
+
+TextRef view(const std::u32string& s) { return TextRef::ucs4(s.data(), s.size()); }
+
+std::vector<std::string> small_vocab() {
+  return {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", ",", "!", ".", "un", "##aff", "##able",
+          "cafe", "東", "京", "a", "##a", "b", "##b", "\xe1\x84\x92"};
+}
+
+std::shared_ptr<WordPiece> make(std::vector<std::string> vocab) {
+  WordPieceOptions o;
+  o.special_tokens = {"[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"};
+  return std::make_shared<WordPiece>(vocab, o);
+}
+
+std::vector<int32_t> ids(const WordPiece& wp, const std::string& text) {
+  Encoding e;
+  const std::u32string t = u32(text);
+  wp.encode(view(t), e);
+  CHECK(e.size() == wp.count(view(t)));
+  return e.ids;
+}
+
+void test_tokenizer() {
+  auto wp = make(small_vocab());
+  CHECK((ids(*wp, "Hello, WORLD!") == std::vector<int32_t>{5, 7, 6, 8}));
+  CHECK((ids(*wp, "unaffable") == std::vector<int32_t>{10, 11, 12}));
+  CHECK((ids(*wp, "Caf\xc3\xa9") == std::vector<int32_t>{13}));          // precomposed accent stripped
+  CHECK((ids(*wp, "cafe\xcc\x81") == std::vector<int32_t>{13}));         // combining accent dropped
+  CHECK((ids(*wp, "\xe6\x9d\xb1\xe4\xba\xac") == std::vector<int32_t>{14, 15}));  // CJK split
+  CHECK((ids(*wp, "xyz") == std::vector<int32_t>{1}));                    // unknown word
+  CHECK((ids(*wp, "hello[SEP]world") == std::vector<int32_t>{5, 3, 6}));  // special token matched raw
+  CHECK((ids(*wp, "a\xe2\x80\x8b" "b") == std::vector<int32_t>{16, 19}));  // zero-width space dropped
+  CHECK(ids(*wp, "").empty());
+  CHECK(ids(*wp, " \t\r\n").empty());
+  std::string long_word(101, 'a');
+  CHECK((ids(*wp, long_word) == std::vector<int32_t>{1}));
+  CHECK(ids(*wp, std::string(100, 'a')).size() == 100);
+  // Invalid UTF-8 decodes to U+FFFD, which cleaning drops.
+  CHECK((ids(*wp, std::string("a\xff\xfe" "b")) == std::vector<int32_t>{16, 19}));
+
+  // Offsets index code points of the original text.
+  Encoding e;
+  const std::u32string t = u32("Caf\xc3\xa9 unaffable");
+  wp->encode(view(t), e);
+  CHECK(e.size() == 4);
+  CHECK(e.starts[0] == 0 && e.ends[0] == 4);
+  CHECK(e.starts[1] == 5 && e.ends[1] == 7);
+
+  bool threw = false;
+  try {
+    WordPiece bad({"a", "b"}, WordPieceOptions{});
+  } catch (const InvalidArgument&) {
+    threw = true;
+  }
+  CHECK(threw);
+
+  // Batches: padding, truncation, pairs.
+  std::vector<std::u32string> texts = {u32("hello world"), u32("unaffable hello , world !"), u32("")};
+  std::vector<TextRef> refs;
+  for (auto& s : texts) refs.push_back(view(s));
+  auto encs = encode_all(*wp, refs, 2);
+  std::vector<RowPlan> plans;
+  size_t width = 0;
+  for (auto& x : encs) {
+    plans.push_back(plan_single(x.size(), 5, true, true));
+    width = std::max(width, row_width(plans.back(), false, true));
+  }
+  CHECK(width == 5);
+  std::vector<int64_t> a(3 * width), b(3 * width), c(3 * width), d(3 * width * 2), len(3);
+  fill_rows(encs, nullptr, false, plans, {2, 3, 0}, true, {a.data(), b.data(), c.data(), d.data(), len.data(), width}, 2);
+  CHECK(a[0] == 2 && a[1] == 5 && a[2] == 6 && a[3] == 3 && a[4] == 0);
+  CHECK(len[0] == 4 && len[1] == 5 && len[2] == 2);
+  CHECK(a[5 + 4] == 3);  // truncated row still ends with [SEP]
+  const RowPlan pp = plan_pair(10, 50, 32);
+  CHECK(pp.first == 10 && pp.second == 19);
+  const RowPlan pq = plan_pair(40, 50, 32);
+  CHECK(pq.first == 28 && pq.second == 1);
+}
+
+std::u32string random_text(std::mt19937& rng, size_t n) {
+  static const char32_t alphabet[] = {char32_t{0xD800}, U'a', U'b', U'a', U'b', U' ', U' ', U'\n', U'.', U',', U'!', U'\t', U'\u00e9',
+                                      U'\u0301', U'\u200b', U'\u6771', U'\uac00', U'\U0001F600', U'\u3002', U'\r',
+                                      U'\u00a0', U'\u0000', U'[', U'S', U'E', U'P', U']'};
+  std::uniform_int_distribution<size_t> pick(0, sizeof(alphabet) / sizeof(alphabet[0]) - 1);
+  std::u32string s;
+  for (size_t i = 0; i < n; ++i) s.push_back(alphabet[pick(rng)]);
+  return s;
+}
+
+void check_chunks(const WordPiece& wp, const Chunker& ch, const std::u32string& text) {
+  const auto spans = ch.split(view(text));
+  std::vector<bool> covered(text.size(), false);
+  size_t prev_start = 0;
+  for (size_t k = 0; k < spans.size(); ++k) {
+    const ChunkSpan& s = spans[k];
+    CHECK(s.start < s.end && s.end <= text.size());
+    if (k > 0) CHECK(s.start > prev_start);
+    prev_start = s.start;
+    const size_t count = wp.count(view(text).slice(s.start, s.end));
+    CHECK(count == s.n_tokens);
+    if (count > ch.max_tokens()) {
+      // Allowed only for a single character that alone gives more tokens than max_tokens.
+      Encoding e;
+      wp.encode(view(text).slice(s.start, s.end), e);
+      bool one_char = true;
+      for (size_t t = 1; t < e.size(); ++t) one_char = one_char && e.starts[t] == e.starts[0];
+      CHECK(one_char);
+      if (!one_char && failures < 3) {
+        std::fprintf(stderr, "max %zu ov %zu chunk %u-%u n %u:", ch.max_tokens(), ch.overlap(), s.start, s.end, s.n_tokens);
+        for (size_t i = s.start; i < s.end; ++i) std::fprintf(stderr, " %x", static_cast<unsigned>(text[i]));
+        std::fprintf(stderr, "\n");
+      }
+    }
+    for (size_t i = s.start; i < s.end; ++i) covered[i] = true;
+  }
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (!covered[i]) CHECK(unicode::record(text[i]).flags & unicode::kSpace);
+  }
+}
+
+void test_chunker(const std::shared_ptr<WordPiece>& wp, int rounds) {
+  std::mt19937 rng(1234);
+  for (size_t max_tokens : {1, 2, 8, 16, 64}) {
+    for (size_t overlap : {0, 1, 4}) {
+      if (overlap >= max_tokens) continue;
+      Chunker ch(wp, max_tokens, overlap);
+      for (int r = 0; r < rounds; ++r) check_chunks(*wp, ch, random_text(rng, rng() % 400));
+    }
+  }
+  Chunker ch(wp, 8, 0);
+  CHECK(ch.split(view(u32(""))).empty());
+  CHECK(ch.split(view(u32("  \n\t "))).empty());
+  const auto only_removed = ch.split(view(u32(" \xe2\x80\x8b ")));
+  CHECK(only_removed.size() == 1 && only_removed[0].n_tokens == 0);
+  // Two paragraphs that fit apart but not together are cut at the blank line.
+  const std::u32string paras = u32("hello world hello world.\n\nhello world hello world");
+  Chunker ch6(wp, 6, 0);
+  const auto spans = ch6.split(view(paras));
+  CHECK(spans.size() == 2 && spans[0].end == 24 && spans[1].start == 26);
+  bool threw = false;
+  try {
+    Chunker bad(wp, 4, 4);
+  } catch (const InvalidArgument&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
+std::vector<std::string> read_vocab(const char* path) {
+  std::ifstream f(path);
+  std::vector<std::string> v;
+  std::string line;
+  while (std::getline(f, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    v.push_back(line);
+  }
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  test_tokenizer();
+  test_chunker(make(small_vocab()), 200);
+  if (argc > 1) test_chunker(make(read_vocab(argv[1])), 50);
+  if (failures) {
+    std::fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  std::printf("test_core: all checks passed\n");
+  return 0;
+}
