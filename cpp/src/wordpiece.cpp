@@ -5,9 +5,13 @@
 #include "rapidrag/unicode.hpp"
 
 namespace rapidrag {
-namespace {
 
-constexpr uint64_t kEmpty = ~uint64_t{0};
+struct Piece {
+  int32_t id;
+  uint32_t start, end;
+};
+
+namespace {
 
 // ASCII part of the tables, read without the two-stage lookup on the hot path.
 struct AsciiTable {
@@ -43,10 +47,6 @@ struct CountSink {
   void token(int32_t, uint32_t, uint32_t, bool) { ++n; }
 };
 
-struct Piece {
-  int32_t id;
-  uint32_t start, end;
-};
 
 // Per-thread scratch space, so that encoding allocates nothing once warm.
 struct Scratch {
@@ -58,6 +58,11 @@ struct Scratch {
   std::vector<Piece> pieces;
 };
 
+// Not inlined: the compiler would otherwise recompute the thread-local address (a call into the dynamic
+// loader, in a shared library) inside the per-character loop instead of keeping the pointer.
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
 Scratch& scratch() {
   thread_local Scratch s;
   return s;
@@ -70,24 +75,23 @@ WordPiece::WordPiece(const std::vector<std::string>& vocab, WordPieceOptions opt
   if (vocab_.empty()) throw InvalidArgument("the vocabulary is empty");
   if (vocab_.size() >= static_cast<size_t>(INT32_MAX)) throw InvalidArgument("the vocabulary is too large");
   if (options_.max_input_chars_per_word == 0) throw InvalidArgument("max_input_chars_per_word must be positive");
-  node_token_ = {-1, -1};  // the two roots
-  rehash(std::max<size_t>(1024, vocab_.size() * 8));
-  const std::u32string prefix = to_u32(options_.continuing_subword_prefix);
+  const std::string& prefix = options_.continuing_subword_prefix;
+  std::vector<std::pair<std::string, int32_t>> words, suffixes;
+  words.reserve(vocab_.size());
   token_ids_.reserve(vocab_.size());
   for (size_t i = 0; i < vocab_.size(); ++i) {
     const auto id = static_cast<int32_t>(i);
-    token_ids_[vocab_[i]] = id;  // a duplicated token keeps its last id, as the reference does
-    const std::u32string key = to_u32(vocab_[i]);
-    if (key.empty()) continue;
-    insert(word_root_, key, id);
-    if (!prefix.empty() && key.size() > prefix.size() && key.compare(0, prefix.size(), prefix) == 0) {
-      insert(suffix_root_, key.substr(prefix.size()), id);
+    const std::string& token = vocab_[i];
+    token_ids_[token] = id;  // a duplicated token keeps its last id, as the reference does
+    words.emplace_back(token, id);
+    if (prefix.empty()) {
+      suffixes.emplace_back(token, id);  // without a prefix, later pieces are looked up among all tokens
+    } else if (token.size() > prefix.size() && token.compare(0, prefix.size(), prefix) == 0) {
+      suffixes.emplace_back(token.substr(prefix.size()), id);
     }
   }
-  if (prefix.empty()) {
-    // Without a prefix, continuation pieces are looked up among all tokens.
-    suffix_root_ = word_root_;
-  }
+  word_trie_ = DoubleArray(std::move(words));
+  suffix_trie_ = DoubleArray(std::move(suffixes));
   unk_id_ = token_to_id(options_.unk_token);
   if (unk_id_ < 0) throw InvalidArgument("the unknown token '" + options_.unk_token + "' is not in the vocabulary");
   for (const auto& s : options_.special_tokens) {
@@ -119,78 +123,25 @@ const std::string& WordPiece::id_to_token(int32_t id) const {
   return vocab_[static_cast<size_t>(id)];
 }
 
-void WordPiece::rehash(size_t capacity) {
-  size_t size = 1;
-  while (size < capacity) size <<= 1;
-  std::vector<uint64_t> old_keys = std::move(keys_);
-  std::vector<uint32_t> old_values = std::move(values_);
-  keys_.assign(size, kEmpty);
-  values_.assign(size, 0);
-  mask_ = size - 1;
-  used_ = 0;
-  for (size_t i = 0; i < old_keys.size(); ++i) {
-    if (old_keys[i] == kEmpty) continue;
-    size_t h = (old_keys[i] * 0x9E3779B97F4A7C15ull >> 32) & mask_;
-    while (keys_[h] != kEmpty) h = (h + 1) & mask_;
-    keys_[h] = old_keys[i];
-    values_[h] = old_values[i];
-    ++used_;
-  }
-}
-
-uint32_t WordPiece::child(uint32_t node, char32_t cp) const {
-  if (node <= 1 && cp < 128) return ascii_children_[node][cp];
-  const uint64_t key = (static_cast<uint64_t>(node) << 32) | cp;
-  size_t h = (key * 0x9E3779B97F4A7C15ull >> 32) & mask_;
-  while (true) {
-    const uint64_t k = keys_[h];
-    if (k == key) return values_[h];
-    if (k == kEmpty) return 0;
-    h = (h + 1) & mask_;
-  }
-}
-
-uint32_t WordPiece::add_child(uint32_t node, char32_t cp) {
-  if (uint32_t existing = child(node, cp)) return existing;
-  const auto id = static_cast<uint32_t>(node_token_.size());
-  node_token_.push_back(-1);
-  if (node <= 1 && cp < 128) {
-    ascii_children_[node][cp] = id;
-    return id;
-  }
-  if ((used_ + 1) * 2 > keys_.size()) rehash(keys_.size() * 2);
-  const uint64_t key = (static_cast<uint64_t>(node) << 32) | cp;
-  size_t h = (key * 0x9E3779B97F4A7C15ull >> 32) & mask_;
-  while (keys_[h] != kEmpty) h = (h + 1) & mask_;
-  keys_[h] = key;
-  values_[h] = id;
-  ++used_;
-  return id;
-}
-
-void WordPiece::insert(uint32_t root, const std::u32string& key, int32_t id) {
-  uint32_t node = root;
-  for (char32_t c : key) node = add_child(node, c);
-  node_token_[node] = id;
-}
-
 template <class Sink>
-void WordPiece::emit_word(const char32_t* chars, const uint32_t* src, size_t n, Sink& sink) const {
+void WordPiece::emit_word(const char32_t* chars, const uint32_t* src, size_t n, Sink& sink,
+                          std::vector<Piece>& pieces) const {
   if (n > options_.max_input_chars_per_word) {
     sink.token(unk_id_, src[0], src[n - 1] + 1, true);
     return;
   }
-  auto& pieces = scratch().pieces;
   pieces.clear();
   size_t start = 0;
   while (start < n) {
-    uint32_t node = start == 0 ? word_root_ : suffix_root_;
+    // Greedy longest match: walk the trie as far as the word allows, remembering the last token passed.
+    const DoubleArray& trie = start == 0 ? word_trie_ : suffix_trie_;
+    int32_t node = DoubleArray::root();
     int32_t best = -1;
     size_t best_end = start;
     for (size_t j = start; j < n; ++j) {
-      node = child(node, chars[j]);
-      if (node == 0) break;
-      const int32_t id = node_token_[node];
+      node = step_code_point(trie, node, chars[j]);
+      if (node == DoubleArray::kNone) break;
+      const int32_t id = trie.value(node);
       if (id >= 0) {
         best = id;
         best_end = j + 1;
@@ -213,6 +164,7 @@ void WordPiece::emit_word(const char32_t* chars, const uint32_t* src, size_t n, 
 template <class Sink, class CharT>
 void WordPiece::run(const CharT* text, size_t n, Sink& sink) const {
   Scratch& s = scratch();
+  auto& pieces = s.pieces;
   auto& word = s.word;
   auto& word_src = s.word_src;
   auto& marks = s.marks;
@@ -232,7 +184,7 @@ void WordPiece::run(const CharT* text, size_t n, Sink& sink) const {
   auto end_word = [&] {
     if (!word.empty()) {
       // The scratch pieces buffer is separate from the word buffers, so passing them is safe.
-      emit_word(word.data(), word_src.data(), word.size(), sink);
+      emit_word(word.data(), word_src.data(), word.size(), sink, pieces);
       word.clear();
       word_src.clear();
     }
@@ -244,7 +196,7 @@ void WordPiece::run(const CharT* text, size_t n, Sink& sink) const {
       end_word();
     } else if (f & unicode::kPunct) {
       end_word();
-      emit_word(&c, &src, 1, sink);
+      emit_word(&c, &src, 1, sink, pieces);
     } else {
       word.push_back(c);
       word_src.push_back(src);

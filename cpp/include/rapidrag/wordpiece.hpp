@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "rapidrag/double_array.hpp"
 #include "rapidrag/text.hpp"
 
 namespace rapidrag {
@@ -48,6 +49,8 @@ struct Encoding {
   }
 };
 
+struct Piece;  // a matched word piece, internal to the implementation
+
 class WordPiece {
  public:
   // vocab[i] is the UTF-8 text of token id i.
@@ -68,26 +71,14 @@ class WordPiece {
   template <class Sink, class CharT>
   void run(const CharT* text, size_t n, Sink& sink) const;
   template <class Sink>
-  void emit_word(const char32_t* chars, const uint32_t* src, size_t n, Sink& sink) const;
-
-  // Trie over code points: (node << 32 | code point) -> child, open addressing.
-  uint32_t child(uint32_t node, char32_t cp) const;
-  uint32_t add_child(uint32_t node, char32_t cp);
-  void insert(uint32_t root, const std::u32string& key, int32_t id);
-  void rehash(size_t capacity);
+  void emit_word(const char32_t* chars, const uint32_t* src, size_t n, Sink& sink, std::vector<Piece>& pieces) const;
 
   WordPieceOptions options_;
   std::vector<std::string> vocab_;
   std::unordered_map<std::string, int32_t> token_ids_;
   int32_t unk_id_ = -1;
-  uint32_t word_root_ = 0;
-  uint32_t suffix_root_ = 1;
-  std::vector<int32_t> node_token_;  // token id ending at a node, or -1
-  std::vector<uint64_t> keys_;
-  std::vector<uint32_t> values_;
-  size_t used_ = 0;
-  uint64_t mask_ = 0;
-  uint32_t ascii_children_[2][128] = {};  // children of the two roots for ASCII, 0 = none
+  DoubleArray word_trie_;    // every token, for the first piece of a word
+  DoubleArray suffix_trie_;  // tokens with the continuation prefix, prefix removed, for the later pieces
 
   std::vector<std::u32string> specials_;
   std::vector<int32_t> special_ids_;

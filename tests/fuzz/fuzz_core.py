@@ -1,0 +1,110 @@
+"""Coverage-guided fuzzing (atheris) of Tokenizer.encode, encode_batch and Chunker.split.
+
+Each input picks tokenizer options, a chunk size and an overlap, and a text of arbitrary code points (lone
+surrogates included); the checks are the documented invariants, not only "no crash":
+ids inside the vocabulary, offsets inside the text and non-decreasing, batch rows equal to single encodes,
+count_tokens equal to the encoded length, and for chunks: text == original[start:end], starts strictly
+increasing, every non-whitespace character covered, n_tokens equal to the tokenizer's count of the chunk and
+at most max_tokens (unless one character alone gives more tokens).
+
+Run: python tests/fuzz/fuzz_core.py [VOCAB] -max_total_time=60
+(VOCAB defaults to the shared embedder's vocab.txt, or to a small built-in vocabulary.)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import atheris
+
+with atheris.instrument_imports():
+    import numpy as np
+
+    import rapidrag
+
+SMALL_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "##a", "b", "##b", "ab", "##ab", ".", ",", "!",
+               "the", "##s", "e", "##e", "東", "\u1100", "##\u1161", "x"]
+
+
+def _vocab() -> list[str] | Path:
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    if args:
+        return Path(args[0])
+    shared = Path(os.environ.get("RAPIDRAG_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
+    path = shared / "models" / "all-MiniLM-L6-v2" / "vocab.txt"
+    return path if path.is_file() else SMALL_VOCAB
+
+
+VOCAB = _vocab()
+TOKENIZERS = {
+    (lower, strip, clean, chinese): rapidrag.Tokenizer(
+        VOCAB, lowercase=lower, strip_accents=strip, clean_text=clean, handle_chinese_chars=chinese
+    )
+    for lower in (True, False)
+    for strip in (True, False)
+    for clean in (True, False)
+    for chinese in (True, False)
+}
+
+
+def check_encode(tok: rapidrag.Tokenizer, text: str) -> None:
+    ids, offsets = tok.encode(text, add_special_tokens=False, return_offsets=True)
+    if ids.dtype != np.int64 or offsets.shape != (len(ids), 2):
+        raise AssertionError("encode returned the wrong dtype or shape")
+    if len(ids) and (ids.min() < 0 or ids.max() >= tok.vocab_size):
+        raise AssertionError(f"id outside the vocabulary for {text!r}")
+    if len(ids):
+        if offsets.min() < 0 or offsets.max() > len(text) or np.any(offsets[:, 0] >= offsets[:, 1]):
+            raise AssertionError(f"offsets outside the text or empty for {text!r}: {offsets.tolist()}")
+        if np.any(np.diff(offsets[:, 0]) < 0):
+            raise AssertionError(f"offsets go backwards for {text!r}")
+    if tok.count_tokens(text) != len(ids):
+        raise AssertionError(f"count_tokens differs from encode for {text!r}")
+    batch = tok.encode_batch([text, "", text], padding=False, n_threads=2)
+    for row in (0, 2):
+        if not np.array_equal(batch.input_ids[row][1:-1], ids) or not np.array_equal(batch.offsets[row][1:-1], offsets):
+            raise AssertionError(f"encode_batch row differs from encode for {text!r}")
+
+
+def check_chunks(chunker: rapidrag.Chunker, text: str) -> None:
+    tok = chunker.tokenizer
+    chunks = chunker.split(text)
+    covered = bytearray(len(text))
+    previous = -1
+    for ch in chunks:
+        if ch.text != text[ch.start : ch.end] or not ch.start < ch.end or ch.start <= previous:
+            raise AssertionError(f"bad chunk {ch} for {text!r}")
+        previous = ch.start
+        n = tok.count_tokens(ch.text)
+        if n != ch.n_tokens:
+            raise AssertionError(f"n_tokens {ch.n_tokens} != count {n} for chunk {ch.text!r} of {text!r}")
+        if n > chunker.max_tokens:
+            _, offsets = tok.encode(ch.text, add_special_tokens=False, return_offsets=True)
+            if len(set(offsets[:, 0].tolist())) != 1:
+                raise AssertionError(f"chunk over max_tokens: {ch} of {text!r}")
+        covered[ch.start : ch.end] = b"\x01" * (ch.end - ch.start)
+    for i, c in enumerate(text):
+        if not covered[i] and not c.isspace():
+            raise AssertionError(f"character {i} ({c!r}) not covered in {text!r}: {chunks}")
+
+
+def test_one_input(data: bytes) -> None:
+    fdp = atheris.FuzzedDataProvider(data)
+    key = tuple(fdp.ConsumeBool() for _ in range(4))
+    max_tokens = fdp.ConsumeIntInRange(1, 64)
+    overlap = fdp.ConsumeIntInRange(0, max_tokens - 1)
+    text = fdp.ConsumeUnicode(fdp.remaining_bytes())
+    tok = TOKENIZERS[key]  # type: ignore[index]
+    check_encode(tok, text)
+    check_chunks(rapidrag.Chunker(tok, max_tokens=max_tokens, overlap=overlap), text)
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
