@@ -62,6 +62,8 @@ def cmd_chunk(args: argparse.Namespace) -> int:
     from .chunker import Chunker
     from .tokenizer import Tokenizer
 
+    if not Path(args.src).exists():
+        raise CliError(f"no such file or folder: {args.src}")
     tok = Tokenizer.from_file(_resolve_tokenizer(args.tokenizer), n_threads=args.threads)
     chunker = Chunker(tok, max_tokens=args.max_tokens, overlap=args.overlap)
     t_load = time.perf_counter()

@@ -1,0 +1,123 @@
+"""Package-level behaviour: a light import, the command line, and the BEIR readers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rapidrag.beir import load_corpus, load_qrels, load_queries
+from rapidrag.cli import main
+from rapidrag.errors import DataFormatError, RapidragError
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, rapidrag; "
+        "heavy = [m for m in ('faiss', 'onnxruntime', 'numba', 'rapidrag._core', 'numpy') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_lazy_attributes() -> None:
+    import rapidrag
+
+    assert rapidrag.Tokenizer.__name__ == "Tokenizer"
+    assert rapidrag.Chunk.__name__ == "Chunk"
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        rapidrag.Nope  # noqa: B018
+
+
+def test_errors_are_builtin_subclasses() -> None:
+    assert issubclass(DataFormatError, ValueError)
+    assert issubclass(DataFormatError, RapidragError)
+
+
+def test_cli_chunk_folder(tmp_path: Path, minilm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("First paragraph. It has two sentences.\n\nSecond paragraph here.", encoding="utf-8")
+    (docs / "b.md").write_text("# Title\n\nSome *markdown* text.", encoding="utf-8")
+    (docs / "c.txt").write_bytes(b"\xff\xfe not utf-8")
+    out = tmp_path / "chunks.jsonl"
+    code = main(["chunk", str(docs), "--tokenizer", str(minilm_dir), "--max-tokens", "8", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "documents   2" in captured.out
+    assert "skipped" in captured.err and "c.txt" in captured.err
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    texts = {"a.txt": (docs / "a.txt").read_text(encoding="utf-8"), "b.md": (docs / "b.md").read_text(encoding="utf-8")}
+    assert rows and all(r["n_tokens"] <= 8 for r in rows)
+    for r in rows:
+        assert texts[r["doc_id"]][r["start"] : r["end"]] == r["text"]
+
+
+def test_cli_beir_corpus(tmp_path: Path, minilm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "corpus.jsonl.gz"
+    with gzip.open(corpus, "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"_id": "d1", "title": "Vitamin D", "text": "Bone loss in older adults."}) + "\n")
+    assert main(["chunk", str(corpus), "--tokenizer", str(minilm_dir / "vocab.txt")]) == 0
+    assert "documents   1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["chunk", "/no/such/corpus.jsonl"], "no such file or folder"),
+        (["chunk", "{src}", "--tokenizer", "/no/such/vocab.txt"], "tokenizer not found"),
+        (["chunk", "{empty}", "--tokenizer", "{vocab}"], "no .txt or .md files"),
+        (["chunk", "{bad}", "--tokenizer", "{vocab}"], "bad.jsonl:2: not valid JSON"),
+        (["chunk", "{src}", "--tokenizer", "{vocab}", "--overlap", "300"], "overlap must satisfy"),
+    ],
+)
+def test_cli_errors_are_one_line(
+    tmp_path: Path, minilm_dir: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    (tmp_path / "empty").mkdir()
+    src = tmp_path / "corpus.jsonl"
+    src.write_text(json.dumps({"_id": "1", "text": "hello"}) + "\n", encoding="utf-8")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"_id": "1", "text": "ok"}) + "\n{not json\n", encoding="utf-8")
+    fmt = {"src": str(src), "empty": str(tmp_path / "empty"), "bad": str(bad), "vocab": str(minilm_dir / "vocab.txt")}
+    code = main([a.format(**fmt) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_without_tokenizer_says_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("RAPIDRAG_MODELS", raising=False)
+    src = tmp_path / "corpus.jsonl"
+    src.write_text(json.dumps({"_id": "1", "text": "hello"}) + "\n", encoding="utf-8")
+    assert main(["chunk", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "--tokenizer" in err and "RAPIDRAG_MODELS" in err
+
+
+def test_beir_readers(scifact_dir: Path) -> None:
+    corpus = load_corpus(scifact_dir)
+    queries = load_queries(scifact_dir)
+    qrels = load_qrels(scifact_dir / "qrels" / "test.tsv")
+    assert len(corpus) == 5183 and len(queries) == 1109
+    assert len(qrels) == 300 and sum(len(v) for v in qrels.values()) == 339
+    ids = {d["_id"] for d in corpus}
+    assert all(doc in ids for rel in qrels.values() for doc in rel)
+
+
+def test_qrels_errors_name_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "q.tsv"
+    p.write_text("query-id\tcorpus-id\tscore\r\n1\t2\t1\r\n1\t3\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"q.tsv:3: expected 3"):
+        load_qrels(p)
+    p.write_text("1\t2\tx\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"q.tsv:1: score 'x'"):
+        load_qrels(p)
