@@ -87,17 +87,27 @@ def cmd_chunk(args: argparse.Namespace) -> int:
     print(f"source      {args.src}")
     print(f"tokenizer   {tok!r}")
     print(f"documents   {len(texts):,}  ({mb:.1f} MB of UTF-8, read in {load_s:.2f} s)")
-    print(f"tokens      {n_tokens:,}  tokenized in {tokenize_s:.3f} s: {mb / tokenize_s:.1f} MB/s, "
-          f"{n_tokens / tokenize_s / 1e6:.2f} M tokens/s")
-    print(f"chunks      {n_chunks:,}  (max_tokens {args.max_tokens}, overlap {args.overlap}; "
-          f"largest {max(chunk_tokens, default=0)}, mean {sum(chunk_tokens) / max(n_chunks, 1):.0f} tokens)")
+    print(
+        f"tokens      {n_tokens:,}  tokenized in {tokenize_s:.3f} s: {mb / tokenize_s:.1f} MB/s, "
+        f"{n_tokens / tokenize_s / 1e6:.2f} M tokens/s"
+    )
+    print(
+        f"chunks      {n_chunks:,}  (max_tokens {args.max_tokens}, overlap {args.overlap}; "
+        f"largest {max(chunk_tokens, default=0)}, mean {sum(chunk_tokens) / max(n_chunks, 1):.0f} tokens)"
+    )
     print(f"chunking    {chunk_s:.3f} s: {mb / chunk_s:.1f} MB/s  (threads: {args.threads or os.cpu_count()})")
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
-            for doc_id, cs in zip(ids, chunks):
+            for doc_id, cs in zip(ids, chunks, strict=True):
                 for k, c in enumerate(cs):
-                    row = {"doc_id": doc_id, "chunk": k, "start": c.start, "end": c.end, "n_tokens": c.n_tokens,
-                           "text": c.text}
+                    row = {
+                        "doc_id": doc_id,
+                        "chunk": k,
+                        "start": c.start,
+                        "end": c.end,
+                        "n_tokens": c.n_tokens,
+                        "text": c.text,
+                    }
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
         print(f"wrote       {args.out}")
     return 0
@@ -108,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("chunk", help="tokenize and chunk a corpus and report throughput")
     p.add_argument("src", help="a BEIR corpus.jsonl[.gz] or a folder of .txt/.md files")
-    p.add_argument("--tokenizer", help=f"vocab.txt, tokenizer.json or model folder (default: "
-                   f"$RAPIDRAG_MODELS/{DEFAULT_TOKENIZER})")
+    p.add_argument(
+        "--tokenizer", help=f"vocab.txt, tokenizer.json or model folder (default: $RAPIDRAG_MODELS/{DEFAULT_TOKENIZER})"
+    )
     p.add_argument("--max-tokens", type=int, default=256, help="chunk size in tokens (default 256)")
     p.add_argument("--overlap", type=int, default=0, help="tokens shared by consecutive chunks (default 0)")
     p.add_argument("--threads", type=int, default=0, help="threads, 0 = one per core (default)")

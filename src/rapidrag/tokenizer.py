@@ -252,7 +252,9 @@ class Tokenizer:
             raise VocabularyError(f"{path}: normalizer {norm.get('type')!r} is not supported; need 'BertNormalizer'")
         pre = spec.get("pre_tokenizer") or {}
         if pre and pre.get("type") != "BertPreTokenizer":
-            raise VocabularyError(f"{path}: pre_tokenizer {pre.get('type')!r} is not supported; need 'BertPreTokenizer'")
+            raise VocabularyError(
+                f"{path}: pre_tokenizer {pre.get('type')!r} is not supported; need 'BertPreTokenizer'"
+            )
         cls_token, sep_token = "[CLS]", "[SEP]"
         post = spec.get("post_processor") or {}
         if post.get("type") == "BertProcessing":
@@ -298,7 +300,9 @@ class Tokenizer:
         return self._core.id_to_token(id)
 
     @overload
-    def encode(self, text: str, *, add_special_tokens: bool = ..., return_offsets: Literal[False] = ...) -> IntArray: ...
+    def encode(
+        self, text: str, *, add_special_tokens: bool = ..., return_offsets: Literal[False] = ...
+    ) -> IntArray: ...
     @overload
     def encode(
         self, text: str, *, add_special_tokens: bool = ..., return_offsets: Literal[True]
@@ -380,7 +384,7 @@ class Tokenizer:
         return self._result(arrays, padding)
 
     @overload
-    def count_tokens(self, texts: str, *, n_threads: int | None = ...) -> int: ...
+    def count_tokens(self, texts: str, *, n_threads: int | None = ...) -> int: ...  # type: ignore[overload-overlap]
     @overload
     def count_tokens(self, texts: Sequence[str], *, n_threads: int | None = ...) -> IntArray: ...
 
@@ -396,7 +400,9 @@ class Tokenizer:
         if max_length is None:
             return 0
         if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < minimum:
-            raise ValueError(f"max_length must be an int >= {minimum} (room for the special tokens), got {max_length!r}")
+            raise ValueError(
+                f"max_length must be an int >= {minimum} (room for the special tokens), got {max_length!r}"
+            )
         return max_length
 
     @staticmethod

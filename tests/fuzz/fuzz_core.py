@@ -24,8 +24,30 @@ with atheris.instrument_imports():
 
     import rapidrag
 
-SMALL_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "##a", "b", "##b", "ab", "##ab", ".", ",", "!",
-               "the", "##s", "e", "##e", "東", "\u1100", "##\u1161", "x"]
+SMALL_VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "a",
+    "##a",
+    "b",
+    "##b",
+    "ab",
+    "##ab",
+    ".",
+    ",",
+    "!",
+    "the",
+    "##s",
+    "e",
+    "##e",
+    "東",
+    "\u1100",
+    "##\u1161",
+    "x",
+]
 
 
 def _vocab() -> list[str] | Path:
