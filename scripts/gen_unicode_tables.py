@@ -60,7 +60,7 @@ def lower(cp: int) -> list[int]:
     return [ord(c) for c in chr(cp).lower()]
 
 
-def hf_overrides(flags: list[int], decomp: list[list[int]], lowers: list[list[int]]) -> int:
+def hf_overrides(flags: list[int], decomp: list[list[int]], lowers: list[list[int]], ccc: list[int]) -> int:
     """Align the tables with how ``tokenizers`` treats each code point alone; return the count changed."""
     from tokenizers import normalizers, pre_tokenizers
 
@@ -72,6 +72,7 @@ def hf_overrides(flags: list[int], decomp: list[list[int]], lowers: list[list[in
     )
     low = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=False, lowercase=True)
     pre = pre_tokenizers.BertPreTokenizer()
+    nfd = normalizers.NFD()
     changed = 0
     for cp in range(MAX_CP):
         if 0xD800 <= cp <= 0xDFFF or HANGUL_FIRST <= cp <= HANGUL_LAST:
@@ -107,6 +108,11 @@ def hf_overrides(flags: list[int], decomp: list[list[int]], lowers: list[list[in
         if theirs_low != lowers[cp]:
             lowers[cp] = theirs_low
             changed += 1
+        # A combining class the reference does not know (a mark encoded after its tables) is 0 to it: the mark
+        # is a starter and nothing is reordered around it. U+0345 has the highest class, 240.
+        if 0 < ccc[cp] < 240 and nfd.normalize_str("a\u0345" + ch)[1] == "\u0345":
+            ccc[cp] = 0
+            changed += 1
         if new != f or ours != theirs:
             changed += 1
         flags[cp] = new
@@ -137,7 +143,7 @@ def main() -> None:
         ccc[cp] = ud.combining(chr(cp))
     changed = 0
     if args.reference == "hf":
-        changed = hf_overrides(flags, decomp, lowers)
+        changed = hf_overrides(flags, decomp, lowers, ccc)
 
     # Records: (flags, ccc, decomposition, lowercase); code points that map to themselves store empty lists.
     pool: list[int] = []

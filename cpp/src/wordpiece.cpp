@@ -52,9 +52,14 @@ struct CountSink {
 struct Scratch {
   std::vector<char32_t> word;
   std::vector<uint32_t> word_src;
-  std::vector<char32_t> marks;  // pending combining marks, kept in canonical order
-  std::vector<uint32_t> marks_src;
+  // Pending combining marks, in canonical order, marks to drop included. As in the reference, reordered
+  // characters take source positions by position: each mark that begins a decomposition takes the next one
+  // of marks_src (arrival order); a mark that a decomposition inserted takes the previous one.
+  std::vector<char32_t> marks;
   std::vector<uint8_t> marks_ccc;
+  std::vector<uint8_t> marks_drop;
+  std::vector<uint8_t> marks_inserted;
+  std::vector<uint32_t> marks_src;
   std::vector<Piece> pieces;
 };
 
@@ -170,11 +175,16 @@ void WordPiece::run(const CharT* text, size_t n, Sink& sink) const {
   auto& marks = s.marks;
   auto& marks_src = s.marks_src;
   auto& marks_ccc = s.marks_ccc;
+  auto& marks_drop = s.marks_drop;
+  auto& marks_inserted = s.marks_inserted;
+  uint32_t last_src = 0;  // source position of the last character that took one
   word.clear();
   word_src.clear();
   marks.clear();
   marks_src.clear();
   marks_ccc.clear();
+  marks_drop.clear();
+  marks_inserted.clear();
   const bool lowercase = options_.lowercase;
   const bool strip = options_.strip_accents;
   const bool clean = options_.clean_text;
@@ -218,15 +228,22 @@ void WordPiece::run(const CharT* text, size_t n, Sink& sink) const {
     }
   };
   auto flush_marks = [&] {
-    for (size_t k = 0; k < marks.size(); ++k) finish(marks[k], marks_src[k]);
+    size_t next = 0;
+    for (size_t k = 0; k < marks.size(); ++k) {
+      if (!marks_inserted[k]) last_src = marks_src[next++];
+      if (!marks_drop[k]) finish(marks[k], last_src);
+    }
     marks.clear();
     marks_src.clear();
     marks_ccc.clear();
+    marks_drop.clear();
+    marks_inserted.clear();
   };
   // Accent stripping: canonical decomposition and reordering, then nonspacing marks dropped.
   auto feed = [&](char32_t c, uint32_t src) {
     if (!strip || c < 128) {
       if (!marks.empty()) flush_marks();
+      last_src = src;
       finish(c, src);
       return;
     }
@@ -248,13 +265,17 @@ void WordPiece::run(const CharT* text, size_t n, Sink& sink) const {
       const unicode::Record& rx = unicode::record(x);
       if (rx.ccc == 0) {
         if (!marks.empty()) flush_marks();
+        last_src = src;
         if (!(rx.flags & unicode::kMark)) finish(x, src);
-      } else if (!(rx.flags & unicode::kMark)) {
+      } else {
         size_t j = marks.size();
         while (j > 0 && marks_ccc[j - 1] > rx.ccc) --j;
-        marks.insert(marks.begin() + static_cast<std::ptrdiff_t>(j), x);
-        marks_src.insert(marks_src.begin() + static_cast<std::ptrdiff_t>(j), src);
-        marks_ccc.insert(marks_ccc.begin() + static_cast<std::ptrdiff_t>(j), rx.ccc);
+        const auto at = static_cast<std::ptrdiff_t>(j);
+        marks.insert(marks.begin() + at, x);
+        marks_ccc.insert(marks_ccc.begin() + at, rx.ccc);
+        marks_drop.insert(marks_drop.begin() + at, (rx.flags & unicode::kMark) ? 1 : 0);
+        marks_inserted.insert(marks_inserted.begin() + at, k > 0 ? 1 : 0);
+        if (k == 0) marks_src.push_back(src);
       }
     }
   };
