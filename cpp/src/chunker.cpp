@@ -18,8 +18,10 @@ enum Level : int8_t {
   kParagraph = 5,   // a blank line
 };
 
-inline bool is_space_cp(char32_t c) {
-  return (c < 128 && (c == ' ' || (c >= 9 && c <= 13))) || (c >= 128 && (unicode::record(c).flags & unicode::kSpace));
+// Whitespace as the tokenizer sees it: text cleaning drops controls such as U+000B and U+0085 instead.
+inline bool is_space_cp(char32_t c, bool clean) {
+  const uint8_t f = unicode::record(c).flags;
+  return (f & unicode::kSpace) && !(clean && (f & unicode::kRemove));
 }
 
 inline bool is_closer(char32_t c) {
@@ -63,14 +65,17 @@ template <class CharT>
 std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref) const {
   const size_t len = ref.length;
   auto cp = [&](size_t i) { return static_cast<char32_t>(text[i]); };
+  const bool clean = tokenizer_->options().clean_text;
+  auto is_space = [&](size_t i) { return is_space_cp(cp(i), clean); };
   std::vector<ChunkSpan> out;
   size_t first = 0;
-  while (first < len && is_space_cp(cp(first))) ++first;
+  while (first < len && is_space(first)) ++first;
   if (first == len) return out;
   size_t last = len;
-  while (last > first && is_space_cp(cp(last - 1))) --last;
+  while (last > first && is_space(last - 1)) --last;
 
   Encoding enc;
+  enc.track_words = true;
   tokenizer_->encode(ref, enc);
   const size_t n = enc.size();
   if (n == 0) {  // only characters that normalization drops: one chunk keeps them covered
@@ -87,18 +92,20 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
       level[t] = kShared;
       continue;
     }
+    if (!enc.word_starts[t]) {
+      level[t] = kInWord;  // the tokenizer saw no word boundary here, whatever the gap holds
+      continue;
+    }
     int breaks = 0;
     bool space = false;
     for (size_t i = gs; i < ge; ++i) {
+      if (!is_space(i)) continue;
       const char32_t c = cp(i);
+      space = true;
       if (c == U'\n' || c == U'\u0085' || c == U'\u2028' || c == U'\u2029') {
         ++breaks;
-        space = true;
-      } else if (c == U'\r') {
-        if (!(i + 1 < ge && cp(i + 1) == U'\n')) ++breaks;
-        space = true;
-      } else if (is_space_cp(c)) {
-        space = true;
+      } else if (c == U'\r' && !(i + 1 < ge && cp(i + 1) == U'\n')) {
+        ++breaks;
       }
     }
     // Sentence end: terminal punctuation, possibly followed by closing quotes or brackets.
@@ -114,7 +121,7 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     } else if (space) {
       level[t] = kSpaceGap;
     } else {
-      level[t] = enc.word_starts[t] ? kWordPart : kInWord;
+      level[t] = kWordPart;
     }
   }
 
@@ -123,7 +130,7 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     if (c == n) return last;
     const size_t b = ends[c - 1];
     for (size_t i = starts[c]; i > b; --i) {
-      if (!is_space_cp(cp(i - 1))) return i;
+      if (!is_space(i - 1)) return i;
     }
     return b;
   };
@@ -158,8 +165,16 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     size_t b = chunk_end(c);
     size_t count = c - s;
     // Cuts at word boundaries keep the document's tokens; a cut inside a word may change them: count again.
-    const bool exact_start = s == 0 || (a == starts[s] && level[s] > kInWord);
-    const bool exact_end = c == n || level[c] > kInWord;
+    // A gap that holds characters normalization dropped (marks, controls) may join its neighbours in ways a
+    // cut changes (canonical reordering), so a cut there is counted again too.
+    auto clean_gap = [&](size_t t) {
+      for (size_t i = ends[t - 1]; i < starts[t]; ++i) {
+        if (!is_space(i)) return false;
+      }
+      return true;
+    };
+    const bool exact_start = s == 0 || (a == starts[s] && level[s] > kInWord && clean_gap(s));
+    const bool exact_end = c == n || (level[c] > kInWord && clean_gap(c));
     if (!exact_start || !exact_end || count > max_tokens_) {
       count = recount(a, b);
       while (count > max_tokens_ && c > s + 1) {

@@ -38,7 +38,7 @@ struct EncodeSink {
     out.ids.push_back(id);
     out.starts.push_back(start);
     out.ends.push_back(end);
-    out.word_starts.push_back(word_start ? 1 : 0);
+    if (out.track_words) out.word_starts.push_back(word_start ? 1 : 0);
   }
 };
 
@@ -323,6 +323,12 @@ void WordPiece::run(const CharT* text, size_t n, Sink& sink) const {
 }
 
 void WordPiece::encode(const TextRef& text, Encoding& out) const {
+  // About one token per 4.5 characters of English; reserving avoids most regrowth.
+  const size_t guess = out.size() + text.length / 4 + 4;
+  out.ids.reserve(guess);
+  out.starts.reserve(guess);
+  out.ends.reserve(guess);
+  if (out.track_words) out.word_starts.reserve(guess);
   EncodeSink sink{out};
   visit_text(text, [&](const auto* p) { run(p, text.length, sink); });
 }

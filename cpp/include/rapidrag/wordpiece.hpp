@@ -38,7 +38,8 @@ struct Encoding {
   std::vector<int32_t> ids;
   std::vector<uint32_t> starts;  // code point offsets into the text
   std::vector<uint32_t> ends;
-  std::vector<uint8_t> word_starts;  // 1 where a token begins a pre-tokenized word
+  std::vector<uint8_t> word_starts;  // 1 where a token begins a pre-tokenized word; only if track_words
+  bool track_words = false;
 
   size_t size() const { return ids.size(); }
   void clear() {
