@@ -27,6 +27,7 @@ REMOVE = 1  # dropped by text cleaning (control, format, private use, surrogate,
 SPACE = 2  # White_Space: becomes ' ' in cleaning, separates words
 PUNCT = 4  # a word of its own in pre-tokenization
 MARK = 8  # nonspacing mark: dropped when stripping accents
+PY_SPACE = 16  # str.isspace(): what the chunker may leave outside its chunks
 
 MAX_CP = 0x110000
 HANGUL_FIRST, HANGUL_LAST = 0xAC00, 0xD7A3
@@ -47,6 +48,8 @@ def base_flags(cp: int) -> int:
         flags |= PUNCT
     if cat == "Mn":
         flags |= MARK
+    if ch.isspace():
+        flags |= PY_SPACE
     return flags
 
 
@@ -79,7 +82,7 @@ def hf_overrides(flags: list[int], decomp: list[list[int]], lowers: list[list[in
             continue
         ch = chr(cp)
         f = flags[cp]
-        new = f & ~(REMOVE | SPACE | PUNCT)
+        new = f & ~(REMOVE | SPACE | PUNCT)  # MARK and PY_SPACE carry over
         cleaned = clean.normalize_str(ch)
         if cleaned == "":
             new |= REMOVE

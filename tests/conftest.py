@@ -39,3 +39,23 @@ def rr_tokenizer(vocab_path: Path):  # type: ignore[no-untyped-def]
     import rapidrag
 
     return rapidrag.Tokenizer.from_file(str(vocab_path))
+
+
+class _ShortRepr:
+    """Delegates to the wrapped object; hypothesis prints fixtures of a failing example, and HF's repr is the vocab."""
+
+    def __init__(self, obj: object, name: str) -> None:
+        self._obj = obj
+        self._name = name
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(self._obj, attr)
+
+    def __repr__(self) -> str:
+        return f"<{self._name}>"
+
+
+@pytest.fixture(scope="session")
+def hf_ref(hf_tokenizer):  # type: ignore[no-untyped-def]
+    """The root ``hf_tokenizer`` with a short repr, for hypothesis tests."""
+    return _ShortRepr(hf_tokenizer, "hf_tokenizer")

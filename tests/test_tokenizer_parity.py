@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tok_helpers import Encoded, compare_encodings, hf_copy, hf_encode_all
 
 import rapidrag
-from tok_helpers import Encoded, compare_encodings, hf_copy, hf_encode_all
 
 BATCH = 512  # rows per encode_batch call: keeps the padded arrays of long SciFact documents small
 
@@ -33,7 +33,30 @@ def corpus(request: pytest.FixtureRequest, hf_tokenizer: Any) -> tuple[str, list
         assert len(texts) == 5183, "SciFact corpus is incomplete"
     else:
         assert len(texts) >= 2000
-    return name, texts, hf_encode_all(hf_tokenizer, texts)
+    return name, texts, _reference(hf_tokenizer, name, texts)
+
+
+_REFERENCE: dict[tuple[str, int | None, bool], list[Encoded]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_references() -> Iterator[None]:
+    yield
+    _REFERENCE.clear()
+    _PAIR_REFERENCE.clear()
+
+
+def _reference(
+    hf_tokenizer: Any, name: str, texts: list[str], max_length: int | None = None, add_special_tokens: bool = True
+) -> list[Encoded]:
+    """HF encodings of a corpus, computed once per setting for both rapidrag loaders."""
+    key = (name, max_length, add_special_tokens)
+    if key not in _REFERENCE:
+        hf = hf_copy(hf_tokenizer)
+        if max_length is not None:
+            hf.enable_truncation(max_length)
+        _REFERENCE[key] = hf_encode_all(hf, texts, add_special_tokens=add_special_tokens)
+    return _REFERENCE[key]
 
 
 def _chunks(seq: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
@@ -53,7 +76,9 @@ def _batch_layout_problems(enc: Any, n_rows: int, padded_to: int | None = None, 
     }
     for name, a in arrays.items():
         if not isinstance(a, np.ndarray) or a.dtype != np.int64:
-            problems.append(f"{name} is {type(a).__name__} of dtype {getattr(a, 'dtype', None)}, expected int64 ndarray")
+            problems.append(
+                f"{name} is {type(a).__name__} of dtype {getattr(a, 'dtype', None)}, expected int64 ndarray"
+            )
     if problems:
         return problems
     lengths = enc.lengths
@@ -115,7 +140,7 @@ def test_encode_ids_only_match_hf(rr: Any, corpus: Any, hf_tokenizer: Any) -> No
 
 def test_encode_without_special_tokens_matches_hf(rr: Any, corpus: Any, hf_tokenizer: Any) -> None:
     name, texts, _ = corpus
-    ref = hf_encode_all(hf_tokenizer, texts, add_special_tokens=False)
+    ref = _reference(hf_tokenizer, name, texts, add_special_tokens=False)
     got = [rr.encode(t, add_special_tokens=False, return_offsets=True) for t in texts]
     msg = compare_encodings(texts, ref, got, hf_tokenizer.id_to_token, f"encode(add_special_tokens=False) on {name}")
     assert msg is None, msg
@@ -139,26 +164,25 @@ def test_encode_batch_matches_hf(rr: Any, corpus: Any, hf_tokenizer: Any) -> Non
 @pytest.mark.parametrize("max_length", [2, 8, 64, 256])
 def test_encode_batch_truncation_matches_hf(rr: Any, corpus: Any, hf_tokenizer: Any, max_length: int) -> None:
     name, texts, _ = corpus
-    hf = hf_copy(hf_tokenizer)
-    hf.enable_truncation(max_length)
-    ref = hf_encode_all(hf, texts)
-    assert max(len(i) for i, _ in ref) == max_length  # the reference did truncate something
+    ref = _reference(hf_tokenizer, name, texts, max_length=max_length)
+    longest = max(len(i) for i, _ in corpus[2])
+    assert max(len(i) for i, _ in ref) == min(max_length, longest)  # the reference did truncate what is longer
     got: list[tuple[np.ndarray, np.ndarray]] = []
     for batch in _chunks(texts):
         enc = rr.encode_batch(list(batch), max_length=max_length)
         problems = _batch_layout_problems(enc, len(batch))
         assert not problems, f"encode_batch(max_length={max_length}) on {name}: " + "; ".join(problems)
         got.extend(_rows(enc))
-    msg = compare_encodings(texts, ref, got, hf_tokenizer.id_to_token, f"encode_batch(max_length={max_length}) on {name}")
+    msg = compare_encodings(
+        texts, ref, got, hf_tokenizer.id_to_token, f"encode_batch(max_length={max_length}) on {name}"
+    )
     assert msg is None, msg
 
 
 def test_encode_batch_pad_to_max_length_matches_hf(rr: Any, corpus: Any, hf_tokenizer: Any) -> None:
     name, texts, _ = corpus
     max_length = 128
-    hf = hf_copy(hf_tokenizer)
-    hf.enable_truncation(max_length)
-    ref = hf_encode_all(hf, texts)
+    ref = _reference(hf_tokenizer, name, texts, max_length=max_length)
     got: list[tuple[np.ndarray, np.ndarray]] = []
     for batch in _chunks(texts):
         enc = rr.encode_batch(list(batch), max_length=max_length, padding="max_length")
@@ -183,10 +207,40 @@ def _pairs(name: str, texts: list[str], request: pytest.FixtureRequest) -> tuple
     return [texts[(7 * i + 3) % n] for i in range(n)], list(texts)
 
 
+_PAIR_REFERENCE: dict[tuple[str, int | None], list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+
+def _pair_reference(
+    hf_tokenizer: Any, name: str, queries: list[str], passages: list[str], max_length: int | None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """HF (ids, offsets, type_ids) of the pairs, truncating only the passage, computed once per setting."""
+    key = (name, max_length)
+    if key not in _PAIR_REFERENCE:
+        hf = hf_copy(hf_tokenizer)
+        if max_length is not None:
+            hf.enable_truncation(max_length, strategy="only_second")
+        _PAIR_REFERENCE[key] = [
+            (
+                np.asarray(e.ids, dtype=np.int32),
+                np.asarray(e.offsets, dtype=np.int32).reshape(-1, 2),
+                np.asarray(e.type_ids, dtype=np.int32),
+            )
+            for e in hf.encode_batch(list(zip(queries, passages, strict=True)))
+        ]
+    return _PAIR_REFERENCE[key]
+
+
 def _compare_pairs(
-    rr: Any, hf: Any, queries: list[str], passages: list[str], max_length: int | None, what: str, offsets: bool
+    rr: Any,
+    hf_tokenizer: Any,
+    name: str,
+    queries: list[str],
+    passages: list[str],
+    max_length: int | None,
+    offsets: bool,
 ) -> None:
-    ref = hf.encode_batch(list(zip(queries, passages, strict=True)))
+    what = f"encode_pairs(max_length={max_length}) on {name}"
+    ref = _pair_reference(hf_tokenizer, name, queries, passages, max_length)
     texts = [f"{q!r} || {p!r}" for q, p in zip(queries, passages, strict=True)]
     got_ids: list[tuple[np.ndarray, np.ndarray | None]] = []
     got_types: list[np.ndarray] = []
@@ -198,14 +252,15 @@ def _compare_pairs(
         for i, n in enumerate(enc.lengths):
             got_ids.append((enc.input_ids[i, :n], enc.offsets[i, :n] if offsets else None))
             got_types.append(enc.token_type_ids[i, :n])
-    expected = [
-        (np.asarray(e.ids, dtype=np.int64), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2) if offsets else None)
-        for e in ref
-    ]
-    msg = compare_encodings(texts, expected, got_ids, hf.id_to_token, what)
+    expected = [(ids, offs if offsets else None) for ids, offs, _ in ref]
+    msg = compare_encodings(
+        texts, expected, got_ids, hf_tokenizer.id_to_token, what + (" with offsets" if offsets else "")
+    )
     assert msg is None, msg
     bad_types = [
-        (i, list(e.type_ids), g.tolist()) for i, (e, g) in enumerate(zip(ref, got_types, strict=True)) if list(e.type_ids) != g.tolist()
+        (i, e[2].tolist(), g.tolist())
+        for i, (e, g) in enumerate(zip(ref, got_types, strict=True))
+        if not np.array_equal(e[2], g)
     ]
     assert not bad_types, f"{what}: token_type_ids differ for {len(bad_types)} pairs; first: " + "; ".join(
         f"#{i} {texts[i][:120]} reference {e} rapidrag {g}" for i, e, g in bad_types[:3]
@@ -218,7 +273,7 @@ def test_encode_pairs_match_hf(
 ) -> None:
     name, texts, _ = corpus
     queries, passages = _pairs(name, texts, request)
-    _compare_pairs(rr, hf_tokenizer, queries, passages, None, f"encode_pairs on {name}", offsets)
+    _compare_pairs(rr, hf_tokenizer, name, queries, passages, None, offsets)
 
 
 @pytest.mark.parametrize("max_length", [64, 256])
@@ -233,9 +288,7 @@ def test_encode_pairs_truncate_only_the_passage_like_hf(
     assert len(keep) >= len(queries) // 2
     queries = [queries[i] for i in keep]
     passages = [passages[i] for i in keep]
-    hf = hf_copy(hf_tokenizer)
-    hf.enable_truncation(max_length, strategy="only_second")
-    _compare_pairs(rr, hf, queries, passages, max_length, f"encode_pairs(max_length={max_length}) on {name}", True)
+    _compare_pairs(rr, hf_tokenizer, name, queries, passages, max_length, True)
 
 
 # ------------------------------------------------------------------------------------------- counts

@@ -18,8 +18,8 @@ def hf_encode_all(hf: Any, texts: Sequence[str], add_special_tokens: bool = True
     out: list[Encoded] = []
     for i in range(0, len(texts), batch):
         for e in hf.encode_batch(list(texts[i : i + batch]), add_special_tokens=add_special_tokens):
-            ids = np.asarray(e.ids, dtype=np.int64)
-            offs = np.asarray(e.offsets, dtype=np.int64).reshape(len(e.ids), 2)
+            ids = np.asarray(e.ids, dtype=np.int32)  # int32: the references of a whole corpus stay small
+            offs = np.asarray(e.offsets, dtype=np.int32).reshape(len(e.ids), 2)
             out.append((ids, offs))
     return out
 
@@ -79,8 +79,13 @@ def _tokens_around(ids: np.ndarray, offs: np.ndarray | None, at: int, id_to_toke
     return ("... " if lo > 0 else "") + " ".join(parts) + more
 
 
-def first_difference(a_ids: np.ndarray, a_offs: np.ndarray | None, b_ids: np.ndarray, b_offs: np.ndarray | None) -> int | None:
+def first_difference(
+    a_ids: np.ndarray, a_offs: np.ndarray | None, b_ids: np.ndarray, b_offs: np.ndarray | None
+) -> int | None:
     """Index of the first token whose id or offsets differ, or None when both encodings are equal."""
+    if len(a_ids) == len(b_ids) and np.array_equal(a_ids, b_ids):
+        if a_offs is None or b_offs is None or np.array_equal(a_offs, b_offs):
+            return None
     n = min(len(a_ids), len(b_ids))
     for j in range(n):
         if a_ids[j] != b_ids[j] or (a_offs is not None and b_offs is not None and tuple(a_offs[j]) != tuple(b_offs[j])):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import unicodedata
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 
 __all__ = ["SEED", "SPECIAL_TOKENS", "stress_texts", "surrogate_texts", "stress_kinds", "replace_surrogates"]
 
@@ -33,7 +33,9 @@ LATIN_PRECOMPOSED = list(
     "ǄǅǆǇǈǉǊǋǌǍǎǏǐǑǒǓǔǕǖǗǘǙǚǛǜǞǟǠǡǢǣǦǧǨǩǪǫǬǭǰǱǲǳǴǵǸǹǺǻǼǽǾǿ"
     "ḀḁḂḃḈḉḔḕṤṥẞẠạẢảẤấẦầỆệỲỳỸỹ"
 )
-COMBINING = _rng(0x0300, 0x036F) + _rng(0x1AB0, 0x1ABE) + _rng(0x1DC0, 0x1DFF) + _rng(0x20D0, 0x20F0) + _rng(0xFE20, 0xFE2F)
+COMBINING = (
+    _rng(0x0300, 0x036F) + _rng(0x1AB0, 0x1ABE) + _rng(0x1DC0, 0x1DFF) + _rng(0x20D0, 0x20F0) + _rng(0xFE20, 0xFE2F)
+)
 ENCLOSING = ["\u20dd", "\u20de", "\u20df", "\u20e0", "\u20e2", "\u20e3", "\u20e4"]
 SPACING_MARKS = ["\u0903", "\u093e", "\u0940", "\u09be", "\u0bbe", "\u0f7f"]  # Mc: not stripped as accents
 LATIN = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -47,15 +49,105 @@ GREEK = _rng(0x0391, 0x03A1) + _rng(0x03A3, 0x03A9) + _rng(0x03B1, 0x03C9) + lis
 GREEK_POLYTONIC = _rng(0x1F00, 0x1F15) + _rng(0x1F18, 0x1F1D) + _rng(0x1F80, 0x1FAF) + list("ᾼῌῼ")
 CYRILLIC = _rng(0x0400, 0x045F) + list("ҐґЄєІіЇїЎўӁӂӐӑ")
 CASE_SPECIALS = [
-    "ς", "Σ", "σ", "İ", "ı", "I", "i", "ß", "ẞ", "ﬀ", "ﬁ", "ﬂ", "ﬃ", "ﬄ", "ﬅ", "ﬆ", "ﬓ", "ﬔ", "Ǆ", "ǅ", "ǆ",
-    "Ĳ", "ĳ", "Œ", "œ", "Æ", "æ", "ŉ", "ǰ", "K", "Ω", "Å", "ϴ", "ᾈ", "ᾼ", "ῼ", "Ꙋ", "Ᲊ", "ᏸ", "ꭰ", "Ꭰ",
-    "𐐀", "𐐨", "𞤀", "𞤢", "𑢠", "Ⴀ", "ⴀ", "Ა", "ა", "ǈ", "ϓ", "ϔ", "Ⅻ", "ⅻ", "Ⓐ", "ⓐ", "Ａ", "ａ",
+    "ς",
+    "Σ",
+    "σ",
+    "İ",
+    "ı",
+    "I",
+    "i",
+    "ß",
+    "ẞ",
+    "ﬀ",
+    "ﬁ",
+    "ﬂ",
+    "ﬃ",
+    "ﬄ",
+    "ﬅ",
+    "ﬆ",
+    "ﬓ",
+    "ﬔ",
+    "Ǆ",
+    "ǅ",
+    "ǆ",
+    "Ĳ",
+    "ĳ",
+    "Œ",
+    "œ",
+    "Æ",
+    "æ",
+    "ŉ",
+    "ǰ",
+    "K",
+    "Ω",
+    "Å",
+    "ϴ",
+    "ᾈ",
+    "ᾼ",
+    "ῼ",
+    "Ꙋ",
+    "Ᲊ",
+    "ᏸ",
+    "ꭰ",
+    "Ꭰ",
+    "𐐀",
+    "𐐨",
+    "𞤀",
+    "𞤢",
+    "𑢠",
+    "Ⴀ",
+    "ⴀ",
+    "Ა",
+    "ა",
+    "ǈ",
+    "ϓ",
+    "ϔ",
+    "Ⅻ",
+    "ⅻ",
+    "Ⓐ",
+    "ⓐ",
+    "Ａ",
+    "ａ",
 ]
 CASE_WORDS = [
-    "ΣΊΣΥΦΟΣ", "ὈΔΥΣΣΕΎΣ", "ΌΣΟΣ", "λόγος", "σοφός", "İstanbul", "ISTANBUL", "ıspanak", "DİYARBAKIR",
-    "Straße", "STRASSE", "GROẞ", "Maßstab", "ﬁnance", "ﬂuﬀy", "oﬃce", "Ĳssel", "Œuvre", "Æsir",
-    "ПРИВЕТ", "мир", "Ёлка", "Їжак", "Москва", "ΑΘΗΝΑ", "Ελλάδα", "KELVIN", "ΩMEGA", "Ångström",
-    "ǅemal", "ǈubljana", "TschüSS", "ǰump", "ŉot", "𐐀𐐨𐐁", "ᎠᏍᎦᏯ", "ꮳꮃꭹ", "ᲀᲁᲂ",
+    "ΣΊΣΥΦΟΣ",
+    "ὈΔΥΣΣΕΎΣ",
+    "ΌΣΟΣ",
+    "λόγος",
+    "σοφός",
+    "İstanbul",
+    "ISTANBUL",
+    "ıspanak",
+    "DİYARBAKIR",
+    "Straße",
+    "STRASSE",
+    "GROẞ",
+    "Maßstab",
+    "ﬁnance",
+    "ﬂuﬀy",
+    "oﬃce",
+    "Ĳssel",
+    "Œuvre",
+    "Æsir",
+    "ПРИВЕТ",
+    "мир",
+    "Ёлка",
+    "Їжак",
+    "Москва",
+    "ΑΘΗΝΑ",
+    "Ελλάδα",
+    "KELVIN",
+    "ΩMEGA",
+    "Ångström",
+    "ǅemal",
+    "ǈubljana",
+    "TschüSS",
+    "ǰump",
+    "ŉot",
+    "𐐀𐐨𐐁",
+    "ᎠᏍᎦᏯ",
+    "ꮳꮃꭹ",
+    "ᲀᲁᲂ",
 ]
 CJK = (
     _rng(0x4E00, 0x9FFF)
@@ -73,12 +165,17 @@ JAMO = _rng(0x1100, 0x11FF) + _rng(0x3131, 0x318E) + _rng(0xA960, 0xA97C) + _rng
 THAI = _rng(0x0E01, 0x0E3A) + _rng(0x0E3F, 0x0E5B)
 ARABIC = _rng(0x0621, 0x064A) + _rng(0x0671, 0x06D3) + list("،؛؟٪٫٬") + _rng(0x0660, 0x0669)
 HARAKAT = _rng(0x064B, 0x065F) + ["\u0670", "\u06d6", "\u06e1", "\u06ed"]
-ARABIC_PRESENTATION = _rng(0xFB50, 0xFBB1) + _rng(0xFE70, 0xFE74) + _rng(0xFE76, 0xFEFC) + ["\ufdf2", "\ufdfa", "\ufdfb"]
+ARABIC_PRESENTATION = (
+    _rng(0xFB50, 0xFBB1) + _rng(0xFE70, 0xFE74) + _rng(0xFE76, 0xFEFC) + ["\ufdf2", "\ufdfa", "\ufdfb"]
+)
 HEBREW = _rng(0x05D0, 0x05EA) + list("־׀׃׆׳״") + _rng(0xFB1D, 0xFB4F)
 NIQQUD = _rng(0x05B0, 0x05BD) + ["\u05bf", "\u05c1", "\u05c2", "\u05c4", "\u05c5", "\u05c7"] + _rng(0x0591, 0x05AF)
-DEVANAGARI = _rng(0x0904, 0x0939) + _rng(0x093E, 0x094D) + ["\u0901", "\u0902", "\u093c", "।", "॥"] + _rng(0x0966, 0x096F)
+DEVANAGARI = (
+    _rng(0x0904, 0x0939) + _rng(0x093E, 0x094D) + ["\u0901", "\u0902", "\u093c", "।", "॥"] + _rng(0x0966, 0x096F)
+)
 OTHER_SCRIPTS = (
-    _rng(0x0531, 0x0556) + _rng(0x0561, 0x0587)  # Armenian
+    _rng(0x0531, 0x0556)
+    + _rng(0x0561, 0x0587)  # Armenian
     + _rng(0x10D0, 0x10FA)  # Georgian
     + _rng(0x1200, 0x1248)  # Ethiopic
     + _rng(0x0F40, 0x0F47)  # Tibetan
@@ -90,29 +187,126 @@ OTHER_SCRIPTS = (
     + _rng(0x1D400, 0x1D433)  # mathematical alphanumerics
 )
 EMOJI = (
-    _rng(0x1F600, 0x1F64F) + _rng(0x1F300, 0x1F35F) + _rng(0x1F680, 0x1F6C5) + _rng(0x1F900, 0x1F9FF)
-    + _rng(0x2600, 0x26FF) + _rng(0x2700, 0x27BF) + ["\u00a9", "\u00ae", "\u203c", "\u2049", "\u2122", "\u2139"]
+    _rng(0x1F600, 0x1F64F)
+    + _rng(0x1F300, 0x1F35F)
+    + _rng(0x1F680, 0x1F6C5)
+    + _rng(0x1F900, 0x1F9FF)
+    + _rng(0x2600, 0x26FF)
+    + _rng(0x2700, 0x27BF)
+    + ["\u00a9", "\u00ae", "\u203c", "\u2049", "\u2122", "\u2139"]
 )
 SKIN_TONES = _rng(0x1F3FB, 0x1F3FF)
 ZWJ = "\u200d"
 VS16 = "\ufe0f"
 EMOJI_SEQUENCES = [
-    "👨\u200d👩\u200d👧\u200d👦", "👩\u200d❤\ufe0f\u200d👨", "🏳\ufe0f\u200d🌈", "🏴\u200d☠\ufe0f", "👩🏽\u200d💻",
-    "🧑🏿\u200d🤝\u200d🧑🏻", "👁\ufe0f\u200d🗨\ufe0f", "🐕\u200d🦺", "❤\ufe0f\u200d🔥", "🫱🏼\u200d🫲🏿",
-    "1\ufe0f\u20e3", "#\ufe0f\u20e3", "*\u20e3", "©\ufe0f", "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
-    "👍🏻", "👍🏿", "✋🏽", "🇺🇸", "🇫🇷", "🇯🇵", "🇪🇺", "🇺🇳", "🇦", "🇦🇧🇨", "☺", "☺\ufe0f", "☺\ufe0e",
+    "👨\u200d👩\u200d👧\u200d👦",
+    "👩\u200d❤\ufe0f\u200d👨",
+    "🏳\ufe0f\u200d🌈",
+    "🏴\u200d☠\ufe0f",
+    "👩🏽\u200d💻",
+    "🧑🏿\u200d🤝\u200d🧑🏻",
+    "👁\ufe0f\u200d🗨\ufe0f",
+    "🐕\u200d🦺",
+    "❤\ufe0f\u200d🔥",
+    "🫱🏼\u200d🫲🏿",
+    "1\ufe0f\u20e3",
+    "#\ufe0f\u20e3",
+    "*\u20e3",
+    "©\ufe0f",
+    "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
+    "👍🏻",
+    "👍🏿",
+    "✋🏽",
+    "🇺🇸",
+    "🇫🇷",
+    "🇯🇵",
+    "🇪🇺",
+    "🇺🇳",
+    "🇦",
+    "🇦🇧🇨",
+    "☺",
+    "☺\ufe0f",
+    "☺\ufe0e",
 ]
 REGIONAL = _rng(0x1F1E6, 0x1F1FF)
-ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\ufeff", "\u00ad", "\u2060", "\u2061", "\u2062",
-              "\u2063", "\u2064", "\u206a", "\u206f", "\u180e", "\u061c", "\u202a", "\u202b", "\u202c", "\u202d",
-              "\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\ufff9", "\ufffa", "\ufffb", "\U000e0001", "\U000e0020"]
+ZERO_WIDTH = [
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u200e",
+    "\u200f",
+    "\ufeff",
+    "\u00ad",
+    "\u2060",
+    "\u2061",
+    "\u2062",
+    "\u2063",
+    "\u2064",
+    "\u206a",
+    "\u206f",
+    "\u180e",
+    "\u061c",
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",
+    "\ufff9",
+    "\ufffa",
+    "\ufffb",
+    "\U000e0001",
+    "\U000e0020",
+]
 C0 = _rng(0x00, 0x1F) + ["\x7f"]
 C1 = _rng(0x80, 0x9F)
-ODD = ["\ufffd", "\x00", "\ufffe", "\uffff", "\U0010ffff", "\ue000", "\uf8ff", "\U000f0000", "\U00100000", "\ufe00",
-       "\ufe0f", "\U000e0100", "\u0378", "\u0bff", "\U0001ffff", "\U0003ffff", "\u034f", "\u115f", "\u3164", "\uffa0"]
+ODD = [
+    "\ufffd",
+    "\x00",
+    "\ufffe",
+    "\uffff",
+    "\U0010ffff",
+    "\ue000",
+    "\uf8ff",
+    "\U000f0000",
+    "\U00100000",
+    "\ufe00",
+    "\ufe0f",
+    "\U000e0100",
+    "\u0378",
+    "\u0bff",
+    "\U0001ffff",
+    "\U0003ffff",
+    "\u034f",
+    "\u115f",
+    "\u3164",
+    "\uffa0",
+]
 FULLWIDTH = _rng(0xFF01, 0xFF5E) + _rng(0xFFE0, 0xFFE6) + _rng(0xFF61, 0xFF65)
-WHITESPACE = ["\t", "\r", "\n", "\r\n", "\x0b", "\x0c", "\xa0", "\u1680", "\u202f", "\u205f", "\u3000", "\u2028",
-              "\u2029", "\x85", "  ", " \t ", "\n\n", "\r\n\r\n", "\n \n"] + _rng(0x2000, 0x200A)
+WHITESPACE = [
+    "\t",
+    "\r",
+    "\n",
+    "\r\n",
+    "\x0b",
+    "\x0c",
+    "\xa0",
+    "\u1680",
+    "\u202f",
+    "\u205f",
+    "\u3000",
+    "\u2028",
+    "\u2029",
+    "\x85",
+    "  ",
+    " \t ",
+    "\n\n",
+    "\r\n\r\n",
+    "\n \n",
+] + _rng(0x2000, 0x200A)
 ASCII_PUNCT = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 UNICODE_PUNCT = list(
     "«»‘’‚‛“”„‟‹›–—―‖‗†‡•‣․‥…‧‰‱′″‴‵‸※‼‽‾⁀⁁⁂⁃⁄⁅⁆⁇⁈⁉⁊⁋⁌⁍⁎⁏⁐⁑⁓⁔⁕⁖⁗⁘⁙⁚⁛⁜⁝⁞"
@@ -121,9 +315,15 @@ UNICODE_PUNCT = list(
     "€₹₽₿∀∂∃∅∇∈∑√∞∫≈≠≤≥⊂⊕⌘⌫␣□■▲►◆○●★☆♠♣♥♦♪♫✓✗"
     "،؛؟٪۔।॥၊။።፣፤፥፦፧፨჻᙭᙮᛫᛬᛭‐‑‒﴾﴿︐︑︒︓︔︕︖︗︘︙︰︱﹐﹑﹒﹔﹕﹖﹗﹘﹙﹚！＂＃％＆＇（）＊，－．／：；？＠［＼］＿｛｝｡｢｣､･"
 )
-DIGITS = list("0123456789") + _rng(0x0660, 0x0669) + _rng(0x06F0, 0x06F9) + _rng(0x0966, 0x096F) + _rng(0xFF10, 0xFF19) + list(
-    "²³¹¼½¾⁰⁴⁵⁶⁷⁸⁹₀₁₂₃ⅠⅡⅢⅣⅤⅫⅰⅱⅲ①②③⑩⑳⓪❶❷𝟎𝟏𝟐𝟙𝟚𝟬𝟭"
-) + _rng(0x0E50, 0x0E59)
+DIGITS = (
+    list("0123456789")
+    + _rng(0x0660, 0x0669)
+    + _rng(0x06F0, 0x06F9)
+    + _rng(0x0966, 0x096F)
+    + _rng(0xFF10, 0xFF19)
+    + list("²³¹¼½¾⁰⁴⁵⁶⁷⁸⁹₀₁₂₃ⅠⅡⅢⅣⅤⅫⅰⅱⅲ①②③⑩⑳⓪❶❷𝟎𝟏𝟐𝟙𝟚𝟬𝟭")
+    + _rng(0x0E50, 0x0E59)
+)
 
 
 # ---------------------------------------------------------------- generators of single strings
@@ -160,7 +360,9 @@ def gen_accents(r: random.Random) -> str:
         elif kind == 2:
             w = "".join(_stack_marks(r, c, 0, 4) for c in w)
         elif kind == 3:
-            w = _stack_marks(r, r.choice(["", " ", "a", "ı", "İ", "1", "-", "[", "中"]), 1, 12)  # marks with odd or no base
+            w = _stack_marks(
+                r, r.choice(["", " ", "a", "ı", "İ", "1", "-", "[", "中"]), 1, 12
+            )  # marks with odd or no base
         elif kind == 4:
             w = unicodedata.normalize("NFKD", w) + r.choice(ENCLOSING + SPACING_MARKS)
         words.append(w)
@@ -208,7 +410,11 @@ def gen_arabic_hebrew(r: random.Random) -> str:
         elif kind == 3:
             parts.append(_word(r, DEVANAGARI + OTHER_SCRIPTS, 1, 10))
         else:  # bidi controls around mixed-direction text
-            parts.append(r.choice(["\u200f", "\u202b", "\u2067", ""]) + _word(r, ARABIC + HEBREW + LATIN, 1, 8) + r.choice(["\u202c", "\u2069", "\u200e", ""]))
+            parts.append(
+                r.choice(["\u200f", "\u202b", "\u2067", ""])
+                + _word(r, ARABIC + HEBREW + LATIN, 1, 8)
+                + r.choice(["\u202c", "\u2069", "\u200e", ""])
+            )
     return _join(r, parts)
 
 
@@ -264,7 +470,9 @@ def gen_long_word(r: random.Random) -> str:
     elif kind == 2:
         w = "".join(r.choice(LATIN_PRECOMPOSED) for _ in range(n))  # 100 chars that stay 100 after accent stripping
     elif kind == 3:
-        w = unicodedata.normalize("NFD", "".join(r.choice("éèàüöñç") for _ in range(n)))  # 2n code points, n after stripping
+        w = unicodedata.normalize(
+            "NFD", "".join(r.choice("éèàüöñç") for _ in range(n))
+        )  # 2n code points, n after stripping
     elif kind == 4:
         w = "".join(r.choice("0123456789") for _ in range(n))
     elif kind == 5:
@@ -299,9 +507,38 @@ def gen_punct(r: random.Random) -> str:
         elif kind == 1:
             parts.append(r.choice(WORDS) + _word(r, pool, 1, 3) + r.choice(WORDS))
         elif kind == 2:
-            parts.append(r.choice(["e.g.", "i.e.", "U.S.A.", "3.14", "1,000,000", "C++", "C#", "x86-64", "don't",
-                                   "l'homme", "naïve", "co-operate", "user@example.com", "http://a.b/c?d=e&f#g",
-                                   "...", "?!", "--", "(a)", "[1]", "{x}", "<b>", "$5", "50%", "5°C", "½", "a/b"]))
+            parts.append(
+                r.choice(
+                    [
+                        "e.g.",
+                        "i.e.",
+                        "U.S.A.",
+                        "3.14",
+                        "1,000,000",
+                        "C++",
+                        "C#",
+                        "x86-64",
+                        "don't",
+                        "l'homme",
+                        "naïve",
+                        "co-operate",
+                        "user@example.com",
+                        "http://a.b/c?d=e&f#g",
+                        "...",
+                        "?!",
+                        "--",
+                        "(a)",
+                        "[1]",
+                        "{x}",
+                        "<b>",
+                        "$5",
+                        "50%",
+                        "5°C",
+                        "½",
+                        "a/b",
+                    ]
+                )
+            )
         else:
             parts.append(_word(r, pool + LATIN, 2, 8))
     return "".join(parts) if r.random() < 0.3 else _join(r, parts)
@@ -323,7 +560,9 @@ def gen_special_tokens(r: random.Random) -> str:
         elif kind == 4:
             parts.append("[" + t + "]" if r.random() < 0.5 else t[1:-1])
         elif kind == 5:
-            parts.append(r.choice(LATIN_PRECOMPOSED + CJK[:50] + EMOJI[:20]) + t + r.choice(ZERO_WIDTH + ["é", "\u0301"]))
+            parts.append(
+                r.choice(LATIN_PRECOMPOSED + CJK[:50] + EMOJI[:20]) + t + r.choice(ZERO_WIDTH + ["é", "\u0301"])
+            )
         elif kind == 6:  # an invisible character inside the token: no longer the special token in the raw text
             i = r.randrange(1, len(t))
             parts.append(t[:i] + r.choice(ZERO_WIDTH + ["\x00", "\u00ad"]) + t[i:])
@@ -339,7 +578,9 @@ def gen_digits(r: random.Random) -> str:
         if kind == 0:
             parts.append(_word(r, DIGITS, 1, 12))
         elif kind == 1:
-            parts.append(str(r.randrange(10 ** r.randint(1, 30))) + r.choice(["", ".5", ",000", "e-9", "%", "th", "kg"]))
+            parts.append(
+                str(r.randrange(10 ** r.randint(1, 30))) + r.choice(["", ".5", ",000", "e-9", "%", "th", "kg"])
+            )
         else:
             parts.append(_word(r, "0123456789", 1, 4) + r.choice(LATIN + DIGITS) + _word(r, "0123456789", 1, 4))
     return _join(r, parts)
@@ -410,22 +651,115 @@ def gen_mix(r: random.Random) -> str:
 
 # Hand-written edge cases, always present at the head of the set.
 FIXED = [
-    "", " ", "\n", "\t\r\n", "\x00", "\ufffd", "\ufeff", "\u200b", "\u00ad", "\xa0", "\u3000", "\u2028\u2029\x85",
-    "a", "A", "é", "e\u0301", "\u0301", "\u0301\u0302\u0303", "a\u0301\u0302\u0303\u0304\u0305\u0306",
-    "Hello, world!", "HELLO WORLD", "hello\tworld\r\nnew\rline\nend", "a\x00b", "a\ufffdb", "a\u200bb", "a\u00adb",
-    "[CLS]", "[SEP]", "[UNK]", "[MASK]", "[PAD]", "[CLS][SEP]", "foo[CLS]bar", "[cls]", "[ CLS ]", "[CLS", "CLS]",
-    "[[SEP]]", "[MASK]ed", "x[UNK]y", "é[SEP]é", "[C\x00LS]", "[CLS]\u0301", "\u0301[CLS]", "中[SEP]文", "[PAD]" * 10,
-    "ΣΊΣΥΦΟΣ", "ὈΔΥΣΣΕΎΣ", "ς", "İ", "İstanbul", "ß", "STRASSE", "Straße", "ẞ", "ﬁ", "ﬃ", "ǅ", "K", "Ω", "Å",
-    "中文", "中文字", "𠀀𠀁", "\uf900\ufa0d", "\U0002f800", "한국어", "\u1112\u1161\u11ab", "ㄱㄴㄷ", "ภาษาไทย",
-    "مَرْحَبًا", "שָׁלוֹם", "👨\u200d👩\u200d👧\u200d👦", "👍🏽", "🇺🇸🇫🇷", "1\ufe0f\u20e3", "Ｈｅｌｌｏ　ｗｏｒｌｄ！",
-    "x" * 99, "x" * 100, "x" * 101, "é" * 100, "é" * 101, "e\u0301" * 100, "e\u0301" * 101, "İ" * 50, "İ" * 51,
-    "한" * 33, "한" * 34, "a" * 1000, "[UNK]" * 30, "1" * 100, "1" * 101, "...", "?!?!", "'" * 5,
-    "\r\n\r\n", "a\r\n\r\nb", " a ", "  leading and trailing  ", "tab\tseparated\tvalues",
-    "\x01\x02\x03\x1f\x7f\x80\x9f", "\U0010ffff", "\ue000", "\uffff", "\U000e0001\U000e0041",
+    "",
+    " ",
+    "\n",
+    "\t\r\n",
+    "\x00",
+    "\ufffd",
+    "\ufeff",
+    "\u200b",
+    "\u00ad",
+    "\xa0",
+    "\u3000",
+    "\u2028\u2029\x85",
+    "a",
+    "A",
+    "é",
+    "e\u0301",
+    "\u0301",
+    "\u0301\u0302\u0303",
+    "a\u0301\u0302\u0303\u0304\u0305\u0306",
+    "Hello, world!",
+    "HELLO WORLD",
+    "hello\tworld\r\nnew\rline\nend",
+    "a\x00b",
+    "a\ufffdb",
+    "a\u200bb",
+    "a\u00adb",
+    "[CLS]",
+    "[SEP]",
+    "[UNK]",
+    "[MASK]",
+    "[PAD]",
+    "[CLS][SEP]",
+    "foo[CLS]bar",
+    "[cls]",
+    "[ CLS ]",
+    "[CLS",
+    "CLS]",
+    "[[SEP]]",
+    "[MASK]ed",
+    "x[UNK]y",
+    "é[SEP]é",
+    "[C\x00LS]",
+    "[CLS]\u0301",
+    "\u0301[CLS]",
+    "中[SEP]文",
+    "[PAD]" * 10,
+    "ΣΊΣΥΦΟΣ",
+    "ὈΔΥΣΣΕΎΣ",
+    "ς",
+    "İ",
+    "İstanbul",
+    "ß",
+    "STRASSE",
+    "Straße",
+    "ẞ",
+    "ﬁ",
+    "ﬃ",
+    "ǅ",
+    "K",
+    "Ω",
+    "Å",
+    "中文",
+    "中文字",
+    "𠀀𠀁",
+    "\uf900\ufa0d",
+    "\U0002f800",
+    "한국어",
+    "\u1112\u1161\u11ab",
+    "ㄱㄴㄷ",
+    "ภาษาไทย",
+    "مَرْحَبًا",
+    "שָׁלוֹם",
+    "👨\u200d👩\u200d👧\u200d👦",
+    "👍🏽",
+    "🇺🇸🇫🇷",
+    "1\ufe0f\u20e3",
+    "Ｈｅｌｌｏ　ｗｏｒｌｄ！",
+    "x" * 99,
+    "x" * 100,
+    "x" * 101,
+    "é" * 100,
+    "é" * 101,
+    "e\u0301" * 100,
+    "e\u0301" * 101,
+    "İ" * 50,
+    "İ" * 51,
+    "한" * 33,
+    "한" * 34,
+    "a" * 1000,
+    "[UNK]" * 30,
+    "1" * 100,
+    "1" * 101,
+    "...",
+    "?!?!",
+    "'" * 5,
+    "\r\n\r\n",
+    "a\r\n\r\nb",
+    " a ",
+    "  leading and trailing  ",
+    "tab\tseparated\tvalues",
+    "\x01\x02\x03\x1f\x7f\x80\x9f",
+    "\U0010ffff",
+    "\ue000",
+    "\uffff",
+    "\U000e0001\U000e0041",
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _build(n: int, seed: int) -> tuple[tuple[str, str], ...]:
     r = random.Random(seed)
     out: list[tuple[str, str]] = [("fixed", s) for s in FIXED]
@@ -454,13 +788,27 @@ def stress_texts(n: int = 3000, seed: int = SEED) -> list[str]:
 
 
 SURROGATE_FIXED = [
-    "\ud800", "\udfff", "\udc00", "a\ud800b", "\ud83d\ude00", "\ude00\ud83d", "[CLS]\ud800", "\ud800[SEP]",
-    "[C\ud800LS]", "x" * 50 + "\ud800" + "x" * 50, "é\ud801\u0301", "中\udbff文", "\ud800 \udc00 \udbff",
-    "word \ud800word word\udfff", "\ud800" * 20, "Hello\udc80World", "İ\ud800İ",
+    "\ud800",
+    "\udfff",
+    "\udc00",
+    "a\ud800b",
+    "\ud83d\ude00",
+    "\ude00\ud83d",
+    "[CLS]\ud800",
+    "\ud800[SEP]",
+    "[C\ud800LS]",
+    "x" * 50 + "\ud800" + "x" * 50,
+    "é\ud801\u0301",
+    "中\udbff文",
+    "\ud800 \udc00 \udbff",
+    "word \ud800word word\udfff",
+    "\ud800" * 20,
+    "Hello\udc80World",
+    "İ\ud800İ",
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _build_surrogates(n: int, seed: int) -> tuple[str, ...]:
     r = random.Random(seed + 1)
     base = stress_texts(max(n, 200), seed)

@@ -67,12 +67,14 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
   auto cp = [&](size_t i) { return static_cast<char32_t>(text[i]); };
   const bool clean = tokenizer_->options().clean_text;
   auto is_space = [&](size_t i) { return is_space_cp(cp(i), clean); };
+  // Chunks leave out only what Python calls whitespace; it includes all the tokenizer's whitespace.
+  auto is_blank = [&](size_t i) { return (unicode::record(cp(i)).flags & unicode::kPySpace) != 0; };
   std::vector<ChunkSpan> out;
   size_t first = 0;
-  while (first < len && is_space(first)) ++first;
+  while (first < len && is_blank(first)) ++first;
   if (first == len) return out;
   size_t last = len;
-  while (last > first && is_space(last - 1)) --last;
+  while (last > first && is_blank(last - 1)) --last;
 
   Encoding enc;
   enc.track_words = true;
@@ -130,7 +132,7 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     if (c == n) return last;
     const size_t b = ends[c - 1];
     for (size_t i = starts[c]; i > b; --i) {
-      if (!is_space(i - 1)) return i;
+      if (!is_blank(i - 1)) return i;
     }
     return b;
   };

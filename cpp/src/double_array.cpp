@@ -36,9 +36,43 @@ DoubleArray::DoubleArray(std::vector<std::pair<std::string, int32_t>> keys) {
     trie[node].value = value;  // the later of equal keys wins
   }
 
-  units_.assign(256 + 1, Unit{});
-  units_[0].check = 0;  // the root is its own parent, so it is never taken as free
-  size_t search_from = 1;
+  // Free cells form a doubly linked list, so the search for a base visits free cells only.
+  std::vector<int32_t> next_free, prev_free;
+  int32_t head = kNone, tail = kNone;
+  auto extend = [&](size_t size) {
+    const size_t old = units_.size();
+    if (size <= old) return;
+    units_.resize(size, Unit{});
+    next_free.resize(size, kNone);
+    prev_free.resize(size, kNone);
+    for (size_t i = old; i < size; ++i) {
+      const auto cell = static_cast<int32_t>(i);
+      prev_free[i] = tail;
+      if (tail == kNone) {
+        head = cell;
+      } else {
+        next_free[static_cast<size_t>(tail)] = cell;
+      }
+      tail = cell;
+    }
+  };
+  auto take = [&](size_t cell, int32_t parent) {
+    units_[cell].check = parent;
+    const int32_t p = prev_free[cell], q = next_free[cell];
+    if (p == kNone) {
+      head = q;
+    } else {
+      next_free[static_cast<size_t>(p)] = q;
+    }
+    if (q == kNone) {
+      tail = p;
+    } else {
+      prev_free[static_cast<size_t>(q)] = p;
+    }
+  };
+
+  extend(1024);
+  take(0, 0);  // the root is its own parent, so it is never taken as free
   std::deque<std::pair<uint32_t, int32_t>> queue{{0u, 0}};  // (trie node, unit)
   while (!queue.empty()) {
     const auto [tnode, unit] = queue.front();
@@ -46,13 +80,18 @@ DoubleArray::DoubleArray(std::vector<std::pair<std::string, int32_t>> keys) {
     units_[static_cast<size_t>(unit)].value = trie[tnode].value;
     const auto& kids = trie[tnode].children;
     if (kids.empty()) continue;
-    while (search_from < units_.size() && units_[search_from].check != kNone) ++search_from;
-    // First base at which every child's cell is free.
-    size_t base = search_from > kids.front().first ? search_from - kids.front().first : 1;
-    if (base < 1) base = 1;
-    while (true) {
-      const size_t need = base + kids.back().first + 1;
-      if (units_.size() < need) units_.resize(need + 256, Unit{});
+    // First base at which every child's cell is free, trying the free cells in order for the first child.
+    const size_t first = kids.front().first;
+    size_t base = 0;
+    for (int32_t f = head;; f = next_free[static_cast<size_t>(f)]) {
+      if (f == kNone) {
+        const size_t old = units_.size();
+        extend(old + 1024);
+        f = static_cast<int32_t>(old);
+      }
+      if (static_cast<size_t>(f) <= first) continue;
+      base = static_cast<size_t>(f) - first;
+      extend(base + 256);
       bool fits = true;
       for (const auto& kid : kids) {
         if (units_[base + kid.first].check != kNone) {
@@ -61,12 +100,11 @@ DoubleArray::DoubleArray(std::vector<std::pair<std::string, int32_t>> keys) {
         }
       }
       if (fits) break;
-      ++base;
     }
     units_[static_cast<size_t>(unit)].base = static_cast<int32_t>(base);
     for (const auto& [byte, child] : kids) {
       const size_t cell = base + byte;
-      units_[cell].check = unit;
+      take(cell, unit);
       queue.emplace_back(child, static_cast<int32_t>(cell));
     }
   }

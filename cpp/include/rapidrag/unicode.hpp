@@ -12,6 +12,7 @@ enum Flag : uint8_t {
   kSpace = 2,   // White_Space, plus tab, CR and LF
   kPunct = 4,   // punctuation: a word of its own
   kMark = 8,    // nonspacing mark: dropped when stripping accents
+  kPySpace = 16,  // str.isspace() in Python: characters a chunk may leave out
 };
 
 struct Record {
