@@ -79,9 +79,11 @@ void register_wordpiece(py::module_& m) {
       .def("id_to_token", &WordPiece::id_to_token, py::arg("id"))
       .def(
           "encode",
-          [](const WordPiece& wp, const py::object& text, int32_t cls_id, int32_t sep_id) {
+          [](const WordPiece& wp, const py::object& text, int32_t cls_id, int32_t sep_id, bool with_offsets) {
             const TextRef ref = text_ref(text, "text");
-            Encoding enc;
+            // Reused between calls on this thread: no allocation once its buffers have grown.
+            thread_local Encoding enc;
+            enc.clear();
             {
               py::gil_scoped_release release;
               wp.encode(ref, enc);
@@ -89,21 +91,23 @@ void register_wordpiece(py::module_& m) {
             const size_t head = cls_id >= 0 ? 1 : 0;
             const size_t n = enc.size() + head + (sep_id >= 0 ? 1 : 0);
             auto ids = new_array({static_cast<py::ssize_t>(n)});
-            auto offsets = new_array({static_cast<py::ssize_t>(n), 2});
             int64_t* pi = ids.mutable_data();
-            int64_t* po = offsets.mutable_data();
-            std::fill(po, po + 2 * n, 0);
             if (cls_id >= 0) pi[0] = cls_id;
             if (sep_id >= 0) pi[n - 1] = sep_id;
+            std::copy(enc.ids.begin(), enc.ids.end(), pi + head);
+            if (!with_offsets) return py::object(std::move(ids));
+            auto offsets = new_array({static_cast<py::ssize_t>(n), 2});
+            int64_t* po = offsets.mutable_data();
+            std::fill(po, po + 2 * n, 0);
             for (size_t i = 0; i < enc.size(); ++i) {
-              pi[head + i] = enc.ids[i];
               po[2 * (head + i)] = enc.starts[i];
               po[2 * (head + i) + 1] = enc.ends[i];
             }
-            return py::make_tuple(ids, offsets);
+            return py::object(py::make_tuple(ids, offsets));
           },
-          py::arg("text"), py::arg("cls_id"), py::arg("sep_id"),
-          "Tokens of one text between optional special tokens (id -1: none): (ids int64 [n], offsets int64 [n, 2]).")
+          py::arg("text"), py::arg("cls_id"), py::arg("sep_id"), py::arg("with_offsets"),
+          "Tokens of one text between optional special tokens (id -1: none): ids int64 [n], and with_offsets "
+          "also offsets int64 [n, 2].")
       .def(
           "count",
           [](const WordPiece& wp, const py::list& texts, long n_threads) {

@@ -96,6 +96,18 @@ WordPiece::WordPiece(const std::vector<std::string>& vocab, WordPieceOptions opt
     }
   }
   word_trie_ = DoubleArray(std::move(words));
+  for (char32_t c = 0; c < 128; ++c) {
+    const uint8_t f = kAscii.flags[c];
+    if (options_.clean_text && (f & unicode::kRemove)) {
+      ascii_[c] = kAsciiDrop;
+    } else if (f & unicode::kSpace) {
+      ascii_[c] = kAsciiSpace;
+    } else if (f & unicode::kPunct) {
+      ascii_[c] = kAsciiPunct;
+    } else {
+      ascii_[c] = kAsciiWord;
+    }
+  }
   suffix_trie_ = DoubleArray(std::move(suffixes));
   unk_id_ = token_to_id(options_.unk_token);
   if (unk_id_ < 0) throw InvalidArgument("the unknown token '" + options_.unk_token + "' is not in the vocabulary");
@@ -304,6 +316,21 @@ void WordPiece::run(const CharT* text, size_t n, Sink& sink) const {
         i += best - 1;
         continue;
       }
+    }
+    if (c < 128 && marks.empty()) {
+      // ASCII: one table lookup decides, with the options applied at construction.
+      const uint8_t a = ascii_[c];
+      last_src = src;
+      if (a == kAsciiWord) {
+        word.push_back(lowercase && c >= 'A' && c <= 'Z' ? c + 32 : c);
+        word_src.push_back(src);
+      } else if (a == kAsciiSpace) {
+        end_word();
+      } else if (a == kAsciiPunct) {
+        end_word();
+        emit_word(&c, &src, 1, sink, pieces);
+      }
+      continue;
     }
     if (clean) {
       const uint8_t f = flags_of(c);

@@ -313,10 +313,8 @@ class Tokenizer:
     ) -> IntArray | tuple[IntArray, IntArray]:
         """Token ids of one text: int64 [n]; with ``return_offsets``, also int64 [n, 2] (start, end) str indices."""
         if add_special_tokens:
-            ids, offsets = self._core.encode(text, self.cls_id, self.sep_id)
-        else:
-            ids, offsets = self._core.encode(text, -1, -1)
-        return (ids, offsets) if return_offsets else ids
+            return self._core.encode(text, self.cls_id, self.sep_id, bool(return_offsets))
+        return self._core.encode(text, -1, -1, bool(return_offsets))
 
     def encode_batch(
         self,

@@ -80,6 +80,8 @@ class WordPiece {
   int32_t unk_id_ = -1;
   DoubleArray word_trie_;    // every token, for the first piece of a word
   DoubleArray suffix_trie_;  // tokens with the continuation prefix, prefix removed, for the later pieces
+  enum : uint8_t { kAsciiWord, kAsciiSpace, kAsciiPunct, kAsciiDrop };
+  uint8_t ascii_[128] = {};  // what each ASCII character is, under these options
 
   std::vector<std::u32string> specials_;
   std::vector<int32_t> special_ids_;
