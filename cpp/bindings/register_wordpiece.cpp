@@ -12,7 +12,7 @@ namespace {
 py::array_t<int64_t> new_array(std::vector<py::ssize_t> shape) { return py::array_t<int64_t>(std::move(shape)); }
 
 // Lays the rows out: padded to the widest row (at least min_width), or flat (ids, offsets, row_splits ...).
-py::tuple batch_result(const std::vector<Encoding>& firsts, const std::vector<Encoding>* seconds, bool broadcast_first,
+py::tuple batch_result(const EncodedTexts& firsts, const EncodedTexts* seconds, bool broadcast_first,
                        const std::vector<RowPlan>& plans, const SpecialIds& special, bool add_special_tokens,
                        size_t min_width, bool flat, size_t n_threads) {
   const bool pair = seconds != nullptr;
@@ -24,17 +24,22 @@ py::tuple batch_result(const std::vector<Encoding>& firsts, const std::vector<En
     rs[0] = 0;
     for (size_t i = 0; i < plans.size(); ++i) rs[i + 1] = rs[i] + static_cast<int64_t>(row_width(plans[i], pair, add_special_tokens));
     const auto total = static_cast<py::ssize_t>(rs[plans.size()]);
+    // Unpadded, the mask is all ones: the Python layer makes it without memory. Types only matter in pairs.
     auto ids = new_array({total});
-    auto mask = new_array({total});
-    auto types = new_array({total});
     auto offsets = new_array({total, 2});
-    BatchArrays out{ids.mutable_data(), mask.mutable_data(), types.mutable_data(), offsets.mutable_data(),
-                    lengths.mutable_data(), 0, rs};
+    py::object types = py::none();
+    int64_t* types_data = nullptr;
+    if (pair) {
+      auto t = new_array({total});
+      types_data = t.mutable_data();
+      types = t;
+    }
+    BatchArrays out{ids.mutable_data(), nullptr, types_data, offsets.mutable_data(), lengths.mutable_data(), 0, rs};
     {
       py::gil_scoped_release release;
       fill_rows(firsts, seconds, broadcast_first, plans, special, add_special_tokens, out, n_threads);
     }
-    return py::make_tuple(ids, mask, types, offsets, lengths, row_splits);
+    return py::make_tuple(ids, py::none(), types, offsets, lengths, row_splits);
   }
   size_t width = min_width;
   for (const auto& p : plans) width = std::max(width, row_width(p, pair, add_special_tokens));
@@ -129,13 +134,13 @@ void register_wordpiece(py::module_& m) {
              bool add_special_tokens, int32_t cls_id, int32_t sep_id, int32_t pad_id, bool flat, long n_threads) {
             const auto refs = text_refs(texts, "texts");
             const size_t threads = threads_arg(n_threads);
-            std::vector<Encoding> encs;
+            EncodedTexts encs;
             std::vector<RowPlan> plans(refs.size());
             {
               py::gil_scoped_release release;
               encs = encode_all(wp, refs, threads);
               for (size_t i = 0; i < encs.size(); ++i) {
-                plans[i] = plan_single(encs[i].size(), max_length, truncation, add_special_tokens);
+                plans[i] = plan_single(encs.length(i), max_length, truncation, add_special_tokens);
               }
             }
             return batch_result(encs, nullptr, false, plans, {cls_id, sep_id, pad_id}, add_special_tokens,
@@ -158,14 +163,14 @@ void register_wordpiece(py::module_& m) {
                                     " and " + std::to_string(prefs.size()));
             }
             const size_t threads = threads_arg(n_threads);
-            std::vector<Encoding> qencs, pencs;
+            EncodedTexts qencs, pencs;
             std::vector<RowPlan> plans(prefs.size());
             {
               py::gil_scoped_release release;
               qencs = encode_all(wp, qrefs, threads);
               pencs = encode_all(wp, prefs, threads);
               for (size_t i = 0; i < pencs.size(); ++i) {
-                plans[i] = plan_pair(qencs[broadcast ? 0 : i].size(), pencs[i].size(), max_length);
+                plans[i] = plan_pair(qencs.length(broadcast ? 0 : i), pencs.length(i), max_length);
               }
             }
             return batch_result(qencs, &pencs, broadcast, plans, {cls_id, sep_id, pad_id}, true, min_width, flat,

@@ -10,9 +10,19 @@ namespace {
 constexpr size_t kGrain = 16;
 }  // namespace
 
-std::vector<Encoding> encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads) {
-  std::vector<Encoding> out(texts.size());
-  parallel_for(texts.size(), n_threads, kGrain, [&](size_t i) { tokenizer.encode(texts[i], out[i]); });
+EncodedTexts encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads) {
+  EncodedTexts out;
+  const size_t n = texts.size();
+  out.blocks_.resize((n + kGrain - 1) / kGrain);
+  out.where_.resize(n);
+  parallel_for(out.blocks_.size(), n_threads, 1, [&](size_t b) {
+    Encoding& block = out.blocks_[b];
+    for (size_t i = b * kGrain; i < std::min(n, (b + 1) * kGrain); ++i) {
+      const size_t begin = block.size();
+      tokenizer.encode(texts[i], block);
+      out.where_[i] = {b, begin, block.size() - begin};
+    }
+  });
   return out;
 }
 
@@ -42,46 +52,49 @@ size_t row_width(const RowPlan& plan, bool pair, bool add_special_tokens) {
   return plan.first + (add_special_tokens ? 2 : 0);
 }
 
-void fill_rows(const std::vector<Encoding>& firsts, const std::vector<Encoding>* seconds, bool broadcast_first,
+void fill_rows(const EncodedTexts& firsts, const EncodedTexts* seconds, bool broadcast_first,
                const std::vector<RowPlan>& plans, const SpecialIds& special, bool add_special_tokens,
                const BatchArrays& out, size_t n_threads) {
   const size_t width = out.width;
   parallel_for(plans.size(), n_threads, 64, [&](size_t i) {
-    const Encoding& a = firsts[broadcast_first ? 0 : i];
+    const size_t a = broadcast_first ? 0 : i;
     const RowPlan& plan = plans[i];
     const size_t base = out.row_starts ? static_cast<size_t>(out.row_starts[i]) : i * width;
     int64_t* ids = out.input_ids + base;
-    int64_t* mask = out.attention_mask + base;
-    int64_t* types = out.token_type_ids + base;
+    int64_t* mask = out.attention_mask ? out.attention_mask + base : nullptr;
+    int64_t* types = out.token_type_ids ? out.token_type_ids + base : nullptr;
     int64_t* offs = out.offsets ? out.offsets + base * 2 : nullptr;
     size_t k = 0;
     auto put = [&](int32_t id, int64_t type, int64_t start, int64_t end) {
       ids[k] = id;
-      mask[k] = 1;
-      types[k] = type;
+      if (mask) mask[k] = 1;
+      if (types) types[k] = type;
       if (offs) {
         offs[2 * k] = start;
         offs[2 * k + 1] = end;
       }
       ++k;
     };
-    auto put_sequence = [&](const Encoding& e, size_t keep, int64_t type) {
-      for (size_t t = 0; t < keep; ++t) put(e.ids[t], type, e.starts[t], e.ends[t]);
+    auto put_sequence = [&](const EncodedTexts& e, size_t row, size_t keep, int64_t type) {
+      const int32_t* tid = e.ids(row);
+      const uint32_t* ts = e.starts(row);
+      const uint32_t* te = e.ends(row);
+      for (size_t t = 0; t < keep; ++t) put(tid[t], type, ts[t], te[t]);
     };
     const bool specials = add_special_tokens || seconds != nullptr;
     if (specials) put(special.cls, 0, 0, 0);
-    put_sequence(a, plan.first, 0);
+    put_sequence(firsts, a, plan.first, 0);
     if (specials) put(special.sep, 0, 0, 0);
     if (seconds) {
-      put_sequence((*seconds)[i], plan.second, 1);
+      put_sequence(*seconds, i, plan.second, 1);
       put(special.sep, 1, 0, 0);
     }
     out.lengths[i] = static_cast<int64_t>(k);
     if (out.row_starts) return;
     for (; k < width; ++k) {
       ids[k] = special.pad;
-      mask[k] = 0;
-      types[k] = 0;
+      if (mask) mask[k] = 0;
+      if (types) types[k] = 0;
       if (offs) offs[2 * k] = offs[2 * k + 1] = 0;
     }
   });

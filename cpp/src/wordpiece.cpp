@@ -350,12 +350,16 @@ void WordPiece::run(const CharT* text, size_t n, Sink& sink) const {
 }
 
 void WordPiece::encode(const TextRef& text, Encoding& out) const {
-  // About one token per 4.5 characters of English; reserving avoids most regrowth.
-  const size_t guess = out.size() + text.length / 4 + 4;
-  out.ids.reserve(guess);
-  out.starts.reserve(guess);
-  out.ends.reserve(guess);
-  if (out.track_words) out.word_starts.reserve(guess);
+  // About one token per 4.5 characters of English; reserving avoids most regrowth. Grow at least
+  // geometrically, since encode() also appends many texts to one Encoding.
+  const size_t need = out.size() + text.length / 4 + 4;
+  if (out.ids.capacity() < need) {
+    const size_t cap = std::max(need, 2 * out.ids.capacity());
+    out.ids.reserve(cap);
+    out.starts.reserve(cap);
+    out.ends.reserve(cap);
+    if (out.track_words) out.word_starts.reserve(cap);
+  }
   EncodeSink sink{out};
   visit_text(text, [&](const auto* p) { run(p, text.length, sink); });
 }

@@ -98,8 +98,8 @@ void test_tokenizer() {
   auto encs = encode_all(*wp, refs, 2);
   std::vector<RowPlan> plans;
   size_t width = 0;
-  for (auto& x : encs) {
-    plans.push_back(plan_single(x.size(), 5, true, true));
+  for (size_t i = 0; i < encs.size(); ++i) {
+    plans.push_back(plan_single(encs.length(i), 5, true, true));
     width = std::max(width, row_width(plans.back(), false, true));
   }
   CHECK(width == 5);

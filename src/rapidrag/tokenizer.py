@@ -15,10 +15,44 @@ import numpy.typing as npt
 from . import _core
 from .errors import VocabularyError
 
-__all__ = ["BatchEncoding", "Tokenizer"]
+__all__ = ["BatchEncoding", "Ragged", "Tokenizer"]
 
 IntArray = npt.NDArray[np.int64]
 PathLike = str | os.PathLike[str]
+
+
+class Ragged(Sequence[IntArray]):
+    """Rows of different lengths stored one after another: row ``i`` is ``flat[row_splits[i]:row_splits[i + 1]]``.
+
+    Indexing gives a view of one row; nothing is copied or created until a row is asked for.
+    """
+
+    __slots__ = ("flat", "row_splits")
+
+    def __init__(self, flat: IntArray, row_splits: IntArray) -> None:
+        self.flat = flat
+        self.row_splits = row_splits
+
+    def __len__(self) -> int:
+        return len(self.row_splits) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> IntArray: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[IntArray]: ...
+
+    def __getitem__(self, i: int | slice) -> IntArray | list[IntArray]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"row {i} out of range for {n} rows")
+        return self.flat[self.row_splits[i] : self.row_splits[i + 1]]
+
+    def __repr__(self) -> str:
+        return f"Ragged({len(self)} rows, {len(self.flat)} values)"
 
 
 @dataclass(frozen=True)
@@ -28,7 +62,7 @@ class BatchEncoding:
     Attributes
     ----------
     input_ids, attention_mask, token_type_ids : int64 [n, L]
-        Ready for ONNX Runtime. With ``padding=False`` each is a list of int64 [length_i] arrays instead.
+        Ready for ONNX Runtime. With ``padding=False`` each is a Ragged sequence of int64 [length_i] rows instead.
     offsets : int64 [n, L, 2]
         (start, end) indices into the original ``str`` of each token; (0, 0) for special and padding tokens.
         In pairs, a passage token's offsets index the passage.
@@ -417,9 +451,17 @@ class Tokenizer:
     def _result(arrays: tuple[IntArray, ...], padding: object) -> BatchEncoding:
         if padding is False:
             ids, mask, types, offsets, lengths, row_splits = arrays
-            cuts = row_splits[1:-1]
+            # Unpadded rows: the mask is all ones and single sequences are all type 0, so both are read-only
+            # broadcast views that take no memory.
+            mask = np.broadcast_to(np.int64(1), ids.shape)
+            if types is None:
+                types = np.broadcast_to(np.int64(0), ids.shape)
             return BatchEncoding(
-                np.split(ids, cuts), np.split(mask, cuts), np.split(types, cuts), np.split(offsets, cuts), lengths
+                Ragged(ids, row_splits),
+                Ragged(mask, row_splits),
+                Ragged(types, row_splits),
+                Ragged(offsets, row_splits),
+                lengths,
             )
         ids, mask, types, offsets, lengths = arrays
         return BatchEncoding(ids, mask, types, offsets, lengths)

@@ -23,7 +23,28 @@ struct RowPlan {
   size_t second = 0;
 };
 
-// Caller-owned outputs of fill_rows; offsets may be null. Padded layout: rows of `width` tokens
+// Tokens of many texts, kept in blocks of consecutive texts: one set of buffers per block, not per text.
+class EncodedTexts {
+ public:
+  size_t size() const { return where_.size(); }
+  size_t length(size_t i) const { return where_[i].length; }
+  const int32_t* ids(size_t i) const { return block(i).ids.data() + where_[i].begin; }
+  const uint32_t* starts(size_t i) const { return block(i).starts.data() + where_[i].begin; }
+  const uint32_t* ends(size_t i) const { return block(i).ends.data() + where_[i].begin; }
+
+ private:
+  friend EncodedTexts encode_all(const WordPiece&, const std::vector<TextRef>&, size_t);
+  struct Where {
+    size_t block;
+    size_t begin;
+    size_t length;
+  };
+  const Encoding& block(size_t i) const { return blocks_[where_[i].block]; }
+  std::vector<Encoding> blocks_;
+  std::vector<Where> where_;
+};
+
+// Caller-owned outputs of fill_rows; offsets, attention_mask and token_type_ids may be null. Padded layout: rows of `width` tokens
 // ([n, width], offsets [n, width, 2]). Flat layout when row_starts is given: row i at row_starts[i], unpadded.
 struct BatchArrays {
   int64_t* input_ids;
@@ -35,7 +56,7 @@ struct BatchArrays {
   const int64_t* row_starts = nullptr;
 };
 
-std::vector<Encoding> encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
+EncodedTexts encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
 std::vector<size_t> count_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
 
 // Single sequences: [CLS] text [SEP]; truncation keeps the first max_length tokens in all (0 = no limit).
@@ -46,7 +67,7 @@ RowPlan plan_pair(size_t first, size_t second, size_t max_length);
 size_t row_width(const RowPlan& plan, bool pair, bool add_special_tokens);
 
 // Rows i of the outputs from firsts[i] (and seconds[i], or seconds[0] broadcast, or none).
-void fill_rows(const std::vector<Encoding>& firsts, const std::vector<Encoding>* seconds, bool broadcast_first,
+void fill_rows(const EncodedTexts& firsts, const EncodedTexts* seconds, bool broadcast_first,
                const std::vector<RowPlan>& plans, const SpecialIds& special, bool add_special_tokens,
                const BatchArrays& out, size_t n_threads);
 
