@@ -14,7 +14,9 @@ RAPIDRAG_BENCH_CHUNK_GCIDE_DOCS       1,000           20,000 (chunker benchmarks
                                                       30 MB would take up to 100 s per round and peer)
 RAPIDRAG_BENCH_PEAK_GCIDE_DOCS        1,000           0 = all 125,984 passages (peak-memory subprocesses)
 RAPIDRAG_BENCH_BIG_MB                 2               100 (the single-string tokenize benchmark)
-RAPIDRAG_BENCH_ROUNDS                 5               3 (timed rounds per benchmark, after one warm-up)
+RAPIDRAG_BENCH_ROUNDS                 5               3 (timed rounds per benchmark, after one warm-up
+                                                      call; 1 when the warm-up took over
+                                                      RAPIDRAG_BENCH_SLOW_CALL_S, default 3 s)
 ====================================  ==============  ==================================================
 
 A subset is always the first N documents in file order (deterministic); 0 means all. Every benchmark records in
@@ -25,6 +27,7 @@ round; conftest.py prints them in a table at the end of the session, and they ar
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +44,7 @@ CHUNK_GCIDE_DOCS = env_int("RAPIDRAG_BENCH_CHUNK_GCIDE_DOCS", 20_000 if FULL els
 PEAK_GCIDE_DOCS = env_int("RAPIDRAG_BENCH_PEAK_GCIDE_DOCS", 0 if FULL else 1_000)
 BIG_MB = float(os.environ.get("RAPIDRAG_BENCH_BIG_MB", "").strip() or (100 if FULL else 2))
 ROUNDS = env_int("RAPIDRAG_BENCH_ROUNDS", 3 if FULL else 5)
-WARMUP_ROUNDS = 1
+SLOW_CALL_S = float(os.environ.get("RAPIDRAG_BENCH_SLOW_CALL_S", "").strip() or 3.0)
 
 
 @dataclass(frozen=True)
@@ -62,25 +65,34 @@ def prefix(name: str, texts: list[str], n: int) -> Corpus:
 
 
 def run_timed(benchmark: Any, fn: Any, *, setup: Any = None, rounds: int | None = None, warmup: bool = True) -> Any:
-    """Time ``fn()`` with pytest-benchmark (one warm-up round, then ROUNDS rounds); return its last result.
+    """Time ``fn()`` with pytest-benchmark and return its last result.
 
-    ``setup()`` runs untimed before every round (e.g. to clear a peer's cache). Under ``--benchmark-disable`` this
-    calls ``setup()`` and ``fn()`` once, as pytest-benchmark does.
+    One untimed warm-up call first; if it took longer than SLOW_CALL_S, a single timed round follows (a call of
+    several seconds is its own average, and the pure-Python chunkers on the FULL corpora would otherwise take most
+    of an hour), else ROUNDS rounds. ``setup()`` runs untimed before every call (e.g. to clear a peer's cache).
+    Under ``--benchmark-disable`` this calls ``setup()`` and ``fn()`` once, as pytest-benchmark does.
     """
-    return benchmark.pedantic(
-        fn,
-        setup=setup,
-        rounds=rounds or ROUNDS,
-        warmup_rounds=WARMUP_ROUNDS if warmup else 0,
-        iterations=1,
-    )
+    n = rounds or ROUNDS
+    if warmup and not benchmark.disabled:
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        fn()
+        if time.perf_counter() - start > SLOW_CALL_S:
+            n = 1
+    return benchmark.pedantic(fn, setup=setup, rounds=n, warmup_rounds=0, iterations=1)
 
 
 REPORT: list[dict[str, Any]] = []
 
 
-def record(benchmark: Any, library: str, nbytes: int, *, tokens: int | None = None, **extra: Any) -> None:
-    """Write bytes, MB/s (median and best round) and ``extra`` to extra_info and to the end-of-session table."""
+def record(
+    benchmark: Any, library: str, nbytes: int, *, tokens: int | None = None, timed: bool = True, **extra: Any
+) -> None:
+    """Write bytes, MB/s (median and best round) and ``extra`` to extra_info and to the end-of-session table.
+
+    ``timed=False``: the benchmark's time is not the work on ``nbytes`` (e.g. a whole subprocess), so no MB/s.
+    """
     info = benchmark.extra_info
     info["library"] = library
     info["bytes"] = nbytes
@@ -89,7 +101,7 @@ def record(benchmark: Any, library: str, nbytes: int, *, tokens: int | None = No
         info["tokens"] = tokens
     info.update({k: v for k, v in extra.items() if v is not None})
     stats = getattr(getattr(benchmark, "stats", None), "stats", None)
-    if stats is not None and stats.median > 0:
+    if timed and stats is not None and stats.median > 0:
         info["MB/s (median)"] = round(nbytes / 1e6 / stats.median, 3)
         info["MB/s (best)"] = round(nbytes / 1e6 / stats.min, 3)
         if tokens is not None:

@@ -30,8 +30,17 @@ def gcide_chunk_bench(gcide_texts: list[str]) -> Corpus:
     return prefix("gcide", gcide_texts, CHUNK_GCIDE_DOCS)
 
 
-_SHOWN = ("MB/s (median)", "MB/s (best)", "Mtokens/s (median)", "docs", "chunks", "mismatched_docs",
-          "over_limit_chunks", "peak_rss_mb", "delta_rss_mb")
+_SHOWN = (
+    "MB/s (median)",
+    "MB/s (best)",
+    "Mtokens/s (median)",
+    "docs",
+    "chunks",
+    "mismatched_docs",
+    "over_limit_chunks",
+    "peak_rss_mb",
+    "delta_rss_mb",
+)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -565,3 +565,17 @@ def test_property_parity_with_hf(rr_tokenizer: Any, hf_ref: Any, text: str) -> N
     assert [tuple(o) for o in offs.tolist()] == e.offsets, (text, e.tokens, offs.tolist(), e.offsets)
     enc = rr_tokenizer.encode_batch([text, text[: len(text) // 2]])
     assert enc.input_ids[0, : enc.lengths[0]].tolist() == e.ids
+
+
+def test_long_text_on_threads_equals_one_thread(vocab_path: Path) -> None:
+    """A text long enough to be cut at whitespace and encoded on several threads gives the same tokens."""
+    pieces = ["caf\u00e9 na\u0308ive [SEP] \u6771\u4eac", "x\u0301\u0328 y\u302e\u302d", "plain words here.", "\n\n\t"]
+    text = " ".join(pieces[i % len(pieces)] for i in range(100_000))
+    assert len(text) > 1_000_000
+    one = rapidrag.Tokenizer(vocab_path, n_threads=1)
+    two = rapidrag.Tokenizer(vocab_path, n_threads=2)
+    ids1, off1 = one.encode(text, return_offsets=True)
+    ids2, off2 = two.encode(text, return_offsets=True)
+    np.testing.assert_array_equal(ids1, ids2)
+    np.testing.assert_array_equal(off1, off2)
+    assert one.count_tokens(text) == len(ids1) - 2

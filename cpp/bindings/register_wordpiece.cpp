@@ -84,14 +84,16 @@ void register_wordpiece(py::module_& m) {
       .def("id_to_token", &WordPiece::id_to_token, py::arg("id"))
       .def(
           "encode",
-          [](const WordPiece& wp, const py::object& text, int32_t cls_id, int32_t sep_id, bool with_offsets) {
+          [](const WordPiece& wp, const py::object& text, int32_t cls_id, int32_t sep_id, bool with_offsets,
+             long n_threads) {
             const TextRef ref = text_ref(text, "text");
+            const size_t threads = threads_arg(n_threads);
             // Reused between calls on this thread: no allocation once its buffers have grown.
             thread_local Encoding enc;
             enc.clear();
             {
               py::gil_scoped_release release;
-              wp.encode(ref, enc);
+              encode_long(wp, ref, threads, enc);
             }
             const size_t head = cls_id >= 0 ? 1 : 0;
             const size_t n = enc.size() + head + (sep_id >= 0 ? 1 : 0);
@@ -110,7 +112,7 @@ void register_wordpiece(py::module_& m) {
             }
             return py::object(py::make_tuple(ids, offsets));
           },
-          py::arg("text"), py::arg("cls_id"), py::arg("sep_id"), py::arg("with_offsets"),
+          py::arg("text"), py::arg("cls_id"), py::arg("sep_id"), py::arg("with_offsets"), py::arg("n_threads"),
           "Tokens of one text between optional special tokens (id -1: none): ids int64 [n], and with_offsets "
           "also offsets int64 [n, 2].")
       .def(

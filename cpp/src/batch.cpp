@@ -26,6 +26,47 @@ EncodedTexts encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& 
   return out;
 }
 
+void encode_long(const WordPiece& tokenizer, const TextRef& text, size_t n_threads, Encoding& out) {
+  constexpr size_t kMinSegment = 1 << 18;  // code points; below this, threads cost more than they save
+  const size_t threads = resolve_threads(n_threads);
+  bool specials_with_space = false;
+  for (const auto& sp : tokenizer.options().special_tokens) {
+    specials_with_space = specials_with_space || sp.find_first_of(" \t\n\r") != std::string::npos;
+  }
+  const size_t n = text.length;
+  if (threads <= 1 || n < 2 * kMinSegment || specials_with_space) {
+    tokenizer.encode(text, out);
+    return;
+  }
+  const size_t n_segments = std::min(threads * 4, n / kMinSegment);
+  std::vector<size_t> cuts{0};
+  visit_text(text, [&](const auto* p) {
+    for (size_t k = 1; k < n_segments; ++k) {
+      size_t i = std::max(cuts.back() + 1, n * k / n_segments);
+      while (i < n && p[i] != ' ' && p[i] != '\n' && p[i] != '\t' && p[i] != '\r') ++i;
+      if (i >= n) break;
+      cuts.push_back(i);
+    }
+  });
+  cuts.push_back(n);
+  std::vector<Encoding> parts(cuts.size() - 1);
+  for (auto& part : parts) part.track_words = out.track_words;
+  parallel_for(parts.size(), threads, 1, [&](size_t k) { tokenizer.encode(text.slice(cuts[k], cuts[k + 1]), parts[k]); });
+  size_t total = out.size();
+  for (const auto& part : parts) total += part.size();
+  out.ids.reserve(total);
+  out.starts.reserve(total);
+  out.ends.reserve(total);
+  for (size_t k = 0; k < parts.size(); ++k) {
+    const auto shift = static_cast<uint32_t>(cuts[k]);
+    const Encoding& part = parts[k];
+    out.ids.insert(out.ids.end(), part.ids.begin(), part.ids.end());
+    for (uint32_t v : part.starts) out.starts.push_back(v + shift);
+    for (uint32_t v : part.ends) out.ends.push_back(v + shift);
+    if (out.track_words) out.word_starts.insert(out.word_starts.end(), part.word_starts.begin(), part.word_starts.end());
+  }
+}
+
 std::vector<size_t> count_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads) {
   std::vector<size_t> out(texts.size());
   parallel_for(texts.size(), n_threads, kGrain, [&](size_t i) { out[i] = tokenizer.count(texts[i]); });

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import _core
 from .tokenizer import Tokenizer, _check_texts, _check_threads
@@ -11,9 +11,12 @@ from .tokenizer import Tokenizer, _check_texts, _check_threads
 __all__ = ["Chunk", "Chunker"]
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """A chunk of a text: ``text == original[start:end]``, ``n_tokens`` counted without special tokens."""
+class Chunk(NamedTuple):
+    """A chunk of a text: ``text == original[start:end]``, ``n_tokens`` counted without special tokens.
+
+    A named tuple: immutable, and several times cheaper to create than a frozen dataclass, which matters
+    when a corpus gives millions of chunks.
+    """
 
     text: str
     start: int

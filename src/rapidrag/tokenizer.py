@@ -345,10 +345,14 @@ class Tokenizer:
     def encode(
         self, text: str, *, add_special_tokens: bool = True, return_offsets: bool = False
     ) -> IntArray | tuple[IntArray, IntArray]:
-        """Token ids of one text: int64 [n]; with ``return_offsets``, also int64 [n, 2] (start, end) str indices."""
+        """Token ids of one text: int64 [n]; with ``return_offsets``, also int64 [n, 2] (start, end) str indices.
+
+        A text of more than half a million characters is encoded on ``n_threads`` threads, cut at whitespace
+        (which gives the same tokens).
+        """
         if add_special_tokens:
-            return self._core.encode(text, self.cls_id, self.sep_id, bool(return_offsets))
-        return self._core.encode(text, -1, -1, bool(return_offsets))
+            return self._core.encode(text, self.cls_id, self.sep_id, bool(return_offsets), self.n_threads)
+        return self._core.encode(text, -1, -1, bool(return_offsets), self.n_threads)
 
     def encode_batch(
         self,

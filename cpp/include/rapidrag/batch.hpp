@@ -57,6 +57,11 @@ struct BatchArrays {
 };
 
 EncodedTexts encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
+
+// Encodes one long text on several threads: it is cut at ASCII whitespace into segments encoded in parallel,
+// which gives the same tokens, since no word, combining sequence or special token spans whitespace. Short
+// texts, one thread, or special tokens that contain whitespace: a plain encode.
+void encode_long(const WordPiece& tokenizer, const TextRef& text, size_t n_threads, Encoding& out);
 std::vector<size_t> count_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
 
 // Single sequences: [CLS] text [SEP]; truncation keeps the first max_length tokens in all (0 = no limit).
