@@ -41,8 +41,9 @@ default) and one of a quarter of that, made of gcide passages joined by blank li
 shows linear time. The expected ids are the HF ids of the passages concatenated (BERT pre-tokenization splits on
 whitespace, so joining passages with blank lines concatenates their tokens). HF itself is left out of this group:
 at its measured ~2.6 MB/s one 100 MB ``encode`` takes ~40 s a round, and its ``Encoding`` keeps a token string per
-token (GBs); its speed is the per-document figure above. tokie splits one long text across threads internally; that
-is its normal behaviour and is noted in extra_info.
+token (GBs); its speed is the per-document figure above. tokie splits one long text across threads internally, and
+so does rapidrag (its tokenizer's ``n_threads``, here one per core; texts over half a million characters are cut at
+whitespace); that is both libraries' normal behaviour and is noted in extra_info.
 """
 
 from __future__ import annotations
@@ -375,7 +376,13 @@ def test_rapidrag_single_string(
 ) -> None:
     big = big_text(gcide_bench, reference(gcide_bench, hf_tokenizer), megabytes)
     out = run_timed(benchmark, lambda: rr_tokenizer.encode(big.text))
-    record(benchmark, "rapidrag", big.nbytes, tokens=len(big.expected), how="encode(one str)")
+    record(
+        benchmark,
+        "rapidrag",
+        big.nbytes,
+        tokens=len(big.expected),
+        how=f"encode(one str); n_threads={rr_tokenizer.n_threads} (0 = one per core), cut at whitespace",
+    )
     assert len(out) == len(big.expected), f"{len(out)} ids, expected {len(big.expected)}"
     bad = np.flatnonzero(out != big.expected)
     assert bad.size == 0, f"ids differ from HF first at token {bad[0]} of {len(out)}"

@@ -608,3 +608,13 @@ def test_gcide_chunks_within_max_tokens(
 ) -> None:
     assert len(gcide_texts) == 125984
     _check_corpus(gcide_texts, rr_tokenizer, hf_tokenizer, max_tokens, 0)
+
+
+def test_python_whitespace_that_the_tokenizer_keeps_stays_in_chunks(vocab_path: Path) -> None:
+    """Found by the fuzzer: U+001C is whitespace to Python but a word character with clean_text off."""
+    text = "\x1a\x00\x00\x00\x00\x00\n\x1c"
+    tok = rapidrag.Tokenizer(vocab_path, clean_text=False)
+    chunks = rapidrag.Chunker(tok, max_tokens=1).split(text)
+    assert chunks and all(c.start < c.end and c.text == text[c.start : c.end] for c in chunks)
+    assert [c.n_tokens for c in chunks] == [tok.count_tokens(c.text) for c in chunks]
+    assert chunks[-1].end == len(text)

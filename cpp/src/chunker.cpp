@@ -1,5 +1,6 @@
 #include "rapidrag/chunker.hpp"
 
+#include <algorithm>
 #include <deque>
 
 #include "rapidrag/unicode.hpp"
@@ -86,6 +87,9 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
   }
   const auto& starts = enc.starts;
   const auto& ends = enc.ends;
+  // Python whitespace that the tokenizer keeps (U+001C with clean_text off, say) stays inside the chunks.
+  first = std::min<size_t>(first, starts[0]);
+  last = std::max<size_t>(last, ends[n - 1]);
 
   std::vector<int8_t> level(n, kInWord);
   for (size_t t = 1; t < n; ++t) {
