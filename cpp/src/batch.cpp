@@ -28,13 +28,17 @@ EncodedTexts encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& 
 
 void encode_long(const WordPiece& tokenizer, const TextRef& text, size_t n_threads, Encoding& out) {
   constexpr size_t kMinSegment = 1 << 18;  // code points; below this, threads cost more than they save
+  const size_t n = text.length;
+  if (n < 2 * kMinSegment || n_threads == 1) {  // the common case, decided before anything costs
+    tokenizer.encode(text, out);
+    return;
+  }
   const size_t threads = resolve_threads(n_threads);
   bool specials_with_space = false;
   for (const auto& sp : tokenizer.options().special_tokens) {
     specials_with_space = specials_with_space || sp.find_first_of(" \t\n\r") != std::string::npos;
   }
-  const size_t n = text.length;
-  if (threads <= 1 || n < 2 * kMinSegment || specials_with_space) {
+  if (threads <= 1 || specials_with_space) {
     tokenizer.encode(text, out);
     return;
   }
