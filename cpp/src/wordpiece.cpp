@@ -47,7 +47,6 @@ struct CountSink {
   void token(int32_t, uint32_t, uint32_t, bool) { ++n; }
 };
 
-
 // Per-thread scratch space, so that encoding allocates nothing once warm.
 struct Scratch {
   std::vector<char32_t> word;
