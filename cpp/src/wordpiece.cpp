@@ -24,14 +24,6 @@ const AsciiTable kAscii;
 
 inline uint8_t flags_of(char32_t c) { return c < 128 ? kAscii.flags[c] : unicode::record(c).flags; }
 
-std::u32string to_u32(const std::string& s) {
-  std::u32string out(s.size(), U'\0');
-  size_t n = 0;
-  unicode::decode_utf8(s.data(), s.size(), out.data(), &n);
-  out.resize(n);
-  return out;
-}
-
 struct EncodeSink {
   Encoding& out;
   void token(int32_t id, uint32_t start, uint32_t end, bool word_start) {
@@ -113,7 +105,7 @@ WordPiece::WordPiece(const std::vector<std::string>& vocab, WordPieceOptions opt
   for (const auto& s : options_.special_tokens) {
     const int32_t id = token_to_id(s);
     if (id < 0) throw InvalidArgument("the special token '" + s + "' is not in the vocabulary");
-    std::u32string key = to_u32(s);
+    std::u32string key = unicode::utf8_to_u32(s);
     if (key.empty()) continue;
     specials_.push_back(std::move(key));
     special_ids_.push_back(id);

@@ -28,13 +28,7 @@ int failures = 0;
     }                                                                    \
   } while (0)
 
-std::u32string u32(const std::string& s) {
-  std::u32string out(s.size(), U'\0');
-  size_t n = 0;
-  unicode::decode_utf8(s.data(), s.size(), out.data(), &n);
-  out.resize(n);
-  return out;
-}
+std::u32string u32(const std::string& s) { return unicode::utf8_to_u32(s); }
 
 TextRef view(const std::u32string& s) { return TextRef::ucs4(s.data(), s.size()); }
 

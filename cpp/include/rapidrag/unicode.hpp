@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace rapidrag::unicode {
 
@@ -52,5 +53,13 @@ inline int decompose_hangul(char32_t cp, char32_t* out) noexcept {
 
 // UTF-8 -> code points; invalid sequences become U+FFFD. For C++ callers; Python passes str data directly.
 void decode_utf8(const char* data, size_t size, char32_t* out, size_t* out_len) noexcept;
+
+inline std::u32string utf8_to_u32(const std::string& s) {
+  std::u32string out(s.size(), U'\0');
+  size_t n = 0;
+  decode_utf8(s.data(), s.size(), out.data(), &n);
+  out.resize(n);
+  return out;
+}
 
 }  // namespace rapidrag::unicode
