@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["BatchEncoding", "Chunk", "Chunker", "Tokenizer", "__version__"]
+__all__ = ["BatchEncoding", "Chunk", "Chunker", "Embedder", "Tokenizer", "__version__"]
 
 if TYPE_CHECKING:
     from .chunker import Chunk, Chunker
+    from .embedder import Embedder
     from .tokenizer import BatchEncoding, Tokenizer
 
 _LAZY = {
@@ -21,6 +22,7 @@ _LAZY = {
     "BatchEncoding": "tokenizer",
     "Chunker": "chunker",
     "Chunk": "chunker",
+    "Embedder": "embedder",
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RapidragError", "VocabularyError", "DataFormatError"]
+__all__ = ["RapidragError", "VocabularyError", "DataFormatError", "ModelError"]
 
 
 class RapidragError(Exception):
@@ -15,3 +15,7 @@ class VocabularyError(RapidragError, ValueError):
 
 class DataFormatError(RapidragError, ValueError):
     """An input data file (jsonl, qrels) is malformed; the message names file and line."""
+
+
+class ModelError(RapidragError, ValueError):
+    """A model file that cannot be used: corrupt, or without the inputs and outputs rapidrag needs."""
