@@ -35,6 +35,7 @@ _SHOWN = (
     "MB/s (best)",
     "Mtokens/s (median)",
     "docs",
+    "docs/s (median)",
     "chunks",
     "mismatched_docs",
     "over_limit_chunks",
