@@ -142,6 +142,14 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
   };
   // Tokens of text[a:b] when a cut falls inside a word, where the pieces may differ from the document's.
   auto recount = [&](size_t a, size_t b) { return tokenizer_->count(ref.slice(a, b)); };
+  // A gap that holds characters normalization dropped (marks, controls) may join its neighbours in ways a
+  // cut changes (canonical reordering), so a cut there is counted again too.
+  auto clean_gap = [&](size_t t) {
+    for (size_t i = ends[t - 1]; i < starts[t]; ++i) {
+      if (!is_space(i)) return false;
+    }
+    return true;
+  };
 
   std::deque<size_t> window;  // candidate cuts, levels decreasing from front to back
   size_t next_candidate = 1;
@@ -171,14 +179,6 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     size_t b = chunk_end(c);
     size_t count = c - s;
     // Cuts at word boundaries keep the document's tokens; a cut inside a word may change them: count again.
-    // A gap that holds characters normalization dropped (marks, controls) may join its neighbours in ways a
-    // cut changes (canonical reordering), so a cut there is counted again too.
-    auto clean_gap = [&](size_t t) {
-      for (size_t i = ends[t - 1]; i < starts[t]; ++i) {
-        if (!is_space(i)) return false;
-      }
-      return true;
-    };
     const bool exact_start = s == 0 || (a == starts[s] && level[s] > kInWord && clean_gap(s));
     const bool exact_end = c == n || (level[c] > kInWord && clean_gap(c));
     if (!exact_start || !exact_end || count > max_tokens_) {
