@@ -131,14 +131,19 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     }
   }
 
-  // End of a chunk whose last token is c-1: past any non-whitespace characters in the gap that follows.
-  auto chunk_end = [&](size_t c) -> size_t {
-    if (c == n) return last;
-    const size_t b = ends[c - 1];
-    for (size_t i = starts[c]; i > b; --i) {
-      if (!is_blank(i - 1)) return i;
-    }
-    return b;
+  // The characters normalization dropped (soft hyphens, marks, controls) in the gap before token t belong to
+  // the word they touch: those right after token t-1 to its chunk, the rest to the chunk of token t.
+  auto gap_split = [&](size_t t) -> size_t {
+    size_t i = ends[t - 1];
+    while (i < starts[t] && !is_blank(i)) ++i;
+    return i;
+  };
+  auto chunk_end = [&](size_t c) -> size_t { return c == n ? last : std::max<size_t>(gap_split(c), ends[c - 1]); };
+  auto chunk_start = [&](size_t t) -> size_t {
+    if (t == 0) return first;
+    size_t i = gap_split(t);
+    while (i < starts[t] && is_blank(i)) ++i;
+    return std::min<size_t>(i, starts[t]);
   };
   // Tokens of text[a:b] when a cut falls inside a word, where the pieces may differ from the document's.
   auto recount = [&](size_t a, size_t b) { return tokenizer_->count(ref.slice(a, b)); };
@@ -179,7 +184,7 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     size_t b = chunk_end(c);
     size_t count = c - s;
     // Cuts at word boundaries keep the document's tokens; a cut inside a word may change them: count again.
-    const bool exact_start = s == 0 || (a == starts[s] && level[s] > kInWord && clean_gap(s));
+    const bool exact_start = s == 0 || (a == chunk_start(s) && level[s] > kInWord && clean_gap(s));
     const bool exact_end = c == n || (level[c] > kInWord && clean_gap(c));
     if (!exact_start || !exact_end || count > max_tokens_) {
       count = recount(a, b);
@@ -209,7 +214,7 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     size_t next = c > s + overlap_ ? c - overlap_ : s + 1;
     while (next < c && level[next] == kShared) ++next;
     s = next;
-    a = starts[s];
+    a = chunk_start(s);
   }
   return out;
 }
