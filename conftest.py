@@ -34,6 +34,11 @@ def minilm_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def reranker_dir() -> Path:
+    return require_shared("models/minilm-l6-reranker")
+
+
+@pytest.fixture(scope="session")
 def scifact_dir() -> Path:
     return require_shared("data/beir/scifact")
 

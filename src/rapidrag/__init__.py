@@ -10,11 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["BatchEncoding", "Chunk", "Chunker", "Embedder", "Tokenizer", "__version__"]
+__all__ = [
+    "BatchEncoding",
+    "Chunk",
+    "Chunker",
+    "Embedder",
+    "RerankResult",
+    "Reranker",
+    "Tokenizer",
+    "__version__",
+    "quantize",
+]
 
 if TYPE_CHECKING:
     from .chunker import Chunk, Chunker
     from .embedder import Embedder
+    from .quantization import quantize
+    from .reranker import RerankResult, Reranker
     from .tokenizer import BatchEncoding, Tokenizer
 
 _LAZY = {
@@ -23,6 +35,9 @@ _LAZY = {
     "Chunker": "chunker",
     "Chunk": "chunker",
     "Embedder": "embedder",
+    "Reranker": "reranker",
+    "RerankResult": "reranker",
+    "quantize": "quantization",
 }
 
 

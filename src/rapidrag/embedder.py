@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ._onnx import GraphLevel, find_model_file, open_session, require_inputs, resolve_model
 from .errors import ModelError
 from .tokenizer import Tokenizer, _check_texts, _check_threads
 
@@ -17,25 +18,6 @@ __all__ = ["Embedder", "resolve_model"]
 
 F32Array = npt.NDArray[np.float32]
 REQUIRED_INPUTS = ("input_ids", "attention_mask")
-
-
-def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
-    """A model folder: an existing path, or a name looked up under the folder in ``RAPIDRAG_MODELS``."""
-    path = Path(name_or_path)
-    looked = [str(path)]
-    if path.is_dir():
-        return path
-    root = os.environ.get("RAPIDRAG_MODELS")
-    if root and not path.is_absolute():
-        candidate = Path(root) / path
-        looked.append(str(candidate))
-        if candidate.is_dir():
-            return candidate
-    where = ", ".join(looked) + ("" if root else " (RAPIDRAG_MODELS is not set)")
-    raise FileNotFoundError(
-        f"model {str(name_or_path)!r} not found; looked in {where}. Pass the path of a model folder "
-        "(model.onnx, vocab.txt or tokenizer.json) or set RAPIDRAG_MODELS to a folder that holds it."
-    )
 
 
 class Embedder:
@@ -61,6 +43,12 @@ class Embedder:
         "disable", "basic", "extended" or "all" (ONNX Runtime's levels).
     enable_mem_arena : bool
         ONNX Runtime's CPU memory arena.
+    allow_spinning : bool
+        Let idle ONNX Runtime threads spin for the next op (lowest latency; turn off when other work shares
+        the cores).
+    model_file : str or path, optional
+        The .onnx file to load instead of the default, relative to the folder or absolute (for example one made
+        by ``rapidrag.quantize``).
     """
 
     def __init__(
@@ -72,15 +60,13 @@ class Embedder:
         normalize: bool = True,
         pooling: Literal["auto", "mean", "cls"] = "auto",
         n_threads: int = 0,
-        graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all",
+        graph_optimization_level: GraphLevel = "all",
         enable_mem_arena: bool = True,
+        allow_spinning: bool = True,
+        model_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        import onnxruntime as ort  # type: ignore[import-untyped]
-
         folder = resolve_model(path)
-        model_file = folder / ("model_int8.onnx" if quantized else "model.onnx")
-        if not model_file.is_file():
-            raise FileNotFoundError(f"no {model_file.name} in {folder}")
+        onnx_file = find_model_file(folder, quantized, model_file)
         if pooling not in ("auto", "mean", "cls"):
             raise ValueError(f"pooling must be 'auto', 'mean' or 'cls', got {pooling!r}")
         if not isinstance(max_length, int) or max_length < 2:
@@ -89,39 +75,22 @@ class Embedder:
         self.tokenizer = Tokenizer.from_file(folder, n_threads=self.n_threads)
         self.max_length = max_length
         self.normalize = normalize
-
-        levels = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }
-        if graph_optimization_level not in levels:
-            raise ValueError(
-                f"graph_optimization_level must be one of {sorted(levels)}, got {graph_optimization_level!r}"
-            )
-        options = ort.SessionOptions()
-        options.graph_optimization_level = levels[graph_optimization_level]
-        options.intra_op_num_threads = self.n_threads
-        options.inter_op_num_threads = 1
-        options.enable_cpu_mem_arena = enable_mem_arena
-        try:
-            self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # ONNX Runtime raises its own exception types for corrupt or invalid files
-            raise ModelError(f"{model_file}: ONNX Runtime cannot load it ({e})") from None
-        inputs = {i.name for i in self.session.get_inputs()}
-        outputs = {o.name: o for o in self.session.get_outputs()}
-        missing = [name for name in REQUIRED_INPUTS if name not in inputs]
-        if missing:
-            raise ModelError(f"{model_file}: the model has no input {missing[0]!r} (inputs: {sorted(inputs)})")
-        self._input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in inputs]
+        self.session = open_session(
+            onnx_file,
+            n_threads=self.n_threads,
+            graph_optimization_level=graph_optimization_level,
+            enable_mem_arena=enable_mem_arena,
+            allow_spinning=allow_spinning,
+        )
+        self._input_names = require_inputs(self.session, onnx_file, REQUIRED_INPUTS)
+        outputs = {o.name for o in self.session.get_outputs()}
         if pooling == "auto" and "sentence_embedding" in outputs:
             self._output, self.pooling = "sentence_embedding", "model"
         elif "last_hidden_state" in outputs:
             self._output, self.pooling = "last_hidden_state", "mean" if pooling == "auto" else pooling
         else:
             raise ModelError(
-                f"{model_file}: need a 'last_hidden_state' or 'sentence_embedding' output, has {sorted(outputs)}"
+                f"{onnx_file}: need a 'last_hidden_state' or 'sentence_embedding' output, has {sorted(outputs)}"
             )
         self.dim = int(self.embed(["warm-up"]).shape[1])  # also warms the session
 

@@ -1,0 +1,101 @@
+"""What the Embedder and the Reranker share: finding a model folder and opening an ONNX Runtime session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ModelError
+
+__all__ = ["GraphLevel", "find_model_file", "open_session", "require_inputs", "resolve_model"]
+
+GraphLevel = Literal["disable", "basic", "extended", "all"]
+
+# ONNX Runtime fuses Add + LayerNormalization into SkipLayerNormalization at level "all". On the int8 cross-encoder
+# here (AMD EPYC, AVX-512 VNNI, ONNX Runtime 1.32) the fused kernel made a 256-token pair 15% slower (16.2 -> 13.7 ms
+# without it, best of 30 runs, benchmarks/bench_reranker.py records the session settings), so it is left out.
+DEFAULT_DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
+
+
+def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
+    """A model folder: an existing path, or a name looked up under the folder in ``RAPIDRAG_MODELS``."""
+    path = Path(name_or_path)
+    looked = [str(path)]
+    if path.is_dir():
+        return path
+    root = os.environ.get("RAPIDRAG_MODELS")
+    if root and not path.is_absolute():
+        candidate = Path(root) / path
+        looked.append(str(candidate))
+        if candidate.is_dir():
+            return candidate
+    where = ", ".join(looked) + ("" if root else " (RAPIDRAG_MODELS is not set)")
+    raise FileNotFoundError(
+        f"model {str(name_or_path)!r} not found; looked in {where}. Pass the path of a model folder "
+        "(model.onnx, vocab.txt or tokenizer.json) or set RAPIDRAG_MODELS to a folder that holds it."
+    )
+
+
+def find_model_file(folder: Path, quantized: bool, model_file: str | os.PathLike[str] | None) -> Path:
+    """The .onnx file to load: ``model_file`` (relative to the folder unless absolute), else the default name."""
+    if model_file is not None:
+        path = Path(model_file)
+        path = path if path.is_absolute() else folder / path
+    else:
+        path = folder / ("model_int8.onnx" if quantized else "model.onnx")
+    if not path.is_file():
+        present = sorted(p.name for p in folder.glob("*.onnx"))
+        raise FileNotFoundError(f"no model file {path} (.onnx files in {folder}: {present or 'none'})")
+    return path
+
+
+def open_session(
+    path: Path,
+    *,
+    n_threads: int,
+    graph_optimization_level: GraphLevel,
+    enable_mem_arena: bool,
+    allow_spinning: bool,
+    disabled_optimizers: Sequence[str] = DEFAULT_DISABLED_OPTIMIZERS,
+) -> Any:
+    """An ONNX Runtime CPU session with one inter-op thread and ``n_threads`` intra-op threads (0 = one per core)."""
+    import onnxruntime as ort  # type: ignore[import-untyped]
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if graph_optimization_level not in levels:
+        raise ValueError(
+            f"graph_optimization_level must be one of {sorted(levels)}, got {graph_optimization_level!r}"
+        )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[graph_optimization_level]
+    options.intra_op_num_threads = n_threads
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = enable_mem_arena
+    # Spinning keeps idle pool threads busy-waiting for the next op: lowest latency when the model owns the
+    # cores, wasted cycles when tokenizing, FAISS or other requests share them.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    try:
+        return ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers)
+        )
+    except Exception as e:  # ONNX Runtime raises its own exception types for corrupt or invalid files
+        raise ModelError(f"{path}: ONNX Runtime cannot load it ({e})") from None
+
+
+def require_inputs(session: Any, path: Path, required: Sequence[str]) -> list[str]:
+    """The BERT inputs the model has, in the order input_ids, attention_mask, token_type_ids; checks ``required``."""
+    inputs = {i.name for i in session.get_inputs()}
+    missing = [name for name in required if name not in inputs]
+    if missing:
+        raise ModelError(f"{path}: the model has no input {missing[0]!r} (inputs: {sorted(inputs)})")
+    extra = inputs - {"input_ids", "attention_mask", "token_type_ids"}
+    if extra:
+        raise ModelError(f"{path}: the model needs inputs rapidrag does not provide: {sorted(extra)}")
+    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in inputs]

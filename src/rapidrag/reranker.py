@@ -1,0 +1,345 @@
+"""Cross-encoder reranking with ONNX Runtime on the native tokenizer, within a time budget.
+
+Pairs ``[CLS] query [SEP] passage [SEP]`` are encoded unpadded, sorted by length and run in batches holding about
+``batch_tokens`` tokens, each padded only to its own longest pair. With a time budget the candidates are scored
+in the order given instead, and scoring stops before a batch whose estimated cost (the measured cost per token,
+updated after every batch) would overrun the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from ._onnx import GraphLevel, find_model_file, open_session, require_inputs, resolve_model
+from .errors import ModelError
+from .tokenizer import Tokenizer, _check_texts, _check_threads
+
+__all__ = ["RerankResult", "Reranked", "Reranker"]
+
+F32Array = npt.NDArray[np.float32]
+REQUIRED_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MAX_POSITIONS = 512
+# Words too common to place a passage window: the window goes where the query's content words are.
+_STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from has have how in is it its of on or that the their these this "
+    "those to was were what when which who why will with".split()
+)
+
+
+class Reranked(NamedTuple):
+    """One candidate after reranking: the item as given, its rerank score (NaN if not scored) and its input index."""
+
+    item: Any
+    score: float
+    index: int
+
+
+@dataclass
+class RerankResult(Sequence[Reranked]):
+    """Candidates reordered: the scored ones by descending score, then the unscored in their original order."""
+
+    items: list[Reranked]
+    n_scored: int  # how many candidates were scored (all of them unless a time budget stopped it)
+    n_candidates: int
+    elapsed_ms: float  # tokenizing and scoring
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.items[i]
+
+    def __iter__(self) -> Iterator[Reranked]:
+        return iter(self.items)
+
+    @property
+    def complete(self) -> bool:
+        """True when every candidate was scored."""
+        return self.n_scored == self.n_candidates
+
+
+def _model_limit(folder: Path) -> int:
+    """The model's own pair length: tokenizer_config.json's model_max_length, else config.json's positions."""
+    limit = MAX_POSITIONS
+    for name, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and 4 <= value < limit:
+            limit = value
+    return limit
+
+
+def _passage_text(item: object, index: int) -> str:
+    if isinstance(item, str):
+        return item
+    text = item.get("text") if isinstance(item, Mapping) else getattr(item, "text", None)
+    if not isinstance(text, str):
+        raise TypeError(f"hits[{index}] has no str text: pass str, a mapping with 'text' or an object with .text")
+    return text
+
+
+class Reranker:
+    """Score (query, passage) pairs with a cross-encoder ONNX model (BERT family, one or two logits).
+
+    Parameters
+    ----------
+    path : str or path
+        A model folder (``model.onnx`` or ``model_int8.onnx``, ``tokenizer.json`` or ``vocab.txt``, ``config.json``)
+        or a name under ``RAPIDRAG_MODELS``.
+    quantized : bool
+        Load ``model_int8.onnx``.
+    model_file : str or path, optional
+        Another .onnx file, relative to the folder or absolute (for example one made by ``rapidrag.quantize``).
+    max_length : int, optional
+        Tokens per pair, special tokens included; only the passage is truncated. None: the model's own limit
+        (``model_max_length`` in tokenizer_config.json, else ``max_position_embeddings``), at most 512.
+    batch_tokens : int
+        Pairs per ONNX Runtime run are chosen so that a padded batch holds at most this many tokens (at least one
+        pair). 512 measured fastest here: one 256-token pair per run costs the same as two, and short pairs gain
+        from batching (benchmarks/bench_reranker.py).
+    n_threads, graph_optimization_level, enable_mem_arena, allow_spinning :
+        ONNX Runtime session settings, as for the Embedder.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        quantized: bool = False,
+        model_file: str | os.PathLike[str] | None = None,
+        max_length: int | None = None,
+        batch_tokens: int = 512,
+        n_threads: int = 0,
+        graph_optimization_level: GraphLevel = "all",
+        enable_mem_arena: bool = True,
+        allow_spinning: bool = True,
+    ) -> None:
+        folder = resolve_model(path)
+        onnx_file = find_model_file(folder, quantized, model_file)
+        self.model_limit = _model_limit(folder)
+        self.max_length = self._check_length(max_length, "max_length")
+        if not isinstance(batch_tokens, int) or isinstance(batch_tokens, bool) or batch_tokens < 1:
+            raise ValueError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
+        self.batch_tokens = batch_tokens
+        self.n_threads = _check_threads(n_threads, 0)
+        self.tokenizer = Tokenizer.from_file(folder, n_threads=self.n_threads)
+        self.path = onnx_file
+        self.session = open_session(
+            onnx_file,
+            n_threads=self.n_threads,
+            graph_optimization_level=graph_optimization_level,
+            enable_mem_arena=enable_mem_arena,
+            allow_spinning=allow_spinning,
+        )
+        self._input_names = require_inputs(self.session, onnx_file, REQUIRED_INPUTS)
+        self._output = self.session.get_outputs()[0].name
+        self._query_cache: tuple[str, frozenset[int]] | None = None
+        # Warm up, check the output shape, and seed the cost model with a measured 64-token pair.
+        self._ms_per_token = 0.0
+        warm = "relevance " * 60
+        self.score("warm-up query", [warm])
+        start = time.perf_counter()
+        self.score("warm-up query", [warm])
+        self._ms_per_token = (time.perf_counter() - start) * 1000.0 / 64
+
+    def _check_length(self, value: int | None, name: str) -> int:
+        if value is None:
+            return getattr(self, "max_length", self.model_limit)
+        if not isinstance(value, int) or isinstance(value, bool) or not 4 <= value <= self.model_limit:
+            raise ValueError(f"{name} must be an int from 4 to {self.model_limit} (the model's limit), got {value!r}")
+        return value
+
+    # -- public API --------------------------------------------------------------------------------------------
+
+    def score(
+        self,
+        query: str,
+        passages: Sequence[str],
+        *,
+        max_length: int | None = None,
+        window: int | None = None,
+        time_budget_ms: float | None = None,
+    ) -> F32Array:
+        """Relevance of each passage to ``query``: float32 [n], higher is more relevant.
+
+        ``max_length`` overrides the pair length for this call. ``window``: a passage longer than ``window``
+        tokens is scored on the ``window`` tokens around its densest run of query words (whole words, cut
+        at the tokenizer's offsets) instead of its beginning. With ``time_budget_ms`` the passages are scored in
+        the order given and the rest are NaN once the budget would be overrun.
+        """
+        scores, _, _ = self._score(query, passages, max_length, window, time_budget_ms)
+        return scores
+
+    def rerank(
+        self,
+        query: str,
+        hits: Sequence[Any],
+        *,
+        top_k: int | None = None,
+        max_length: int | None = None,
+        window: int | None = None,
+        time_budget_ms: float | None = None,
+    ) -> RerankResult:
+        """``hits`` reordered by rerank score, each as ``Reranked(item, score, index)``.
+
+        A hit is a str, a mapping with a "text" key, or an object with a ``text`` attribute. Under a time budget
+        the candidates are scored in the order given (best first-stage candidates first); those left unscored
+        keep their order after the scored ones, with a NaN score, and ``n_scored`` says how many were scored.
+        ``top_k`` keeps the first ``top_k`` of the result.
+        """
+        start = time.perf_counter()
+        items = list(hits)
+        passages = [_passage_text(item, i) for i, item in enumerate(items)]
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
+            raise ValueError(f"top_k must be an int >= 0 or None, got {top_k!r}")
+        scores, n_scored, timings = self._score(query, passages, max_length, window, time_budget_ms)
+        scored = np.flatnonzero(~np.isnan(scores))
+        rest = np.flatnonzero(np.isnan(scores))
+        order = np.concatenate([scored[np.argsort(-scores[scored], kind="stable")], rest])
+        if top_k is not None:
+            order = order[:top_k]
+        ranked = [Reranked(items[i], float(scores[i]), int(i)) for i in order]
+        elapsed = (time.perf_counter() - start) * 1000.0
+        return RerankResult(ranked, n_scored, len(items), elapsed, timings)
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _score(
+        self,
+        query: str,
+        passages: Sequence[str],
+        max_length: int | None,
+        window: int | None,
+        time_budget_ms: float | None,
+    ) -> tuple[F32Array, int, dict[str, float]]:
+        start = time.perf_counter()
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, not {type(query).__name__}")
+        items = _check_texts(passages, "passages")
+        limit = self._check_length(max_length, "max_length")
+        if time_budget_ms is not None and (
+            not isinstance(time_budget_ms, (int, float)) or isinstance(time_budget_ms, bool) or not time_budget_ms > 0
+        ):
+            raise ValueError(f"time_budget_ms must be a number > 0 or None, got {time_budget_ms!r}")
+        if window is not None:
+            if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+                raise ValueError(f"window must be a positive int or None, got {window!r}")
+            items = self._windows(query, items, window)
+        scores = np.full(len(items), np.nan, dtype=np.float32)
+        if not items:
+            return scores, 0, {"tokenize_ms": 0.0, "model_ms": 0.0}
+        enc = self.tokenizer.encode_pairs(query, items, max_length=limit, padding=False)
+        lengths = enc.lengths
+        tokenized = time.perf_counter()
+        if time_budget_ms is None:
+            order = np.argsort(lengths, kind="stable")  # length buckets: each batch pads to its own longest
+        else:
+            order = np.arange(len(items))  # the caller's order: best candidates first
+        n_scored = 0
+        pos = 0
+        while pos < len(order):
+            count = self._batch_count(lengths, order, pos)
+            if time_budget_ms is not None:
+                spent = (time.perf_counter() - start) * 1000.0
+                while count and spent + self._estimate(lengths, order[pos : pos + count]) > time_budget_ms:
+                    count -= 1
+                if count == 0:
+                    break
+            idx = order[pos : pos + count]
+            run_start = time.perf_counter()
+            scores[idx] = self._run(enc, idx)
+            self._update_cost(lengths, idx, (time.perf_counter() - run_start) * 1000.0)
+            pos += count
+            n_scored += count
+        done = time.perf_counter()
+        timings = {"tokenize_ms": (tokenized - start) * 1000.0, "model_ms": (done - tokenized) * 1000.0}
+        return scores, n_scored, timings
+
+    def _batch_count(self, lengths: npt.NDArray[np.int64], order: npt.NDArray[np.intp], pos: int) -> int:
+        """How many pairs from ``pos`` form the next batch: padded tokens within ``batch_tokens``, at least one."""
+        count, longest = 1, int(lengths[order[pos]])
+        while pos + count < len(order):
+            longest_next = max(longest, int(lengths[order[pos + count]]))
+            if (count + 1) * longest_next > self.batch_tokens:
+                break
+            count, longest = count + 1, longest_next
+        return count
+
+    def _estimate(self, lengths: npt.NDArray[np.int64], idx: npt.NDArray[np.intp]) -> float:
+        return self._ms_per_token * len(idx) * int(lengths[idx].max())
+
+    def _update_cost(self, lengths: npt.NDArray[np.int64], idx: npt.NDArray[np.intp], ms: float) -> None:
+        measured = ms / (len(idx) * int(lengths[idx].max()))
+        # Weighted toward the latest batch, so that a slower machine state is picked up within a query.
+        self._ms_per_token = measured if self._ms_per_token == 0.0 else 0.5 * self._ms_per_token + 0.5 * measured
+
+    def _run(self, enc: Any, idx: npt.NDArray[np.intp]) -> F32Array:
+        width = int(enc.lengths[idx].max())
+        arrays = {name: np.zeros((len(idx), width), dtype=np.int64) for name in REQUIRED_INPUTS}
+        for row, i in enumerate(idx):
+            n = int(enc.lengths[i])
+            arrays["input_ids"][row, :n] = enc.input_ids[i]
+            arrays["attention_mask"][row, :n] = 1
+            arrays["token_type_ids"][row, :n] = enc.token_type_ids[i]
+        (logits,) = self.session.run([self._output], {name: arrays[name] for name in self._input_names})
+        logits = np.asarray(logits, dtype=np.float32)
+        if logits.ndim == 1:
+            logits = logits[:, None]
+        if logits.ndim != 2 or logits.shape[0] != len(idx) or logits.shape[1] not in (1, 2):
+            raise ModelError(
+                f"{self.path}: output {self._output!r} has shape {list(logits.shape)}; a cross-encoder gives "
+                "[batch, 1] or [batch, 2] logits"
+            )
+        return logits[:, -1]  # one logit, or the "relevant" column of two
+
+    def _query_terms(self, query: str) -> frozenset[int]:
+        if self._query_cache is not None and self._query_cache[0] == query:
+            return self._query_cache[1]
+        ids, offsets = self.tokenizer.encode(query, add_special_tokens=False, return_offsets=True)
+        terms = set()
+        for token, (s, e) in zip(ids.tolist(), offsets.tolist()):
+            piece = query[s:e].lower()
+            if len(piece) >= 2 and piece.isalnum() and piece not in _STOPWORDS:
+                terms.add(int(token))
+        result = frozenset(terms)
+        self._query_cache = (query, result)
+        return result
+
+    def _windows(self, query: str, passages: list[str], window: int) -> list[str]:
+        """Each passage longer than ``window`` tokens cut to the window with the most query-term tokens."""
+        enc = self.tokenizer.encode_batch(passages, add_special_tokens=False, padding=False, truncation=False)
+        terms = np.fromiter(self._query_terms(query), dtype=np.int64)
+        out = list(passages)
+        for i, n in enumerate(enc.lengths.tolist()):
+            if n <= window:
+                continue
+            ids = enc.input_ids[i]
+            offsets = enc.offsets[i]
+            hits = np.concatenate([[0], np.cumsum(np.isin(ids, terms))])
+            counts = hits[window:] - hits[: n - window + 1]
+            best = np.flatnonzero(counts == counts.max())
+            start = int(best[len(best) // 2])  # the middle one of the best windows: matches centred
+            text = passages[i]
+            # Start and end on whole words: back up while the first token continues a word.
+            while start > 0 and offsets[start][0] == offsets[start - 1][1] and text[offsets[start][0]].isalnum():
+                start -= 1
+            end = min(start + window, n)
+            while end < n and end > start + 1 and offsets[end][0] == offsets[end - 1][1]:
+                end -= 1
+            out[i] = text[int(offsets[start][0]) : int(offsets[end - 1][1])]
+        return out
+
+    def __repr__(self) -> str:
+        return f"Reranker({self.path.name}, max_length={self.max_length}, batch_tokens={self.batch_tokens})"

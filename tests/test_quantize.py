@@ -1,0 +1,86 @@
+"""rapidrag.quantize and fuse_attention: the fused graph gives the same outputs, int8 agrees with the shipped file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rapidrag
+from rapidrag.errors import ModelError
+from rapidrag.quantization import fuse_attention
+
+onnx = pytest.importorskip("onnx")
+QUERY = "vitamin d deficiency causes bone loss"
+
+
+def op_types(path: Path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+@pytest.mark.parametrize("model", ["minilm-l6-reranker", "all-MiniLM-L6-v2"])
+def test_fusion_replaces_every_attention_block(tmp_path: Path, reranker_dir: Path, model: str) -> None:
+    report = fuse_attention(reranker_dir.parent / model, tmp_path / "fused.onnx")
+    assert report.attention_fused == report.attention_blocks == 6
+    assert report.max_abs_diff < 1e-5
+    ops = op_types(tmp_path / "fused.onnx")
+    assert "Attention" in ops and "Softmax" not in ops and "IsNaN" not in ops
+
+
+def test_fused_reranker_scores_match_the_original(
+    tmp_path: Path, reranker_dir: Path, scifact_texts: list[str]
+) -> None:
+    fuse_attention(reranker_dir / "model.onnx", tmp_path / "fused.onnx")
+    passages = scifact_texts[:25] + ["", "bone"]
+    fused = rapidrag.Reranker(reranker_dir, model_file=tmp_path / "fused.onnx", batch_tokens=2048)
+    plain = rapidrag.Reranker(reranker_dir, batch_tokens=2048)  # padded batches: the mask path is exercised
+    np.testing.assert_allclose(fused.score(QUERY, passages), plain.score(QUERY, passages), atol=1e-4)
+
+
+def test_fused_embedder_matches_the_original(tmp_path: Path, minilm_dir: Path, scifact_texts: list[str]) -> None:
+    fuse_attention(minilm_dir, tmp_path / "fused.onnx")
+    texts = scifact_texts[:20] + ["short"]
+    fused = rapidrag.Embedder(minilm_dir, model_file=tmp_path / "fused.onnx").embed(texts)
+    plain = rapidrag.Embedder(minilm_dir).embed(texts)
+    assert float((fused * plain).sum(axis=1).min()) > 0.99999
+
+
+def test_quantize_makes_an_int8_model_close_to_fp32(
+    tmp_path: Path, reranker_dir: Path, scifact_texts: list[str]
+) -> None:
+    report = rapidrag.quantize(reranker_dir, tmp_path / "int8.onnx")
+    assert report.attention_fused == 6 and report.path == tmp_path / "int8.onnx"
+    ops = op_types(tmp_path / "int8.onnx")
+    assert "QAttention" in ops and "Attention" not in ops
+    passages = scifact_texts[:40]
+    int8 = rapidrag.Reranker(reranker_dir, model_file=tmp_path / "int8.onnx").score(QUERY, passages)
+    fp32 = rapidrag.Reranker(reranker_dir).score(QUERY, passages)
+    assert np.corrcoef(int8, fp32)[0, 1] > 0.95 and np.abs(int8 - fp32).mean() < 0.3
+    assert (tmp_path / "int8.onnx").stat().st_size < (reranker_dir / "model.onnx").stat().st_size / 3
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_a_graph_without_attention_is_quantized_unfused(tmp_path: Path) -> None:
+    helper = onnx.helper
+    weight = onnx.numpy_helper.from_array(np.ones((8, 4), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 4])],
+        [weight],
+    )
+    src = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    report = rapidrag.quantize(src, tmp_path / "tiny_int8.onnx")
+    assert report.attention_fused == 0 and (tmp_path / "tiny_int8.onnx").is_file()
+
+
+def test_missing_and_corrupt_sources(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no ONNX model"):
+        rapidrag.quantize(tmp_path, tmp_path / "out.onnx")
+    (tmp_path / "model.onnx").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelError, match="not a readable ONNX model"):
+        rapidrag.quantize(tmp_path, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()

@@ -1,0 +1,194 @@
+"""rapidrag.Reranker: parity with HF tokenizers + ONNX Runtime, ordering, time budgets, windows and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import rapidrag
+from rapidrag.errors import ModelError
+
+ort = pytest.importorskip("onnxruntime")
+tokenizers = pytest.importorskip("tokenizers")
+
+QUERY = "vitamin d deficiency causes bone loss"
+
+
+@pytest.fixture(scope="module")
+def reranker(reranker_dir: Path) -> rapidrag.Reranker:
+    return rapidrag.Reranker(reranker_dir, n_threads=2)
+
+
+def reference_scores(model_dir: Path, query: str, passages: list[str], max_length: int = 256) -> np.ndarray:
+    """HF tokenizers (pairs, only the passage truncated) + ONNX Runtime, one unpadded pair per run."""
+    tok = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length, strategy="only_second")
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    out = []
+    for passage in passages:
+        enc = tok.encode(query, passage)
+        feed = {
+            "input_ids": np.array([enc.ids], dtype=np.int64),
+            "attention_mask": np.array([enc.attention_mask], dtype=np.int64),
+            "token_type_ids": np.array([enc.type_ids], dtype=np.int64),
+        }
+        out.append(session.run(None, feed)[0][0, 0])
+    return np.array(out, dtype=np.float32)
+
+
+def test_scores_match_reference_on_scifact(
+    reranker: rapidrag.Reranker, reranker_dir: Path, scifact_texts: list[str]
+) -> None:
+    passages = scifact_texts[:40] + ["", "bone", "x " * 600]
+    ours = reranker.score(QUERY, passages)
+    ref = reference_scores(reranker_dir, QUERY, passages)
+    assert ours.shape == (len(passages),) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+def test_model_limit_comes_from_the_model_folder(reranker: rapidrag.Reranker, reranker_dir: Path) -> None:
+    assert reranker.model_limit == 256 and reranker.max_length == 256  # tokenizer_config.json model_max_length
+    with pytest.raises(ValueError, match="from 4 to 256"):
+        rapidrag.Reranker(reranker_dir, max_length=300)
+    with pytest.raises(ValueError, match="max_length"):
+        reranker.score(QUERY, ["a"], max_length=3)
+
+
+def test_batching_and_order_do_not_change_scores(
+    reranker_dir: Path, reranker: rapidrag.Reranker, scifact_texts: list[str]
+) -> None:
+    passages = scifact_texts[100:130] + ["short one", "two words"]
+    base = reranker.score(QUERY, passages)
+    one_per_run = rapidrag.Reranker(reranker_dir, batch_tokens=1).score(QUERY, passages)
+    np.testing.assert_allclose(one_per_run, base, atol=1e-4)
+    perm = np.random.default_rng(0).permutation(len(passages))
+    np.testing.assert_allclose(reranker.score(QUERY, [passages[i] for i in perm]), base[perm], atol=1e-4)
+
+
+def test_rerank_orders_hits_and_keeps_the_items(reranker: rapidrag.Reranker) -> None:
+    class Hit:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+    relevant = "Vitamin D deficiency is associated with reduced bone mineral density in older adults."
+    obj = Hit("The Eiffel tower is located in Paris.")
+    hits: list[Any] = [obj, {"text": relevant, "id": 7}, "Bread is made from flour, water and yeast."]
+    result = reranker.rerank(QUERY, hits)
+    assert result.n_scored == result.n_candidates == 3 and result.complete
+    assert result[0].item == {"text": relevant, "id": 7} and result[0].index == 1
+    assert [r.score for r in result] == sorted((r.score for r in result), reverse=True)
+    assert any(r.item is obj for r in result)
+    assert [r.index for r in reranker.rerank(QUERY, hits, top_k=1)] == [1]
+    assert len(reranker.rerank(QUERY, [])) == 0
+    with pytest.raises(TypeError, match=r"hits\[1\]"):
+        reranker.rerank(QUERY, ["fine", {"title": "no text"}])
+    with pytest.raises(ValueError, match="top_k"):
+        reranker.rerank(QUERY, ["a"], top_k=-1)
+
+
+def test_time_budget_scores_a_prefix_in_the_given_order(reranker: rapidrag.Reranker, scifact_texts: list[str]) -> None:
+    passages = scifact_texts[:60]
+    full = reranker.score(QUERY, passages)
+    # A budget far too small for all 60 pairs: a prefix is scored, the rest are NaN.
+    result = reranker.rerank(QUERY, passages, time_budget_ms=1.0)
+    partial = reranker.score(QUERY, passages, time_budget_ms=1.0)
+    scored = ~np.isnan(partial)
+    n = int(scored.sum())
+    assert n < len(passages) and scored[:n].all() and not scored[n:].any()
+    np.testing.assert_allclose(partial[:n], full[:n], atol=1e-4)
+    assert result.n_scored < len(passages) and not result.complete
+    tail = [r.index for r in result.items[result.n_scored :]]
+    assert tail == sorted(tail) and all(np.isnan(r.score) for r in result.items[result.n_scored :])
+    # A generous budget scores everything.
+    roomy = reranker.rerank(QUERY, passages[:5], time_budget_ms=60_000)
+    assert roomy.complete
+    with pytest.raises(ValueError, match="time_budget_ms"):
+        reranker.score(QUERY, ["a"], time_budget_ms=0)
+
+
+def test_window_scores_the_part_that_matches(reranker: rapidrag.Reranker) -> None:
+    filler = "The committee discussed the agenda and the schedule of the next meeting. " * 30
+    key = "Vitamin D deficiency causes bone loss in older adults. "
+    passage = filler + key + filler
+    cut = reranker._windows(QUERY, [passage, "short text"], 32)
+    assert "Vitamin D deficiency causes bone loss" in cut[0] and cut[1] == "short text"
+    assert cut[0] in passage and reranker.tokenizer.count_tokens(cut[0]) <= 32
+    windowed, plain = reranker.score(QUERY, [passage], window=32)[0], reranker.score(QUERY, [passage])[0]
+    assert windowed > plain  # the relevant sentence lies beyond the first 256 tokens
+    with pytest.raises(ValueError, match="window"):
+        reranker.score(QUERY, ["a"], window=0)
+
+
+def test_bad_input(reranker: rapidrag.Reranker) -> None:
+    assert reranker.score(QUERY, []).shape == (0,)
+    assert np.isfinite(reranker.score("", [""])).all()
+    with pytest.raises(TypeError, match="single str"):
+        reranker.score(QUERY, "one string")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="query"):
+        reranker.score(None, ["a"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        reranker.score(QUERY, ["ok", 3])  # type: ignore[list-item]
+    long = reranker.score(QUERY, ["bone " * 100_000])
+    assert np.isfinite(long).all()
+
+
+def test_quantized_model_agrees(reranker_dir: Path, reranker: rapidrag.Reranker, scifact_texts: list[str]) -> None:
+    passages = scifact_texts[:30]
+    int8 = rapidrag.Reranker(reranker_dir, quantized=True).score(QUERY, passages)
+    fp32 = reranker.score(QUERY, passages)
+    # Dynamic int8 moves logits by about 0.2 on average (0.99 correlation over 200 SciFact pairs of 10 queries);
+    # thirty unrelated passages of one query span a narrow range, so the bound here is looser.
+    assert np.corrcoef(int8, fp32)[0, 1] > 0.95 and np.abs(int8 - fp32).mean() < 0.3
+
+
+def test_two_logit_models_use_the_relevant_column(tmp_path: Path, reranker_dir: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(reranker_dir / "model.onnx"))
+    # Append a [1 -> 2] head: logits2 = [-x, x]; the relevance is column 1 = x.
+    graph = model.graph
+    old = graph.output[0].name
+    weight = onnx.numpy_helper.from_array(np.array([[-1.0, 1.0]], dtype=np.float32), "two_col")
+    graph.initializer.append(weight)
+    graph.node.append(onnx.helper.make_node("MatMul", [old, "two_col"], ["logits2"]))
+    del graph.output[:]
+    graph.output.append(onnx.helper.make_tensor_value_info("logits2", onnx.TensorProto.FLOAT, ["batch", 2]))
+    folder = tmp_path / "two"
+    shutil.copytree(reranker_dir, folder, ignore=shutil.ignore_patterns("*.onnx"))
+    onnx.save(model, str(folder / "model.onnx"))
+    passages = ["bone loss and vitamin d", "paris"]
+    two = rapidrag.Reranker(folder).score(QUERY, passages)
+    one = rapidrag.Reranker(reranker_dir).score(QUERY, passages)
+    np.testing.assert_allclose(two, one, atol=1e-5)
+
+
+def test_missing_and_corrupt_models(tmp_path: Path, reranker_dir: Path, minilm_dir: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="RAPIDRAG_MODELS"):
+        rapidrag.Reranker(tmp_path / "nowhere")
+    folder = tmp_path / "broken"
+    shutil.copytree(reranker_dir, folder, ignore=shutil.ignore_patterns("*.onnx"))
+    with pytest.raises(FileNotFoundError, match="model_int8.onnx"):
+        rapidrag.Reranker(folder, quantized=True)
+    (folder / "model.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match="cannot load"):
+        rapidrag.Reranker(folder)
+    # The embedder has no token_type_ids-free problem but a [batch, L, 384] first output: not a cross-encoder.
+    with pytest.raises(ModelError, match=r"\[batch, 1\] or \[batch, 2\]"):
+        rapidrag.Reranker(minilm_dir)
+    # A config.json that is not JSON is ignored for the limit (512 positions at most), not a crash.
+    (folder / "model.onnx").unlink()
+    shutil.copy(reranker_dir / "model_int8.onnx", folder / "model.onnx")
+    (folder / "tokenizer_config.json").write_text("{not json", encoding="utf-8")
+    assert rapidrag.Reranker(folder).model_limit == 512
+
+
+def test_model_name_under_rapidrag_models(monkeypatch: pytest.MonkeyPatch, reranker_dir: Path) -> None:
+    monkeypatch.setenv("RAPIDRAG_MODELS", str(reranker_dir.parent))
+    assert rapidrag.Reranker("minilm-l6-reranker", quantized=True).model_limit == 256
+    config = json.loads((reranker_dir / "config.json").read_text())
+    assert config["max_position_embeddings"] == 512
