@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+import tokenizers
 from _common import FULL, env_int, record, run_timed
 
 import rapidrag
-
-ort = pytest.importorskip("onnxruntime")
-tokenizers = pytest.importorskip("tokenizers")
 
 EMBED_DOCS = env_int("RAPIDRAG_BENCH_EMBED_DOCS", 300 if FULL else 48)
 MAX_LENGTH = 256
@@ -78,14 +77,22 @@ def test_naive_embed(benchmark: Any, minilm_dir: Path, texts: list[str], quantiz
     assert vectors.shape == (len(texts), 384)
 
 
-@pytest.mark.parametrize("quantized", [False, True], ids=["fp32", "int8"])
+@pytest.fixture(scope="module")
+def fused_int8(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    path = tmp_path_factory.mktemp("embedder") / "model_fused_int8.onnx"
+    rapidrag.quantize(minilm_dir, path)
+    return path
+
+
+@pytest.mark.parametrize("model", ["fp32", "int8", "int8-fused"])
 @pytest.mark.benchmark(group="embed-scifact")
-def test_rapidrag_embed(benchmark: Any, minilm_dir: Path, texts: list[str], quantized: bool) -> None:
-    embedder = rapidrag.Embedder(minilm_dir, quantized=quantized, max_length=MAX_LENGTH)
+def test_rapidrag_embed(benchmark: Any, minilm_dir: Path, fused_int8: Path, texts: list[str], model: str) -> None:
+    quantized = model != "fp32"
+    model_file = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int8-fused": fused_int8}[model]
+    embedder = rapidrag.Embedder(minilm_dir, model_file=model_file, max_length=MAX_LENGTH)
     vectors = run_timed(benchmark, lambda: embedder.embed(texts, batch_size=BATCH), rounds=2)
-    key = "rapidrag-int8" if quantized else "rapidrag-fp32"
     _report_docs_per_s(benchmark, len(texts))
-    record(benchmark, key, _nbytes(texts), docs=len(texts), how=f"length-bucketed batches of {BATCH}")
+    record(benchmark, f"rapidrag-{model}", _nbytes(texts), docs=len(texts), how=f"length-bucketed batches of {BATCH}")
     assert vectors.shape == (len(texts), 384)
     reference = _VECTORS.get("naive-int8" if quantized else "naive-fp32")
     if reference is None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _chunkers import SINGLE_THREAD, make  # noqa: E402
+from _chunkers import SINGLE_THREAD, make
 
 
 def _status_kb(field: str) -> int | None:

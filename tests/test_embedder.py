@@ -6,13 +6,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 import rapidrag
 from rapidrag.embedder import resolve_model
 from rapidrag.errors import ModelError
-
-ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")

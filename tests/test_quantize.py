@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 import rapidrag
 from rapidrag.errors import ModelError
 from rapidrag.quantization import fuse_attention
 
-onnx = pytest.importorskip("onnx")
 QUERY = "vitamin d deficiency causes bone loss"
 
 
@@ -28,9 +28,7 @@ def test_fusion_replaces_every_attention_block(tmp_path: Path, reranker_dir: Pat
     assert "Attention" in ops and "Softmax" not in ops and "IsNaN" not in ops
 
 
-def test_fused_reranker_scores_match_the_original(
-    tmp_path: Path, reranker_dir: Path, scifact_texts: list[str]
-) -> None:
+def test_fused_reranker_scores_match_the_original(tmp_path: Path, reranker_dir: Path, scifact_texts: list[str]) -> None:
     fuse_attention(reranker_dir / "model.onnx", tmp_path / "fused.onnx")
     passages = scifact_texts[:25] + ["", "bone"]
     fused = rapidrag.Reranker(reranker_dir, model_file=tmp_path / "fused.onnx", batch_tokens=2048)
@@ -84,3 +82,15 @@ def test_missing_and_corrupt_sources(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not a readable ONNX model"):
         rapidrag.quantize(tmp_path, tmp_path / "out.onnx")
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_cli_quantize(tmp_path: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rapidrag.cli import main
+
+    out = tmp_path / "q.onnx"
+    assert main(["quantize", str(reranker_dir / "model.onnx"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "6 of 6 attention blocks fused" in printed and out.is_file()
+    assert main(["quantize", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rapidrag: error: model") and "RAPIDRAG_MODELS" in err and err.count("\n") == 1

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+import tokenizers
 
 import rapidrag
 from rapidrag.errors import ModelError
-
-ort = pytest.importorskip("onnxruntime")
-tokenizers = pytest.importorskip("tokenizers")
 
 QUERY = "vitamin d deficiency causes bone loss"
 
@@ -81,10 +80,10 @@ def test_rerank_orders_hits_and_keeps_the_items(reranker: rapidrag.Reranker) -> 
     hits: list[Any] = [obj, {"text": relevant, "id": 7}, "Bread is made from flour, water and yeast."]
     result = reranker.rerank(QUERY, hits)
     assert result.n_scored == result.n_candidates == 3 and result.complete
-    assert result[0].item == {"text": relevant, "id": 7} and result[0].index == 1
+    assert result[0].item == {"text": relevant, "id": 7} and result[0].input_index == 1
     assert [r.score for r in result] == sorted((r.score for r in result), reverse=True)
     assert any(r.item is obj for r in result)
-    assert [r.index for r in reranker.rerank(QUERY, hits, top_k=1)] == [1]
+    assert [r.input_index for r in reranker.rerank(QUERY, hits, top_k=1)] == [1]
     assert len(reranker.rerank(QUERY, [])) == 0
     with pytest.raises(TypeError, match=r"hits\[1\]"):
         reranker.rerank(QUERY, ["fine", {"title": "no text"}])
@@ -103,7 +102,7 @@ def test_time_budget_scores_a_prefix_in_the_given_order(reranker: rapidrag.Reran
     assert n < len(passages) and scored[:n].all() and not scored[n:].any()
     np.testing.assert_allclose(partial[:n], full[:n], atol=1e-4)
     assert result.n_scored < len(passages) and not result.complete
-    tail = [r.index for r in result.items[result.n_scored :]]
+    tail = [r.input_index for r in result.items[result.n_scored :]]
     assert tail == sorted(tail) and all(np.isnan(r.score) for r in result.items[result.n_scored :])
     # A generous budget scores everything.
     roomy = reranker.rerank(QUERY, passages[:5], time_budget_ms=60_000)
@@ -148,7 +147,8 @@ def test_quantized_model_agrees(reranker_dir: Path, reranker: rapidrag.Reranker,
 
 
 def test_two_logit_models_use_the_relevant_column(tmp_path: Path, reranker_dir: Path) -> None:
-    onnx = pytest.importorskip("onnx")
+    import onnx
+
     model = onnx.load(str(reranker_dir / "model.onnx"))
     # Append a [1 -> 2] head: logits2 = [-x, x]; the relevance is column 1 = x.
     graph = model.graph

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .chunker import Chunk, Chunker
     from .embedder import Embedder
     from .quantization import quantize
-    from .reranker import RerankResult, Reranker
+    from .reranker import Reranker, RerankResult
     from .tokenizer import BatchEncoding, Tokenizer
 
 _LAZY = {

@@ -70,9 +70,7 @@ def open_session(
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }
     if graph_optimization_level not in levels:
-        raise ValueError(
-            f"graph_optimization_level must be one of {sorted(levels)}, got {graph_optimization_level!r}"
-        )
+        raise ValueError(f"graph_optimization_level must be one of {sorted(levels)}, got {graph_optimization_level!r}")
     options = ort.SessionOptions()
     options.graph_optimization_level = levels[graph_optimization_level]
     options.intra_op_num_threads = n_threads

@@ -1,4 +1,8 @@
-"""The ``rapidrag`` command line. ``rapidrag chunk``: tokenize and chunk a corpus, with a throughput report."""
+"""The ``rapidrag`` command line.
+
+``rapidrag chunk``: tokenize and chunk a corpus, with a throughput report.
+``rapidrag quantize``: make an int8 model (attention fused) from an fp32 ONNX model.
+"""
 
 from __future__ import annotations
 
@@ -113,6 +117,28 @@ def cmd_chunk(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from ._onnx import resolve_model
+    from .quantization import quantize
+
+    src = Path(args.src)
+    folder = src if src.suffix == ".onnx" else resolve_model(src)
+    out = (
+        Path(args.out)
+        if args.out
+        else (folder.parent if folder.suffix == ".onnx" else folder) / "model_fused_int8.onnx"
+    )
+    start = time.perf_counter()
+    report = quantize(folder, out, fuse=not args.no_fuse, per_channel=not args.per_tensor)
+    print(
+        f"wrote {report.path} in {time.perf_counter() - start:.1f} s: "
+        f"{report.attention_fused} of {report.attention_blocks} attention blocks fused, int8 weights "
+        f"({'per tensor' if args.per_tensor else 'per channel'})"
+    )
+    print(f"load it with: Reranker(folder, model_file={out.name!r}) or Embedder(folder, model_file={out.name!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rapidrag", description="rapidrag: fast retrieval for RAG")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="threads, 0 = one per core (default)")
     p.add_argument("--out", help="write the chunks to this .jsonl file")
     p.set_defaults(func=cmd_chunk)
+    q = sub.add_parser("quantize", help="make an int8 model with fused attention from an fp32 ONNX model")
+    q.add_argument(
+        "src", help="a model folder holding model.onnx, a model name under $RAPIDRAG_MODELS, or a .onnx file"
+    )
+    q.add_argument("--out", help="the int8 .onnx file to write (default: model_fused_int8.onnx beside the source)")
+    q.add_argument("--no-fuse", action="store_true", help="quantize without fusing the attention blocks")
+    q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
+    q.set_defaults(func=cmd_quantize)
     return parser
 
 

@@ -220,7 +220,9 @@ def _fuse(onnx: Any, model: Any) -> tuple[int, int]:
         prefix = f"rapidrag/attention_{index}"
         model.graph.initializer.extend(
             [
-                onnx.numpy_helper.from_array(np.concatenate([wq, wk, wv], axis=1).astype(np.float32), prefix + "/qkv_weight"),
+                onnx.numpy_helper.from_array(
+                    np.concatenate([wq, wk, wv], axis=1).astype(np.float32), prefix + "/qkv_weight"
+                ),
                 onnx.numpy_helper.from_array(np.concatenate([bq, bk, bv]).astype(np.float32), prefix + "/qkv_bias"),
             ]
         )
@@ -279,7 +281,7 @@ def _max_diff(original: Path, fused: Path) -> float:
     feed = _check_inputs(sessions[0])
     a, b = (s.run(None, feed) for s in sessions)
     worst = 0.0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x.shape != y.shape:
             return float("inf")
         worst = max(worst, float(np.abs(x - y).max() / (1.0 + np.abs(x).max())))
@@ -298,7 +300,9 @@ def _atomic_save(onnx: Any, model: Any, dst: Path) -> None:
             os.unlink(tmp)
 
 
-def fuse_attention(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, tolerance: float = 1e-4) -> QuantizeReport:
+def fuse_attention(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, tolerance: float = 1e-4
+) -> QuantizeReport:
     """Writes ``src`` with each self-attention block fused into one op to ``dst`` (fp32, same outputs).
 
     The fused model is run beside the original on padded random inputs; if their outputs differ by more than

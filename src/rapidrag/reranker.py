@@ -40,7 +40,7 @@ class Reranked(NamedTuple):
 
     item: Any
     score: float
-    index: int
+    input_index: int
 
 
 @dataclass
@@ -192,7 +192,7 @@ class Reranker:
         window: int | None = None,
         time_budget_ms: float | None = None,
     ) -> RerankResult:
-        """``hits`` reordered by rerank score, each as ``Reranked(item, score, index)``.
+        """``hits`` reordered by rerank score, each as ``Reranked(item, score, input_index)``.
 
         A hit is a str, a mapping with a "text" key, or an object with a ``text`` attribute. Under a time budget
         the candidates are scored in the order given (best first-stage candidates first); those left unscored
@@ -309,7 +309,7 @@ class Reranker:
             return self._query_cache[1]
         ids, offsets = self.tokenizer.encode(query, add_special_tokens=False, return_offsets=True)
         terms = set()
-        for token, (s, e) in zip(ids.tolist(), offsets.tolist()):
+        for token, (s, e) in zip(ids.tolist(), offsets.tolist(), strict=True):
             piece = query[s:e].lower()
             if len(piece) >= 2 and piece.isalnum() and piece not in _STOPWORDS:
                 terms.add(int(token))
