@@ -7,9 +7,10 @@ of the corpus: most pairs reach the 256-token limit). N = 10 and 20 by default; 
 
 - naive: what a user assembles by hand, and what FlashRank does: HF ``tokenizers`` with truncation (passage only)
   and padding to ``max_length`` = 256, all N pairs in one ONNX Runtime run, same threads.
-- rapidrag: ``Reranker.score``: unpadded pairs sorted by length, batches of at most 512 padded tokens. Models: the
-  shipped fp32 and dynamic int8 files, and the int8 file made by ``rapidrag.quantize`` (attention fused), also at
-  shorter pair lengths and with a passage window (quality of each: benchmarks/rerank_quality.py).
+- rapidrag: ``Reranker.score``: unpadded pairs sorted by length, batches of at most 1024 padded tokens. Models: the
+  shipped fp32 and dynamic int8 files, the fp32 file with fused attention (``fuse_attention``: same scores), and
+  the int8 file made by ``rapidrag.quantize`` (attention fused), also at shorter pair lengths and with a passage
+  window (quality of each: benchmarks/rerank_quality.py).
 - GEMM peak: one ONNX Runtime MatMul (fp32) and MatMulInteger (uint8 x int8) of the model's FFN shape,
   [2048, 384] x [384, 1536]; the rerank benchmarks report their pairs/s as a fraction of it, with the FLOPs of a
   pair computed from the model's shape (config.json) and the actual pair lengths.
@@ -33,6 +34,7 @@ import tokenizers
 from _common import FULL, env_int, run_timed
 
 import rapidrag
+from rapidrag.quantization import fuse_attention
 
 SIZES = [10, 20, 50, 100] if FULL else [10, 20]
 ROUNDS = env_int("RAPIDRAG_BENCH_RERANK_ROUNDS", 20 if FULL else 3)
@@ -55,6 +57,13 @@ def query(scifact_dir: Path) -> str:
 def pool(scifact_texts: list[str]) -> list[str]:
     pick = np.random.default_rng(0).choice(len(scifact_texts), size=max(SIZES), replace=False)
     return [scifact_texts[i] for i in pick]
+
+
+@pytest.fixture(scope="module")
+def fused_fp32(tmp_path_factory: pytest.TempPathFactory, reranker_dir: Path) -> Path:
+    path = tmp_path_factory.mktemp("reranker") / "model_fused.onnx"
+    fuse_attention(reranker_dir, path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +184,10 @@ def test_naive(benchmark: Any, reranker_dir: Path, query: str, pool: list[str], 
 
 SETTINGS = {
     "fp32": dict(model="model.onnx"),
+    "fp32-fused": dict(model="fused-fp32"),
     "int8": dict(model="model_int8.onnx"),
     "int8-fused": dict(model="fused"),
-    "int8-fused-len192": dict(model="fused", max_length=192),
+    "int8-fused-len160": dict(model="fused", max_length=160),
     "int8-fused-len128": dict(model="fused", max_length=128),
     "int8-fused-window96": dict(model="fused", window=96),
 }
@@ -186,11 +196,18 @@ SETTINGS = {
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_rapidrag(
-    benchmark: Any, reranker_dir: Path, fused_int8: Path, query: str, pool: list[str], n: int, setting: str
+    benchmark: Any,
+    reranker_dir: Path,
+    fused_fp32: Path,
+    fused_int8: Path,
+    query: str,
+    pool: list[str],
+    n: int,
+    setting: str,
 ) -> None:
     benchmark.group = f"rerank-{n}"
     spec = SETTINGS[setting]
-    model_file = fused_int8 if spec["model"] == "fused" else spec["model"]
+    model_file = {"fused": fused_int8, "fused-fp32": fused_fp32}.get(str(spec["model"]), spec["model"])
     reranker = rapidrag.Reranker(reranker_dir, model_file=model_file, n_threads=THREADS)
     passages = pool[:n]
     max_length, window = spec.get("max_length"), spec.get("window")
@@ -200,9 +217,9 @@ def test_rapidrag(
     cut = reranker._windows(query, passages, window) if window else passages
     tokens = int(reranker.tokenizer.encode_pairs(query, cut, max_length=max_length or 256, padding=False).lengths.sum())
     benchmark.extra_info.update(library=f"rapidrag {setting}", how="unpadded pairs, length-bucketed batches")
-    _percentiles(benchmark, n, tokens, reranker_dir, "fp32" if setting == "fp32" else "int8")
+    _percentiles(benchmark, n, tokens, reranker_dir, "fp32" if setting.startswith("fp32") else "int8")
     assert scores.shape == (n,) and np.isfinite(scores).all()
-    if setting == "fp32":
+    if setting.startswith("fp32"):
         reference = NAIVE_FP32.get(n)
         if reference is None:
             reference = naive_reranker(reranker_dir, "model.onnx")(query, passages)
@@ -213,7 +230,7 @@ def test_rapidrag(
 
 
 @pytest.mark.parametrize(
-    "setting", ["default", "no-spinning", "one-thread", "no-arena", "batch-tokens-256", "batch-tokens-2048"]
+    "setting", ["default", "no-spinning", "one-thread", "no-arena", "batch-tokens-512", "batch-tokens-2048"]
 )
 @pytest.mark.benchmark(group="rerank-20-settings")
 def test_session_settings(
@@ -224,7 +241,7 @@ def test_session_settings(
         "no-spinning": {"allow_spinning": False},
         "one-thread": {"n_threads": 1},
         "no-arena": {"enable_mem_arena": False},
-        "batch-tokens-256": {"batch_tokens": 256},
+        "batch-tokens-512": {"batch_tokens": 512},
         "batch-tokens-2048": {"batch_tokens": 2048},
     }[setting]
     kwargs.setdefault("n_threads", THREADS)
@@ -262,3 +279,47 @@ def test_time_budget(
     )
     _percentiles(benchmark, 1, 1, reranker_dir, "none")
     assert 0 < min(scored) and max(scored) < 100
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads RSS from /proc (Linux)")
+@pytest.mark.parametrize("arena", ["arena", "no-arena"])
+@pytest.mark.benchmark(group="rerank-memory")
+def test_memory_stays_bounded(
+    benchmark: Any, reranker_dir: Path, fused_int8: Path, query: str, scifact_texts: list[str], arena: str
+) -> None:
+    """Resident memory over many queries whose candidates vary in number and length: it must level off."""
+    reranker = rapidrag.Reranker(reranker_dir, model_file=fused_int8, enable_mem_arena=arena == "arena")
+    rng = np.random.default_rng(1)
+    calls = 60 if FULL else 12
+    batches = [
+        [
+            scifact_texts[i][: int(rng.integers(20, 2000))]
+            for i in rng.choice(len(scifact_texts), int(rng.integers(1, 30)))
+        ]
+        for _ in range(calls)
+    ]
+    rss: list[float] = []
+
+    def run() -> None:
+        for passages in batches:
+            reranker.score(query, passages)
+            rss.append(_rss_mb())
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    half = len(rss) // 2
+    benchmark.extra_info.update(
+        library=f"rapidrag int8-fused {arena}",
+        **{
+            "RSS MB after first call": round(rss[0], 1),
+            "RSS MB at half": round(rss[half - 1], 1),
+            "RSS MB at end": round(rss[-1], 1),
+            "calls": calls,
+        },
+    )
+    # Growth in the second half is what an unbounded arena would show; a few MB is allocator noise.
+    assert rss[-1] - rss[half - 1] < 50, f"RSS grew from {rss[half - 1]:.0f} to {rss[-1]:.0f} MB"

@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--train-queries", type=int, default=200)
     parser.add_argument("--cache", default=str(Path.home() / ".cache/rapidrag-bench"))
     parser.add_argument("--out", default="rerank_quality.json")
-    parser.add_argument("--only", default="", help="comma-separated setting names (default: all)")
+    parser.add_argument("--only", default="", help="semicolon-separated setting names (default: all)")
     args = parser.parse_args()
 
     data = Path(args.shared) / "data/beir/scifact"
@@ -123,6 +123,7 @@ def main() -> None:
         "int8 (shipped dynamic file)": dict(model_file="model_int8.onnx"),
         "int8 fused": dict(model_file=str(fused_int8)),
         "int8 fused, max_length 192": dict(model_file=str(fused_int8), max_length=192),
+        "int8 fused, max_length 160": dict(model_file=str(fused_int8), max_length=160),
         "int8 fused, max_length 128": dict(model_file=str(fused_int8), max_length=128),
         "int8 fused, window 160": dict(model_file=str(fused_int8), window=160),
         "int8 fused, window 96": dict(model_file=str(fused_int8), window=96),
@@ -130,7 +131,7 @@ def main() -> None:
         "naive int8 (padded to 256)": dict(naive="model_int8.onnx"),
     }
     if args.only:
-        settings = {k: v for k, v in settings.items() if k in args.only.split(",")}
+        settings = {k: v for k, v in settings.items() if k in args.only.split(";")}
     rerankers: dict[str, rapidrag.Reranker] = {}
 
     def scorer(setting: dict[str, Any]) -> Any:

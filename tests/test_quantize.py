@@ -94,3 +94,12 @@ def test_cli_quantize(tmp_path: Path, reranker_dir: Path, capsys: pytest.Capture
     assert main(["quantize", str(tmp_path / "missing"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rapidrag: error: model") and "RAPIDRAG_MODELS" in err and err.count("\n") == 1
+
+
+def test_cli_fuse_only(tmp_path: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rapidrag.cli import main
+
+    out = tmp_path / "fused.onnx"
+    assert main(["quantize", str(reranker_dir), "--fp32", "--out", str(out)]) == 0
+    assert "fp32 weights" in capsys.readouterr().out and "Attention" in op_types(out)
+    assert main(["quantize", str(reranker_dir), "--fp32", "--no-fuse", "--out", str(out)]) == 2

@@ -192,3 +192,20 @@ def test_model_name_under_rapidrag_models(monkeypatch: pytest.MonkeyPatch, reran
     assert rapidrag.Reranker("minilm-l6-reranker", quantized=True).model_limit == 256
     config = json.loads((reranker_dir / "config.json").read_text())
     assert config["max_position_embeddings"] == 512
+
+
+def test_a_model_without_the_bert_inputs_is_refused(tmp_path: Path, reranker_dir: Path) -> None:
+    import onnx
+
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "not-bert",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 2])],
+    )
+    folder = tmp_path / "odd"
+    shutil.copytree(reranker_dir, folder, ignore=shutil.ignore_patterns("*.onnx"))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx"))
+    with pytest.raises(ModelError, match="no input 'input_ids'"):
+        rapidrag.Reranker(folder)

@@ -119,21 +119,24 @@ def cmd_chunk(args: argparse.Namespace) -> int:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from ._onnx import resolve_model
-    from .quantization import quantize
+    from .quantization import fuse_attention, quantize
 
     src = Path(args.src)
     folder = src if src.suffix == ".onnx" else resolve_model(src)
-    out = (
-        Path(args.out)
-        if args.out
-        else (folder.parent if folder.suffix == ".onnx" else folder) / "model_fused_int8.onnx"
-    )
+    if args.fp32 and args.no_fuse:
+        raise CliError("--fp32 with --no-fuse would only copy the model")
+    default_name = "model_fused.onnx" if args.fp32 else "model_fused_int8.onnx"
+    out = Path(args.out) if args.out else (folder.parent if folder.suffix == ".onnx" else folder) / default_name
     start = time.perf_counter()
-    report = quantize(folder, out, fuse=not args.no_fuse, per_channel=not args.per_tensor)
+    if args.fp32:
+        report = fuse_attention(folder, out)
+        weights = "fp32 weights (same outputs)"
+    else:
+        report = quantize(folder, out, fuse=not args.no_fuse, per_channel=not args.per_tensor)
+        weights = f"int8 weights ({'per tensor' if args.per_tensor else 'per channel'})"
     print(
         f"wrote {report.path} in {time.perf_counter() - start:.1f} s: "
-        f"{report.attention_fused} of {report.attention_blocks} attention blocks fused, int8 weights "
-        f"({'per tensor' if args.per_tensor else 'per channel'})"
+        f"{report.attention_fused} of {report.attention_blocks} attention blocks fused, {weights}"
     )
     print(f"load it with: Reranker(folder, model_file={out.name!r}) or Embedder(folder, model_file={out.name!r})")
     return 0
@@ -158,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--out", help="the int8 .onnx file to write (default: model_fused_int8.onnx beside the source)")
     q.add_argument("--no-fuse", action="store_true", help="quantize without fusing the attention blocks")
+    q.add_argument("--fp32", action="store_true", help="only fuse the attention blocks; keep fp32 weights")
     q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
     q.set_defaults(func=cmd_quantize)
     return parser
