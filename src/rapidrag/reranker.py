@@ -28,6 +28,9 @@ __all__ = ["RerankResult", "Reranked", "Reranker"]
 F32Array = npt.NDArray[np.float32]
 REQUIRED_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MAX_POSITIONS = 512
+# Head room on the cost estimate under a time budget: runs of the same shape vary by a few percent on a busy
+# machine, and a budget is a limit, not a target (a 1.0 factor overran 100 ms budgets by up to 3.6 ms).
+BUDGET_MARGIN = 1.1
 # Words too common to place a passage window: the window goes where the query's content words are.
 _STOPWORDS = frozenset(
     "a an and are as at be by can do does for from has have how in is it its of on or that the their these this "
@@ -278,7 +281,7 @@ class Reranker:
         return count
 
     def _estimate(self, lengths: npt.NDArray[np.int64], idx: npt.NDArray[np.intp]) -> float:
-        return self._ms_per_token * len(idx) * int(lengths[idx].max())
+        return BUDGET_MARGIN * self._ms_per_token * len(idx) * int(lengths[idx].max())
 
     def _update_cost(self, lengths: npt.NDArray[np.int64], idx: npt.NDArray[np.intp], ms: float) -> None:
         measured = ms / (len(idx) * int(lengths[idx].max()))
