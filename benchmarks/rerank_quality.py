@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _naive import naive_reranker
 
 import rapidrag
 from rapidrag.beir import document_text, load_corpus, load_qrels, load_queries
@@ -69,27 +70,6 @@ def first_stage(args: argparse.Namespace, docs: list[dict[str, Any]], queries: d
     sims = query_vectors @ doc_vectors.T
     top = np.argsort(-sims, axis=1)[:, : args.candidates]
     return {q: (top[i], sims[i, top[i]]) for i, q in enumerate(ids)}
-
-
-def naive_scorer(model_dir: Path, model_file: str) -> Any:
-    import onnxruntime as ort  # type: ignore[import-untyped]
-    import tokenizers
-
-    tok = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tok.enable_truncation(256, strategy="only_second")
-    tok.enable_padding(length=256)
-    session = ort.InferenceSession(str(model_dir / model_file), providers=["CPUExecutionProvider"])
-
-    def score(query: str, passages: list[str]) -> np.ndarray:
-        encs = tok.encode_batch([(query, p) for p in passages])
-        feed = {
-            "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64),
-        }
-        return np.asarray(session.run(None, feed)[0][:, 0], dtype=np.float32)
-
-    return score
 
 
 def main() -> None:
@@ -136,7 +116,7 @@ def main() -> None:
 
     def scorer(setting: dict[str, Any]) -> Any:
         if "naive" in setting:
-            return naive_scorer(model_dir, setting["naive"])
+            return naive_reranker(model_dir, setting["naive"])
         file = setting["model_file"]
         if file not in rerankers:
             rerankers[file] = rapidrag.Reranker(model_dir, model_file=file)

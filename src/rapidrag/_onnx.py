@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ModelError
 
-__all__ = ["GraphLevel", "find_model_file", "open_session", "require_inputs", "resolve_model"]
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
+__all__ = ["GraphLevel", "find_model_file", "load_model", "open_session", "require_inputs", "resolve_model"]
 
 GraphLevel = Literal["disable", "basic", "extended", "all"]
 
@@ -97,3 +100,27 @@ def require_inputs(session: Any, path: Path, required: Sequence[str]) -> list[st
     if extra:
         raise ModelError(f"{path}: the model needs inputs rapidrag does not provide: {sorted(extra)}")
     return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in inputs]
+
+
+def load_model(
+    folder: Path,
+    onnx_file: Path,
+    *,
+    required_inputs: Sequence[str],
+    n_threads: int,
+    graph_optimization_level: GraphLevel,
+    enable_mem_arena: bool,
+    allow_spinning: bool,
+) -> tuple[Tokenizer, Any, list[str]]:
+    """The folder's tokenizer, a session on ``onnx_file``, and the model inputs to feed (checked)."""
+    from .tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.from_file(folder, n_threads=n_threads)
+    session = open_session(
+        onnx_file,
+        n_threads=n_threads,
+        graph_optimization_level=graph_optimization_level,
+        enable_mem_arena=enable_mem_arena,
+        allow_spinning=allow_spinning,
+    )
+    return tokenizer, session, require_inputs(session, onnx_file, required_inputs)

@@ -9,9 +9,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._onnx import GraphLevel, find_model_file, open_session, require_inputs, resolve_model
+from ._onnx import GraphLevel, find_model_file, load_model, resolve_model
 from .errors import ModelError
-from .tokenizer import Tokenizer, _check_texts, _check_threads
+from .tokenizer import _check_texts, _check_threads
 
 __all__ = ["Embedder", "resolve_model"]
 
@@ -71,17 +71,17 @@ class Embedder:
         if not isinstance(max_length, int) or max_length < 2:
             raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
         self.n_threads = _check_threads(n_threads, 0)
-        self.tokenizer = Tokenizer.from_file(folder, n_threads=self.n_threads)
         self.max_length = max_length
         self.normalize = normalize
-        self.session = open_session(
+        self.tokenizer, self.session, self._input_names = load_model(
+            folder,
             onnx_file,
+            required_inputs=REQUIRED_INPUTS,
             n_threads=self.n_threads,
             graph_optimization_level=graph_optimization_level,
             enable_mem_arena=enable_mem_arena,
             allow_spinning=allow_spinning,
         )
-        self._input_names = require_inputs(self.session, onnx_file, REQUIRED_INPUTS)
         outputs = {o.name for o in self.session.get_outputs()}
         if pooling == "auto" and "sentence_embedding" in outputs:
             self._output, self.pooling = "sentence_embedding", "model"

@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._onnx import GraphLevel, find_model_file, open_session, require_inputs, resolve_model
+from ._onnx import GraphLevel, find_model_file, load_model, resolve_model
 from .errors import ModelError
-from .tokenizer import Tokenizer, _check_texts, _check_threads
+from .tokenizer import _check_texts, _check_threads
 
 __all__ = ["RerankResult", "Reranked", "Reranker"]
 
@@ -137,16 +137,16 @@ class Reranker:
             raise ValueError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
         self.batch_tokens = batch_tokens
         self.n_threads = _check_threads(n_threads, 0)
-        self.tokenizer = Tokenizer.from_file(folder, n_threads=self.n_threads)
         self.path = onnx_file
-        self.session = open_session(
+        self.tokenizer, self.session, self._input_names = load_model(
+            folder,
             onnx_file,
+            required_inputs=REQUIRED_INPUTS,
             n_threads=self.n_threads,
             graph_optimization_level=graph_optimization_level,
             enable_mem_arena=enable_mem_arena,
             allow_spinning=allow_spinning,
         )
-        self._input_names = require_inputs(self.session, onnx_file, REQUIRED_INPUTS)
         self._output = self.session.get_outputs()[0].name
         self._query_cache: tuple[str, frozenset[int]] | None = None
         # Warm up, check the output shape, and seed the cost model with a measured 64-token pair.
