@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "BM25",
     "BatchEncoding",
     "Chunk",
     "Chunker",
@@ -25,6 +26,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .chunker import Chunk, Chunker
     from .embedder import Embedder
+    from .lexical import BM25
     from .quantization import quantize
     from .reranker import Reranker, RerankResult
     from .tokenizer import BatchEncoding, Tokenizer
@@ -35,6 +37,7 @@ _LAZY = {
     "Chunker": "chunker",
     "Chunk": "chunker",
     "Embedder": "embedder",
+    "BM25": "lexical",
     "Reranker": "reranker",
     "RerankResult": "reranker",
     "quantize": "quantization",

@@ -1,0 +1,309 @@
+"""BM25 lexical search: a word analyzer and an incremental inverted index with numba scoring kernels.
+
+Scoring is Lucene's BM25: for each query term t in document d,
+
+    idf(t) * tf / (tf + k1 * (1 - b + b * dl / avgdl)),   idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))
+
+with N, df and avgdl over the live documents. The index is a list of segments: each ``add`` writes one segment (an
+inverted index of the new documents only), ``delete`` marks documents dead and updates the statistics, and segments
+are merged when there are more than ``MAX_SEGMENTS``, so that nothing is ever rebuilt whole on a change.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["BM25", "WordAnalyzer", "ENGLISH_STOPWORDS"]
+
+MAX_SEGMENTS = 8
+# The English stopword list of Lucene's EnglishAnalyzer (also Pyserini's default for BEIR).
+ENGLISH_STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
+    "this to was will with".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class WordAnalyzer:
+    """Words (runs of Unicode word characters), lowercased, stopwords removed, Snowball-stemmed.
+
+    Parameters
+    ----------
+    stopwords : "english", None or an iterable of words
+        Words dropped after lowercasing.
+    stemmer : str or None
+        A Snowball language for PyStemmer (``pip install PyStemmer``), or None for no stemming.
+    """
+
+    def __init__(self, *, stopwords: str | Iterable[str] | None = "english", stemmer: str | None = "english") -> None:
+        if stopwords == "english":
+            self.stopwords = ENGLISH_STOPWORDS
+        elif stopwords is None:
+            self.stopwords = frozenset()
+        elif isinstance(stopwords, str):
+            raise ValueError(f"stopwords must be 'english', None or an iterable of words, got {stopwords!r}")
+        else:
+            self.stopwords = frozenset(w.lower() for w in stopwords)
+        self.stemmer_name = stemmer
+        self._stem: Any = None
+        if stemmer is not None:
+            try:
+                import Stemmer  # type: ignore[import-not-found]
+            except ImportError:
+                raise ImportError("stemming needs PyStemmer: pip install PyStemmer (or stemmer=None)") from None
+            try:
+                self._stem = Stemmer.Stemmer(stemmer).stemWords
+            except KeyError:
+                raise ValueError(f"PyStemmer has no stemmer {stemmer!r}") from None
+
+    def __call__(self, text: str) -> list[str]:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
+        return self.stem([w for w in _WORD.findall(text.lower()) if w not in self.stopwords])
+
+    def stem(self, words: list[str]) -> list[str]:
+        """The stems of lowercased ``words`` (the words themselves without a stemmer)."""
+        return list(self._stem(words)) if self._stem is not None else words
+
+    def __repr__(self) -> str:
+        return f"WordAnalyzer(stopwords={len(self.stopwords)} words, stemmer={self.stemmer_name!r})"
+
+
+@dataclass
+class _Segment:
+    """An inverted index of some documents: postings of global term t are ``docs/tfs[term_ptr[t]:term_ptr[t+1]]``."""
+
+    term_ptr: npt.NDArray[np.int64]  # [n_terms_at_build + 1]
+    docs: npt.NDArray[np.int32]  # global document rows
+    tfs: npt.NDArray[np.float32]
+
+
+def _kernels() -> Any:
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def accumulate(
+        scores: Any, terms: Any, weights: Any, term_ptr: Any, docs: Any, tfs: Any, norms: Any, k1: float
+    ) -> None:
+        n_terms = term_ptr.shape[0] - 1
+        for j in range(terms.shape[0]):
+            t = terms[j]
+            if t >= n_terms:
+                continue
+            w = weights[j]
+            for p in range(term_ptr[t], term_ptr[t + 1]):
+                d = docs[p]
+                tf = tfs[p]
+                scores[d] += w * tf / (tf + k1 * norms[d])
+
+    return accumulate
+
+
+_ACCUMULATE: Any = None
+
+
+class BM25:
+    """An incremental BM25 index over string document ids.
+
+    Parameters
+    ----------
+    analyzer : callable, optional
+        str -> list of terms; a ``WordAnalyzer()`` (English stopwords, Snowball stemming) by default.
+    k1, b : float
+        BM25 parameters. The defaults 0.9 and 0.4 are Pyserini's for BEIR.
+    """
+
+    def __init__(self, analyzer: Any = None, *, k1: float = 0.9, b: float = 0.4) -> None:
+        if not (isinstance(k1, (int, float)) and k1 >= 0) or not (isinstance(b, (int, float)) and 0 <= b <= 1):
+            raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={k1!r}, b={b!r}")
+        self.analyzer = analyzer if analyzer is not None else WordAnalyzer()
+        self.k1, self.b = float(k1), float(b)
+        self.vocab: dict[str, int] = {}
+        self.ids: list[str] = []  # row -> document id
+        self.rows: dict[str, int] = {}  # live document id -> row
+        self._lengths = np.zeros(0, dtype=np.float32)
+        self._alive = np.zeros(0, dtype=bool)
+        self._df = np.zeros(0, dtype=np.int64)
+        self._doc_terms: list[npt.NDArray[np.int64]] = []  # row -> its distinct term ids (for df on delete)
+        self._segments: list[_Segment] = []
+        self._total_length = 0.0
+        self._surface: dict[str, int] = {}  # WordAnalyzer: surface word -> term id, -1 for a stopword
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    # -- changes -------------------------------------------------------------------------------------------------
+
+    def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Index new documents. An id already present raises ValueError (use ``upsert`` to replace)."""
+        ids, texts = list(ids), list(texts)
+        if len(ids) != len(texts):
+            raise ValueError(f"ids and texts differ in length: {len(ids)} and {len(texts)}")
+        seen: set[str] = set()
+        for i, doc_id in enumerate(ids):
+            if not isinstance(doc_id, str):
+                raise TypeError(f"ids[{i}] must be a str, not {type(doc_id).__name__}")
+            if doc_id in self.rows or doc_id in seen:
+                raise ValueError(f"document id {doc_id!r} is already indexed (ids[{i}]); use upsert to replace it")
+            seen.add(doc_id)
+            if not isinstance(texts[i], str):
+                raise TypeError(f"texts[{i}] must be a str, not {type(texts[i]).__name__}")
+        if not ids:
+            return
+        with self._lock:
+            doc_idx, terms = self._analyze(texts)  # before any change but new vocabulary entries
+            self._append(ids, doc_idx, terms)
+
+    def upsert(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Index documents, replacing those whose id is already indexed."""
+        ids = list(ids)
+        with self._lock:
+            self.delete([i for i in ids if i in self.rows])
+            self.add(ids, texts)
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove documents; unknown ids are ignored. Returns how many were removed."""
+        removed = 0
+        with self._lock:
+            for doc_id in ids:
+                row = self.rows.pop(doc_id, None)
+                if row is None:
+                    continue
+                self._alive[row] = False
+                self._df[self._doc_terms[row]] -= 1
+                self._total_length -= float(self._lengths[row])
+                removed += 1
+        return removed
+
+    def _analyze(self, texts: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(document index, term id) of every indexed word of ``texts``, new terms added to the vocabulary.
+
+        With a WordAnalyzer each distinct surface word is stopword-checked and stemmed once, then remembered (a
+        corpus has some 10^4-10^5 distinct words for 10^6 or more running ones).
+        """
+        if isinstance(self.analyzer, WordAnalyzer):
+            words = [_WORD.findall(t.lower()) for t in texts]
+            cache = self._surface
+            new = [w for w in set(chain.from_iterable(words)) if w not in cache]
+            kept = [w for w in new if w not in self.analyzer.stopwords]
+            stems = self.analyzer.stem(kept)
+            for w in new:
+                cache[w] = -1
+            for w, stem in zip(kept, stems, strict=True):
+                cache[w] = self._term_id(stem)
+            flat = np.fromiter(map(cache.__getitem__, chain.from_iterable(words)), dtype=np.int64)
+            doc_idx = np.repeat(np.arange(len(texts), dtype=np.int64), [len(w) for w in words])
+            keep = flat >= 0
+            return doc_idx[keep], flat[keep]
+        analyzed = [self.analyzer(t) for t in texts]
+        flat = np.fromiter((self._term_id(t) for terms in analyzed for t in terms), dtype=np.int64)
+        return np.repeat(np.arange(len(texts), dtype=np.int64), [len(a) for a in analyzed]), flat
+
+    def _term_id(self, term: str) -> int:
+        t = self.vocab.get(term)
+        if t is None:
+            t = self.vocab[term] = len(self.vocab)
+        return t
+
+    def _append(self, ids: list[str], doc_idx: npt.NDArray[np.int64], terms: npt.NDArray[np.int64]) -> None:
+        start = len(self.ids)
+        n_terms = len(self.vocab)
+        keys, tfs = np.unique(doc_idx * n_terms + terms, return_counts=True)  # sorted by document, then term
+        docs, term_arr = keys // n_terms, keys % n_terms
+        lengths = np.bincount(doc_idx, minlength=len(ids)).astype(np.float32)
+        bounds = np.searchsorted(docs, np.arange(1, len(ids)))
+        self._doc_terms.extend(np.split(term_arr, bounds))
+        if len(self._df) < n_terms:
+            self._df = np.concatenate([self._df, np.zeros(n_terms - len(self._df), dtype=np.int64)])
+        np.add.at(self._df, term_arr, 1)
+        self._segments.append(_build_segment(term_arr, docs + start, tfs, n_terms))
+        self.ids.extend(ids)
+        self.rows.update({doc_id: start + k for k, doc_id in enumerate(ids)})
+        self._lengths = np.concatenate([self._lengths, lengths])
+        self._alive = np.concatenate([self._alive, np.ones(len(ids), dtype=bool)])
+        self._total_length += float(lengths.sum())
+        if len(self._segments) > MAX_SEGMENTS:
+            self._merge()
+
+    def _merge(self) -> None:
+        """Merge all segments into one, dropping the postings of deleted documents."""
+        n_terms = len(self.vocab)
+        terms, docs, tfs = [], [], []
+        for seg in self._segments:
+            counts = np.diff(seg.term_ptr)
+            terms.append(np.repeat(np.arange(len(counts), dtype=np.int64), counts))
+            docs.append(seg.docs)
+            tfs.append(seg.tfs)
+        all_docs = np.concatenate(docs)
+        keep = self._alive[all_docs]
+        self._segments = [
+            _build_segment(np.concatenate(terms)[keep], all_docs[keep], np.concatenate(tfs)[keep], n_terms)
+        ]
+
+    # -- search --------------------------------------------------------------------------------------------------
+
+    def search(
+        self, query: str, k: int = 10, *, mask: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[list[str], npt.NDArray[np.float32]]:
+        """The ``k`` best documents for ``query``: (ids, scores), best first; documents with no query term are
+        left out. ``mask``: a boolean array over rows (``self.rows``), True where a document may be returned."""
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        terms = self.analyzer(query)
+        with self._lock:
+            scores = self.score_rows(terms)
+            n_rows = len(self.ids)
+            allowed = self._alive
+            if mask is not None:
+                if mask.dtype != np.bool_ or mask.shape != (n_rows,):
+                    raise ValueError(f"mask must be a bool array of shape ({n_rows},), got {mask.dtype} {mask.shape}")
+                allowed = allowed & mask
+            hits = np.flatnonzero((scores > 0) & allowed)
+            if len(hits) > k:
+                hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
+            hits = hits[np.argsort(-scores[hits], kind="stable")]
+            return [self.ids[r] for r in hits], scores[hits]
+
+    def score_rows(self, terms: list[str]) -> npt.NDArray[np.float32]:
+        """BM25 scores of every row (dead rows included, as garbage) for analyzed query ``terms``."""
+        global _ACCUMULATE
+        if _ACCUMULATE is None:
+            _ACCUMULATE = _kernels()
+        n_rows = len(self.ids)
+        scores = np.zeros(n_rows, dtype=np.float32)
+        n_live = len(self.rows)
+        if n_live == 0:
+            return scores
+        ids = [self.vocab[t] for t in terms if t in self.vocab]
+        if not ids:
+            return scores
+        q = np.asarray(ids, dtype=np.int64)
+        df = self._df[q].astype(np.float64)
+        weights = np.log1p((n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
+        avgdl = self._total_length / n_live if self._total_length > 0 else 1.0
+        norms = (1.0 - self.b + self.b * self._lengths / avgdl).astype(np.float32)
+        for seg in self._segments:
+            _ACCUMULATE(scores, q, weights, seg.term_ptr, seg.docs, seg.tfs, norms, np.float32(self.k1))
+        return scores
+
+    def __repr__(self) -> str:
+        return f"BM25({len(self)} documents, {len(self.vocab)} terms, k1={self.k1}, b={self.b})"
+
+
+def _build_segment(
+    terms: npt.NDArray[np.int64], docs: npt.NDArray[Any], tfs: npt.NDArray[Any], n_terms: int
+) -> _Segment:
+    order = np.argsort(terms, kind="stable")
+    counts = np.bincount(terms, minlength=n_terms)
+    term_ptr = np.zeros(n_terms + 1, dtype=np.int64)
+    np.cumsum(counts, out=term_ptr[1:])
+    return _Segment(term_ptr, docs[order].astype(np.int32), tfs[order].astype(np.float32))

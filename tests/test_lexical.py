@@ -1,0 +1,141 @@
+"""rapidrag.lexical: BM25 against a direct implementation of Lucene's formula, incremental changes, masks, input."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from rapidrag.lexical import BM25, MAX_SEGMENTS, WordAnalyzer
+
+DOCS = {
+    "a": "Vitamin D deficiency causes bone loss in older adults.",
+    "b": "Bone density and vitamin D: a randomized trial of supplements.",
+    "c": "The Eiffel tower is in Paris.",
+    "d": "Deficiency of iron causes anemia; iron supplements help.",
+    "e": "",
+    "f": "bones bone boned BONE",
+}
+
+
+def reference_scores(analyzer: WordAnalyzer, docs: dict[str, str], query: str, k1: float, b: float) -> dict[str, float]:
+    """Lucene BM25 written out term by term."""
+    analyzed = {i: analyzer(t) for i, t in docs.items()}
+    n = len(docs)
+    avgdl = sum(len(t) for t in analyzed.values()) / n
+    out = {}
+    for doc_id, terms in analyzed.items():
+        tf = Counter(terms)
+        score = 0.0
+        for q in analyzer(query):
+            df = sum(1 for t in analyzed.values() if q in t)
+            if tf[q] == 0:
+                continue
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            score += idf * tf[q] / (tf[q] + k1 * (1 - b + b * len(terms) / avgdl))
+        if score > 0:
+            out[doc_id] = score
+    return out
+
+
+def search_all(index: BM25, query: str) -> dict[str, float]:
+    ids, scores = index.search(query, k=100)
+    return dict(zip(ids, scores.tolist(), strict=True))
+
+
+@pytest.mark.parametrize(("k1", "b"), [(0.9, 0.4), (1.2, 0.75), (2.0, 1.0), (0.0, 0.0)])
+def test_scores_match_lucene_formula(k1: float, b: float) -> None:
+    index = BM25(k1=k1, b=b)
+    index.add(list(DOCS), list(DOCS.values()))
+    for query in ["vitamin d bone", "iron supplements", "paris", "bone bone", "nothing here", ""]:
+        ref = reference_scores(index.analyzer, DOCS, query, k1, b)
+        got = search_all(index, query)
+        assert got.keys() == ref.keys(), query
+        for doc_id, score in ref.items():
+            assert got[doc_id] == pytest.approx(score, rel=1e-5)
+        ids, scores = index.search(query, k=2)
+        assert list(scores) == sorted(scores, reverse=True) and len(ids) <= 2
+
+
+def test_analyzer_stems_lowercases_and_drops_stopwords() -> None:
+    analyzer = WordAnalyzer()
+    assert analyzer("The Bones of the RUNNING dogs") == ["bone", "run", "dog"]
+    assert WordAnalyzer(stopwords=None, stemmer=None)("The Bones") == ["the", "bones"]
+    assert WordAnalyzer(stopwords=["bones"], stemmer=None)("The Bones") == ["the"]
+    with pytest.raises(ValueError, match="no stemmer"):
+        WordAnalyzer(stemmer="klingon")
+    with pytest.raises(TypeError, match="str"):
+        analyzer(b"bytes")  # type: ignore[arg-type]
+
+
+def test_incremental_changes_equal_a_fresh_index(scifact_texts: list[str]) -> None:
+    texts = scifact_texts[:400]
+    ids = [f"doc{i}" for i in range(len(texts))]
+    grown = BM25()
+    for start in range(0, 300, 20):  # more adds than MAX_SEGMENTS: merges happen
+        grown.add(ids[start : start + 20], texts[start : start + 20])
+    grown.delete(ids[10:60])
+    grown.upsert(ids[100:110], ["replaced text about vitamin d and bone"] * 10)
+    grown.add(ids[300:], texts[300:])
+    assert len(grown._segments) <= MAX_SEGMENTS + 1
+
+    live = {i: t for i, t in zip(ids, texts, strict=True)}
+    for i in ids[10:60]:
+        del live[i]
+    for i in ids[100:110]:
+        live[i] = "replaced text about vitamin d and bone"
+    fresh = BM25()
+    fresh.add(list(live), list(live.values()))
+    assert len(grown) == len(fresh) == len(live)
+    for query in ["vitamin d bone loss", "cancer cells", "randomized trial of aspirin"]:
+        a, b = search_all(grown, query), search_all(fresh, query)
+        assert a.keys() == b.keys()
+        for doc_id in a:
+            assert a[doc_id] == pytest.approx(b[doc_id], rel=1e-5)
+    assert not set(search_all(grown, "vitamin")) & set(ids[10:60])
+
+
+def test_custom_analyzer() -> None:
+    index = BM25(analyzer=str.split)
+    index.add(["1", "2"], ["Bone LOSS", "bone gain"])
+    assert index.search("bone")[0] == ["2"]  # str.split keeps case: "Bone" is another term
+    assert index.search("LOSS")[0] == ["1"] and index.search("loss")[0] == []
+
+
+def test_mask_restricts_the_results() -> None:
+    index = BM25()
+    index.add(list(DOCS), list(DOCS.values()))
+    mask = np.zeros(len(DOCS), dtype=bool)
+    mask[index.rows["b"]] = True
+    ids, _ = index.search("vitamin bone", k=10, mask=mask)
+    assert ids == ["b"]
+    with pytest.raises(ValueError, match="mask"):
+        index.search("bone", mask=np.ones(3, dtype=bool))
+
+
+def test_bad_input_changes_nothing() -> None:
+    index = BM25()
+    index.add(["x"], ["some text"])
+    with pytest.raises(ValueError, match="already indexed"):
+        index.add(["y", "x"], ["other", "again"])
+    with pytest.raises(ValueError, match="already indexed"):
+        index.add(["z", "z"], ["one", "two"])
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        index.add(["p", "q"], ["fine", None])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"ids\[0\]"):
+        index.add([3], ["text"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="differ in length"):
+        index.add(["p"], [])
+    assert len(index) == 1 and index.search("text")[0] == ["x"]
+    with pytest.raises(ValueError, match="k must be"):
+        index.search("text", k=0)
+    with pytest.raises(ValueError, match="k1"):
+        BM25(k1=-1)
+    assert index.delete(["nope"]) == 0
+    index.add([], [])
+    index.add(["blank"], [""])  # a document with no words is kept, and never matches
+    assert len(index) == 2 and index.search("text")[0] == ["x"]
+    empty = BM25()
+    assert empty.search("anything")[0] == []
