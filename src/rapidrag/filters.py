@@ -1,0 +1,235 @@
+"""Mongo-style metadata filters, evaluated column-wise to a boolean mask over the documents.
+
+A filter is a dict::
+
+    {"category": "cardiology"}                              equality (several keys: all must hold)
+    {"year": {"$gte": 2019, "$lt": 2024}}                    $eq $ne $gt $gte $lt $lte
+    {"source": {"$in": ["pubmed", "pmc"]}}                  $in $nin
+    {"date": {"$gt": "2024-01-31"}}                          ISO dates compare as dates
+    {"$or": [{"category": "a"}, {"$and": [{...}, {...}]}]}   $and $or
+
+Values are str, int, float, bool or None, or ISO dates (a ``datetime``/``date``, or a str such as "2024-01-31" or
+"2024-01-31T08:00:00Z"). Comparisons hold only between values of the same kind: a number never equals a str, a
+bool is not a number. A document without the field matches ``$ne`` and ``$nin`` and nothing else. A malformed
+filter raises FilterError, whose message shows the path to the bad part.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timezone
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import RapidragError
+
+__all__ = ["FilterError", "MetadataIndex"]
+
+Mask = npt.NDArray[np.bool_]
+_COMPARE = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
+_FIELD_OPS = {"$eq", "$ne", "$in", "$nin", *_COMPARE}
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+class FilterError(RapidragError, ValueError):
+    """A malformed filter; the message names the path to the bad part."""
+
+
+def _as_date(value: Any) -> float | None:
+    """Seconds since the epoch for a date, datetime or ISO date str (naive times are UTC); None otherwise."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str) and _ISO_DATE.match(value):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+class _Column:
+    """One field's values, split by kind so that every operator is one numpy expression."""
+
+    def __init__(self, n: int) -> None:
+        self.num = np.full(n, np.nan)  # int and float (not bool)
+        self.codes = np.full(n, -1, dtype=np.int32)  # str values, dictionary-encoded; -1 absent
+        self.strings: list[str] = []
+        self.string_codes: dict[str, int] = {}
+        self.flag = np.full(n, -1, dtype=np.int8)  # bool: 0/1, -1 absent
+        self.when = np.full(n, np.nan)  # dates, from datetime/date values and ISO strings
+        self.null = np.zeros(n, dtype=bool)  # the value None
+        self.present = np.zeros(n, dtype=bool)
+
+    def grow(self, n: int) -> None:
+        extra = n - len(self.present)
+        if extra <= 0:
+            return
+        self.num = np.concatenate([self.num, np.full(extra, np.nan)])
+        self.codes = np.concatenate([self.codes, np.full(extra, -1, dtype=np.int32)])
+        self.flag = np.concatenate([self.flag, np.full(extra, -1, dtype=np.int8)])
+        self.when = np.concatenate([self.when, np.full(extra, np.nan)])
+        self.null = np.concatenate([self.null, np.zeros(extra, dtype=bool)])
+        self.present = np.concatenate([self.present, np.zeros(extra, dtype=bool)])
+
+    def set(self, row: int, value: Any) -> None:
+        self.present[row] = True
+        if value is None:
+            self.null[row] = True
+        elif isinstance(value, bool):
+            self.flag[row] = int(value)
+        elif isinstance(value, (int, float)):
+            self.num[row] = float(value)
+        elif isinstance(value, str):
+            code = self.string_codes.get(value)
+            if code is None:
+                code = self.string_codes[value] = len(self.strings)
+                self.strings.append(value)
+            self.codes[row] = code
+            when = _as_date(value)
+            if when is not None:
+                self.when[row] = when
+        elif isinstance(value, (date, datetime)):
+            self.when[row] = _as_date(value)
+        else:
+            self.present[row] = False
+
+    def clear(self, row: int) -> None:
+        self.num[row] = np.nan
+        self.codes[row] = -1
+        self.flag[row] = -1
+        self.when[row] = np.nan
+        self.null[row] = False
+        self.present[row] = False
+
+    def equals(self, value: Any) -> Mask:
+        if value is None:
+            return self.null.copy()
+        if isinstance(value, bool):
+            hit = self.flag == int(value)
+        elif isinstance(value, (int, float)):
+            hit = self.num == float(value)
+        elif isinstance(value, str):
+            hit = self.codes == self.string_codes.get(value, -2)
+        else:
+            hit = self.when == _as_date(value)
+        return np.asarray(hit, dtype=bool)
+
+    def compare(self, op: str, value: Any) -> Mask:
+        fn = _COMPARE[op]
+        when = _as_date(value)
+        with np.errstate(invalid="ignore"):
+            if when is not None:
+                return np.asarray(fn(self.when, when), dtype=bool)  # NaN (absent) compares False
+            if isinstance(value, str):
+                # Compare each distinct string once; code -1 (no str) maps to the appended False.
+                hits = np.array([bool(fn(s, value)) for s in self.strings] + [False], dtype=bool)
+                return hits[self.codes]
+            return np.asarray(fn(self.num, float(value)), dtype=bool)
+
+
+class MetadataIndex:
+    """Metadata of documents by row, stored by field for fast filter evaluation."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.columns: dict[str, _Column] = {}
+
+    def add(self, rows: Sequence[Mapping[str, Any] | None]) -> None:
+        """Append the metadata of new rows (None or {} for none). Values of other types are stored but not
+        filterable (a list, a dict)."""
+        start = self.n
+        self.n += len(rows)
+        for column in self.columns.values():
+            column.grow(self.n)
+        for k, meta in enumerate(rows):
+            if meta is None:
+                continue
+            if not isinstance(meta, Mapping):
+                raise TypeError(f"metadata of row {start + k} must be a dict, not {type(meta).__name__}")
+            for field, value in meta.items():
+                self._column(str(field)).set(start + k, value)
+
+    def clear(self, row: int) -> None:
+        """Forget the metadata of ``row`` (a deleted document)."""
+        for column in self.columns.values():
+            column.clear(row)
+
+    def _column(self, field: str) -> _Column:
+        column = self.columns.get(field)
+        if column is None:
+            column = self.columns[field] = _Column(self.n)
+        return column
+
+    def mask(self, spec: Mapping[str, Any]) -> Mask:
+        """The rows that ``spec`` selects: bool [n]."""
+        if not isinstance(spec, Mapping):
+            raise FilterError(f"a filter must be a dict, not {type(spec).__name__}: {spec!r}")
+        return self._node(spec, "filter")
+
+    def _node(self, spec: Mapping[str, Any], path: str) -> Mask:
+        out = np.ones(self.n, dtype=bool)
+        for key, value in spec.items():
+            where = f"{path}[{key!r}]"
+            if not isinstance(key, str):
+                raise FilterError(f"{where}: field names are str")
+            if key in ("$and", "$or"):
+                if not isinstance(value, list) or not value:
+                    raise FilterError(f"{where}: {key} takes a non-empty list of filters, got {value!r}")
+                parts = []
+                for i, sub in enumerate(value):
+                    if not isinstance(sub, Mapping):
+                        raise FilterError(f"{where}[{i}]: each item of {key} must be a dict, got {sub!r}")
+                    parts.append(self._node(sub, f"{where}[{i}]"))
+                out &= np.logical_and.reduce(parts) if key == "$and" else np.logical_or.reduce(parts)
+            elif key.startswith("$"):
+                raise FilterError(f"{where}: unknown operator {key!r} (at the top level: $and, $or)")
+            else:
+                out &= self._field(key, value, where)
+        return out
+
+    def _field(self, field: str, condition: Any, where: str) -> Mask:
+        column = self.columns.get(field) or _Column(self.n)
+        if not (isinstance(condition, Mapping) and any(str(k).startswith("$") for k in condition)):
+            return column.equals(_check_value(condition, where))
+        out = np.ones(self.n, dtype=bool)
+        for op, value in condition.items():
+            at = f"{where}[{op!r}]"
+            if op not in _FIELD_OPS:
+                raise FilterError(f"{at}: unknown operator {op!r} (known: {', '.join(sorted(_FIELD_OPS))})")
+            if op in ("$in", "$nin"):
+                if not isinstance(value, (list, tuple)):
+                    raise FilterError(f"{at}: {op} takes a list, got {value!r}")
+                hit = np.zeros(self.n, dtype=bool)
+                for i, item in enumerate(value):
+                    hit |= column.equals(_check_value(item, f"{at}[{i}]"))
+                out &= hit if op == "$in" else ~hit
+            elif op == "$eq":
+                out &= column.equals(_check_value(value, at))
+            elif op == "$ne":
+                out &= ~column.equals(_check_value(value, at))
+            else:
+                value = _check_value(value, at)
+                if value is None or isinstance(value, bool):
+                    raise FilterError(f"{at}: {op} compares numbers, strings or dates, got {value!r}")
+                out &= column.compare(op, value)
+        return out
+
+
+def _check_value(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (str, bool, int, date, datetime)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise FilterError(f"{where}: NaN is not a filter value (it equals nothing)")
+        return value
+    raise FilterError(f"{where}: values are str, int, float, bool, None or dates, got {type(value).__name__} {value!r}")

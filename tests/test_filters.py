@@ -1,0 +1,100 @@
+"""rapidrag.filters: every operator against a plain-Python evaluation, kinds kept apart, and errors that point."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rapidrag.filters import FilterError, MetadataIndex
+
+ROWS: list[dict[str, Any] | None] = [
+    {"category": "cardiology", "year": 2019, "open": True, "date": "2019-05-01", "source": "pubmed"},
+    {"category": "oncology", "year": 2021, "open": False, "date": "2021-12-31T23:00:00Z", "source": "pmc"},
+    {"category": "cardiology", "year": 2024, "open": True, "date": datetime(2024, 2, 1, tzinfo=timezone.utc)},
+    {"category": "neurology", "year": "2020", "score": 0.5, "date": date(2020, 1, 1)},
+    None,
+    {"category": None, "year": 2019.0, "open": 1, "tags": ["a", "b"]},
+]
+
+
+@pytest.fixture(scope="module")
+def index() -> MetadataIndex:
+    meta = MetadataIndex()
+    meta.add(ROWS[:3])
+    meta.add(ROWS[3:])  # appended in two parts: columns grow
+    return meta
+
+
+def rows(index: MetadataIndex, spec: dict[str, Any]) -> list[int]:
+    return np.flatnonzero(index.mask(spec)).tolist()
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"category": "cardiology"}, [0, 2]),
+        ({"category": "cardiology", "year": 2024}, [2]),
+        ({"year": 2019}, [0, 5]),  # 2019 and 2019.0 are the same number
+        ({"year": "2020"}, [3]),  # a str is not a number
+        ({"open": True}, [0, 2]),  # True is not 1
+        ({"open": 1}, [5]),
+        ({"category": None}, [5]),
+        ({"year": {"$gte": 2020}}, [1, 2]),
+        ({"year": {"$gt": 2019, "$lt": 2024}}, [1]),
+        ({"year": {"$lte": 2019}}, [0, 5]),
+        ({"year": {"$ne": 2019}}, [1, 2, 3, 4]),  # absent fields match $ne
+        ({"source": {"$in": ["pubmed", "pmc"]}}, [0, 1]),
+        ({"source": {"$nin": ["pubmed"]}}, [1, 2, 3, 4, 5]),
+        ({"source": {"$eq": "pmc"}}, [1]),
+        ({"date": {"$gt": "2020-01-01"}}, [1, 2]),  # str, datetime and date values compare as dates
+        ({"date": {"$gte": "2020-01-01"}}, [1, 2, 3]),
+        ({"date": {"$lt": datetime(2021, 12, 31, 23, 30, tzinfo=timezone.utc)}}, [0, 1, 3]),
+        ({"category": {"$gt": "m"}}, [1, 3]),  # strings compare lexicographically
+        ({"$or": [{"category": "oncology"}, {"year": 2024}]}, [1, 2]),
+        ({"$and": [{"category": "cardiology"}, {"$or": [{"year": 2019}, {"open": False}]}]}, [0]),
+        ({"missing_field": "x"}, []),
+        ({"missing_field": {"$ne": "x"}}, [0, 1, 2, 3, 4, 5]),
+        ({}, [0, 1, 2, 3, 4, 5]),
+    ],
+)
+def test_operators(index: MetadataIndex, spec: dict[str, Any], expected: list[int]) -> None:
+    assert rows(index, spec) == expected
+
+
+def test_cleared_rows_match_nothing_but_absence(index: MetadataIndex) -> None:
+    meta = MetadataIndex()
+    meta.add(ROWS)
+    meta.clear(0)
+    assert rows(meta, {"category": "cardiology"}) == [2]
+    assert 0 in rows(meta, {"category": {"$ne": "cardiology"}})
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"year": {"$gt": 1, "$foo": 2}}, r"filter\['year'\]\['\$foo'\]: unknown operator"),
+        ({"$nor": []}, r"filter\['\$nor'\]: unknown operator"),
+        ({"$or": []}, r"filter\['\$or'\]: \$or takes a non-empty list"),
+        ({"$and": [{"a": 1}, 3]}, r"filter\['\$and'\]\[1\]: each item"),
+        ({"source": {"$in": "pubmed"}}, r"filter\['source'\]\['\$in'\]: \$in takes a list"),
+        ({"source": {"$in": ["a", {"x": 1}]}}, r"filter\['source'\]\['\$in'\]\[1\]: values are"),
+        ({"year": {"$gt": None}}, r"\$gt compares numbers"),
+        ({"year": {"$lt": True}}, r"\$lt compares numbers"),
+        ({"year": float("nan")}, "NaN"),
+        ({"tags": ["a"]}, r"filter\['tags'\]: values are"),
+    ],
+)
+def test_malformed_filters_point_at_the_bad_part(index: MetadataIndex, spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(FilterError, match=message):
+        index.mask(spec)
+
+
+def test_non_dict_inputs(index: MetadataIndex) -> None:
+    with pytest.raises(FilterError, match="must be a dict"):
+        index.mask([("a", 1)])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="row 1"):
+        MetadataIndex().add([{}, "not a dict"])  # type: ignore[list-item]
+    assert issubclass(FilterError, ValueError)
