@@ -1,0 +1,123 @@
+"""Fusion of ranked lists: reciprocal rank fusion and a normalised weighted sum of scores (numba kernels).
+
+Each input is one retriever's result for one query: ``rows`` (int64 document rows, best first) and, for the weighted
+sum, their ``scores``. A document missing from a list gets nothing from it under RRF, and the list's lowest
+normalised score (0 after min-max) under the weighted sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["reciprocal_rank_fusion", "weighted_fusion"]
+
+IntArray = npt.NDArray[np.int64]
+F32Array = npt.NDArray[np.float32]
+_KERNELS: Any = None
+
+
+def _kernels() -> Any:
+    global _KERNELS
+    if _KERNELS is None:
+        import numba
+
+        @numba.njit(cache=True, nogil=True)
+        def rrf(rows: Any, offsets: Any, weights: Any, k: float) -> Any:
+            uniq = np.unique(rows)
+            fused = np.zeros(uniq.shape[0], dtype=np.float64)
+            for j in range(offsets.shape[0] - 1):
+                for r in range(offsets[j], offsets[j + 1]):
+                    pos = np.searchsorted(uniq, rows[r])
+                    fused[pos] += weights[j] / (k + (r - offsets[j]) + 1.0)
+            return uniq, fused
+
+        @numba.njit(cache=True, nogil=True)
+        def weighted(rows: Any, scores: Any, offsets: Any, weights: Any, zscore: bool) -> Any:
+            uniq = np.unique(rows)
+            fused = np.zeros(uniq.shape[0], dtype=np.float64)
+            for j in range(offsets.shape[0] - 1):
+                lo, hi = offsets[j], offsets[j + 1]
+                if hi == lo:
+                    continue
+                s = scores[lo:hi].astype(np.float64)
+                if zscore:
+                    sd = s.std()
+                    norm = (s - s.mean()) / sd if sd > 0 else np.zeros(hi - lo)
+                    floor = norm.min()
+                else:
+                    span = s.max() - s.min()
+                    norm = (s - s.min()) / span if span > 0 else np.ones(hi - lo)
+                    floor = 0.0
+                # Every fused document starts at this list's floor, then its own rows raise it.
+                fused += weights[j] * floor
+                for r in range(lo, hi):
+                    pos = np.searchsorted(uniq, rows[r])
+                    fused[pos] += weights[j] * (norm[r - lo] - floor)
+            return uniq, fused
+
+        _KERNELS = (rrf, weighted)
+    return _KERNELS
+
+
+def _pack(lists: Sequence[Any], weights: Sequence[float] | None, name: str) -> tuple[IntArray, IntArray, Any]:
+    if weights is None:
+        weights = [1.0] * len(lists)
+    if len(weights) != len(lists):
+        raise ValueError(f"{name}: {len(lists)} lists but {len(weights)} weights")
+    arrays = [np.asarray(x, dtype=np.int64).ravel() for x in lists]
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    return flat, offsets, np.asarray(weights, dtype=np.float64)
+
+
+def _ranked(uniq: IntArray, fused: Any, k: int | None) -> tuple[IntArray, F32Array]:
+    order = np.lexsort((uniq, -fused))  # best first; ties by row, so results are deterministic
+    if k is not None:
+        order = order[:k]
+    return uniq[order], fused[order].astype(np.float32)
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[int] | IntArray],
+    *,
+    k: float = 60.0,
+    weights: Sequence[float] | None = None,
+    top_k: int | None = None,
+) -> tuple[IntArray, F32Array]:
+    """RRF: each document scores sum_j weights[j] / (k + rank_j), rank from 1. Returns (rows, scores), best first."""
+    if not k >= 0:
+        raise ValueError(f"k must be >= 0, got {k!r}")
+    rows, offsets, w = _pack(rankings, weights, "reciprocal_rank_fusion")
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    uniq, fused = _kernels()[0](rows, offsets, w, float(k))
+    return _ranked(uniq, fused, top_k)
+
+
+def weighted_fusion(
+    results: Sequence[tuple[Sequence[int] | IntArray, Sequence[float] | npt.NDArray[np.floating[Any]]]],
+    *,
+    weights: Sequence[float] | None = None,
+    normalization: str = "minmax",
+    top_k: int | None = None,
+) -> tuple[IntArray, F32Array]:
+    """Sum of weights[j] * normalised score_j, with scores normalised per list ("minmax" to [0, 1], or "zscore").
+    A document absent from a list gets that list's lowest normalised score. Returns (rows, scores), best first."""
+    if normalization not in ("minmax", "zscore"):
+        raise ValueError(f"normalization must be 'minmax' or 'zscore', got {normalization!r}")
+    for j, (rows_j, scores_j) in enumerate(results):
+        if len(rows_j) != len(scores_j):
+            raise ValueError(f"weighted_fusion: list {j} has {len(rows_j)} rows but {len(scores_j)} scores")
+    rows, offsets, w = _pack([r for r, _ in results], weights, "weighted_fusion")
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    scores = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for _, s in results])
+    if not np.isfinite(scores).all():
+        raise ValueError("weighted_fusion: scores must be finite")
+    uniq, fused = _kernels()[1](rows, scores, offsets, w, normalization == "zscore")
+    return _ranked(uniq, fused, top_k)
