@@ -1,0 +1,96 @@
+"""rapidrag.dense: exactness of flat, recall of HNSW and IVF-PQ, deletes, in-search filters, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rapidrag.dense import DenseIndex
+
+DIM = 32
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    # Clustered vectors, as embeddings are: graph and IVF indexes are tested on the structure they are built for.
+    centers = rng.normal(size=(20, DIM))
+    x = centers[rng.integers(0, 20, n)] + 0.5 * rng.normal(size=(n, DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return unit(rng, 6000), unit(rng, 50)
+
+
+def exact(vectors: np.ndarray, queries: np.ndarray, k: int, allowed: np.ndarray) -> list[set[int]]:
+    scores = queries @ vectors.T
+    scores[:, ~allowed] = -np.inf
+    return [set(np.argsort(-s)[:k].tolist()) for s in scores]
+
+
+def recall(found: np.ndarray, truth: list[set[int]]) -> float:
+    return float(np.mean([len(set(f.tolist()) & t) / len(t) for f, t in zip(found, truth, strict=True)]))
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_search_recall_and_deletes(kind: str, data: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors, queries = data
+    index = DenseIndex(DIM, kind, nprobe=32, pq_m=8 if kind == "ivfpq" else None)
+    index.add(np.arange(len(vectors)), vectors)
+    everything = np.ones(len(vectors), dtype=bool)
+    rows, scores = index.search(queries, 10)
+    floor = {"flat": 1.0, "hnsw": 0.95, "ivfpq": 0.9}[kind]
+    assert recall(rows, exact(vectors, queries, 10, everything)) >= floor
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+    # Delete the best hit of every query: it never comes back.
+    gone = np.unique(rows[:, 0])
+    assert index.remove(gone) == len(gone) and index.remove(gone) == 0
+    alive = everything.copy()
+    alive[gone] = False
+    rows2, _ = index.search(queries, 10)
+    assert not np.isin(rows2, gone).any()
+    assert recall(rows2, exact(vectors, queries, 10, alive)) >= floor
+    assert len(index) == len(vectors) - len(gone)
+    if kind == "hnsw":
+        assert index.dead == len(gone)
+        index.compact()
+        assert index.dead == 0 and not np.isin(index.search(queries, 10)[0], gone).any()
+
+
+@pytest.mark.parametrize("selectivity", [0.5, 0.1, 0.01, 0.001])
+def test_filtered_hnsw_recall_against_exact_filtered_search(
+    selectivity: float, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    vectors, queries = data
+    index = DenseIndex(DIM, "hnsw", exact_rows=0, exact_fraction=0.005)  # 0.1% goes exact, the rest through HNSW
+    index.add(np.arange(len(vectors)), vectors)
+    mask = np.random.default_rng(1).random(len(vectors)) < selectivity
+    mask[:3] = True  # at least a few allowed rows
+    rows, _ = index.search(queries, 10, mask=mask)
+    assert np.isin(rows[rows >= 0], np.flatnonzero(mask)).all()
+    k = min(10, int(mask.sum()))
+    assert recall(rows[:, :k], exact(vectors, queries, k, mask)) >= 0.99
+
+
+def test_bad_input_and_edges() -> None:
+    index = DenseIndex(4)
+    with pytest.raises(TypeError, match="float32"):
+        index.add([0], np.ones((1, 4)))
+    with pytest.raises(ValueError, match=r"shape \[n, 4\]"):
+        index.add([0], np.ones((1, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        index.add([0], np.full((1, 4), np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match="1 rows for 2 vectors"):
+        index.add([0], np.ones((2, 4), dtype=np.float32))
+    index.add([5, 2], np.eye(4, dtype=np.float32)[:2])
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add([2], np.ones((1, 4), dtype=np.float32))
+    rows, scores = index.search(np.eye(4, dtype=np.float32)[:1], 3)
+    assert rows[0].tolist() == [5, 2, -1] and scores[0, 2] == -np.inf
+    rows, _ = index.search(np.eye(4, dtype=np.float32)[:1], 2, mask=np.zeros(6, dtype=bool))
+    assert (rows == -1).all()
+    with pytest.raises(ValueError, match="IVF-PQ"):
+        DenseIndex(4, "ivfpq").add(np.arange(10), np.ones((10, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match="kind"):
+        DenseIndex(4, "annoy")  # type: ignore[arg-type]
