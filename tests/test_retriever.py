@@ -1,0 +1,108 @@
+"""rapidrag.Retriever: documents in, hits with spans and stage scores out; filters inside the search; changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rapidrag
+from rapidrag.filters import FilterError
+from rapidrag.retriever import Document, Retriever, evaluate
+
+DOCS = [
+    {
+        "id": "vit",
+        "text": "Vitamin D deficiency causes bone loss in older adults.",
+        "metadata": {"year": 2019, "topic": "bone"},
+    },
+    {
+        "id": "iron",
+        "text": "Iron deficiency causes anemia; supplements help.",
+        "metadata": {"year": 2021, "topic": "blood"},
+    },
+    {"_id": "paris", "title": "Paris", "text": "The Eiffel tower stands in Paris.", "year": 2020},
+    Document("heart", "Statins lower cholesterol and the risk of heart attack.", {"year": 2024, "topic": "heart"}),
+]
+
+
+@pytest.fixture(scope="module")
+def embedder(minilm_dir: Path) -> rapidrag.Embedder:
+    return rapidrag.Embedder(minilm_dir, quantized=True)
+
+
+@pytest.fixture(scope="module")
+def retriever(embedder: rapidrag.Embedder) -> Retriever:
+    r = Retriever(embedder=embedder)
+    r.add(DOCS)
+    return r
+
+
+@pytest.mark.parametrize("mode", ["lexical", "dense", "hybrid"])
+def test_modes_find_the_relevant_document(retriever: Retriever, mode: str) -> None:
+    result = retriever.search("vitamin d and bone loss", k=3, mode=mode)  # type: ignore[arg-type]
+    top = result[0]
+    assert top.doc_id == "vit" and top.text == retriever.get("vit").text[top.start : top.end]  # type: ignore[union-attr]
+    assert top.metadata["year"] == 2019
+    expected = {"lexical": {"bm25"}, "dense": {"dense"}, "hybrid": {"bm25", "dense", "fused"}}[mode]
+    assert expected <= set(top.scores)
+    assert result.timings["total_ms"] > 0 and all(v >= 0 for v in result.timings.values())
+
+
+def test_filters_apply_inside_the_search(retriever: Retriever) -> None:
+    hits = retriever.search("deficiency", k=5, filter={"year": {"$gte": 2021}})
+    assert {h.doc_id for h in hits} <= {"iron", "heart"} and hits[0].doc_id == "iron"
+    assert all(
+        h.metadata.get("topic") == "bone" for h in retriever.search("paris tower", k=5, filter={"topic": "bone"})
+    )
+    with pytest.raises(FilterError, match=r"\$bogus"):
+        retriever.search("x", filter={"year": {"$bogus": 1}})
+
+
+def test_beir_title_and_metadata(retriever: Retriever) -> None:
+    doc = retriever.get("paris")
+    assert doc is not None and doc.text.startswith("Paris ") and doc.metadata == {"year": 2020}
+
+
+def test_delete_and_upsert(embedder: rapidrag.Embedder) -> None:
+    r = Retriever(embedder=embedder)
+    r.add(DOCS)
+    assert len(r) == 4
+    assert r.delete(["vit", "nope"]) == 1 and len(r) == 3
+    for mode in ("lexical", "dense", "hybrid"):
+        assert "vit" not in {h.doc_id for h in r.search("vitamin d bone", k=5, mode=mode)}  # type: ignore[arg-type]
+    r.upsert([{"id": "iron", "text": "Bone density rises with vitamin D.", "metadata": {"year": 2025}}])
+    hits = r.search("vitamin d bone", k=1)
+    assert hits[0].doc_id == "iron" and hits[0].metadata["year"] == 2025
+    with pytest.raises(ValueError, match="already indexed"):
+        r.add([{"id": "iron", "text": "again"}])
+    with pytest.raises(ValueError, match="needs an 'id'"):
+        r.add([{"text": "no id"}])
+
+
+def test_lexical_only_and_bad_input() -> None:
+    r = Retriever()
+    r.add([{"id": "a", "text": "alpha beta"}, {"id": "b", "text": ""}])
+    assert [h.doc_id for h in r.search("alpha", mode="lexical")] == ["a"]
+    with pytest.raises(ValueError, match="needs an embedder"):
+        r.search("alpha", mode="hybrid")
+    with pytest.raises(TypeError, match="query"):
+        r.search(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positive"):
+        r.search("alpha", k=0, mode="lexical")
+
+
+def test_reranker_stage(embedder: rapidrag.Embedder, reranker_dir: Path) -> None:
+    r = Retriever(embedder=embedder, reranker=rapidrag.Reranker(reranker_dir, quantized=True))
+    r.add(DOCS)
+    hits = r.search("vitamin d deficiency and bone loss", k=2)
+    assert hits[0].doc_id == "vit" and "rerank" in hits[0].scores and "rerank_ms" in hits.timings
+    assert "rerank" not in r.search("vitamin", k=2, rerank=False)[0].scores
+
+
+def test_evaluate_on_a_tiny_judged_set(retriever: Retriever) -> None:
+    metrics = evaluate(retriever, {"q": "vitamin d bone"}, {"q": {"vit": 1}}, mode="lexical")
+    assert metrics == {"ndcg@10": 1.0, "recall@100": 1.0, "mrr@10": 1.0}
+    half = evaluate(retriever, {"q": "eiffel tower"}, {"q": {"vit": 1, "paris": 1}}, mode="lexical")
+    assert np.isclose(half["recall@100"], 0.5) and half["mrr@10"] == 1.0  # BM25 returns only matching documents
