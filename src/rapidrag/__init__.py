@@ -15,11 +15,15 @@ __all__ = [
     "BatchEncoding",
     "Chunk",
     "Chunker",
+    "Document",
     "Embedder",
+    "Hit",
     "RerankResult",
     "Reranker",
+    "Retriever",
     "Tokenizer",
     "__version__",
+    "evaluate",
     "quantize",
 ]
 
@@ -41,6 +45,10 @@ _LAZY = {
     "Reranker": "reranker",
     "RerankResult": "reranker",
     "quantize": "quantization",
+    "Retriever": "retriever",
+    "Document": "retriever",
+    "Hit": "retriever",
+    "evaluate": "retriever",
 }
 
 
