@@ -256,6 +256,14 @@ class BM25:
     ) -> tuple[list[str], npt.NDArray[np.float32]]:
         """The ``k`` best documents for ``query``: (ids, scores), best first; documents with no query term are
         left out. ``mask``: a boolean array over rows (``self.rows``), True where a document may be returned."""
+        with self._lock:
+            hits, scores = self.search_rows(query, k, mask=mask)
+            return [self.ids[r] for r in hits], scores
+
+    def search_rows(
+        self, query: str, k: int = 10, *, mask: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """As ``search``, with rows (the order documents were added in) instead of ids."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         terms = self.analyzer(query)
@@ -271,7 +279,7 @@ class BM25:
             if len(hits) > k:
                 hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
             hits = hits[np.argsort(-scores[hits], kind="stable")]
-            return [self.ids[r] for r in hits], scores[hits]
+            return hits.astype(np.int64), scores[hits]
 
     def score_rows(self, terms: list[str]) -> npt.NDArray[np.float32]:
         """BM25 scores of every row (dead rows included, as garbage) for analyzed query ``terms``."""

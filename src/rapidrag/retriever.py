@@ -189,6 +189,8 @@ class Retriever:
             start = len(self._rows)
             row_ids = list(range(start, start + len(rows)))
             self.bm25.add([str(r) for r in row_ids], texts)
+            if len(self.bm25.ids) != len(self._rows) + len(rows):
+                raise AssertionError("BM25 rows out of step with the retriever's rows")
             if self.dense is not None and vectors is not None:
                 self.dense.add(np.asarray(row_ids), vectors)
             self.metadata.add([docs[o].metadata for o in owners])
@@ -254,8 +256,7 @@ class Retriever:
             lists: list[tuple[np.ndarray, np.ndarray]] = []
             if mode in ("lexical", "hybrid"):
                 clock = time.perf_counter()
-                ids, s = self.bm25.search(query, k=depth, mask=_pad(mask, len(self._rows)))
-                rows = np.asarray([int(i) for i in ids], dtype=np.int64)
+                rows, s = self.bm25.search_rows(query, k=depth, mask=mask)  # BM25 rows are the retriever's rows
                 scores["bm25"] = dict(zip(rows.tolist(), s.tolist(), strict=True))
                 lists.append((rows, s))
                 timings["lexical_ms"] = (time.perf_counter() - clock) * 1000
@@ -349,12 +350,6 @@ class _Span:
 
 def _whole(text: str) -> _Span:
     return _Span(0, len(text))
-
-
-def _pad(mask: np.ndarray | None, n: int) -> np.ndarray | None:
-    if mask is None:
-        return None
-    return mask if len(mask) == n else np.pad(mask, (0, n - len(mask)))
 
 
 def _z(x: np.ndarray) -> np.ndarray:
