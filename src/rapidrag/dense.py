@@ -34,7 +34,8 @@ class DenseIndex:
     ----------
     kind : "flat", "hnsw" or "ivfpq"
     hnsw_m, ef_construction, ef_search : HNSW graph degree and beam widths.
-    nlist, pq_m, nprobe : IVF lists (default: about the square root of the first batch), PQ sub-quantizers
+    nlist, pq_m, nprobe : IVF lists (default: about the square root of the first batch, at most 1/39 of it),
+        PQ sub-quantizers
         (default: dim / 8), lists probed per query.
     exact_fraction, exact_rows : a filter that leaves at most this fraction of the live rows, or at most this many
         rows, is answered by exact search over those rows (a few ms for 20,000 rows of 384 dimensions) instead of
@@ -89,7 +90,7 @@ class DenseIndex:
         else:
             if train is None:
                 raise AssertionError("IVF-PQ needs training vectors")
-            nlist = self.nlist or int(np.clip(np.sqrt(len(train)), 1, 4096))
+            nlist = self.nlist or int(np.clip(min(np.sqrt(len(train)), len(train) // 39), 1, 4096))
             pq_m = self.pq_m or next(
                 m for m in (self.dim // 8, self.dim // 4, self.dim // 2, 1) if m and not self.dim % m
             )
@@ -99,7 +100,9 @@ class DenseIndex:
                     f"train, got {len(train)}; add more at once, lower nlist, or use kind='flat' or 'hnsw'"
                 )
             quantizer = faiss.IndexFlatIP(self.dim)
-            inner = faiss.IndexIVFPQ(quantizer, self.dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+            # 8-bit codes need 39 * 256 training vectors for their codebooks; fewer get smaller codebooks.
+            nbits = int(np.clip(np.log2(len(train) / 39), 4, 8))
+            inner = faiss.IndexIVFPQ(quantizer, self.dim, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
             inner.train(train)
             self.nlist, self.pq_m = nlist, pq_m
             # IVF takes ids itself, and its remove_ids does not renumber: an IndexIDMap around it would map
@@ -258,6 +261,44 @@ class DenseIndex:
         out_rows[:, :take] = rows[np.take_along_axis(top, order, axis=1)]
         out_scores[:, :take] = np.take_along_axis(top_scores, order, axis=1)
         return out_rows, out_scores
+
+    # -- persistence -------------------------------------------------------------------------------------------
+
+    _SETTINGS = ("dim", "kind", "hnsw_m", "ef_construction", "ef_search", "nlist", "pq_m", "nprobe",
+                 "exact_fraction", "exact_rows", "refine")  # fmt: skip
+
+    def state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        """The index as (settings, arrays): the vectors by row, the live rows, and the serialized FAISS index."""
+        with self._lock:
+            info = {name: getattr(self, name) for name in self._SETTINGS}
+            arrays = {"vectors": self._vectors, "alive": self._alive}
+            if self._index is not None:
+                arrays["faiss"] = self.faiss.serialize_index(self._index)
+            return info, arrays
+
+    @classmethod
+    def from_state(cls, info: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> DenseIndex:
+        """Rebuild an index saved by ``state``; inconsistent parts raise ValueError."""
+        out = cls(**{name: info[name] for name in cls._SETTINGS})
+        vectors, alive = arrays["vectors"], arrays["alive"]
+        if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != out.dim:
+            raise ValueError(
+                f"saved vectors are {vectors.dtype} {list(vectors.shape)}, expected float32 [n, {out.dim}]"
+            )
+        if alive.shape != (len(vectors),):
+            raise ValueError("saved live-row mask does not match the vectors")
+        out._vectors, out._alive = np.ascontiguousarray(vectors), alive.astype(bool)
+        if "faiss" in arrays:
+            index = out.faiss.deserialize_index(np.ascontiguousarray(arrays["faiss"], dtype=np.uint8))
+            if index.d != out.dim:
+                raise ValueError(f"saved FAISS index has dimension {index.d}, expected {out.dim}")
+            live = int(alive.sum())
+            if index.ntotal < live or (out.kind != "hnsw" and index.ntotal != live):
+                raise ValueError(f"saved FAISS index holds {index.ntotal} vectors for {live} live rows")
+            out._index = index
+        elif out.kind != "ivfpq" or alive.any():
+            raise ValueError("the saved dense index has no FAISS index")
+        return out
 
     def __repr__(self) -> str:
         return f"DenseIndex({self.kind}, dim={self.dim}, {len(self)} vectors)"

@@ -72,6 +72,7 @@ class Embedder:
             raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
         self.n_threads = _check_threads(n_threads, 0)
         self.max_length = max_length
+        self.folder, self.model_path = folder, onnx_file  # remembered by a saved index
         self.normalize = normalize
         self.tokenizer, self.session, self._input_names = load_model(
             folder,

@@ -268,18 +268,23 @@ class BM25:
             raise ValueError(f"k must be a positive int, got {k!r}")
         terms = self.analyzer(query)
         with self._lock:
-            scores = self.score_rows(terms)
-            n_rows = len(self.ids)
-            allowed = self._alive
-            if mask is not None:
-                if mask.dtype != np.bool_ or mask.shape != (n_rows,):
-                    raise ValueError(f"mask must be a bool array of shape ({n_rows},), got {mask.dtype} {mask.shape}")
-                allowed = allowed & mask
-            hits = np.flatnonzero((scores > 0) & allowed)
-            if len(hits) > k:
-                hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
-            hits = hits[np.argsort(-scores[hits], kind="stable")]
-            return hits.astype(np.int64), scores[hits]
+            return self.top_rows(self.score_rows(terms), k, mask=mask)
+
+    def top_rows(
+        self, scores: npt.NDArray[np.float32], k: int, *, mask: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The ``k`` best live rows of ``scores`` (one per row, as from ``score_rows``) with a score above 0."""
+        n_rows = len(self.ids)
+        allowed = self._alive
+        if mask is not None:
+            if mask.dtype != np.bool_ or mask.shape != (n_rows,):
+                raise ValueError(f"mask must be a bool array of shape ({n_rows},), got {mask.dtype} {mask.shape}")
+            allowed = allowed & mask
+        hits = np.flatnonzero((scores > 0) & allowed)
+        if len(hits) > k:
+            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
+        hits = hits[np.argsort(-scores[hits], kind="stable")]
+        return hits.astype(np.int64), scores[hits]
 
     def score_rows(self, terms: list[str]) -> npt.NDArray[np.float32]:
         """BM25 scores of every row (dead rows included, as garbage) for analyzed query ``terms``."""
@@ -303,6 +308,70 @@ class BM25:
             _ACCUMULATE(scores, q, weights, seg.term_ptr, seg.docs, seg.tfs, norms, np.float32(self.k1))
         return scores
 
+    # -- persistence -------------------------------------------------------------------------------------------
+
+    def state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        """The index as (a JSON-able dict, numpy arrays), for ``from_state``. Segments are merged first."""
+        if not isinstance(self.analyzer, WordAnalyzer):
+            raise TypeError("only a BM25 with a WordAnalyzer can be saved; rebuild others from the texts")
+        with self._lock:
+            if len(self._segments) > 1:
+                self._merge()
+            seg = self._segments[0] if self._segments else _build_segment(*_empty_postings(), len(self.vocab))
+            stop = self.analyzer.stopwords
+            info: dict[str, Any] = {
+                "k1": self.k1,
+                "b": self.b,
+                "stopwords": "english" if stop == ENGLISH_STOPWORDS else sorted(stop),
+                "stemmer": self.analyzer.stemmer_name,
+                "vocab": list(self.vocab),  # in term-id order (dicts keep insertion order)
+                "ids": self.ids,
+                "total_length": self._total_length,
+            }
+            n_terms = np.asarray([len(t) for t in self._doc_terms], dtype=np.int64)
+            arrays: dict[str, npt.NDArray[Any]] = {
+                "term_ptr": seg.term_ptr,
+                "docs": seg.docs,
+                "tfs": seg.tfs,
+                "lengths": self._lengths,
+                "alive": self._alive,
+                "df": self._df,
+                "doc_terms": np.concatenate(self._doc_terms) if self._doc_terms else np.zeros(0, dtype=np.int64),
+                "doc_term_counts": n_terms,
+            }
+            return info, arrays
+
+    @classmethod
+    def from_state(cls, info: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> BM25:
+        """Rebuild an index saved by ``state``; inconsistent arrays raise ValueError."""
+        stop = info["stopwords"]
+        out = cls(WordAnalyzer(stopwords=stop, stemmer=info["stemmer"]), k1=info["k1"], b=info["b"])
+        ids, vocab = list(info["ids"]), list(info["vocab"])
+        n_rows, n_terms = len(ids), len(vocab)
+        term_ptr, docs, tfs = arrays["term_ptr"], arrays["docs"], arrays["tfs"]
+        counts = arrays["doc_term_counts"]
+        checks = [
+            (term_ptr.shape == (n_terms + 1,) and term_ptr[0] == 0, "term pointers"),
+            (len(docs) == len(tfs) == term_ptr[-1] and bool(np.all(np.diff(term_ptr) >= 0)), "postings"),
+            (len(docs) == 0 or (docs.min() >= 0 and docs.max() < n_rows), "posting rows"),
+            (arrays["lengths"].shape == arrays["alive"].shape == (n_rows,), "document arrays"),
+            (arrays["df"].shape == (n_terms,) and counts.shape == (n_rows,), "term statistics"),
+            (int(counts.sum()) == len(arrays["doc_terms"]), "document terms"),
+        ]
+        bad = [what for ok, what in checks if not ok]
+        if bad:
+            raise ValueError(f"inconsistent BM25 index: {', '.join(bad)}")
+        out.vocab = {t: i for i, t in enumerate(vocab)}
+        out.ids = ids
+        out._alive = arrays["alive"].astype(bool)
+        out.rows = {ids[r]: r for r in np.flatnonzero(out._alive).tolist()}
+        out._lengths = arrays["lengths"].astype(np.float32)
+        out._df = arrays["df"].astype(np.int64)
+        out._doc_terms = np.split(arrays["doc_terms"].astype(np.int64), np.cumsum(counts)[:-1]) if n_rows else []
+        out._segments = [_Segment(term_ptr.astype(np.int64), docs.astype(np.int32), tfs.astype(np.float32))]
+        out._total_length = float(info["total_length"])
+        return out
+
     def __repr__(self) -> str:
         return f"BM25({len(self)} documents, {len(self.vocab)} terms, k1={self.k1}, b={self.b})"
 
@@ -315,3 +384,7 @@ def _build_segment(
     term_ptr = np.zeros(n_terms + 1, dtype=np.int64)
     np.cumsum(counts, out=term_ptr[1:])
     return _Segment(term_ptr, docs[order].astype(np.int32), tfs[order].astype(np.float32))
+
+
+def _empty_postings() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)

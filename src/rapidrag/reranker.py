@@ -137,7 +137,7 @@ class Reranker:
             raise ValueError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
         self.batch_tokens = batch_tokens
         self.n_threads = _check_threads(n_threads, 0)
-        self.path = onnx_file
+        self.folder, self.model_path = folder, onnx_file  # remembered by a saved index
         self.tokenizer, self.session, self._input_names = load_model(
             folder,
             onnx_file,
@@ -302,7 +302,7 @@ class Reranker:
             logits = logits[:, None]
         if logits.ndim != 2 or logits.shape[0] != len(idx) or logits.shape[1] not in (1, 2):
             raise ModelError(
-                f"{self.path}: output {self._output!r} has shape {list(logits.shape)}; a cross-encoder gives "
+                f"{self.model_path}: output {self._output!r} has shape {list(logits.shape)}; a cross-encoder gives "
                 "[batch, 1] or [batch, 2] logits"
             )
         return logits[:, -1]  # one logit, or the "relevant" column of two
@@ -345,4 +345,4 @@ class Reranker:
         return out
 
     def __repr__(self) -> str:
-        return f"Reranker({self.path.name}, max_length={self.max_length}, batch_tokens={self.batch_tokens})"
+        return f"Reranker({self.model_path.name}, max_length={self.max_length}, batch_tokens={self.batch_tokens})"

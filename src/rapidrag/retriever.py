@@ -7,16 +7,23 @@ return one hit per document (its best chunk) unless ``per_document=False``.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from .dense import DenseIndex
+from .errors import RapidragError
 from .filters import MetadataIndex
 from .fusion import reciprocal_rank_fusion, weighted_fusion
 from .lexical import BM25
@@ -28,11 +35,17 @@ Mode = Literal["hybrid", "dense", "lexical"]
 
 @dataclass(frozen=True)
 class Document:
-    """A document to index: ``text`` (a BEIR title is prepended by ``from_dict``) and metadata for filters."""
+    """A document to index: ``text``, metadata for filters, and an optional ``title``.
+
+    The title is a separate BM25 field when the retriever gives it a weight (``title_weight``); for a BEIR
+    document ``from_dict`` also prepends it to ``text`` (the BEIR protocol indexes and embeds "title text"), so
+    spans always point into ``text``.
+    """
 
     id: str
     text: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    title: str = ""
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> Document:
@@ -42,12 +55,14 @@ class Document:
         if doc_id is None or not isinstance(text, str):
             raise ValueError(f"documents[{index}]: needs an 'id' (or '_id') and a str 'text', got keys {sorted(raw)}")
         title = raw.get("title")
-        if isinstance(title, str) and title:
+        if not isinstance(title, str):
+            title = ""
+        if title:
             text = f"{title} {text}" if text else title
         metadata = raw.get("metadata") or {k: v for k, v in raw.items() if k not in ("id", "_id", "text", "title")}
         if not isinstance(metadata, Mapping):
             raise ValueError(f"documents[{index}]: metadata must be a dict, got {type(metadata).__name__}")
-        return cls(str(doc_id), text, dict(metadata))
+        return cls(str(doc_id), text, dict(metadata), title)
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,11 @@ class _Row:
     end: int
 
 
+_DEAD_ROW = _Row("", 0, 0, 0)
+FORMAT_VERSION = 1
+PROGRESS_MIN_DOCUMENTS = 5_000
+
+
 class Retriever:
     """Lexical, dense and hybrid search over chunked documents.
 
@@ -91,9 +111,16 @@ class Retriever:
     chunker : rapidrag.Chunker, optional
         Default: chunks of the embedder's window (``max_length`` - 2 tokens); without an embedder, no chunking.
     index : "flat", "hnsw" or "ivfpq"
+    k1, b : BM25 parameters.
+    title_weight : weight of the title field in BM25 (0 = no title field; the title still counts as part of
+        the text for BEIR documents).
     fusion : "rrf" or "weighted"; ``weights``: (lexical, dense) for the fusion.
     rerank_weight : the reranker's share in the final score (z-scores over the reranked candidates); 1.0 = the
         reranker alone.
+    rerank_depth : how many fused candidates the reranker scores (at most; fewer within a ``budget_ms``).
+
+    Thread safety: any number of threads may search while others add, upsert, delete or save. Each change
+    becomes visible whole (an ``add`` batch by batch); embedding and reranking run outside the index lock.
     """
 
     def __init__(
@@ -105,6 +132,7 @@ class Retriever:
         index: Literal["flat", "hnsw", "ivfpq"] = "flat",
         k1: float = 0.9,
         b: float = 0.4,
+        title_weight: float = 0.0,
         fusion: Literal["rrf", "weighted"] = "rrf",
         weights: tuple[float, float] = (1.0, 1.0),
         rrf_k: float = 60.0,
@@ -115,21 +143,28 @@ class Retriever:
             raise ValueError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
         if not 0.0 <= rerank_weight <= 1.0:
             raise ValueError(f"rerank_weight must be in [0, 1], got {rerank_weight!r}")
+        if not (isinstance(title_weight, (int, float)) and title_weight >= 0):
+            raise ValueError(f"title_weight must be a number >= 0, got {title_weight!r}")
+        if len(weights) != 2 or any(not isinstance(w, (int, float)) or w < 0 for w in weights):
+            raise ValueError(f"weights must be two numbers >= 0 (lexical, dense), got {weights!r}")
+        if not isinstance(rerank_depth, int) or rerank_depth < 1:
+            raise ValueError(f"rerank_depth must be a positive int, got {rerank_depth!r}")
         self.embedder, self.reranker = embedder, reranker
         if chunker is None and embedder is not None:
             from .chunker import Chunker
 
             chunker = Chunker(embedder.tokenizer, max_tokens=embedder.max_length - 2)
         elif chunker is not None and embedder is not None and chunker.max_tokens > embedder.max_length - 2:
-            import warnings
-
             warnings.warn(
                 f"chunks of {chunker.max_tokens} tokens are longer than the embedder's window "
                 f"({embedder.max_length - 2}): their ends will be embedded truncated",
                 stacklevel=2,
             )
         self.chunker = chunker
+        self.index_kind = index
         self.bm25 = BM25(k1=k1, b=b)
+        self.title_weight = float(title_weight)
+        self.bm25_title = BM25(k1=k1, b=b) if self.title_weight > 0 else None
         self.dense = DenseIndex(embedder.dim, index) if embedder is not None else None
         self.metadata = MetadataIndex()
         self.fusion, self.weights, self.rrf_k = fusion, tuple(weights), rrf_k
@@ -145,9 +180,16 @@ class Retriever:
         entry = self._docs.get(doc_id)
         return entry[0] if entry else None
 
+    @property
+    def n_chunks(self) -> int:
+        """Indexed chunks of the live documents."""
+        return len(self.bm25)
+
     # -- changes -------------------------------------------------------------------------------------------------
 
     def _documents(self, documents: Iterable[Any]) -> list[Document]:
+        if isinstance(documents, (str, bytes, Mapping, Document)):
+            raise TypeError("documents must be an iterable of documents (wrap a single one in a list)")
         out = []
         for i, d in enumerate(documents):
             if isinstance(d, Document):
@@ -156,20 +198,52 @@ class Retriever:
                 doc = Document.from_dict(d, i)
             else:
                 raise TypeError(f"documents[{i}] must be a Document or a dict, not {type(d).__name__}")
-            if not isinstance(doc.text, str):
-                raise TypeError(f"documents[{i}].text must be a str")
+            if not isinstance(doc.id, str) or not isinstance(doc.text, str) or not isinstance(doc.title, str):
+                raise TypeError(f"documents[{i}]: id, text and title must be str")
+            if not isinstance(doc.metadata, Mapping):
+                raise TypeError(f"documents[{i}] ({doc.id!r}): metadata must be a dict")
+            for name, value in (("id", doc.id), ("text", doc.text), ("title", doc.title)):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(
+                        f"documents[{i}] ({doc.id!r}): {name} is not valid Unicode ({e.reason} at index {e.start})"
+                    ) from None
             out.append(doc)
         ids = [d.id for d in out]
         if len(set(ids)) != len(ids):
             raise ValueError("the same document id appears twice in one add")
         return out
 
-    def add(self, documents: Iterable[Any], *, batch_size: int = 32) -> int:
-        """Index documents (Document, {"id", "text", "metadata"} or BEIR dicts); returns the chunks added."""
+    def add(
+        self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None, _replace: bool = False
+    ) -> int:
+        """Index documents (Document, {"id", "text", "metadata"} or BEIR dicts); returns the chunks added.
+
+        Every document is checked before any is indexed. Documents are then chunked, embedded and indexed in
+        batches, each visible to searches once indexed. ``progress``: a progress bar on stderr (None: for adds
+        of at least 5,000 documents when stderr is a terminal).
+        """
         docs = self._documents(documents)
-        taken = [d.id for d in docs if d.id in self._docs]
-        if taken:
-            raise ValueError(f"documents already indexed: {taken[:5]}; use upsert to replace them")
+        if not _replace:
+            taken = [d.id for d in docs if d.id in self._docs]
+            if taken:
+                raise ValueError(f"documents already indexed: {taken[:5]}; use upsert to replace them")
+        show = progress if progress is not None else len(docs) >= PROGRESS_MIN_DOCUMENTS and sys.stderr.isatty()
+        bar = _Progress(len(docs), "indexing") if show else None
+        added = 0
+        step = 1024
+        if self.dense is not None and self.dense.kind == "ivfpq" and len(self.dense) == 0:
+            step = max(len(docs), 1)  # IVF-PQ trains on its first add: give it all of it
+        for first in range(0, len(docs), step):
+            added += self._add_batch(docs[first : first + step], batch_size, _replace)
+            if bar is not None:
+                bar.update(min(first + step, len(docs)), added)
+        if bar is not None:
+            bar.close()
+        return added
+
+    def _add_batch(self, docs: list[Document], batch_size: int, replace: bool) -> int:
         spans = (
             self.chunker.split_batch([d.text for d in docs])
             if self.chunker is not None
@@ -186,9 +260,18 @@ class Retriever:
         texts = [docs[o].text[r.start : r.end] for o, r in zip(owners, rows, strict=True)]
         vectors = self.embedder.embed(texts, batch_size=batch_size) if self.embedder is not None else None
         with self._lock:
+            if replace:
+                self.delete([d.id for d in docs])
+            else:
+                taken = [d.id for d in docs if d.id in self._docs]
+                if taken:
+                    raise ValueError(f"documents already indexed (meanwhile, by another thread): {taken[:5]}")
             start = len(self._rows)
             row_ids = list(range(start, start + len(rows)))
-            self.bm25.add([str(r) for r in row_ids], texts)
+            names = [str(r) for r in row_ids]
+            self.bm25.add(names, texts)
+            if self.bm25_title is not None:
+                self.bm25_title.add(names, [docs[o].title for o in owners])
             if len(self.bm25.ids) != len(self._rows) + len(rows):
                 raise AssertionError("BM25 rows out of step with the retriever's rows")
             if self.dense is not None and vectors is not None:
@@ -201,6 +284,8 @@ class Retriever:
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents by id (unknown ids are ignored); returns how many were removed."""
+        if isinstance(ids, str):
+            raise TypeError("ids must be an iterable of str (wrap a single id in a list)")
         removed = 0
         with self._lock:
             for doc_id in ids:
@@ -208,19 +293,23 @@ class Retriever:
                 if entry is None:
                     continue
                 rows = entry[1]
-                self.bm25.delete([str(r) for r in rows])
+                names = [str(r) for r in rows]
+                self.bm25.delete(names)
+                if self.bm25_title is not None:
+                    self.bm25_title.delete(names)
                 if self.dense is not None:
                     self.dense.remove(rows)
                 for r in rows:
                     self.metadata.clear(r)
+                    self._rows[r] = _DEAD_ROW
                 removed += 1
         return removed
 
-    def upsert(self, documents: Iterable[Any]) -> int:
-        docs = self._documents(documents)
-        with self._lock:
-            self.delete([d.id for d in docs])
-            return self.add(docs)
+    def upsert(self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None) -> int:
+        """Index documents, replacing those already indexed under the same id; returns the chunks added.
+
+        Each batch's old versions are removed and new ones added under one lock: a search sees either."""
+        return self.add(documents, batch_size=batch_size, progress=progress, _replace=True)
 
     # -- search --------------------------------------------------------------------------------------------------
 
@@ -246,24 +335,31 @@ class Retriever:
             raise ValueError(f"mode {mode!r} needs an embedder; this retriever is lexical only")
         if not isinstance(k, int) or k < 1 or not isinstance(candidates, int) or candidates < 1:
             raise ValueError(f"k and candidates must be positive ints, got {k!r} and {candidates!r}")
+        if budget_ms is not None and not (isinstance(budget_ms, (int, float)) and budget_ms > 0):
+            raise ValueError(f"budget_ms must be a positive number or None, got {budget_ms!r}")
+        use_reranker = self.reranker is not None if rerank is None else bool(rerank)
+        if use_reranker and self.reranker is None:
+            raise ValueError("rerank=True needs a reranker")
         timings: dict[str, float] = {}
+        qv = None
+        if mode != "lexical":
+            clock = time.perf_counter()
+            qv = self.embedder.embed([query])
+            timings["embed_ms"] = (time.perf_counter() - clock) * 1000
+        scores: dict[str, dict[int, float]] = {}
         with self._lock:
             clock = time.perf_counter()
             mask = self.metadata.mask(filter) if filter is not None else None
             timings["filter_ms"] = (time.perf_counter() - clock) * 1000
             depth = max(candidates, k) * (4 if per_document else 1)
-            scores: dict[str, dict[int, float]] = {}
             lists: list[tuple[np.ndarray, np.ndarray]] = []
             if mode in ("lexical", "hybrid"):
                 clock = time.perf_counter()
-                rows, s = self.bm25.search_rows(query, k=depth, mask=mask)  # BM25 rows are the retriever's rows
+                rows, s = self._lexical(query, depth, mask)
                 scores["bm25"] = dict(zip(rows.tolist(), s.tolist(), strict=True))
                 lists.append((rows, s))
                 timings["lexical_ms"] = (time.perf_counter() - clock) * 1000
-            if mode in ("dense", "hybrid") and self.dense is not None:
-                clock = time.perf_counter()
-                qv = self.embedder.embed([query])
-                timings["embed_ms"] = (time.perf_counter() - clock) * 1000
+            if qv is not None and self.dense is not None:
                 clock = time.perf_counter()
                 r, s = self.dense.search(qv, depth, mask=mask)
                 keep = r[0] >= 0
@@ -286,60 +382,366 @@ class Retriever:
             order = order[:candidates]
             ranked_rows = fused_rows[order]
             final = fused[order].astype(np.float64)
+            # What the hits need, taken while the index cannot change; the rest runs without the lock.
+            found = {int(r): (self._rows[r], self._docs[self._rows[r].doc_id][0]) for r in ranked_rows.tolist()}
             timings["fusion_ms"] = (time.perf_counter() - clock) * 1000
-            use_reranker = self.reranker is not None if rerank is None else bool(rerank)
-            if use_reranker:
-                if self.reranker is None:
-                    raise ValueError("rerank=True needs a reranker")
-                clock = time.perf_counter()
-                depth_r = min(self.rerank_depth, len(ranked_rows))
-                left = None if budget_ms is None else budget_ms - (time.perf_counter() - started) * 1000
-                texts = [self._text(r) for r in ranked_rows[:depth_r]]
-                if depth_r and (left is None or left > 0):
-                    raw = self.reranker.score(query, texts, time_budget_ms=left)
-                    done = ~np.isnan(raw)
-                    scores["rerank"] = {
-                        int(r): float(v) for r, v, ok in zip(ranked_rows[:depth_r], raw, done, strict=True) if ok
-                    }
-                    n = int(done.sum())
-                    if n:
-                        first = final[:n]
-                        mixed = self.rerank_weight * _z(raw[:n]) + (1 - self.rerank_weight) * _z(first)
-                        top = np.argsort(-mixed, kind="stable")
-                        ranked_rows = np.concatenate([ranked_rows[:n][top], ranked_rows[n:]])
-                        # Unscored candidates keep their order, below every scored one.
-                        tail = mixed.min() - 1.0 - 1e-3 * np.arange(len(final) - n)
-                        final = np.concatenate([mixed[top], tail])
-                timings["rerank_ms"] = (time.perf_counter() - clock) * 1000
-            hits = [self._hit(int(r), float(v), scores) for r, v in zip(ranked_rows[:k], final[:k], strict=True)]
+        if use_reranker:
+            clock = time.perf_counter()
+            depth_r = min(self.rerank_depth, len(ranked_rows))
+            left = None if budget_ms is None else budget_ms - (time.perf_counter() - started) * 1000
+            if depth_r and (left is None or left > 0):
+                texts = [_slice(*found[r]) for r in ranked_rows[:depth_r].tolist()]
+                raw = self.reranker.score(query, texts, time_budget_ms=left)
+                done = ~np.isnan(raw)
+                scores["rerank"] = {
+                    int(r): float(v) for r, v, ok in zip(ranked_rows[:depth_r], raw, done, strict=True) if ok
+                }
+                n = int(done.sum())
+                if n:
+                    first = final[:n]
+                    mixed = self.rerank_weight * _z(raw[:n]) + (1 - self.rerank_weight) * _z(first)
+                    top = np.argsort(-mixed, kind="stable")
+                    ranked_rows = np.concatenate([ranked_rows[:n][top], ranked_rows[n:]])
+                    # Unscored candidates keep their order, below every scored one.
+                    tail = mixed.min() - 1.0 - 1e-3 * np.arange(len(final) - n)
+                    final = np.concatenate([mixed[top], tail])
+            timings["rerank_ms"] = (time.perf_counter() - clock) * 1000
+        hits = [_hit(int(r), *found[int(r)], float(v), scores) for r, v in zip(ranked_rows[:k], final[:k], strict=True)]
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         return SearchResult(hits, timings)
+
+    def _lexical(self, query: str, depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 rows and scores: the text field, plus the title field times ``title_weight`` when there is one."""
+        if self.bm25_title is None:
+            return self.bm25.search_rows(query, k=depth, mask=mask)  # BM25 rows are the retriever's rows
+        terms = self.bm25.analyzer(query)
+        scores = self.bm25.score_rows(terms) + np.float32(self.title_weight) * self.bm25_title.score_rows(terms)
+        return self.bm25.top_rows(scores, depth, mask=mask)
 
     def search_batch(self, queries: Sequence[str], k: int = 10, **kwargs: Any) -> list[SearchResult]:
         return [self.search(q, k, **kwargs) for q in queries]
 
-    def _text(self, row: int) -> str:
-        info = self._rows[row]
-        return self._docs[info.doc_id][0].text[info.start : info.end]
+    # -- persistence ---------------------------------------------------------------------------------------------
 
-    def _hit(self, row: int, score: float, scores: dict[str, dict[int, float]]) -> Hit:
-        info = self._rows[row]
-        doc = self._docs[info.doc_id][0]
-        stage = {name: values[row] for name, values in scores.items() if row in values}
-        return Hit(
-            info.doc_id,
-            info.chunk_id,
-            doc.text[info.start : info.end],
-            info.start,
-            info.end,
-            score,
-            stage,
-            doc.metadata,
-        )
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the index to the folder ``path``, atomically (see ``rapidrag.persist``); returns the path.
+
+        The folder holds the documents, chunk spans, the BM25 and FAISS indexes, the vectors, the settings and
+        which models built it (``load`` reopens them). A save runs while searches continue.
+        """
+        return self._save(path)
+
+    def _save(self, path: str | os.PathLike[str], after_file: Any = None) -> Path:
+        from .persist import save_arrays, write_snapshot
+
+        with self._lock:
+            bm25_info, bm25_arrays = self.bm25.state()
+            title_state = self.bm25_title.state() if self.bm25_title is not None else None
+            dense_state = self.dense.state() if self.dense is not None else None
+            docs = list(self._docs.values())
+            n_rows = len(self._rows)
+            # Copies of the arrays changed in place by deletes; the others are replaced, never changed.
+            bm25_arrays = {**bm25_arrays, "alive": bm25_arrays["alive"].copy(), "df": bm25_arrays["df"].copy()}
+            if title_state is not None:
+                t_arrays = title_state[1]
+                title_state = (
+                    title_state[0],
+                    {**t_arrays, "alive": t_arrays["alive"].copy(), "df": t_arrays["df"].copy()},
+                )
+            if dense_state is not None:
+                dense_state = (dense_state[0], {k: v.copy() for k, v in dense_state[1].items()})
+        owner = np.full(n_rows, -1, dtype=np.int64)
+        chunk = np.zeros(n_rows, dtype=np.int64)
+        bounds = np.zeros((n_rows, 2), dtype=np.int64)
+        lines = []
+        for d, (doc, rows) in enumerate(docs):
+            lines.append(
+                json.dumps({"id": doc.id, "text": doc.text, "title": doc.title, "metadata": _encode_meta(doc)})
+            )
+            for r in rows:
+                info = self._rows[r]
+                owner[r], chunk[r], bounds[r] = d, info.chunk_id, (info.start, info.end)
+        files = {
+            "documents.jsonl": ("\n".join(lines) + "\n").encode("utf-8") if lines else b"",
+            "rows.npz": save_arrays(document=owner, chunk=chunk, span=bounds),
+            "bm25.json": json.dumps(bm25_info).encode("utf-8"),
+            "bm25.npz": save_arrays(**bm25_arrays),
+        }
+        if title_state is not None:
+            files["bm25_title.json"] = json.dumps(title_state[0]).encode("utf-8")
+            files["bm25_title.npz"] = save_arrays(**title_state[1])
+        if dense_state is not None:
+            files["dense.npz"] = save_arrays(**dense_state[1])
+        config = {
+            "retriever": {
+                "index": self.index_kind,
+                "k1": self.bm25.k1,
+                "b": self.bm25.b,
+                "title_weight": self.title_weight,
+                "fusion": self.fusion,
+                "weights": list(self.weights),
+                "rrf_k": self.rrf_k,
+                "rerank_weight": self.rerank_weight,
+                "rerank_depth": self.rerank_depth,
+            },
+            "chunker": None
+            if self.chunker is None
+            else {"max_tokens": self.chunker.max_tokens, "overlap": self.chunker.overlap},
+            "embedder": _model_spec(self.embedder),
+            "reranker": _model_spec(self.reranker),
+            "dense": dense_state[0] if dense_state is not None else None,
+            "documents": len(docs),
+            "rows": n_rows,
+        }
+        return write_snapshot(path, files, config, version=FORMAT_VERSION, after_file=after_file)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        embedder: Any = "auto",
+        reranker: Any = "auto",
+        chunker: Any = "auto",
+    ) -> Retriever:
+        """Open an index written by ``save``; searches give the results they gave before the save.
+
+        ``embedder``, ``reranker``: "auto" opens the models that built the index (from the paths it recorded),
+        or pass the objects (a different model file gives a warning; a different dimension, an error); a
+        reranker can be left out with None. ``chunker``: "auto" rebuilds the recorded chunk settings.
+        """
+        from .persist import IndexFormatError, read_snapshot
+
+        snap = read_snapshot(path, version=FORMAT_VERSION)
+        try:
+            cfg = snap.config
+            settings = dict(cfg["retriever"])
+            embedder = _open_model(cfg["embedder"], embedder, "embedder", required=cfg["dense"] is not None)
+            reranker = _open_model(cfg["reranker"], reranker, "reranker", required=False)
+            if cfg["dense"] is not None and embedder.dim != cfg["dense"]["dim"]:
+                raise ValueError(
+                    f"the index holds {cfg['dense']['dim']}-d vectors; the embedder gives {embedder.dim}-d"
+                )
+            if chunker == "auto":
+                chunker = None
+                if cfg["chunker"] is not None:
+                    if embedder is None:
+                        raise ValueError("the index was chunked; pass chunker= (a Chunker with the same settings)")
+                    from .chunker import Chunker
+
+                    chunker = Chunker(embedder.tokenizer, cfg["chunker"]["max_tokens"], cfg["chunker"]["overlap"])
+            settings["weights"] = tuple(settings["weights"])
+            out = cls(None, reranker, None, **settings)
+            out.embedder, out.chunker = embedder, chunker
+            out.bm25 = BM25.from_state(snap.json("bm25.json"), snap.arrays("bm25.npz"))
+            if out.title_weight > 0:
+                out.bm25_title = BM25.from_state(snap.json("bm25_title.json"), snap.arrays("bm25_title.npz"))
+            if cfg["dense"] is not None:
+                out.dense = DenseIndex.from_state(cfg["dense"], snap.arrays("dense.npz"))
+            rows = snap.arrays("rows.npz")
+            owner, chunk, span = rows["document"], rows["chunk"], rows["span"]
+            n_rows = int(cfg["rows"])
+            if owner.shape != (n_rows,) or chunk.shape != (n_rows,) or span.shape != (n_rows, 2):
+                raise ValueError("chunk table does not match the recorded number of rows")
+            raw_docs = snap.read("documents.jsonl").decode("utf-8").splitlines()
+            if len(raw_docs) != cfg["documents"]:
+                raise ValueError(f"{len(raw_docs)} documents where {cfg['documents']} were saved")
+            docs = []
+            for line in raw_docs:
+                item = json.loads(line)
+                docs.append(Document(item["id"], item["text"], _decode_meta(item["metadata"]), item["title"]))
+            out._rows = [_DEAD_ROW] * n_rows
+            members: list[list[int]] = [[] for _ in docs]
+            for r in np.flatnonzero(owner >= 0).tolist():
+                d = int(owner[r])
+                if d >= len(docs):
+                    raise ValueError(f"row {r} belongs to document {d} of {len(docs)}")
+                out._rows[r] = _Row(docs[d].id, int(chunk[r]), int(span[r, 0]), int(span[r, 1]))
+                members[d].append(r)
+            out._docs = {doc.id: (doc, m) for doc, m in zip(docs, members, strict=True)}
+            meta: list[Mapping[str, Any] | None] = [None] * n_rows
+            for doc, m in zip(docs, members, strict=True):
+                for r in m:
+                    meta[r] = doc.metadata
+            out.metadata.add(meta)
+            if len(out.bm25.ids) != n_rows or len(out.bm25) != sum(map(len, members)):
+                raise ValueError("the BM25 index does not match the chunk table")
+            if out.dense is not None and len(out.dense) != len(out.bm25):
+                raise ValueError("the dense index does not match the chunk table")
+        except IndexFormatError:
+            raise
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            if isinstance(e, RapidragError) or _is_model_problem(e):
+                raise
+            raise IndexFormatError(f"{path}: the saved index is inconsistent ({type(e).__name__}: {e})") from None
+        return out
 
     def __repr__(self) -> str:
         kind = self.dense.kind if self.dense is not None else "lexical only"
         return f"Retriever({len(self)} documents, {len(self._rows)} chunks, {kind})"
+
+
+def _slice(info: _Row, doc: Document) -> str:
+    return doc.text[info.start : info.end]
+
+
+def _hit(row: int, info: _Row, doc: Document, score: float, scores: dict[str, dict[int, float]]) -> Hit:
+    stage = {name: values[row] for name, values in scores.items() if row in values}
+    return Hit(info.doc_id, info.chunk_id, _slice(info, doc), info.start, info.end, score, stage, doc.metadata)
+
+
+class _ModelMismatch(ValueError):
+    pass
+
+
+def _is_model_problem(e: Exception) -> bool:
+    return isinstance(e, _ModelMismatch)
+
+
+def _model_spec(model: Any) -> dict[str, Any] | None:
+    """How to reopen ``model`` (an Embedder or Reranker) and a fingerprint of its weights."""
+    if model is None:
+        return None
+    spec: dict[str, Any] = {"type": type(model).__name__}
+    model_path = getattr(model, "model_path", None)
+    if model_path is not None:
+        fingerprint = getattr(model, "_fingerprint", None)
+        if fingerprint is None:
+            fingerprint = _sha256_file(Path(model_path))
+            try:
+                model._fingerprint = fingerprint
+            except AttributeError:
+                pass
+        spec.update(folder=str(Path(model.folder).resolve()), model_file=str(Path(model_path).resolve()))
+        spec["sha256"] = fingerprint
+    for name in ("max_length", "normalize", "pooling", "dim"):
+        if hasattr(model, name):
+            spec[name] = getattr(model, name)
+    return spec
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _open_model(spec: dict[str, Any] | None, given: Any, role: str, *, required: bool) -> Any:
+    """The model for a loaded index: ``given``, or (for "auto") the one recorded in ``spec``."""
+    if given is None:
+        if required:
+            raise _ModelMismatch(f"this index holds dense vectors: pass {role}= (or leave it 'auto')")
+        return None
+    if given != "auto":
+        if spec is not None and spec.get("sha256") and getattr(given, "model_path", None) is not None:
+            if _model_spec(given).get("sha256") != spec["sha256"]:  # type: ignore[union-attr]
+                warnings.warn(
+                    f"the {role} given is not the model file that built this index ({spec.get('model_file')})",
+                    stacklevel=3,
+                )
+        return given
+    if spec is None:
+        return None
+    if "model_file" not in spec:
+        raise _ModelMismatch(f"this index was built with a custom {role} ({spec['type']}): pass {role}=")
+    if not Path(spec["model_file"]).is_file():
+        message = (
+            f"the {role} that built this index is not at {spec['model_file']} any more: pass {role}= "
+            f"(a {spec['type']} of the same model)"
+        )
+        if required:
+            raise _ModelMismatch(message)
+        warnings.warn(message + "; loading without it", stacklevel=3)
+        return None
+    if role == "embedder":
+        from .embedder import Embedder
+
+        pooling: Any = "auto" if spec["pooling"] == "model" else spec["pooling"]
+        return Embedder(
+            spec["folder"],
+            model_file=spec["model_file"],
+            max_length=spec["max_length"],
+            normalize=spec["normalize"],
+            pooling=pooling,
+        )
+    from .reranker import Reranker
+
+    return Reranker(spec["folder"], model_file=spec["model_file"], max_length=spec["max_length"])
+
+
+def _encode_meta(doc: Document) -> dict[str, Any]:
+    """Metadata as JSON: dates and datetimes tagged, numpy scalars as Python numbers; other types refused."""
+    out = {}
+    for key, value in doc.metadata.items():
+        out[str(key)] = _encode_value(value, doc.id, str(key))
+    return out
+
+
+def _encode_value(value: Any, doc_id: str, key: str) -> Any:
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__rapidrag__": "float", "value": repr(value)}
+    if isinstance(value, datetime):
+        return {"__rapidrag__": "datetime", "value": value.isoformat()}
+    if isinstance(value, date):
+        return {"__rapidrag__": "date", "value": value.isoformat()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_encode_value(v, doc_id, key) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _encode_value(v, doc_id, key) for k, v in value.items()}
+    raise TypeError(
+        f"document {doc_id!r}: metadata {key!r} is a {type(value).__name__}, which cannot be saved "
+        "(use str, numbers, bools, None, dates, lists or dicts)"
+    )
+
+
+def _decode_meta(raw: Any) -> Any:
+    if isinstance(raw, list):
+        return [_decode_meta(v) for v in raw]
+    if isinstance(raw, dict):
+        tag = raw.get("__rapidrag__")
+        if tag == "datetime":
+            return datetime.fromisoformat(raw["value"])
+        if tag == "date":
+            return date.fromisoformat(raw["value"])
+        if tag == "float":
+            return float(raw["value"])
+        return {k: _decode_meta(v) for k, v in raw.items()}
+    return raw
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn at most five times a second."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label = total, label
+        self.started = self.drawn = time.perf_counter()
+
+    def update(self, done: int, chunks: int) -> None:
+        now = time.perf_counter()
+        if now - self.drawn < 0.2 and done < self.total:
+            return
+        self.drawn = now
+        rate = done / max(now - self.started, 1e-9)
+        left = (self.total - done) / rate if rate > 0 else 0.0
+        width = 30
+        filled = int(width * done / max(self.total, 1))
+        sys.stderr.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{self.total:,} documents, "
+            f"{chunks:,} chunks, {rate:,.0f} docs/s, {left:,.0f} s left "
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 @dataclass(frozen=True)

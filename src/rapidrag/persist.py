@@ -1,0 +1,217 @@
+"""Atomic, checksummed snapshots of an index in a directory.
+
+Layout of a saved index at ``path``::
+
+    path/MANIFEST.json      format, version, configuration, and the size and SHA-256 of every data file
+    path/<generation>/...   the data files of the snapshot the manifest names
+    path/.lock              taken (flock) while a save runs
+
+A save writes a new generation folder (each file fsynced, then the folder), then a new manifest beside the old
+one, fsyncs it and renames it over ``MANIFEST.json`` (atomic on POSIX), fsyncs ``path``, and only then removes
+the older generations. A crash at any point leaves ``MANIFEST.json`` naming a complete generation: the old one
+until the rename, the new one after. Loading checks the manifest's own checksum and every file's size and
+SHA-256 before parsing it, so a truncated or corrupted file is an error that names it, not a crash inside a
+parser (FAISS aborts on some malformed input) or a silently wrong answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import RapidragError
+
+__all__ = ["IndexFormatError", "Snapshot", "read_snapshot", "write_snapshot"]
+
+MANIFEST = "MANIFEST.json"
+FORMAT = "rapidrag-index"
+
+
+class IndexFormatError(RapidragError, ValueError):
+    """A saved index that cannot be loaded: missing, truncated, corrupted, or of another format version."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest_checksum(body: Mapping[str, Any]) -> str:
+    return _digest(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(path / ".lock", "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def write_snapshot(
+    path: str | os.PathLike[str],
+    files: Mapping[str, bytes],
+    config: Mapping[str, Any],
+    *,
+    version: int,
+    after_file: Callable[[str], None] | None = None,
+) -> Path:
+    """Write ``files`` (name -> bytes) and ``config`` as a new snapshot at ``path``, atomically.
+
+    ``path`` is created if missing; an existing folder must be empty or hold a saved index (anything else is
+    refused, so that a wrong path never has its contents mixed with an index). ``after_file`` is called after
+    each data file is written (tests use it to stop a save in the middle).
+    """
+    root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root}: exists and is not a folder")
+    root.mkdir(parents=True, exist_ok=True)
+    stray = [p.name for p in root.iterdir() if p.name not in (MANIFEST, ".lock") and not _is_generation(p.name)]
+    if stray and not (root / MANIFEST).exists():
+        raise FileExistsError(
+            f"{root}: the folder holds other files ({', '.join(sorted(stray)[:3])}...) and no saved index; "
+            "save into an empty or new folder"
+        )
+    with _locked(root):
+        generation = f"gen-{time.time_ns():x}-{secrets.token_hex(4)}"
+        folder = root / generation
+        folder.mkdir()
+        entries = {}
+        for name, data in files.items():
+            if "/" in name or name.startswith("."):
+                raise ValueError(f"bad snapshot file name {name!r}")
+            _write_file(folder / name, data)
+            entries[name] = {"bytes": len(data), "sha256": _digest(data)}
+            if after_file is not None:
+                after_file(name)
+        _fsync_dir(folder)
+        body = {
+            "format": FORMAT,
+            "version": version,
+            "generation": generation,
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": dict(config),
+            "files": entries,
+        }
+        manifest = {**body, "checksum": _manifest_checksum(body)}
+        staged = root / f".{MANIFEST}.{generation}.tmp"
+        _write_file(staged, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        if after_file is not None:
+            after_file(MANIFEST)
+        os.replace(staged, root / MANIFEST)
+        _fsync_dir(root)
+        for old in root.iterdir():  # earlier generations, and the leftovers of interrupted saves
+            if old.name != generation and (_is_generation(old.name) or old.name.startswith(f".{MANIFEST}.")):
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink(missing_ok=True)
+    return root
+
+
+def _is_generation(name: str) -> bool:
+    return name.startswith("gen-")
+
+
+class Snapshot:
+    """A loaded manifest; ``read(name)`` returns a data file's bytes after checking its size and checksum."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+        self.root = root
+        self.version: int = manifest["version"]
+        self.config: dict[str, Any] = manifest["config"]
+        self.files: dict[str, dict[str, Any]] = manifest["files"]
+        self.folder: Path = root / str(manifest["generation"])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.files
+
+    def read(self, name: str) -> bytes:
+        entry = self.files.get(name)
+        if entry is None:
+            raise IndexFormatError(f"{self.root}: the index has no file {name!r}")
+        file: Path = self.folder / name
+        try:
+            data = file.read_bytes()
+        except OSError as e:
+            raise IndexFormatError(f"{file}: cannot read ({e.strerror}); the index is incomplete") from None
+        if len(data) != entry["bytes"]:
+            raise IndexFormatError(f"{file}: {len(data)} bytes where {entry['bytes']} were saved (truncated?)")
+        if _digest(data) != entry["sha256"]:
+            raise IndexFormatError(f"{file}: checksum mismatch, the file is corrupted")
+        return data
+
+    def json(self, name: str) -> Any:
+        try:
+            return json.loads(self.read(name))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IndexFormatError(f"{self.folder / name}: not valid JSON ({e})") from None
+
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
+        try:
+            with np.load(io.BytesIO(self.read(name)), allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except IndexFormatError:
+            raise
+        except Exception as e:  # numpy raises several types for malformed archives
+            raise IndexFormatError(f"{self.folder / name}: not a valid array archive ({e})") from None
+
+
+def read_snapshot(path: str | os.PathLike[str], *, version: int) -> Snapshot:
+    """Open the snapshot at ``path``: the manifest is read and checked; data files are checked as they are read."""
+    root = Path(path)
+    file = root / MANIFEST
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such index folder")
+    if not file.is_file():
+        raise IndexFormatError(f"{root}: no {MANIFEST}; not a saved rapidrag index (or its first save never finished)")
+    try:
+        manifest = json.loads(file.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IndexFormatError(f"{file}: not valid JSON ({e}); the manifest is corrupted") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexFormatError(f"{file}: not a rapidrag index manifest")
+    checksum = manifest.pop("checksum", None)
+    if checksum != _manifest_checksum(manifest):
+        raise IndexFormatError(f"{file}: checksum mismatch, the manifest is corrupted")
+    if manifest.get("version") != version:
+        raise IndexFormatError(
+            f"{file}: index format version {manifest.get('version')!r}; this rapidrag reads version {version}"
+        )
+    return Snapshot(root, manifest)
+
+
+def save_arrays(**arrays: np.ndarray) -> bytes:
+    """An uncompressed .npz archive of ``arrays`` (no pickled objects)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
