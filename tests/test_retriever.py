@@ -130,3 +130,106 @@ def test_evaluate_agrees_with_ranx(scifact_dir: Path) -> None:
     for metric in ("ndcg@10", "recall@100", "mrr@10"):
         assert ours[metric] == pytest.approx(ref[metric], abs=1e-6), metric
     assert ours["ndcg@10"] >= 0.67  # the issue's floor for lexical search (BM25, whole documents, no chunking)
+
+
+def test_chunks_follow_the_embedder_window(embedder: rapidrag.Embedder) -> None:
+    assert Retriever(embedder=embedder).chunker.max_tokens == embedder.max_length - 2
+    with pytest.warns(UserWarning, match="longer than the embedder's window"):
+        Retriever(embedder=embedder, chunker=rapidrag.Chunker(embedder.tokenizer, max_tokens=embedder.max_length))
+    long_text = " ".join(f"word{i} is here." for i in range(400))
+    r = Retriever(embedder=embedder)
+    assert r.add([{"id": "long", "text": long_text}]) > 1
+    for h in r.search("word17 is here", k=5, per_document=False):
+        assert h.text == long_text[h.start : h.end]
+        assert embedder.tokenizer.count_tokens([h.text])[0] <= embedder.max_length - 2
+
+
+def test_bad_documents_change_nothing() -> None:
+    r = Retriever()
+    r.add([{"id": "a", "text": "alpha"}])
+    bad = [
+        (
+            [{"id": "b", "text": "fine"}, {"id": "c", "text": "lone \ud800 surrogate"}],
+            ValueError,
+            "'c'.*not valid Unicode",
+        ),
+        ([{"id": "b", "text": "fine"}, {"id": "b", "text": "twice"}], ValueError, "twice"),
+        ([{"id": "b", "text": 5}], ValueError, "str 'text'"),
+        ([{"id": "b", "text": "x", "metadata": [1]}], ValueError, "metadata must be a dict"),
+        ([42], TypeError, r"documents\[0\]"),
+        ({"id": "b", "text": "one"}, TypeError, "iterable of documents"),
+    ]
+    for docs, error, message in bad:
+        with pytest.raises(error, match=message):
+            r.add(docs)
+        assert len(r) == 1 and r.get("b") is None and len(r.bm25) == 1
+    with pytest.raises(TypeError, match="iterable of str"):
+        r.delete("a")
+
+
+def test_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    r = Retriever()
+    r.add([{"id": str(i), "text": f"text {i}"} for i in range(3000)], progress=True)
+    err = capsys.readouterr().err
+    assert "3,000/3,000 documents" in err and err.endswith("\n")
+    r.add([{"id": "x", "text": "quiet"}])
+    assert capsys.readouterr().err == ""
+
+
+def test_searches_while_documents_change(embedder: rapidrag.Embedder, tmp_path: Path) -> None:
+    """Threads search while another adds, upserts, deletes and saves: no errors, every hit consistent, and
+    every change visible whole afterwards."""
+    import threading
+
+    r = Retriever(embedder=embedder, index="hnsw")
+    r.add(
+        [{"id": f"base{i}", "text": f"base document {i} about topic{i % 7}", "metadata": {"n": i}} for i in range(60)]
+    )
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    searched = [0]
+
+    def searcher(mode: str) -> None:
+        try:
+            while not stop.is_set():
+                for hits in (
+                    r.search("topic3 document", k=10, mode=mode),  # type: ignore[arg-type]
+                    r.search("batch words", k=10, mode=mode, filter={"n": {"$gte": 1000}}),  # type: ignore[arg-type]
+                ):
+                    ids = [h.doc_id for h in hits]
+                    assert len(ids) == len(set(ids))
+                    for h in hits:
+                        assert h.text and h.start < h.end and h.metadata is not None
+                searched[0] += 1
+        except BaseException as e:  # re-raised on the test's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=searcher, args=(m,)) for m in ("lexical", "hybrid", "dense")]
+    for t in threads:
+        t.start()
+    try:
+        for b in range(12):
+            r.add(
+                [
+                    {"id": f"b{b}-{i}", "text": f"batch words {b} {i} unique{b}x{i}", "metadata": {"n": 1000 + b}}
+                    for i in range(10)
+                ]
+            )
+            r.delete([f"b{b}-0", f"base{b}"])
+            r.upsert([{"id": f"b{b}-1", "text": f"replaced{b} text", "metadata": {"n": 5}}])
+            if b % 4 == 3:
+                r.save(tmp_path / "ix")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    assert searched[0] > 0
+    assert len(r) == 60 - 12 + 12 * 9
+    for b in range(12):
+        assert r.search(f"unique{b}x5", k=1, mode="lexical")[0].doc_id == f"b{b}-5"
+        assert r.get(f"b{b}-0") is None and r.get(f"base{b}") is None
+        assert r.search(f"replaced{b}", k=1, mode="lexical")[0].doc_id == f"b{b}-1"
+    loaded = Retriever.load(tmp_path / "ix", embedder=embedder)
+    assert len(loaded) == 60 - 12 + 12 * 9  # the last save came after the last change

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RapidragError", "VocabularyError", "DataFormatError", "ModelError"]
+__all__ = ["RapidragError", "VocabularyError", "DataFormatError", "IndexFormatError", "ModelError"]
 
 
 class RapidragError(Exception):
@@ -19,3 +19,7 @@ class DataFormatError(RapidragError, ValueError):
 
 class ModelError(RapidragError, ValueError):
     """A model file that cannot be used: corrupt, or without the inputs and outputs rapidrag needs."""
+
+
+class IndexFormatError(RapidragError, ValueError):
+    """A saved index that cannot be loaded: missing, truncated, corrupted, or of another format version."""

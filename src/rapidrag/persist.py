@@ -30,16 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RapidragError
+from .errors import IndexFormatError
 
 __all__ = ["IndexFormatError", "Snapshot", "read_snapshot", "write_snapshot"]
 
 MANIFEST = "MANIFEST.json"
 FORMAT = "rapidrag-index"
-
-
-class IndexFormatError(RapidragError, ValueError):
-    """A saved index that cannot be loaded: missing, truncated, corrupted, or of another format version."""
 
 
 def _fsync_dir(path: Path) -> None:

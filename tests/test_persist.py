@@ -1,0 +1,240 @@
+"""Retriever.save / Retriever.load: identical results, corrupted files caught, saves that survive a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rapidrag
+from rapidrag.errors import IndexFormatError
+from rapidrag.retriever import Document, Retriever
+
+WORDS = (
+    "vitamin bone iron blood heart statin cholesterol tower paris river cell protein gene immune virus "
+    "vaccine insulin glucose kidney liver lung brain neuron sleep memory"
+).split()
+QUERIES = ["vitamin bone", "heart cholesterol statin", "immune virus vaccine", "brain memory sleep", "kidney"]
+
+
+def make_docs(n: int, start: int = 0) -> list[Document]:
+    docs = []
+    for i in range(start, start + n):
+        words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(8 + i % 5)]
+        text = f"Document {i}. " + " ".join(words) + "."
+        meta = {"year": 2000 + i % 25, "topic": WORDS[i % 6], "when": date(2020, 1 + i % 12, 1), "odd": bool(i % 2)}
+        docs.append(Document(f"d{i}", text, meta, title=f"Title {WORDS[i % len(WORDS)]}"))
+    return docs
+
+
+def results(r: Retriever, **kwargs: Any) -> list[list[tuple[Any, ...]]]:
+    out = []
+    for q in QUERIES:
+        hits = r.search(q, k=8, **kwargs)
+        out.append([(h.doc_id, h.chunk_id, h.start, h.end, h.text, h.score, h.scores, dict(h.metadata)) for h in hits])
+    return out
+
+
+@pytest.fixture(scope="module")
+def embedder(minilm_dir: Path) -> rapidrag.Embedder:
+    return rapidrag.Embedder(minilm_dir, quantized=True)
+
+
+def test_lexical_round_trip(tmp_path: Path) -> None:
+    r = Retriever(title_weight=0.5, k1=1.2, b=0.7)
+    r.add(make_docs(300))
+    r.delete(["d3", "d50"])
+    r.upsert([Document("d7", "vitamin vitamin bone replaced", {"year": 1999})])
+    r.save(tmp_path / "ix")
+    loaded = Retriever.load(tmp_path / "ix")
+    assert len(loaded) == len(r) == 298 and loaded.get("d3") is None
+    assert loaded.get("d7") == r.get("d7") and loaded.get("d9") == r.get("d9")
+    assert (loaded.bm25.k1, loaded.bm25.b, loaded.title_weight) == (1.2, 0.7, 0.5)
+    assert results(loaded, mode="lexical") == results(r, mode="lexical")
+    flt = {"$or": [{"when": {"$gte": "2020-06-01"}}, {"odd": True}]}
+    assert results(loaded, mode="lexical", filter=flt) == results(r, mode="lexical", filter=flt)
+    # A loaded index keeps changing like the original.
+    for x in (r, loaded):
+        x.add([Document("new", "zebra vitamin")])
+        x.delete(["d10"])
+    assert results(loaded, mode="lexical") == results(r, mode="lexical")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_dense_round_trip(tmp_path: Path, embedder: rapidrag.Embedder, kind: str) -> None:
+    r = Retriever(embedder, index=kind)  # type: ignore[arg-type]
+    r.add(make_docs(700))
+    r.delete(["d1", "d2", "d400"])
+    r.save(tmp_path / "ix")
+    loaded = Retriever.load(tmp_path / "ix", embedder=embedder)
+    for mode in ("lexical", "dense", "hybrid"):
+        assert results(loaded, mode=mode) == results(r, mode=mode), mode
+    flt = {"year": {"$lt": 2003}}  # about 12%: the exact-search path
+    assert results(loaded, mode="hybrid", filter=flt) == results(r, mode="hybrid", filter=flt)
+    # Saving again over the old snapshot replaces it and leaves one generation.
+    r.delete(["d5"])
+    r.save(tmp_path / "ix")
+    assert len(Retriever.load(tmp_path / "ix", embedder=embedder)) == len(r)
+    assert len([p for p in (tmp_path / "ix").iterdir() if p.name.startswith("gen-")]) == 1
+
+
+def test_models_are_remembered(tmp_path: Path, embedder: rapidrag.Embedder, reranker_dir: Path) -> None:
+    reranker = rapidrag.Reranker(reranker_dir, quantized=True, max_length=128)
+    r = Retriever(embedder, reranker, rerank_weight=0.5, fusion="weighted", weights=(0.4, 0.6))
+    r.add(make_docs(50))
+    r.save(tmp_path / "ix")
+    auto = Retriever.load(tmp_path / "ix")  # opens the recorded model files
+    assert auto.embedder.model_path == embedder.model_path and auto.embedder.max_length == embedder.max_length
+    assert auto.reranker.model_path == reranker.model_path and auto.reranker.max_length == 128
+    assert (auto.fusion, auto.weights, auto.rerank_weight) == ("weighted", (0.4, 0.6), 0.5)
+    assert auto.chunker.max_tokens == r.chunker.max_tokens
+    assert [h.doc_id for h in auto.search("vitamin bone")] == [h.doc_id for h in r.search("vitamin bone")]
+    assert Retriever.load(tmp_path / "ix", embedder=embedder, reranker=None).reranker is None
+    with pytest.raises(ValueError, match="embedder="):
+        Retriever.load(tmp_path / "ix", embedder=None)
+    other = rapidrag.Embedder(embedder.folder, quantized=False)  # same dimension, other weights
+    with pytest.warns(UserWarning, match="not the model file"):
+        Retriever.load(tmp_path / "ix", embedder=other, reranker=None)
+
+
+def test_metadata_values_survive(tmp_path: Path) -> None:
+    meta = {
+        "when": datetime(2024, 5, 1, 8, 30, tzinfo=timezone.utc),
+        "day": date(2023, 1, 2),
+        "tags": ["a", "b"],
+        "nested": {"x": 1.5},
+        "none": None,
+        "inf": float("inf"),
+        "text": "ünïcødé \u2028 line",
+    }
+    r = Retriever()
+    r.add([Document("a", "alpha", meta), Document("b", "beta \ud7ff", {"when": "2020-01-01"})])
+    r.save(tmp_path / "ix")
+    loaded = Retriever.load(tmp_path / "ix")
+    assert loaded.get("a") == r.get("a") and loaded.get("b") == r.get("b")
+    hits = loaded.search("alpha beta", mode="lexical", filter={"when": {"$gt": "2021-01-01"}})
+    assert [h.doc_id for h in hits] == ["a"]
+    r.add([Document("c", "gamma", {"bad": object()})])
+    with pytest.raises(TypeError, match="'c'.*'bad'"):
+        r.save(tmp_path / "ix")
+    assert len(Retriever.load(tmp_path / "ix")) == 2  # the failed save changed nothing
+
+
+def _saved(tmp_path: Path) -> tuple[Path, Path]:
+    r = Retriever(title_weight=0.3)
+    r.add(make_docs(120))
+    root = r.save(tmp_path / "ix")
+    (gen,) = [p for p in root.iterdir() if p.name.startswith("gen-")]
+    return root, gen
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_damaged_files_are_named(tmp_path: Path, damage: str) -> None:
+    root, gen = _saved(tmp_path)
+    for file in sorted(gen.iterdir()):
+        data = file.read_bytes()
+        if damage == "truncate":
+            file.write_bytes(data[: len(data) // 2])
+        elif damage == "flip":
+            middle = len(data) // 2
+            file.write_bytes(data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :])
+        else:
+            file.unlink()
+        with pytest.raises(IndexFormatError, match=file.name):
+            Retriever.load(root)
+        file.write_bytes(data)
+    assert len(Retriever.load(root)) == 120
+
+
+def test_damaged_manifest_and_wrong_folders(tmp_path: Path) -> None:
+    root, _ = _saved(tmp_path)
+    manifest = root / "MANIFEST.json"
+    good = manifest.read_bytes()
+    manifest.write_bytes(good.replace(b'"k1": 0.9', b'"k1": 9.0'))
+    with pytest.raises(IndexFormatError, match="manifest is corrupted"):
+        Retriever.load(root)
+    manifest.write_bytes(good[:-20])
+    with pytest.raises(IndexFormatError, match="not valid JSON"):
+        Retriever.load(root)
+    body = json.loads(good)
+    body["version"] = 99
+    manifest.write_text(json.dumps(body))
+    with pytest.raises(IndexFormatError, match="checksum|version"):
+        Retriever.load(root)
+    manifest.unlink()
+    with pytest.raises(IndexFormatError, match="MANIFEST"):
+        Retriever.load(root)
+    with pytest.raises(FileNotFoundError, match="no such index"):
+        Retriever.load(tmp_path / "nothing")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="other files"):
+        Retriever().save(tmp_path / "notes")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+_SAVER = textwrap.dedent(
+    """
+    import os, sys, time
+    sys.path.insert(0, {tests!r})
+    from test_persist import make_docs
+    import rapidrag
+    from rapidrag.retriever import Retriever
+
+    root, stop_at = sys.argv[1], sys.argv[2]
+    r = Retriever(rapidrag.Embedder({model!r}, quantized=True), index="hnsw", title_weight=0.5)
+    r.add(make_docs(200))
+    r.save(root)
+    print("saved", flush=True)
+    r.add(make_docs(100, start=200))
+    r.delete(["d0", "d1"])
+
+    def hook(name):
+        if name == stop_at:
+            print("stopped", name, flush=True)
+            time.sleep(600)
+
+    r._save(root, after_file=hook)
+    print("finished", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("stop_at", ["documents.jsonl", "bm25.npz", "dense.npz", "MANIFEST.json"])
+def test_a_killed_save_leaves_the_previous_index(tmp_path: Path, minilm_dir: Path, stop_at: str) -> None:
+    """A process killed (SIGKILL) in the middle of a save: the previous index loads, whole and unchanged."""
+    script = tmp_path / "saver.py"
+    script.write_text(_SAVER.format(tests=str(Path(__file__).parent), model=str(minilm_dir)))
+    root = tmp_path / "ix"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(root), stop_at], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "saved"
+        before = Retriever.load(root)
+        expected = results(before, mode="hybrid")
+        assert proc.stdout.readline().strip() == f"stopped {stop_at}"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    after = Retriever.load(root)
+    assert len(after) == 200 and after.get("d0") is not None and after.get("d250") is None
+    assert results(after, mode="hybrid") == expected
+    # The next save succeeds and clears what the killed one left behind.
+    after.add(make_docs(5, start=900))
+    after.save(root)
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith("gen-")) == [".lock", "MANIFEST.json"]
+    assert len([p for p in root.iterdir() if p.name.startswith("gen-")]) == 1
+    assert len(Retriever.load(root)) == 205
