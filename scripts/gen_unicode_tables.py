@@ -28,6 +28,7 @@ SPACE = 2  # White_Space: becomes ' ' in cleaning, separates words
 PUNCT = 4  # a word of its own in pre-tokenization
 MARK = 8  # nonspacing mark: dropped when stripping accents
 PY_SPACE = 16  # str.isspace(): what the chunker may leave outside its chunks
+WORD = 32  # Python's regex \w (str.isalnum() or '_'): the characters of a BM25 word
 
 MAX_CP = 0x110000
 HANGUL_FIRST, HANGUL_LAST = 0xAC00, 0xD7A3
@@ -50,6 +51,8 @@ def base_flags(cp: int) -> int:
         flags |= MARK
     if ch.isspace():
         flags |= PY_SPACE
+    if ch.isalnum() or ch == "_":
+        flags |= WORD
     return flags
 
 
@@ -82,7 +85,7 @@ def hf_overrides(flags: list[int], decomp: list[list[int]], lowers: list[list[in
             continue
         ch = chr(cp)
         f = flags[cp]
-        new = f & ~(REMOVE | SPACE | PUNCT)  # MARK and PY_SPACE carry over
+        new = f & ~(REMOVE | SPACE | PUNCT)  # MARK, PY_SPACE and WORD carry over
         cleaned = clean.normalize_str(ch)
         if cleaned == "":
             new |= REMOVE

@@ -139,3 +139,23 @@ def test_bad_input_changes_nothing() -> None:
     assert len(index) == 2 and index.search("text")[0] == ["x"]
     empty = BM25()
     assert empty.search("anything")[0] == []
+
+
+def test_native_word_split_matches_python_regex(stress_texts: list[str], surrogate_texts: list[str]) -> None:
+    """The native splitter gives ``re.findall(r"\\w+", text.lower())``, except around the five characters it is
+    documented to treat differently (capital sigma in rare contexts, and four letters of Unicode 14)."""
+    import re
+
+    from rapidrag import _core
+
+    word = re.compile(r"\w+")
+    known = set("\u03a3\ua7cb\ua7d2\ua7d4\ua7dc")
+    checked = 0
+    for text in stress_texts + surrogate_texts + ["Don't STOP_me now: 3.14 ΟΔΥΣΣΕΥΣ, Σ σ ΣΑ", ""]:
+        if known.isdisjoint(text):
+            assert _core.split_words(text) == word.findall(text.lower()), text
+            checked += 1
+    assert checked > 3000
+    assert _core.split_words("ΟΔΥΣΣΕΥΣ ΣΑΣ.") == ["οδυσσευς", "σας"]
+    with pytest.raises(TypeError, match="text must be str"):
+        _core.split_words(b"bytes")  # type: ignore[arg-type]

@@ -6,10 +6,12 @@ namespace py = pybind11;
 namespace rapidrag::bindings {
 void register_wordpiece(py::module_& m);
 void register_chunker(py::module_& m);
+void register_words(py::module_& m);
 }  // namespace rapidrag::bindings
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "rapidrag native core: WordPiece tokenizer and chunker";
+  m.doc() = "rapidrag native core: WordPiece tokenizer, chunker and BM25 word splitting";
   rapidrag::bindings::register_wordpiece(m);
   rapidrag::bindings::register_chunker(m);
+  rapidrag::bindings::register_words(m);
 }

@@ -14,6 +14,7 @@
 #include "rapidrag/chunker.hpp"
 #include "rapidrag/unicode.hpp"
 #include "rapidrag/wordpiece.hpp"
+#include "rapidrag/words.hpp"
 
 using namespace rapidrag;
 
@@ -177,6 +178,30 @@ void test_chunker(const std::shared_ptr<WordPiece>& wp, int rounds) {
   CHECK(threw);
 }
 
+void test_words(int rounds) {
+  CHECK((split_words(view(u32("Hello, WORLD_x 42 caf\xc3\xa9!"))) ==
+         std::vector<std::string>{"hello", "world_x", "42", "caf\xc3\xa9"}));
+  CHECK(split_words(view(u32(""))).empty() && split_words(view(u32(" ,. "))).empty());
+  WordDictionary dict;
+  std::vector<int64_t> word_ids, row_splits;
+  const std::u32string a = u32("b a b"), b = u32(""), c = u32("A c");
+  dict.add_batch({view(a), view(b), view(c)}, word_ids, row_splits);
+  CHECK((word_ids == std::vector<int64_t>{0, 1, 0, 1, 2}));
+  CHECK((row_splits == std::vector<int64_t>{0, 3, 3, 5}));
+  CHECK(dict.size() == 3 && dict.word(2) == "c");
+  // Random text, lone surrogates and every plane included: words are non-empty, and splitting is stable.
+  std::mt19937 rng(99);
+  for (int r = 0; r < rounds; ++r) {
+    const std::u32string t = random_text(rng, rng() % 300);
+    const auto words = split_words(view(t));
+    for (const auto& w : words) CHECK(!w.empty());
+    std::vector<int64_t> ids2, splits2;
+    dict.add_batch({view(t)}, ids2, splits2);
+    CHECK(ids2.size() == words.size());
+    for (size_t i = 0; i < words.size(); ++i) CHECK(dict.word(static_cast<size_t>(ids2[i])) == words[i]);
+  }
+}
+
 std::vector<std::string> read_vocab(const char* path) {
   std::ifstream f(path);
   std::vector<std::string> v;
@@ -193,6 +218,7 @@ std::vector<std::string> read_vocab(const char* path) {
 int main(int argc, char** argv) {
   test_tokenizer();
   test_chunker(make(small_vocab()), 200);
+  test_words(500);
   if (argc > 1) test_chunker(make(read_vocab(argv[1])), 50);
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);

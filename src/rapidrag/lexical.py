@@ -11,15 +11,15 @@ are merged when there are more than ``MAX_SEGMENTS``, so that nothing is ever re
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from . import _core
 
 __all__ = ["BM25", "WordAnalyzer", "ENGLISH_STOPWORDS"]
 
@@ -29,11 +29,11 @@ ENGLISH_STOPWORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
     "this to was will with".split()
 )
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 class WordAnalyzer:
-    """Words (runs of Unicode word characters), lowercased, stopwords removed, Snowball-stemmed.
+    """Words (runs of Unicode word characters, as regex ``\\w+`` finds them in ``text.lower()``), stopwords
+    removed, Snowball-stemmed. Splitting and lowercasing run in the native core.
 
     Parameters
     ----------
@@ -67,7 +67,7 @@ class WordAnalyzer:
     def __call__(self, text: str) -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
-        return self.stem([w for w in _WORD.findall(text.lower()) if w not in self.stopwords])
+        return self.stem([w for w in _core.split_words(text) if w not in self.stopwords])
 
     def stem(self, words: list[str]) -> list[str]:
         """The stems of lowercased ``words`` (the words themselves without a stemmer)."""
@@ -135,7 +135,9 @@ class BM25:
         self._doc_terms: list[npt.NDArray[np.int64]] = []  # row -> its distinct term ids (for df on delete)
         self._segments: list[_Segment] = []
         self._total_length = 0.0
-        self._surface: dict[str, int] = {}  # WordAnalyzer: surface word -> term id, -1 for a stopword
+        # WordAnalyzer: the distinct surface words seen (native dictionary), and the term id of each (-1: stopword).
+        self._words = _core.WordDictionary()
+        self._surface_terms = np.zeros(0, dtype=np.int64)
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -187,21 +189,23 @@ class BM25:
     def _analyze(self, texts: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(document index, term id) of every indexed word of ``texts``, new terms added to the vocabulary.
 
-        With a WordAnalyzer each distinct surface word is stopword-checked and stemmed once, then remembered (a
-        corpus has some 10^4-10^5 distinct words for 10^6 or more running ones).
+        With a WordAnalyzer the native core splits and lowercases the words and numbers each distinct one; each
+        distinct surface word is then stopword-checked and stemmed once, and remembered (a corpus has some
+        10^4-10^5 distinct words for 10^6 or more running ones).
         """
         if isinstance(self.analyzer, WordAnalyzer):
-            words = [_WORD.findall(t.lower()) for t in texts]
-            cache = self._surface
-            new = [w for w in set(chain.from_iterable(words)) if w not in cache]
-            kept = [w for w in new if w not in self.analyzer.stopwords]
-            stems = self.analyzer.stem(kept)
-            for w in new:
-                cache[w] = -1
-            for w, stem in zip(kept, stems, strict=True):
-                cache[w] = self._term_id(stem)
-            flat = np.fromiter(map(cache.__getitem__, chain.from_iterable(words)), dtype=np.int64)
-            doc_idx = np.repeat(np.arange(len(texts), dtype=np.int64), [len(w) for w in words])
+            surface, splits = self._words.add_batch(texts)  # word ids in the native dictionary of surface words
+            known = len(self._surface_terms)
+            if len(self._words) > known:
+                new = self._words.words(known)
+                terms = np.full(len(new), -1, dtype=np.int64)
+                kept = [i for i, w in enumerate(new) if w not in self.analyzer.stopwords]
+                stems = self.analyzer.stem([new[i] for i in kept])
+                for i, stem in zip(kept, stems, strict=True):
+                    terms[i] = self._term_id(stem)
+                self._surface_terms = np.concatenate([self._surface_terms, terms])
+            flat = self._surface_terms[surface]
+            doc_idx = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(splits))
             keep = flat >= 0
             return doc_idx[keep], flat[keep]
         analyzed = [self.analyzer(t) for t in texts]

@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing (atheris) of Tokenizer.encode, encode_batch and Chunker.split.
+"""Coverage-guided fuzzing (atheris) of Tokenizer.encode, encode_batch, Chunker.split and the BM25 word splitter.
 
 Each input picks tokenizer options, a chunk size and an overlap, and a text of arbitrary code points (lone
 surrogates included); the checks are the documented invariants, not only "no crash":
@@ -14,6 +14,7 @@ Run: python tests/fuzz/fuzz_core.py [VOCAB] -max_total_time=60
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -121,6 +122,18 @@ def test_one_input(data: bytes) -> None:
     tok = TOKENIZERS[key]  # type: ignore[index]
     check_encode(tok, text)
     check_chunks(rapidrag.Chunker(tok, max_tokens=max_tokens, overlap=overlap), text)
+    check_words(text)
+
+
+WORD = re.compile(r"\w+")
+# Characters the native word splitter is documented to lowercase differently from str.lower().
+WORD_EXCEPTIONS = set("\u03a3\ua7cb\ua7d2\ua7d4\ua7dc")
+
+
+def check_words(text: str) -> None:
+    words = rapidrag._core.split_words(text)
+    if WORD_EXCEPTIONS.isdisjoint(text) and words != WORD.findall(text.lower()):
+        raise AssertionError(f"split_words({text!r}) = {words}, regex gives {WORD.findall(text.lower())}")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ enum Flag : uint8_t {
   kPunct = 4,   // punctuation: a word of its own
   kMark = 8,    // nonspacing mark: dropped when stripping accents
   kPySpace = 16,  // str.isspace() in Python: characters a chunk may leave out
+  kWord = 32,     // Python's regex \w (str.isalnum() or '_'): the characters of a BM25 word
 };
 
 struct Record {

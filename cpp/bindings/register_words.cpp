@@ -1,0 +1,61 @@
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "rapidrag/words.hpp"
+
+namespace rapidrag::bindings {
+namespace {
+
+py::array_t<int64_t> to_array(const std::vector<int64_t>& v) {
+  py::array_t<int64_t> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+}  // namespace
+
+void register_words(py::module_& m) {
+  m.def(
+      "split_words",
+      [](const py::object& text) {
+        const TextRef ref = text_ref(text, "text");
+        std::vector<std::string> words;
+        {
+          py::gil_scoped_release release;
+          words = split_words(ref);
+        }
+        py::list out(words.size());
+        for (size_t i = 0; i < words.size(); ++i) out[i] = py::str(words[i]);
+        return out;
+      },
+      py::arg("text"), "The lowercased words (runs of \\w characters) of a text.");
+
+  py::class_<WordDictionary>(m, "WordDictionary")
+      .def(py::init<>())
+      .def("__len__", &WordDictionary::size)
+      .def(
+          "add_batch",
+          [](WordDictionary& d, const py::list& texts) {
+            const auto refs = text_refs(texts, "texts");
+            std::vector<int64_t> ids, row_splits;
+            {
+              py::gil_scoped_release release;
+              d.add_batch(refs, ids, row_splits);
+            }
+            return py::make_tuple(to_array(ids), to_array(row_splits));
+          },
+          py::arg("texts"),
+          "Word ids of many texts: (ids int64 [total], row_splits int64 [n + 1]); new words get the next ids.")
+      .def(
+          "words",
+          [](const WordDictionary& d, size_t start) {
+            if (start > d.size()) throw py::value_error("start is past the end of the dictionary");
+            py::list out(d.size() - start);
+            for (size_t i = start; i < d.size(); ++i) out[i - start] = py::str(d.word(i));
+            return out;
+          },
+          py::arg("start") = 0, "The words with ids start, start + 1, ..., as str.");
+}
+
+}  // namespace rapidrag::bindings

@@ -1,0 +1,95 @@
+#include "rapidrag/words.hpp"
+
+#include "rapidrag/unicode.hpp"
+
+namespace rapidrag {
+namespace {
+
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+// Feeds one lowercased code point: extends the current word or ends it.
+template <class Emit>
+inline void feed(char32_t cp, std::string& word, Emit& emit) {
+  if (unicode::record(cp).flags & unicode::kWord) {
+    append_utf8(word, cp);
+  } else if (!word.empty()) {
+    emit(word);
+    word.clear();
+  }
+}
+
+template <class Emit>
+void words_of(const TextRef& text, std::string& word, Emit&& emit) {
+  word.clear();
+  const char32_t* pool = unicode::pool();
+  visit_text(text, [&](const auto* p) {
+    for (size_t i = 0; i < text.length; ++i) {
+      const char32_t c = static_cast<char32_t>(p[i]);
+      if (c < 0x80) {  // ASCII: A-Z lowercase to a-z, word characters are [0-9A-Za-z_]
+        const bool alpha = (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+        if (alpha || (c >= '0' && c <= '9') || c == '_') {
+          word.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+        } else if (!word.empty()) {
+          emit(word);
+          word.clear();
+        }
+        continue;
+      }
+      if (c == 0x03A3) {  // capital sigma: final form at the end of a word, as str.lower() does
+        const bool next_word = i + 1 < text.length &&
+                               (unicode::record(static_cast<char32_t>(p[i + 1])).flags & unicode::kWord);
+        append_utf8(word, !word.empty() && !next_word ? 0x03C2 : 0x03C3);
+        continue;
+      }
+      const unicode::Record& r = unicode::record(c);
+      if (r.lower_off == unicode::kSelf) {
+        feed(c, word, emit);
+      } else {
+        for (int k = 0; k < r.lower_len; ++k) feed(pool[r.lower_off + k], word, emit);
+      }
+    }
+  });
+  if (!word.empty()) emit(word);
+}
+
+}  // namespace
+
+std::vector<std::string> split_words(const TextRef& text) {
+  std::vector<std::string> out;
+  std::string word;
+  words_of(text, word, [&](const std::string& w) { out.push_back(w); });
+  return out;
+}
+
+void WordDictionary::add_batch(const std::vector<TextRef>& texts, std::vector<int64_t>& ids,
+                               std::vector<int64_t>& row_splits) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string word;
+  if (row_splits.empty()) row_splits.push_back(static_cast<int64_t>(ids.size()));
+  for (const TextRef& text : texts) {
+    words_of(text, word, [&](const std::string& w) {
+      auto [it, inserted] = index_.try_emplace(w, static_cast<int64_t>(words_.size()));
+      if (inserted) words_.push_back(w);
+      ids.push_back(it->second);
+    });
+    row_splits.push_back(static_cast<int64_t>(ids.size()));
+  }
+}
+
+}  // namespace rapidrag
