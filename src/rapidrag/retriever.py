@@ -311,6 +311,13 @@ class Retriever:
         Each batch's old versions are removed and new ones added under one lock: a search sees either."""
         return self.add(documents, batch_size=batch_size, progress=progress, _replace=True)
 
+    def compact(self) -> None:
+        """Rebuild the dense index without its deleted rows (HNSW keeps them as tombstones until then, which
+        costs search time, not results); a no-op for flat and IVF-PQ, whose deletes remove the vectors."""
+        if self.dense is not None and self.dense.dead:
+            with self._lock:
+                self.dense.compact()
+
     # -- search --------------------------------------------------------------------------------------------------
 
     def search(
