@@ -1,5 +1,8 @@
 """The ``rapidrag`` command line.
 
+``rapidrag index``: index a folder of documents or a BEIR corpus into a saved index.
+``rapidrag query``: search a saved index; a table of hits with citation spans and stage times, or JSON.
+``rapidrag eval``: nDCG@10, recall@100 and MRR@10 of a saved index on BEIR queries and judgements.
 ``rapidrag chunk``: tokenize and chunk a corpus, with a throughput report.
 ``rapidrag quantize``: make an int8 model (attention fused) from an fp32 ONNX model.
 """
@@ -13,10 +16,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import RapidragError
 
 DEFAULT_TOKENIZER = "all-MiniLM-L6-v2"
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_RERANKER = "minilm-l6-reranker"
 TEXT_SUFFIXES = {".txt", ".md"}
 
 
@@ -142,9 +148,200 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model(arg: str | None, default: str, role: str, int8: bool) -> Any:
+    """The model given by path, else the default name under $RAPIDRAG_MODELS, else None (with a note)."""
+    from ._onnx import find_model_file
+
+    if arg:
+        path = Path(arg)
+        if not path.exists():
+            raise CliError(f"{role} not found: {path}")
+    else:
+        models = os.environ.get("RAPIDRAG_MODELS")
+        path = Path(models) / default if models else Path()
+        if not models or not path.is_dir():
+            where = f"{path}" if models else "$RAPIDRAG_MODELS (not set)"
+            print(
+                f"note: no {role} ({default} not found in {where}); pass --{role} PATH or set RAPIDRAG_MODELS",
+                file=sys.stderr,
+            )
+            return None
+    folder = path.parent if path.suffix == ".onnx" else path
+    model_file = path if path.suffix == ".onnx" else None
+    if int8 and model_file is None:
+        model_file = find_model_file(folder, True, None)
+    if role == "embedder":
+        from .embedder import Embedder
+
+        return Embedder(folder, model_file=model_file)
+    from .reranker import Reranker
+
+    return Reranker(folder, model_file=model_file)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .ingest import Ingest
+    from .retriever import Retriever
+
+    out = Path(args.out)
+    if (out / "MANIFEST.json").exists() and not args.force:
+        raise CliError(f"{out} already holds an index; pass --force to replace it")
+    start = time.perf_counter()
+    if args.lexical:
+        embedder = reranker = None
+    else:
+        embedder = _model(args.embedder, DEFAULT_EMBEDDER, "embedder", args.int8)
+        reranker = _model(args.reranker, DEFAULT_RERANKER, "reranker", args.int8) if embedder else None
+    ingest = Ingest(Path(args.src))
+    docs, seen = [], set()
+    for doc in ingest:
+        if doc.id in seen:
+            ingest.problems.append(f"{doc.metadata.get('source', doc.id)}: duplicate id {doc.id!r} skipped")
+            continue
+        seen.add(doc.id)
+        docs.append(doc)
+    for problem in ingest.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not docs:
+        raise CliError(f"no documents to index in {args.src}")
+    read_s = time.perf_counter() - start
+    retriever = Retriever(embedder, reranker, index=args.index)
+    start = time.perf_counter()
+    chunks = retriever.add(docs, progress=True if sys.stderr.isatty() else None)
+    index_s = time.perf_counter() - start
+    retriever.save(out)
+    tokens = int(embedder.tokenizer.count_tokens([d.text for d in docs]).sum()) if embedder else None
+    kind = f"hybrid ({args.index}, {embedder.dim}-d)" if embedder else "lexical only"
+    print(f"indexed     {args.src} -> {out} ({kind})")
+    print(
+        f"documents   {len(docs):,} from {ingest.files:,} file{'s' if ingest.files != 1 else ''} "
+        f"({len(ingest.problems)} skipped, read in {read_s:.1f} s)"
+    )
+    print(f"chunks      {chunks:,}" + (f"  ({tokens:,} tokens)" if tokens is not None else ""))
+    print(f"time        {index_s:.1f} s ({len(docs) / max(index_s, 1e-9):,.0f} documents/s)")
+    return 0
+
+
+def _load(path: str) -> Any:
+    from .retriever import Retriever
+
+    if not Path(path).is_dir():
+        raise CliError(f"no index at {path} (make one with: rapidrag index SRC --out {path})")
+    return Retriever.load(path)
+
+
+def _filter(arg: str | None) -> Any:
+    if arg is None:
+        return None
+    try:
+        value = json.loads(arg)
+    except json.JSONDecodeError as e:
+        raise CliError(f"--filter is not valid JSON: {e.msg} at character {e.pos}") from None
+    if not isinstance(value, dict):
+        raise CliError(f"--filter must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    retriever = _load(args.index_dir)
+    mode = args.mode or ("hybrid" if retriever.dense is not None else "lexical")
+    rerank = False if args.no_rerank else None
+    hits = retriever.search(
+        args.query, k=args.k, mode=mode, filter=_filter(args.filter), rerank=rerank, budget_ms=args.budget_ms
+    )
+    if args.json:
+        body = {
+            "query": args.query,
+            "mode": mode,
+            "hits": [
+                {
+                    "doc_id": h.doc_id,
+                    "chunk_id": h.chunk_id,
+                    "start": h.start,
+                    "end": h.end,
+                    "score": h.score,
+                    "scores": h.scores,
+                    "text": h.text,
+                    "metadata": {
+                        k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+                        for k, v in h.metadata.items()
+                    },
+                }
+                for h in hits
+            ],
+            "timings_ms": hits.timings,
+        }
+        print(json.dumps(body, ensure_ascii=False, indent=1))
+        return 0
+    if not hits:
+        print("no hits")
+    width = max((len(h.doc_id) for h in hits), default=6)
+    for rank, h in enumerate(hits, 1):
+        snippet = " ".join(h.text.split())
+        snippet = snippet[:100] + ("..." if len(snippet) > 100 else "")
+        stages = " ".join(f"{k}={v:.3g}" for k, v in h.scores.items())
+        print(f"{rank:>3}. {h.doc_id:<{width}} [{h.start}:{h.end}] {h.score:.4f}  {stages}")
+        print(f"     {snippet}")
+    times = ", ".join(f"{k.removesuffix('_ms')} {v:.1f}" for k, v in hits.timings.items())
+    print(f"ms: {times}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .beir import load_qrels, load_queries
+    from .retriever import evaluate
+
+    retriever = _load(args.index_dir)
+    queries = load_queries(args.queries)
+    qrels = load_qrels(args.qrels)
+    judged = [q for q in qrels if q in queries]
+    if not judged:
+        raise CliError(f"none of the {len(qrels)} judged queries of {args.qrels} is in {args.queries}")
+    modes = args.mode or (["lexical", "dense", "hybrid"] if retriever.dense is not None else ["lexical"])
+    rows = [(m, False) for m in modes]
+    if retriever.reranker is not None and not args.no_rerank:
+        rows += [(m, True) for m in modes if m == "hybrid"]
+    print(f"{len(judged)} judged queries ({args.qrels})")
+    print(f"{'mode':<18}{'nDCG@10':>9}{'recall@100':>12}{'MRR@10':>9}{'time':>9}")
+    for mode, rerank in rows:
+        start = time.perf_counter()
+        m = evaluate(retriever, queries, qrels, mode=mode, rerank=rerank)
+        label = mode + (" + rerank" if rerank else "")
+        seconds = time.perf_counter() - start
+        print(f"{label:<18}{m['ndcg@10']:>9.4f}{m['recall@100']:>12.4f}{m['mrr@10']:>9.4f}{seconds:>8.1f}s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rapidrag", description="rapidrag: fast retrieval for RAG")
     sub = parser.add_subparsers(dest="command", required=True)
+    i = sub.add_parser("index", help="index a folder of documents or a BEIR corpus")
+    i.add_argument("src", help="a folder of .txt, .md, .html and .jsonl files, or a corpus.jsonl[.gz]")
+    i.add_argument("--out", required=True, help="the index folder to write")
+    i.add_argument("--embedder", help=f"embedding model folder (default: $RAPIDRAG_MODELS/{DEFAULT_EMBEDDER})")
+    i.add_argument("--reranker", help=f"reranker model folder (default: $RAPIDRAG_MODELS/{DEFAULT_RERANKER})")
+    i.add_argument("--int8", action="store_true", help="load the models' model_int8.onnx files")
+    i.add_argument("--lexical", action="store_true", help="BM25 only, no models")
+    i.add_argument("--index", default="flat", choices=("flat", "hnsw", "ivfpq"), help="FAISS index (default flat)")
+    i.add_argument("--force", action="store_true", help="replace an index already at --out")
+    i.set_defaults(func=cmd_index)
+    q = sub.add_parser("query", help="search an index")
+    q.add_argument("index_dir", metavar="DIR", help="an index folder made by rapidrag index")
+    q.add_argument("query")
+    q.add_argument("-k", type=int, default=10, help="hits to show (default 10)")
+    q.add_argument("--filter", help='a metadata filter as JSON, e.g. \'{"year": {"$gte": 2020}}\'')
+    q.add_argument("--mode", choices=("hybrid", "dense", "lexical"), help="default: hybrid when the index has vectors")
+    q.add_argument("--no-rerank", action="store_true", help="skip the reranker")
+    q.add_argument("--budget-ms", type=float, help="time budget of the whole search, in ms")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.set_defaults(func=cmd_query)
+    e = sub.add_parser("eval", help="nDCG@10, recall@100 and MRR@10 on BEIR queries and qrels")
+    e.add_argument("index_dir", metavar="DIR")
+    e.add_argument("--queries", required=True, help="queries.jsonl[.gz] or a BEIR data set folder")
+    e.add_argument("--qrels", required=True, help="a qrels .tsv file")
+    e.add_argument("--mode", action="append", choices=("hybrid", "dense", "lexical"), help="repeatable")
+    e.add_argument("--no-rerank", action="store_true", help="do not add a hybrid + rerank row")
+    e.set_defaults(func=cmd_eval)
     p = sub.add_parser("chunk", help="tokenize and chunk a corpus and report throughput")
     p.add_argument("src", help="a BEIR corpus.jsonl[.gz] or a folder of .txt/.md files")
     p.add_argument(
@@ -155,15 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="threads, 0 = one per core (default)")
     p.add_argument("--out", help="write the chunks to this .jsonl file")
     p.set_defaults(func=cmd_chunk)
-    q = sub.add_parser("quantize", help="make an int8 model with fused attention from an fp32 ONNX model")
-    q.add_argument(
+    qz = sub.add_parser("quantize", help="make an int8 model with fused attention from an fp32 ONNX model")
+    qz.add_argument(
         "src", help="a model folder holding model.onnx, a model name under $RAPIDRAG_MODELS, or a .onnx file"
     )
-    q.add_argument("--out", help="the int8 .onnx file to write (default: model_fused_int8.onnx beside the source)")
-    q.add_argument("--no-fuse", action="store_true", help="quantize without fusing the attention blocks")
-    q.add_argument("--fp32", action="store_true", help="only fuse the attention blocks; keep fp32 weights")
-    q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
-    q.set_defaults(func=cmd_quantize)
+    qz.add_argument("--out", help="the int8 .onnx file to write (default: model_fused_int8.onnx beside the source)")
+    qz.add_argument("--no-fuse", action="store_true", help="quantize without fusing the attention blocks")
+    qz.add_argument("--fp32", action="store_true", help="only fuse the attention blocks; keep fp32 weights")
+    qz.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
+    qz.set_defaults(func=cmd_quantize)
     return parser
 
 
@@ -174,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, RapidragError, OSError, ValueError, TypeError) as e:
         print(f"rapidrag: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("rapidrag: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,191 @@
+"""Reading documents from disk for indexing: a folder of .txt, .md, .html and .jsonl files, or a BEIR corpus.
+
+Each document gets metadata from its source: jsonl fields (all but id/_id, title and text), Markdown front matter
+(``key: value`` lines between ``---`` lines), the HTML ``<title>``, and always ``source`` (the path relative to
+the folder, with ``:line`` for jsonl) and ``modified`` (the file's modification date, ISO 8601). Files that cannot
+be read as UTF-8 text are skipped with a warning, and malformed jsonl lines are reported with their line number;
+the rest is ingested. ``Ingest.problems`` lists what was skipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from .retriever import Document
+
+__all__ = ["Ingest", "SUFFIXES"]
+
+SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl", ".jsonl.gz")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".jsonl.gz" if name.endswith(".jsonl.gz") else path.suffix.lower()
+
+
+@dataclass
+class Ingest:
+    """Documents from ``src`` (a folder or one file), read lazily by iterating; ``problems`` fills as it goes."""
+
+    src: Path
+    problems: list[str] = field(default_factory=list)
+    files: int = 0
+
+    def __post_init__(self) -> None:
+        self.src = Path(self.src)
+        if not self.src.exists():
+            raise FileNotFoundError(f"no such file or folder: {self.src}")
+
+    def __iter__(self) -> Iterator[Document]:
+        if self.src.is_file():
+            if _suffix(self.src) not in SUFFIXES:
+                raise ValueError(f"{self.src}: expected one of {', '.join(SUFFIXES)} or a folder of them")
+            yield from self._file(self.src, self.src.name)
+            return
+        files = sorted(p for p in self.src.rglob("*") if p.is_file() and _suffix(p) in SUFFIXES)
+        if not files:
+            raise ValueError(f"{self.src}: no {', '.join(SUFFIXES)} files in this folder")
+        for path in files:
+            yield from self._file(path, str(path.relative_to(self.src)))
+
+    def _skip(self, message: str) -> None:
+        self.problems.append(message)
+
+    def _file(self, path: Path, name: str) -> Iterator[Document]:
+        self.files += 1
+        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
+        kind = _suffix(path)
+        if kind in (".jsonl", ".jsonl.gz"):
+            yield from self._jsonl(path, name, modified)
+            return
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            self._skip(f"{name}: cannot read ({e.strerror})")
+            return
+        if b"\x00" in raw[:8192]:
+            self._skip(f"{name}: binary file")
+            return
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            self._skip(f"{name}: not UTF-8 text (byte {e.start})")
+            return
+        meta: dict[str, Any] = {}
+        title = ""
+        if kind in (".md", ".markdown"):
+            match = _FRONT_MATTER.match(text)
+            if match:
+                meta.update(_front_matter(match.group(1)))
+                text = text[match.end() :]
+                title = str(meta.pop("title", "") or "")
+        elif kind in (".html", ".htm"):
+            title, text = _html_text(text)
+        meta.update(source=name, modified=modified)
+        yield Document(name, f"{title}\n\n{text}" if title else text, meta, title)
+
+    def _jsonl(self, path: Path, name: str, modified: str) -> Iterator[Document]:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        try:
+            f = opener(path, "rt", encoding="utf-8")
+            lines = iter(f)
+            lineno = 0
+            while True:
+                try:
+                    line = next(lines)
+                except StopIteration:
+                    break
+                except (UnicodeDecodeError, OSError, EOFError) as e:
+                    self._skip(f"{name}: unreadable after line {lineno} ({e}); the rest of the file skipped")
+                    break
+                lineno += 1
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    self._skip(f"{name}:{lineno}: not valid JSON ({e.msg})")
+                    continue
+                if not isinstance(obj, dict):
+                    self._skip(f"{name}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                    continue
+                try:
+                    doc = Document.from_dict(obj, lineno)
+                except ValueError as e:
+                    self._skip(f"{name}:{lineno}: {str(e).split(': ', 1)[-1]}")
+                    continue
+                meta = dict(doc.metadata)
+                meta.setdefault("source", f"{name}:{lineno}")
+                meta.setdefault("modified", modified)
+                yield Document(doc.id, doc.text, meta, doc.title)
+            f.close()
+        except OSError as e:
+            self._skip(f"{name}: cannot read ({e.strerror})")
+
+
+def _front_matter(block: str) -> dict[str, Any]:
+    """``key: value`` lines; values that read as JSON (numbers, true/false, lists in brackets) are parsed."""
+    out: dict[str, Any] = {}
+    for line in block.splitlines():
+        if ":" not in line or line.lstrip().startswith("#"):
+            continue
+        key, value = (part.strip() for part in line.split(":", 1))
+        if not key:
+            continue
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            out[key] = value[1:-1]
+            continue
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+class _TextOfHtml(HTMLParser):
+    SKIP = {"script", "style", "noscript", "template"}
+    BLOCK = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "pre"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: list[str] = []
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self.stack.append(tag)
+        if tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.stack:
+            while self.stack and self.stack.pop() != tag:
+                pass
+        if tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if any(t in self.SKIP for t in self.stack):
+            return
+        if "title" in self.stack:
+            self.title.append(data)
+        else:
+            self.parts.append(data)
+
+
+def _html_text(html: str) -> tuple[str, str]:
+    parser = _TextOfHtml()
+    parser.feed(html)
+    parser.close()
+    text = re.sub(r"[ \t\r\f\v]+", " ", "".join(parser.parts))
+    text = re.sub(r" ?\n[ \n]*\n", "\n\n", text).strip()
+    return " ".join("".join(parser.title).split()), text

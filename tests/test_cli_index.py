@@ -1,0 +1,116 @@
+"""rapidrag index / query / eval on a small folder of mixed files, and their errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from rapidrag.cli import main
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    src = tmp_path / "docs"
+    (src / "sub").mkdir(parents=True)
+    (src / "scurvy.txt").write_text("Scurvy is caused by a lack of vitamin C in the diet.\n\nSailors ate limes.")
+    (src / "sub" / "bones.md").write_text(
+        '---\ntitle: Bone health\ncategory: nutrition\nyear: 2021\ntags: ["bone", "vitamin"]\n---\n'
+        "Vitamin D deficiency causes bone loss in older adults."
+    )
+    (src / "heart.html").write_text(
+        "<html><head><title>Statins</title><style>p {color: red}</style></head>"
+        "<body><h1>Heart</h1><p>Statins lower cholesterol &amp; the risk of heart attack.</p>"
+        "<script>var x = 'vitamin';</script></body></html>"
+    )
+    lines = [
+        json.dumps({"id": "j1", "text": "Iron deficiency causes anemia.", "category": "blood", "year": 2019}),
+        "{not json",
+        json.dumps({"_id": "j2", "title": "Paris", "text": "The Eiffel tower stands in Paris."}),
+        json.dumps(["a", "list"]),
+        json.dumps({"id": "j3"}),
+    ]
+    (src / "more.jsonl").write_text("\n".join(lines) + "\n")
+    (src / "image.txt").write_bytes(b"\x89PNG\x00\x00binary")
+    (src / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (src / "ignored.pdf").write_bytes(b"%PDF")
+    return src
+
+
+def test_index_query_eval(
+    folder: Path, tmp_path: Path, minilm_dir: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ix"
+    args = ["index", str(folder), "--out", str(out), "--embedder", str(minilm_dir), "--reranker", str(reranker_dir)]
+    assert main([*args, "--int8"]) == 0
+    printed = capsys.readouterr()
+    assert "documents   5 from 6 files (5 skipped" in printed.out
+    for problem in ("more.jsonl:2: not valid JSON", "more.jsonl:4: expected a JSON object", "more.jsonl:5:"):
+        assert problem in printed.err
+    assert "image.txt: binary file" in printed.err and "latin1.txt: not UTF-8" in printed.err
+    assert main([*args, "--int8"]) == 2 and "--force" in capsys.readouterr().err  # never overwrites silently
+
+    assert main(["query", str(out), "scurvy and vitamin C in the diet of sailors", "-k", "2"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[1] == "scurvy.txt" and "ms: embed" in table and "rerank" in table
+
+    assert main(["query", str(out), "bone vitamin", "--json", "--filter", '{"category": "nutrition"}']) == 0
+    body = json.loads(capsys.readouterr().out)
+    (hit,) = body["hits"]
+    assert hit["doc_id"] == "sub/bones.md" and hit["metadata"]["year"] == 2021
+    assert hit["text"].startswith("Bone health") and hit["metadata"]["source"] == "sub/bones.md"
+    assert {"bm25", "dense", "fused", "rerank"} <= set(hit["scores"]) and "total_ms" in body["timings_ms"]
+
+    assert main(["query", str(out), "statins cholesterol", "--json", "--mode", "lexical", "--no-rerank"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert hits[0]["doc_id"] == "heart.html" and "var x" not in hits[0]["text"] and "color" not in hits[0]["text"]
+    assert set(hits[0]["scores"]) == {"bm25"}
+
+    queries = tmp_path / "queries.jsonl.gz"
+    with gzip.open(queries, "wt") as f:
+        f.write(json.dumps({"_id": "q1", "text": "scurvy from a lack of vitamin C"}) + "\n")
+        f.write(json.dumps({"_id": "q2", "text": "anemia from iron deficiency"}) + "\n")
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\nq1\tscurvy.txt\t1\nq2\tj1\t1\n")
+    assert main(["eval", str(out), "--queries", str(queries), "--qrels", str(qrels)]) == 0
+    report = capsys.readouterr().out
+    assert "2 judged queries" in report
+    for row in ("lexical", "dense", "hybrid", "hybrid + rerank"):
+        line = next(x for x in report.splitlines() if x.startswith(row + "  "))
+        assert float(line.split()[-4]) >= 0.6, line  # nDCG@10: each found in the top two at least
+
+
+def test_lexical_index_without_models(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("RAPIDRAG_MODELS", raising=False)
+    assert main(["index", str(folder), "--out", str(tmp_path / "ix")]) == 0
+    printed = capsys.readouterr()
+    assert "note: no embedder" in printed.err and "lexical only" in printed.out
+    assert main(["query", str(tmp_path / "ix"), "eiffel tower", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["doc_id"] == "j2"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["index", "{tmp}/nothing", "--out", "{tmp}/ix2", "--lexical"], "no such file or folder"),
+        (["index", "{tmp}/empty", "--out", "{tmp}/ix2", "--lexical"], "no .txt"),
+        (["query", "{tmp}/nothing", "x"], "no index at"),
+        (["query", "{tmp}/ix", "x", "--filter", "{bad"], "--filter is not valid JSON"),
+        (["query", "{tmp}/ix", "x", "--filter", '{"year": {"$bogus": 1}}'], "$bogus"),
+        (["query", "{tmp}/ix", "x", "--mode", "dense"], "needs an embedder"),
+        (["eval", "{tmp}/ix", "--queries", "{tmp}/nothing.jsonl", "--qrels", "{tmp}/q.tsv"], "does not exist"),
+    ],
+)
+def test_errors_are_one_line(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["index", str(folder), "--out", str(tmp_path / "ix"), "--lexical"]) == 0
+    capsys.readouterr()
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
