@@ -110,6 +110,18 @@ def _kernels() -> Any:
 _ACCUMULATE: Any = None
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the scoring kernel now rather than on the first search."""
+    global _ACCUMULATE
+    if _ACCUMULATE is None:
+        _ACCUMULATE = _kernels()
+    one = np.zeros(1, dtype=np.int64)
+    _ACCUMULATE(
+        np.zeros(1, dtype=np.float32), one, np.ones(1, dtype=np.float32), np.zeros(2, dtype=np.int64),
+        np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), np.ones(1, dtype=np.float32), np.float32(0.9),
+    )  # fmt: skip
+
+
 class BM25:
     """An incremental BM25 index over string document ids.
 

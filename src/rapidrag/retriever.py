@@ -575,6 +575,7 @@ class Retriever:
                 raise ValueError("the BM25 index does not match the chunk table")
             if out.dense is not None and len(out.dense) != len(out.bm25):
                 raise ValueError("the dense index does not match the chunk table")
+            _warm_up()
         except IndexFormatError:
             raise
         except (KeyError, TypeError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -586,6 +587,16 @@ class Retriever:
     def __repr__(self) -> str:
         kind = self.dense.kind if self.dense is not None else "lexical only"
         return f"Retriever({len(self)} documents, {len(self._rows)} chunks, {kind})"
+
+
+def _warm_up() -> None:
+    """Load the numba kernels of search and fusion now (about a second), so that the first search is as fast as
+    the next ones."""
+    from .lexical import warm_up
+
+    warm_up()
+    reciprocal_rank_fusion([np.arange(2), np.arange(2)])
+    weighted_fusion([(np.arange(2), np.ones(2, dtype=np.float32)), (np.arange(2), np.ones(2, dtype=np.float32))])
 
 
 def _slice(info: _Row, doc: Document) -> str:
