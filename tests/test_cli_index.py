@@ -114,3 +114,39 @@ def test_errors_are_one_line(
     assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_tune_saves_settings_and_eval_warns(
+    folder: Path, tmp_path: Path, minilm_dir: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rapidrag.retriever import Retriever
+
+    out = tmp_path / "ix"
+    args = ["index", str(folder), "--out", str(out), "--embedder", str(minilm_dir), "--reranker", str(reranker_dir)]
+    assert main([*args, "--int8"]) == 0
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(
+        "\n".join(
+            json.dumps({"_id": q, "text": t})
+            for q, t in [("q1", "vitamin C and scurvy"), ("q2", "iron and anemia"), ("q3", "tower in Paris")]
+        )
+    )
+    qrels = tmp_path / "train.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\nq1\tscurvy.txt\t1\nq2\tj1\t1\nq3\tj2\t1\n")
+    capsys.readouterr()
+    assert main(["tune", str(out), "--queries", str(queries), "--qrels", str(qrels)]) == 0
+    printed = capsys.readouterr().out
+    assert "tuned on 3 judged queries" in printed
+    for name in ("bm25", "fusion", "rerank"):
+        assert any(line.startswith(name) for line in printed.splitlines()), name
+    loaded = Retriever.load(out)
+    assert loaded.tuned_on is not None and loaded.tuned_on["queries"] == 3
+    settings = loaded.tuned_on["settings"]
+    assert loaded.rerank_weight == settings["rerank_weight"] and loaded.fusion == settings["fusion"]
+    assert loaded.bm25.k1 == settings["k1"] and loaded.rerank_depth == settings["rerank_depth"]
+    assert main(["eval", str(out), "--queries", str(queries), "--qrels", str(qrels), "--mode", "lexical"]) == 0
+    assert "tuned on these judgements" in capsys.readouterr().err
+    other = tmp_path / "test.tsv"
+    other.write_text("query-id\tcorpus-id\tscore\nq1\tscurvy.txt\t1\n")
+    assert main(["eval", str(out), "--queries", str(queries), "--qrels", str(other), "--mode", "lexical"]) == 0
+    assert "tuned on" not in capsys.readouterr().err

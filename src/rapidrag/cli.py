@@ -3,6 +3,7 @@
 ``rapidrag index``: index a folder of documents or a BEIR corpus into a saved index.
 ``rapidrag query``: search a saved index; a table of hits with citation spans and stage times, or JSON.
 ``rapidrag eval``: nDCG@10, recall@100 and MRR@10 of a saved index on BEIR queries and judgements.
+``rapidrag tune``: choose an index's weights on judged queries and save them with it.
 ``rapidrag chunk``: tokenize and chunk a corpus, with a throughput report.
 ``rapidrag quantize``: make an int8 model (attention fused) from an fp32 ONNX model.
 """
@@ -297,6 +298,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     judged = [q for q in qrels if q in queries]
     if not judged:
         raise CliError(f"none of the {len(qrels)} judged queries of {args.qrels} is in {args.queries}")
+    tuned = retriever.tuned_on or {}
+    if tuned.get("sha256") and tuned["sha256"] == _sha256(Path(args.qrels)):
+        print(
+            f"warning: this index was tuned on these judgements ({tuned.get('qrels')}): the figures below "
+            "overstate what new queries will see; report on held-out queries",
+            file=sys.stderr,
+        )
     modes = args.mode or (["lexical", "dense", "hybrid"] if retriever.dense is not None else ["lexical"])
     rows = [(m, False) for m in modes]
     if retriever.reranker is not None and not args.no_rerank:
@@ -309,6 +317,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
         label = mode + (" + rerank" if rerank else "")
         seconds = time.perf_counter() - start
         print(f"{label:<18}{m['ndcg@10']:>9.4f}{m['recall@100']:>12.4f}{m['mrr@10']:>9.4f}{seconds:>8.1f}s")
+    return 0
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .beir import load_qrels, load_queries
+    from .tuning import tune
+
+    retriever = _load(args.index_dir)
+    queries = load_queries(args.queries)
+    qrels_path = Path(args.qrels)
+    qrels = load_qrels(qrels_path)
+    result = tune(
+        retriever,
+        queries,
+        qrels,
+        max_queries=args.max_queries,
+        log=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
+    )
+    retriever.tuned_on = {
+        "qrels": str(qrels_path.resolve()),
+        "sha256": _sha256(qrels_path),
+        "queries": result.queries,
+        "settings": result.settings,
+        "gains": {s.name: round(s.gain, 4) for s in result.steps},
+    }
+    retriever.save(args.index_dir)
+    print(f"tuned on {result.queries} judged queries of {qrels_path} in {result.seconds:.0f} s")
+    print(f"{'step':<8}{'nDCG@10 before':>16}{'after':>9}{'gain':>9}  chosen")
+    for s in result.steps:
+        chosen = ", ".join(f"{k}={v}" for k, v in s.chosen.items())
+        print(f"{s.name:<8}{s.before:>16.4f}{s.after:>9.4f}{s.gain:>+9.4f}  {chosen}")
+    print(f"saved the settings with the index in {args.index_dir}; report quality on other queries than these")
     return 0
 
 
@@ -342,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--mode", action="append", choices=("hybrid", "dense", "lexical"), help="repeatable")
     e.add_argument("--no-rerank", action="store_true", help="do not add a hybrid + rerank row")
     e.set_defaults(func=cmd_eval)
+    t = sub.add_parser("tune", help="choose the BM25, fusion and rerank weights on judged queries")
+    t.add_argument("index_dir", metavar="DIR")
+    t.add_argument("--queries", required=True, help="queries.jsonl[.gz] or a BEIR data set folder")
+    t.add_argument("--qrels", required=True, help="a qrels .tsv file of tuning queries (e.g. SciFact train)")
+    t.add_argument("--max-queries", type=int, help="tune on the first N judged queries only")
+    t.add_argument("-v", "--verbose", action="store_true", help="print every setting tried")
+    t.set_defaults(func=cmd_tune)
     p = sub.add_parser("chunk", help="tokenize and chunk a corpus and report throughput")
     p.add_argument("src", help="a BEIR corpus.jsonl[.gz] or a folder of .txt/.md files")
     p.add_argument(

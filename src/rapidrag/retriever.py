@@ -172,6 +172,8 @@ class Retriever:
         self._rows: list[_Row] = []
         self._docs: dict[str, tuple[Document, list[int]]] = {}  # id -> (document, its rows)
         self._lock = threading.RLock()
+        # Which judgements chose the weights (set by ``rapidrag tune``; kept by save): {"qrels", "sha256", ...}.
+        self.tuned_on: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -499,6 +501,7 @@ class Retriever:
             "dense": dense_state[0] if dense_state is not None else None,
             "documents": len(docs),
             "rows": n_rows,
+            "tuned_on": self.tuned_on,
         }
         return write_snapshot(path, files, config, version=FORMAT_VERSION, after_file=after_file)
 
@@ -540,6 +543,7 @@ class Retriever:
             settings["weights"] = tuple(settings["weights"])
             out = cls(None, reranker, None, **settings)
             out.embedder, out.chunker = embedder, chunker
+            out.tuned_on = cfg.get("tuned_on")
             out.bm25 = BM25.from_state(snap.json("bm25.json"), snap.arrays("bm25.npz"))
             if out.title_weight > 0:
                 out.bm25_title = BM25.from_state(snap.json("bm25_title.json"), snap.arrays("bm25_title.npz"))
