@@ -9,7 +9,7 @@ search harder than on real embeddings. ``data.source`` says which one a run used
 ====================================  ==============  ==================================================
 setting (environment variable)        default         with RAPIDRAG_BENCH_FULL=1
 ====================================  ==============  ==================================================
-RAPIDRAG_BENCH_DENSE_DOCS             3,000           0 = all 125,984 (random: 125,984)
+RAPIDRAG_BENCH_DENSE_DOCS             2,000           0 = all 125,984 (random: 125,984)
 RAPIDRAG_BENCH_DENSE_QUERIES          8               300 (single queries, one search call each)
 ====================================  ==============  ==================================================
 
@@ -31,7 +31,7 @@ from _common import FULL, env_int
 from rapidrag.dense import DenseIndex
 from rapidrag.filters import MetadataIndex
 
-DENSE_DOCS = env_int("RAPIDRAG_BENCH_DENSE_DOCS", 0 if FULL else 3_000)
+DENSE_DOCS = env_int("RAPIDRAG_BENCH_DENSE_DOCS", 0 if FULL else 2_000)
 DENSE_QUERIES = env_int("RAPIDRAG_BENCH_DENSE_QUERIES", 300 if FULL else 8)
 CACHE = os.environ.get("RAPIDRAG_BENCH_DENSE_CACHE", "/tmp/rapidrag-bench-cache").strip()
 CORPUS_FILE = "gcide-minilm-int8.npy"

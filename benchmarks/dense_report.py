@@ -1,6 +1,6 @@
 """Dense search figures for BENCHMARKS.md: wrapper overhead against raw FAISS, and filtered recall and latency.
 
-    python benchmarks/dense_report.py [--docs 0] [--queries 300] [--reps 5] [--out dense_report.json]
+    python benchmarks/dense_report.py [--docs 0] [--queries 300] [--reps 5] [--search-threads 1] [--out FILE]
 
 The compared variants run interleaved, query by query in a rotating order, in one process, so that a shared
 machine's drift hits them alike; the ratios are what to read. Data as in _dense.py (the cached gcide vectors from
@@ -146,10 +146,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--reps", type=int, default=5, help="timed calls per query and variant")
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument(
+        "--search-threads",
+        type=int,
+        default=1,
+        help="FAISS OpenMP threads while searching (0 = FAISS's default); indexes are built with the default",
+    )
     parser.add_argument("--out", default="dense_report.json")
     args = parser.parse_args()
     import faiss
 
+    build_threads = faiss.omp_get_max_threads()
     data = load_data(args.docs, args.queries)
     report: dict[str, Any] = {
         "source": data.source,
@@ -158,7 +165,9 @@ def main() -> None:
         "reps": args.reps,
         "cpu_count": os.cpu_count(),
         "faiss": faiss.__version__,
-        "faiss_omp_threads": faiss.omp_get_max_threads(),
+        "faiss_build_threads": build_threads,
+        "faiss_search_threads": args.search_threads or build_threads,
+        "openblas_threads_env": os.environ.get("OPENBLAS_NUM_THREADS"),
         "numpy": np.__version__,
         "python": platform.python_version(),
         "mask_ms": {},
@@ -177,7 +186,9 @@ def main() -> None:
     print("mask", report["mask_ms"], flush=True)
     for kind in args.kinds.split(","):
         start = time.perf_counter()
+        faiss.omp_set_num_threads(build_threads)
         index = build(kind, data.vectors)
+        faiss.omp_set_num_threads(args.search_threads or build_threads)
         entry: dict[str, Any] = {"build_s": round(time.perf_counter() - start, 1)}
         if kind == "ivfpq":
             entry.update(nlist=index.nlist, pq_m=index.pq_m, nprobe=index.nprobe, refine=index.refine)
