@@ -150,3 +150,34 @@ def test_tune_saves_settings_and_eval_warns(
     other.write_text("query-id\tcorpus-id\tscore\nq1\tscurvy.txt\t1\n")
     assert main(["eval", str(out), "--queries", str(queries), "--qrels", str(other), "--mode", "lexical"]) == 0
     assert "tuned on" not in capsys.readouterr().err
+
+
+def test_bench_report_and_plot(
+    folder: Path, tmp_path: Path, minilm_dir: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ix"
+    args = ["index", str(folder), "--out", str(out), "--embedder", str(minilm_dir), "--reranker", str(reranker_dir)]
+    assert main([*args, "--int8"]) == 0
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps({"_id": f"q{i}", "text": f"vitamin {i} and iron"}) for i in range(8)))
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\tj1\t1\n" for i in range(8)))
+    report, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    argv = ["bench", str(out), "--queries", str(queries), "--qrels", str(qrels), "--out", str(report)]
+    assert main([*argv, "--plot", str(png), "--budget-ms", "50"]) == 0
+    table = capsys.readouterr().out
+    assert "hybrid + rerank, 50 ms budget" in table and "nDCG@10" in table
+    body = json.loads(report.read_text())
+    assert body["queries"] == 8 and set(body["configs"]) == {
+        "lexical",
+        "dense",
+        "hybrid",
+        "hybrid + rerank",
+        "hybrid + rerank, 50 ms budget",
+    }
+    hybrid = body["configs"]["hybrid + rerank"]
+    assert len(hybrid["total_ms_all"]) == 8 and hybrid["judged"] == 8 and 0 <= hybrid["ndcg@10"] <= 1
+    stats = hybrid["stages_ms"]["total"]
+    assert 0 < stats["p50"] <= stats["p95"] <= stats["p99"] <= stats["max"]
+    assert {"embed", "lexical", "dense", "fusion", "rerank"} <= set(hybrid["stages_ms"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,6 +4,7 @@
 ``rapidrag query``: search a saved index; a table of hits with citation spans and stage times, or JSON.
 ``rapidrag eval``: nDCG@10, recall@100 and MRR@10 of a saved index on BEIR queries and judgements.
 ``rapidrag tune``: choose an index's weights on judged queries and save them with it.
+``rapidrag bench``: latency percentiles of each stage and end to end, a JSON report and a PNG plot.
 ``rapidrag chunk``: tokenize and chunk a corpus, with a throughput report.
 ``rapidrag quantize``: make an int8 model (attention fused) from an fp32 ONNX model.
 """
@@ -358,6 +359,46 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+    from .beir import load_qrels, load_queries
+
+    retriever = _load(args.index_dir)
+    queries = load_queries(args.queries)
+    qrels = load_qrels(args.qrels) if args.qrels else None
+    if qrels is not None:
+        queries = {q: queries[q] for q in qrels if q in queries}
+        if not queries:
+            raise CliError(f"none of the judged queries of {args.qrels} is in {args.queries}")
+    if args.max_queries:
+        queries = dict(list(queries.items())[: args.max_queries])
+    configs = bench.default_configs(retriever, budgets=args.budget_ms or (100.0, 500.0))
+    report = bench.run(retriever, queries, configs, qrels=qrels, k=args.k, candidates=args.candidates)
+    stage_names = ["embed", "lexical", "dense", "fusion", "rerank"]
+    print(f"{report['queries']} queries, k={args.k}, {args.candidates} candidates; times in ms (p99 per stage)")
+    header = f"{'configuration':<34}{'p50':>8}{'p95':>8}{'p99':>8}" + "".join(f"{s:>9}" for s in stage_names)
+    print(header + ("  nDCG@10" if qrels is not None else ""))
+    for name, entry in report["configs"].items():
+        total = entry["stages_ms"]["total"]
+        cells = "".join(
+            f"{entry['stages_ms'][s]['p99']:>9.1f}" if s in entry["stages_ms"] else f"{'-':>9}" for s in stage_names
+        )
+        line = f"{name:<34}{total['p50']:>8.1f}{total['p95']:>8.1f}{total['p99']:>8.1f}{cells}"
+        if "ndcg@10" in entry:
+            line += f"  {entry['ndcg@10']:.4f}"
+        print(line)
+    out = Path(args.out)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    if args.plot:
+        try:
+            bench.plot(report, args.plot)
+            print(f"wrote {args.plot}")
+        except ImportError as e:
+            print(f"note: no plot: {e}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rapidrag", description="rapidrag: fast retrieval for RAG")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -395,6 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-queries", type=int, help="tune on the first N judged queries only")
     t.add_argument("-v", "--verbose", action="store_true", help="print every setting tried")
     t.set_defaults(func=cmd_tune)
+    b = sub.add_parser("bench", help="latency of each stage and end to end (p50/p95/p99), with nDCG@10")
+    b.add_argument("index_dir", metavar="DIR")
+    b.add_argument("--queries", required=True, help="queries.jsonl[.gz] or a BEIR data set folder")
+    b.add_argument("--qrels", help="a qrels .tsv file: only its queries run, and nDCG@10 is reported")
+    b.add_argument("--max-queries", type=int, help="run the first N queries only")
+    b.add_argument("--budget-ms", type=float, action="append", help="a budget to measure (repeatable; 100 and 500)")
+    b.add_argument("-k", type=int, default=10)
+    b.add_argument("--candidates", type=int, default=100)
+    b.add_argument("--out", default="rapidrag-bench.json", help="the JSON report (default rapidrag-bench.json)")
+    b.add_argument("--plot", help="a PNG of the latency distributions (needs matplotlib)")
+    b.set_defaults(func=cmd_bench)
     p = sub.add_parser("chunk", help="tokenize and chunk a corpus and report throughput")
     p.add_argument("src", help="a BEIR corpus.jsonl[.gz] or a folder of .txt/.md files")
     p.add_argument(

@@ -803,17 +803,25 @@ def evaluate(
 ) -> dict[str, float]:
     """nDCG@10, recall@100 and MRR@10 over the queries that have judgements (BEIR protocol: graded gains,
     log2 discount, relevance > 0 counts as relevant)."""
-    ndcg, recall, mrr = [], [], []
+    rows = []
     depth = max(100, k)
     for qid, rel in qrels.items():
         if qid not in queries:
             continue
         hits = retriever.search(queries[qid], k=depth, candidates=depth, **search_kwargs)
-        ranked = [h.doc_id for h in hits]
-        dcg = sum(rel.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
-        ideal = sum(g / math.log2(i + 2) for i, g in enumerate(sorted(rel.values(), reverse=True)[:10]))
-        ndcg.append(dcg / ideal if ideal > 0 else 0.0)
-        relevant = {d for d, g in rel.items() if g > 0}
-        recall.append(len(relevant & set(ranked[:100])) / len(relevant) if relevant else 0.0)
-        mrr.append(next((1.0 / (i + 1) for i, d in enumerate(ranked[:10]) if d in relevant), 0.0))
-    return {"ndcg@10": float(np.mean(ndcg)), "recall@100": float(np.mean(recall)), "mrr@10": float(np.mean(mrr))}
+        rows.append(query_metrics([h.doc_id for h in hits], rel))
+    if not rows:
+        raise ValueError("none of the judged queries is among the queries given")
+    return {name: float(np.mean([r[name] for r in rows])) for name in ("ndcg@10", "recall@100", "mrr@10")}
+
+
+def query_metrics(ranked: Sequence[str], rel: Mapping[str, int]) -> dict[str, float]:
+    """nDCG@10, recall@100 and MRR@10 of one ranked list of document ids against its judgements."""
+    dcg = sum(rel.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
+    ideal = sum(g / math.log2(i + 2) for i, g in enumerate(sorted(rel.values(), reverse=True)[:10]))
+    relevant = {d for d, g in rel.items() if g > 0}
+    return {
+        "ndcg@10": dcg / ideal if ideal > 0 else 0.0,
+        "recall@100": len(relevant & set(ranked[:100])) / len(relevant) if relevant else 0.0,
+        "mrr@10": next((1.0 / (i + 1) for i, d in enumerate(ranked[:10]) if d in relevant), 0.0),
+    }
