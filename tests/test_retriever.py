@@ -233,3 +233,24 @@ def test_searches_while_documents_change(embedder: rapidrag.Embedder, tmp_path: 
         assert r.search(f"replaced{b}", k=1, mode="lexical")[0].doc_id == f"b{b}-1"
     loaded = Retriever.load(tmp_path / "ix", embedder=embedder)
     assert len(loaded) == 60 - 12 + 12 * 9  # the last save came after the last change
+
+
+def test_concurrent_searches_equal_serial_ones(embedder: rapidrag.Embedder, reranker_dir: Path) -> None:
+    """Searches from several threads at once (model runs share the cores through rapidrag._onnx.CORES) give the
+    results of the same searches run one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rapidrag._onnx import CORES
+
+    r = Retriever(embedder=embedder, reranker=rapidrag.Reranker(reranker_dir, quantized=True))
+    r.add(DOCS)
+    queries = ["vitamin d bone", "iron anemia", "eiffel tower", "statins heart", "deficiency", "cholesterol risk"]
+
+    def run(q: str) -> list[tuple[str, float]]:
+        return [(h.doc_id, h.score) for h in r.search(q, k=3)]
+
+    serial = [run(q) for q in queries]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(run, queries * 4))
+    assert parallel == serial * 4
+    assert CORES.free == CORES.cores  # every model run gave its cores back

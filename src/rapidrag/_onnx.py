@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,7 +14,16 @@ from .errors import ModelError
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
 
-__all__ = ["GraphLevel", "find_model_file", "load_model", "open_session", "require_inputs", "resolve_model"]
+__all__ = [
+    "CORES",
+    "CoreBudget",
+    "GraphLevel",
+    "find_model_file",
+    "load_model",
+    "open_session",
+    "require_inputs",
+    "resolve_model",
+]
 
 GraphLevel = Literal["disable", "basic", "extended", "all"]
 
@@ -20,6 +31,38 @@ GraphLevel = Literal["disable", "basic", "extended", "all"]
 # here (AMD EPYC, AVX-512 VNNI, ONNX Runtime 1.32) the fused kernel made a 256-token pair 15% slower (16.2 -> 13.7 ms
 # without it, best of 30 runs, benchmarks/bench_reranker.py records the session settings), so it is left out.
 DEFAULT_DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
+
+
+class CoreBudget:
+    """The machine's cores, shared by every model run in the process.
+
+    Each ONNX Runtime session runs with ``n_threads`` intra-op threads (0 = one per core). When several threads
+    call ``search`` at once, their model runs would each start that many threads and oversubscribe the cores
+    (spinning threads make it worse); a run instead waits here until its threads' worth of cores is free. With
+    sessions of one thread, that many runs go in parallel; with sessions of all cores, one at a time.
+    """
+
+    def __init__(self, cores: int | None = None) -> None:
+        self.cores = max(1, cores or os.cpu_count() or 1)
+        self.free = self.cores
+        self._cv = threading.Condition()
+
+    @contextlib.contextmanager
+    def use(self, n_threads: int) -> Iterator[None]:
+        need = min(self.cores, n_threads or self.cores)
+        with self._cv:
+            while self.free < need:
+                self._cv.wait()
+            self.free -= need
+        try:
+            yield
+        finally:
+            with self._cv:
+                self.free += need
+                self._cv.notify_all()
+
+
+CORES = CoreBudget()
 
 
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._onnx import GraphLevel, find_model_file, load_model, resolve_model
+from ._onnx import CORES, GraphLevel, find_model_file, load_model, resolve_model
 from .errors import ModelError
 from .tokenizer import _check_texts, _check_threads
 
@@ -121,7 +121,8 @@ class Embedder:
 
     def _run(self, inputs: dict[str, Any]) -> F32Array:
         feed = {name: inputs[name] for name in self._input_names}
-        (result,) = self.session.run([self._output], feed)
+        with CORES.use(self.n_threads):
+            (result,) = self.session.run([self._output], feed)
         if self.pooling == "model":
             vectors = np.asarray(result, dtype=np.float32)
         else:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._onnx import GraphLevel, find_model_file, load_model, resolve_model
+from ._onnx import CORES, GraphLevel, find_model_file, load_model, resolve_model
 from .errors import ModelError
 from .tokenizer import _check_texts, _check_threads
 
@@ -296,7 +296,8 @@ class Reranker:
             arrays["input_ids"][row, :n] = enc.input_ids[i]
             arrays["attention_mask"][row, :n] = 1
             arrays["token_type_ids"][row, :n] = enc.token_type_ids[i]
-        (logits,) = self.session.run([self._output], {name: arrays[name] for name in self._input_names})
+        with CORES.use(self.n_threads):
+            (logits,) = self.session.run([self._output], {name: arrays[name] for name in self._input_names})
         logits = np.asarray(logits, dtype=np.float32)
         if logits.ndim == 1:
             logits = logits[:, None]
