@@ -166,8 +166,9 @@ def test_bench_report_and_plot(
     argv = ["bench", str(out), "--queries", str(queries), "--qrels", str(qrels), "--out", str(report)]
     assert main([*argv, "--plot", str(png), "--budget-ms", "50"]) == 0
     table = capsys.readouterr().out
-    assert "hybrid + rerank, 50 ms budget" in table and "nDCG@10" in table
+    assert "hybrid + rerank, 50 ms budget" in table and "nDCG@10" in table and "cold start" in table
     body = json.loads(report.read_text())
+    assert body["cold_start"]["first_answer_ms"] >= body["cold_start"]["load_ms"] > 0
     assert body["queries"] == 8 and set(body["configs"]) == {
         "lexical",
         "dense",

@@ -98,6 +98,7 @@ class _Row:
 _DEAD_ROW = _Row("", 0, 0, 0)
 FORMAT_VERSION = 1
 PROGRESS_MIN_DOCUMENTS = 5_000
+BUDGET_RESERVE_MS = 1.0  # of a search's budget_ms, kept for the work after the reranker
 
 
 class Retriever:
@@ -397,7 +398,8 @@ class Retriever:
         if use_reranker:
             clock = time.perf_counter()
             depth_r = min(self.rerank_depth, len(ranked_rows))
-            left = None if budget_ms is None else budget_ms - (time.perf_counter() - started) * 1000
+            # What is left of the budget, less a reserve for building the hits after the reranker.
+            left = None if budget_ms is None else budget_ms - (time.perf_counter() - started) * 1000 - BUDGET_RESERVE_MS
             if depth_r and (left is None or left > 0):
                 texts = [_slice(*found[r]) for r in ranked_rows[:depth_r].tolist()]
                 raw = self.reranker.score(query, texts, time_budget_ms=left)
