@@ -127,7 +127,8 @@ def filtered(index: DenseIndex, queries: np.ndarray, mask: np.ndarray, selectivi
     exact = index.kind == "flat" or (
         selectivity < 1 and n_allowed <= max(index.exact_fraction * len(index), index.exact_rows)
     )
-    out: dict[str, Any] = {"allowed": n_allowed, "path": "exact" if exact else "faiss + selector"}
+    path = "exact" if exact else "faiss + selector" if selectivity < 1 else "faiss, no filter"
+    out: dict[str, Any] = {"allowed": n_allowed, "path": path}
     if index.kind == "hnsw" and not exact:
         out["efSearch"] = int(min(max(index.ef_search, index.ef_search / (n_allowed / len(index))), 1024))
     if "post-filter" in variants:
