@@ -35,13 +35,16 @@ class DenseIndex:
     kind : "flat", "hnsw" or "ivfpq"
     hnsw_m, ef_construction, ef_search : HNSW graph degree and beam widths.
     nlist, pq_m, nprobe : IVF lists (default: about the square root of the first batch, at most 1/39 of it),
-        PQ sub-quantizers
-        (default: dim / 8), lists probed per query.
+        PQ sub-quantizers (default: dim / 8), lists probed per query (default: a quarter of the lists, at least
+        16; on 126k passages, recall@10 0.77 with 16 of 354 lists and 0.92 with 64).
     exact_fraction, exact_rows : a filter that leaves at most this fraction of the live rows, or at most this many
         rows, is answered by exact search over those rows (a few ms for 20,000 rows of 384 dimensions) instead of
         the approximate index. Above that, HNSW widens its beam as the filter narrows (``ef_search`` / fraction,
         at most 1024), so that filtered recall stays that of unfiltered search.
     refine : IVF-PQ fetches ``refine * k`` candidates and re-scores them exactly with the stored vectors.
+
+    Exact scores (the filtered fallback, IVF-PQ re-scoring) come from a numba kernel over the stored vectors,
+    single-threaded and without copying the rows it scores.
     """
 
     def __init__(
@@ -54,10 +57,10 @@ class DenseIndex:
         ef_search: int = 128,
         nlist: int | None = None,
         pq_m: int | None = None,
-        nprobe: int = 16,
+        nprobe: int | None = None,
         exact_fraction: float = 0.1,
         exact_rows: int = 20_000,
-        refine: int = 8,
+        refine: int = 16,
     ) -> None:
         import faiss
 
@@ -74,11 +77,12 @@ class DenseIndex:
         self.exact_fraction, self.exact_rows, self.refine = exact_fraction, exact_rows, refine
         self._vectors = np.zeros((0, dim), dtype=np.float32)  # by row
         self._alive = np.zeros(0, dtype=bool)
+        self._n_live = 0  # kept with _alive: counting 10^5 flags on every search costs more than the search
         self._index: Any = None if kind == "ivfpq" else self._new_index()
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
-        return int(self._alive.sum())
+        return self._n_live
 
     def _new_index(self, train: F32Array | None = None) -> Any:
         faiss = self.faiss
@@ -105,6 +109,7 @@ class DenseIndex:
             inner = faiss.IndexIVFPQ(quantizer, self.dim, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
             inner.train(train)
             self.nlist, self.pq_m = nlist, pq_m
+            self.nprobe = self.nprobe or min(nlist, max(16, nlist // 4))
             # IVF takes ids itself, and its remove_ids does not renumber: an IndexIDMap around it would map
             # results to the wrong ids after a removal.
             return inner
@@ -148,6 +153,7 @@ class DenseIndex:
             self._index.add_with_ids(vectors, rows)
             self._vectors[rows] = vectors
             self._alive[rows] = True
+            self._n_live += len(rows)
 
     def remove(self, rows: Any) -> int:
         """Remove rows (unknown ones are ignored); returns how many were removed."""
@@ -158,6 +164,7 @@ class DenseIndex:
             if not len(rows):
                 return 0
             self._alive[rows] = False
+            self._n_live -= len(rows)
             if self.kind != "hnsw":
                 self._index.remove_ids(self.faiss.IDSelectorBatch(rows))
             return len(rows)
@@ -193,45 +200,51 @@ class DenseIndex:
             raise ValueError(f"k must be a positive int, got {k!r}")
         with self._lock:
             n = len(self._alive)
-            allowed = self._alive
-            if mask is not None:
-                if mask.dtype != np.bool_ or mask.ndim != 1:
-                    raise ValueError(f"mask must be a 1-D bool array, got {mask.dtype} with shape {mask.shape}")
-                allowed = allowed & np.pad(mask[:n], (0, max(0, n - len(mask))))
-            n_allowed = int(allowed.sum())
-            if n_allowed == 0:
-                return np.full((len(queries), k), -1, dtype=np.int64), np.full(
-                    (len(queries), k), -np.inf, dtype=np.float32
-                )
-            few = n_allowed <= max(self.exact_fraction * len(self), self.exact_rows)
-            if self.kind == "flat" or (mask is not None and few):
-                if mask is None and self.kind == "flat":
+            if self._n_live == 0:
+                return _empty(len(queries), k)
+            if mask is None:
+                if self.kind == "flat":
                     scores, rows = self._index.search(queries, k)
                     return rows.astype(np.int64), np.where(rows < 0, -np.inf, scores).astype(np.float32)
+                return self._approximate(queries, k, self._alive if self.dead else None, 1.0)
+            if mask.dtype != np.bool_ or mask.ndim != 1:
+                raise ValueError(f"mask must be a 1-D bool array, got {mask.dtype} with shape {mask.shape}")
+            allowed = self._alive & (mask[:n] if len(mask) >= n else np.pad(mask, (0, n - len(mask))))
+            n_allowed = int(np.count_nonzero(allowed))
+            if n_allowed == 0:
+                return _empty(len(queries), k)
+            fraction = n_allowed / self._n_live
+            if n_allowed <= max(self.exact_fraction * self._n_live, self.exact_rows):
                 return self._exact(queries, np.flatnonzero(allowed), k)
-            fraction = n_allowed / max(len(self), 1)
-            params, keep_alive = self._params(None if (mask is None and self.dead == 0) else allowed, fraction)
-            fetch = k * self.refine if self.kind == "ivfpq" else k
-            scores, rows = self._index.search(queries, fetch, params=params)
-            del keep_alive
-            if self.kind == "ivfpq":
-                return self._rescore(queries, rows.astype(np.int64), k)
-            return rows.astype(np.int64), np.where(rows < 0, -np.inf, scores).astype(np.float32)
+            if self.kind == "flat":  # a full scan that skips the rows the selector rejects: no copy
+                params, keep_alive = self._params(allowed, fraction)
+                scores, rows = self._index.search(queries, k, params=params)
+                del keep_alive
+                return rows.astype(np.int64), np.where(rows < 0, -np.inf, scores).astype(np.float32)
+            return self._approximate(queries, k, allowed, fraction)
+
+    def _approximate(
+        self, queries: F32Array, k: int, allowed: npt.NDArray[np.bool_] | None, fraction: float
+    ) -> tuple[IntArray, F32Array]:
+        """HNSW or IVF-PQ search, restricted to ``allowed`` rows (None: all rows, none deleted)."""
+        params, keep_alive = self._params(allowed, fraction)
+        fetch = k * self.refine if self.kind == "ivfpq" else k
+        scores, rows = self._index.search(queries, fetch, params=params)
+        del keep_alive
+        if self.kind == "ivfpq":
+            return self._rescore(queries, rows.astype(np.int64), k)
+        return rows.astype(np.int64), np.where(rows < 0, -np.inf, scores).astype(np.float32)
 
     def _rescore(self, queries: F32Array, candidates: IntArray, k: int) -> tuple[IntArray, F32Array]:
         """Exact scores of each query's candidates (-1 = none), best ``k`` kept."""
-        valid = candidates >= 0
-        vectors = self._vectors[np.where(valid, candidates, 0)]
-        scores = np.einsum("qd,qcd->qc", queries, vectors)
-        scores = np.where(valid, scores, -np.inf)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        rows = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
-        out = np.take_along_axis(scores, order, axis=1).astype(np.float32)
-        if rows.shape[1] < k:
-            pad = k - rows.shape[1]
-            rows = np.pad(rows, ((0, 0), (0, pad)), constant_values=-1)
-            out = np.pad(out, ((0, 0), (0, pad)), constant_values=-np.inf)
-        return rows, out
+        out_rows = np.full((len(queries), k), -1, dtype=np.int64)
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        for i in range(len(queries)):
+            rows = candidates[i][candidates[i] >= 0]
+            if len(rows):
+                r, sc = self._exact(queries[i : i + 1], rows, k)
+                out_rows[i], out_scores[i] = r[0], sc[0]
+        return out_rows, out_scores
 
     def _params(self, allowed: npt.NDArray[np.bool_] | None, fraction: float = 1.0) -> tuple[Any, list[Any]]:
         """Search parameters, and the objects they point to (alive until the search is done)."""
@@ -246,14 +259,25 @@ class DenseIndex:
         if self.kind == "hnsw":
             ef = int(min(max(self.ef_search, self.ef_search / max(fraction, 1e-6)), 1024))
             params = faiss.SearchParametersHNSW(efSearch=ef, **kwargs)
-        else:
+        elif self.kind == "ivfpq":
             params = faiss.SearchParametersIVF(nprobe=self.nprobe, **kwargs)
+        else:
+            params = faiss.SearchParameters(**kwargs)
         return params, keep
 
     def _exact(self, queries: F32Array, rows: IntArray, k: int) -> tuple[IntArray, F32Array]:
-        scores = queries @ self._vectors[rows].T
+        """The best ``k`` of ``rows`` for each query, by exact inner product."""
+        global _SCORE_ROWS
+        if _SCORE_ROWS is None:
+            _SCORE_ROWS = _kernels()
+        scores = np.empty((len(queries), len(rows)), dtype=np.float32)
+        _SCORE_ROWS(queries, self._vectors, np.ascontiguousarray(rows, dtype=np.int64), scores)
         take = min(k, len(rows))
-        top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        top = (
+            np.argpartition(-scores, take - 1, axis=1)[:, :take]
+            if take < len(rows)
+            else np.tile(np.arange(len(rows)), (len(queries), 1))
+        )
         top_scores = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         out_rows = np.full((len(queries), k), -1, dtype=np.int64)
@@ -288,6 +312,7 @@ class DenseIndex:
         if alive.shape != (len(vectors),):
             raise ValueError("saved live-row mask does not match the vectors")
         out._vectors, out._alive = np.ascontiguousarray(vectors), alive.astype(bool)
+        out._n_live = int(np.count_nonzero(out._alive))
         if "faiss" in arrays:
             index = out.faiss.deserialize_index(np.ascontiguousarray(arrays["faiss"], dtype=np.uint8))
             if index.d != out.dim:
@@ -302,3 +327,37 @@ class DenseIndex:
 
     def __repr__(self) -> str:
         return f"DenseIndex({self.kind}, dim={self.dim}, {len(self)} vectors)"
+
+
+def _empty(n_queries: int, k: int) -> tuple[IntArray, F32Array]:
+    return np.full((n_queries, k), -1, dtype=np.int64), np.full((n_queries, k), -np.inf, dtype=np.float32)
+
+
+def _kernels() -> Any:
+    import numba
+
+    # fastmath lets LLVM vectorise the dot product's sum (it reorders the additions; nothing else changes).
+    @numba.njit(cache=True, nogil=True, fastmath=True)
+    def score_rows(queries: Any, vectors: Any, rows: Any, out: Any) -> None:
+        d = queries.shape[1]
+        for i in range(queries.shape[0]):
+            for j in range(rows.shape[0]):
+                r = rows[j]
+                acc = np.float32(0.0)
+                for t in range(d):
+                    acc += queries[i, t] * vectors[r, t]
+                out[i, j] = acc
+
+    return score_rows
+
+
+_SCORE_ROWS: Any = None
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the exact-scoring kernel now rather than on the first search."""
+    global _SCORE_ROWS
+    if _SCORE_ROWS is None:
+        _SCORE_ROWS = _kernels()
+    one = np.zeros((1, 4), dtype=np.float32)
+    _SCORE_ROWS(one, one, np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.float32))

@@ -598,9 +598,10 @@ class Retriever:
 def _warm_up() -> None:
     """Load the numba kernels of search and fusion now (about a second), so that the first search is as fast as
     the next ones."""
-    from .lexical import warm_up
+    from . import dense, lexical
 
-    warm_up()
+    lexical.warm_up()
+    dense.warm_up()
     reciprocal_rank_fusion([np.arange(2), np.arange(2)])
     weighted_fusion([(np.arange(2), np.ones(2, dtype=np.float32)), (np.arange(2), np.ones(2, dtype=np.float32))])
 
