@@ -11,9 +11,9 @@ import pytest
 from rapidrag.cli import main
 
 
-@pytest.fixture()
-def folder(tmp_path: Path) -> Path:
-    src = tmp_path / "docs"
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("cli") / "docs"
     (src / "sub").mkdir(parents=True)
     (src / "scurvy.txt").write_text("Scurvy is caused by a lack of vitamin C in the diet.\n\nSailors ate limes.")
     (src / "sub" / "bones.md").write_text(
@@ -39,18 +39,44 @@ def folder(tmp_path: Path) -> Path:
     return src
 
 
-def test_index_query_eval(
-    folder: Path, tmp_path: Path, minilm_dir: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "ix"
+@pytest.fixture(scope="module")
+def built(folder: Path, minilm_dir: Path, reranker_dir: Path) -> tuple[Path, int, str, str]:
+    """A hybrid index of ``folder`` made by ``rapidrag index``: (path, exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    out = folder.parent / "built"
     args = ["index", str(folder), "--out", str(out), "--embedder", str(minilm_dir), "--reranker", str(reranker_dir)]
-    assert main([*args, "--int8"]) == 0
-    printed = capsys.readouterr()
-    assert "documents   5 from 6 files (5 skipped" in printed.out
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main([*args, "--int8"])
+    return out, code, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture()
+def hybrid_index(built: tuple[Path, int, str, str], tmp_path: Path) -> Path:
+    """A copy of the built index, for a test to change."""
+    import shutil
+
+    assert built[1] == 0, built[3]
+    return Path(shutil.copytree(built[0], tmp_path / "ix"))
+
+
+def test_index_query_eval(
+    built: tuple[Path, int, str, str],
+    hybrid_index: Path,
+    folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, code, stdout, stderr = built
+    assert code == 0 and "documents   5 from 6 files (5 skipped" in stdout
     for problem in ("more.jsonl:2: not valid JSON", "more.jsonl:4: expected a JSON object", "more.jsonl:5:"):
-        assert problem in printed.err
-    assert "image.txt: binary file" in printed.err and "latin1.txt: not UTF-8" in printed.err
-    assert main([*args, "--int8"]) == 2 and "--force" in capsys.readouterr().err  # never overwrites silently
+        assert problem in stderr
+    assert "image.txt: binary file" in stderr and "latin1.txt: not UTF-8" in stderr
+    out = hybrid_index
+    assert main(["index", str(folder), "--out", str(out), "--lexical"]) == 2  # never overwrites silently
+    assert "--force" in capsys.readouterr().err
 
     assert main(["query", str(out), "scurvy and vitamin C in the diet of sailors", "-k", "2"]) == 0
     table = capsys.readouterr().out
@@ -117,13 +143,11 @@ def test_errors_are_one_line(
 
 
 def test_tune_saves_settings_and_eval_warns(
-    folder: Path, tmp_path: Path, minilm_dir: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]
+    hybrid_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from rapidrag.retriever import Retriever
 
-    out = tmp_path / "ix"
-    args = ["index", str(folder), "--out", str(out), "--embedder", str(minilm_dir), "--reranker", str(reranker_dir)]
-    assert main([*args, "--int8"]) == 0
+    out = hybrid_index
     queries = tmp_path / "queries.jsonl"
     queries.write_text(
         "\n".join(
@@ -152,12 +176,8 @@ def test_tune_saves_settings_and_eval_warns(
     assert "tuned on" not in capsys.readouterr().err
 
 
-def test_bench_report_and_plot(
-    folder: Path, tmp_path: Path, minilm_dir: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "ix"
-    args = ["index", str(folder), "--out", str(out), "--embedder", str(minilm_dir), "--reranker", str(reranker_dir)]
-    assert main([*args, "--int8"]) == 0
+def test_bench_report_and_plot(hybrid_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = hybrid_index
     queries = tmp_path / "queries.jsonl"
     queries.write_text("\n".join(json.dumps({"_id": f"q{i}", "text": f"vitamin {i} and iron"}) for i in range(8)))
     qrels = tmp_path / "qrels.tsv"
