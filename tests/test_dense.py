@@ -94,3 +94,23 @@ def test_bad_input_and_edges() -> None:
         DenseIndex(4, "ivfpq").add(np.arange(10), np.ones((10, 4), dtype=np.float32))
     with pytest.raises(ValueError, match="kind"):
         DenseIndex(4, "annoy")  # type: ignore[arg-type]
+
+
+def test_flat_filters_are_exact_on_every_path() -> None:
+    """Broad filters go through an over-fetched unfiltered scan, narrow ones through exact scoring of the allowed
+    rows; both equal brute force, including when the allowed rows are exactly the ones the scan ranks last."""
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((4000, 16)).astype(np.float32)
+    index = DenseIndex(16, "flat")
+    index.add(np.arange(4000), vectors)
+    q = rng.standard_normal((2, 16)).astype(np.float32)
+    scores = q @ vectors.T
+    worst_half = np.zeros(4000, dtype=bool)
+    worst_half[np.argsort(scores[0])[:2000]] = True  # the bottom half for query 0: over-fetching finds none
+    for mask in [rng.random(4000) < f for f in (0.95, 0.5, 0.2, 0.05, 0.001)] + [worst_half]:
+        rows, got = index.search(q, 10, mask=mask)
+        masked = np.where(mask, scores, -np.inf)
+        expected = np.argsort(-masked, axis=1, kind="stable")[:, :10]
+        n = min(10, int(mask.sum()))
+        assert (rows[:, :n] == expected[:, :n]).all() and (rows[:, n:] == -1).all()
+        assert np.allclose(got[:, :n], np.take_along_axis(masked, expected, axis=1)[:, :n], atol=1e-5)

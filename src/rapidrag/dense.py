@@ -23,6 +23,9 @@ import numpy.typing as npt
 __all__ = ["DenseIndex"]
 
 Kind = Literal["flat", "hnsw", "ivfpq"]
+# A flat index answers a filter that keeps at least this fraction of the rows by over-fetching from its unfiltered
+# scan (exact); below it, by scoring the allowed rows alone.
+FLAT_POST_FILTER_FRACTION = 0.2
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
@@ -213,11 +216,34 @@ class DenseIndex:
             n_allowed = int(np.count_nonzero(allowed))
             if n_allowed == 0:
                 return _empty(len(queries), k)
-            # Flat: scoring only the allowed rows reads less than FAISS's scan, which with an ID selector took
-            # twice its unfiltered time at 50% kept (benchmarks/dense_report.py).
+            fraction = n_allowed / self._n_live
+            if self.kind == "flat" and fraction >= FLAT_POST_FILTER_FRACTION:
+                found = self._flat_post_filter(queries, k, allowed, fraction)
+                if found is not None:
+                    return found
             if self.kind == "flat" or n_allowed <= max(self.exact_fraction * self._n_live, self.exact_rows):
                 return self._exact(queries, np.flatnonzero(allowed), k)
-            return self._approximate(queries, k, allowed, n_allowed / self._n_live)
+            return self._approximate(queries, k, allowed, fraction)
+
+    def _flat_post_filter(
+        self, queries: F32Array, k: int, allowed: npt.NDArray[np.bool_], fraction: float
+    ) -> tuple[IntArray, F32Array] | None:
+        """Exact filtered search on a flat index by over-fetching: FAISS's unfiltered scan (its fastest path)
+        for about ``3 k / fraction`` rows, the disallowed dropped. The scan is exact, so when ``k`` allowed rows
+        remain they are the filtered top ``k``; None when a query found fewer (then the caller scores the allowed
+        rows). An ID selector in the scan instead took twice the unfiltered time at 50% kept."""
+        fetch = min(self._n_live, int(np.ceil(3 * k / fraction)) + k)
+        scores, rows = self._index.search(queries, fetch)
+        out_rows = np.full((len(queries), k), -1, dtype=np.int64)
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        for i in range(len(queries)):
+            valid = rows[i] >= 0
+            keep = np.flatnonzero(valid & allowed[np.where(valid, rows[i], 0)])[:k]
+            if len(keep) < k and fetch < self._n_live:
+                return None
+            out_rows[i, : len(keep)] = rows[i, keep]
+            out_scores[i, : len(keep)] = scores[i, keep]
+        return out_rows, out_scores
 
     def _approximate(
         self, queries: F32Array, k: int, allowed: npt.NDArray[np.bool_] | None, fraction: float
