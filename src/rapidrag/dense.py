@@ -14,6 +14,7 @@ lose recall when most of the collection is filtered out), rebuilding HNSW withou
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Literal
 
@@ -45,6 +46,10 @@ class DenseIndex:
         the approximate index. Above that, HNSW widens its beam as the filter narrows (``ef_search`` / fraction,
         at most 1024), so that filtered recall stays that of unfiltered search.
     refine : IVF-PQ fetches ``refine * k`` candidates and re-scores them exactly with the stored vectors.
+    n_threads : FAISS's OpenMP threads (a process-wide setting of FAISS; 0 = one per core, None = leave it).
+        One by default: a search of one query gains nothing from more, and on a busy machine the parallel region
+        FAISS opens for it (``IndexIDMap2`` translating ids) waited 16 ms for a descheduled thread where the
+        search itself took 0.12 ms (benchmarks/bench_pipeline.py). Raise it for large batches of queries.
 
     Exact scores (the filtered fallback, IVF-PQ re-scoring) come from a numba kernel over the stored vectors,
     single-threaded and without copying the rows it scores.
@@ -64,6 +69,7 @@ class DenseIndex:
         exact_fraction: float = 0.1,
         exact_rows: int = 20_000,
         refine: int = 16,
+        n_threads: int | None = 1,
     ) -> None:
         import faiss
 
@@ -74,6 +80,10 @@ class DenseIndex:
         if pq_m is not None and dim % pq_m:
             raise ValueError(f"pq_m ({pq_m}) must divide dim ({dim})")
         self.faiss = faiss
+        if n_threads is not None:
+            if not isinstance(n_threads, int) or n_threads < 0:
+                raise ValueError(f"n_threads must be an int >= 0 or None, got {n_threads!r}")
+            faiss.omp_set_num_threads(n_threads or os.cpu_count() or 1)
         self.dim, self.kind = dim, kind
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self.nlist, self.pq_m, self.nprobe = nlist, pq_m, nprobe
