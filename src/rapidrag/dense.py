@@ -91,6 +91,7 @@ class DenseIndex:
         self._vectors = np.zeros((0, dim), dtype=np.float32)  # by row
         self._alive = np.zeros(0, dtype=bool)
         self._n_live = 0  # kept with _alive: counting 10^5 flags on every search costs more than the search
+        self._plain_params: tuple[Any, Any] | None = None
         self._index: Any = None if kind == "ivfpq" else self._new_index()
         self._lock = threading.RLock()
 
@@ -283,6 +284,13 @@ class DenseIndex:
         faiss = self.faiss
         kwargs: dict[str, Any] = {}
         keep: list[Any] = []
+        if allowed is None:  # the common case: one parameter object, made once (SWIG objects cost ~20 us each)
+            key = (self.ef_search, self.nprobe)
+            if self._plain_params is None or self._plain_params[0] != key:
+                ef = {"efSearch": self.ef_search} if self.kind == "hnsw" else {"nprobe": self.nprobe}
+                made = (faiss.SearchParametersHNSW if self.kind == "hnsw" else faiss.SearchParametersIVF)(**ef)
+                self._plain_params = (key, made)
+            return self._plain_params[1], keep
         if allowed is not None:
             bits = np.packbits(allowed, bitorder="little")
             selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
