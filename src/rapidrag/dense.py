@@ -287,8 +287,8 @@ class DenseIndex:
         if allowed is None:  # the common case: one parameter object, made once (SWIG objects cost ~20 us each)
             key = (self.ef_search, self.nprobe)
             if self._plain_params is None or self._plain_params[0] != key:
-                ef = {"efSearch": self.ef_search} if self.kind == "hnsw" else {"nprobe": self.nprobe}
-                made = (faiss.SearchParametersHNSW if self.kind == "hnsw" else faiss.SearchParametersIVF)(**ef)
+                setting = {"efSearch": self.ef_search} if self.kind == "hnsw" else {"nprobe": self.nprobe}
+                made = (faiss.SearchParametersHNSW if self.kind == "hnsw" else faiss.SearchParametersIVF)(**setting)
                 self._plain_params = (key, made)
             return self._plain_params[1], keep
         if allowed is not None:
