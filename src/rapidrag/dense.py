@@ -46,10 +46,11 @@ class DenseIndex:
         the approximate index. Above that, HNSW widens its beam as the filter narrows (``ef_search`` / fraction,
         at most 1024), so that filtered recall stays that of unfiltered search.
     refine : IVF-PQ fetches ``refine * k`` candidates and re-scores them exactly with the stored vectors.
-    n_threads : FAISS's OpenMP threads (a process-wide setting of FAISS; 0 = one per core, None = leave it).
-        One by default: a search of one query gains nothing from more, and on a busy machine the parallel region
-        FAISS opens for it (``IndexIDMap2`` translating ids) waited 16 ms for a descheduled thread where the
-        search itself took 0.12 ms (benchmarks/bench_pipeline.py). Raise it for large batches of queries.
+    n_threads : FAISS's OpenMP threads for searches (0 = one per core, None = FAISS's setting). One by default:
+        a search of one query gains nothing from more, and on a busy machine the parallel region FAISS opens for
+        it (``IndexIDMap2`` translating ids) waited 16 ms for a descheduled thread where the search itself took
+        0.12 ms (benchmarks/bench_pipeline.py). Raise it for large batches of queries. OpenMP keeps the setting
+        per calling thread, so searches set it for themselves; building and adding use every core.
 
     Exact scores (the filtered fallback, IVF-PQ re-scoring) come from a numba kernel over the stored vectors,
     single-threaded and without copying the rows it scores.
@@ -80,10 +81,9 @@ class DenseIndex:
         if pq_m is not None and dim % pq_m:
             raise ValueError(f"pq_m ({pq_m}) must divide dim ({dim})")
         self.faiss = faiss
-        if n_threads is not None:
-            if not isinstance(n_threads, int) or n_threads < 0:
-                raise ValueError(f"n_threads must be an int >= 0 or None, got {n_threads!r}")
-            faiss.omp_set_num_threads(n_threads or os.cpu_count() or 1)
+        if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 0):
+            raise ValueError(f"n_threads must be an int >= 0 or None, got {n_threads!r}")
+        self.n_threads = n_threads
         self.dim, self.kind = dim, kind
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self.nlist, self.pq_m, self.nprobe = nlist, pq_m, nprobe
@@ -97,6 +97,12 @@ class DenseIndex:
 
     def __len__(self) -> int:
         return self._n_live
+
+    def _threads(self, searching: bool) -> None:
+        """Set the calling thread's OpenMP threads for the FAISS call that follows."""
+        if searching and self.n_threads is None:
+            return
+        self.faiss.omp_set_num_threads((self.n_threads if searching else 0) or os.cpu_count() or 1)
 
     def _new_index(self, train: F32Array | None = None) -> Any:
         faiss = self.faiss
@@ -162,6 +168,7 @@ class DenseIndex:
             taken = rows[self._alive[rows]]
             if len(taken):
                 raise ValueError(f"rows already in the index: {taken[:5].tolist()}; remove them first")
+            self._threads(searching=False)
             if self._index is None:
                 self._index = self._new_index(train=vectors)
             self._index.add_with_ids(vectors, rows)
@@ -186,6 +193,7 @@ class DenseIndex:
     def compact(self) -> None:
         """Rebuild the approximate index from the live rows (HNSW: drops the tombstones)."""
         with self._lock:
+            self._threads(searching=False)
             live = np.flatnonzero(self._alive).astype(np.int64)
             train = self._vectors[live] if self.kind == "ivfpq" and len(live) else None
             self._index = None if self.kind == "ivfpq" and train is None else self._new_index(train=train)
@@ -216,6 +224,7 @@ class DenseIndex:
             n = len(self._alive)
             if self._n_live == 0:
                 return _empty(len(queries), k)
+            self._threads(searching=True)
             if mask is None:
                 if self.kind == "flat":
                     scores, rows = self._index.search(queries, k)
