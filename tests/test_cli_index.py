@@ -108,6 +108,27 @@ def test_index_query_eval(
         assert float(line.split()[-4]) >= 0.6, line  # nDCG@10: each found in the top two at least
 
 
+def test_models_from_relative_paths(
+    folder: Path, tmp_path: Path, minilm_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RAPIDRAG_MODELS and --int8 with a relative path, as in the README's first command."""
+    import os
+
+    from rapidrag.retriever import Retriever
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAPIDRAG_MODELS", os.path.relpath(minilm_dir.parent, tmp_path))
+    out = tmp_path / "ix"
+    assert main(["index", str(folder), "--out", "ix", "--int8"]) == 0, capsys.readouterr().err
+    loaded = Retriever.load(out)
+    assert loaded.embedder.model_path.name == "model_int8.onnx" and loaded.reranker is not None
+    assert loaded.reranker.model_path.name == "model_int8.onnx"
+    capsys.readouterr()
+    monkeypatch.chdir(folder)  # the index records absolute model paths: it loads from anywhere
+    assert main(["query", str(out), "the eiffel tower in paris", "-k", "1", "--json", "--no-rerank"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["doc_id"] == "j2"
+
+
 def test_lexical_index_without_models(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

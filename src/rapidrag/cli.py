@@ -152,8 +152,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 def _model(arg: str | None, default: str, role: str, int8: bool) -> Any:
     """The model given by path, else the default name under $RAPIDRAG_MODELS, else None (with a note)."""
-    from ._onnx import find_model_file
-
     if arg:
         path = Path(arg)
         if not path.exists():
@@ -169,16 +167,14 @@ def _model(arg: str | None, default: str, role: str, int8: bool) -> Any:
             )
             return None
     folder = path.parent if path.suffix == ".onnx" else path
-    model_file = path if path.suffix == ".onnx" else None
-    if int8 and model_file is None:
-        model_file = find_model_file(folder, True, None)
+    model_file = path.resolve() if path.suffix == ".onnx" else None
     if role == "embedder":
         from .embedder import Embedder
 
-        return Embedder(folder, model_file=model_file)
+        return Embedder(folder, quantized=int8, model_file=model_file)
     from .reranker import Reranker
 
-    return Reranker(folder, model_file=model_file)
+    return Reranker(folder, quantized=int8, model_file=model_file)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
