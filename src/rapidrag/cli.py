@@ -287,6 +287,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .beir import load_qrels, load_queries
+    from .persist import sha256_file
     from .retriever import evaluate
 
     retriever = _load(args.index_dir)
@@ -296,7 +297,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not judged:
         raise CliError(f"none of the {len(qrels)} judged queries of {args.qrels} is in {args.queries}")
     tuned = retriever.tuned_on or {}
-    if tuned.get("sha256") and tuned["sha256"] == _sha256(Path(args.qrels)):
+    if tuned.get("sha256") and tuned["sha256"] == sha256_file(args.qrels):
         print(
             f"warning: this index was tuned on these judgements ({tuned.get('qrels')}): the figures below "
             "overstate what new queries will see; report on held-out queries",
@@ -317,14 +318,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def cmd_tune(args: argparse.Namespace) -> int:
     from .beir import load_qrels, load_queries
+    from .persist import sha256_file
     from .tuning import tune
 
     retriever = _load(args.index_dir)
@@ -340,7 +336,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     retriever.tuned_on = {
         "qrels": str(qrels_path.resolve()),
-        "sha256": _sha256(qrels_path),
+        "sha256": sha256_file(qrels_path),
         "queries": result.queries,
         "settings": result.settings,
         "gains": {s.name: round(s.gain, 4) for s in result.steps},

@@ -344,7 +344,7 @@ class DenseIndex:
         """The index as (settings, arrays): the vectors by row, the live rows, and the serialized FAISS index."""
         with self._lock:
             info = {name: getattr(self, name) for name in self._SETTINGS}
-            arrays = {"vectors": self._vectors, "alive": self._alive}
+            arrays = {"vectors": self._vectors.copy(), "alive": self._alive.copy()}  # both change in place
             if self._index is not None:
                 arrays["faiss"] = self.faiss.serialize_index(self._index)
             return info, arrays

@@ -327,7 +327,8 @@ class BM25:
     # -- persistence -------------------------------------------------------------------------------------------
 
     def state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
-        """The index as (a JSON-able dict, numpy arrays), for ``from_state``. Segments are merged first."""
+        """The index as (a JSON-able dict, numpy arrays), for ``from_state``. Segments are merged first. The arrays
+        stay valid while the index changes (they are copies, or arrays the index replaces rather than changes)."""
         if not isinstance(self.analyzer, WordAnalyzer):
             raise TypeError("only a BM25 with a WordAnalyzer can be saved; rebuild others from the texts")
         with self._lock:
@@ -350,8 +351,8 @@ class BM25:
                 "docs": seg.docs,
                 "tfs": seg.tfs,
                 "lengths": self._lengths,
-                "alive": self._alive,
-                "df": self._df,
+                "alive": self._alive.copy(),  # copies: deletes change these two in place
+                "df": self._df.copy(),
                 "doc_terms": np.concatenate(self._doc_terms) if self._doc_terms else np.zeros(0, dtype=np.int64),
                 "doc_term_counts": n_terms,
             }

@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import IndexFormatError
 
-__all__ = ["IndexFormatError", "Snapshot", "read_snapshot", "write_snapshot"]
+__all__ = ["IndexFormatError", "Snapshot", "read_snapshot", "sha256_file", "write_snapshot"]
 
 MANIFEST = "MANIFEST.json"
 FORMAT = "rapidrag-index"
@@ -55,6 +55,15 @@ def _write_file(path: Path, data: bytes) -> None:
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file, read in blocks (model files are 10^7-10^8 bytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _manifest_checksum(body: Mapping[str, Any]) -> str:

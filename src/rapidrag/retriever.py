@@ -450,17 +450,8 @@ class Retriever:
             title_state = self.bm25_title.state() if self.bm25_title is not None else None
             dense_state = self.dense.state() if self.dense is not None else None
             docs = list(self._docs.values())
-            n_rows = len(self._rows)
-            # Copies of the arrays changed in place by deletes; the others are replaced, never changed.
-            bm25_arrays = {**bm25_arrays, "alive": bm25_arrays["alive"].copy(), "df": bm25_arrays["df"].copy()}
-            if title_state is not None:
-                t_arrays = title_state[1]
-                title_state = (
-                    title_state[0],
-                    {**t_arrays, "alive": t_arrays["alive"].copy(), "df": t_arrays["df"].copy()},
-                )
-            if dense_state is not None:
-                dense_state = (dense_state[0], {k: v.copy() for k, v in dense_state[1].items()})
+            row_info = list(self._rows)  # deletes replace entries: take them as they are now
+            n_rows = len(row_info)
         owner = np.full(n_rows, -1, dtype=np.int64)
         chunk = np.zeros(n_rows, dtype=np.int64)
         bounds = np.zeros((n_rows, 2), dtype=np.int64)
@@ -470,7 +461,7 @@ class Retriever:
                 json.dumps({"id": doc.id, "text": doc.text, "title": doc.title, "metadata": _encode_meta(doc)})
             )
             for r in rows:
-                info = self._rows[r]
+                info = row_info[r]
                 owner[r], chunk[r], bounds[r] = d, info.chunk_id, (info.start, info.end)
         files = {
             "documents.jsonl": ("\n".join(lines) + "\n").encode("utf-8") if lines else b"",
@@ -632,7 +623,9 @@ def _model_spec(model: Any) -> dict[str, Any] | None:
     if model_path is not None:
         fingerprint = getattr(model, "_fingerprint", None)
         if fingerprint is None:
-            fingerprint = _sha256_file(Path(model_path))
+            from .persist import sha256_file
+
+            fingerprint = sha256_file(model_path)
             try:
                 model._fingerprint = fingerprint
             except AttributeError:
@@ -643,16 +636,6 @@ def _model_spec(model: Any) -> dict[str, Any] | None:
         if hasattr(model, name):
             spec[name] = getattr(model, name)
     return spec
-
-
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _open_model(spec: dict[str, Any] | None, given: Any, role: str, *, required: bool) -> Any:
