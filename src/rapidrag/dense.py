@@ -14,6 +14,7 @@ lose recall when most of the collection is filtered out), rebuilding HNSW withou
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Any, Literal
@@ -316,11 +317,8 @@ class DenseIndex:
 
     def _exact(self, queries: F32Array, rows: IntArray, k: int) -> tuple[IntArray, F32Array]:
         """The best ``k`` of ``rows`` for each query, by exact inner product."""
-        global _SCORE_ROWS
-        if _SCORE_ROWS is None:
-            _SCORE_ROWS = _kernels()
         scores = np.empty((len(queries), len(rows)), dtype=np.float32)
-        _SCORE_ROWS(queries, self._vectors, np.ascontiguousarray(rows, dtype=np.int64), scores)
+        _kernels()(queries, self._vectors, np.ascontiguousarray(rows, dtype=np.int64), scores)
         take = min(k, len(rows))
         top = (
             np.argpartition(-scores, take - 1, axis=1)[:, :take]
@@ -382,7 +380,9 @@ def _empty(n_queries: int, k: int) -> tuple[IntArray, F32Array]:
     return np.full((n_queries, k), -1, dtype=np.int64), np.full((n_queries, k), -np.inf, dtype=np.float32)
 
 
+@functools.cache
 def _kernels() -> Any:
+    """The numba kernel, compiled (or loaded from numba's cache) on first use."""
     import numba
 
     # fastmath lets LLVM vectorise the dot product's sum (it reorders the additions; nothing else changes).
@@ -400,13 +400,7 @@ def _kernels() -> Any:
     return score_rows
 
 
-_SCORE_ROWS: Any = None
-
-
 def warm_up() -> None:
     """Compile (or load from numba's cache) the exact-scoring kernel now rather than on the first search."""
-    global _SCORE_ROWS
-    if _SCORE_ROWS is None:
-        _SCORE_ROWS = _kernels()
     one = np.zeros((1, 4), dtype=np.float32)
-    _SCORE_ROWS(one, one, np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.float32))
+    _kernels()(one, one, np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.float32))

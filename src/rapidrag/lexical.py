@@ -11,6 +11,7 @@ are merged when there are more than ``MAX_SEGMENTS``, so that nothing is ever re
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -86,7 +87,9 @@ class _Segment:
     tfs: npt.NDArray[np.float32]
 
 
+@functools.cache
 def _kernels() -> Any:
+    """The numba kernel, compiled (or loaded from numba's cache) on first use."""
     import numba
 
     @numba.njit(cache=True, nogil=True)
@@ -107,16 +110,10 @@ def _kernels() -> Any:
     return accumulate
 
 
-_ACCUMULATE: Any = None
-
-
 def warm_up() -> None:
     """Compile (or load from numba's cache) the scoring kernel now rather than on the first search."""
-    global _ACCUMULATE
-    if _ACCUMULATE is None:
-        _ACCUMULATE = _kernels()
     one = np.zeros(1, dtype=np.int64)
-    _ACCUMULATE(
+    _kernels()(
         np.zeros(1, dtype=np.float32), one, np.ones(1, dtype=np.float32), np.zeros(2, dtype=np.int64),
         np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), np.ones(1, dtype=np.float32), np.float32(0.9),
     )  # fmt: skip
@@ -304,9 +301,6 @@ class BM25:
 
     def score_rows(self, terms: list[str]) -> npt.NDArray[np.float32]:
         """BM25 scores of every row (dead rows included, as garbage) for analyzed query ``terms``."""
-        global _ACCUMULATE
-        if _ACCUMULATE is None:
-            _ACCUMULATE = _kernels()
         n_rows = len(self.ids)
         scores = np.zeros(n_rows, dtype=np.float32)
         n_live = len(self.rows)
@@ -320,8 +314,9 @@ class BM25:
         weights = np.log1p((n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
         avgdl = self._total_length / n_live if self._total_length > 0 else 1.0
         norms = (1.0 - self.b + self.b * self._lengths / avgdl).astype(np.float32)
+        accumulate = _kernels()
         for seg in self._segments:
-            _ACCUMULATE(scores, q, weights, seg.term_ptr, seg.docs, seg.tfs, norms, np.float32(self.k1))
+            accumulate(scores, q, weights, seg.term_ptr, seg.docs, seg.tfs, norms, np.float32(self.k1))
         return scores
 
     # -- persistence -------------------------------------------------------------------------------------------

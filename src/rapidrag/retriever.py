@@ -576,7 +576,7 @@ class Retriever:
         except IndexFormatError:
             raise
         except (KeyError, TypeError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            if isinstance(e, RapidragError) or _is_model_problem(e):
+            if isinstance(e, (RapidragError, _ModelMismatch)):
                 raise
             raise IndexFormatError(f"{path}: the saved index is inconsistent ({type(e).__name__}: {e})") from None
         return out
@@ -608,10 +608,6 @@ def _hit(row: int, info: _Row, doc: Document, score: float, scores: dict[str, di
 
 class _ModelMismatch(ValueError):
     pass
-
-
-def _is_model_problem(e: Exception) -> bool:
-    return isinstance(e, _ModelMismatch)
 
 
 def _model_spec(model: Any) -> dict[str, Any] | None:
