@@ -203,11 +203,13 @@ def test_bench_report_and_plot(hybrid_index: Path, tmp_path: Path, capsys: pytes
     queries.write_text("\n".join(json.dumps({"_id": f"q{i}", "text": f"vitamin {i} and iron"}) for i in range(8)))
     qrels = tmp_path / "qrels.tsv"
     qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\tj1\t1\n" for i in range(8)))
-    report, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    report, png, curve = tmp_path / "bench.json", tmp_path / "bench.png", tmp_path / "budget.png"
     argv = ["bench", str(out), "--queries", str(queries), "--qrels", str(qrels), "--out", str(report)]
-    assert main([*argv, "--plot", str(png), "--budget-ms", "50"]) == 0
+    argv += ["--concurrency", "1", "--concurrency", "3"]
+    assert main([*argv, "--plot", str(png), "--budget-ms", "50", "--budget-plot", str(curve)]) == 0
     table = capsys.readouterr().out
     assert "hybrid + rerank, 50 ms budget" in table and "nDCG@10" in table and "cold start" in table
+    assert "throughput, queries/s" in table
     body = json.loads(report.read_text())
     assert body["cold_start"]["first_answer_ms"] >= body["cold_start"]["load_ms"] > 0
     assert body["queries"] == 8 and set(body["configs"]) == {
@@ -222,4 +224,13 @@ def test_bench_report_and_plot(hybrid_index: Path, tmp_path: Path, capsys: pytes
     stats = hybrid["stages_ms"]["total"]
     assert 0 < stats["p50"] <= stats["p95"] <= stats["p99"] <= stats["max"]
     assert {"embed", "lexical", "dense", "fusion", "rerank"} <= set(hybrid["stages_ms"])
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for image in (png, curve):
+        assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Throughput: every query once at each concurrency, for all but the unbudgeted rerank.
+    assert "throughput" not in hybrid
+    for name in ("lexical", "hybrid", "hybrid + rerank, 50 ms budget"):
+        runs = body["configs"][name]["throughput"]
+        assert [r["concurrency"] for r in runs] == [1, 3]
+        assert all(r["queries"] == 8 and r["queries_per_s"] > 0 and r["latency_ms"]["p50"] > 0 for r in runs)
+    assert main([*argv[:-4], "--concurrency", "0"]) == 2
+    assert "--concurrency must be at least 1" in capsys.readouterr().err

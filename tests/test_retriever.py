@@ -157,6 +157,9 @@ def test_bad_documents_change_nothing() -> None:
         ([{"id": "b", "text": 5}], ValueError, "str 'text'"),
         ([{"id": "b", "text": "x", "metadata": [1]}], ValueError, "metadata must be a dict"),
         ([42], TypeError, r"documents\[0\]"),
+        # Metadata that could be neither filtered nor saved is refused before anything is stored.
+        ([{"id": "b", "text": "x", "metadata": {"n": 10**400}}], ValueError, "'n' is an int too large"),
+        ([{"id": "b", "text": "x", "metadata": {"s": {1, 2}}}], TypeError, "'s' is a set, which cannot be saved"),
         ({"id": "b", "text": "one"}, TypeError, "iterable of documents"),
     ]
     for docs, error, message in bad:

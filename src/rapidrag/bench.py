@@ -2,12 +2,15 @@
 
 Each configuration (lexical, dense, hybrid, hybrid + rerank, and hybrid + rerank under each time budget) runs
 every query once, after a few warm-up queries, in one thread; the report has p50, p95 and p99 of each stage's
-time and of the whole search, and nDCG@10 when judgements are given (from the same searches).
+time and of the whole search, and nDCG@10 when judgements are given (from the same searches). Throughput: the
+same queries again from several threads calling ``search`` at once (each takes the next query until none is
+left), for each configuration that is not an unbudgeted rerank, as queries per second and latency percentiles.
 """
 
 from __future__ import annotations
 
 import platform
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ import numpy as np
 
 from .retriever import query_metrics
 
-__all__ = ["Config", "default_configs", "percentiles", "run"]
+__all__ = ["Config", "default_configs", "percentiles", "plot", "plot_budget", "run", "throughput"]
 
 WARM_UP = 5
 
@@ -59,8 +62,10 @@ def run(
     qrels: Mapping[str, Mapping[str, int]] | None = None,
     k: int = 10,
     candidates: int = 100,
+    concurrency: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Stage and end-to-end latency percentiles (ms) per configuration, with nDCG@10 when ``qrels`` is given."""
+    """Stage and end-to-end latency percentiles (ms) per configuration, with nDCG@10 when ``qrels`` is given,
+    and throughput at each level of ``concurrency`` (threads searching at once)."""
     ids = list(queries)
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
@@ -97,12 +102,61 @@ def run(
             entry["judged"] = len(quality)
         if reranked:
             entry["reranked_in_top_k"] = float(np.mean(reranked))
+        if not config.rerank or config.budget_ms is not None:
+            texts = [queries[q] for q in ids]
+            entry["throughput"] = [
+                throughput(retriever, texts, config, threads, k=k, candidates=candidates) for threads in concurrency
+            ]
         report["configs"][config.name] = entry
     return report
 
 
-def plot(report: Mapping[str, Any], path: str) -> None:
-    """Box plots of the end-to-end latency of each configuration, on a log scale (needs matplotlib)."""
+def throughput(
+    retriever: Any, queries: Sequence[str], config: Config, threads: int, *, k: int = 10, candidates: int = 100
+) -> dict[str, Any]:
+    """Every query once, from ``threads`` threads searching at once: queries per second and latency (ms)."""
+    if threads < 1:
+        raise ValueError(f"concurrency must be at least 1, got {threads}")
+    kwargs = {"mode": config.mode, "rerank": config.rerank, "budget_ms": config.budget_ms}
+    lock = threading.Lock()
+    todo = iter(queries)
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        start.wait()
+        try:
+            while True:
+                with lock:
+                    query = next(todo, None)
+                if query is None:
+                    return
+                t = time.perf_counter()
+                retriever.search(query, k=k, candidates=candidates, **kwargs)
+                latencies.append((time.perf_counter() - t) * 1000)
+        except BaseException as e:  # reported in the calling thread
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    start.wait()
+    began = time.perf_counter()
+    for w in workers:
+        w.join()
+    seconds = time.perf_counter() - began
+    if errors:
+        raise errors[0]
+    return {
+        "concurrency": threads,
+        "queries": len(latencies),
+        "queries_per_s": len(latencies) / seconds if seconds > 0 else float("inf"),
+        "latency_ms": percentiles(latencies),
+    }
+
+
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -110,6 +164,12 @@ def plot(report: Mapping[str, Any], path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError("the plot needs matplotlib: pip install 'rapidrag[plot]' (or matplotlib)") from None
+    return plt
+
+
+def plot(report: Mapping[str, Any], path: str) -> None:
+    """Box plots of the end-to-end latency of each configuration, on a log scale (needs matplotlib)."""
+    plt = _pyplot()
     names = list(report["configs"])
     data = [report["configs"][n]["total_ms_all"] for n in names]
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(names) + 1.5))
@@ -125,6 +185,45 @@ def plot(report: Mapping[str, Any], path: str) -> None:
         ax.annotate(label, xy=(1.01, i), xycoords=("axes fraction", "data"), va="center", fontsize=8)
     ax.set_title(f"{report['queries']} queries, k={report['k']}, {report['candidates']} candidates")
     ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_budget(report: Mapping[str, Any], path: str) -> None:
+    """The budget/quality curve: nDCG@10 and p99 latency against the time budget (needs matplotlib, a report with
+    budgeted configurations and judgements)."""
+    plt = _pyplot()
+    configs = report["configs"]
+    budgeted = sorted(
+        (c for c in configs.values() if c.get("budget_ms") and "ndcg@10" in c), key=lambda c: c["budget_ms"]
+    )
+    if not budgeted:
+        raise ValueError("the report has no budgeted configuration with nDCG@10 (run with --qrels and --budget-ms)")
+    budgets = [c["budget_ms"] for c in budgeted]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(budgets, [c["ndcg@10"] for c in budgeted], "o-", label="hybrid + rerank within the budget")
+    for name, style in (("hybrid", "--"), ("hybrid + rerank", ":")):
+        if "ndcg@10" in configs.get(name, {}):
+            left.axhline(configs[name]["ndcg@10"], linestyle=style, color="grey")
+            left.annotate(f"{name}, no budget", xy=(budgets[0], configs[name]["ndcg@10"]), fontsize=8, va="bottom")
+    left.set_xscale("log")
+    left.set_xlabel("budget_ms")
+    left.set_ylabel("nDCG@10")
+    left.set_title("quality within the budget")
+    right.plot(budgets, [c["stages_ms"]["total"]["p99"] for c in budgeted], "o-", label="p99")
+    right.plot(budgets, [c["stages_ms"]["total"]["p50"] for c in budgeted], "s-", label="p50")
+    right.plot(budgets, budgets, "--", color="grey", label="the budget")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("budget_ms")
+    right.set_ylabel("end-to-end latency, ms")
+    right.set_title("latency against the budget")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{report['queries']} queries, k={report['k']}, {report['candidates']} candidates", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

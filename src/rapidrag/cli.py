@@ -370,7 +370,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.max_queries:
         queries = dict(list(queries.items())[: args.max_queries])
     configs = bench.default_configs(retriever, budgets=args.budget_ms or (100.0, 500.0))
-    report = bench.run(retriever, queries, configs, qrels=qrels, k=args.k, candidates=args.candidates)
+    concurrency = args.concurrency or (1, 2, 4)
+    if min(concurrency) < 1:
+        raise CliError(f"--concurrency must be at least 1, got {min(concurrency)}")
+    report = bench.run(
+        retriever, queries, configs, qrels=qrels, k=args.k, candidates=args.candidates, concurrency=concurrency
+    )
     report["cold_start"] = cold
     print(
         f"cold start: index and models loaded in {cold['load_ms']:.0f} ms, "
@@ -389,6 +394,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if "ndcg@10" in entry:
             line += f"  {entry['ndcg@10']:.4f}"
         print(line)
+    print(f"throughput, queries/s (p99 ms) with {', '.join(map(str, concurrency))} threads searching at once")
+    for name, entry in report["configs"].items():
+        if entry.get("throughput"):
+            runs = entry["throughput"]
+            cells = "".join(f"{t['queries_per_s']:>10.1f} ({t['latency_ms']['p99']:>6.1f})" for t in runs)
+            print(f"{name:<34}{cells}")
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}")
@@ -398,6 +409,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"wrote {args.plot}")
         except ImportError as e:
             print(f"note: no plot: {e}", file=sys.stderr)
+    if args.budget_plot:
+        try:
+            bench.plot_budget(report, args.budget_plot)
+            print(f"wrote {args.budget_plot}")
+        except (ImportError, ValueError) as e:
+            print(f"note: no budget plot: {e}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from . import server
+    except ImportError as e:
+        raise CliError(str(e)) from None
+    api_key = args.api_key if args.api_key is not None else os.environ.get(server.API_KEY_ENV) or None
+    limits = server.Limits(
+        max_body_bytes=args.max_body_bytes,
+        max_k=args.max_k,
+        max_query_chars=args.max_query_chars,
+        max_batch=args.max_batch,
+    )
+    retriever = _load(args.index_dir)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        print(f"rapidrag: warning: serving on {args.host} without an API key", file=sys.stderr)
+    server.serve(retriever, index_dir=args.index_dir, host=args.host, port=args.port, api_key=api_key, limits=limits)
     return 0
 
 
@@ -447,8 +483,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-k", type=int, default=10)
     b.add_argument("--candidates", type=int, default=100)
     b.add_argument("--out", default="rapidrag-bench.json", help="the JSON report (default rapidrag-bench.json)")
+    b.add_argument("--concurrency", type=int, action="append", help="threads searching at once (repeatable; 1, 2, 4)")
     b.add_argument("--plot", help="a PNG of the latency distributions (needs matplotlib)")
+    b.add_argument("--budget-plot", help="a PNG of nDCG@10 and latency against the budget (needs --qrels)")
     b.set_defaults(func=cmd_bench)
+    sv = sub.add_parser("serve", help="serve an index over HTTP (JSON; needs rapidrag[serve])")
+    sv.add_argument("index_dir", metavar="DIR")
+    sv.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--api-key", help="require this key on every route but /healthz (default: $RAPIDRAG_API_KEY)")
+    sv.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="larger bodies get 413 (8 MiB)")
+    sv.add_argument("--max-k", type=int, default=100, help="the largest k a search may ask (100)")
+    sv.add_argument("--max-query-chars", type=int, default=2000, help="the longest query (2000 characters)")
+    sv.add_argument("--max-batch", type=int, default=1000, help="documents per POST /documents (1000)")
+    sv.set_defaults(func=cmd_serve)
     p = sub.add_parser("chunk", help="tokenize and chunk a corpus and report throughput")
     p.add_argument("src", help="a BEIR corpus.jsonl[.gz] or a folder of .txt/.md files")
     p.add_argument(

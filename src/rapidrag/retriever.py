@@ -205,6 +205,7 @@ class Retriever:
                 raise TypeError(f"documents[{i}]: id, text and title must be str")
             if not isinstance(doc.metadata, Mapping):
                 raise TypeError(f"documents[{i}] ({doc.id!r}): metadata must be a dict")
+            _encode_meta(doc)  # refuses, before anything is stored, a value that could be neither filtered nor saved
             for name, value in (("id", doc.id), ("text", doc.text), ("title", doc.title)):
                 try:
                     value.encode("utf-8")
@@ -686,7 +687,12 @@ def _encode_meta(doc: Document) -> dict[str, Any]:
 
 
 def _encode_value(value: Any, doc_id: str, key: str) -> Any:
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        if abs(value) > sys.float_info.max:  # filters compare numbers as float64
+            bits = value.bit_length()
+            raise ValueError(f"document {doc_id!r}: metadata {key!r} is an int too large for a float64 ({bits} bits)")
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else {"__rapidrag__": "float", "value": repr(value)}

@@ -1,0 +1,363 @@
+"""The HTTP service: a real uvicorn server on loopback and a real HTTP client (httpx).
+
+Authentication, validation and limits (4xx with a message, never 5xx, never a traceback or a path), the routes'
+behaviour, saves, a consistency test with searches running while another thread writes, and schemathesis against
+the server's own OpenAPI schema (bounded)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rapidrag
+from rapidrag.retriever import Retriever
+
+pytest.importorskip("fastapi")  # the test extra installs the serve extra; skip only outside it
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+from rapidrag.server import Limits, create_app  # noqa: E402
+
+KEY = "s3cret-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+DOCS = [
+    {"id": "vit", "text": "Vitamin D deficiency causes bone loss in older adults.", "metadata": {"year": 2019}},
+    {"id": "calc", "text": "Calcium and vitamin D supplements slow bone loss.", "metadata": {"year": 2022}},
+    {"id": "iron", "text": "Iron deficiency causes anemia; iron supplements help.", "metadata": {"year": 2021}},
+    {"id": "heart", "text": "Statins lower cholesterol and the risk of heart attack.", "metadata": {"year": 2024}},
+]
+LIMITS = Limits(max_body_bytes=64 * 1024, max_k=50, max_query_chars=500, max_batch=20)
+
+
+class Server:
+    """uvicorn in a thread, on a free loopback port."""
+
+    def __init__(self, app: Any) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def store(minilm_dir: Path, reranker_dir: Path) -> Retriever:
+    r = Retriever(embedder=rapidrag.Embedder(minilm_dir, quantized=True), reranker=rapidrag.Reranker(reranker_dir))
+    r.add(DOCS)
+    return r
+
+
+@pytest.fixture(scope="module")
+def index_dir(store: Retriever, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("served") / "index"
+    store.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(store: Retriever, index_dir: Path) -> Iterator[Server]:
+    s = Server(create_app(store, index_dir=index_dir, api_key=KEY, limits=LIMITS))
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as c:
+        yield c
+
+
+def assert_clean_error(response: httpx.Response, code: int, *needles: str) -> None:
+    """The status, a JSON ``{"detail": str}`` naming the problem, and nothing of the server's insides."""
+    assert response.status_code == code, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail
+    for needle in needles:
+        assert needle in detail, detail
+    assert "Traceback" not in response.text and "site-packages" not in response.text and "/work" not in response.text
+
+
+def test_api_key_on_every_route_but_healthz(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as anonymous:
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        for method, path, body in [
+            ("POST", "/search", {"query": "bone"}),
+            ("POST", "/documents", {"documents": [{"id": "x", "text": "x"}]}),
+            ("DELETE", "/documents/vit", None),
+            ("POST", "/save", None),
+            ("GET", "/stats", None),
+            ("GET", "/openapi.json", None),
+        ]:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": KEY + "x"}, {"X-API-Key": ""}):
+                r = anonymous.request(method, path, json=body, headers=headers)
+                assert_clean_error(r, 401, "API key")
+        # Either header carries the key.
+        assert anonymous.post("/search", json={"query": "bone"}, headers={"X-API-Key": KEY}).status_code == 200
+        assert anonymous.post("/search", json={"query": "bone"}, headers=AUTH).status_code == 200
+        assert anonymous.get("/openapi.json", headers=AUTH).json()["info"]["title"] == "rapidrag"
+
+
+def test_search_returns_cited_hits_and_stage_times(client: httpx.Client, store: Retriever) -> None:
+    body = client.post("/search", json={"query": "vitamin D and bone loss", "k": 3, "rerank": False}).json()
+    hits = body["hits"]
+    assert len(hits) == 3 and {h["doc_id"] for h in hits[:2]} == {"vit", "calc"}
+    for h in hits:
+        source = store.get(h["doc_id"])
+        assert source is not None and source.text[h["start"] : h["end"]] == h["text"]
+        assert "fused" in h["scores"] and {"bm25", "dense"} & set(h["scores"])
+        assert h["metadata"]["year"] == source.metadata["year"]
+    assert {"embed", "lexical", "dense", "fusion", "total"} <= set(body["timings_ms"])
+    # The same answer as the library gives, filters applied, the reranker within a budget.
+    direct = store.search("vitamin D and bone loss", k=3, rerank=False)
+    assert [h["doc_id"] for h in hits] == [h.doc_id for h in direct]
+    filtered = client.post("/search", json={"query": "bone", "filter": {"year": {"$gte": 2021}}}).json()["hits"]
+    assert filtered and all(h["metadata"]["year"] >= 2021 for h in filtered)
+    reranked = client.post("/search", json={"query": "bone loss", "budget_ms": 500, "mode": "hybrid"}).json()
+    assert "rerank" in reranked["hits"][0]["scores"] and "rerank" in reranked["timings_ms"]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"query": "bone", "k": 51}, "body.k"),
+        ({"query": "bone", "k": 0}, "body.k"),
+        ({"query": "b" * 501}, "body.query"),
+        ({"query": ""}, "body.query"),
+        ({"k": 3}, "body.query: Field required"),
+        ({"query": "bone", "mode": "fuzzy"}, "body.mode"),
+        ({"query": "bone", "budget_ms": -1}, "body.budget_ms"),
+        ({"query": "bone", "candidates": 10**6}, "body.candidates"),
+        ({"query": "bone", "top_n": 3}, "body.top_n: Extra inputs are not permitted"),
+        ({"query": "bone", "filter": {"year": {"$regex": "20"}}}, "unknown operator '$regex'"),
+        ({"query": "bone", "filter": {"$or": []}}, "$or takes a non-empty list"),
+        ({"query": "bone", "filter": {"year": {"$gt": [1]}}}, "filter['year']['$gt']: values are"),
+        ({"query": ["bone"]}, "body.query"),
+    ],
+)
+def test_bad_search_requests_get_422_with_the_problem(client: httpx.Client, body: Any, needle: str) -> None:
+    assert_clean_error(client.post("/search", json=body), 422, needle)
+
+
+def test_malformed_bodies_and_size_limits(client: httpx.Client) -> None:
+    headers = {"Content-Type": "application/json"}
+    assert_clean_error(client.post("/search", content=b"{not json", headers=headers), 422, "JSON")
+    assert_clean_error(client.post("/search", content=b"[1, 2]", headers=headers), 422)
+    assert_clean_error(client.post("/search", content=b"\xff\xfe{}", headers=headers), 422)
+    # A lone surrogate (valid JSON escape, invalid Unicode) is refused by the retriever with a message.
+    lone = client.post("/search", content=b'{"query": "bone \\ud800 loss"}', headers=headers)
+    assert lone.status_code in (200, 422) and "Traceback" not in lone.text
+    big = json.dumps({"query": "bone", "filter": {"pad": "x" * 70_000}}).encode()
+    assert_clean_error(client.post("/search", content=big, headers=headers), 413, "over the limit of 65536 bytes")
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the limit applies while reading
+        yield b'{"query": "bone", "pad": "'
+        for _ in range(100):
+            yield b"x" * 1000
+        yield b'"}'
+
+    assert_clean_error(client.post("/search", content=chunked(), headers=headers), 413, "over the limit")
+    too_many = {"documents": [{"id": str(i), "text": "t"} for i in range(21)]}
+    assert_clean_error(client.post("/documents", json=too_many), 422, "body.documents")
+
+
+def test_documents_upsert_delete_and_save(client: httpx.Client, store: Retriever, index_dir: Path) -> None:
+    new = [{"id": "scurvy", "text": "Scurvy comes from a lack of vitamin C.", "metadata": {"year": 1753}}]
+    assert client.post("/documents", json={"documents": new}).json() == {"documents": 1, "chunks": 1}
+    hits = client.post("/search", json={"query": "what causes scurvy", "k": 1, "rerank": False}).json()["hits"]
+    assert hits[0]["doc_id"] == "scurvy" and hits[0]["metadata"] == {"year": 1753}
+    new[0]["text"] = "Scurvy is cured by citrus fruit."
+    assert client.post("/documents", json={"documents": new}).status_code == 200
+    assert store.get("scurvy").text == "Scurvy is cured by citrus fruit."
+    # Bad documents: 422 naming the problem, nothing stored.
+    before = len(store)
+    for docs, needle in [
+        ([{"id": "a", "text": "t"}, {"id": "a", "text": "u"}], "twice"),
+        ([{"id": "a", "text": "t", "metadata": {"n": 10**400}}], "int too large"),
+        ([{"id": "a", "text": 5}], "body.documents.0.text"),
+        ([{"text": "t"}], "body.documents.0.id"),
+        ([{"id": "a", "text": "t", "metadata": [1]}], "body.documents.0.metadata"),
+    ]:
+        assert_clean_error(client.post("/documents", json={"documents": docs}), 422, needle)
+        assert len(store) == before and store.get("a") is None
+    # Delete, then 404; ids with a slash work too.
+    assert client.delete("/documents/scurvy").json() == {"deleted": 1}
+    assert_clean_error(client.delete("/documents/scurvy"), 404, "no document 'scurvy'")
+    assert client.post("/documents", json={"documents": [{"id": "a/b", "text": "slashed id"}]}).status_code == 200
+    assert client.delete("/documents/a/b").json() == {"deleted": 1}
+    # Save: atomic, to the folder the server was started with; the saved index answers the same.
+    assert client.post("/save").json()["saved"] is True
+    reloaded = Retriever.load(index_dir)
+    assert len(reloaded) == len(store)
+    expect = [h.doc_id for h in store.search("bone loss", rerank=False)]
+    assert [h.doc_id for h in reloaded.search("bone loss", rerank=False)] == expect
+
+
+def test_stats_and_save_without_a_folder(client: httpx.Client, store: Retriever) -> None:
+    client.post("/search", json={"query": "heart attack", "rerank": False})
+    stats = client.get("/stats").json()
+    assert stats["documents"] == len(store) and stats["chunks"] == store.n_chunks and stats["searches"] >= 1
+    total = stats["latency_ms"]["total"]
+    assert 0 < total["p50"] <= total["p95"] <= total["p99"] and total["count"] >= 1
+    bare = Server(create_app(store))
+    try:
+        with httpx.Client(base_url=bare.url, timeout=60) as c:
+            assert_clean_error(c.post("/save"), 409, "without an index folder")
+            assert c.post("/search", json={"query": "bone"}).status_code == 200  # no key configured: open
+    finally:
+        bare.stop()
+
+
+def test_searches_see_whole_updates(client: httpx.Client, server: Server) -> None:
+    """Readers search while a writer replaces a pair of documents version by version (one request each) and adds
+    and deletes other documents: every search sees both documents of the pair, at one version, and every hit's
+    text agrees with its metadata."""
+    errors: list[str] = []
+    stop = threading.Event()
+    searches = []
+
+    def pair(version: int) -> list[dict[str, Any]]:
+        return [
+            {"id": f"pair-{side}", "text": f"zebra marker version {version} {side}", "metadata": {"v": version}}
+            for side in ("a", "b")
+        ]
+
+    def read() -> None:
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as c:
+            while not stop.is_set():
+                r = c.post("/search", json={"query": "zebra marker", "k": 10, "mode": "lexical", "rerank": False})
+                if r.status_code != 200:
+                    errors.append(f"search: {r.status_code} {r.text}")
+                    return
+                searches.append(1)
+                hits = r.json()["hits"]
+                pairs = [h for h in hits if h["doc_id"].startswith("pair-")]
+                if len(pairs) != 2 or len({h["metadata"]["v"] for h in pairs}) != 1:
+                    errors.append(f"half-applied update seen: {pairs}")
+                for h in hits:
+                    if f"version {h['metadata']['v']} " not in h["text"]:
+                        errors.append(f"text and metadata disagree: {h}")
+
+    assert client.post("/documents", json={"documents": pair(0)}).status_code == 200
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    try:
+        for version in range(1, 40):
+            assert client.post("/documents", json={"documents": pair(version)}).status_code == 200
+            text = f"zebra marker version {version} churn"
+            churn = {"id": f"churn-{version}", "text": text, "metadata": {"v": version}}
+            assert client.post("/documents", json={"documents": [churn]}).status_code == 200
+            if version > 1:
+                assert client.delete(f"/documents/churn-{version - 1}").status_code == 200
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(timeout=60)
+    assert errors == [] and len(searches) > 10
+    for doc in ("pair-a", "pair-b", "churn-39"):
+        assert client.delete(f"/documents/{doc}").status_code == 200
+
+
+def test_schemathesis_finds_no_server_error(server: Server) -> None:
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as c:
+        schema = schemathesis.openapi.from_dict(c.get("/openapi.json").json())
+    tested = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path == "/save":
+            continue  # writes the module's index folder; covered above
+
+        @settings(
+            max_examples=40,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def check(case: Any) -> None:
+            case.call_and_validate(base_url=server.url, headers=AUTH, checks=[not_a_server_error])
+
+        check()
+        tested.append(f"{operation.method.upper()} {operation.path}")
+    assert {"POST /search", "POST /documents", "DELETE /documents/{doc_id}", "GET /stats"} <= set(tested)
+
+
+def test_cli_serve_binds_loopback_and_reads_the_key_from_the_environment(index_dir: Path, tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from rapidrag.cli import main
+
+    assert main(["serve", str(tmp_path / "missing")]) == 2
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAPIDRAG_API_KEY": KEY}
+    argv = [sys.executable, "-m", "rapidrag.cli", "serve", str(index_dir), "--port", str(port)]
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, f"no server: {log.read_text()}"
+            time.sleep(0.2)
+        assert httpx.post(f"{url}/search", json={"query": "bone"}, timeout=30).status_code == 401
+        r = httpx.post(f"{url}/search", json={"query": "bone", "k": 2}, headers=AUTH, timeout=30)
+        assert r.status_code == 200 and len(r.json()["hits"]) == 2
+        listening = [c for c in _listening_sockets(proc.pid) if c.endswith(f":{port}")]
+        assert listening and all(c.startswith("127.0.0.1:") for c in listening)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _listening_sockets(pid: int) -> list[str]:
+    """Addresses ("ip:port") of the TCP sockets ``pid`` listens on, from /proc (Linux)."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and inode in inodes:  # 0A: LISTEN
+            ip_hex, port_hex = local.split(":")
+            ip = ".".join(str(int(ip_hex[i : i + 2], 16)) for i in (6, 4, 2, 0))
+            out.append(f"{ip}:{int(port_hex, 16)}")
+    return out
