@@ -111,6 +111,40 @@ def test_time_budget_scores_a_prefix_in_the_given_order(reranker: rapidrag.Reran
         reranker.score(QUERY, ["a"], time_budget_ms=0)
 
 
+def test_time_budget_counts_waiting_for_busy_cores(reranker: rapidrag.Reranker) -> None:
+    """While other threads' model runs hold every core, a budgeted call waits at most its budget for them and then
+    returns what it scored (here nothing), instead of running late; unbudgeted calls wait as long as it takes."""
+    import threading
+
+    from rapidrag._onnx import CORES, CoreBudget
+
+    budget = CoreBudget(2)
+    with budget.use(0) as held:  # all cores
+        assert held and budget.free == 0
+        with budget.use(1, deadline=0.0) as late:  # a deadline already past: no wait, nothing held
+            assert not late and budget.free == 0
+    assert budget.free == 2
+    release = threading.Event()
+    holding = threading.Event()
+
+    def hold() -> None:
+        with CORES.use(0):
+            holding.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        holding.wait(timeout=60)
+        result = reranker.rerank(QUERY, ["Vitamin D deficiency causes bone loss."] * 4, time_budget_ms=30)
+        assert result.n_scored == 0 and not result.complete and all(np.isnan(r.score) for r in result.items)
+    finally:
+        release.set()
+        holder.join(timeout=60)
+    assert CORES.free == CORES.cores
+    assert reranker.rerank(QUERY, ["Vitamin D deficiency causes bone loss."] * 4, time_budget_ms=60_000).complete
+
+
 def test_window_scores_the_part_that_matches(reranker: rapidrag.Reranker) -> None:
     filler = "The committee discussed the agenda and the schedule of the next meeting. " * 30
     key = "Vitamin D deficiency causes bone loss in older adults. "

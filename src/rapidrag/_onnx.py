@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,18 +49,26 @@ class CoreBudget:
         self._cv = threading.Condition()
 
     @contextlib.contextmanager
-    def use(self, n_threads: int) -> Iterator[None]:
+    def use(self, n_threads: int, deadline: float | None = None) -> Iterator[bool]:
+        """Hold ``n_threads`` cores (0 = all) for the block; yields True once they are held. With ``deadline`` (a
+        ``time.perf_counter()`` value) it gives up waiting then and yields False, holding nothing."""
         need = min(self.cores, n_threads or self.cores)
         with self._cv:
             while self.free < need:
-                self._cv.wait()
-            self.free -= need
+                left = None if deadline is None else deadline - time.perf_counter()
+                if left is not None and left <= 0:
+                    break
+                self._cv.wait(left)
+            granted = self.free >= need
+            if granted:
+                self.free -= need
         try:
-            yield
+            yield granted
         finally:
-            with self._cv:
-                self.free += need
-                self._cv.notify_all()
+            if granted:
+                with self._cv:
+                    self.free += need
+                    self._cv.notify_all()
 
 
 CORES = CoreBudget()

@@ -103,24 +103,33 @@ def run(
         if reranked:
             entry["reranked_in_top_k"] = float(np.mean(reranked))
         if not config.rerank or config.budget_ms is not None:
-            texts = [queries[q] for q in ids]
             entry["throughput"] = [
-                throughput(retriever, texts, config, threads, k=k, candidates=candidates) for threads in concurrency
+                throughput(retriever, queries, config, threads, qrels=qrels, k=k, candidates=candidates)
+                for threads in concurrency
             ]
         report["configs"][config.name] = entry
     return report
 
 
 def throughput(
-    retriever: Any, queries: Sequence[str], config: Config, threads: int, *, k: int = 10, candidates: int = 100
+    retriever: Any,
+    queries: Mapping[str, str],
+    config: Config,
+    threads: int,
+    *,
+    qrels: Mapping[str, Mapping[str, int]] | None = None,
+    k: int = 10,
+    candidates: int = 100,
 ) -> dict[str, Any]:
-    """Every query once, from ``threads`` threads searching at once: queries per second and latency (ms)."""
+    """Every query once, from ``threads`` threads searching at once: queries per second, latency (ms), and
+    nDCG@10 when ``qrels`` is given (under a budget, load changes how much the reranker scores)."""
     if threads < 1:
         raise ValueError(f"concurrency must be at least 1, got {threads}")
     kwargs = {"mode": config.mode, "rerank": config.rerank, "budget_ms": config.budget_ms}
     lock = threading.Lock()
-    todo = iter(queries)
+    todo = iter(list(queries.items()))
     latencies: list[float] = []
+    quality: list[float] = []
     errors: list[BaseException] = []
     start = threading.Barrier(threads + 1)
 
@@ -129,12 +138,14 @@ def throughput(
         try:
             while True:
                 with lock:
-                    query = next(todo, None)
-                if query is None:
+                    item = next(todo, None)
+                if item is None:
                     return
                 t = time.perf_counter()
-                retriever.search(query, k=k, candidates=candidates, **kwargs)
+                hits = retriever.search(item[1], k=k, candidates=candidates, **kwargs)
                 latencies.append((time.perf_counter() - t) * 1000)
+                if qrels is not None and item[0] in qrels:
+                    quality.append(query_metrics([h.doc_id for h in hits], qrels[item[0]])["ndcg@10"])
         except BaseException as e:  # reported in the calling thread
             errors.append(e)
 
@@ -148,12 +159,15 @@ def throughput(
     seconds = time.perf_counter() - began
     if errors:
         raise errors[0]
-    return {
+    out: dict[str, Any] = {
         "concurrency": threads,
         "queries": len(latencies),
         "queries_per_s": len(latencies) / seconds if seconds > 0 else float("inf"),
         "latency_ms": percentiles(latencies),
     }
+    if quality:
+        out["ndcg@10"] = float(np.mean(quality))
+    return out
 
 
 def _pyplot() -> Any:

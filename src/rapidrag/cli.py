@@ -394,11 +394,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if "ndcg@10" in entry:
             line += f"  {entry['ndcg@10']:.4f}"
         print(line)
-    print(f"throughput, queries/s (p99 ms) with {', '.join(map(str, concurrency))} threads searching at once")
+    judged = qrels is not None
+    what = "queries/s (p99 ms, nDCG@10)" if judged else "queries/s (p99 ms)"
+    print(f"throughput, {what} with {', '.join(map(str, concurrency))} threads searching at once")
     for name, entry in report["configs"].items():
-        if entry.get("throughput"):
-            runs = entry["throughput"]
-            cells = "".join(f"{t['queries_per_s']:>10.1f} ({t['latency_ms']['p99']:>6.1f})" for t in runs)
+        cells = ""
+        for t in entry.get("throughput", []):
+            quality = f", {t['ndcg@10']:.4f}" if "ndcg@10" in t else ""
+            cells += f"{t['queries_per_s']:>10.1f} ({t['latency_ms']['p99']:>6.1f}{quality})"
+        if cells:
             print(f"{name:<34}{cells}")
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -253,18 +253,24 @@ class Reranker:
             order = np.arange(len(items))  # the caller's order: best candidates first
         n_scored = 0
         pos = 0
+        deadline = None if time_budget_ms is None else start + time_budget_ms / 1000.0
         while pos < len(order):
             count = self._batch_count(lengths, order, pos)
             if time_budget_ms is not None:
-                spent = (time.perf_counter() - start) * 1000.0
-                while count and spent + self._estimate(lengths, order[pos : pos + count]) > time_budget_ms:
-                    count -= 1
+                count = self._fit(lengths, order[pos : pos + count], start, time_budget_ms)
                 if count == 0:
                     break
-            idx = order[pos : pos + count]
-            run_start = time.perf_counter()
-            scores[idx] = self._run(enc, idx)
-            self._update_cost(lengths, idx, (time.perf_counter() - run_start) * 1000.0)
+            # Other threads' model runs may hold the cores: wait for them no longer than the budget, then size
+            # the batch again by what is left (the cost model counts the run alone, not the wait).
+            with CORES.use(self.n_threads, deadline) as granted:
+                if time_budget_ms is not None:
+                    count = self._fit(lengths, order[pos : pos + count], start, time_budget_ms) if granted else 0
+                    if count == 0:
+                        break
+                idx = order[pos : pos + count]
+                run_start = time.perf_counter()
+                scores[idx] = self._run(enc, idx)
+                self._update_cost(lengths, idx, (time.perf_counter() - run_start) * 1000.0)
             pos += count
             n_scored += count
         done = time.perf_counter()
@@ -279,6 +285,14 @@ class Reranker:
             if (count + 1) * longest_next > self.batch_tokens:
                 break
             count, longest = count + 1, longest_next
+        return count
+
+    def _fit(self, lengths: npt.NDArray[np.int64], batch: npt.NDArray[np.intp], start: float, budget_ms: float) -> int:
+        """How many of ``batch`` (in order) can run in what is left of ``budget_ms`` since ``start``."""
+        spent = (time.perf_counter() - start) * 1000.0
+        count = len(batch)
+        while count and spent + self._estimate(lengths, batch[:count]) > budget_ms:
+            count -= 1
         return count
 
     def _estimate(self, lengths: npt.NDArray[np.int64], idx: npt.NDArray[np.intp]) -> float:
@@ -297,8 +311,7 @@ class Reranker:
             arrays["input_ids"][row, :n] = enc.input_ids[i]
             arrays["attention_mask"][row, :n] = 1
             arrays["token_type_ids"][row, :n] = enc.token_type_ids[i]
-        with CORES.use(self.n_threads):
-            (logits,) = self.session.run([self._output], {name: arrays[name] for name in self._input_names})
+        (logits,) = self.session.run([self._output], {name: arrays[name] for name in self._input_names})
         logits = np.asarray(logits, dtype=np.float32)
         if logits.ndim == 1:
             logits = logits[:, None]
