@@ -6,7 +6,15 @@ Where RAPIDRAG_REQUIRE_DATA=1 (as in CI), a missing file fails the test instead 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +78,45 @@ def hf_tokenizer(minilm_dir: Path):  # type: ignore[no-untyped-def]
     tok.no_padding()
     tok.no_truncation()
     return tok
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int
+
+
+@contextmanager
+def serving(index_dir: Path, log: Path, env: dict[str, str], extra: Sequence[str] = ()) -> Iterator[Served]:
+    """``rapidrag serve index_dir`` in a child process on a free loopback port, with ``env`` added to the
+    environment; yields its URL and pid once ``/healthz`` answers, and stops it after. Output goes to ``log``."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "rapidrag.cli", "serve", str(index_dir), "--port", str(port), *extra]
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield Served(url, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def serve_index() -> Callable[..., Any]:
+    """``serving`` (above), for tests and benchmarks that run ``rapidrag serve`` in a child process."""
+    return serving

@@ -18,13 +18,10 @@ import argparse
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,39 +35,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 CONCURRENCY = (1, 4, 16)
 KEY = "bench-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def running_server(index_dir: Path, log: Path) -> Iterator[str]:
-    """``rapidrag serve index_dir`` in a child process, with an API key; yields its URL once it answers."""
-    import httpx
-
-    port = free_port()
-    argv = [sys.executable, "-m", "rapidrag.cli", "serve", str(index_dir), "--port", str(port), "--max-k", "100"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(argv, env={**os.environ, "RAPIDRAG_API_KEY": KEY}, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def load(
@@ -136,7 +100,9 @@ def measure(
     return out
 
 
-def test_server_under_load(scifact_dir: Path, minilm_dir: Path, reranker_dir: Path, tmp_path: Path) -> None:
+def test_server_under_load(
+    scifact_dir: Path, minilm_dir: Path, reranker_dir: Path, tmp_path: Path, serve_index: Callable[..., Any]
+) -> None:
     """Smoke: a small index served from a child process; every request at every level answers 200."""
     pytest.importorskip("fastapi")
     import rapidrag
@@ -150,8 +116,9 @@ def test_server_under_load(scifact_dir: Path, minilm_dir: Path, reranker_dir: Pa
     retriever.save(tmp_path / "index")
     queries = list(load_queries(scifact_dir).values())[:20]
     limits = {"hybrid": (12, 30.0), "hybrid + rerank, 100 ms budget": (8, 30.0), "hybrid + rerank": (4, 30.0)}
-    with running_server(tmp_path / "index", tmp_path / "serve.log") as url:
-        report = measure(url, queries, limits, warm_up=2)
+    env = {"RAPIDRAG_API_KEY": KEY}
+    with serve_index(tmp_path / "index", tmp_path / "serve.log", env, ["--log-level", "warning"]) as served:
+        report = measure(served.url, queries, limits, warm_up=2)
     for name, runs in report.items():
         for run in runs:
             assert run["failures"] == [], (name, run["failures"][:3])
@@ -170,7 +137,7 @@ def main() -> int:
     from rapidrag.beir import load_qrels, load_queries
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from conftest import shared_dir
+    from conftest import serving, shared_dir
 
     scifact = args.queries or shared_dir() / "data/beir/scifact"
     texts = load_queries(scifact)
@@ -182,8 +149,9 @@ def main() -> int:
         "hybrid + rerank": (args.rerank_requests, args.seconds),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with running_server(args.index, args.out.with_suffix(".log")) as url:
-        report = measure(url, queries, limits)
+    log, env = args.out.with_suffix(".server.log"), {"RAPIDRAG_API_KEY": KEY}
+    with serving(args.index, log, env, ["--log-level", "warning"]) as served:
+        report = measure(served.url, queries, limits)
     print(f"{'configuration':<34}{'clients':>8}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
     for name, runs in report.items():
         for r in runs:

@@ -124,10 +124,14 @@ def test_metadata_values_survive(tmp_path: Path) -> None:
     assert loaded.get("a") == r.get("a") and loaded.get("b") == r.get("b")
     hits = loaded.search("alpha beta", mode="lexical", filter={"when": {"$gt": "2021-01-01"}})
     assert [h.doc_id for h in hits] == ["a"]
-    r.add([Document("c", "gamma", {"bad": object()})])
-    with pytest.raises(TypeError, match="'c'.*'bad'"):
+    with pytest.raises(TypeError, match="'c'.*'bad'"):  # refused when added, nothing stored
+        r.add([Document("c", "gamma", {"bad": object()})])
+    assert len(r) == 2
+    # A metadata dict changed by its owner after the add is refused when saved, and the saved index is kept.
+    dict.__setitem__(r.get("a").metadata, "bad", object())  # type: ignore[index]
+    with pytest.raises(TypeError, match="'a'.*'bad'"):
         r.save(tmp_path / "ix")
-    assert len(Retriever.load(tmp_path / "ix")) == 2  # the failed save changed nothing
+    assert Retriever.load(tmp_path / "ix").get("a") == loaded.get("a")  # the failed save changed nothing
 
 
 def _saved(tmp_path: Path) -> tuple[Path, Path]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -302,42 +302,19 @@ def test_schemathesis_finds_no_server_error(server: Server) -> None:
     assert {"POST /search", "POST /documents", "DELETE /documents/{doc_id}", "GET /stats"} <= set(tested)
 
 
-def test_cli_serve_binds_loopback_and_reads_the_key_from_the_environment(index_dir: Path, tmp_path: Path) -> None:
-    import os
-    import socket
-    import subprocess
-    import sys
-
+def test_cli_serve_binds_loopback_and_reads_the_key_from_the_environment(
+    index_dir: Path, tmp_path: Path, serve_index: Callable[..., Any]
+) -> None:
     from rapidrag.cli import main
 
     assert main(["serve", str(tmp_path / "missing")]) == 2
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "RAPIDRAG_API_KEY": KEY}
-    argv = [sys.executable, "-m", "rapidrag.cli", "serve", str(index_dir), "--port", str(port)]
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, f"no server: {log.read_text()}"
-            time.sleep(0.2)
-        assert httpx.post(f"{url}/search", json={"query": "bone"}, timeout=30).status_code == 401
-        r = httpx.post(f"{url}/search", json={"query": "bone", "k": 2}, headers=AUTH, timeout=30)
+    with serve_index(index_dir, tmp_path / "serve.log", {"RAPIDRAG_API_KEY": KEY}) as served:
+        assert httpx.post(f"{served.url}/search", json={"query": "bone"}, timeout=30).status_code == 401
+        r = httpx.post(f"{served.url}/search", json={"query": "bone", "k": 2}, headers=AUTH, timeout=30)
         assert r.status_code == 200 and len(r.json()["hits"]) == 2
-        listening = [c for c in _listening_sockets(proc.pid) if c.endswith(f":{port}")]
+        port = served.url.rsplit(":", 1)[1]
+        listening = [c for c in _listening_sockets(served.pid) if c.endswith(f":{port}")]
         assert listening and all(c.startswith("127.0.0.1:") for c in listening)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _listening_sockets(pid: int) -> list[str]:

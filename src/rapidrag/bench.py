@@ -236,6 +236,7 @@ def plot_budget(report: Mapping[str, Any], path: str) -> None:
     right.legend(fontsize=8)
     for ax in (left, right):
         ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.tick_params(axis="x", which="minor", labelbottom=False)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{report['queries']} queries, k={report['k']}, {report['candidates']} candidates", fontsize=9)
     fig.tight_layout()

@@ -500,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-k", type=int, default=100, help="the largest k a search may ask (100)")
     sv.add_argument("--max-query-chars", type=int, default=2000, help="the longest query (2000 characters)")
     sv.add_argument("--max-batch", type=int, default=1000, help="documents per POST /documents (1000)")
+    sv.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="warning: no access log"
+    )
     sv.set_defaults(func=cmd_serve)
     p = sub.add_parser("chunk", help="tokenize and chunk a corpus and report throughput")
     p.add_argument("src", help="a BEIR corpus.jsonl[.gz] or a folder of .txt/.md files")
