@@ -129,3 +129,17 @@ def test_llama_index_filters_are_mapped(store: Retriever) -> None:
         rr_llama.RapidragRetriever(store, filter=unsupported)
     with pytest.raises(TypeError, match="rapidrag.Retriever"):
         rr_llama.RapidragRetriever("not a retriever")  # type: ignore[arg-type]
+
+
+def test_import_rapidrag_stays_light() -> None:
+    """The frameworks and the server stack load only with their own modules."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rapidrag, rapidrag.retriever, rapidrag.cli\n"
+        "heavy = ('langchain', 'llama_index', 'fastapi', 'uvicorn', 'starlette', 'pydantic', 'torch')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"

@@ -257,3 +257,30 @@ def test_concurrent_searches_equal_serial_ones(embedder: rapidrag.Embedder, rera
         parallel = list(pool.map(run, queries * 4))
     assert parallel == serial * 4
     assert CORES.free == CORES.cores  # every model run gave its cores back
+
+
+def test_one_setting_sizes_every_thread_pool(minilm_dir: Path) -> None:
+    """rapidrag.set_cores (or $RAPIDRAG_CORES) sizes the model sessions and tokenizers made afterwards, FAISS
+    builds, and the budget model runs share; a bad value is refused with the setting's name."""
+    import os
+    import subprocess
+    import sys
+
+    from rapidrag._onnx import CORES
+
+    before = CORES.cores
+    try:
+        rapidrag.set_cores(1)
+        assert CORES.cores == 1 and CORES.free == 1
+        emb = rapidrag.Embedder(minilm_dir, quantized=True)
+        assert emb.session.get_session_options().intra_op_num_threads == 1 and emb.tokenizer.n_threads == 1
+        with pytest.raises(ValueError, match="positive int"):
+            rapidrag.set_cores(0)
+    finally:
+        rapidrag.set_cores(before)
+    assert CORES.free == CORES.cores == before
+    code = "import rapidrag._onnx as o; print(o.CORES.cores)"
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "RAPIDRAG_CORES": "1"}, capture_output=True)
+    assert run.stdout.strip() == b"1"
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "RAPIDRAG_CORES": "two"}, capture_output=True)
+    assert run.returncode != 0 and b"RAPIDRAG_CORES must be a positive int" in run.stderr

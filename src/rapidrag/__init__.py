@@ -25,6 +25,7 @@ __all__ = [
     "__version__",
     "evaluate",
     "quantize",
+    "set_cores",
 ]
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ _LAZY = {
     "Document": "retriever",
     "Hit": "retriever",
     "evaluate": "retriever",
+    "set_cores": "_onnx",
 }
 
 

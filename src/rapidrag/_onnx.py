@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CORES",
+    "CORES_ENV",
     "CoreBudget",
     "GraphLevel",
     "find_model_file",
@@ -24,6 +25,7 @@ __all__ = [
     "open_session",
     "require_inputs",
     "resolve_model",
+    "set_cores",
 ]
 
 GraphLevel = Literal["disable", "basic", "extended", "all"]
@@ -48,6 +50,13 @@ class CoreBudget:
         self.free = self.cores
         self._cv = threading.Condition()
 
+    def resize(self, cores: int) -> None:
+        """Budget ``cores`` from now on; runs holding cores keep them until they finish."""
+        with self._cv:
+            self.free += cores - self.cores
+            self.cores = cores
+            self._cv.notify_all()
+
     @contextlib.contextmanager
     def use(self, n_threads: int, deadline: float | None = None) -> Iterator[bool]:
         """Hold ``n_threads`` cores (0 = all) for the block; yields True once they are held. With ``deadline`` (a
@@ -71,7 +80,33 @@ class CoreBudget:
                     self._cv.notify_all()
 
 
-CORES = CoreBudget()
+CORES_ENV = "RAPIDRAG_CORES"
+
+
+def _cores_from_env() -> int | None:
+    raw = os.environ.get(CORES_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{CORES_ENV} must be a positive int (the cores rapidrag may use), got {raw!r}")
+    return int(raw)
+
+
+CORES = CoreBudget(_cores_from_env())
+
+
+def set_cores(n: int) -> None:
+    """The one thread setting: how many cores rapidrag uses (default: all, or ``$RAPIDRAG_CORES``).
+
+    It sizes what is created afterwards (ONNX Runtime sessions and tokenizers asked for ``n_threads=0``, FAISS
+    index builds) and, at once, the budget that every model run takes its threads from, so that searches running
+    in several threads never use more than ``n`` cores for models together. FAISS searches use one OpenMP thread
+    per calling thread and the numba kernels run single-threaded in the calling thread, so neither adds threads.
+    Set it before loading models: a session keeps the intra-op threads it was created with.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"cores must be a positive int, got {n!r}")
+    CORES.resize(n)
 
 
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
@@ -167,10 +202,11 @@ def load_model(
     """The folder's tokenizer, a session on ``onnx_file``, and the model inputs to feed (checked)."""
     from .tokenizer import Tokenizer
 
-    tokenizer = Tokenizer.from_file(folder, n_threads=n_threads)
+    threads = n_threads or CORES.cores  # 0: the cores rapidrag may use (set_cores), not every core
+    tokenizer = Tokenizer.from_file(folder, n_threads=threads)
     session = open_session(
         onnx_file,
-        n_threads=n_threads,
+        n_threads=threads,
         graph_optimization_level=graph_optimization_level,
         enable_mem_arena=enable_mem_arena,
         allow_spinning=allow_spinning,

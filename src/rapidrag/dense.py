@@ -15,12 +15,13 @@ lose recall when most of the collection is filtered out), rebuilding HNSW withou
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from ._onnx import CORES
 
 __all__ = ["DenseIndex"]
 
@@ -47,11 +48,11 @@ class DenseIndex:
         the approximate index. Above that, HNSW widens its beam as the filter narrows (``ef_search`` / fraction,
         at most 1024), so that filtered recall stays that of unfiltered search.
     refine : IVF-PQ fetches ``refine * k`` candidates and re-scores them exactly with the stored vectors.
-    n_threads : FAISS's OpenMP threads for searches (0 = one per core, None = FAISS's setting). One by default:
+    n_threads : FAISS's OpenMP threads for searches (0 = ``rapidrag.set_cores``'s count, None = FAISS's setting). One:
         a search of one query gains nothing from more, and on a busy machine the parallel region FAISS opens for
         it (``IndexIDMap2`` translating ids) waited 16 ms for a descheduled thread where the search itself took
         0.12 ms (benchmarks/bench_pipeline.py). Raise it for large batches of queries. OpenMP keeps the setting
-        per calling thread, so searches set it for themselves; building and adding use every core.
+        per calling thread, so searches set it for themselves; building and adding use the cores of ``set_cores``.
 
     Exact scores (the filtered fallback, IVF-PQ re-scoring) come from a numba kernel over the stored vectors,
     single-threaded and without copying the rows it scores.
@@ -103,7 +104,7 @@ class DenseIndex:
         """Set the calling thread's OpenMP threads for the FAISS call that follows."""
         if searching and self.n_threads is None:
             return
-        self.faiss.omp_set_num_threads((self.n_threads if searching else 0) or os.cpu_count() or 1)
+        self.faiss.omp_set_num_threads((self.n_threads if searching else 0) or CORES.cores)
 
     def _new_index(self, train: F32Array | None = None) -> Any:
         faiss = self.faiss
