@@ -36,6 +36,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("the server needs FastAPI and uvicorn: pip install 'rapidrag[serve]'") from e
 
+from .bench import percentiles
 from .errors import RapidragError
 from .retriever import Hit, Retriever
 
@@ -142,15 +143,9 @@ class _Stats:
                 window.append(ms)
 
     def percentiles(self) -> dict[str, dict[str, float]]:
-        import numpy as np
-
         with self._lock:
             windows = {stage: list(values) for stage, values in self._stages.items()}
-        out = {}
-        for stage, values in windows.items():
-            p50, p95, p99 = np.percentile(np.asarray(values), [50, 95, 99])
-            out[stage] = {"p50": float(p50), "p95": float(p95), "p99": float(p99), "count": len(values)}
-        return out
+        return {stage: {**percentiles(values), "count": len(values)} for stage, values in windows.items()}
 
 
 def create_app(
