@@ -47,6 +47,8 @@ log = logging.getLogger("rapidrag.server")
 API_KEY_ENV = "RAPIDRAG_API_KEY"
 STATS_WINDOW = 10_000  # searches whose stage times /stats summarises
 RETRIEVER_BATCH = 1024  # documents the retriever makes visible in one step (Retriever.add)
+# What the retriever raises for input it refuses (a bad filter, document or value): answered 422 with its message.
+BAD_INPUT = (RapidragError, ValueError, TypeError, OverflowError)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -250,7 +252,7 @@ def create_app(
         params["mode"] = params["mode"] or default_mode
         try:
             hits = retriever.search(body.query, **params)
-        except (RapidragError, ValueError, TypeError, OverflowError) as e:
+        except BAD_INPUT as e:
             raise _unprocessable(e) from None
         stats.record(hits.timings)
         return {
@@ -263,7 +265,7 @@ def create_app(
         docs = [d.model_dump() for d in body.documents]
         try:
             chunks = retriever.upsert(docs, progress=False)
-        except (RapidragError, ValueError, TypeError, OverflowError) as e:
+        except BAD_INPUT as e:
             raise _unprocessable(e) from None
         return {"documents": len(docs), "chunks": chunks}
 
