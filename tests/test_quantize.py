@@ -59,6 +59,74 @@ def test_quantize_makes_an_int8_model_close_to_fp32(
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
 
 
+def test_per_token_ranges_bring_int8_closer_to_fp32(
+    tmp_path: Path, reranker_dir: Path, scifact_texts: list[str]
+) -> None:
+    per_token = rapidrag.quantize(reranker_dir, tmp_path / "per_token.onnx")
+    batch = rapidrag.quantize(reranker_dir, tmp_path / "batch.onnx", per_token=False)
+    assert per_token.per_token == 6 and batch.per_token == 0  # the FFN output dense of each of the 6 layers
+    assert "QuantizeLinear" in op_types(tmp_path / "per_token.onnx")  # per token, along axis 0
+    assert "QuantizeLinear" not in op_types(tmp_path / "batch.onnx")
+    passages = scifact_texts[:40]
+    fp32 = rapidrag.Reranker(reranker_dir).score(QUERY, passages)
+    errors = {
+        name: np.abs(rapidrag.Reranker(reranker_dir, model_file=tmp_path / name).score(QUERY, passages) - fp32).mean()
+        for name in ("per_token.onnx", "batch.onnx")
+    }
+    assert errors["per_token.onnx"] < 0.8 * errors["batch.onnx"], errors
+
+
+def tiny_model(path: Path, weight: np.ndarray, opset: int, rank: int = 2) -> Path:
+    helper = onnx.helper
+    shape: list[str | int] = ["n", weight.shape[0]] if rank == 2 else ["b", "n", weight.shape[0]]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [*shape[:-1], weight.shape[1]])],
+        [onnx.numpy_helper.from_array(weight.astype(np.float32), "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18])
+def test_per_token_matmul_keeps_small_tokens_exact(tmp_path: Path, opset: int) -> None:
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(64, 16))
+    src = tiny_model(tmp_path / "tiny.onnx", weight, opset, rank=3)
+    x = rng.normal(size=(2, 5, 64)).astype(np.float32)
+    x[0, 0] *= 100.0  # one outlier token, as [SEP] is in BERT after the GELU
+    x[1, 2] = 0.0  # an all-zero token
+    exact = x @ weight.astype(np.float32)
+    outputs = {}
+    for per_token in (True, False):
+        dst = tmp_path / f"int8_{per_token}.onnx"
+        assert rapidrag.quantize(src, dst, per_token=per_token).per_token == (1 if per_token else 0)
+        session = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+        (outputs[per_token],) = session.run(None, {"x": x})
+        assert outputs[per_token].shape == exact.shape
+    small = np.ones((2, 5), dtype=bool)
+    small[0, 0] = False
+
+    def error(y: np.ndarray) -> float:
+        return float(np.abs(y - exact)[small].max() / np.abs(exact[small]).max())
+
+    assert error(outputs[True]) < 0.02  # each token keeps 8 bits of its own range
+    assert error(outputs[False]) > 5 * error(outputs[True])  # one range for all: the outlier takes the levels
+    np.testing.assert_array_equal(outputs[True][1, 2], 0.0)
+    np.testing.assert_allclose(outputs[True][0, 0], exact[0, 0], rtol=0.02, atol=0.02 * np.abs(exact[0, 0]).max())
+
+
+def test_old_opsets_and_up_projections_are_left_to_dynamic_quantization(tmp_path: Path) -> None:
+    up = tiny_model(tmp_path / "up.onnx", np.ones((4, 8)), 17)
+    assert rapidrag.quantize(up, tmp_path / "up_int8.onnx").per_token == 0
+    old = tiny_model(tmp_path / "old.onnx", np.ones((8, 4)), 12)
+    assert rapidrag.quantize(old, tmp_path / "old_int8.onnx").per_token == 0
+
+
 def test_a_graph_without_attention_is_quantized_unfused(tmp_path: Path) -> None:
     helper = onnx.helper
     weight = onnx.numpy_helper.from_array(np.ones((8, 4), dtype=np.float32), "w")
@@ -94,6 +162,23 @@ def test_cli_quantize(tmp_path: Path, reranker_dir: Path, capsys: pytest.Capture
     assert main(["quantize", str(tmp_path / "missing"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rapidrag: error: model") and "RAPIDRAG_MODELS" in err and err.count("\n") == 1
+
+
+def test_quantized_prefers_the_file_rapidrag_quantize_wrote(
+    tmp_path: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rapidrag.cli import main
+
+    folder = tmp_path / "reranker"
+    folder.mkdir()
+    for f in reranker_dir.iterdir():
+        (folder / f.name).symlink_to(f)
+    assert rapidrag.Reranker(folder, quantized=True).model_path.name == "model_int8.onnx"
+    assert main(["quantize", str(folder)]) == 0
+    assert "quantized=True" in capsys.readouterr().out
+    assert rapidrag.Reranker(folder, quantized=True).model_path == folder / "model_fused_int8.onnx"
+    assert rapidrag.Reranker(folder, quantized=True, model_file="model_int8.onnx").model_path.name == "model_int8.onnx"
+    assert rapidrag.Reranker(folder).model_path.name == "model.onnx"
 
 
 def test_cli_fuse_only(tmp_path: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

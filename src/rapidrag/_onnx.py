@@ -128,13 +128,24 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     )
 
 
+QUANTIZED_BY_RAPIDRAG = "model_fused_int8.onnx"  # the default output name of ``rapidrag quantize``
+
+
 def find_model_file(folder: Path, quantized: bool, model_file: str | os.PathLike[str] | None) -> Path:
-    """The .onnx file to load: ``model_file`` (relative to the folder unless absolute), else the default name."""
+    """The .onnx file to load: ``model_file`` (relative to the folder unless absolute), else the default name.
+
+    ``quantized`` takes ``model_fused_int8.onnx`` (what ``rapidrag quantize`` writes beside the model: fused
+    attention, per-token ranges; faster and closer to fp32) when the folder has it, else ``model_int8.onnx``.
+    """
     if model_file is not None:
         path = Path(model_file)
         path = path if path.is_absolute() else folder / path
+    elif quantized:
+        path = folder / QUANTIZED_BY_RAPIDRAG
+        if not path.is_file():
+            path = folder / "model_int8.onnx"
     else:
-        path = folder / ("model_int8.onnx" if quantized else "model.onnx")
+        path = folder / "model.onnx"
     if not path.is_file():
         present = sorted(p.name for p in folder.glob("*.onnx"))
         raise FileNotFoundError(f"no model file {path} (.onnx files in {folder}: {present or 'none'})")

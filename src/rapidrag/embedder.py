@@ -28,7 +28,8 @@ class Embedder:
         A model folder with ``model.onnx`` (or ``model_int8.onnx`` when ``quantized``) and ``tokenizer.json`` or
         ``vocab.txt``; or a name under ``RAPIDRAG_MODELS``.
     quantized : bool
-        Load ``model_int8.onnx``.
+        Load ``model_fused_int8.onnx`` (written by ``rapidrag quantize``) when the folder has it, else
+        ``model_int8.onnx``.
     max_length : int
         Tokens per text, special tokens included; longer texts are truncated.
     normalize : bool

@@ -103,7 +103,8 @@ class Reranker:
         A model folder (``model.onnx`` or ``model_int8.onnx``, ``tokenizer.json`` or ``vocab.txt``, ``config.json``)
         or a name under ``RAPIDRAG_MODELS``.
     quantized : bool
-        Load ``model_int8.onnx``.
+        Load ``model_fused_int8.onnx`` (written by ``rapidrag quantize``) when the folder has it, else
+        ``model_int8.onnx``.
     model_file : str or path, optional
         Another .onnx file, relative to the folder or absolute (for example one made by ``rapidrag.quantize``).
     max_length : int, optional
