@@ -9,8 +9,9 @@ of the corpus: most pairs reach the 256-token limit). N = 10 and 20 by default; 
   and padding to ``max_length`` = 256, all N pairs in one ONNX Runtime run, same threads.
 - rapidrag: ``Reranker.score``: unpadded pairs sorted by length, batches of at most 1024 padded tokens. Models: the
   shipped fp32 and dynamic int8 files, the fp32 file with fused attention (``fuse_attention``: same scores), and
-  the int8 file made by ``rapidrag.quantize`` (attention fused), also at shorter pair lengths and with a passage
-  window (quality of each: benchmarks/rerank_quality.py).
+  the int8 file made by ``rapidrag.quantize`` (attention fused, per-token ranges in the down-projections), the same
+  with one range per batch (``per_token=False``), also at shorter pair lengths and with a passage window (quality of
+  each: benchmarks/rerank_quality.py and benchmarks/int8_fidelity.py).
 - GEMM peak: one ONNX Runtime MatMul (fp32) and MatMulInteger (uint8 x int8) of the model's FFN shape,
   [2048, 384] x [384, 1536]; the rerank benchmarks report their pairs/s as a fraction of it, with the FLOPs of a
   pair computed from the model's shape (config.json) and the actual pair lengths.
@@ -70,6 +71,13 @@ def fused_fp32(tmp_path_factory: pytest.TempPathFactory, reranker_dir: Path) -> 
 def fused_int8(tmp_path_factory: pytest.TempPathFactory, reranker_dir: Path) -> Path:
     path = tmp_path_factory.mktemp("reranker") / "model_fused_int8.onnx"
     rapidrag.quantize(reranker_dir, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fused_int8_batch_range(tmp_path_factory: pytest.TempPathFactory, reranker_dir: Path) -> Path:
+    path = tmp_path_factory.mktemp("reranker") / "model_fused_int8_batch_range.onnx"
+    rapidrag.quantize(reranker_dir, path, per_token=False)
     return path
 
 
@@ -167,6 +175,7 @@ SETTINGS = {
     "fp32-fused": dict(model="fused-fp32"),
     "int8": dict(model="model_int8.onnx"),
     "int8-fused": dict(model="fused"),
+    "int8-fused-batch-range": dict(model="fused-batch-range"),
     "int8-fused-len160": dict(model="fused", max_length=160),
     "int8-fused-len128": dict(model="fused", max_length=128),
     "int8-fused-window96": dict(model="fused", window=96),
@@ -180,6 +189,7 @@ def test_rapidrag(
     reranker_dir: Path,
     fused_fp32: Path,
     fused_int8: Path,
+    fused_int8_batch_range: Path,
     query: str,
     pool: list[str],
     n: int,
@@ -187,7 +197,8 @@ def test_rapidrag(
 ) -> None:
     benchmark.group = f"rerank-{n}"
     spec = SETTINGS[setting]
-    model_file = {"fused": fused_int8, "fused-fp32": fused_fp32}.get(str(spec["model"]), spec["model"])
+    made = {"fused": fused_int8, "fused-fp32": fused_fp32, "fused-batch-range": fused_int8_batch_range}
+    model_file = made.get(str(spec["model"]), spec["model"])
     reranker = rapidrag.Reranker(reranker_dir, model_file=model_file, n_threads=THREADS)
     passages = pool[:n]
     max_length, window = spec.get("max_length"), spec.get("window")

@@ -96,7 +96,7 @@ def main() -> None:
     candidates = first_stage(args, docs, {**test, **train})
 
     cache = Path(args.cache)
-    fused_int8 = cache / "reranker_fused_int8.onnx"
+    fused_int8 = cache / "minilm-l6-reranker_fused_int8_per_token.onnx"
     if not fused_int8.exists():
         rapidrag.quantize(model_dir, fused_int8)
     batch_range = cache / "reranker_fused_int8_batch_range.onnx"
