@@ -172,9 +172,11 @@ def measure(
     embedder_dir: Path,
     reranker_dir: Path,
     rerank_queries: int = 0,
+    reference: str = "rapidrag",
 ) -> dict[str, Any]:
     """Index with each pipeline, warm up, then run every query through every (pipeline, mode) in a rotating order
-    (reranking only for the first ``rerank_queries`` queries when that is > 0)."""
+    (reranking only for the first ``rerank_queries`` queries when that is > 0). Ratios, overlap and the paired
+    nDCG@10 difference (with its standard error over queries) are against the ``reference`` pipeline."""
     built = {}
     for name in names:
         print(f"indexing {len(data['ids'])} documents with {name} ...", file=sys.stderr, flush=True)
@@ -197,15 +199,19 @@ def measure(
         if (i + 1) % 50 == 0:
             print(f"  {i + 1} / {len(data['queries'])} queries", file=sys.stderr, flush=True)
     rows = []
+    ndcg = {cell: {q: query_metrics(run[q], data["qrels"][q])["ndcg@10"] for q in run} for cell, run in runs.items()}
     for name, rerank in cells:
         lat = latencies[(name, rerank)]
-        metrics = [query_metrics(runs[(name, rerank)][q], data["qrels"][q]) for q in runs[(name, rerank)]]
-        reference = runs.get(("rapidrag", rerank))
+        base_run = runs.get((reference, rerank))
         overlap = (
-            float(np.mean([len(set(r) & set(reference[q])) / 10 for q, r in runs[(name, rerank)].items()]))
-            if reference is not None
+            float(np.mean([len(set(r) & set(base_run[q])) / 10 for q, r in runs[(name, rerank)].items()]))
+            if base_run is not None
             else None
         )
+        paired = None
+        if base_run is not None:
+            diff = np.array([ndcg[(name, rerank)][q] - ndcg[(reference, rerank)][q] for q in runs[(name, rerank)]])
+            paired = (round(float(diff.mean()), 4), round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 4))
         rows.append(
             {
                 "pipeline": name,
@@ -214,18 +220,20 @@ def measure(
                 "p50_ms": percentile_ms(lat, 50),
                 "p99_ms": percentile_ms(lat, 99),
                 "mean_ms": round(float(np.mean(lat)) * 1000, 2),
-                "ndcg@10": round(float(np.mean([m["ndcg@10"] for m in metrics])), 4),
-                "overlap@10_with_rapidrag": None if overlap is None else round(overlap, 4),
+                "ndcg@10": round(float(np.mean(list(ndcg[(name, rerank)].values()))), 4),
+                "overlap@10_with_reference": None if overlap is None else round(overlap, 4),
+                "ndcg@10_diff_and_se_vs_reference": paired,
                 "index_s": round(built[name][1], 1),
             }
         )
     for mode in ("hybrid", "hybrid + rerank"):
-        base = next((r for r in rows if r["pipeline"] == "rapidrag" and r["mode"] == mode), None)
+        base = next((r for r in rows if r["pipeline"] == reference and r["mode"] == mode), None)
         for r in rows:
             if base is not None and r["mode"] == mode:
                 r["p50_ratio"] = round(r["p50_ms"] / base["p50_ms"], 2)
                 r["p99_ratio"] = round(r["p99_ms"] / base["p99_ms"], 2)
     return {
+        "reference": reference,
         "rows": rows,
         "latencies_ms": {
             f"{n}|{'rerank' if r else 'hybrid'}": [round(x * 1000, 3) for x in v] for (n, r), v in latencies.items()
@@ -268,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pipelines",
         default=",".join([*PIPELINES, "rapidrag-chunked"]),
-        help="comma-separated, of rapidrag, by-hand, langchain, rapidrag-chunked (default chunks)",
+        help="comma-separated, of rapidrag, by-hand, langchain, rapidrag-chunked, rapidrag-q, by-hand-q",
     )
+    parser.add_argument("--reference", default="rapidrag", help="the pipeline ratios and differences are against")
     parser.add_argument("--rerank-pipelines", default=None, help="those also run with reranking (default: all)")
     parser.add_argument("--rerank-queries", type=int, default=0, help="rerank only the first N queries (0 = all)")
     parser.add_argument("--shared", type=Path, default=shared_dir(), help="the shared data and models folder")
@@ -281,17 +290,19 @@ def main(argv: list[str] | None = None) -> int:
     names = args.pipelines.split(",")
     rerank_names = args.rerank_pipelines.split(",") if args.rerank_pipelines is not None else names
     embedder_dir, reranker_dir = args.shared / "models/all-MiniLM-L6-v2", args.shared / "models/minilm-l6-reranker"
-    result = measure(data, names, rerank_names, embedder_dir, reranker_dir, args.rerank_queries)
+    result = measure(data, names, rerank_names, embedder_dir, reranker_dir, args.rerank_queries, args.reference)
     header = (
         f"{'mode':<16} {'pipeline':<17} {'p50 ms':>8} {'p99 ms':>8} {'x p50':>6} {'x p99':>6} {'nDCG@10':>8} "
-        f"{'overlap':>8} {'index s':>8}"
+        f"{'overlap':>8} {'diff':>7} {'se':>6} {'index s':>8}"
     )
     print(header)
     for r in result["rows"]:
         print(
             f"{r['mode']:<16} {r['pipeline']:<17} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
             f"{r.get('p50_ratio', float('nan')):>6.2f} {r.get('p99_ratio', float('nan')):>6.2f} "
-            f"{r['ndcg@10']:>8.4f} {r['overlap@10_with_rapidrag'] or 0:>8.3f} {r['index_s']:>8.1f}"
+            f"{r['ndcg@10']:>8.4f} {r['overlap@10_with_reference'] or 0:>8.3f} "
+            f"{(r['ndcg@10_diff_and_se_vs_reference'] or (0, 0))[0]:>7.4f} "
+            f"{(r['ndcg@10_diff_and_se_vs_reference'] or (0, 0))[1]:>6.4f} {r['index_s']:>8.1f}"
         )
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
