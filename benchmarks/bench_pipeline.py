@@ -15,7 +15,7 @@ Two ways to run it:
   ``RAPIDRAG_BENCH_PIPELINE_DOCS``, ``RAPIDRAG_BENCH_PIPELINE_QUERIES`` and
   ``RAPIDRAG_BENCH_PIPELINE_RERANK_QUERIES`` set the sizes alone.
 - a script, for the measurement in BENCHMARKS.md: ``python benchmarks/bench_pipeline.py --full`` indexes with each
-  pipeline, then runs the queries round-robin over the pipelines (the order rotated every query), so that load
+  pipeline, then runs the queries round-robin over the pipelines (in a new random order every query), so that load
   from other jobs on the machine falls on all of them alike; prints a table and writes JSON (``--out``).
 """
 
@@ -174,7 +174,7 @@ def measure(
     rerank_queries: int = 0,
     reference: str = "rapidrag",
 ) -> dict[str, Any]:
-    """Index with each pipeline, warm up, then run every query through every (pipeline, mode) in a rotating order
+    """Index with each pipeline, warm up, then run every query through every (pipeline, mode) in a random order
     (reranking only for the first ``rerank_queries`` queries when that is > 0). Ratios, overlap and the paired
     nDCG@10 difference (with its standard error over queries) are against the ``reference`` pipeline."""
     built = {}
@@ -188,10 +188,13 @@ def measure(
             built[name][0].search(text, rerank)
     runs: dict[tuple[str, bool], dict[str, list[str]]] = {c: {} for c in cells}
     latencies: dict[tuple[str, bool], list[float]] = {c: [] for c in cells}
+    # A new random order of the cells for every query: a rotation would keep each cell behind the same neighbour
+    # (whose ONNX Runtime threads may still spin when it starts), which moved identical cells by up to 1.3x.
+    rng = np.random.default_rng(0)
     for i, (q, text) in enumerate(data["queries"]):
         active = [c for c in cells if not c[1] or rerank_queries <= 0 or i < rerank_queries]
-        for j in range(len(active)):
-            cell = active[(i + j) % len(active)]
+        for j in rng.permutation(len(active)):
+            cell = active[j]
             pipeline = built[cell[0]][0]
             start = time.perf_counter()
             runs[cell][q] = pipeline.search(text, cell[1])

@@ -128,19 +128,16 @@ def test_old_opsets_and_up_projections_are_left_to_dynamic_quantization(tmp_path
 
 
 def test_a_graph_without_attention_is_quantized_unfused(tmp_path: Path) -> None:
-    helper = onnx.helper
-    weight = onnx.numpy_helper.from_array(np.ones((8, 4), dtype=np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "tiny",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 8])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 4])],
-        [weight],
-    )
-    src = tmp_path / "tiny.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    import onnxruntime as ort
+
+    src = tiny_model(tmp_path / "tiny.onnx", np.arange(32, dtype=np.float32).reshape(8, 4) / 32, 17)  # rank-2 x
     report = rapidrag.quantize(src, tmp_path / "tiny_int8.onnx")
-    assert report.attention_fused == 0 and (tmp_path / "tiny_int8.onnx").is_file()
+    assert report.attention_fused == 0 and report.per_token == 1
+    x = np.random.default_rng(1).normal(size=(3, 8)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "tiny_int8.onnx"), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x})
+    exact = x @ (np.arange(32, dtype=np.float32).reshape(8, 4) / 32)
+    assert y.shape == (3, 4) and np.abs(y - exact).max() < 0.02 * np.abs(exact).max()
 
 
 def test_missing_and_corrupt_sources(tmp_path: Path) -> None:
@@ -159,6 +156,9 @@ def test_cli_quantize(tmp_path: Path, reranker_dir: Path, capsys: pytest.Capture
     assert main(["quantize", str(reranker_dir / "model.onnx"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "6 of 6 attention blocks fused" in printed and out.is_file()
+    assert "per-token activations in 6 down-projections" in printed
+    assert main(["quantize", str(reranker_dir / "model.onnx"), "--out", str(out), "--no-per-token"]) == 0
+    assert "per-token" not in capsys.readouterr().out and "QuantizeLinear" not in op_types(out)
     assert main(["quantize", str(tmp_path / "missing"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rapidrag: error: model") and "RAPIDRAG_MODELS" in err and err.count("\n") == 1
