@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -45,6 +46,20 @@ PEAK_GCIDE_DOCS = env_int("RAPIDRAG_BENCH_PEAK_GCIDE_DOCS", 0 if FULL else 1_000
 BIG_MB = float(os.environ.get("RAPIDRAG_BENCH_BIG_MB", "").strip() or (100 if FULL else 2))
 ROUNDS = env_int("RAPIDRAG_BENCH_ROUNDS", 3 if FULL else 5)
 SLOW_CALL_S = float(os.environ.get("RAPIDRAG_BENCH_SLOW_CALL_S", "").strip() or 3.0)
+
+
+BENCH_CACHE = Path(os.environ.get("RAPIDRAG_BENCH_CACHE", Path.home() / ".cache/rapidrag-bench"))
+
+
+def quantized(model_dir: Path, cache: Path = BENCH_CACHE, *, per_token: bool = True) -> Path:
+    """The int8 file ``rapidrag.quantize`` makes from ``model_dir/model.onnx``, made once and kept in ``cache`` under
+    a name that says how (``<model>_fused_int8_per_token.onnx`` or ``..._batch_range.onnx``)."""
+    import rapidrag
+
+    path = Path(cache) / f"{model_dir.name}_fused_int8_{'per_token' if per_token else 'batch_range'}.onnx"
+    if not path.is_file():
+        rapidrag.quantize(model_dir, path, per_token=per_token)
+    return path
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import quantized
 
 K = 10
 CANDIDATES = 100
@@ -50,18 +51,6 @@ NEEDS = {
     "by-hand-q": ["tokenizers", "bm25s", "Stemmer", "faiss", "onnx"],
     "langchain": ["tokenizers", "rank_bm25", "langchain_core", "langchain_community", "langchain_classic"],
 }
-
-
-def rapidrag_int8(reranker_dir: Path) -> Path:
-    """The int8 file ``rapidrag.quantize`` makes from ``reranker_dir/model.onnx``, cached in
-    ``$RAPIDRAG_BENCH_CACHE`` (default ~/.cache/rapidrag-bench) under a name that says how it was made."""
-    import rapidrag
-
-    cache = Path(os.environ.get("RAPIDRAG_BENCH_CACHE", Path.home() / ".cache/rapidrag-bench"))
-    path = cache / f"{reranker_dir.name}_fused_int8_per_token.onnx"
-    if not path.is_file():
-        rapidrag.quantize(reranker_dir, path)
-    return path
 
 
 def import_quietly(name: str) -> Any:
@@ -299,18 +288,16 @@ def make(name: str, embedder_dir: Path, reranker_dir: Path | None) -> Any:
         return RapidragPipeline(embedder_dir, reranker_dir)
     if name == "rapidrag-chunked":
         return RapidragPipeline(embedder_dir, reranker_dir, whole_documents=False)
-    if name == "rapidrag-q":
-        quantized = rapidrag_int8(reranker_dir) if reranker_dir is not None else "model_int8.onnx"
-        pipeline = RapidragPipeline(embedder_dir, reranker_dir, reranker_file=quantized)
+    if name in ("rapidrag-q", "by-hand-q"):
+        # The same pipeline reranking with the file rapidrag.quantize makes ($RAPIDRAG_BENCH_CACHE).
+        file = quantized(reranker_dir) if reranker_dir is not None else "model_int8.onnx"
+        pipeline = (RapidragPipeline if name == "rapidrag-q" else ByHandPipeline)(
+            embedder_dir, reranker_dir, reranker_file=file
+        )
         pipeline.name = name
         return pipeline
     if name == "by-hand":
         return ByHandPipeline(embedder_dir, reranker_dir)
-    if name == "by-hand-q":
-        quantized = rapidrag_int8(reranker_dir) if reranker_dir is not None else "model_int8.onnx"
-        pipeline = ByHandPipeline(embedder_dir, reranker_dir, reranker_file=quantized)
-        pipeline.name = name
-        return pipeline
     if name == "langchain":
         return LangChainPipeline(embedder_dir, reranker_dir)
     raise ValueError(f"unknown pipeline {name!r}")

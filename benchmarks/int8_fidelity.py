@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import BENCH_CACHE, quantized
 from rerank_quality import ndcg_at_10
 
 import rapidrag
 from rapidrag.beir import document_text, load_corpus, load_qrels, load_queries
-from rapidrag.quantization import fuse_attention
+from rapidrag.quantization import _down_projections, fuse_attention
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,15 +43,7 @@ def down_projections_fp32(model_dir: Path, dst: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fused = Path(tmp) / "fused.onnx"
         fuse_attention(model_dir, fused)
-        graph = onnx.load(str(fused)).graph
-        weights = {t.name: t.dims for t in graph.initializer}
-        down = [
-            n.name
-            for n in graph.node
-            if n.op_type == "MatMul"
-            and len(weights.get(n.input[1], [])) == 2
-            and weights[n.input[1]][0] > weights[n.input[1]][1]
-        ]
+        down = [node.name for node, _ in _down_projections(onnx, onnx.load(str(fused)))]
         quantize_dynamic(
             str(fused),
             str(dst),
@@ -65,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--cache", default=str(Path.home() / ".cache/rapidrag-bench"))
+    parser.add_argument("--cache", default=str(BENCH_CACHE))
     parser.add_argument("--out", default="int8_fidelity.json")
     args = parser.parse_args()
 
@@ -86,14 +79,10 @@ def main() -> None:
     top = {q: np.argsort(-sims[i])[:20] for i, q in enumerate(queries)}
 
     files = {
-        "batch": cache / "reranker_fused_int8_batch_range.onnx",
-        "token": cache / "minilm-l6-reranker_fused_int8_per_token.onnx",
+        "batch": quantized(model_dir, cache, per_token=False),
+        "token": quantized(model_dir, cache),
         "down": cache / "reranker_fused_int8_down_fp32.onnx",
     }
-    if not files["batch"].exists():
-        rapidrag.quantize(model_dir, files["batch"], per_token=False)
-    if not files["token"].exists():
-        rapidrag.quantize(model_dir, files["token"])
     if not files["down"].exists():
         down_projections_fp32(model_dir, files["down"])
     variants: dict[str, dict[str, Any]] = {

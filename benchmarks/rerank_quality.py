@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import BENCH_CACHE, quantized
 from _naive import naive_reranker
 
 import rapidrag
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--train-queries", type=int, default=200)
-    parser.add_argument("--cache", default=str(Path.home() / ".cache/rapidrag-bench"))
+    parser.add_argument("--cache", default=str(BENCH_CACHE))
     parser.add_argument("--out", default="rerank_quality.json")
     parser.add_argument("--only", default="", help="semicolon-separated setting names (default: all)")
     args = parser.parse_args()
@@ -96,12 +97,8 @@ def main() -> None:
     candidates = first_stage(args, docs, {**test, **train})
 
     cache = Path(args.cache)
-    fused_int8 = cache / "minilm-l6-reranker_fused_int8_per_token.onnx"
-    if not fused_int8.exists():
-        rapidrag.quantize(model_dir, fused_int8)
-    batch_range = cache / "reranker_fused_int8_batch_range.onnx"
-    if not batch_range.exists():
-        rapidrag.quantize(model_dir, batch_range, per_token=False)
+    fused_int8 = quantized(model_dir, cache)
+    batch_range = quantized(model_dir, cache, per_token=False)
     settings: dict[str, Any] = {
         "fp32": dict(model_file="model.onnx"),
         "int8 (shipped dynamic file)": dict(model_file="model_int8.onnx"),

@@ -268,6 +268,18 @@ def _fuse(onnx: Any, model: Any) -> tuple[int, int]:
     return len(replaced), len(softmaxes)
 
 
+def _down_projections(onnx: Any, model: Any) -> list[tuple[Any, np.ndarray]]:
+    """(node, weight) of each MatMul with a constant float32 2-D weight of more rows than columns: in a BERT block,
+    the FFN output dense."""
+    g = _Graph(onnx, model.graph)
+    found = []
+    for node in model.graph.node:
+        w = g.const(node.input[1]) if node.op_type == "MatMul" else None
+        if w is not None and w.ndim == 2 and w.dtype == np.float32 and w.shape[0] > w.shape[1]:
+            found.append((node, w))
+    return found
+
+
 def _per_token(onnx: Any, model: Any) -> int:
     """Rewrites each down-projection MatMul of ``model`` (in place) as per-token uint8 x per-column int8.
 
@@ -281,13 +293,9 @@ def _per_token(onnx: Any, model: Any) -> int:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
         return 0
-    g = _Graph(onnx, model.graph)
     replaced: dict[str, list[Any]] = {}
     consts: list[Any] = []
-    for node in model.graph.node:
-        w = g.const(node.input[1]) if node.op_type == "MatMul" else None
-        if w is None or w.ndim != 2 or w.dtype != np.float32 or not w.shape[0] > w.shape[1]:
-            continue
+    for node, w in _down_projections(onnx, model):
         k, n = w.shape
         p = f"rapidrag/per_token_{len(replaced)}"
         w_scale = np.abs(w).max(axis=0) / 127.0
