@@ -2,9 +2,11 @@
 
     python benchmarks/dense_report.py [--docs 0] [--queries 300] [--reps 5] [--search-threads 1] [--out FILE]
 
-The compared variants run interleaved, query by query in a rotating order, in one process, so that a shared
-machine's drift hits them alike; the ratios are what to read. Data as in _dense.py (the cached gcide vectors from
-``benchmarks/dense_vectors.py`` when present, else random); every index uses DenseIndex's default parameters.
+The compared variants run interleaved, query by query in a new random order for each query (seeded), in one
+process, so that a shared machine's drift hits them alike and no variant always runs after the same neighbour (whose
+warm caches or still-spinning threads it would inherit); the ratios are what to read. Data as in _dense.py (the
+cached gcide vectors from ``benchmarks/dense_vectors.py`` when present, else random); every index uses DenseIndex's
+default parameters.
 
 Overhead: single queries, k = 10 and 100, no filter; ``DenseIndex.search`` against ``index._index.search`` on the
 same FAISS object with the same parameters (one parameter object made once, as a user of FAISS would). IVF-PQ also
@@ -45,16 +47,17 @@ from rapidrag.dense import DenseIndex
 
 
 def interleaved(variants: dict[str, Callable[[int], Any]], n_queries: int, reps: int) -> dict[str, Any]:
-    """Run every variant on every query ``reps`` times, rotating the order; per-call seconds and last results."""
+    """Run every variant on every query ``reps`` times, in a random order each time; per-call seconds and last
+    results."""
     names = list(variants)
+    rng = np.random.default_rng(0)
     times: dict[str, list[float]] = {name: [] for name in names}
     results: dict[str, list[Any]] = {name: [None] * n_queries for name in names}
     for name in names:  # warm-up, untimed
         variants[name](0)
-    for rep in range(reps):
+    for _ in range(reps):
         for qi in range(n_queries):
-            shift = (rep + qi) % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in rng.permutation(names).tolist():
                 start = time.perf_counter()
                 out = variants[name](qi)
                 times[name].append(time.perf_counter() - start)
