@@ -9,10 +9,14 @@ candidate pairs of a query it orders as fp32 does, nDCG@10 of the reranker alone
 time per query (20 pairs) in this run. Variants:
 
 - the shipped ``model_int8.onnx`` (ONNX Runtime ``quantize_dynamic``, no fusion);
-- ``rapidrag.quantize`` with one activation range per batch (``per_token=False``), with pairs batched as usual
-  and one pair per run (``batch_tokens=1``, so that no other pair sets its ranges);
+- ``rapidrag.quantize`` with one activation range per batch (``per_token=False``);
 - ``rapidrag.quantize`` as shipped: per-token ranges in the down-projections;
+- per-token ranges in every projection outside attention (attention output, both FFN projections);
 - the FFN down-projections left in fp32 (the rest int8), the other way to remove their error.
+
+The three ``rapidrag.quantize`` files also run with one pair per run (``batch_tokens=1``, so that no other pair sets
+a pair's ranges); for those rows, ``*_from_batched`` says how far the scores are from the same file batched as usual:
+how much a pair's int8 score depends on the other pairs of its batch.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from rerank_quality import ndcg_at_10
 
 import rapidrag
 from rapidrag.beir import document_text, load_corpus, load_qrels, load_queries
-from rapidrag.quantization import _down_projections, fuse_attention
+from rapidrag.quantization import _projections, _quantize, fuse_attention
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +47,7 @@ def down_projections_fp32(model_dir: Path, dst: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fused = Path(tmp) / "fused.onnx"
         fuse_attention(model_dir, fused)
-        down = [node.name for node, _ in _down_projections(onnx, onnx.load(str(fused)))]
+        down = [node.name for node, _ in _projections(onnx, onnx.load(str(fused)))]
         quantize_dynamic(
             str(fused),
             str(dst),
@@ -85,16 +89,43 @@ def main() -> None:
     }
     if not files["down"].exists():
         down_projections_fp32(model_dir, files["down"])
+    files["every"] = cache / "reranker_fused_int8_every_projection_per_token.onnx"
+    if not files["every"].exists():
+        _quantize(model_dir, files["every"], down_only=False)
     variants: dict[str, dict[str, Any]] = {
         "fp32": dict(model_file="model.onnx"),
         "shipped model_int8.onnx": dict(model_file="model_int8.onnx"),
         "rapidrag.quantize, one range per batch": dict(model_file=files["batch"]),
-        "the same, one pair per run": dict(model_file=files["batch"], batch_tokens=1),
+        "one range per batch, one pair per run": dict(model_file=files["batch"], batch_tokens=1),
         "rapidrag.quantize, per-token down-projections": dict(model_file=files["token"]),
+        "per-token down-projections, one pair per run": dict(model_file=files["token"], batch_tokens=1),
+        "per-token in every projection but QKV": dict(model_file=files["every"]),
+        "every projection but QKV, one pair per run": dict(model_file=files["every"], batch_tokens=1),
         "down-projections left fp32": dict(model_file=files["down"]),
     }
+    # How much a pair's score depends on the other pairs of its batch: each file batched as usual against the
+    # same file with one pair per run.
+    batched_twin = {
+        "one range per batch, one pair per run": "rapidrag.quantize, one range per batch",
+        "per-token down-projections, one pair per run": "rapidrag.quantize, per-token down-projections",
+        "every projection but QKV, one pair per run": "per-token in every projection but QKV",
+    }
+
+    def compare(scores: dict[str, np.ndarray], against: dict[str, np.ndarray]) -> dict[str, float]:
+        diff = np.concatenate([scores[q] - against[q] for q in queries])
+        agree = []
+        for q in queries:
+            a, b = scores[q], against[q]
+            same = np.sign(a[:, None] - a[None, :]) == np.sign(b[:, None] - b[None, :])
+            agree.append(same[np.triu_indices(len(a), 1)].mean())
+        return {
+            "mean_abs_diff": float(np.abs(diff).mean()),
+            "max_abs_diff": float(np.abs(diff).max()),
+            "pair_order_agreement": float(np.mean(agree)),
+        }
+
     results: dict[str, Any] = {}
-    reference: dict[str, np.ndarray] = {}
+    all_scores: dict[str, dict[str, np.ndarray]] = {}
     for name, kwargs in variants.items():
         reranker = rapidrag.Reranker(model_dir, **kwargs)
         scores, times = {}, []
@@ -102,24 +133,18 @@ def main() -> None:
             start = time.perf_counter()
             scores[q] = reranker.score(text, [texts[i] for i in top[q]])
             times.append(time.perf_counter() - start)
-        if name == "fp32":
-            reference = scores
-        diff = np.concatenate([scores[q] - reference[q] for q in queries])
-        agree = []
-        for q in queries:
-            a, b = scores[q], reference[q]
-            same = np.sign(a[:, None] - a[None, :]) == np.sign(b[:, None] - b[None, :])
-            agree.append(same[np.triu_indices(len(a), 1)].mean())
+        all_scores[name] = scores
         ndcg = np.mean(
             [ndcg_at_10([ids[top[q][i]] for i in np.argsort(-scores[q], kind="stable")], qrels[q]) for q in queries]
         )
         results[name] = {
-            "mean_abs_diff": float(np.abs(diff).mean()),
-            "max_abs_diff": float(np.abs(diff).max()),
-            "pair_order_agreement": float(np.mean(agree)),
+            **compare(scores, all_scores["fp32"]),
             "ndcg10_alone_train": float(ndcg),
             "median_ms_per_query": float(np.median(times) * 1000),
         }
+        if name in batched_twin:
+            twin = compare(scores, all_scores[batched_twin[name]])
+            results[name].update({f"{key}_from_batched": value for key, value in twin.items()})
         print(f"{name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in results[name].items()), file=sys.stderr, flush=True)
     Path(args.out).write_text(json.dumps({"queries": len(queries), "variants": results}, indent=2) + "\n")
 

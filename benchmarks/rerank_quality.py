@@ -25,6 +25,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,27 @@ import rapidrag
 from rapidrag.beir import document_text, load_corpus, load_qrels, load_queries
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class SciFact:
+    """The SciFact corpus, its test queries and its first ``train_queries`` train queries, with their qrels."""
+
+    docs: list[dict[str, Any]]
+    doc_ids: list[str]
+    texts: list[str]
+    queries: dict[str, dict[str, str]]  # "test" / "train" -> query id -> text
+    qrels: dict[str, dict[str, dict[str, int]]]  # "test" / "train" -> query id -> judged documents
+
+
+def load_scifact(shared: str | Path, train_queries: int) -> SciFact:
+    data = Path(shared) / "data/beir/scifact"
+    docs = load_corpus(data)
+    qrels = {split: load_qrels(data / f"qrels/{split}.tsv") for split in ("test", "train")}
+    qrels["train"] = {q: qrels["train"][q] for q in list(qrels["train"])[:train_queries]}
+    all_queries = load_queries(data)
+    queries = {split: {q: all_queries[q] for q in judged} for split, judged in qrels.items()}
+    return SciFact(docs, [str(d["_id"]) for d in docs], [document_text(d) for d in docs], queries, qrels)
 
 
 def ndcg_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
@@ -84,16 +106,11 @@ def main() -> None:
     parser.add_argument("--only", default="", help="semicolon-separated setting names (default: all)")
     args = parser.parse_args()
 
-    data = Path(args.shared) / "data/beir/scifact"
     model_dir = Path(args.shared) / "models/minilm-l6-reranker"
-    docs = load_corpus(data)
-    doc_ids = [str(d["_id"]) for d in docs]
-    texts = [document_text(d) for d in docs]
-    all_queries = load_queries(data)
-    test_qrels = load_qrels(data / "qrels/test.tsv")
-    train_qrels = load_qrels(data / "qrels/train.tsv")
-    test = {q: all_queries[q] for q in test_qrels}
-    train = {q: all_queries[q] for q in list(train_qrels)[: args.train_queries]}
+    scifact = load_scifact(args.shared, args.train_queries)
+    docs, doc_ids, texts = scifact.docs, scifact.doc_ids, scifact.texts
+    test, train = scifact.queries["test"], scifact.queries["train"]
+    test_qrels, train_qrels = scifact.qrels["test"], scifact.qrels["train"]
     candidates = first_stage(args, docs, {**test, **train})
 
     cache = Path(args.cache)

@@ -10,7 +10,7 @@ import pytest
 
 import rapidrag
 from rapidrag.errors import ModelError
-from rapidrag.quantization import fuse_attention
+from rapidrag.quantization import _quantize, fuse_attention
 
 QUERY = "vitamin d deficiency causes bone loss"
 
@@ -123,6 +123,10 @@ def test_per_token_matmul_keeps_small_tokens_exact(tmp_path: Path, opset: int) -
 def test_old_opsets_and_up_projections_are_left_to_dynamic_quantization(tmp_path: Path) -> None:
     up = tiny_model(tmp_path / "up.onnx", np.ones((4, 8)), 17)
     assert rapidrag.quantize(up, tmp_path / "up_int8.onnx").per_token == 0
+    # The variant measured in benchmarks/int8_fidelity.py takes every projection of more than one column.
+    assert _quantize(up, tmp_path / "up_all.onnx", down_only=False).per_token == 1
+    head = tiny_model(tmp_path / "head.onnx", np.ones((8, 1)), 17)
+    assert _quantize(head, tmp_path / "head_all.onnx", down_only=False).per_token == 0
     old = tiny_model(tmp_path / "old.onnx", np.ones((8, 4)), 12)
     assert rapidrag.quantize(old, tmp_path / "old_int8.onnx").per_token == 0
 

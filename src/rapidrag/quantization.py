@@ -268,20 +268,23 @@ def _fuse(onnx: Any, model: Any) -> tuple[int, int]:
     return len(replaced), len(softmaxes)
 
 
-def _down_projections(onnx: Any, model: Any) -> list[tuple[Any, np.ndarray]]:
-    """(node, weight) of each MatMul with a constant float32 2-D weight of more rows than columns: in a BERT block,
-    the FFN output dense."""
+def _projections(onnx: Any, model: Any, *, down_only: bool = True) -> list[tuple[Any, np.ndarray]]:
+    """(node, weight) of each MatMul with a constant float32 2-D weight (of more than one column); with
+    ``down_only``, only those with more rows than columns: in a BERT block, the FFN output dense."""
     g = _Graph(onnx, model.graph)
     found = []
     for node in model.graph.node:
         w = g.const(node.input[1]) if node.op_type == "MatMul" else None
-        if w is not None and w.ndim == 2 and w.dtype == np.float32 and w.shape[0] > w.shape[1]:
+        if w is None or w.ndim != 2 or w.dtype != np.float32 or w.shape[1] < 2:
+            continue
+        if w.shape[0] > w.shape[1] or not down_only:
             found.append((node, w))
     return found
 
 
-def _per_token(onnx: Any, model: Any) -> int:
-    """Rewrites each down-projection MatMul of ``model`` (in place) as per-token uint8 x per-column int8.
+def _per_token(onnx: Any, model: Any, *, down_only: bool = True) -> int:
+    """Rewrites each down-projection MatMul of ``model`` (in place; every projection but the attention's QKV,
+    which the fused ``Attention`` op holds, when not ``down_only``) as per-token uint8 x per-column int8.
 
     y = x @ W becomes, with x flattened to rows r (tokens) and columns k:
       scale_r = (max(x_r, 0) - min(x_r, 0)) / 255, zero_r = round(-min(x_r, 0) / scale_r)
@@ -295,7 +298,7 @@ def _per_token(onnx: Any, model: Any) -> int:
         return 0
     replaced: dict[str, list[Any]] = {}
     consts: list[Any] = []
-    for node, w in _down_projections(onnx, model):
+    for node, w in _projections(onnx, model, down_only=down_only):
         k, n = w.shape
         p = f"rapidrag/per_token_{len(replaced)}"
         w_scale = np.abs(w).max(axis=0) / 127.0
@@ -446,6 +449,20 @@ def quantize(
     activation range per token (see the module docstring). Weights are signed 8-bit, per output channel when
     ``per_channel``; activations are quantized at run time (dynamic quantization, no calibration data needed).
     """
+    return _quantize(src, dst, fuse=fuse, per_channel=per_channel, per_token=per_token)
+
+
+def _quantize(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    fuse: bool = True,
+    per_channel: bool = True,
+    per_token: bool = True,
+    down_only: bool = True,
+) -> QuantizeReport:
+    """``quantize``; ``down_only=False`` gives per-token ranges to every projection outside attention (measured in
+    benchmarks/int8_fidelity.py: closer to fp32, 14% slower)."""
     onnx = _import_onnx()
     from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
 
@@ -460,7 +477,7 @@ def quantize(
         tokens = 0
         if per_token:
             model = onnx.load(str(stage))
-            tokens = _per_token(onnx, model)
+            tokens = _per_token(onnx, model, down_only=down_only)
             if tokens:
                 stage = Path(tmp) / "per_token.onnx"
                 onnx.save(model, str(stage))
