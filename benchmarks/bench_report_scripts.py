@@ -1,0 +1,36 @@
+"""The report scripts of benchmarks/ that are not pytest suites, run once on tiny inputs so that they do not rot.
+
+Only those that take seconds: attention_core.py, and dense_report.py on 2,000 vectors (random ones unless the gcide
+cache of dense_vectors.py is present). rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of
+SciFact and quantize the cross-encoder before their first figure, minutes on two cores; they are run by hand for
+BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "keys"),
+    [
+        (
+            "attention_core.py",
+            ["--pairs", "1", "--length", "16", "--rounds", "1"],
+            {"ms_per_layer", "core_fraction_of_fp32_peak", "int8_core_relative_error"},
+        ),
+        ("dense_report.py", ["--docs", "2000", "--queries", "5", "--reps", "1"], {"kinds", "mask_ms"}),
+    ],
+)
+def test_report_script_runs(tmp_path: Path, script: str, args: list[str], keys: set[str]) -> None:
+    out = tmp_path / "report.json"
+    subprocess.run([sys.executable, str(HERE / script), *args, "--out", str(out)], check=True, cwd=HERE, timeout=600)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert keys <= set(report), sorted(report)
