@@ -269,15 +269,15 @@ def _fuse(onnx: Any, model: Any) -> tuple[int, int]:
 
 
 def _projections(onnx: Any, model: Any, *, down_only: bool = True) -> list[tuple[Any, np.ndarray]]:
-    """(node, weight) of each MatMul with a constant float32 2-D weight (of more than one column); with
-    ``down_only``, only those with more rows than columns: in a BERT block, the FFN output dense."""
+    """(node, weight) of each MatMul with a constant float32 2-D weight of more rows than columns (in a BERT block,
+    the FFN output dense); without ``down_only``, of each with such a weight of more than one column."""
     g = _Graph(onnx, model.graph)
     found = []
     for node in model.graph.node:
         w = g.const(node.input[1]) if node.op_type == "MatMul" else None
-        if w is None or w.ndim != 2 or w.dtype != np.float32 or w.shape[1] < 2:
+        if w is None or w.ndim != 2 or w.dtype != np.float32:
             continue
-        if w.shape[0] > w.shape[1] or not down_only:
+        if (w.shape[0] > w.shape[1]) if down_only else (w.shape[1] > 1):
             found.append((node, w))
     return found
 
