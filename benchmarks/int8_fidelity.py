@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 from _common import BENCH_CACHE, quantized
-from rerank_quality import ndcg_at_10
+from rerank_quality import load_scifact, ndcg_at_10
 
 import rapidrag
-from rapidrag.beir import document_text, load_corpus, load_qrels, load_queries
 from rapidrag.quantization import _projections, _quantize, fuse_attention
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,16 +65,12 @@ def main() -> None:
     parser.add_argument("--out", default="int8_fidelity.json")
     args = parser.parse_args()
 
-    data = Path(args.shared) / "data/beir/scifact"
     model_dir = Path(args.shared) / "models/minilm-l6-reranker"
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    docs = load_corpus(data)
-    ids = [str(d["_id"]) for d in docs]
-    texts = [document_text(d) for d in docs]
-    qrels = load_qrels(data / "qrels/train.tsv")
-    all_queries = load_queries(data)
-    queries = {q: all_queries[q] for q in list(qrels)[: args.queries]}
+    scifact = load_scifact(args.shared, args.queries)
+    ids, texts = scifact.doc_ids, scifact.texts
+    qrels, queries = scifact.qrels["train"], scifact.queries["train"]
 
     embedder = rapidrag.Embedder(Path(args.shared) / "models/all-MiniLM-L6-v2", quantized=True)
     doc_vectors = embedder.embed(texts)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from _common import BENCH_CACHE, quantized
-from rerank_quality import first_stage, load_scifact, ndcg_at_10, zscore
+from rerank_quality import first_stage, fused_key, load_scifact, ndcg_at_10, zscore
 
 import rapidrag
 
@@ -60,7 +60,7 @@ def main() -> None:
     grid = [round(0.05 * i, 2) for i in range(21)]
 
     def fused_order(scores: np.ndarray, prior: np.ndarray, a: float) -> np.ndarray:
-        return np.argsort(-(a * zscore(scores) + (1 - a) * zscore(prior)), kind="stable")
+        return np.argsort(-fused_key(scores, prior, a), kind="stable")
 
     def ndcg(order: np.ndarray, q: str, split: str) -> float:
         top, _ = candidates[q]
@@ -80,7 +80,7 @@ def main() -> None:
         passages = [texts[i] for i in top]
         first = reranker.score(query, passages, max_length=short)
         z_prior = zscore(prior)
-        key = weight * zscore(first) + (1 - weight) * z_prior
+        key = fused_key(first, prior, weight)
         order = np.argsort(-key, kind="stable")
         if k == 0:
             return order

@@ -73,6 +73,11 @@ def zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
 
 
+def fused_key(rerank: np.ndarray, first: np.ndarray, a: float) -> np.ndarray:
+    """The fused ranking key of a query's candidates: a * z(reranker) + (1 - a) * z(first stage)."""
+    return a * zscore(rerank) + (1 - a) * zscore(first)
+
+
 def first_stage(args: argparse.Namespace, docs: list[dict[str, Any]], queries: dict[str, str]) -> Any:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -159,7 +164,7 @@ def main() -> None:
             if a is None:
                 order = np.argsort(-scores[q], kind="stable")
             else:
-                order = np.argsort(-(a * zscore(scores[q]) + (1 - a) * zscore(first)), kind="stable")
+                order = np.argsort(-fused_key(scores[q], first, a), kind="stable")
             values.append(ndcg_at_10([doc_ids[top[i]] for i in order], relevant))
         return float(np.mean(values))
 
