@@ -100,8 +100,12 @@ def test_models_are_remembered(tmp_path: Path, embedder: rapidrag.Embedder, rera
     assert auto.chunker.max_tokens == r.chunker.max_tokens
     assert [h.doc_id for h in auto.search("vitamin bone")] == [h.doc_id for h in r.search("vitamin bone")]
     assert Retriever.load(tmp_path / "ix", embedder=embedder, reranker=None).reranker is None
+    lexical = Retriever.load(tmp_path / "ix", embedder=None)  # without models: lexical searches only
+    assert lexical.default_mode == "lexical" and lexical.search("vitamin bone", mode="lexical")
     with pytest.raises(ValueError, match="embedder="):
-        Retriever.load(tmp_path / "ix", embedder=None)
+        lexical.search("vitamin bone", mode="hybrid")
+    with pytest.raises(ValueError, match="embedder="):
+        lexical.add([{"id": "new", "text": "more text"}])
     other = rapidrag.Embedder(embedder.folder, quantized=False)  # same dimension, other weights
     with pytest.warns(UserWarning, match="not the model file"):
         Retriever.load(tmp_path / "ix", embedder=other, reranker=None)
@@ -244,3 +248,55 @@ def test_a_killed_save_leaves_the_previous_index(tmp_path: Path, minilm_dir: Pat
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith("gen-")) == [".lock", "MANIFEST.json"]
     assert len([p for p in root.iterdir() if p.name.startswith("gen-")]) == 1
     assert len(Retriever.load(root)) == 205
+
+
+def test_moved_models_are_found_by_name(
+    tmp_path: Path, minilm_dir: Path, reranker_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index finds its models again under RAPIDRAG_MODELS after the models folder moved, checked by
+    fingerprint; without them it loads for lexical searches, and a save keeps the models recorded."""
+    import shutil
+    import warnings
+
+    models = tmp_path / "models"
+    for src in (minilm_dir, reranker_dir):
+        (models / src.name).mkdir(parents=True)
+        for name in ("model_int8.onnx", "vocab.txt", "tokenizer.json", "config.json", "tokenizer_config.json"):
+            if (src / name).exists():
+                shutil.copy(src / name, models / src.name / name)
+    embedder = rapidrag.Embedder(models / minilm_dir.name, quantized=True)
+    reranker = rapidrag.Reranker(models / reranker_dir.name, quantized=True, max_length=128)
+    r = Retriever(embedder, reranker)
+    r.add(make_docs(30))
+    r.save(tmp_path / "ix")
+    expected = [h.doc_id for h in r.search("vitamin bone", rerank=False)]
+    moved = tmp_path / "moved"
+    models.rename(moved)
+    monkeypatch.delenv("RAPIDRAG_MODELS", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lexical = Retriever.load(tmp_path / "ix")
+    said = " | ".join(str(w.message) for w in caught)
+    assert "the embedder that built this index (all-MiniLM-L6-v2/model_int8.onnx) is not at" in said
+    assert "the reranker that built this index (minilm-l6-reranker/model_int8.onnx)" in said and "--reranker" in said
+    assert lexical.embedder is None and lexical.reranker is None and lexical.default_mode == "lexical"
+    assert [h.doc_id for h in lexical.search("vitamin bone", mode="lexical")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lexical.save(tmp_path / "ix")  # a save without the models keeps them recorded
+    monkeypatch.setenv("RAPIDRAG_MODELS", str(moved))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = Retriever.load(tmp_path / "ix")
+    assert Path(found.embedder.model_path).parent == moved / minilm_dir.name
+    assert found.reranker is not None and found.reranker.max_length == 128
+    assert [h.doc_id for h in found.search("vitamin bone", rerank=False)] == expected
+    # Given by path, a model folder opens the recorded file name in it.
+    given = Retriever.load(tmp_path / "ix", embedder=moved / minilm_dir.name, reranker=None)
+    assert given.embedder.model_path.name == "model_int8.onnx"
+    # Another model under the same name is refused by its fingerprint.
+    (moved / minilm_dir.name / "model_int8.onnx").write_bytes((minilm_dir / "model.onnx").read_bytes())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert Retriever.load(tmp_path / "ix").embedder is None
+    assert any("fingerprint differs" in str(w.message) for w in caught)

@@ -258,22 +258,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         body = {
             "query": args.query,
             "mode": mode,
-            "hits": [
-                {
-                    "doc_id": h.doc_id,
-                    "chunk_id": h.chunk_id,
-                    "start": h.start,
-                    "end": h.end,
-                    "score": h.score,
-                    "scores": h.scores,
-                    "text": h.text,
-                    "metadata": {
-                        k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
-                        for k, v in h.metadata.items()
-                    },
-                }
-                for h in hits
-            ],
+            "hits": [h.to_dict() for h in hits],
             "timings_ms": hits.timings,
         }
         print(json.dumps(body, ensure_ascii=False, indent=1))

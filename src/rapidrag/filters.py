@@ -12,6 +12,12 @@ Values are str, int, float, bool or None, or ISO dates (a ``datetime``/``date``,
 "2024-01-31T08:00:00Z"). Comparisons hold only between values of the same kind: a number never equals a str, a
 bool is not a number. A document without the field matches ``$ne`` and ``$nin`` and nothing else. A malformed
 filter raises FilterError, whose message shows the path to the bad part.
+
+Metadata values may also be lists of such values and dicts of them. A list matches when any of its elements
+matches, as in MongoDB and Qdrant: ``{"tags": "bone"}`` and ``{"tags": {"$in": ["bone", "iron"]}}`` find
+``{"tags": ["bone", "vitamin"]}``, and ``$ne`` / ``$nin`` hold when no element matches. A dict's fields are
+filtered by their dotted path: ``{"author.name": "Curie"}``. Lists of lists or of dicts cannot be filtered and
+are refused when stored (``check_metadata``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy.typing as npt
 
 from .errors import RapidragError
 
-__all__ = ["FilterError", "MetadataIndex"]
+__all__ = ["FilterError", "MetadataIndex", "check_metadata", "flatten_metadata"]
 
 Mask = npt.NDArray[np.bool_]
 _COMPARE = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
@@ -69,6 +75,9 @@ class _Column:
         self.when = np.full(n, np.nan)  # dates, from datetime/date values and ISO strings
         self.null = np.zeros(n, dtype=bool)  # the value None
         self.present = np.zeros(n, dtype=bool)
+        # List values: their elements in a column of their own, each with the row it belongs to (-1 once cleared).
+        self.elements: _Column | None = None
+        self.element_row = np.zeros(0, dtype=np.int64)
 
     def grow(self, n: int) -> None:
         extra = n - len(self.present)
@@ -83,7 +92,11 @@ class _Column:
 
     def set(self, row: int, value: Any) -> None:
         self.present[row] = True
-        if value is None:
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, (list, tuple)):
+            self._set_list(row, value)
+        elif value is None:
             self.null[row] = True
         elif isinstance(value, bool):
             self.flag[row] = int(value)
@@ -103,6 +116,22 @@ class _Column:
         else:
             self.present[row] = False
 
+    def _set_list(self, row: int, values: Sequence[Any]) -> None:
+        if self.elements is None:
+            self.elements = _Column(0)
+        first = len(self.element_row)
+        self.elements.grow(first + len(values))
+        self.element_row = np.concatenate([self.element_row, np.full(len(values), row, dtype=np.int64)])
+        for i, value in enumerate(values):
+            self.elements.set(first + i, value)
+
+    def _rows_of(self, element_hit: Mask) -> Mask:
+        """Rows with at least one element in ``element_hit``."""
+        out = np.zeros(len(self.present), dtype=bool)
+        rows = self.element_row[element_hit]
+        out[rows[rows >= 0]] = True
+        return out
+
     def clear(self, row: int) -> None:
         self.num[row] = np.nan
         self.codes[row] = -1
@@ -110,8 +139,24 @@ class _Column:
         self.when[row] = np.nan
         self.null[row] = False
         self.present[row] = False
+        if self.elements is not None:
+            for element in np.flatnonzero(self.element_row == row).tolist():
+                self.elements.clear(element)
+                self.element_row[element] = -1
 
     def equals(self, value: Any) -> Mask:
+        hit = self._equals(value)
+        if self.elements is not None:
+            hit |= self._rows_of(self.elements.equals(value))
+        return hit
+
+    def compare(self, op: str, value: Any) -> Mask:
+        hit = self._compare(op, value)
+        if self.elements is not None:
+            hit |= self._rows_of(self.elements.compare(op, value))
+        return hit
+
+    def _equals(self, value: Any) -> Mask:
         if value is None:
             return self.null.copy()
         if isinstance(value, bool):
@@ -124,7 +169,7 @@ class _Column:
             hit = self.when == _as_date(value)
         return np.asarray(hit, dtype=bool)
 
-    def compare(self, op: str, value: Any) -> Mask:
+    def _compare(self, op: str, value: Any) -> Mask:
         fn = _COMPARE[op]
         when = _as_date(value)
         with np.errstate(invalid="ignore"):
@@ -145,8 +190,8 @@ class MetadataIndex:
         self.columns: dict[str, _Column] = {}
 
     def add(self, rows: Sequence[Mapping[str, Any] | None]) -> None:
-        """Append the metadata of new rows (None or {} for none). Values of other types are stored but not
-        filterable (a list, a dict)."""
+        """Append the metadata of new rows (None or {} for none); dicts are filtered by dotted paths and lists by
+        their elements. Values that cannot be filtered raise TypeError (``check_metadata`` says so first)."""
         start = self.n
         self.n += len(rows)
         for column in self.columns.values():
@@ -156,8 +201,8 @@ class MetadataIndex:
                 continue
             if not isinstance(meta, Mapping):
                 raise TypeError(f"metadata of row {start + k} must be a dict, not {type(meta).__name__}")
-            for field, value in meta.items():
-                self._column(str(field)).set(start + k, value)
+            for field, value in flatten_metadata(meta).items():
+                self._column(field).set(start + k, value)
 
     def clear(self, row: int) -> None:
         """Forget the metadata of ``row`` (a deleted document)."""
@@ -232,4 +277,47 @@ def _check_value(value: Any, where: str) -> Any:
         if math.isnan(value):
             raise FilterError(f"{where}: NaN is not a filter value (it equals nothing)")
         return value
-    raise FilterError(f"{where}: values are str, int, float, bool, None or dates, got {type(value).__name__} {value!r}")
+    hint = " (to match any of several values, use {'$in': [...]})" if isinstance(value, (list, tuple)) else ""
+    raise FilterError(
+        f"{where}: values are str, int, float, bool, None or dates, got {type(value).__name__} {value!r}{hint}"
+    )
+
+
+_SCALARS = (str, bool, int, float, date, datetime, np.bool_, np.integer, np.floating)
+
+
+def flatten_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The filterable fields of ``meta``: nested dicts become dotted paths (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``);
+    other values as they are. Raises TypeError for a value that cannot be filtered (see ``check_metadata``)."""
+    out: dict[str, Any] = {}
+    _flatten(meta, "", out)
+    return out
+
+
+def _flatten(meta: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for key, value in meta.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _flatten(value, f"{name}.", out)
+            continue
+        if isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if not (item is None or isinstance(item, _SCALARS)):
+                    raise TypeError(
+                        f"metadata {name!r}[{i}] is a {type(item).__name__}: a list can be filtered when its items "
+                        "are str, numbers, bools, None or dates (not lists or dicts)"
+                    )
+        elif not (value is None or isinstance(value, _SCALARS)):
+            raise TypeError(
+                f"metadata {name!r} is a {type(value).__name__}, which cannot be filtered or saved "
+                "(use str, numbers, bools, None, dates, or lists and dicts of them)"
+            )
+        if name in out:
+            raise TypeError(f"metadata {name!r} is given twice (as a dotted key and as a nested dict)")
+        out[name] = value
+
+
+def check_metadata(meta: Mapping[str, Any]) -> None:
+    """Raise TypeError, naming the field, for metadata that filters could not use: values other than str,
+    numbers, bools, None and dates, or lists and dicts of them (a list of lists or of dicts)."""
+    flatten_metadata(meta)

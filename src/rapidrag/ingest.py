@@ -1,10 +1,11 @@
 """Reading documents from disk for indexing: a folder of .txt, .md, .html and .jsonl files, or a BEIR corpus.
 
-Each document gets metadata from its source: jsonl fields (all but id/_id, title and text), Markdown front matter
-(``key: value`` lines between ``---`` lines), the HTML ``<title>``, and always ``source`` (the path relative to
-the folder, with ``:line`` for jsonl) and ``modified`` (the file's modification date, ISO 8601). Files that cannot
-be read as UTF-8 text are skipped with a warning, and malformed jsonl lines are reported with their line number;
-the rest is ingested. ``Ingest.problems`` lists what was skipped.
+Each document gets metadata from its source: jsonl fields (all but id/_id, title and text, or its "metadata"
+object), Markdown front matter (YAML between ``---`` lines: ``tags: [a, b]`` is a list, ``date: 2024-01-31`` a
+date), the HTML ``<title>``, and always ``source`` (the path relative to the folder, with ``:line`` for jsonl) and
+``modified`` (the file's modification date, ISO 8601). Files of other types, files that cannot be read as UTF-8
+text and malformed jsonl lines are skipped and reported (with their line number); metadata fields that filters
+could not use are dropped and reported; the rest is ingested. ``Ingest.problems`` lists what was skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from .filters import check_metadata
 from .retriever import Document
 
 __all__ = ["Ingest", "SUFFIXES"]
@@ -51,14 +53,30 @@ class Ingest:
                 raise ValueError(f"{self.src}: expected one of {', '.join(SUFFIXES)} or a folder of them")
             yield from self._file(self.src, self.src.name)
             return
-        files = sorted(p for p in self.src.rglob("*") if p.is_file() and _suffix(p) in SUFFIXES)
+        every = sorted(p for p in self.src.rglob("*") if p.is_file())
+        files = [p for p in every if _suffix(p) in SUFFIXES]
         if not files:
             raise ValueError(f"{self.src}: no {', '.join(SUFFIXES)} files in this folder")
-        for path in files:
+        for path in every:
+            if _suffix(path) not in SUFFIXES:
+                self.files += 1
+                self._skip(f"{path.relative_to(self.src)}: not a type rapidrag reads ({_suffix(path) or 'no suffix'})")
+                continue
             yield from self._file(path, str(path.relative_to(self.src)))
 
     def _skip(self, message: str) -> None:
         self.problems.append(message)
+
+    def _usable(self, meta: dict[str, Any], where: str) -> dict[str, Any]:
+        """``meta`` less the fields that filters could not use (each reported), so that one odd field does not
+        keep a document out of the index."""
+        for key in list(meta):
+            try:
+                check_metadata({key: meta[key]})
+            except TypeError as e:
+                self._skip(f"{where}: {e}; that field dropped")
+                del meta[key]
+        return meta
 
     def _file(self, path: Path, name: str) -> Iterator[Document]:
         self.files += 1
@@ -85,13 +103,16 @@ class Ingest:
         if kind in (".md", ".markdown"):
             match = _FRONT_MATTER.match(text)
             if match:
-                meta.update(_front_matter(match.group(1)))
+                try:
+                    meta.update(_front_matter(match.group(1)))
+                except ValueError as e:
+                    self._skip(f"{name}: front matter ignored: {e}")
                 text = text[match.end() :]
                 title = str(meta.pop("title", "") or "")
         elif kind in (".html", ".htm"):
             title, text = _html_text(text)
         meta.update(source=name, modified=modified)
-        yield Document(name, f"{title}\n\n{text}" if title else text, meta, title)
+        yield Document(name, f"{title}\n\n{text}" if title else text, self._usable(meta, name), title)
 
     def _jsonl(self, path: Path, name: str, modified: str) -> Iterator[Document]:
         opener = gzip.open if path.name.lower().endswith(".gz") else open
@@ -126,29 +147,28 @@ class Ingest:
                 meta = dict(doc.metadata)
                 meta.setdefault("source", f"{name}:{lineno}")
                 meta.setdefault("modified", modified)
-                yield Document(doc.id, doc.text, meta, doc.title)
+                yield Document(doc.id, doc.text, self._usable(meta, f"{name}:{lineno}"), doc.title)
             f.close()
         except OSError as e:
             self._skip(f"{name}: cannot read ({e.strerror})")
 
 
 def _front_matter(block: str) -> dict[str, Any]:
-    """``key: value`` lines; values that read as JSON (numbers, true/false, lists in brackets) are parsed."""
-    out: dict[str, Any] = {}
-    for line in block.splitlines():
-        if ":" not in line or line.lstrip().startswith("#"):
-            continue
-        key, value = (part.strip() for part in line.split(":", 1))
-        if not key:
-            continue
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            out[key] = value[1:-1]
-            continue
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    """The YAML front matter as a dict (PyYAML's safe loader: lists, numbers, booleans and dates typed); a block
+    that is not YAML, or not a mapping, raises ValueError."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(block)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 2}" if where is not None else ""  # +2: 0-based, after the opening ---
+        raise ValueError(f"not valid YAML{line} ({getattr(e, 'problem', None) or e})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected key: value lines, got a YAML {type(value).__name__}")
+    return {str(k): v for k, v in value.items()}
 
 
 class _TextOfHtml(HTMLParser):

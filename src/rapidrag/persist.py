@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import IndexFormatError
 
-__all__ = ["IndexFormatError", "Snapshot", "read_snapshot", "sha256_file", "write_snapshot"]
+__all__ = ["IndexFormatError", "Snapshot", "check_destination", "read_snapshot", "sha256_file", "write_snapshot"]
 
 MANIFEST = "MANIFEST.json"
 FORMAT = "rapidrag-index"
@@ -82,6 +82,22 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def check_destination(path: str | os.PathLike[str]) -> None:
+    """Raise FileExistsError unless ``path`` can take a snapshot: new, an empty folder, or a saved index (the
+    same check ``write_snapshot`` makes, for callers that want to refuse before doing the work)."""
+    root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root}: exists and is not a folder")
+    if not root.is_dir():
+        return
+    stray = [p.name for p in root.iterdir() if p.name not in (MANIFEST, ".lock") and not _is_generation(p.name)]
+    if stray and not (root / MANIFEST).exists():
+        raise FileExistsError(
+            f"{root}: the folder holds other files ({', '.join(sorted(stray)[:3])}...) and no saved index; "
+            "save into an empty or new folder"
+        )
+
+
 def write_snapshot(
     path: str | os.PathLike[str],
     files: Mapping[str, bytes],
@@ -97,15 +113,8 @@ def write_snapshot(
     each data file is written (tests use it to stop a save in the middle).
     """
     root = Path(path)
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"{root}: exists and is not a folder")
+    check_destination(root)
     root.mkdir(parents=True, exist_ok=True)
-    stray = [p.name for p in root.iterdir() if p.name not in (MANIFEST, ".lock") and not _is_generation(p.name)]
-    if stray and not (root / MANIFEST).exists():
-        raise FileExistsError(
-            f"{root}: the folder holds other files ({', '.join(sorted(stray)[:3])}...) and no saved index; "
-            "save into an empty or new folder"
-        )
     with _locked(root):
         generation = f"gen-{time.time_ns():x}-{secrets.token_hex(4)}"
         folder = root / generation

@@ -24,9 +24,10 @@ import numpy as np
 
 from .dense import DenseIndex
 from .errors import RapidragError
-from .filters import MetadataIndex
+from .filters import MetadataIndex, check_metadata
 from .fusion import reciprocal_rank_fusion, weighted_fusion
 from .lexical import BM25
+from .progress import Progress
 
 __all__ = ["Document", "Hit", "Retriever", "SearchResult", "evaluate"]
 
@@ -59,7 +60,11 @@ class Document:
             title = ""
         if title:
             text = f"{title} {text}" if text else title
-        metadata = raw.get("metadata") or {k: v for k, v in raw.items() if k not in ("id", "_id", "text", "title")}
+        # An explicit "metadata" (BEIR's is often {}) is the metadata; without one, the other fields are.
+        if raw.get("metadata") is not None:
+            metadata = raw["metadata"]
+        else:
+            metadata = {k: v for k, v in raw.items() if k not in ("id", "_id", "text", "title", "metadata")}
         if not isinstance(metadata, Mapping):
             raise ValueError(f"documents[{index}]: metadata must be a dict, got {type(metadata).__name__}")
         return cls(str(doc_id), text, dict(metadata), title)
@@ -77,6 +82,34 @@ class Hit:
     score: float
     scores: dict[str, float]
     metadata: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The hit as JSON-ready values, the one encoding of the CLI's ``--json`` and the HTTP service: metadata
+        keeps its lists and dicts, dates become ISO 8601 strings, non-finite numbers null."""
+        return {
+            "doc_id": self.doc_id,
+            "chunk_id": self.chunk_id,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "score": _json_value(self.score),
+            "scores": {name: _json_value(v) for name, v in self.scores.items()},
+            "metadata": {str(key): _json_value(v) for key, v in self.metadata.items()},
+        }
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return value
 
 
 class SearchResult(list[Hit]):
@@ -99,6 +132,9 @@ _DEAD_ROW = _Row("", 0, 0, 0)
 FORMAT_VERSION = 1
 PROGRESS_MIN_DOCUMENTS = 5_000
 BUDGET_RESERVE_MS = 1.0  # of a search's budget_ms, kept for the work after the reranker
+
+
+MODELS_ENV = "RAPIDRAG_MODELS"
 
 
 class Retriever:
@@ -173,11 +209,18 @@ class Retriever:
         self._rows: list[_Row] = []
         self._docs: dict[str, tuple[Document, list[int]]] = {}  # id -> (document, its rows)
         self._lock = threading.RLock()
+        self._model_specs: dict[str, Any] = {}  # set by load: the models recorded in the index
         # Which judgements chose the weights (set by ``rapidrag tune``; kept by save): {"qrels", "sha256", ...}.
         self.tuned_on: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self._docs)
+
+    @property
+    def default_mode(self) -> Mode:
+        """What ``search`` does when asked for no mode: hybrid when the index has vectors and its embedder is
+        loaded, else lexical."""
+        return "hybrid" if self.dense is not None and self.embedder is not None else "lexical"
 
     def get(self, doc_id: str) -> Document | None:
         entry = self._docs.get(doc_id)
@@ -205,7 +248,11 @@ class Retriever:
                 raise TypeError(f"documents[{i}]: id, text and title must be str")
             if not isinstance(doc.metadata, Mapping):
                 raise TypeError(f"documents[{i}] ({doc.id!r}): metadata must be a dict")
-            _encode_meta(doc)  # refuses, before anything is stored, a value that could be neither filtered nor saved
+            _encode_meta(doc)  # refuses, before anything is stored, a value that could not be saved
+            try:
+                check_metadata(doc.metadata)  # ... or not filtered
+            except TypeError as e:
+                raise TypeError(f"documents[{i}] ({doc.id!r}): {e}") from None
             for name, value in (("id", doc.id), ("text", doc.text), ("title", doc.title)):
                 try:
                     value.encode("utf-8")
@@ -229,22 +276,25 @@ class Retriever:
         of at least 5,000 documents when stderr is a terminal).
         """
         docs = self._documents(documents)
+        if self.dense is not None and self.embedder is None:
+            raise ValueError(
+                "this index has vectors but its embedder was not loaded: pass embedder= to Retriever.load "
+                "(CLI: --embedder PATH) before adding documents"
+            )
         if not _replace:
             taken = [d.id for d in docs if d.id in self._docs]
             if taken:
                 raise ValueError(f"documents already indexed: {taken[:5]}; use upsert to replace them")
-        show = progress if progress is not None else len(docs) >= PROGRESS_MIN_DOCUMENTS and sys.stderr.isatty()
-        bar = _Progress(len(docs), "indexing") if show else None
+        # None: a bar for large adds, when stderr is a terminal (Progress decides that).
+        show = progress if progress is not None else (None if len(docs) >= PROGRESS_MIN_DOCUMENTS else False)
         added = 0
         step = 1024
         if self.dense is not None and self.dense.kind == "ivfpq" and len(self.dense) == 0:
             step = max(len(docs), 1)  # IVF-PQ trains on its first add: give it all of it
-        for first in range(0, len(docs), step):
-            added += self._add_batch(docs[first : first + step], batch_size, _replace)
-            if bar is not None:
-                bar.update(min(first + step, len(docs)), added)
-        if bar is not None:
-            bar.close()
+        with Progress(len(docs), "indexing", unit="documents", enabled=show) as bar:
+            for first in range(0, len(docs), step):
+                added += self._add_batch(docs[first : first + step], batch_size, _replace)
+                bar.update(min(first + step, len(docs)), f"{added:,} chunks")
         return added
 
     def _add_batch(self, docs: list[Document], batch_size: int, replace: bool) -> int:
@@ -329,7 +379,7 @@ class Retriever:
         query: str,
         k: int = 10,
         *,
-        mode: Mode = "hybrid",
+        mode: Mode | None = "hybrid",
         filter: Mapping[str, Any] | None = None,
         rerank: bool | None = None,
         candidates: int = 100,
@@ -340,12 +390,22 @@ class Retriever:
         started = time.perf_counter()
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, not {type(query).__name__}")
+        if not query.strip():
+            raise ValueError(f"the query is {'empty' if not query else 'blank'}: give the words to search for")
+        mode = self.default_mode if mode is None else mode
         if mode not in ("hybrid", "dense", "lexical"):
             raise ValueError(f"mode must be 'hybrid', 'dense' or 'lexical', got {mode!r}")
         if mode != "lexical" and self.dense is None:
             raise ValueError(f"mode {mode!r} needs an embedder; this retriever is lexical only")
-        if not isinstance(k, int) or k < 1 or not isinstance(candidates, int) or candidates < 1:
-            raise ValueError(f"k and candidates must be positive ints, got {k!r} and {candidates!r}")
+        if mode != "lexical" and self.embedder is None:
+            raise ValueError(
+                f"mode {mode!r} needs the embedder that made this index's vectors, and it was not loaded: "
+                "pass embedder= to Retriever.load (CLI: --embedder PATH), or search with mode='lexical'"
+            )
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k (the number of hits) must be a positive int, got {k!r}")
+        if not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1:
+            raise ValueError(f"candidates must be a positive int, got {candidates!r}")
         if budget_ms is not None and not (isinstance(budget_ms, (int, float)) and budget_ms > 0):
             raise ValueError(f"budget_ms must be a positive number or None, got {budget_ms!r}")
         use_reranker = self.reranker is not None if rerank is None else bool(rerank)
@@ -487,11 +547,11 @@ class Retriever:
                 "rerank_weight": self.rerank_weight,
                 "rerank_depth": self.rerank_depth,
             },
-            "chunker": None
-            if self.chunker is None
-            else {"max_tokens": self.chunker.max_tokens, "overlap": self.chunker.overlap},
-            "embedder": _model_spec(self.embedder),
-            "reranker": _model_spec(self.reranker),
+            "chunker": {"max_tokens": self.chunker.max_tokens, "overlap": self.chunker.overlap}
+            if self.chunker is not None
+            else self._model_specs.get("chunker"),
+            "embedder": _model_spec(self.embedder) or self._model_specs.get("embedder"),
+            "reranker": _model_spec(self.reranker) or self._model_specs.get("reranker"),
             "dense": dense_state[0] if dense_state is not None else None,
             "documents": len(docs),
             "rows": n_rows,
@@ -520,23 +580,31 @@ class Retriever:
         try:
             cfg = snap.config
             settings = dict(cfg["retriever"])
-            embedder = _open_model(cfg["embedder"], embedder, "embedder", required=cfg["dense"] is not None)
-            reranker = _open_model(cfg["reranker"], reranker, "reranker", required=False)
-            if cfg["dense"] is not None and embedder.dim != cfg["dense"]["dim"]:
+            asked = {"embedder": embedder, "reranker": reranker}
+            embedder = _open_model(cfg["embedder"], embedder, "embedder")
+            reranker = _open_model(cfg["reranker"], reranker, "reranker")
+            opened = {"embedder": embedder, "reranker": reranker}
+            if cfg["dense"] is not None and embedder is not None and embedder.dim != cfg["dense"]["dim"]:
                 raise ValueError(
                     f"the index holds {cfg['dense']['dim']}-d vectors; the embedder gives {embedder.dim}-d"
                 )
             if chunker == "auto":
                 chunker = None
-                if cfg["chunker"] is not None:
-                    if embedder is None:
-                        raise ValueError("the index was chunked; pass chunker= (a Chunker with the same settings)")
+                if cfg["chunker"] is not None and embedder is not None:  # without it, no adds (see add)
                     from .chunker import Chunker
 
                     chunker = Chunker(embedder.tokenizer, cfg["chunker"]["max_tokens"], cfg["chunker"]["overlap"])
             settings["weights"] = tuple(settings["weights"])
             out = cls(None, reranker, None, **settings)
             out.embedder, out.chunker = embedder, chunker
+            # The recorded models that could not be found: a save without them keeps them recorded.
+            out._model_specs = {
+                role: cfg[role]
+                for role in opened
+                if opened[role] is None and cfg[role] and (asked[role] == "auto" or role == "embedder")
+            }
+            if out._model_specs.get("embedder") is not None:
+                out._model_specs["chunker"] = cfg["chunker"]
             out.tuned_on = cfg.get("tuned_on")
             out.bm25 = BM25.from_state(snap.json("bm25.json"), snap.arrays("bm25.npz"))
             if out.title_weight > 0:
@@ -612,38 +680,76 @@ class _ModelMismatch(ValueError):
 
 
 def _model_spec(model: Any) -> dict[str, Any] | None:
-    """How to reopen ``model`` (an Embedder or Reranker) and a fingerprint of its weights."""
+    """How to reopen ``model`` (an Embedder or Reranker): its path, its folder's name and its file's name in it
+    (to find it again under ``RAPIDRAG_MODELS`` after a move), and a fingerprint of its weights."""
     if model is None:
         return None
     spec: dict[str, Any] = {"type": type(model).__name__}
     model_path = getattr(model, "model_path", None)
     if model_path is not None:
-        fingerprint = getattr(model, "_fingerprint", None)
-        if fingerprint is None:
-            from .persist import sha256_file
-
-            fingerprint = sha256_file(model_path)
-            try:
-                model._fingerprint = fingerprint
-            except AttributeError:
-                pass
-        spec.update(folder=str(Path(model.folder).resolve()), model_file=str(Path(model_path).resolve()))
-        spec["sha256"] = fingerprint
+        folder, model_file = Path(model.folder).resolve(), Path(model_path).resolve()
+        spec.update(folder=str(folder), model_file=str(model_file), name=folder.name)
+        spec["file"] = str(model_file.relative_to(folder)) if model_file.is_relative_to(folder) else model_file.name
+        spec["sha256"] = _fingerprint(model)
     for name in ("max_length", "normalize", "pooling", "dim"):
         if hasattr(model, name):
             spec[name] = getattr(model, name)
     return spec
 
 
-def _open_model(spec: dict[str, Any] | None, given: Any, role: str, *, required: bool) -> Any:
-    """The model for a loaded index: ``given``, or (for "auto") the one recorded in ``spec``."""
+def _fingerprint(model: Any) -> str:
+    fingerprint = getattr(model, "_fingerprint", None)
+    if fingerprint is None:
+        from .persist import sha256_file
+
+        fingerprint = sha256_file(model.model_path)
+        try:
+            model._fingerprint = fingerprint
+        except AttributeError:
+            pass
+    return str(fingerprint)
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    name = spec.get("name") or Path(spec["folder"]).name
+    file = spec.get("file") or Path(spec["model_file"]).name
+    return f"{name}/{file}"
+
+
+def _locate_model(spec: dict[str, Any], role: str) -> tuple[Path | None, str]:
+    """The model file that built an index: at its recorded path, else under ``RAPIDRAG_MODELS`` by its folder's
+    name, checked by fingerprint. Returns (path, "") or (None, what was looked at)."""
+    from .persist import sha256_file
+
+    recorded = Path(spec["model_file"])
+    if recorded.is_file():
+        return recorded, ""
+    looked = [str(recorded)]
+    root = os.environ.get(MODELS_ENV)
+    if root:
+        candidate = Path(root) / (spec.get("name") or Path(spec["folder"]).name) / _describe(spec).split("/", 1)[1]
+        looked.append(str(candidate))
+        if candidate.is_file():
+            if not spec.get("sha256") or sha256_file(candidate) == spec["sha256"]:
+                return candidate, ""
+            looked[-1] += " (a different model: its fingerprint differs)"
+    where = " nor ".join(looked) + ("" if root else f" (${MODELS_ENV} is not set)")
+    return None, (
+        f"the {role} that built this index ({_describe(spec)}) is not at {where}: pass --{role} PATH "
+        f"(Python: {role}=), or set {MODELS_ENV} to the folder that holds {spec.get('name') or 'it'}/"
+    )
+
+
+def _open_model(spec: dict[str, Any] | None, given: Any, role: str) -> Any:
+    """The model for a loaded index: ``given`` (a model object, or a path or name to open with the recorded
+    settings), None, or for "auto" the one recorded in ``spec`` (None, with a warning, when it cannot be found)."""
     if given is None:
-        if required:
-            raise _ModelMismatch(f"this index holds dense vectors: pass {role}= (or leave it 'auto')")
         return None
+    if isinstance(given, (str, os.PathLike)) and given != "auto":
+        return _build_model(role, spec, *_model_at(Path(given), spec))
     if given != "auto":
         if spec is not None and spec.get("sha256") and getattr(given, "model_path", None) is not None:
-            if _model_spec(given).get("sha256") != spec["sha256"]:  # type: ignore[union-attr]
+            if _fingerprint(given) != spec["sha256"]:
                 warnings.warn(
                     f"the {role} given is not the model file that built this index ({spec.get('model_file')})",
                     stacklevel=3,
@@ -652,30 +758,51 @@ def _open_model(spec: dict[str, Any] | None, given: Any, role: str, *, required:
     if spec is None:
         return None
     if "model_file" not in spec:
-        raise _ModelMismatch(f"this index was built with a custom {role} ({spec['type']}): pass {role}=")
-    if not Path(spec["model_file"]).is_file():
-        message = (
-            f"the {role} that built this index is not at {spec['model_file']} any more: pass {role}= "
-            f"(a {spec['type']} of the same model)"
-        )
-        if required:
-            raise _ModelMismatch(message)
-        warnings.warn(message + "; loading without it", stacklevel=3)
+        warnings.warn(f"this index was built with a custom {role} ({spec['type']}): pass {role}=", stacklevel=3)
         return None
+    path, message = _locate_model(spec, role)
+    if path is None:
+        warnings.warn(message + "; loaded without it", stacklevel=3)
+        return None
+    folder = path.parent
+    for _ in Path(spec.get("file") or path.name).parts[1:]:  # a file in a subfolder of the model folder
+        folder = folder.parent
+    return _build_model(role, spec, folder, path)
+
+
+def _model_at(path: Path, spec: dict[str, Any] | None) -> tuple[Path, Path]:
+    """(folder, model file) for a model given by path: a .onnx file, or a folder (or a name under
+    ``RAPIDRAG_MODELS``) in which the recorded file name is taken if present, else ``model.onnx``."""
+    from ._onnx import find_model_file, resolve_model
+
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise FileNotFoundError(f"no model file {path}")
+        return path.parent, path
+    folder = resolve_model(path)
+    recorded = folder / spec["file"] if spec is not None and spec.get("file") else None
+    file = recorded if recorded is not None and recorded.is_file() else find_model_file(folder, False, None)
+    return folder, file
+
+
+def _build_model(role: str, spec: dict[str, Any] | None, folder: Path, model_file: Path) -> Any:
+    spec = spec or {}
     if role == "embedder":
         from .embedder import Embedder
 
-        pooling: Any = "auto" if spec["pooling"] == "model" else spec["pooling"]
-        return Embedder(
-            spec["folder"],
-            model_file=spec["model_file"],
-            max_length=spec["max_length"],
-            normalize=spec["normalize"],
-            pooling=pooling,
-        )
-    from .reranker import Reranker
+        pooling: Any = "auto" if spec.get("pooling", "model") == "model" else spec["pooling"]
+        kwargs: dict[str, Any] = {"pooling": pooling}
+        for name in ("max_length", "normalize"):
+            if name in spec:
+                kwargs[name] = spec[name]
+        model: Any = Embedder(folder, model_file=model_file, **kwargs)
+    else:
+        from .reranker import Reranker
 
-    return Reranker(spec["folder"], model_file=spec["model_file"], max_length=spec["max_length"])
+        model = Reranker(folder, model_file=model_file, max_length=spec.get("max_length"))
+    if spec.get("sha256") and _fingerprint(model) != spec["sha256"]:
+        warnings.warn(f"the {role} given ({model_file}) is not the model file that built this index", stacklevel=4)
+    return model
 
 
 def _encode_meta(doc: Document) -> dict[str, Any]:
@@ -727,33 +854,6 @@ def _decode_meta(raw: Any) -> Any:
     return raw
 
 
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most five times a second."""
-
-    def __init__(self, total: int, label: str) -> None:
-        self.total, self.label = total, label
-        self.started = self.drawn = time.perf_counter()
-
-    def update(self, done: int, chunks: int) -> None:
-        now = time.perf_counter()
-        if now - self.drawn < 0.2 and done < self.total:
-            return
-        self.drawn = now
-        rate = done / max(now - self.started, 1e-9)
-        left = (self.total - done) / rate if rate > 0 else 0.0
-        width = 30
-        filled = int(width * done / max(self.total, 1))
-        sys.stderr.write(
-            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{self.total:,} documents, "
-            f"{chunks:,} chunks, {rate:,.0f} docs/s, {left:,.0f} s left "
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 @dataclass(frozen=True)
 class _Span:
     start: int
@@ -787,17 +887,21 @@ def evaluate(
     queries: Mapping[str, str],
     qrels: Mapping[str, Mapping[str, int]],
     k: int = 10,
+    progress: str | None = None,
     **search_kwargs: Any,
 ) -> dict[str, float]:
     """nDCG@10, recall@100 and MRR@10 over the queries that have judgements (BEIR protocol: graded gains,
-    log2 discount, relevance > 0 counts as relevant)."""
+    log2 discount, relevance > 0 counts as relevant). ``progress``: a label for a progress bar on stderr (drawn
+    when it is a terminal)."""
     rows = []
     depth = max(100, k)
-    for qid, rel in qrels.items():
-        if qid not in queries:
-            continue
-        hits = retriever.search(queries[qid], k=depth, candidates=depth, **search_kwargs)
-        rows.append(query_metrics([h.doc_id for h in hits], rel))
+    judged = [(qid, rel) for qid, rel in qrels.items() if qid in queries]
+    show = None if progress else False
+    with Progress(len(judged), progress or "", unit="queries", enabled=show, erase=True) as bar:
+        for done, (qid, rel) in enumerate(judged, 1):
+            hits = retriever.search(queries[qid], k=depth, candidates=depth, **search_kwargs)
+            rows.append(query_metrics([h.doc_id for h in hits], rel))
+            bar.update(done)
     if not rows:
         raise ValueError("none of the judged queries is among the queries given")
     return {name: float(np.mean([r[name] for r in rows])) for name in ("ndcg@10", "recall@100", "mrr@10")}

@@ -256,7 +256,7 @@ def create_app(
             raise _unprocessable(e) from None
         stats.record(hits.timings)
         return {
-            "hits": list(hits),
+            "hits": [h.to_dict() for h in hits],  # the CLI's encoding too
             "timings_ms": {stage.removesuffix("_ms"): ms for stage, ms in hits.timings.items()},
         }
 
