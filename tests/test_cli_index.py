@@ -70,7 +70,8 @@ def test_index_query_eval(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _, code, stdout, stderr = built
-    assert code == 0 and "documents   5 from 6 files (5 skipped" in stdout
+    assert code == 0 and "documents   5 from 7 files (6 skipped" in stdout
+    assert "ignored.pdf: not a type rapidrag reads (.pdf)" in stderr  # every skipped file is counted and named
     for problem in ("more.jsonl:2: not valid JSON", "more.jsonl:4: expected a JSON object", "more.jsonl:5:"):
         assert problem in stderr
     assert "image.txt: binary file" in stderr and "latin1.txt: not UTF-8" in stderr
@@ -234,3 +235,153 @@ def test_bench_report_and_plot(hybrid_index: Path, tmp_path: Path, capsys: pytes
         assert all(r["queries"] == 8 and r["queries_per_s"] > 0 and r["latency_ms"]["p50"] > 0 for r in runs)
     assert main([*argv[:-4], "--concurrency", "0"]) == 2
     assert "--concurrency must be at least 1" in capsys.readouterr().err
+
+
+def test_front_matter_lists_filter_and_print_as_json(
+    built: tuple[Path, int, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YAML front matter gives real lists and dates; a list matches when any element does; --json prints the
+    metadata as JSON values (the server's encoding), not Python reprs."""
+    out = built[0]
+    assert main(["query", str(out), "vitamin", "--json", "--no-rerank", "--filter", '{"tags": "bone"}']) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert [h["doc_id"] for h in hits] == ["sub/bones.md"]
+    assert hits[0]["metadata"]["tags"] == ["bone", "vitamin"] and hits[0]["metadata"]["year"] == 2021
+    flt = '{"tags": {"$in": ["iron", "vitamin"]}}'
+    assert main(["query", str(out), "vitamin", "--json", "--no-rerank", "--filter", flt]) == 0
+    assert [h["doc_id"] for h in json.loads(capsys.readouterr().out)["hits"]] == ["sub/bones.md"]
+    flt = '{"tags": {"$nin": ["bone"]}}'
+    assert main(["query", str(out), "vitamin", "--json", "--no-rerank", "--filter", flt]) == 0
+    assert "sub/bones.md" not in [h["doc_id"] for h in json.loads(capsys.readouterr().out)["hits"]]
+
+
+def test_yaml_front_matter_types_and_bad_front_matter(tmp_path: Path) -> None:
+    from datetime import date
+
+    from rapidrag.ingest import Ingest
+
+    src = tmp_path / "notes"
+    src.mkdir()
+    (src / "a.md").write_text("---\ntags: [nutrition, history]\ndate: 2024-01-31\nauthor: {name: Curie}\n---\nText.")
+    (src / "b.md").write_text("---\ntags: [unclosed\n---\nStill indexed.")
+    (src / "c.md").write_text("---\nrows: [[1, 2], [3]]\nkept: yes\n---\nNested lists cannot be filtered.")
+    ingest = Ingest(src)
+    docs = {d.id: d for d in ingest}
+    assert docs["a.md"].metadata["tags"] == ["nutrition", "history"]
+    assert docs["a.md"].metadata["date"] == date(2024, 1, 31) and docs["a.md"].metadata["author"] == {"name": "Curie"}
+    assert docs["b.md"].text == "Still indexed." and "tags" not in docs["b.md"].metadata
+    assert "rows" not in docs["c.md"].metadata and docs["c.md"].metadata["kept"] is True
+    problems = " | ".join(ingest.problems)
+    assert "b.md: front matter ignored: not valid YAML" in problems
+    assert "c.md: metadata 'rows'[0] is a list" in problems and "that field dropped" in problems
+
+
+def test_blank_queries_and_bad_k_are_refused(
+    built: tuple[Path, int, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(built[0])
+    for query in ("", "   "):
+        assert main(["query", out, query]) == 2
+        err = capsys.readouterr().err
+        assert "the query is" in err and "give the words to search for" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["query", out, "vitamin", "-k", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument -k: must be at least 1, got 0" in err and "candidates" not in err
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    import rapidrag
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"rapidrag {rapidrag.__version__}"
+    for command in ("query", "serve", "eval", "bench"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "DIR an index folder made by rapidrag index" in text and "--embedder PATH" in text
+        if command == "query":
+            assert "query the question or words to search for" in text
+        if command == "serve":
+            assert "(default 8000)" in text
+
+
+def test_index_refuses_a_wrong_destination_before_the_work(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rapidrag.retriever import Retriever
+
+    def no_work(*args: object, **kwargs: object) -> int:
+        raise AssertionError("indexed before checking the destination")
+
+    monkeypatch.setattr(Retriever, "add", no_work)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    assert main(["index", str(folder), "--out", str(notes), "--lexical"]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "holds other files" in err and (notes / "keep.txt").read_text() == "mine"
+    (tmp_path / "file").write_text("x")
+    assert main(["index", str(folder), "--out", str(tmp_path / "file"), "--lexical"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_eval_runs_only_the_modes_asked(hybrid_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(json.dumps({"_id": "q1", "text": "scurvy from a lack of vitamin C"}) + "\n")
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\nq1\tscurvy.txt\t1\n")
+    base = ["eval", str(hybrid_index), "--queries", str(queries), "--qrels", str(qrels)]
+    capsys.readouterr()
+    assert main([*base, "--mode", "hybrid"]) == 0
+    rows = [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == ["hybrid", "(no reranked row: --rerank adds one for each mode asked)"]
+    assert main([*base, "--mode", "hybrid", "--mode", "lexical", "--rerank"]) == 0
+    rows = [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == ["hybrid", "lexical", "hybrid + rerank", "lexical + rerank"]
+
+
+def test_moved_models_from_the_cli(
+    hybrid_index: Path,
+    minilm_dir: Path,
+    reranker_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An index whose models are not where it recorded them: lexical queries run without them, with a note
+    that names the flags; --embedder / --reranker (or RAPIDRAG_MODELS) bring the other modes back."""
+    import shutil
+
+    from rapidrag.persist import read_snapshot, write_snapshot
+
+    snap = read_snapshot(hybrid_index, version=1)
+    config = snap.config
+    for role in ("embedder", "reranker"):  # as if the models folder had moved since the index was built
+        spec = config[role]
+        spec["folder"] = str(tmp_path / "gone" / Path(spec["folder"]).name)
+        spec["model_file"] = str(tmp_path / "gone" / Path(spec["folder"]).name / Path(spec["model_file"]).name)
+    files = {name: snap.read(name) for name in snap.files}
+    write_snapshot(hybrid_index, files, config, version=1)
+    monkeypatch.delenv("RAPIDRAG_MODELS", raising=False)
+    capsys.readouterr()
+    assert main(["query", str(hybrid_index), "eiffel tower", "--json"]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["mode"] == "lexical" and json.loads(printed.out)["hits"][0]["doc_id"] == "j2"
+    assert "note: the embedder that built this index" in printed.err and "--embedder PATH" in printed.err
+    assert main(["query", str(hybrid_index), "eiffel tower", "--mode", "hybrid"]) == 2
+    assert "--embedder PATH" in capsys.readouterr().err
+    argv = ["query", str(hybrid_index), "eiffel tower", "--json", "--embedder", str(minilm_dir)]
+    assert main([*argv, "--reranker", str(reranker_dir)]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["mode"] == "hybrid" and "rerank" in body["hits"][0]["scores"]
+    models = tmp_path / "models"
+    models.mkdir()
+    for src in (minilm_dir, reranker_dir):
+        shutil.copytree(src, models / src.name)
+    monkeypatch.setenv("RAPIDRAG_MODELS", str(models))
+    assert main(["query", str(hybrid_index), "eiffel tower", "--json"]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["mode"] == "hybrid" and "note:" not in printed.err

@@ -55,6 +55,11 @@ def rows(index: MetadataIndex, spec: dict[str, Any]) -> list[int]:
         ({"category": {"$gt": "m"}}, [1, 3]),  # strings compare lexicographically
         ({"$or": [{"category": "oncology"}, {"year": 2024}]}, [1, 2]),
         ({"$and": [{"category": "cardiology"}, {"$or": [{"year": 2019}, {"open": False}]}]}, [0]),
+        ({"tags": "a"}, [5]),  # a list matches when any element does
+        ({"tags": {"$in": ["b", "z"]}}, [5]),
+        ({"tags": {"$nin": ["a"]}}, [0, 1, 2, 3, 4]),  # no element matches
+        ({"tags": {"$ne": "b"}}, [0, 1, 2, 3, 4]),
+        ({"tags": {"$gt": "a"}}, [5]),  # some element is greater
         ({"missing_field": "x"}, []),
         ({"missing_field": {"$ne": "x"}}, [0, 1, 2, 3, 4, 5]),
         ({}, [0, 1, 2, 3, 4, 5]),
@@ -85,6 +90,7 @@ def test_cleared_rows_match_nothing_but_absence(index: MetadataIndex) -> None:
         ({"year": {"$lt": True}}, r"\$lt compares numbers"),
         ({"year": float("nan")}, "NaN"),
         ({"tags": ["a"]}, r"filter\['tags'\]: values are"),
+        ({"tags": ["a"]}, r"to match any of several values, use \{'\$in'"),
     ],
 )
 def test_malformed_filters_point_at_the_bad_part(index: MetadataIndex, spec: dict[str, Any], message: str) -> None:
@@ -98,3 +104,44 @@ def test_non_dict_inputs(index: MetadataIndex) -> None:
     with pytest.raises(TypeError, match="row 1"):
         MetadataIndex().add([{}, "not a dict"])  # type: ignore[list-item]
     assert issubclass(FilterError, ValueError)
+
+
+def test_lists_and_nested_dicts() -> None:
+    """Lists of any scalar kind match element-wise (numbers, dates, None too), nested dicts by dotted paths, and
+    a cleared row's elements match nothing."""
+    meta = MetadataIndex()
+    meta.add(
+        [
+            {"years": [2019, 2021], "author": {"name": "Curie", "born": 1867}, "when": [date(2020, 1, 1)]},
+            {"years": [2024], "author": {"name": "Bohr"}, "tags": []},
+            {"years": 2021, "tags": [None, "x"]},
+        ]
+    )
+    assert rows(meta, {"years": 2021}) == [0, 2]
+    assert rows(meta, {"years": {"$gte": 2022}}) == [1]
+    assert rows(meta, {"years": {"$gt": 2019, "$lt": 2021}}) == [0]  # each condition by some element, as MongoDB
+    assert rows(meta, {"author.name": "Curie"}) == [0] and rows(meta, {"author.born": {"$lt": 1900}}) == [0]
+    assert rows(meta, {"when": {"$gt": "2019-06-01"}}) == [0]
+    assert rows(meta, {"tags": None}) == [2] and rows(meta, {"tags": {"$ne": "x"}}) == [0, 1]
+    meta.clear(0)
+    assert rows(meta, {"years": 2021}) == [2] and rows(meta, {"author.name": "Curie"}) == []
+    meta.add([{"years": [2021, 2030]}])
+    assert rows(meta, {"years": 2021}) == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"rows": [[1, 2]]}, r"metadata 'rows'\[0\] is a list"),
+        ({"people": [{"name": "a"}]}, r"metadata 'people'\[0\] is a dict"),
+        ({"a": {"b": {1, 2}}}, r"metadata 'a.b' is a set"),
+        ({"a.b": 1, "a": {"b": 2}}, r"'a.b' is given twice"),
+    ],
+)
+def test_metadata_that_cannot_be_filtered_is_refused(meta: dict[str, Any], message: str) -> None:
+    from rapidrag.filters import check_metadata
+
+    with pytest.raises(TypeError, match=message):
+        check_metadata(meta)
+    with pytest.raises(TypeError, match=message):
+        MetadataIndex().add([meta])

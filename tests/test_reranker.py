@@ -111,6 +111,42 @@ def test_time_budget_scores_a_prefix_in_the_given_order(reranker: rapidrag.Reran
         reranker.score(QUERY, ["a"], time_budget_ms=0)
 
 
+def test_a_batch_running_at_the_deadline_is_cancelled(
+    reranker_dir: Path, scifact_texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget is a hard deadline: with a cost model that believes every batch is nearly free (as a cold or
+    suddenly slower machine would), the batch still running at the deadline is cancelled and its candidates are
+    left unscored, where before it ran to its end; the scored ones keep their exact scores."""
+    reranker = rapidrag.Reranker(reranker_dir, n_threads=1, batch_tokens=4096)
+    passages = scifact_texts[:64]
+    full = reranker.score(QUERY, passages)
+    monkeypatch.setattr(reranker, "_update_cost", lambda *args: None)  # keep the estimate wrong
+    reranker._ms_per_token = 1e-9
+    partial = reranker.score(QUERY, passages, time_budget_ms=20.0)  # 64 long pairs take far longer than 20 ms
+    scored = ~np.isnan(partial)
+    assert not scored.all()  # without the cancel, the one batch of 16 pairs and then the rest would all run
+    np.testing.assert_allclose(partial[scored], full[scored], atol=1e-4)
+    # Unbudgeted runs are never cancelled, whatever the estimate.
+    np.testing.assert_allclose(reranker.score(QUERY, passages), full, atol=1e-4)
+
+
+def test_the_cost_model_is_measured_on_a_full_batch_at_load(
+    reranker_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At load the cost model is measured on full-length pairs filling a batch (the dearest tokens, and the shape
+    ONNX Runtime must allocate for), not on one short pair, so a fresh process starts from a safe estimate."""
+    shapes = []
+    run = rapidrag.Reranker._run
+
+    def recording(self: rapidrag.Reranker, enc: object, idx: np.ndarray, *args: object) -> np.ndarray:
+        shapes.append((len(idx), int(enc.lengths[idx].max())))  # type: ignore[attr-defined]
+        return run(self, enc, idx, *args)
+
+    monkeypatch.setattr(rapidrag.Reranker, "_run", recording)
+    reranker = rapidrag.Reranker(reranker_dir, n_threads=1, max_length=256, batch_tokens=1024)
+    assert shapes == [(4, 256), (4, 256)] and reranker._ms_per_token > 0
+
+
 def test_time_budget_counts_waiting_for_busy_cores(reranker: rapidrag.Reranker) -> None:
     """While other threads' model runs hold every core, a budgeted call waits at most its budget for them and then
     returns what it scored (here nothing), instead of running late; unbudgeted calls wait as long as it takes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +285,33 @@ def test_one_setting_sizes_every_thread_pool(minilm_dir: Path) -> None:
     assert run.stdout.strip() == b"1"
     run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "RAPIDRAG_CORES": "two"}, capture_output=True)
     assert run.returncode != 0 and b"RAPIDRAG_CORES must be a positive int" in run.stderr
+
+
+def test_metadata_lists_empty_metadata_and_json() -> None:
+    """An explicit empty metadata stays empty (BEIR's "metadata": {}), list metadata is filtered element-wise,
+    what cannot be filtered is refused before anything is stored, and Hit.to_dict is plain JSON."""
+    from datetime import date
+
+    r = Retriever()
+    r.add(
+        [
+            {"_id": "b1", "title": "T", "text": "bone and vitamin", "metadata": {}},
+            {"id": "b2", "text": "bone and iron", "tags": ["nutrition", "history"], "when": date(2024, 1, 31)},
+        ]
+    )
+    assert r.get("b1").metadata == {}  # type: ignore[union-attr]
+    assert [h.doc_id for h in r.search("bone", filter={"tags": "history"})] == ["b2"]
+    assert [h.doc_id for h in r.search("bone", filter={"tags": {"$in": ["nutrition"]}})] == ["b2"]
+    with pytest.raises(TypeError, match=r"documents\[0\] \('b3'\): metadata 'people'\[0\] is a dict"):
+        r.add([{"id": "b3", "text": "x", "metadata": {"people": [{"name": "a"}]}}])
+    assert r.get("b3") is None and len(r) == 2
+    (hit,) = r.search("iron")
+    body = hit.to_dict()
+    assert json.loads(json.dumps(body, allow_nan=False)) == body
+    assert body["metadata"] == {"tags": ["nutrition", "history"], "when": "2024-01-31"}
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\n\t"])
+def test_blank_queries_are_refused(retriever: Retriever, query: str) -> None:
+    with pytest.raises(ValueError, match="give the words to search for"):
+        retriever.search(query)

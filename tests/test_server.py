@@ -138,6 +138,7 @@ def test_search_returns_cited_hits_and_stage_times(client: httpx.Client, store: 
         ({"query": "bone", "k": 0}, "body.k"),
         ({"query": "b" * 501}, "body.query"),
         ({"query": ""}, "body.query"),
+        ({"query": "   "}, "the query is blank: give the words to search for"),
         ({"k": 3}, "body.query: Field required"),
         ({"query": "bone", "mode": "fuzzy"}, "body.mode"),
         ({"query": "bone", "budget_ms": -1}, "body.budget_ms"),
@@ -315,6 +316,36 @@ def test_cli_serve_binds_loopback_and_reads_the_key_from_the_environment(
         port = served.url.rsplit(":", 1)[1]
         listening = [c for c in _listening_sockets(served.pid) if c.endswith(f":{port}")]
         assert listening and all(c.startswith("127.0.0.1:") for c in listening)
+    log = (tmp_path / "serve.log").read_text()
+    assert f"serving {len(DOCS)} documents" in log and f"at http://127.0.0.1:{port}" in log, log[:2000]
+
+
+def test_metadata_has_one_json_encoding(
+    client: httpx.Client, store: Retriever, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lists, nested dicts and dates in metadata come out of the server as they come out of `rapidrag query
+    --json`: the same JSON values (Hit.to_dict), never Python reprs."""
+    import json
+    from datetime import datetime, timezone
+
+    from rapidrag.cli import main
+
+    doc = {
+        "id": "meta",
+        "text": "zirconium isotopes in meteorites",
+        "metadata": {"tags": ["geo", "space"], "who": {"name": "Urey"}, "seen": "2024-02-01"},
+    }
+    assert client.post("/documents", json={"documents": [doc]}).status_code == 200
+    store.upsert([{**doc, "metadata": {**doc["metadata"], "at": datetime(2024, 2, 1, 8, tzinfo=timezone.utc)}}])
+    served = client.post("/search", json={"query": "zirconium meteorites", "k": 1, "rerank": False}).json()
+    direct = store.search("zirconium meteorites", k=1, rerank=False)[0].to_dict()
+    assert served["hits"][0]["metadata"] == direct["metadata"]
+    assert direct["metadata"]["tags"] == ["geo", "space"] and direct["metadata"]["at"] == "2024-02-01T08:00:00+00:00"
+    path = store.save(tmp_path / "index")
+    assert main(["query", str(path), "zirconium meteorites", "-k", "1", "--json", "--no-rerank"]) == 0
+    printed = json.loads(capsys.readouterr().out)["hits"][0]
+    assert printed["metadata"] == direct["metadata"]
+    assert client.delete("/documents/meta").status_code == 200
 
 
 def _listening_sockets(pid: int) -> list[str]:

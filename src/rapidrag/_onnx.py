@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import os
 import threading
 import time
@@ -19,6 +21,8 @@ __all__ = [
     "CORES",
     "CORES_ENV",
     "CoreBudget",
+    "RunCanceller",
+    "WATCHDOG",
     "GraphLevel",
     "find_model_file",
     "load_model",
@@ -79,6 +83,59 @@ class CoreBudget:
                     self.free += need
                     self._cv.notify_all()
 
+
+class RunCanceller:
+    """Stops ONNX Runtime runs at their deadlines: one daemon thread sets ``RunOptions.terminate`` when a deadline
+    passes, and ONNX Runtime then leaves the run before its next node (measured here: within 3-7 ms on a 4 x 256
+    token int8 cross-encoder batch). Arming and disarming cost a lock, not a thread (a ``threading.Timer`` per run
+    cost 0.3 ms)."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._heap: list[tuple[float, int, Any]] = []
+        self._armed: set[int] = set()
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    @contextlib.contextmanager
+    def deadline(self, run_options: Any, when: float) -> Iterator[None]:
+        """Terminate runs given ``run_options`` once ``time.perf_counter()`` passes ``when``, until the block ends."""
+        with self._cv:
+            if self._thread is None or self._pid != os.getpid():  # started lazily, and again in a forked child
+                self._heap, self._armed, self._pid = [], set(), os.getpid()
+                self._thread = threading.Thread(target=self._loop, name="rapidrag-run-canceller", daemon=True)
+                self._thread.start()
+            token = next(self._seq)
+            heapq.heappush(self._heap, (when, token, run_options))
+            self._armed.add(token)
+            if self._heap[0][1] == token:
+                self._cv.notify()
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._armed.discard(token)
+
+    def _loop(self) -> None:
+        with self._cv:
+            while True:
+                while self._heap and self._heap[0][1] not in self._armed:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cv.wait()
+                    continue
+                when, token, run_options = self._heap[0]
+                left = when - time.perf_counter()
+                if left > 0:
+                    self._cv.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+                self._armed.discard(token)
+                run_options.terminate = True
+
+
+WATCHDOG = RunCanceller()
 
 CORES_ENV = "RAPIDRAG_CORES"
 

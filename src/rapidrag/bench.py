@@ -63,9 +63,13 @@ def run(
     k: int = 10,
     candidates: int = 100,
     concurrency: Sequence[int] = (),
+    progress: bool | None = False,
 ) -> dict[str, Any]:
     """Stage and end-to-end latency percentiles (ms) per configuration, with nDCG@10 when ``qrels`` is given,
-    and throughput at each level of ``concurrency`` (threads searching at once)."""
+    and throughput at each level of ``concurrency`` (threads searching at once). ``progress``: a progress bar
+    per configuration on stderr (None: when it is a terminal)."""
+    from .progress import Progress
+
     ids = list(queries)
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
@@ -82,7 +86,10 @@ def run(
         stages: dict[str, list[float]] = {}
         quality = []
         reranked = []
-        for q in ids:
+        runs = len(ids) * (1 + (len(concurrency) if not config.rerank or config.budget_ms is not None else 0))
+        bar = Progress(runs, f"bench {config.name}", unit="searches", enabled=progress, erase=True)
+        for done, q in enumerate(ids, 1):
+            bar.update(done)
             hits = retriever.search(queries[q], k=k, candidates=candidates, **kwargs)
             for stage, ms in hits.timings.items():
                 stages.setdefault(stage.removesuffix("_ms"), []).append(ms)
@@ -103,10 +110,13 @@ def run(
         if reranked:
             entry["reranked_in_top_k"] = float(np.mean(reranked))
         if not config.rerank or config.budget_ms is not None:
-            entry["throughput"] = [
-                throughput(retriever, queries, config, threads, qrels=qrels, k=k, candidates=candidates)
-                for threads in concurrency
-            ]
+            entry["throughput"] = []
+            for level, threads in enumerate(concurrency, 1):
+                bar.update(len(ids) * level, f"{threads} threads")
+                entry["throughput"].append(
+                    throughput(retriever, queries, config, threads, qrels=qrels, k=k, candidates=candidates)
+                )
+        bar.close()
         report["configs"][config.name] = entry
     return report
 

@@ -156,7 +156,7 @@ class Ingest:
 def _front_matter(block: str) -> dict[str, Any]:
     """The YAML front matter as a dict (PyYAML's safe loader: lists, numbers, booleans and dates typed); a block
     that is not YAML, or not a mapping, raises ValueError."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     try:
         value = yaml.safe_load(block)

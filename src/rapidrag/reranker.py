@@ -2,8 +2,9 @@
 
 Pairs ``[CLS] query [SEP] passage [SEP]`` are encoded unpadded, sorted by length and run in batches holding at most
 ``batch_tokens`` padded tokens, each padded only to its own longest pair. With a time budget the candidates are scored
-in the order given instead, and scoring stops before a batch whose estimated cost (the measured cost per token,
-updated after every batch) would overrun the budget.
+in the order given instead, each batch no larger than what its estimated cost (the measured cost per token,
+updated after every batch) lets fit in what is left, and a batch still running at the deadline is cancelled
+(ONNX Runtime's ``RunOptions.terminate``) with its candidates left unscored: the budget is a hard deadline.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._onnx import CORES, GraphLevel, find_model_file, load_model, resolve_model
+from ._onnx import CORES, WATCHDOG, GraphLevel, find_model_file, load_model, resolve_model
 from .errors import ModelError
 from .tokenizer import _check_texts, _check_threads
 
@@ -32,6 +33,9 @@ MAX_POSITIONS = 512
 # machine, and a budget is a limit, not a target. In end-to-end searches on SciFact (rapidrag bench, 300 queries)
 # a factor of 1.1 gave p99 106.3 ms under a 100 ms budget and 501.7 under 500; 1.25 gave 99.1 and 499.5.
 BUDGET_MARGIN = 1.25
+# A run still going at the deadline is cancelled this much before it: ONNX Runtime stops at the next node, which
+# took up to about 3-7 ms past the flag on 4 x 256-token int8 batches here.
+CANCEL_LEAD_MS = 2.0
 # Words too common to place a passage window: the window goes where the query's content words are.
 _STOPWORDS = frozenset(
     "a an and are as at be by can do does for from has have how in is it its of on or that the their these this "
@@ -151,13 +155,17 @@ class Reranker:
         )
         self._output = self.session.get_outputs()[0].name
         self._query_cache: tuple[str, frozenset[int]] | None = None
-        # Warm up, check the output shape, and seed the cost model with a measured 64-token pair.
+        # Warm up on the largest batch a search runs (full-length pairs filling batch_tokens), which also checks
+        # the output shape and has ONNX Runtime allocate for that shape now, and seed the cost model with its
+        # measured time per token. A full-length batch costs the most per token (attention grows with the
+        # square of the length), so the first budgeted search starts from an estimate on the safe side.
         self._ms_per_token = 0.0
-        warm = "relevance " * 60
-        self.score("warm-up query", [warm])
+        pairs = max(1, self.batch_tokens // self.max_length)
+        warm = ["relevance " * self.max_length] * pairs
+        self.score("warm-up query", warm)
         start = time.perf_counter()
-        self.score("warm-up query", [warm])
-        self._ms_per_token = (time.perf_counter() - start) * 1000.0 / 64
+        self.score("warm-up query", warm)
+        self._ms_per_token = (time.perf_counter() - start) * 1000.0 / (pairs * self.max_length)
 
     def _check_length(self, value: int | None, name: str) -> int:
         if value is None:
@@ -270,7 +278,13 @@ class Reranker:
                         break
                 idx = order[pos : pos + count]
                 run_start = time.perf_counter()
-                scores[idx] = self._run(enc, idx)
+                if deadline is None:
+                    scores[idx] = self._run(enc, idx)
+                else:
+                    batch = self._run_until(enc, idx, deadline - CANCEL_LEAD_MS / 1000.0)
+                    if batch is None:
+                        break  # cancelled at the deadline: these candidates stay unscored
+                    scores[idx] = batch
                 self._update_cost(lengths, idx, (time.perf_counter() - run_start) * 1000.0)
             pos += count
             n_scored += count
@@ -304,7 +318,20 @@ class Reranker:
         # Weighted toward the latest batch, so that a slower machine state is picked up within a query.
         self._ms_per_token = measured if self._ms_per_token == 0.0 else 0.5 * self._ms_per_token + 0.5 * measured
 
-    def _run(self, enc: Any, idx: npt.NDArray[np.intp]) -> F32Array:
+    def _run_until(self, enc: Any, idx: npt.NDArray[np.intp], when: float) -> F32Array | None:
+        """``_run``, cancelled if still running at ``when`` (a ``time.perf_counter()`` value): None then."""
+        import onnxruntime as ort  # type: ignore[import-untyped]
+
+        options = ort.RunOptions()
+        with WATCHDOG.deadline(options, when):
+            try:
+                return self._run(enc, idx, options)
+            except Exception:
+                if options.terminate:  # ours: ONNX Runtime left the run at the flag
+                    return None
+                raise
+
+    def _run(self, enc: Any, idx: npt.NDArray[np.intp], run_options: Any = None) -> F32Array:
         width = int(enc.lengths[idx].max())
         arrays = {name: np.zeros((len(idx), width), dtype=np.int64) for name in REQUIRED_INPUTS}
         for row, i in enumerate(idx):
@@ -312,7 +339,8 @@ class Reranker:
             arrays["input_ids"][row, :n] = enc.input_ids[i]
             arrays["attention_mask"][row, :n] = 1
             arrays["token_type_ids"][row, :n] = enc.token_type_ids[i]
-        (logits,) = self.session.run([self._output], {name: arrays[name] for name in self._input_names})
+        feeds = {name: arrays[name] for name in self._input_names}
+        (logits,) = self.session.run([self._output], feeds, run_options)
         logits = np.asarray(logits, dtype=np.float32)
         if logits.ndim == 1:
             logits = logits[:, None]

@@ -379,14 +379,15 @@ class Retriever:
         query: str,
         k: int = 10,
         *,
-        mode: Mode | None = "hybrid",
+        mode: Mode | None = None,
         filter: Mapping[str, Any] | None = None,
         rerank: bool | None = None,
         candidates: int = 100,
         budget_ms: float | None = None,
         per_document: bool = True,
     ) -> SearchResult:
-        """The ``k`` best hits for ``query``. ``rerank``: None = rerank when a reranker is set."""
+        """The ``k`` best hits for ``query``. ``mode``: None = ``default_mode`` (hybrid when the index has vectors
+        and its embedder, else lexical). ``rerank``: None = rerank when a reranker is set."""
         started = time.perf_counter()
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, not {type(query).__name__}")

@@ -165,7 +165,7 @@ def create_app(
     lim = limits or Limits()
     save_dir = Path(index_dir) if index_dir is not None else None
     stats = _Stats()
-    default_mode = "hybrid" if retriever.dense is not None else "lexical"
+    default_mode = retriever.default_mode
 
     class SearchRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -249,7 +249,6 @@ def create_app(
     @app.post("/search", response_model=SearchResponse, dependencies=guarded, summary="search the index")
     def search(body: SearchRequest) -> dict[str, Any]:
         params = body.model_dump(exclude={"query"})
-        params["mode"] = params["mode"] or default_mode
         try:
             hits = retriever.search(body.query, **params)
         except BAD_INPUT as e:

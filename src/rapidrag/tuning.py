@@ -100,12 +100,15 @@ def tune(
     max_queries: int | None = None,
     rerank_depths: Sequence[int] = (10, 20, 30),
     log: Callable[[str], None] | None = None,
+    progress: bool | None = False,
 ) -> TuneResult:
     """Choose the retriever's weights on ``qrels`` (see the module's docstring); returns what each step gained.
 
     ``max_queries``: tune on the first N judged queries only (the rerank step costs about one reranker call per
-    query and candidate depth).
+    query and candidate depth). ``progress``: a progress bar of the settings tried, on stderr (None: when it is
+    a terminal).
     """
+    from .progress import Progress
     from .retriever import evaluate
 
     judged = {q: rel for q, rel in qrels.items() if q in queries}
@@ -126,12 +129,15 @@ def tune(
         return evaluate(retriever, queries, judged, **kw)["ndcg@10"]
 
     def step(name: str, grid: list[dict[str, Any]], apply: Callable[[Any, Mapping[str, Any]], None], **kw: Any) -> None:
+        bar.label = f"tuning {name}"
         before = ndcg(**kw)
+        bar.update(bar.done + 1)
         tried = []
         for setting in grid:
             apply(retriever, setting)
             value = ndcg(**kw)
             tried.append((setting, value))
+            bar.update(bar.done + 1, f"best nDCG@10 {max(v for _, v in tried):.4f}")
             say(f"  {name} {setting}: nDCG@10 {value:.4f}")
         chosen, after = max(tried, key=lambda x: x[1])  # the first of equals: grids list the defaults first
         apply(retriever, chosen)
@@ -139,25 +145,32 @@ def tune(
         result.settings.update(chosen)
         say(f"{name}: {chosen} nDCG@10 {before:.4f} -> {after:.4f} ({after - before:+.4f})")
 
+    titles = [0.0, 0.5, 1.0] if retriever.bm25_title is not None else [retriever.title_weight]
+    bm25_grid = [
+        {"k1": k1, "b": b, "title_weight": tw}
+        for k1, b, tw in itertools.product((0.9, 1.2, 1.5), (0.4, 0.6, 0.75), titles)
+    ]
+    fusion_grid = [{"fusion": "rrf", "dense": w} for w in (1.0, 0.5, 0.75, 1.25, 1.5, 2.0)]
+    fusion_grid += [{"fusion": "weighted", "dense": w} for w in (0.3, 0.4, 0.5, 0.6, 0.7)]
+    rerank_grid = [
+        {"rerank_weight": w, "rerank_depth": d}
+        for d, w in itertools.product(rerank_depths, (1.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
+    ]
+    steps: list[tuple[str, list[dict[str, Any]], Callable[[Any, Mapping[str, Any]], None], dict[str, Any]]] = [
+        ("bm25", bm25_grid, _bm25, {"mode": "lexical", "rerank": False})
+    ]
+    if retriever.dense is not None:
+        steps.append(("fusion", fusion_grid, _fusion, {"mode": "hybrid", "rerank": False}))
+    if reranker is not None:
+        mode = retriever.default_mode
+        steps.append(("rerank", rerank_grid, _rerank, {"mode": mode, "rerank": True}))
+    total = sum(len(grid) + 1 for _, grid, _, _ in steps)
+    bar = Progress(total, "tuning", unit="settings", enabled=progress)
     try:
-        titles = [0.0, 0.5, 1.0] if retriever.bm25_title is not None else [retriever.title_weight]
-        grid = [
-            {"k1": k1, "b": b, "title_weight": tw}
-            for k1, b, tw in itertools.product((0.9, 1.2, 1.5), (0.4, 0.6, 0.75), titles)
-        ]
-        step("bm25", grid, _bm25, mode="lexical", rerank=False)
-        if retriever.dense is not None:
-            grid = [{"fusion": "rrf", "dense": w} for w in (1.0, 0.5, 0.75, 1.25, 1.5, 2.0)]
-            grid += [{"fusion": "weighted", "dense": w} for w in (0.3, 0.4, 0.5, 0.6, 0.7)]
-            step("fusion", grid, _fusion, mode="hybrid", rerank=False)
-        if reranker is not None:
-            mode = "hybrid" if retriever.dense is not None else "lexical"
-            grid = [
-                {"rerank_weight": w, "rerank_depth": d}
-                for d, w in itertools.product(rerank_depths, (1.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
-            ]
-            step("rerank", grid, _rerank, mode=mode, rerank=True)
+        for name, grid, apply, kw in steps:
+            step(name, grid, apply, **kw)
     finally:
+        bar.close()
         retriever.embedder, retriever.reranker = embedder, reranker
     result.seconds = time.perf_counter() - started
     return result
