@@ -213,6 +213,10 @@ def test_bench_report_and_plot(hybrid_index: Path, tmp_path: Path, capsys: pytes
     assert "throughput, queries/s" in table
     body = json.loads(report.read_text())
     assert body["cold_start"]["first_answer_ms"] >= body["cold_start"]["load_ms"] > 0
+    # The first search of the fresh process ran under the first budget, and the report says how it did.
+    cold = body["cold_start"]
+    assert cold["first_budget_ms"] == 50 and "rerank_ms" in cold["first_search_stages_ms"]
+    assert f"first search {cold['first_search_ms']:.1f} ms (" in table and "its 50 ms budget)" in table
     assert body["queries"] == 8 and set(body["configs"]) == {
         "lexical",
         "dense",
