@@ -78,3 +78,21 @@ def test_edge_cases_and_errors() -> None:
         weighted_fusion([([1, 2], [0.1, float("nan")])])
     with pytest.raises(ValueError, match="normalization"):
         weighted_fusion([([1], [1.0])], normalization="rank")
+
+
+def test_rerank_mix_orders_the_scored_prefix_and_keeps_the_rest() -> None:
+    from rapidrag.fusion import rerank_mix, zscore
+
+    first = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    rerank = np.array([0.0, 2.0, 1.0])  # the first three scored
+    order, final = rerank_mix(rerank, first, 1.0)  # the reranker alone
+    assert order.tolist() == [1, 2, 0, 3, 4] and np.all(np.diff(final) < 0)
+    order, _ = rerank_mix(rerank, first, 0.0)  # the first stage alone
+    assert order.tolist() == [0, 1, 2, 3, 4]
+    order, final = rerank_mix(rerank, first, 0.5)
+    mixed = 0.5 * zscore(rerank) + 0.5 * zscore(first[:3])
+    assert order[:3].tolist() == np.argsort(-mixed, kind="stable").tolist() and order[3:].tolist() == [3, 4]
+    assert final[3] < final[2]  # the unscored below every scored one
+    assert rerank_mix([], first, 0.5)[0].tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="6 reranker scores for 5 candidates"):
+        rerank_mix(np.zeros(6), first, 0.5)

@@ -315,3 +315,51 @@ def test_metadata_lists_empty_metadata_and_json() -> None:
 def test_blank_queries_are_refused(retriever: Retriever, query: str) -> None:
     with pytest.raises(ValueError, match="give the words to search for"):
         retriever.search(query)
+
+
+def test_reranking_fuses_by_default(
+    embedder: rapidrag.Embedder, reranker_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unless a weight is set or tuned, the reranker's share comes from its folder's rapidrag.json, else the
+    default, so its score is fused with the first stage's instead of replacing it; an index saved before this
+    (rerank_weight 1.0 recorded without tuning) loads with the default too."""
+    import shutil
+
+    from rapidrag.persist import read_snapshot, write_snapshot
+    from rapidrag.retriever import DEFAULT_RERANK_WEIGHT
+
+    folder = tmp_path / "reranker"
+    folder.mkdir()
+    for name in ("model_int8.onnx", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "config.json"):
+        if (reranker_dir / name).exists():
+            shutil.copy(reranker_dir / name, folder / name)
+    reranker = rapidrag.Reranker(folder, quantized=True, max_length=128)
+    r = Retriever(embedder, reranker)
+    assert r.rerank_weight is None and r.effective_rerank_weight == DEFAULT_RERANK_WEIGHT < 1.0
+    r.add(DOCS)
+    calls = []
+    import rapidrag.retriever as module
+
+    real = module.rerank_mix
+    monkeypatch.setattr(module, "rerank_mix", lambda raw, first, w: calls.append(w) or real(raw, first, w))
+    r.search("vitamin and bone", k=2)
+    assert calls == [DEFAULT_RERANK_WEIGHT]
+    (folder / "rapidrag.json").write_text(json.dumps({"recommended_fusion_weight": 0.7}))
+    recommended = rapidrag.Reranker(folder, quantized=True, max_length=128)
+    assert recommended.recommended_weight == 0.7
+    assert Retriever(embedder, recommended).effective_rerank_weight == 0.7
+    assert Retriever(embedder, recommended, rerank_weight=0.2).effective_rerank_weight == 0.2
+    (folder / "rapidrag.json").write_text(json.dumps({"recommended_fusion_weight": 3}))
+    with pytest.raises(rapidrag.errors.ModelError, match="recommended_fusion_weight must be a number in"):
+        rapidrag.Reranker(folder, quantized=True, max_length=128)
+    # An index saved with the old default (1.0, untuned) loads with the new one; a tuned 1.0 stays.
+    r.save(tmp_path / "ix")
+    snap = read_snapshot(tmp_path / "ix", version=1)
+    config = snap.config
+    config["retriever"]["rerank_weight"] = 1.0
+    files = {n: snap.read(n) for n in snap.files}
+    write_snapshot(tmp_path / "ix", files, config, version=1)
+    assert Retriever.load(tmp_path / "ix", reranker=None).rerank_weight is None
+    config["tuned_on"] = {"qrels": "train.tsv"}
+    write_snapshot(tmp_path / "ix", files, config, version=1)
+    assert Retriever.load(tmp_path / "ix", reranker=None).rerank_weight == 1.0

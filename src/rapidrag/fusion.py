@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["reciprocal_rank_fusion", "weighted_fusion"]
+__all__ = ["reciprocal_rank_fusion", "rerank_mix", "weighted_fusion", "zscore"]
 
 IntArray = npt.NDArray[np.int64]
 F32Array = npt.NDArray[np.float32]
@@ -121,3 +121,34 @@ def weighted_fusion(
         raise ValueError("weighted_fusion: scores must be finite")
     uniq, fused = _kernels()[1](rows, scores, offsets, w, normalization == "zscore")
     return _ranked(uniq, fused, top_k)
+
+
+def zscore(x: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """``(x - mean) / std`` in float64; all zeros when the values are all equal."""
+    a = np.asarray(x, dtype=np.float64)
+    sd = a.std()
+    return (a - a.mean()) / sd if sd > 0 else np.zeros_like(a)
+
+
+def rerank_mix(
+    rerank: npt.ArrayLike, first: npt.ArrayLike, weight: float
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The final order of candidates of which the first ``len(rerank)`` were scored by a reranker.
+
+    ``first``: the first-stage scores of all candidates, best first. The scored ones are ordered by
+    ``weight * z(rerank) + (1 - weight) * z(first-stage)`` (z over the scored ones: ``weight`` 1.0 is the reranker
+    alone); the unscored keep their order below every scored one. Returns (positions into the candidates in the
+    final order, their final scores).
+    """
+    raw = np.asarray(rerank, dtype=np.float64)
+    base = np.asarray(first, dtype=np.float64)
+    n = len(raw)
+    if n > len(base):
+        raise ValueError(f"{n} reranker scores for {len(base)} candidates")
+    if n == 0:
+        return np.arange(len(base), dtype=np.int64), base.copy()
+    mixed = weight * zscore(raw) + (1.0 - weight) * zscore(base[:n])
+    top = np.argsort(-mixed, kind="stable")
+    tail = mixed.min() - 1.0 - 1e-3 * np.arange(len(base) - n)
+    order = np.concatenate([top, np.arange(n, len(base))]).astype(np.int64)
+    return order, np.concatenate([mixed[top], tail])

@@ -89,6 +89,25 @@ def _model_limit(folder: Path) -> int:
     return limit
 
 
+TRAINED_BY_RAPIDRAG = "rapidrag.json"  # what `rapidrag train` writes into a model folder
+
+
+def _recommended_weight(folder: Path) -> float | None:
+    """The fusion weight a model folder's ``rapidrag.json`` recommends (chosen on its dev split), if any."""
+    path = folder / TRAINED_BY_RAPIDRAG
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("recommended_fusion_weight")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ModelError(f"{path}: not a readable rapidrag.json ({e})") from None
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise ModelError(f"{path}: recommended_fusion_weight must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def _passage_text(item: object, index: int) -> str:
     if isinstance(item, str):
         return item
@@ -154,6 +173,7 @@ class Reranker:
             allow_spinning=allow_spinning,
         )
         self._output = self.session.get_outputs()[0].name
+        self.recommended_weight = _recommended_weight(folder)
         self._query_cache: tuple[str, frozenset[int]] | None = None
         # Warm up on the largest batch a search runs (full-length pairs filling batch_tokens), which also checks
         # the output shape and has ONNX Runtime allocate for that shape now, and seed the cost model with its

@@ -25,7 +25,7 @@ import numpy as np
 from .dense import DenseIndex
 from .errors import RapidragError
 from .filters import MetadataIndex, check_metadata
-from .fusion import reciprocal_rank_fusion, weighted_fusion
+from .fusion import reciprocal_rank_fusion, rerank_mix, weighted_fusion
 from .lexical import BM25
 from .progress import Progress
 
@@ -130,6 +130,11 @@ class _Row:
 
 _DEAD_ROW = _Row("", 0, 0, 0)
 FORMAT_VERSION = 1
+# The reranker's share when nothing chose one: fused with the first-stage score, since a reranker's order alone
+# can be worse than the first stage's (the shared cross-encoder's is, on SciFact). PROVISIONAL: to be chosen on
+# SciFact train by benchmarks/rerank_default.py (the share whose worst gain over hybrid, for any number of
+# candidates a budget lets the reranker score, is the largest).
+DEFAULT_RERANK_WEIGHT = 0.3
 PROGRESS_MIN_DOCUMENTS = 5_000
 BUDGET_RESERVE_MS = 1.0  # of a search's budget_ms, kept for the work after the reranker
 
@@ -153,7 +158,9 @@ class Retriever:
         the text for BEIR documents).
     fusion : "rrf" or "weighted"; ``weights``: (lexical, dense) for the fusion.
     rerank_weight : the reranker's share in the final score (z-scores over the reranked candidates); 1.0 = the
-        reranker alone.
+        reranker alone. None (the default): the weight ``rapidrag tune`` chose, else the one the reranker's folder
+        recommends (``rapidrag.json`` of a model made by ``rapidrag train``), else ``DEFAULT_RERANK_WEIGHT``: the
+        reranker's score is fused with the first-stage score, never left to replace it unasked.
     rerank_depth : how many fused candidates the reranker scores (at most; fewer within a ``budget_ms``).
 
     Thread safety: any number of threads may search while others add, upsert, delete or save. Each change
@@ -173,13 +180,15 @@ class Retriever:
         fusion: Literal["rrf", "weighted"] = "rrf",
         weights: tuple[float, float] = (1.0, 1.0),
         rrf_k: float = 60.0,
-        rerank_weight: float = 1.0,
+        rerank_weight: float | None = None,
         rerank_depth: int = 20,
     ) -> None:
         if fusion not in ("rrf", "weighted"):
             raise ValueError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
-        if not 0.0 <= rerank_weight <= 1.0:
-            raise ValueError(f"rerank_weight must be in [0, 1], got {rerank_weight!r}")
+        if rerank_weight is not None and not (
+            isinstance(rerank_weight, (int, float)) and not isinstance(rerank_weight, bool) and 0 <= rerank_weight <= 1
+        ):
+            raise ValueError(f"rerank_weight must be in [0, 1] or None (the default), got {rerank_weight!r}")
         if not (isinstance(title_weight, (int, float)) and title_weight >= 0):
             raise ValueError(f"title_weight must be a number >= 0, got {title_weight!r}")
         if len(weights) != 2 or any(not isinstance(w, (int, float)) or w < 0 for w in weights):
@@ -215,6 +224,15 @@ class Retriever:
 
     def __len__(self) -> int:
         return len(self._docs)
+
+    @property
+    def effective_rerank_weight(self) -> float:
+        """The reranker's share in use: ``rerank_weight`` if set (by you or ``rapidrag tune``), else the reranker
+        folder's recommended weight, else ``DEFAULT_RERANK_WEIGHT``."""
+        if self.rerank_weight is not None:
+            return float(self.rerank_weight)
+        recommended = getattr(self.reranker, "recommended_weight", None)
+        return float(recommended) if recommended is not None else DEFAULT_RERANK_WEIGHT
 
     @property
     def default_mode(self) -> Mode:
@@ -471,13 +489,10 @@ class Retriever:
                 }
                 n = int(done.sum())
                 if n:
-                    first = final[:n]
-                    mixed = self.rerank_weight * _z(raw[:n]) + (1 - self.rerank_weight) * _z(first)
-                    top = np.argsort(-mixed, kind="stable")
-                    ranked_rows = np.concatenate([ranked_rows[:n][top], ranked_rows[n:]])
-                    # Unscored candidates keep their order, below every scored one.
-                    tail = mixed.min() - 1.0 - 1e-3 * np.arange(len(final) - n)
-                    final = np.concatenate([mixed[top], tail])
+                    if not done[:n].all():
+                        raise AssertionError("the reranker scored candidates out of the order given")
+                    order, final = rerank_mix(raw[:n], final, self.effective_rerank_weight)
+                    ranked_rows = ranked_rows[order]
             timings["rerank_ms"] = (time.perf_counter() - clock) * 1000
         hits = [_hit(int(r), *found[int(r)], float(v), scores) for r, v in zip(ranked_rows[:k], final[:k], strict=True)]
         timings["total_ms"] = (time.perf_counter() - started) * 1000
@@ -596,6 +611,8 @@ class Retriever:
 
                     chunker = Chunker(embedder.tokenizer, cfg["chunker"]["max_tokens"], cfg["chunker"]["overlap"])
             settings["weights"] = tuple(settings["weights"])
+            if settings.get("rerank_weight") == 1.0 and not cfg.get("tuned_on"):
+                settings["rerank_weight"] = None  # the old default, saved before None meant "not chosen"
             out = cls(None, reranker, None, **settings)
             out.embedder, out.chunker = embedder, chunker
             # The recorded models that could not be found: a save without them keeps them recorded.
@@ -863,12 +880,6 @@ class _Span:
 
 def _whole(text: str) -> _Span:
     return _Span(0, len(text))
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    sd = x.std()
-    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
 
 
 def _best_per_document(rows: np.ndarray, info: list[_Row]) -> np.ndarray:

@@ -1,0 +1,70 @@
+"""Candidates and hard negatives from rapidrag's own retriever: what the reranker will see in use.
+
+The first stage is the hybrid retriever over the training corpus (lexical when no embedder is given). Hard
+negatives are its best-ranked documents that are not judged relevant, except those ranked within ``skip_window``
+places of a relevant one: unjudged documents ranked beside a relevant one are the likeliest false negatives (the
+main risk of mining, since qrels are incomplete).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .data import TrainingData
+
+__all__ = ["Candidates", "first_stage", "hard_negatives"]
+
+
+@dataclass
+class Candidates:
+    """Per query: document ids best first, and their first-stage scores."""
+
+    ranked: dict[str, list[str]]
+    scores: dict[str, list[float]]
+
+
+def build_retriever(data: TrainingData, embedder: Any = None, *, progress: bool | None = None) -> Any:
+    """A Retriever over the training corpus (hybrid with ``embedder``, else lexical)."""
+    from ..retriever import Document, Retriever
+
+    retriever = Retriever(embedder)
+    retriever.add([Document(i, t) for i, t in data.documents.items()], progress=progress)
+    return retriever
+
+
+def first_stage(retriever: Any, data: TrainingData, query_ids: Sequence[str], depth: int) -> Candidates:
+    ranked, scores = {}, {}
+    for qid in query_ids:
+        hits = retriever.search(data.queries[qid], k=depth, candidates=max(depth, 100), rerank=False)
+        ranked[qid] = [h.doc_id for h in hits]
+        scores[qid] = [h.score for h in hits]
+    return Candidates(ranked, scores)
+
+
+def hard_negatives(
+    candidates: Candidates, data: TrainingData, qid: str, n: int, skip_window: int, rng: random.Random
+) -> list[str]:
+    """``n`` negatives for ``qid``: drawn from its ranked candidates that are neither judged relevant nor within
+    ``skip_window`` ranks of a relevant one, the better-ranked first half preferred; topped up at random from
+    the corpus when the list runs short."""
+    ranked = candidates.ranked[qid]
+    relevant = set(data.positives(qid))
+    judged = set(data.qrels[qid])
+    near: set[int] = set()
+    for rank, doc in enumerate(ranked):
+        if doc in relevant:
+            near.update(range(rank - skip_window, rank + skip_window + 1))
+    pool = [d for r, d in enumerate(ranked) if d not in judged and r not in near]
+    hard = pool[: max(n, len(pool) // 2)]
+    picked = rng.sample(hard, min(n, len(hard)))
+    if len(picked) < n:
+        others = [d for d in pool if d not in picked]
+        picked += others[: n - len(picked)]
+    rest = [d for d in data.documents if d not in judged and d not in picked]
+    picked += rng.sample(rest, min(n - len(picked), len(rest)))
+    if len(picked) < n:
+        raise ValueError(f"query {qid!r}: the corpus has fewer than {n} documents that are not judged for it")
+    return picked

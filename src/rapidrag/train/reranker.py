@@ -1,0 +1,513 @@
+"""``rapidrag train reranker``: fine-tune a cross-encoder on judged queries, choose its steps and fusion weight on a
+dev split, and write a model folder that ``Reranker``, ``rapidrag index`` and ``rapidrag quantize`` load as it is.
+
+Training is a plain PyTorch loop over ``transformers``' model classes: groups of one relevant document and
+``negatives`` hard negatives from rapidrag's hybrid retriever, a listwise softmax cross-entropy over each group
+(the loss the shared cross-encoder was trained with), AdamW with linear warm-up and decay, bf16 autocast where the
+CPU has bf16 instructions, groups batched by length so that padding stays small, a checkpoint at every dev
+evaluation (resumed when the same command runs again), and the step with the best dev nDCG@10 kept. The loop is
+written here rather than taken from sentence-transformers' trainer so that checkpoints, resumption and the progress
+line are rapidrag's own and no ``datasets``/``accelerate`` stack is needed on a CPU box; the model classes, the
+tokenizer and the ONNX export are the libraries'.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import RapidragError
+from .data import TrainingData, load_training_data, split_dev
+from .mining import Candidates, build_retriever, first_stage, hard_negatives
+
+__all__ = ["TrainReport", "TrainingError", "train_reranker"]
+
+CHECKPOINT = "checkpoint.pt"
+WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # fusion weights tried on dev (0 = first stage alone)
+ONNX_TOLERANCE = 1e-4
+
+
+class TrainingError(RapidragError, ValueError):
+    """Training cannot start or finish: a bad --init folder, an existing output, an export that disagrees."""
+
+
+@dataclass
+class TrainReport:
+    """What ``train_reranker`` did. ``accepted`` is False when the trained model scored below its starting point
+    on dev; then ``path`` is None unless ``keep_worse`` was given."""
+
+    path: Path | None
+    accepted: bool
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def check_init(init: Path) -> None:
+    """A Hugging Face checkpoint folder: config.json, weights and a tokenizer, each named when missing."""
+    if not init.is_dir():
+        raise TrainingError(f"--init {init}: not a folder (a Hugging Face checkpoint folder)")
+    missing = []
+    if not (init / "config.json").is_file():
+        missing.append("config.json")
+    if not any((init / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
+        missing.append("weights (model.safetensors or pytorch_model.bin)")
+    if not any((init / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
+        missing.append("a tokenizer (tokenizer.json or vocab.txt)")
+    if missing:
+        raise TrainingError(f"--init {init}: no {', no '.join(missing)}")
+
+
+def check_output(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise TrainingError(f"{out} exists; pass --force (force=True) to replace it")
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out} exists and is not a folder")
+
+
+def _bf16_available() -> bool:
+    import torch
+
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return (" avx512_bf16" in flags or " amx_bf16" in flags) and torch.backends.mkldnn.is_available()
+
+
+@dataclass
+class _Setup:
+    """Everything the loop needs, built once."""
+
+    model: Any
+    tokenizer: Any
+    max_length: int
+    autocast: bool
+
+
+def _score(setup: _Setup, query: str, passages: Sequence[str], batch: int = 32) -> np.ndarray:
+    import torch
+
+    out = []
+    setup.model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=setup.autocast):
+        for i in range(0, len(passages), batch):
+            chunk = list(passages[i : i + batch])
+            enc = setup.tokenizer(
+                [query] * len(chunk),
+                chunk,
+                truncation="only_second",
+                max_length=setup.max_length,
+                padding="longest",
+                return_tensors="pt",
+            )
+            out.append(setup.model(**enc).logits.float().view(-1).numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def dev_metrics(
+    scores: dict[str, np.ndarray], candidates: Candidates, data: TrainingData, dev_ids: Sequence[str]
+) -> dict[str, Any]:
+    """nDCG@10 on dev of the first stage, of the reranker's order alone over the scored candidates, and fused with
+    the first-stage score at each weight of ``WEIGHT_GRID`` (``rapidrag.fusion.rerank_mix``, as searches mix)."""
+    from ..fusion import rerank_mix
+    from ..retriever import query_metrics
+
+    def ndcg(weight: float | None) -> float:
+        values = []
+        for qid in dev_ids:
+            docs = candidates.ranked[qid]
+            order = np.arange(len(docs))
+            if weight is not None:
+                order, _ = rerank_mix(scores[qid], candidates.scores[qid], weight)
+            values.append(query_metrics([docs[i] for i in order], data.qrels[qid])["ndcg@10"])
+        return float(np.mean(values))
+
+    fused = {f"{w:g}": ndcg(w) for w in WEIGHT_GRID}
+    best = max(fused, key=lambda w: (round(fused[w], 6), -float(w)))
+    return {"first_stage": ndcg(None), "alone": fused["1"], "fused": fused, "best_weight": float(best)}
+
+
+def _dev_scores(setup: _Setup, candidates: Candidates, data: TrainingData, dev_ids: Sequence[str], depth: int) -> Any:
+    return {
+        qid: _score(setup, data.queries[qid], [data.documents[d] for d in candidates.ranked[qid][:depth]])
+        for qid in dev_ids
+    }
+
+
+def _batches(
+    data: TrainingData,
+    candidates: Candidates,
+    train_ids: Sequence[str],
+    *,
+    epochs: int,
+    groups_per_batch: int,
+    negatives: int,
+    skip_window: int,
+    seed: int,
+) -> list[list[tuple[str, str, list[str]]]]:
+    """Every batch of every epoch, made up front from the seed (so that a resumed run skips exactly the batches it
+    has done): groups (query, positive, negatives), shuffled, then sorted by length within pools of 16 batches so
+    that a batch's pairs pad to similar lengths, and the batches shuffled again."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(epochs):
+        groups = []
+        for qid in train_ids:
+            for pos in data.positives(qid):
+                groups.append((qid, pos, hard_negatives(candidates, data, qid, negatives, skip_window, rng)))
+        rng.shuffle(groups)
+        pool = 16 * groups_per_batch
+        epoch = []
+        for start in range(0, len(groups), pool):
+            part = sorted(
+                groups[start : start + pool], key=lambda g: sum(len(data.documents[d]) for d in (g[1], *g[2]))
+            )
+            epoch += [part[i : i + groups_per_batch] for i in range(0, len(part), groups_per_batch)]
+        rng.shuffle(epoch)
+        out += epoch
+    return out
+
+
+def train_reranker(
+    corpus: str | os.PathLike[str],
+    queries: str | os.PathLike[str],
+    qrels: str | os.PathLike[str],
+    *,
+    init: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    embedder: Any = None,
+    max_length: int = 256,
+    negatives: int = 7,
+    skip_window: int = 2,
+    depth: int = 30,
+    rerank_depth: int = 20,
+    epochs: int = 2,
+    groups_per_batch: int = 4,
+    lr: float = 5e-5,
+    warmup: float = 0.1,
+    eval_every: int = 50,
+    max_steps: int | None = None,
+    dev_fraction: float = 0.2,
+    seed: int = 0,
+    bf16: bool | None = None,
+    quantize: bool = True,
+    force: bool = False,
+    keep_worse: bool = False,
+    min_queries: int | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainReport:
+    """Fine-tune the checkpoint ``init`` as a cross-encoder on ``qrels`` and write the model folder ``out``.
+
+    ``embedder``: an Embedder (or its folder) for hybrid mining; None mines with BM25 alone. ``depth``: first-stage
+    candidates per query, from which negatives are drawn (``skip_window`` ranks around each relevant one are
+    skipped); ``rerank_depth``: how many of them the dev evaluation reranks. ``bf16``: None uses bf16 autocast
+    where the CPU has bf16 instructions. The dev split (``dev_fraction`` of the judged queries, seeded) chooses the
+    step kept and the recommended fusion weight. Interrupted, the same call resumes from its last checkpoint (kept
+    beside ``out`` until the run ends); ``out`` is written whole or not at all.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from .._onnx import CORES
+    from ..progress import Progress
+
+    say = log or (lambda _: None)
+    started = time.perf_counter()
+    init_dir, out_dir = Path(init), Path(out)
+    check_init(init_dir)
+    check_output(out_dir, force)
+    for name, value, low in (
+        ("negatives", negatives, 1),
+        ("epochs", epochs, 1),
+        ("groups_per_batch", groups_per_batch, 1),
+    ):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if not isinstance(max_length, int) or not 16 <= max_length <= 512:
+        raise ValueError(f"max_length must be an int from 16 to 512, got {max_length!r}")
+    data = load_training_data(corpus, queries, qrels, **({} if min_queries is None else {"min_queries": min_queries}))
+    train_ids, dev_ids = split_dev(data, dev_fraction, seed)
+    say(
+        f"data: {len(data.documents):,} documents, {len(train_ids)} train and {len(dev_ids)} dev queries "
+        f"(dropped: {json.dumps(data.dropped)})"
+    )
+
+    if isinstance(embedder, (str, os.PathLike)):
+        from ..embedder import Embedder
+
+        embedder = Embedder(embedder, quantized=True)
+    clock = time.perf_counter()
+    retriever = build_retriever(data, embedder, progress=progress)
+    candidates = first_stage(retriever, data, [*train_ids, *dev_ids], max(depth, rerank_depth))
+    mining_s = time.perf_counter() - clock
+    say(f"mining: {'hybrid' if embedder is not None else 'lexical'} first stage in {mining_s:.0f} s")
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(CORES.cores)
+    autocast = _bf16_available() if bf16 is None else bool(bf16)
+    with _quiet():
+        tokenizer = AutoTokenizer.from_pretrained(init_dir)
+        # From an embedder's checkpoint the classifier head is new (transformers lists it as missing).
+        model = AutoModelForSequenceClassification.from_pretrained(init_dir, num_labels=1)
+    setup = _Setup(model, tokenizer, max_length, autocast)
+
+    batches = _batches(
+        data,
+        candidates,
+        train_ids,
+        epochs=epochs,
+        groups_per_batch=groups_per_batch,
+        negatives=negatives,
+        skip_window=skip_window,
+        seed=seed,
+    )
+    total = len(batches) if max_steps is None else min(max_steps, len(batches))
+    if total < 1:
+        raise TrainingError("no training batch: too few training queries with a relevant document")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(warmup * total), total)
+
+    work = out_dir.parent / f".{out_dir.name}.training"
+    settings = {
+        "init": str(init_dir.resolve()),
+        "data": data.sources,
+        "max_length": max_length,
+        "negatives": negatives,
+        "skip_window": skip_window,
+        "depth": depth,
+        "epochs": epochs,
+        "groups_per_batch": groups_per_batch,
+        "lr": lr,
+        "warmup": warmup,
+        "steps": total,
+        "dev_fraction": dev_fraction,
+        "seed": seed,
+        "bf16": autocast,
+        "mining": "hybrid" if embedder is not None else "lexical",
+    }
+    step, best, best_state, history = 0, -1.0, None, []
+    checkpoint = work / CHECKPOINT
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved["settings"] == settings:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["schedule"])
+            torch.set_rng_state(saved["torch_rng"])
+            step, best, best_state, history = saved["step"], saved["best"], saved["best_state"], saved["history"]
+            say(f"resumed from {checkpoint} at step {step} of {total}")
+        else:
+            say(f"{checkpoint} is from other settings: starting over")
+    work.mkdir(parents=True, exist_ok=True)
+
+    before_scores = _dev_scores(setup, candidates, data, dev_ids, rerank_depth)
+    before = dev_metrics(before_scores, candidates, data, dev_ids)
+
+    def evaluate_and_save(loss: float) -> None:
+        nonlocal best, best_state
+        metrics = dev_metrics(_dev_scores(setup, candidates, data, dev_ids, rerank_depth), candidates, data, dev_ids)
+        value = max(metrics["fused"].values())
+        history.append({"step": step, "loss": loss, "dev_alone": metrics["alone"], "dev_fused_best": value})
+        if value > best:
+            best = value
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        say(f"step {step}/{total}: loss {loss:.4f}, dev nDCG@10 alone {metrics['alone']:.4f}, fused best {value:.4f}")
+        state = {
+            "settings": settings,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "best": best,
+            "best_state": best_state,
+            "history": history,
+        }
+        staged = work / f"{CHECKPOINT}.tmp"
+        torch.save(state, staged)
+        os.replace(staged, checkpoint)
+
+    losses: list[float] = []
+    bar = Progress(total, "training", unit="steps", enabled=progress)
+    clock = time.perf_counter()
+    while step < total:
+        model.train()
+        groups = batches[step]
+        pairs_q, pairs_p = [], []
+        for qid, pos, negs in groups:
+            for doc in (pos, *negs):
+                pairs_q.append(data.queries[qid])
+                pairs_p.append(data.documents[doc])
+        enc = tokenizer(
+            pairs_q, pairs_p, truncation="only_second", max_length=max_length, padding="longest", return_tensors="pt"
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits = model(**enc).logits.float().view(len(groups), 1 + negatives)
+        loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(groups), dtype=torch.long))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(loss.item())
+        recent = float(np.mean(losses[-20:]))
+        bar.update(step, f"loss {recent:.4f}")
+        if step % eval_every == 0 or step == total:
+            evaluate_and_save(recent)
+    bar.close()
+    training_s = time.perf_counter() - clock
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    best_step = max(history, key=lambda h: h["dev_fused_best"])["step"] if history else 0
+    after_scores = _dev_scores(setup, candidates, data, dev_ids, rerank_depth)
+    after = dev_metrics(after_scores, candidates, data, dev_ids)
+    accepted = after["alone"] >= before["alone"] and max(after["fused"].values()) >= max(before["fused"].values())
+
+    record = {
+        "task": "rerank",
+        "made_by": "rapidrag train reranker",
+        "settings": settings,
+        "dropped": data.dropped,
+        "qrels_trained": f"{data.sources['qrels']['path']} less the dev split ({len(train_ids)} queries)",
+        "qrels_chose": (
+            f"the dev split of {data.sources['qrels']['path']}: {len(dev_ids)} queries "
+            f"({dev_fraction:g} of them, seed {seed}), which chose the step kept and the fusion weight"
+        ),
+        "steps_run": step,
+        "best_step": best_step,
+        "final_loss": float(np.mean(losses[-20:])) if losses else None,
+        "history": history,
+        "seconds": {"mining": mining_s, "training": training_s, "total": time.perf_counter() - started},
+        "dev": {"before": before, "after": after},
+        "recommended_fusion_weight": after["best_weight"],
+        "accepted": accepted,
+    }
+    if not accepted:
+        say(
+            "the trained model scores BELOW its starting point on the dev split "
+            f"(alone {after['alone']:.4f} against {before['alone']:.4f}, fused {max(after['fused'].values()):.4f} "
+            f"against {max(before['fused'].values()):.4f}): it is not the result"
+            + ("; kept as asked (keep_worse)" if keep_worse else "; nothing written")
+        )
+        if not keep_worse:
+            shutil.rmtree(work, ignore_errors=True)
+            return TrainReport(None, False, record)
+
+    staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        record.update(_write_folder(setup, staging, candidates, data, dev_ids, quantize, say))
+        (staging / "rapidrag.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        _replace_folder(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    say(f"wrote {out_dir}")
+    return TrainReport(out_dir, accepted, record)
+
+
+def _write_folder(
+    setup: _Setup,
+    folder: Path,
+    candidates: Candidates,
+    data: TrainingData,
+    dev_ids: Sequence[str],
+    quantize: bool,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """The model folder: weights and config (to train further), tokenizer files, ``model.onnx`` checked against
+    the torch model on dev pairs, and ``model_fused_int8.onnx`` from ``rapidrag.quantize``."""
+    import torch
+
+    model = setup.model.float().eval()
+    with _quiet():
+        model.save_pretrained(folder)
+    setup.tokenizer.model_max_length = setup.max_length
+    setup.tokenizer.save_pretrained(folder)
+    onnx_path = folder / "model.onnx"
+    sample = setup.tokenizer(["a query"] * 2, ["a passage", "another passage"], padding="longest", return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")  # plain ops trace to a graph of dynamic shapes; SDPA's masks do not
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python values it records as constants
+        torch.onnx.export(
+            model,
+            tuple(sample[n] for n in names),
+            str(onnx_path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    # The check: rapidrag's Reranker on the ONNX file against the torch model in fp32, on dev pairs.
+    from ..reranker import Reranker
+
+    reranker = Reranker(folder, max_length=setup.max_length)
+    fp32 = _Setup(model, setup.tokenizer, setup.max_length, autocast=False)
+    worst = 0.0
+    for qid in dev_ids[:20]:
+        passages = [data.documents[d] for d in candidates.ranked[qid][:8]]
+        diff = np.abs(reranker.score(data.queries[qid], passages) - _score(fp32, data.queries[qid], passages))
+        worst = max(worst, float(diff.max()))
+    if worst > ONNX_TOLERANCE:
+        raise TrainingError(f"the ONNX export differs from the torch model by {worst:.2e} (tolerance {ONNX_TOLERANCE})")
+    say(f"model.onnx: within {worst:.1e} of the torch model on dev pairs")
+    extra: dict[str, Any] = {"onnx_check_max_abs_diff": worst}
+    if quantize:
+        from ..quantization import quantize as make_int8
+
+        with _quiet():
+            report = make_int8(folder, folder / "model_fused_int8.onnx")
+        extra["int8"] = {"file": report.path.name, "attention_fused": report.attention_fused}
+        say(f"{report.path.name}: int8, {report.attention_fused} attention blocks fused")
+    return extra
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """transformers' and ONNX Runtime's notes and progress bars off: rapidrag reports what matters itself."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    root = logging.getLogger()
+    root_level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime.quantization warns through the root logger
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+        root.setLevel(root_level)
+
+
+def _replace_folder(staging: Path, out: Path) -> None:
+    """``staging`` becomes ``out`` by renames: a reader sees the old folder or the new one, never half of one."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,180 @@
+"""rapidrag.train: a tiny cross-encoder trained for a few steps on short SciFact pairs, exported, loaded by
+Reranker and checked against torch; resumption, the guard, and bad input. Needs the [train] extra (torch and
+transformers); under RAPIDRAG_REQUIRE_DATA=1 (CI) a missing extra fails instead of skipping."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+try:
+    import torch
+    import transformers
+except ImportError as e:  # pragma: no cover - depends on the environment
+    if os.environ.get("RAPIDRAG_REQUIRE_DATA") == "1":
+        raise ImportError(f"the training tests need the [train] extra: {e}") from e
+    pytest.skip(f"the [train] extra is not installed ({e.name})", allow_module_level=True)
+
+import rapidrag
+from rapidrag.train.data import TrainingDataError
+from rapidrag.train.reranker import TrainingError, train_reranker
+
+SMALL = {"max_length": 64, "negatives": 3, "epochs": 1, "groups_per_batch": 4, "eval_every": 3, "depth": 12}
+
+
+@pytest.fixture(scope="module")
+def tiny_init(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    """A 2-layer BERT with random weights and the MiniLM vocabulary: fast to train, real in every other way."""
+    folder = tmp_path_factory.mktemp("tiny") / "init"
+    config = transformers.BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (minilm_dir / name).is_file():
+            shutil.copy(minilm_dir / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory, scifact_dir: Path) -> dict[str, Path]:
+    """40 SciFact train queries, their relevant abstracts and 160 others."""
+    from rapidrag.beir import iter_jsonl, load_qrels, load_queries
+
+    folder = tmp_path_factory.mktemp("data")
+    qrels = load_qrels(scifact_dir / "qrels/train.tsv")
+    queries = load_queries(scifact_dir)
+    kept = list(qrels)[:40]
+    relevant = {d for q in kept for d in qrels[q]}
+    docs = list(iter_jsonl(scifact_dir / "corpus.jsonl.gz"))
+    chosen = [d for d in docs if d["_id"] in relevant] + [d for d in docs if d["_id"] not in relevant][:160]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in chosen))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": queries[q]}) + "\n" for q in kept))
+    lines = [f"{q}\t{d}\t{g}\n" for q in kept for d, g in qrels[q].items()]
+    (folder / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(lines))
+    return {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl", "qrels": folder / "train.tsv"}
+
+
+def run(data: dict[str, Path], init: Path, out: Path, **kwargs: Any) -> Any:
+    options = {**SMALL, "max_steps": 6, "keep_worse": True, "quantize": False, **kwargs}
+    return train_reranker(data["corpus"], data["queries"], data["qrels"], init=init, out=out, **options)
+
+
+def test_trains_exports_and_loads(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reranker"
+    report = run(tiny_data, tiny_init, out, quantize=True)
+    assert report.path == out
+    names = {p.name for p in out.iterdir()}
+    assert {"model.onnx", "model_fused_int8.onnx", "rapidrag.json", "config.json", "model.safetensors"} <= names
+    assert {"tokenizer.json", "vocab.txt"} & names
+    record = json.loads((out / "rapidrag.json").read_text())
+    assert (
+        record["settings"]["data"]["qrels"]["sha256"] and record["steps_run"] == 6 and record["settings"]["seed"] == 0
+    )
+    assert "dev split" in record["qrels_chose"] and "less the dev split" in record["qrels_trained"]
+    assert set(record["dev"]) == {"before", "after"} and 0 <= record["recommended_fusion_weight"] <= 1
+    assert record["onnx_check_max_abs_diff"] <= 1e-4
+    # rapidrag's Reranker on the exported folder gives the torch model's scores, and its recommended weight.
+    reranker = rapidrag.Reranker(out, max_length=64)
+    assert reranker.recommended_weight == record["recommended_fusion_weight"]
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
+    query, passages = "vitamin d and bone loss", ["Vitamin D deficiency causes bone loss.", "Iron and anemia.", ""]
+    with torch.no_grad():
+        enc = tok([query] * 3, passages, truncation="only_second", max_length=64, padding=True, return_tensors="pt")
+        expected = model(**enc).logits.view(-1).numpy()
+    np.testing.assert_allclose(reranker.score(query, passages), expected, atol=1e-4)
+    assert rapidrag.Reranker(out, quantized=True, max_length=64).model_path.name == "model_fused_int8.onnx"
+    # An existing output is refused without force, before any work.
+    with pytest.raises(TrainingError, match="exists; pass --force"):
+        run(tiny_data, tiny_init, out)
+
+
+def test_an_interrupted_run_resumes_and_never_half_writes(
+    tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "reranker"
+    calls = {"n": 0}
+    real = torch.nn.functional.cross_entropy
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 5:  # after the checkpoint of step 3
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_data, tiny_init, out)
+    assert not out.exists() and (tmp_path / ".reranker.training" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", real)
+    said: list[str] = []
+    report = run(tiny_data, tiny_init, out, log=said.append)
+    assert any("resumed from" in line and "at step 3 of 6" in line for line in said), said
+    assert report.path == out and report.record["steps_run"] == 6
+    assert not (tmp_path / ".reranker.training").exists()
+
+
+def test_a_model_worse_than_its_start_is_not_the_result(
+    tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rapidrag.train import reranker as module
+
+    real = module.dev_metrics
+    seen = {"n": 0}
+
+    def worse_after(*args: Any) -> dict[str, Any]:
+        metrics = real(*args)
+        seen["n"] += 1
+        if seen["n"] > 1:  # every evaluation after the starting point's
+            metrics["alone"] -= 0.5
+            metrics["fused"] = {w: v - 0.5 for w, v in metrics["fused"].items()}
+        return metrics
+
+    monkeypatch.setattr(module, "dev_metrics", worse_after)
+    said: list[str] = []
+    report = run(tiny_data, tiny_init, tmp_path / "out", keep_worse=False, log=said.append)
+    assert report.path is None and not report.accepted and not (tmp_path / "out").exists()
+    assert any("BELOW its starting point" in line and "nothing written" in line for line in said)
+
+
+def test_bad_input(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    shutil.copy(tiny_init / "config.json", no_weights / "config.json")
+    with pytest.raises(TrainingError, match=r"no weights .*, no a tokenizer"):
+        run(tiny_data, no_weights, tmp_path / "o1")
+    with pytest.raises(TrainingError, match="not a folder"):
+        run(tiny_data, tmp_path / "missing", tmp_path / "o2")
+    # Judgements of unknown queries and documents are counted; with none left, or too few, an error.
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("query-id\tcorpus-id\tscore\nnope\tx\t1\n" + tiny_data["qrels"].read_text().split("\n", 1)[1])
+    with pytest.raises(TrainingDataError, match="training needs at least 100"):
+        run({**tiny_data, "qrels": bad}, tiny_init, tmp_path / "o3", min_queries=100)
+    report = run({**tiny_data, "qrels": bad}, tiny_init, tmp_path / "o4", max_steps=1)
+    assert report.record["dropped"]["unknown queries"] == 1
+    unknown = tmp_path / "unknown.tsv"
+    unknown.write_text("query-id\tcorpus-id\tscore\nnope\tx\t1\n")
+    with pytest.raises(TrainingDataError, match="no judged query is left"):
+        run({**tiny_data, "qrels": unknown}, tiny_init, tmp_path / "o5")
+
+
+def test_cli_train_reranker(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path, capsys: Any) -> None:
+    from rapidrag.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["train", "reranker", str(tiny_data["corpus"]), "--queries", str(tiny_data["queries"])]
+    argv += ["--qrels", str(tiny_data["qrels"]), "--init", str(tiny_init), "--out", str(out), "--lexical-mining"]
+    argv += ["--max-length", "64", "--negatives", "3", "--max-steps", "4", "--eval-every", "2", "--no-int8"]
+    code = main([*argv, "--keep-worse"])
+    printed = capsys.readouterr()
+    assert code in (0, 1) and "dev nDCG@10 before" in printed.out and "recommended fusion weight" in printed.out
+    assert (out / "model.onnx").is_file()
+    assert main(argv) == 2 and "--force" in capsys.readouterr().err
