@@ -5,9 +5,11 @@ For each judged train query, the index's hybrid ranking (100 candidates, one hit
 scores of its top ``--depth`` (20, the retriever's ``rerank_depth``) are computed once. A time budget lets the
 reranker score only a prefix of those candidates, so every share ``w`` is evaluated for prefixes of n = 2, 4, 8,
 12 and 20 scored candidates, mixed exactly as ``Retriever.search`` mixes them (``rapidrag.fusion.rerank_mix``:
-``w * z(rerank) + (1 - w) * z(first stage)`` over the scored prefix, the rest below in their order). The default is
-the share whose worst gain over hybrid, across the prefixes, is the largest: reranking must not lower quality at
-any budget. Test queries are never read here.
+``w * z(rerank) + (1 - w) * z(first stage)`` over the scored prefix, the rest below in their order). The default is,
+among the shares that gain over hybrid at every prefix (reranking must not lower quality at any budget), the one
+with the largest mean gain across the prefixes. (The report also gives the share with the largest worst gain: it is
+decided by n = 2, where no share of 0.5 or less can reorder two candidates, since two z-scores are -1 and +1.)
+Test queries are never read here.
 
     python benchmarks/rerank_default.py --shared ../shared --index scifact.idx --out rerank_default.json
 """
@@ -54,7 +56,7 @@ def main() -> None:
         raise SystemExit("the index has no reranker")
     started = time.perf_counter()
     cached = []
-    for q in ids:
+    for q in ids:  # about 6 minutes on 2 cores for the 809 train queries
         hits = retriever.search(queries[q], k=100, mode="hybrid", rerank=False)
         top = hits[: args.depth]
         raw = retriever.reranker.score(queries[q], [h.text for h in top])
@@ -74,7 +76,10 @@ def main() -> None:
     hybrid = ndcg(None, 0)
     table = {f"{w:g}": {str(n): ndcg(w, n) for n in PREFIXES} for w in WEIGHTS}
     worst = {w: min(v - hybrid for v in row.values()) for w, row in table.items()}
-    chosen = max(worst, key=lambda w: (round(worst[w], 6), -float(w)))
+    mean = {w: float(np.mean([v - hybrid for v in row.values()])) for w, row in table.items()}
+    safe = [w for w in table if worst[w] >= 0] or list(table)
+    chosen = max(safe, key=lambda w: (round(mean[w], 6), -float(w)))
+    by_worst = max(worst, key=lambda w: (round(worst[w], 6), -float(w)))
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "qrels": args.qrels,
@@ -84,13 +89,16 @@ def main() -> None:
         "hybrid_ndcg@10": hybrid,
         "ndcg@10_by_weight_and_prefix": table,
         "worst_gain_by_weight": worst,
+        "mean_gain_by_weight": mean,
         "chosen": float(chosen),
+        "largest_worst_gain": float(by_worst),
     }
     print(f"{len(ids)} {args.qrels} queries, hybrid nDCG@10 {hybrid:.4f}; reranker scores in {scoring_s:.0f} s")
-    print("share " + "".join(f"{'n=' + str(n):>9}" for n in PREFIXES) + "   worst gain")
+    print("share " + "".join(f"{'n=' + str(n):>9}" for n in PREFIXES) + "   worst gain   mean gain")
     for w, row in table.items():
-        print(f"{w:<6}" + "".join(f"{row[str(n)]:>9.4f}" for n in PREFIXES) + f"   {worst[w]:+.4f}")
-    print(f"chosen: {chosen}")
+        cells = "".join(f"{row[str(n)]:>9.4f}" for n in PREFIXES)
+        print(f"{w:<6}{cells}   {worst[w]:+.4f}      {mean[w]:+.4f}")
+    print(f"chosen (largest mean gain, no prefix below hybrid): {chosen}; largest worst gain: {by_worst}")
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
 

@@ -198,7 +198,9 @@ def test_tune_saves_settings_and_eval_warns(
     assert "tuned on" not in capsys.readouterr().err
 
 
-def test_bench_report_and_plot(hybrid_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_report_and_plot(
+    hybrid_index: Path, tmp_path: Path, reranker_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = hybrid_index
     queries = tmp_path / "queries.jsonl"
     queries.write_text("\n".join(json.dumps({"_id": f"q{i}", "text": f"vitamin {i} and iron"}) for i in range(8)))
@@ -207,7 +209,8 @@ def test_bench_report_and_plot(hybrid_index: Path, tmp_path: Path, capsys: pytes
     report, png, curve = tmp_path / "bench.json", tmp_path / "bench.png", tmp_path / "budget.png"
     argv = ["bench", str(out), "--queries", str(queries), "--qrels", str(qrels), "--out", str(report)]
     argv += ["--concurrency", "1", "--concurrency", "3"]
-    assert main([*argv, "--plot", str(png), "--budget-ms", "50", "--budget-plot", str(curve)]) == 0
+    compare = ["--compare-reranker", f"fp32={reranker_dir}"]
+    assert main([*argv, "--plot", str(png), "--budget-ms", "50", "--budget-plot", str(curve), *compare]) == 0
     table = capsys.readouterr().out
     assert "hybrid + rerank, 50 ms budget" in table and "nDCG@10" in table and "cold start" in table
     assert "throughput, queries/s" in table
@@ -231,6 +234,10 @@ def test_bench_report_and_plot(hybrid_index: Path, tmp_path: Path, capsys: pytes
     assert {"embed", "lexical", "dense", "fusion", "rerank"} <= set(hybrid["stages_ms"])
     for image in (png, curve):
         assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Another reranker over the same budgets, for the one plot of them all.
+    other = body["other_rerankers"]["fp32"]
+    assert list(other["configs"]) == ["fp32, 50 ms budget"] and other["configs"]["fp32, 50 ms budget"]["judged"] == 8
+    assert "reranker fp32 (weight" in table
     # Throughput: every query once at each concurrency, for all but the unbudgeted rerank.
     assert "throughput" not in hybrid
     for name in ("lexical", "hybrid", "hybrid + rerank, 50 ms budget"):

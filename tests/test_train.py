@@ -62,7 +62,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory, scifact_dir: Path) -> di
     return {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl", "qrels": folder / "train.tsv"}
 
 
-def run(data: dict[str, Path], init: Path, out: Path, **kwargs: Any) -> Any:
+def run(data: dict[str, Path], init: Path | None, out: Path, **kwargs: Any) -> Any:
     options = {**SMALL, "max_steps": 6, "keep_worse": True, "quantize": False, **kwargs}
     return train_reranker(data["corpus"], data["queries"], data["qrels"], init=init, out=out, **options)
 
@@ -178,3 +178,25 @@ def test_cli_train_reranker(tiny_data: dict[str, Path], tiny_init: Path, tmp_pat
     assert code in (0, 1) and "dev nDCG@10 before" in printed.out and "recommended fusion weight" in printed.out
     assert (out / "model.onnx").is_file()
     assert main(argv) == 2 and "--force" in capsys.readouterr().err
+
+
+def test_distil_a_smaller_student(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
+    """A student of one layer learns a teacher's scores; it starts from the teacher's layers and loads as any
+    model folder does. A teacher whose vocabulary differs from the student's is refused."""
+    teacher = run(tiny_data, tiny_init, tmp_path / "teacher").path
+    student = run(tiny_data, None, tmp_path / "student", teacher=teacher, layers=1)
+    record = student.record
+    assert record["settings"]["teacher"] == str(teacher.resolve()) and record["settings"]["layers"] == 1
+    assert record["settings"]["loss"] == "listwise KL to the teacher"
+    assert json.loads((student.path / "config.json").read_text())["num_hidden_layers"] == 1
+    assert record["onnx_check_max_abs_diff"] <= 1e-4
+    assert rapidrag.Reranker(student.path, max_length=64).score("bone", ["bone loss"]).shape == (1,)
+    other = tmp_path / "other_vocab"
+    shutil.copytree(tiny_init, other)
+    (other / "tokenizer.json").unlink()
+    words = (other / "vocab.txt").read_text().splitlines()
+    (other / "vocab.txt").write_text("\n".join(words[:-1] + ["zzzunseen"]) + "\n")
+    with pytest.raises(TrainingError, match="different vocabularies"):
+        run(tiny_data, other, tmp_path / "mixed", teacher=teacher)
+    with pytest.raises(TrainingError, match="has 2 encoder layers"):
+        run(tiny_data, None, tmp_path / "too_many", teacher=teacher, layers=3)

@@ -226,7 +226,14 @@ def plot_budget(report: Mapping[str, Any], path: str) -> None:
         raise ValueError("the report has no budgeted configuration with nDCG@10 (run with --qrels and --budget-ms)")
     budgets = [c["budget_ms"] for c in budgeted]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    left.plot(budgets, [c["ndcg@10"] for c in budgeted], "o-", label="hybrid + rerank within the budget")
+    own = report.get("reranker_name", "hybrid + rerank")
+    left.plot(budgets, [c["ndcg@10"] for c in budgeted], "o-", label=f"{own} within the budget")
+    for name, other in report.get("other_rerankers", {}).items():  # --compare-reranker: one curve each
+        points = sorted((c["budget_ms"], c["ndcg@10"]) for c in other["configs"].values() if "ndcg@10" in c)
+        if points:
+            left.plot([b for b, _ in points], [v for _, v in points], "s--", label=name)
+    if report.get("other_rerankers"):
+        left.legend(fontsize=7)
     for name, style in (("hybrid", "--"), ("hybrid + rerank", ":")):
         if "ndcg@10" in configs.get(name, {}):
             left.axhline(configs[name]["ndcg@10"], linestyle=style, color="grey")

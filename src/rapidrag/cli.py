@@ -439,6 +439,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         progress=None,
     )
     report["cold_start"] = cold
+    if args.compare_reranker:
+        report["reranker_name"] = f"reranker of the index ({Path(retriever.reranker.folder).name})"
+        report["other_rerankers"] = _compare_rerankers(args, retriever, queries, qrels, budgets)
     first = f"first search {cold['first_search_ms']:.1f} ms"
     if first_budget is not None:
         verdict = "within" if cold["first_search_ms"] <= first_budget else "OVER"
@@ -470,6 +473,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             cells += f"{t['queries_per_s']:>10.1f} ({t['latency_ms']['p99']:>6.1f}{quality})"
         if cells:
             print(f"{name:<34}{cells}")
+    for name, other in report.get("other_rerankers", {}).items():
+        cells = "  ".join(
+            f"{c['budget_ms']:g} ms: p99 {c['stages_ms']['total']['p99']:.1f}"
+            + (f", nDCG@10 {c['ndcg@10']:.4f}" if "ndcg@10" in c else "")
+            for c in other["configs"].values()
+        )
+        print(f"reranker {name} (weight {other['weight']:g}): {cells}")
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}")
@@ -486,6 +496,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except (ImportError, ValueError) as e:
             print(f"note: no budget plot: {e}", file=sys.stderr)
     return 0
+
+
+def _compare_rerankers(
+    args: argparse.Namespace, retriever: Any, queries: Any, qrels: Any, budgets: Any
+) -> dict[str, Any]:
+    """The budgeted searches again with each --compare-reranker NAME=PATH in the index's place (its int8 file and
+    its own recommended weight unless the index was tuned), for one budget/quality plot of them all."""
+    from . import bench
+    from .reranker import Reranker
+
+    if retriever.reranker is None:
+        raise CliError("--compare-reranker needs an index with a reranker to compare against")
+    own, own_weight = retriever.reranker, retriever.rerank_weight
+    out: dict[str, Any] = {}
+    try:
+        for spec in args.compare_reranker:
+            name, sep, path = spec.partition("=")
+            if not sep or not name or not path:
+                raise CliError(f"--compare-reranker takes NAME=PATH, got {spec!r}")
+            retriever.reranker = Reranker(path, quantized=True)
+            configs = [bench.Config(f"{name}, {b:g} ms budget", retriever.default_mode, True, b) for b in budgets]
+            report = bench.run(retriever, queries, configs, qrels=qrels, k=args.k, candidates=args.candidates)
+            out[name] = {"path": path, "weight": retriever.effective_rerank_weight, "configs": report["configs"]}
+    finally:
+        retriever.reranker, retriever.rerank_weight = own, own_weight
+    return out
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -550,7 +586,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.qrels,
         init=args.init,
         out=args.out,
+        teacher=args.teacher,
+        layers=args.layers,
         embedder=None if args.lexical_mining else embedder,
+        index=args.index,
         max_length=args.max_length,
         negatives=args.negatives,
         skip_window=args.skip_window,
@@ -664,6 +703,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--concurrency", type=int, action="append", help="threads searching at once (repeatable; 1, 2, 4)")
     b.add_argument("--plot", help="a PNG of the latency distributions (needs matplotlib)")
     b.add_argument("--budget-plot", help="a PNG of nDCG@10 and latency against the budget (needs --qrels)")
+    b.add_argument(
+        "--compare-reranker",
+        action="append",
+        metavar="NAME=PATH",
+        help="also run the budgets with this reranker folder in place of the index's (repeatable; one plot)",
+    )
     models(b)
     b.set_defaults(func=cmd_bench)
     sv = sub.add_parser("serve", help="serve an index over HTTP (JSON; needs rapidrag[serve])")
@@ -698,10 +743,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("src", help="the corpus: a folder of documents or a corpus.jsonl[.gz], as rapidrag index reads")
     tr.add_argument("--queries", required=True, help="queries.jsonl[.gz] or a BEIR data set folder")
     tr.add_argument("--qrels", required=True, help="the training qrels .tsv (a dev split is carved out of it)")
-    tr.add_argument("--init", required=True, help="a Hugging Face checkpoint folder to start from")
+    tr.add_argument("--init", help="a Hugging Face checkpoint folder to start from (default: the --teacher)")
+    tr.add_argument("--teacher", help="distil: a cross-encoder folder (from rapidrag train) whose scores to learn")
+    tr.add_argument("--layers", type=_positive_int, help="keep this many encoder layers (a smaller, faster student)")
     tr.add_argument("--out", required=True, help="the model folder to write")
     tr.add_argument("--embedder", metavar="PATH", help="embedder for hybrid mining (default $RAPIDRAG_MODELS/...)")
     tr.add_argument("--lexical-mining", action="store_true", help="mine negatives with BM25 alone")
+    tr.add_argument("--index", metavar="DIR", help="mine with this saved index of the same corpus (no re-indexing)")
     tr.add_argument("--max-length", type=_positive_int, default=256, help="tokens per pair (default 256)")
     tr.add_argument("--negatives", type=_positive_int, default=7, help="hard negatives per positive (default 7)")
     tr.add_argument(

@@ -183,9 +183,12 @@ def train_reranker(
     queries: str | os.PathLike[str],
     qrels: str | os.PathLike[str],
     *,
-    init: str | os.PathLike[str],
+    init: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str],
+    teacher: str | os.PathLike[str] | None = None,
+    layers: int | None = None,
     embedder: Any = None,
+    index: str | os.PathLike[str] | None = None,
     max_length: int = 256,
     negatives: int = 7,
     skip_window: int = 2,
@@ -209,12 +212,18 @@ def train_reranker(
 ) -> TrainReport:
     """Fine-tune the checkpoint ``init`` as a cross-encoder on ``qrels`` and write the model folder ``out``.
 
-    ``embedder``: an Embedder (or its folder) for hybrid mining; None mines with BM25 alone. ``depth``: first-stage
+    ``embedder``: an Embedder (or its folder) for hybrid mining; None mines with BM25 alone. ``index``: a saved
+    index of the same corpus to mine with instead (saves indexing it again). ``depth``: first-stage
     candidates per query, from which negatives are drawn (``skip_window`` ranks around each relevant one are
     skipped); ``rerank_depth``: how many of them the dev evaluation reranks. ``bf16``: None uses bf16 autocast
     where the CPU has bf16 instructions. The dev split (``dev_fraction`` of the judged queries, seeded) chooses the
     step kept and the recommended fusion weight. Interrupted, the same call resumes from its last checkpoint (kept
     beside ``out`` until the run ends); ``out`` is written whole or not at all.
+
+    Distillation: with ``teacher`` (a cross-encoder folder with torch weights, such as one this function wrote),
+    the student learns the teacher's scores over the same groups (listwise KL divergence between the two softmax
+    distributions of each group) instead of the judgements; ``layers`` keeps that many of the student's encoder
+    layers, evenly spaced, so that it runs faster; ``init`` defaults to the teacher itself.
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
@@ -224,8 +233,15 @@ def train_reranker(
 
     say = log or (lambda _: None)
     started = time.perf_counter()
-    init_dir, out_dir = Path(init), Path(out)
+    if init is None and teacher is None:
+        raise TrainingError("pass --init (a checkpoint to start from), or --teacher to distil from")
+    init_dir, out_dir = Path(init if init is not None else teacher), Path(out)  # type: ignore[arg-type]
     check_init(init_dir)
+    teacher_dir = Path(teacher) if teacher is not None else None
+    if teacher_dir is not None:
+        check_init(teacher_dir)
+    if layers is not None and (not isinstance(layers, int) or layers < 1):
+        raise ValueError(f"layers must be a positive int, got {layers!r}")
     check_output(out_dir, force)
     for name, value, low in (
         ("negatives", negatives, 1),
@@ -248,7 +264,16 @@ def train_reranker(
 
         embedder = Embedder(embedder, quantized=True)
     clock = time.perf_counter()
-    retriever = build_retriever(data, embedder, progress=progress)
+    if index is not None:
+        from ..retriever import Retriever
+
+        retriever = Retriever.load(index, reranker=None)
+        missing = [d for q in data.qrels for d in data.positives(q) if retriever.get(d) is None]
+        if missing:
+            raise TrainingError(f"--index {index} lacks {len(missing)} judged documents of the corpus ({missing[:3]})")
+        embedder = retriever.embedder
+    else:
+        retriever = build_retriever(data, embedder, progress=progress)
     candidates = first_stage(retriever, data, [*train_ids, *dev_ids], max(depth, rerank_depth))
     mining_s = time.perf_counter() - clock
     say(f"mining: {'hybrid' if embedder is not None else 'lexical'} first stage in {mining_s:.0f} s")
@@ -260,6 +285,17 @@ def train_reranker(
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
         # From an embedder's checkpoint the classifier head is new (transformers lists it as missing).
         model = AutoModelForSequenceClassification.from_pretrained(init_dir, num_labels=1)
+        teacher_model = None
+        if teacher_dir is not None:
+            teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, num_labels=1).eval()
+            if AutoTokenizer.from_pretrained(teacher_dir).get_vocab() != tokenizer.get_vocab():
+                raise TrainingError(
+                    f"the teacher {teacher_dir} and the student {init_dir} have different vocabularies: a student "
+                    "learns from the teacher's scores of the same token ids (start it from the teacher)"
+                )
+    if layers is not None:
+        kept = _keep_layers(model, layers)
+        say(f"student: encoder layers {kept} of {init_dir}")
     setup = _Setup(model, tokenizer, max_length, autocast)
 
     batches = _batches(
@@ -281,6 +317,9 @@ def train_reranker(
     work = out_dir.parent / f".{out_dir.name}.training"
     settings = {
         "init": str(init_dir.resolve()),
+        "teacher": str(teacher_dir.resolve()) if teacher_dir is not None else None,
+        "layers": layers,
+        "loss": "listwise KL to the teacher" if teacher_dir is not None else "listwise softmax cross-entropy",
         "data": data.sources,
         "max_length": max_length,
         "negatives": negatives,
@@ -354,7 +393,15 @@ def train_reranker(
         )
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             logits = model(**enc).logits.float().view(len(groups), 1 + negatives)
-        loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(groups), dtype=torch.long))
+            if teacher_model is not None:
+                with torch.no_grad():
+                    target = teacher_model(**enc).logits.float().view(len(groups), 1 + negatives)
+        if teacher_model is None:
+            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(groups), dtype=torch.long))
+        else:
+            loss = torch.nn.functional.kl_div(
+                torch.log_softmax(logits, dim=1), torch.softmax(target, dim=1), reduction="batchmean"
+            )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -477,6 +524,20 @@ def _write_folder(
         extra["int8"] = {"file": report.path.name, "attention_fused": report.attention_fused}
         say(f"{report.path.name}: int8, {report.attention_fused} attention blocks fused")
     return extra
+
+
+def _keep_layers(model: Any, n: int) -> list[int]:
+    """Keep ``n`` of the model's encoder layers, evenly spaced from the first to the last; returns their indices."""
+    import torch
+
+    encoder = model.base_model.encoder
+    total = len(encoder.layer)
+    if n > total:
+        raise TrainingError(f"layers={n}, but the model has {total} encoder layers")
+    kept = sorted({int(round(i)) for i in np.linspace(0, total - 1, n)})
+    encoder.layer = torch.nn.ModuleList([encoder.layer[i] for i in kept])
+    model.config.num_hidden_layers = len(kept)
+    return kept
 
 
 @contextlib.contextmanager
