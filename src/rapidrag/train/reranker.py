@@ -13,75 +13,27 @@ tokenizer and the ONNX export are the libraries'.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import RapidragError
+from .common import Loop, TrainingError, TrainReport, bf16_available, check_init, check_output, quiet, write_folder
 from .data import TrainingData, load_training_data, split_dev
 from .mining import Candidates, build_retriever, first_stage, hard_negatives
 
-__all__ = ["TrainReport", "TrainingError", "train_reranker"]
+__all__ = ["TrainReport", "TrainingError", "dev_metrics", "train_reranker"]
 
-CHECKPOINT = "checkpoint.pt"
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # fusion weights tried on dev (0 = first stage alone)
 ONNX_TOLERANCE = 1e-4
-
-
-class TrainingError(RapidragError, ValueError):
-    """Training cannot start or finish: a bad --init folder, an existing output, an export that disagrees."""
-
-
-@dataclass
-class TrainReport:
-    """What ``train_reranker`` did. ``accepted`` is False when the trained model scored below its starting point
-    on dev; then ``path`` is None unless ``keep_worse`` was given."""
-
-    path: Path | None
-    accepted: bool
-    record: dict[str, Any] = field(default_factory=dict)
-
-
-def check_init(init: Path) -> None:
-    """A Hugging Face checkpoint folder: config.json, weights and a tokenizer, each named when missing."""
-    if not init.is_dir():
-        raise TrainingError(f"--init {init}: not a folder (a Hugging Face checkpoint folder)")
-    missing = []
-    if not (init / "config.json").is_file():
-        missing.append("config.json")
-    if not any((init / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
-        missing.append("weights (model.safetensors or pytorch_model.bin)")
-    if not any((init / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
-        missing.append("a tokenizer (tokenizer.json or vocab.txt)")
-    if missing:
-        raise TrainingError(f"--init {init}: no {', no '.join(missing)}")
-
-
-def check_output(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        raise TrainingError(f"{out} exists; pass --force (force=True) to replace it")
-    if out.exists() and not out.is_dir():
-        raise TrainingError(f"{out} exists and is not a folder")
-
-
-def _bf16_available() -> bool:
-    import torch
-
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return (" avx512_bf16" in flags or " amx_bf16" in flags) and torch.backends.mkldnn.is_available()
 
 
 @dataclass
@@ -226,10 +178,9 @@ def train_reranker(
     layers, evenly spaced, so that it runs faster; ``init`` defaults to the teacher itself.
     """
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .._onnx import CORES
-    from ..progress import Progress
 
     say = log or (lambda _: None)
     started = time.perf_counter()
@@ -280,8 +231,8 @@ def train_reranker(
 
     torch.manual_seed(seed)
     torch.set_num_threads(CORES.cores)
-    autocast = _bf16_available() if bf16 is None else bool(bf16)
-    with _quiet():
+    autocast = bf16_available() if bf16 is None else bool(bf16)
+    with quiet():
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
         # From an embedder's checkpoint the classifier head is new (transformers lists it as missing).
         model = AutoModelForSequenceClassification.from_pretrained(init_dir, num_labels=1)
@@ -311,9 +262,6 @@ def train_reranker(
     total = len(batches) if max_steps is None else min(max_steps, len(batches))
     if total < 1:
         raise TrainingError("no training batch: too few training queries with a relevant document")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(warmup * total), total)
-
     work = out_dir.parent / f".{out_dir.name}.training"
     settings = {
         "init": str(init_dir.resolve()),
@@ -335,53 +283,10 @@ def train_reranker(
         "bf16": autocast,
         "mining": "hybrid" if embedder is not None else "lexical",
     }
-    step, best, best_state, history = 0, -1.0, None, []
-    checkpoint = work / CHECKPOINT
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False)
-        if saved["settings"] == settings:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            schedule.load_state_dict(saved["schedule"])
-            torch.set_rng_state(saved["torch_rng"])
-            step, best, best_state, history = saved["step"], saved["best"], saved["best_state"], saved["history"]
-            say(f"resumed from {checkpoint} at step {step} of {total}")
-        else:
-            say(f"{checkpoint} is from other settings: starting over")
-    work.mkdir(parents=True, exist_ok=True)
+    before = dev_metrics(_dev_scores(setup, candidates, data, dev_ids, rerank_depth), candidates, data, dev_ids)
+    loop = Loop(model, total=total, lr=lr, warmup=warmup, work=work, settings=settings, say=say)
 
-    before_scores = _dev_scores(setup, candidates, data, dev_ids, rerank_depth)
-    before = dev_metrics(before_scores, candidates, data, dev_ids)
-
-    def evaluate_and_save(loss: float) -> None:
-        nonlocal best, best_state
-        metrics = dev_metrics(_dev_scores(setup, candidates, data, dev_ids, rerank_depth), candidates, data, dev_ids)
-        value = max(metrics["fused"].values())
-        history.append({"step": step, "loss": loss, "dev_alone": metrics["alone"], "dev_fused_best": value})
-        if value > best:
-            best = value
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        say(f"step {step}/{total}: loss {loss:.4f}, dev nDCG@10 alone {metrics['alone']:.4f}, fused best {value:.4f}")
-        state = {
-            "settings": settings,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "step": step,
-            "best": best,
-            "best_state": best_state,
-            "history": history,
-        }
-        staged = work / f"{CHECKPOINT}.tmp"
-        torch.save(state, staged)
-        os.replace(staged, checkpoint)
-
-    losses: list[float] = []
-    bar = Progress(total, "training", unit="steps", enabled=progress)
-    clock = time.perf_counter()
-    while step < total:
-        model.train()
+    def loss_of(step: int) -> Any:
         groups = batches[step]
         pairs_q, pairs_p = [], []
         for qid, pos, negs in groups:
@@ -397,27 +302,18 @@ def train_reranker(
                 with torch.no_grad():
                     target = teacher_model(**enc).logits.float().view(len(groups), 1 + negatives)
         if teacher_model is None:
-            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(groups), dtype=torch.long))
-        else:
-            loss = torch.nn.functional.kl_div(
-                torch.log_softmax(logits, dim=1), torch.softmax(target, dim=1), reduction="batchmean"
-            )
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        losses.append(loss.item())
-        recent = float(np.mean(losses[-20:]))
-        bar.update(step, f"loss {recent:.4f}")
-        if step % eval_every == 0 or step == total:
-            evaluate_and_save(recent)
-    bar.close()
-    training_s = time.perf_counter() - clock
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    best_step = max(history, key=lambda h: h["dev_fused_best"])["step"] if history else 0
+            return torch.nn.functional.cross_entropy(logits, torch.zeros(len(groups), dtype=torch.long))
+        return torch.nn.functional.kl_div(
+            torch.log_softmax(logits, dim=1), torch.softmax(target, dim=1), reduction="batchmean"
+        )
+
+    def evaluate() -> tuple[float, dict[str, Any]]:
+        metrics = dev_metrics(_dev_scores(setup, candidates, data, dev_ids, rerank_depth), candidates, data, dev_ids)
+        fused = max(metrics["fused"].values())
+        return fused, {"nDCG@10 alone": metrics["alone"], "fused best": fused}
+
+    training_s = loop.run(loss_of, evaluate, eval_every=eval_every, progress=progress)
+    best_step = loop.best_step
     after_scores = _dev_scores(setup, candidates, data, dev_ids, rerank_depth)
     after = dev_metrics(after_scores, candidates, data, dev_ids)
     accepted = after["alone"] >= before["alone"] and max(after["fused"].values()) >= max(before["fused"].values())
@@ -432,10 +328,10 @@ def train_reranker(
             f"the dev split of {data.sources['qrels']['path']}: {len(dev_ids)} queries "
             f"({dev_fraction:g} of them, seed {seed}), which chose the step kept and the fusion weight"
         ),
-        "steps_run": step,
+        "steps_run": loop.step,
         "best_step": best_step,
-        "final_loss": float(np.mean(losses[-20:])) if losses else None,
-        "history": history,
+        "final_loss": loop.final_loss,
+        "history": loop.history,
         "seconds": {"mining": mining_s, "training": training_s, "total": time.perf_counter() - started},
         "dev": {"before": before, "after": after},
         "recommended_fusion_weight": after["best_weight"],
@@ -452,15 +348,11 @@ def train_reranker(
             shutil.rmtree(work, ignore_errors=True)
             return TrainReport(None, False, record)
 
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        record.update(_write_folder(setup, staging, candidates, data, dev_ids, quantize, say))
-        (staging / "rapidrag.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        _replace_folder(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    def fill(folder: Path) -> None:
+        record.update(_write_folder(setup, folder, candidates, data, dev_ids, quantize, say))
+        (folder / "rapidrag.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+    write_folder(out_dir, fill)
     shutil.rmtree(work, ignore_errors=True)
     say(f"wrote {out_dir}")
     return TrainReport(out_dir, accepted, record)
@@ -480,7 +372,7 @@ def _write_folder(
     import torch
 
     model = setup.model.float().eval()
-    with _quiet():
+    with quiet():
         model.save_pretrained(folder)
     setup.tokenizer.model_max_length = setup.max_length
     setup.tokenizer.save_pretrained(folder)
@@ -519,7 +411,7 @@ def _write_folder(
     if quantize:
         from ..quantization import quantize as make_int8
 
-        with _quiet():
+        with quiet():
             report = make_int8(folder, folder / "model_fused_int8.onnx")
         extra["int8"] = {"file": report.path.name, "attention_fused": report.attention_fused}
         say(f"{report.path.name}: int8, {report.attention_fused} attention blocks fused")
@@ -538,37 +430,3 @@ def _keep_layers(model: Any, n: int) -> list[int]:
     encoder.layer = torch.nn.ModuleList([encoder.layer[i] for i in kept])
     model.config.num_hidden_layers = len(kept)
     return kept
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """transformers' and ONNX Runtime's notes and progress bars off: rapidrag reports what matters itself."""
-    import logging
-
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    root = logging.getLogger()
-    root_level = root.level
-    root.setLevel(logging.ERROR)  # onnxruntime.quantization warns through the root logger
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        hf_logging.set_verbosity(level)
-        hf_logging.enable_progress_bar()
-        root.setLevel(root_level)
-
-
-def _replace_folder(staging: Path, out: Path) -> None:
-    """``staging`` becomes ``out`` by renames: a reader sees the old folder or the new one, never half of one."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

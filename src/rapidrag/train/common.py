@@ -1,0 +1,220 @@
+"""What the reranker and embedder trainers share: input checks, the training loop with dev evaluations,
+checkpoints and resumption, and writing the model folder whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import RapidragError
+
+__all__ = ["CHECKPOINT", "Loop", "TrainReport", "TrainingError", "check_init", "check_output", "write_folder"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingError(RapidragError, ValueError):
+    """Training cannot start or finish: a bad --init folder, an existing output, an export that disagrees."""
+
+
+@dataclass
+class TrainReport:
+    """What a trainer did. ``accepted`` is False when the trained model scored below its starting point on dev;
+    then ``path`` is None unless ``keep_worse`` was given."""
+
+    path: Path | None
+    accepted: bool
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def check_init(init: Path) -> None:
+    """A Hugging Face checkpoint folder: config.json, weights and a tokenizer, each named when missing."""
+    if not init.is_dir():
+        raise TrainingError(f"--init {init}: not a folder (a Hugging Face checkpoint folder)")
+    missing = []
+    if not (init / "config.json").is_file():
+        missing.append("config.json")
+    if not any((init / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
+        missing.append("weights (model.safetensors or pytorch_model.bin)")
+    if not any((init / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
+        missing.append("a tokenizer (tokenizer.json or vocab.txt)")
+    if missing:
+        raise TrainingError(f"--init {init}: no {', no '.join(missing)}")
+
+
+def check_output(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise TrainingError(f"{out} exists; pass --force (force=True) to replace it")
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out} exists and is not a folder")
+
+
+def bf16_available() -> bool:
+    """Whether the CPU has bf16 instructions (AVX-512 BF16 or AMX), where bf16 autocast pays."""
+    import torch
+
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return (" avx512_bf16" in flags or " amx_bf16" in flags) and bool(torch.backends.mkldnn.is_available())
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """transformers' and ONNX Runtime's notes and progress bars off: rapidrag reports what matters itself."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    root = logging.getLogger()
+    root_level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime.quantization warns through the root logger
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+        root.setLevel(root_level)
+
+
+class Loop:
+    """Steps over precomputed batches with AdamW and a linear schedule, a dev evaluation (and a checkpoint) every
+    ``eval_every`` steps and at the end, the best evaluated weights restored at the end. The same call with the
+    same ``settings`` resumes from the checkpoint in ``work``."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        total: int,
+        lr: float,
+        warmup: float,
+        work: Path,
+        settings: Mapping[str, Any],
+        say: Callable[[str], None],
+    ) -> None:
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        self.model, self.total, self.work, self.settings, self.say = model, total, work, dict(settings), say
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        self.schedule = get_linear_schedule_with_warmup(self.optimizer, int(warmup * total), total)
+        self.step, self.best, self.best_state = 0, -np.inf, None
+        self.history: list[dict[str, Any]] = []
+        self.losses: list[float] = []
+        checkpoint = work / CHECKPOINT
+        if checkpoint.is_file():
+            saved = torch.load(checkpoint, weights_only=False)
+            if saved["settings"] == self.settings:
+                model.load_state_dict(saved["model"])
+                self.optimizer.load_state_dict(saved["optimizer"])
+                self.schedule.load_state_dict(saved["schedule"])
+                torch.set_rng_state(saved["torch_rng"])
+                self.step, self.best, self.best_state = saved["step"], saved["best"], saved["best_state"]
+                self.history = saved["history"]
+                say(f"resumed from {checkpoint} at step {self.step} of {total}")
+            else:
+                say(f"{checkpoint} is from other settings: starting over")
+        work.mkdir(parents=True, exist_ok=True)
+
+    def run(
+        self,
+        loss_of: Callable[[int], Any],
+        evaluate: Callable[[], tuple[float, dict[str, Any]]],
+        *,
+        eval_every: int,
+        progress: bool | None,
+    ) -> float:
+        """Train to ``total`` steps; ``loss_of(step)`` is the loss of that step's batch, ``evaluate()`` gives the
+        dev value to maximise and what to log. Returns the seconds spent."""
+        import torch
+
+        from ..progress import Progress
+
+        bar = Progress(self.total, "training", unit="steps", enabled=progress)
+        started = time.perf_counter()
+        while self.step < self.total:
+            self.model.train()
+            loss = loss_of(self.step)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.schedule.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            self.losses.append(loss.item())
+            recent = float(np.mean(self.losses[-20:]))
+            bar.update(self.step, f"loss {recent:.4f}")
+            if self.step % eval_every == 0 or self.step == self.total:
+                self._evaluate(evaluate, recent)
+        bar.close()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return time.perf_counter() - started
+
+    @property
+    def best_step(self) -> int:
+        return int(max(self.history, key=lambda h: h["dev"])["step"]) if self.history else 0
+
+    def _evaluate(self, evaluate: Callable[[], tuple[float, dict[str, Any]]], loss: float) -> None:
+        import torch
+
+        value, shown = evaluate()
+        self.history.append({"step": self.step, "loss": loss, "dev": value, **shown})
+        if value > self.best:
+            self.best = value
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        details = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+        self.say(f"step {self.step}/{self.total}: loss {loss:.4f}, dev {details}")
+        state = {
+            "settings": self.settings,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": self.step,
+            "best": self.best,
+            "best_state": self.best_state,
+            "history": self.history,
+        }
+        staged = self.work / f"{CHECKPOINT}.tmp"
+        torch.save(state, staged)
+        os.replace(staged, self.work / CHECKPOINT)
+
+    @property
+    def final_loss(self) -> float | None:
+        return float(np.mean(self.losses[-20:])) if self.losses else None
+
+
+def write_folder(out: Path, fill: Callable[[Path], None]) -> None:
+    """``fill(staging)`` writes the model into a staging folder beside ``out``, which then replaces ``out`` by
+    renames: a reader sees the old folder or the new one, never half of one."""
+    staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        fill(staging)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(staging, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
