@@ -200,3 +200,42 @@ def test_distil_a_smaller_student(tiny_data: dict[str, Path], tiny_init: Path, t
         run(tiny_data, other, tmp_path / "mixed", teacher=teacher)
     with pytest.raises(TrainingError, match="has 2 encoder layers"):
         run(tiny_data, None, tmp_path / "too_many", teacher=teacher, layers=3)
+
+
+def test_embedder_trains_exports_and_loads(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
+    from rapidrag.train import train_embedder
+
+    out = tmp_path / "embedder"
+    report = train_embedder(
+        tiny_data["corpus"],
+        tiny_data["queries"],
+        tiny_data["qrels"],
+        init=tiny_init,
+        out=out,
+        max_length=64,
+        batch_size=8,
+        max_steps=4,
+        eval_every=2,
+        keep_worse=True,
+    )
+    assert report.path == out and {"model.onnx", "model_fused_int8.onnx", "rapidrag.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    record = json.loads((out / "rapidrag.json").read_text())
+    assert record["task"] == "embed" and record["onnx_check_max_abs_diff"] <= 1e-4 and record["steps_run"] == 4
+    assert set(record["dev"]["after"]) == {"dense"}
+    # rapidrag's Embedder gives the torch model's mean-pooled, normalised embeddings.
+    embedder = rapidrag.Embedder(out, max_length=64)
+    model = transformers.AutoModel.from_pretrained(out).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    texts = ["vitamin d and bone loss", "Iron deficiency causes anemia in children."]
+    with torch.no_grad():
+        enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+        hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
+    np.testing.assert_allclose(embedder.embed(texts), expected, atol=1e-4)
+    # A Retriever indexes with it.
+    retriever = rapidrag.Retriever(embedder)
+    retriever.add([{"id": "a", "text": texts[1]}])
+    assert retriever.search("anemia", mode="dense")[0].doc_id == "a"

@@ -7,7 +7,7 @@
 ``rapidrag bench``: latency percentiles of each stage and end to end, a JSON report and a PNG plot.
 ``rapidrag chunk``: tokenize and chunk a corpus, with a throughput report.
 ``rapidrag quantize``: make an int8 model (attention fused) from an fp32 ONNX model.
-``rapidrag train reranker``: fine-tune a cross-encoder on judged queries (the [train] extra).
+``rapidrag train reranker|embedder``: fine-tune a cross-encoder or an embedder on judged queries ([train] extra).
 """
 
 from __future__ import annotations
@@ -563,66 +563,73 @@ def cmd_train(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
         import transformers  # noqa: F401
 
-        from .train import train_reranker
-        from .train.reranker import TrainingError  # noqa: F401  (imports torch lazily; checks the extra)
+        from .train import train_embedder, train_reranker
     except ImportError as e:
         raise CliError(
             f"training needs the [train] extra ({e.name} is missing): pip install 'rapidrag[train]'"
         ) from None
-    if args.what != "reranker":
-        raise CliError(f"rapidrag train {args.what} is not available yet; rapidrag train reranker is")
     embedder = args.embedder
-    if embedder is None and not args.lexical_mining:
+    if embedder is None and not args.lexical_mining and args.index is None:
         models = os.environ.get("RAPIDRAG_MODELS")
         if models and (Path(models) / DEFAULT_EMBEDDER).is_dir():
             embedder = str(Path(models) / DEFAULT_EMBEDDER)
         else:
+            note = "note: no embedder for mining (--embedder PATH or $RAPIDRAG_MODELS): BM25 mines alone"
+            print(note, file=sys.stderr)
+    common: dict[str, Any] = {
+        "init": args.init,
+        "out": args.out,
+        "embedder": None if args.lexical_mining else embedder,
+        "index": args.index,
+        "max_length": args.max_length,
+        "skip_window": args.skip_window,
+        "depth": args.depth,
+        "eval_every": args.eval_every,
+        "max_steps": args.max_steps,
+        "dev_fraction": args.dev_fraction,
+        "seed": args.seed,
+        "bf16": False if args.no_bf16 else None,
+        "quantize": not args.no_int8,
+        "force": args.force,
+        "keep_worse": args.keep_worse,
+        "progress": None,
+        "log": lambda line: print(line, file=sys.stderr),
+    }
+    # Options left unset take each trainer's own defaults (an embedder wants fewer negatives and a lower rate).
+    for name in ("negatives", "epochs", "lr"):
+        if getattr(args, name) is not None:
+            common[name] = getattr(args, name)
+    if args.what == "embedder":
+        if args.teacher or args.layers:
+            raise CliError("--teacher and --layers are for rapidrag train reranker")
+        if args.init is None:
+            raise CliError("rapidrag train embedder needs --init (a checkpoint folder to start from)")
+        report = train_embedder(args.src, args.queries, args.qrels, batch_size=args.batch_size, **common)
+        dev = report.record["dev"]
+        print(f"dev dense nDCG@10: before {dev['before']['dense']:.4f}, after {dev['after']['dense']:.4f}")
+    else:
+        report = train_reranker(
+            args.src,
+            args.queries,
+            args.qrels,
+            teacher=args.teacher,
+            layers=args.layers,
+            groups_per_batch=args.groups_per_batch,
+            **common,
+        )
+        for when in ("before", "after"):
+            d = report.record["dev"][when]
+            fused = max(d["fused"].values())
             print(
-                "note: no embedder for mining (--embedder PATH or $RAPIDRAG_MODELS): BM25 mines alone", file=sys.stderr
+                f"dev nDCG@10 {when:<6}: first stage {d['first_stage']:.4f}, reranker alone {d['alone']:.4f}, "
+                f"fused {fused:.4f} (weight {d['best_weight']:g})"
             )
-    report = train_reranker(
-        args.src,
-        args.queries,
-        args.qrels,
-        init=args.init,
-        out=args.out,
-        teacher=args.teacher,
-        layers=args.layers,
-        embedder=None if args.lexical_mining else embedder,
-        index=args.index,
-        max_length=args.max_length,
-        negatives=args.negatives,
-        skip_window=args.skip_window,
-        depth=args.depth,
-        epochs=args.epochs,
-        groups_per_batch=args.groups_per_batch,
-        lr=args.lr,
-        eval_every=args.eval_every,
-        max_steps=args.max_steps,
-        dev_fraction=args.dev_fraction,
-        seed=args.seed,
-        bf16=False if args.no_bf16 else None,
-        quantize=not args.no_int8,
-        force=args.force,
-        keep_worse=args.keep_worse,
-        progress=None,
-        log=lambda line: print(line, file=sys.stderr),
-    )
-    dev = report.record["dev"]
-    for when in ("before", "after"):
-        d = dev[when]
-        fused = max(d["fused"].values())
-        print(
-            f"dev nDCG@10 {when:<6}: first stage {d['first_stage']:.4f}, reranker alone {d['alone']:.4f}, "
-            f"fused {fused:.4f} (weight {d['best_weight']:g})"
-        )
-    print(f"recommended fusion weight {report.record['recommended_fusion_weight']:g} (chosen on the dev split)")
+        print(f"recommended fusion weight {report.record['recommended_fusion_weight']:g} (chosen on the dev split)")
     if not report.accepted:
-        print(
-            "the trained model is worse than its starting point on dev: not written"
-            if report.path is None
-            else f"the trained model is worse than its starting point on dev; kept at {report.path} as asked"
-        )
+        if report.path is None:
+            print("the trained model is worse than its starting point on dev: not written")
+        else:
+            print(f"the trained model is worse than its starting point on dev; kept at {report.path} as asked")
         return 1
     print(f"wrote {report.path} in {report.record['seconds']['total']:.0f} s")
     return 0
@@ -738,7 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="threads, 0 = one per core (default)")
     p.add_argument("--out", help="write the chunks to this .jsonl file")
     p.set_defaults(func=cmd_chunk)
-    tr = sub.add_parser("train", help="fine-tune a reranker on judged queries (needs rapidrag[train])")
+    tr = sub.add_parser("train", help="fine-tune a reranker or an embedder on judged queries (rapidrag[train])")
     tr.add_argument("what", choices=("reranker", "embedder"), help="the model to train")
     tr.add_argument("src", help="the corpus: a folder of documents or a corpus.jsonl[.gz], as rapidrag index reads")
     tr.add_argument("--queries", required=True, help="queries.jsonl[.gz] or a BEIR data set folder")
@@ -751,14 +758,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--lexical-mining", action="store_true", help="mine negatives with BM25 alone")
     tr.add_argument("--index", metavar="DIR", help="mine with this saved index of the same corpus (no re-indexing)")
     tr.add_argument("--max-length", type=_positive_int, default=256, help="tokens per pair (default 256)")
-    tr.add_argument("--negatives", type=_positive_int, default=7, help="hard negatives per positive (default 7)")
+    tr.add_argument("--negatives", type=int, help="hard negatives per positive (reranker 7, embedder 1)")
     tr.add_argument(
         "--skip-window", type=int, default=2, help="ranks skipped around each relevant one when mining (default 2)"
     )
     tr.add_argument("--depth", type=_positive_int, default=30, help="first-stage candidates mined (default 30)")
-    tr.add_argument("--epochs", type=_positive_int, default=2, help="passes over the training queries (default 2)")
-    tr.add_argument("--groups-per-batch", type=_positive_int, default=4, help="query groups per step (default 4)")
-    tr.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
+    tr.add_argument("--epochs", type=_positive_int, help="passes over the training queries (reranker 2, embedder 1)")
+    tr.add_argument("--groups-per-batch", type=_positive_int, default=4, help="reranker: query groups per step (4)")
+    tr.add_argument("--batch-size", type=_positive_int, default=32, help="embedder: queries per step (32)")
+    tr.add_argument("--lr", type=float, help="peak learning rate (reranker 5e-5, embedder 2e-5)")
     tr.add_argument("--eval-every", type=_positive_int, default=50, help="steps between dev evaluations (50)")
     tr.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
     tr.add_argument("--dev-fraction", type=float, default=0.2, help="share of the judged queries for dev (0.2)")

@@ -17,7 +17,18 @@ import numpy as np
 
 from ..errors import RapidragError
 
-__all__ = ["CHECKPOINT", "Loop", "TrainReport", "TrainingError", "check_init", "check_output", "write_folder"]
+__all__ = [
+    "CHECKPOINT",
+    "Loop",
+    "TrainReport",
+    "TrainingError",
+    "check_init",
+    "check_output",
+    "dev_record",
+    "export_onnx",
+    "finish",
+    "write_folder",
+]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -218,3 +229,84 @@ def write_folder(out: Path, fill: Callable[[Path], None]) -> None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_onnx(model: Any, sample: Mapping[str, Any], path: Path, output: str) -> None:
+    """``model`` to ONNX (opset 17, dynamic batch and sequence axes), called with its inputs by name so that the
+    graph's inputs are whichever of input_ids, attention_mask and token_type_ids ``sample`` holds; ``output``: the
+    model output to export (``logits`` or ``last_hidden_state``)."""
+    import torch
+
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+
+    class ByName(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, *inputs: Any) -> Any:
+            return getattr(self.inner(**dict(zip(names, inputs, strict=True))), output)
+
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")  # plain ops trace to a graph of dynamic shapes; SDPA's masks do not
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "sequence"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python values it records as constants
+        torch.onnx.export(
+            ByName().eval(),
+            tuple(sample[n] for n in names),
+            str(path),
+            input_names=names,
+            output_names=[output],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def finish(
+    record: dict[str, Any],
+    *,
+    out: Path,
+    work: Path,
+    worse: str | None,
+    keep_worse: bool,
+    fill: Callable[[Path], dict[str, Any]],
+    say: Callable[[str], None],
+) -> TrainReport:
+    """The guard and the output: ``worse`` (None when the model is no worse than its start on dev, else what
+    shows it) keeps a worse model out of ``out`` unless ``keep_worse``; else ``fill(folder)`` writes the model and
+    returns what to add to ``record``, saved as ``rapidrag.json``. The checkpoints in ``work`` go either way."""
+    import json
+
+    record["accepted"] = worse is None
+    if worse is not None:
+        say(
+            f"the trained model scores BELOW its starting point on the dev split ({worse}): it is not the result"
+            + ("; kept as asked (keep_worse)" if keep_worse else "; nothing written")
+        )
+        if not keep_worse:
+            shutil.rmtree(work, ignore_errors=True)
+            return TrainReport(None, False, record)
+
+    def write(folder: Path) -> None:
+        record.update(fill(folder))
+        (folder / "rapidrag.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+    write_folder(out, write)
+    shutil.rmtree(work, ignore_errors=True)
+    say(f"wrote {out}")
+    return TrainReport(out, worse is None, record)
+
+
+def dev_record(data: Any, train_ids: Any, dev_ids: Any, dev_fraction: float, seed: int, chose: str) -> dict[str, str]:
+    """Which qrels trained and which chose, for rapidrag.json."""
+    path = data.sources["qrels"]["path"]
+    return {
+        "qrels_trained": f"{path} less the dev split ({len(train_ids)} queries)",
+        "qrels_chose": (
+            f"the dev split of {path}: {len(dev_ids)} queries ({dev_fraction:g} of them, seed {seed}), "
+            f"which chose {chose}"
+        ),
+    }

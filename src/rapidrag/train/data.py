@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import DataFormatError, RapidragError
 
-__all__ = ["MIN_TRAIN_QUERIES", "TrainingData", "TrainingDataError", "load_training_data", "split_dev"]
+__all__ = ["MIN_TRAIN_QUERIES", "TrainingData", "TrainingDataError", "load_training_data", "prepare", "split_dev"]
 
 MIN_TRAIN_QUERIES = 20  # below this, a dev split cannot choose anything and training over-fits in a few steps
 
@@ -110,3 +110,18 @@ def split_dev(data: TrainingData, dev_fraction: float, seed: int) -> tuple[list[
     if len(ids) - n_dev < 1:
         raise DataFormatError("no training queries left after the dev split")
     return sorted(ids[n_dev:]), sorted(ids[:n_dev])
+
+
+def prepare(
+    corpus: str | os.PathLike[str],
+    queries: str | os.PathLike[str],
+    qrels: str | os.PathLike[str],
+    *,
+    min_queries: int | None,
+    dev_fraction: float,
+    seed: int,
+) -> tuple[TrainingData, list[str], list[str]]:
+    """``load_training_data`` then ``split_dev``: (data, train query ids, dev query ids)."""
+    data = load_training_data(corpus, queries, qrels, **({} if min_queries is None else {"min_queries": min_queries}))
+    train_ids, dev_ids = split_dev(data, dev_fraction, seed)
+    return data, train_ids, dev_ids

@@ -8,6 +8,7 @@ main risk of mining, since qrels are incomplete).
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 from .data import TrainingData
 
-__all__ = ["Candidates", "first_stage", "hard_negatives"]
+__all__ = ["Candidates", "first_stage", "hard_negatives", "mining_retriever"]
 
 
 @dataclass
@@ -33,6 +34,26 @@ def build_retriever(data: TrainingData, embedder: Any = None, *, progress: bool 
     retriever = Retriever(embedder)
     retriever.add([Document(i, t) for i, t in data.documents.items()], progress=progress)
     return retriever
+
+
+def mining_retriever(
+    data: TrainingData, embedder: Any = None, index: Any = None, *, progress: bool | None = None
+) -> Any:
+    """The first stage to mine with: a saved ``index`` of the same corpus (checked to hold every judged document),
+    else a new index of the corpus with ``embedder`` (an Embedder or its folder; None: lexical)."""
+    if index is not None:
+        from ..retriever import Retriever
+
+        retriever = Retriever.load(index, reranker=None)
+        missing = [d for q in data.qrels for d in data.positives(q) if retriever.get(d) is None]
+        if missing:
+            raise ValueError(f"--index {index} lacks {len(missing)} judged documents of the corpus ({missing[:3]})")
+        return retriever
+    if isinstance(embedder, (str, os.PathLike)):
+        from ..embedder import Embedder
+
+        embedder = Embedder(embedder, quantized=True)
+    return build_retriever(data, embedder, progress=progress)
 
 
 def first_stage(retriever: Any, data: TrainingData, query_ids: Sequence[str], depth: int) -> Candidates:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +24,20 @@ from typing import Any
 
 import numpy as np
 
-from .common import Loop, TrainingError, TrainReport, bf16_available, check_init, check_output, quiet, write_folder
-from .data import TrainingData, load_training_data, split_dev
-from .mining import Candidates, build_retriever, first_stage, hard_negatives
+from .common import (
+    Loop,
+    TrainingError,
+    TrainReport,
+    bf16_available,
+    check_init,
+    check_output,
+    dev_record,
+    export_onnx,
+    finish,
+    quiet,
+)
+from .data import TrainingData, prepare
+from .mining import Candidates, first_stage, hard_negatives, mining_retriever
 
 __all__ = ["TrainReport", "TrainingError", "dev_metrics", "train_reranker"]
 
@@ -203,31 +212,22 @@ def train_reranker(
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     if not isinstance(max_length, int) or not 16 <= max_length <= 512:
         raise ValueError(f"max_length must be an int from 16 to 512, got {max_length!r}")
-    data = load_training_data(corpus, queries, qrels, **({} if min_queries is None else {"min_queries": min_queries}))
-    train_ids, dev_ids = split_dev(data, dev_fraction, seed)
+    data, train_ids, dev_ids = prepare(
+        corpus, queries, qrels, min_queries=min_queries, dev_fraction=dev_fraction, seed=seed
+    )
     say(
         f"data: {len(data.documents):,} documents, {len(train_ids)} train and {len(dev_ids)} dev queries "
         f"(dropped: {json.dumps(data.dropped)})"
     )
-
-    if isinstance(embedder, (str, os.PathLike)):
-        from ..embedder import Embedder
-
-        embedder = Embedder(embedder, quantized=True)
     clock = time.perf_counter()
-    if index is not None:
-        from ..retriever import Retriever
-
-        retriever = Retriever.load(index, reranker=None)
-        missing = [d for q in data.qrels for d in data.positives(q) if retriever.get(d) is None]
-        if missing:
-            raise TrainingError(f"--index {index} lacks {len(missing)} judged documents of the corpus ({missing[:3]})")
-        embedder = retriever.embedder
-    else:
-        retriever = build_retriever(data, embedder, progress=progress)
+    try:
+        retriever = mining_retriever(data, embedder, index, progress=progress)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    mined_with = retriever.default_mode
     candidates = first_stage(retriever, data, [*train_ids, *dev_ids], max(depth, rerank_depth))
     mining_s = time.perf_counter() - clock
-    say(f"mining: {'hybrid' if embedder is not None else 'lexical'} first stage in {mining_s:.0f} s")
+    say(f"mining: {mined_with} first stage in {mining_s:.0f} s")
 
     torch.manual_seed(seed)
     torch.set_num_threads(CORES.cores)
@@ -281,7 +281,7 @@ def train_reranker(
         "dev_fraction": dev_fraction,
         "seed": seed,
         "bf16": autocast,
-        "mining": "hybrid" if embedder is not None else "lexical",
+        "mining": mined_with,
     }
     before = dev_metrics(_dev_scores(setup, candidates, data, dev_ids, rerank_depth), candidates, data, dev_ids)
     loop = Loop(model, total=total, lr=lr, warmup=warmup, work=work, settings=settings, say=say)
@@ -316,18 +316,13 @@ def train_reranker(
     best_step = loop.best_step
     after_scores = _dev_scores(setup, candidates, data, dev_ids, rerank_depth)
     after = dev_metrics(after_scores, candidates, data, dev_ids)
-    accepted = after["alone"] >= before["alone"] and max(after["fused"].values()) >= max(before["fused"].values())
 
     record = {
         "task": "rerank",
         "made_by": "rapidrag train reranker",
         "settings": settings,
         "dropped": data.dropped,
-        "qrels_trained": f"{data.sources['qrels']['path']} less the dev split ({len(train_ids)} queries)",
-        "qrels_chose": (
-            f"the dev split of {data.sources['qrels']['path']}: {len(dev_ids)} queries "
-            f"({dev_fraction:g} of them, seed {seed}), which chose the step kept and the fusion weight"
-        ),
+        **dev_record(data, train_ids, dev_ids, dev_fraction, seed, "the step kept and the fusion weight"),
         "steps_run": loop.step,
         "best_step": best_step,
         "final_loss": loop.final_loss,
@@ -335,27 +330,22 @@ def train_reranker(
         "seconds": {"mining": mining_s, "training": training_s, "total": time.perf_counter() - started},
         "dev": {"before": before, "after": after},
         "recommended_fusion_weight": after["best_weight"],
-        "accepted": accepted,
     }
-    if not accepted:
-        say(
-            "the trained model scores BELOW its starting point on the dev split "
-            f"(alone {after['alone']:.4f} against {before['alone']:.4f}, fused {max(after['fused'].values()):.4f} "
-            f"against {max(before['fused'].values()):.4f}): it is not the result"
-            + ("; kept as asked (keep_worse)" if keep_worse else "; nothing written")
+    worse = None
+    if after["alone"] < before["alone"] or max(after["fused"].values()) < max(before["fused"].values()):
+        worse = (
+            f"alone {after['alone']:.4f} against {before['alone']:.4f}, fused {max(after['fused'].values()):.4f} "
+            f"against {max(before['fused'].values()):.4f}"
         )
-        if not keep_worse:
-            shutil.rmtree(work, ignore_errors=True)
-            return TrainReport(None, False, record)
-
-    def fill(folder: Path) -> None:
-        record.update(_write_folder(setup, folder, candidates, data, dev_ids, quantize, say))
-        (folder / "rapidrag.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-
-    write_folder(out_dir, fill)
-    shutil.rmtree(work, ignore_errors=True)
-    say(f"wrote {out_dir}")
-    return TrainReport(out_dir, accepted, record)
+    return finish(
+        record,
+        out=out_dir,
+        work=work,
+        worse=worse,
+        keep_worse=keep_worse,
+        fill=lambda folder: _write_folder(setup, folder, candidates, data, dev_ids, quantize, say),
+        say=say,
+    )
 
 
 def _write_folder(
@@ -369,31 +359,14 @@ def _write_folder(
 ) -> dict[str, Any]:
     """The model folder: weights and config (to train further), tokenizer files, ``model.onnx`` checked against
     the torch model on dev pairs, and ``model_fused_int8.onnx`` from ``rapidrag.quantize``."""
-    import torch
 
     model = setup.model.float().eval()
     with quiet():
         model.save_pretrained(folder)
     setup.tokenizer.model_max_length = setup.max_length
     setup.tokenizer.save_pretrained(folder)
-    onnx_path = folder / "model.onnx"
     sample = setup.tokenizer(["a query"] * 2, ["a passage", "another passage"], padding="longest", return_tensors="pt")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
-    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation("eager")  # plain ops trace to a graph of dynamic shapes; SDPA's masks do not
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on Python values it records as constants
-        torch.onnx.export(
-            model,
-            tuple(sample[n] for n in names),
-            str(onnx_path),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
+    export_onnx(model, sample, folder / "model.onnx", "logits")
     # The check: rapidrag's Reranker on the ONNX file against the torch model in fp32, on dev pairs.
     from ..reranker import Reranker
 
