@@ -26,6 +26,15 @@ def test_import_is_light() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_the_training_package_imports_no_framework() -> None:
+    code = (
+        "import sys, rapidrag.train, rapidrag.train.data, rapidrag.train.mining; "
+        "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
 def test_lazy_attributes() -> None:
     import rapidrag
 
