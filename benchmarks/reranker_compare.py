@@ -51,6 +51,7 @@ def main() -> None:
         "rerankers": {},
     }
     print(f"{len(ids)} test queries, hybrid nDCG@10 {hybrid:.4f}")
+    scored: dict[str, tuple[dict, list[float], str]] = {}  # folder -> scores, times, model file (weights differ)
     for spec in args.reranker:
         name, _, rest = spec.partition("=")
         folder, _, weight_text = rest.partition(":")
@@ -59,14 +60,17 @@ def main() -> None:
         weight = DEFAULT_RERANK_WEIGHT if weight is None else weight
         entry: dict = {"folder": folder, "model_file": reranker.model_path.name, "weight": weight}
         depth = max(args.depths)
-        scores, times = {}, []
-        for q in ids:
-            texts = [h.text for h in first[q][:depth]]
-            scores[q] = reranker.score(queries[q], texts)
-            if len(texts) >= 20:  # the time of a search's usual 20 candidates, scored again alone
-                t = time.perf_counter()
-                reranker.score(queries[q], texts[:20])
-                times.append((time.perf_counter() - t) * 1000)
+        if folder not in scored:
+            scores, times = {}, []
+            for q in ids:
+                texts = [h.text for h in first[q][:depth]]
+                scores[q] = reranker.score(queries[q], texts)
+                if len(texts) >= 20:  # the time of a search's usual 20 candidates, scored again alone
+                    t = time.perf_counter()
+                    reranker.score(queries[q], texts[:20])
+                    times.append((time.perf_counter() - t) * 1000)
+            scored[folder] = (scores, times, reranker.model_path.name)
+        scores, times, _ = scored[folder]
         for n in args.depths:
             alone, fused = [], []
             for q in ids:
