@@ -86,7 +86,8 @@ def run(
         stages: dict[str, list[float]] = {}
         quality = []
         reranked = []
-        runs = len(ids) * (1 + (len(concurrency) if not config.rerank or config.budget_ms is not None else 0))
+        with_throughput = not config.rerank or config.budget_ms is not None  # not the unbudgeted rerank
+        runs = len(ids) * (1 + (len(concurrency) if with_throughput else 0))
         bar = Progress(runs, f"bench {config.name}", unit="searches", enabled=progress, erase=True)
         for done, q in enumerate(ids, 1):
             bar.update(done)
@@ -109,7 +110,7 @@ def run(
             entry["judged"] = len(quality)
         if reranked:
             entry["reranked_in_top_k"] = float(np.mean(reranked))
-        if not config.rerank or config.budget_ms is not None:
+        if with_throughput:
             entry["throughput"] = []
             for level, threads in enumerate(concurrency, 1):
                 bar.update(len(ids) * level, f"{threads} threads")

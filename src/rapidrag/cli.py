@@ -267,12 +267,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _query_text(text: str) -> str:
-    if not text.strip():
-        raise CliError(f"the query is {'empty' if not text else 'blank'}: give the words to search for")
-    return text
-
-
 def _filter(arg: str | None) -> Any:
     if arg is None:
         return None
@@ -286,7 +280,10 @@ def _filter(arg: str | None) -> Any:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    query = _query_text(args.query)
+    from .retriever import check_query
+
+    query = args.query
+    check_query(query)  # before loading the index and its models
     search_filter = _filter(args.filter)
     retriever = _load(args, lexical=args.mode == "lexical", rerank=not args.no_rerank)
     mode = args.mode or retriever.default_mode
@@ -345,7 +342,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         modes = ["lexical"]
     rows = [(m, False) for m in modes]
     if retriever.reranker is not None and rerank_asked:
-        rows += [(m, True) for m in modes if m == retriever.default_mode or args.mode]
+        rows += [(m, True) for m in (modes if args.mode else [retriever.default_mode])]
     print(f"{len(judged)} judged queries ({args.qrels})")
     print(f"{'mode':<18}{'nDCG@10':>9}{'recall@100':>12}{'MRR@10':>9}{'time':>9}")
     for mode, rerank in rows:
@@ -568,18 +565,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError(
             f"training needs the [train] extra ({e.name} is missing): pip install 'rapidrag[train]'"
         ) from None
-    embedder = args.embedder
-    if embedder is None and not args.lexical_mining and args.index is None:
-        models = os.environ.get("RAPIDRAG_MODELS")
-        if models and (Path(models) / DEFAULT_EMBEDDER).is_dir():
-            embedder = str(Path(models) / DEFAULT_EMBEDDER)
-        else:
-            note = "note: no embedder for mining (--embedder PATH or $RAPIDRAG_MODELS): BM25 mines alone"
-            print(note, file=sys.stderr)
+    # The embedder that mines with the hybrid first stage, found as `rapidrag index` finds it (None: BM25 mines).
+    mining = args.lexical_mining or args.index is not None
+    embedder = None if mining else _model(args.embedder, DEFAULT_EMBEDDER, "embedder", int8=True)
     common: dict[str, Any] = {
         "init": args.init,
         "out": args.out,
-        "embedder": None if args.lexical_mining else embedder,
+        "embedder": embedder,
         "index": args.index,
         "max_length": args.max_length,
         "skip_window": args.skip_window,

@@ -142,6 +142,12 @@ BUDGET_RESERVE_MS = 1.0  # of a search's budget_ms, kept for the work after the 
 MODELS_ENV = "RAPIDRAG_MODELS"
 
 
+def check_query(query: str) -> None:
+    """Refuse an empty or blank query (ValueError): searching for nothing returns arbitrary hits."""
+    if not query.strip():
+        raise ValueError(f"the query is {'empty' if not query else 'blank'}: give the words to search for")
+
+
 class Retriever:
     """Lexical, dense and hybrid search over chunked documents.
 
@@ -409,8 +415,7 @@ class Retriever:
         started = time.perf_counter()
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, not {type(query).__name__}")
-        if not query.strip():
-            raise ValueError(f"the query is {'empty' if not query else 'blank'}: give the words to search for")
+        check_query(query)
         mode = self.default_mode if mode is None else mode
         if mode not in ("hybrid", "dense", "lexical"):
             raise ValueError(f"mode must be 'hybrid', 'dense' or 'lexical', got {mode!r}")
@@ -663,7 +668,7 @@ class Retriever:
         except IndexFormatError:
             raise
         except (KeyError, TypeError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            if isinstance(e, (RapidragError, _ModelMismatch)):
+            if isinstance(e, RapidragError):
                 raise
             raise IndexFormatError(f"{path}: the saved index is inconsistent ({type(e).__name__}: {e})") from None
         return out
@@ -691,10 +696,6 @@ def _slice(info: _Row, doc: Document) -> str:
 def _hit(row: int, info: _Row, doc: Document, score: float, scores: dict[str, dict[int, float]]) -> Hit:
     stage = {name: values[row] for name, values in scores.items() if row in values}
     return Hit(info.doc_id, info.chunk_id, _slice(info, doc), info.start, info.end, score, stage, doc.metadata)
-
-
-class _ModelMismatch(ValueError):
-    pass
 
 
 def _model_spec(model: Any) -> dict[str, Any] | None:
@@ -728,33 +729,34 @@ def _fingerprint(model: Any) -> str:
     return str(fingerprint)
 
 
-def _describe(spec: dict[str, Any]) -> str:
-    name = spec.get("name") or Path(spec["folder"]).name
-    file = spec.get("file") or Path(spec["model_file"]).name
-    return f"{name}/{file}"
+def _name_and_file(spec: dict[str, Any]) -> tuple[str, str]:
+    """The model folder's name and the model file's path inside it (indexes saved before these were recorded
+    derive them from the absolute paths)."""
+    return spec.get("name") or Path(spec["folder"]).name, spec.get("file") or Path(spec["model_file"]).name
 
 
-def _locate_model(spec: dict[str, Any], role: str) -> tuple[Path | None, str]:
-    """The model file that built an index: at its recorded path, else under ``RAPIDRAG_MODELS`` by its folder's
-    name, checked by fingerprint. Returns (path, "") or (None, what was looked at)."""
+def _locate_model(spec: dict[str, Any], role: str) -> tuple[Path, Path] | str:
+    """(folder, model file) of the model that built an index: at its recorded path, else under ``RAPIDRAG_MODELS``
+    by its folder's name, checked by fingerprint; or, when neither holds it, what was looked at."""
     from .persist import sha256_file
 
+    name, file = _name_and_file(spec)
     recorded = Path(spec["model_file"])
     if recorded.is_file():
-        return recorded, ""
+        return Path(spec["folder"]), recorded
     looked = [str(recorded)]
     root = os.environ.get(MODELS_ENV)
     if root:
-        candidate = Path(root) / (spec.get("name") or Path(spec["folder"]).name) / _describe(spec).split("/", 1)[1]
+        candidate = Path(root) / name / file
         looked.append(str(candidate))
         if candidate.is_file():
             if not spec.get("sha256") or sha256_file(candidate) == spec["sha256"]:
-                return candidate, ""
+                return Path(root) / name, candidate
             looked[-1] += " (a different model: its fingerprint differs)"
     where = " nor ".join(looked) + ("" if root else f" (${MODELS_ENV} is not set)")
-    return None, (
-        f"the {role} that built this index ({_describe(spec)}) is not at {where}: pass --{role} PATH "
-        f"(Python: {role}=), or set {MODELS_ENV} to the folder that holds {spec.get('name') or 'it'}/"
+    return (
+        f"the {role} that built this index ({name}/{file}) is not at {where}: pass --{role} PATH "
+        f"(Python: {role}=), or set {MODELS_ENV} to the folder that holds {name}/"
     )
 
 
@@ -764,28 +766,34 @@ def _open_model(spec: dict[str, Any] | None, given: Any, role: str) -> Any:
     if given is None:
         return None
     if isinstance(given, (str, os.PathLike)) and given != "auto":
-        return _build_model(role, spec, *_model_at(Path(given), spec))
+        return _warn_if_other(_build_model(role, spec, *_model_at(Path(given), spec)), spec, role)
     if given != "auto":
-        if spec is not None and spec.get("sha256") and getattr(given, "model_path", None) is not None:
-            if _fingerprint(given) != spec["sha256"]:
-                warnings.warn(
-                    f"the {role} given is not the model file that built this index ({spec.get('model_file')})",
-                    stacklevel=3,
-                )
-        return given
+        return _warn_if_other(given, spec, role)
     if spec is None:
         return None
     if "model_file" not in spec:
         warnings.warn(f"this index was built with a custom {role} ({spec['type']}): pass {role}=", stacklevel=3)
         return None
-    path, message = _locate_model(spec, role)
-    if path is None:
-        warnings.warn(message + "; loaded without it", stacklevel=3)
+    found = _locate_model(spec, role)
+    if isinstance(found, str):
+        warnings.warn(found + "; loaded without it", stacklevel=3)
         return None
-    folder = path.parent
-    for _ in Path(spec.get("file") or path.name).parts[1:]:  # a file in a subfolder of the model folder
-        folder = folder.parent
-    return _build_model(role, spec, folder, path)
+    model = _build_model(role, spec, *found)
+    if spec.get("sha256"):
+        model._fingerprint = spec["sha256"]  # the recorded file, or one checked against it: no second hash
+    return model
+
+
+def _warn_if_other(model: Any, spec: dict[str, Any] | None, role: str) -> Any:
+    """``model``, with a warning when its weights are not the file that built the index."""
+    if spec is not None and spec.get("sha256") and getattr(model, "model_path", None) is not None:
+        if _fingerprint(model) != spec["sha256"]:
+            warnings.warn(
+                f"the {role} given ({model.model_path}) is not the model file that built this index "
+                f"({spec.get('model_file')})",
+                stacklevel=4,
+            )
+    return model
 
 
 def _model_at(path: Path, spec: dict[str, Any] | None) -> tuple[Path, Path]:
@@ -798,12 +806,13 @@ def _model_at(path: Path, spec: dict[str, Any] | None) -> tuple[Path, Path]:
             raise FileNotFoundError(f"no model file {path}")
         return path.parent, path
     folder = resolve_model(path)
-    recorded = folder / spec["file"] if spec is not None and spec.get("file") else None
+    recorded = folder / _name_and_file(spec)[1] if spec is not None and "model_file" in spec else None
     file = recorded if recorded is not None and recorded.is_file() else find_model_file(folder, False, None)
     return folder, file
 
 
 def _build_model(role: str, spec: dict[str, Any] | None, folder: Path, model_file: Path) -> Any:
+    """An Embedder or Reranker on ``model_file`` with the settings the index recorded."""
     spec = spec or {}
     if role == "embedder":
         from .embedder import Embedder
@@ -813,14 +822,10 @@ def _build_model(role: str, spec: dict[str, Any] | None, folder: Path, model_fil
         for name in ("max_length", "normalize"):
             if name in spec:
                 kwargs[name] = spec[name]
-        model: Any = Embedder(folder, model_file=model_file, **kwargs)
-    else:
-        from .reranker import Reranker
+        return Embedder(folder, model_file=model_file, **kwargs)
+    from .reranker import Reranker
 
-        model = Reranker(folder, model_file=model_file, max_length=spec.get("max_length"))
-    if spec.get("sha256") and _fingerprint(model) != spec["sha256"]:
-        warnings.warn(f"the {role} given ({model_file}) is not the model file that built this index", stacklevel=4)
-    return model
+    return Reranker(folder, model_file=model_file, max_length=spec.get("max_length"))
 
 
 def _encode_meta(doc: Document) -> dict[str, Any]:

@@ -23,10 +23,12 @@ __all__ = [
     "TrainReport",
     "TrainingError",
     "check_init",
+    "check_ints",
     "check_output",
     "dev_record",
     "export_onnx",
     "finish",
+    "start_torch",
     "write_folder",
 ]
 
@@ -67,6 +69,24 @@ def check_output(out: Path, force: bool) -> None:
         raise TrainingError(f"{out} exists; pass --force (force=True) to replace it")
     if out.exists() and not out.is_dir():
         raise TrainingError(f"{out} exists and is not a folder")
+
+
+def check_ints(**bounds: tuple[Any, int]) -> None:
+    """Each ``name=(value, lowest)``: a ValueError naming it unless the value is an int of at least ``lowest``."""
+    for name, (value, low) in bounds.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def start_torch(seed: int, bf16: bool | None) -> bool:
+    """Seed torch, give it rapidrag's cores, and say whether to autocast to bf16 (None: where the CPU has it)."""
+    import torch
+
+    from .._onnx import CORES
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(CORES.cores)
+    return bf16_available() if bf16 is None else bool(bf16)
 
 
 def bf16_available() -> bool:

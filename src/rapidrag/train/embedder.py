@@ -23,16 +23,17 @@ from .common import (
     Loop,
     TrainingError,
     TrainReport,
-    bf16_available,
     check_init,
+    check_ints,
     check_output,
     dev_record,
     export_onnx,
     finish,
     quiet,
+    start_torch,
 )
 from .data import TrainingData, prepare
-from .mining import first_stage, hard_negatives, mining_retriever
+from .mining import hard_negatives, mine
 
 __all__ = ["train_embedder"]
 
@@ -123,31 +124,18 @@ def train_embedder(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from .._onnx import CORES
-
     say = log or (lambda _: None)
     started = time.perf_counter()
     init_dir, out_dir = Path(init), Path(out)
     check_init(init_dir)
     check_output(out_dir, force)
-    for name, value, low in (("negatives", negatives, 0), ("epochs", epochs, 1), ("batch_size", batch_size, 2)):
-        if not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    check_ints(negatives=(negatives, 0), epochs=(epochs, 1), batch_size=(batch_size, 2))
     data, train_ids, dev_ids = prepare(
         corpus, queries, qrels, min_queries=min_queries, dev_fraction=dev_fraction, seed=seed
     )
     say(f"data: {len(data.documents):,} documents, {len(train_ids)} train and {len(dev_ids)} dev queries")
-    clock = time.perf_counter()
-    try:
-        retriever = mining_retriever(data, embedder, index, progress=progress)
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
-    candidates = first_stage(retriever, data, train_ids, depth)
-    mining_s = time.perf_counter() - clock
-
-    torch.manual_seed(seed)
-    torch.set_num_threads(CORES.cores)
-    autocast = bf16_available() if bf16 is None else bool(bf16)
+    candidates, _, mining_s = mine(data, embedder, index, train_ids, depth, progress=progress)
+    autocast = start_torch(seed, bf16)
     with quiet():
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
         model = AutoModel.from_pretrained(init_dir)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .data import TrainingData
 
-__all__ = ["Candidates", "first_stage", "hard_negatives", "mining_retriever"]
+__all__ = ["Candidates", "first_stage", "hard_negatives", "mine", "mining_retriever"]
 
 
 @dataclass
@@ -54,6 +55,28 @@ def mining_retriever(
 
         embedder = Embedder(embedder, quantized=True)
     return build_retriever(data, embedder, progress=progress)
+
+
+def mine(
+    data: TrainingData,
+    embedder: Any,
+    index: Any,
+    query_ids: Sequence[str],
+    depth: int,
+    *,
+    progress: bool | None = None,
+) -> tuple[Candidates, str, float]:
+    """The first stage's candidates for ``query_ids`` (see ``mining_retriever``), the mode that ranked them, and
+    the seconds it took (indexing included)."""
+    from .common import TrainingError
+
+    clock = time.perf_counter()
+    try:
+        retriever = mining_retriever(data, embedder, index, progress=progress)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    candidates = first_stage(retriever, data, query_ids, depth)
+    return candidates, retriever.default_mode, time.perf_counter() - clock
 
 
 def first_stage(retriever: Any, data: TrainingData, query_ids: Sequence[str], depth: int) -> Candidates:

@@ -28,16 +28,17 @@ from .common import (
     Loop,
     TrainingError,
     TrainReport,
-    bf16_available,
     check_init,
+    check_ints,
     check_output,
     dev_record,
     export_onnx,
     finish,
     quiet,
+    start_torch,
 )
 from .data import TrainingData, prepare
-from .mining import Candidates, first_stage, hard_negatives, mining_retriever
+from .mining import Candidates, hard_negatives, mine
 
 __all__ = ["TrainReport", "TrainingError", "dev_metrics", "train_reranker"]
 
@@ -189,8 +190,6 @@ def train_reranker(
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .._onnx import CORES
-
     say = log or (lambda _: None)
     started = time.perf_counter()
     if init is None and teacher is None:
@@ -203,13 +202,7 @@ def train_reranker(
     if layers is not None and (not isinstance(layers, int) or layers < 1):
         raise ValueError(f"layers must be a positive int, got {layers!r}")
     check_output(out_dir, force)
-    for name, value, low in (
-        ("negatives", negatives, 1),
-        ("epochs", epochs, 1),
-        ("groups_per_batch", groups_per_batch, 1),
-    ):
-        if not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    check_ints(negatives=(negatives, 1), epochs=(epochs, 1), groups_per_batch=(groups_per_batch, 1))
     if not isinstance(max_length, int) or not 16 <= max_length <= 512:
         raise ValueError(f"max_length must be an int from 16 to 512, got {max_length!r}")
     data, train_ids, dev_ids = prepare(
@@ -219,19 +212,12 @@ def train_reranker(
         f"data: {len(data.documents):,} documents, {len(train_ids)} train and {len(dev_ids)} dev queries "
         f"(dropped: {json.dumps(data.dropped)})"
     )
-    clock = time.perf_counter()
-    try:
-        retriever = mining_retriever(data, embedder, index, progress=progress)
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
-    mined_with = retriever.default_mode
-    candidates = first_stage(retriever, data, [*train_ids, *dev_ids], max(depth, rerank_depth))
-    mining_s = time.perf_counter() - clock
+    query_ids = [*train_ids, *dev_ids]
+    candidates, mined_with, mining_s = mine(
+        data, embedder, index, query_ids, max(depth, rerank_depth), progress=progress
+    )
     say(f"mining: {mined_with} first stage in {mining_s:.0f} s")
-
-    torch.manual_seed(seed)
-    torch.set_num_threads(CORES.cores)
-    autocast = bf16_available() if bf16 is None else bool(bf16)
+    autocast = start_torch(seed, bf16)
     with quiet():
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
         # From an embedder's checkpoint the classifier head is new (transformers lists it as missing).
