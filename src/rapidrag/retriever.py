@@ -779,8 +779,8 @@ def _open_model(spec: dict[str, Any] | None, given: Any, role: str) -> Any:
         warnings.warn(found + "; loaded without it", stacklevel=3)
         return None
     model = _build_model(role, spec, *found)
-    if spec.get("sha256"):
-        model._fingerprint = spec["sha256"]  # the recorded file, or one checked against it: no second hash
+    if spec.get("sha256") and found[1] != Path(spec["model_file"]):
+        model._fingerprint = spec["sha256"]  # found by name and checked against it: no second hash at save
     return model
 
 
