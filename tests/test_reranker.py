@@ -111,31 +111,6 @@ def test_time_budget_scores_a_prefix_in_the_given_order(reranker: rapidrag.Reran
         reranker.score(QUERY, ["a"], time_budget_ms=0)
 
 
-def test_a_budget_batches_by_length_as_an_unbudgeted_call_does(
-    reranker: rapidrag.Reranker, scifact_texts: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Int8 models take activation ranges per batch, so a pair's score depends on its batch: a budget that holds
-    every candidate runs exactly the batches an unbudgeted call runs (length buckets, not first-stage order), and a
-    tighter one the length buckets of the run from the first that it holds."""
-    batches: list[list[int]] = []
-    run = rapidrag.Reranker._run
-
-    def recording(self: rapidrag.Reranker, enc: object, idx: np.ndarray, *args: object) -> np.ndarray:
-        batches.append(sorted(idx.tolist()))
-        return run(self, enc, idx, *args)
-
-    monkeypatch.setattr(rapidrag.Reranker, "_run", recording)
-    passages = [scifact_texts[i][: 40 + 97 * i % 900] for i in range(24)]  # lengths out of first-stage order
-    unbudgeted = reranker.score(QUERY, passages)
-    expected, batches[:] = list(batches), []
-    budgeted = reranker.score(QUERY, passages, time_budget_ms=60_000)
-    assert batches == expected and len(expected) > 1
-    np.testing.assert_array_equal(budgeted, unbudgeted)
-    lengths = reranker.tokenizer.encode_pairs(QUERY, passages, padding=False).lengths
-    assert any(sorted(b) != list(range(min(b), max(b) + 1)) for b in expected)  # not first-stage runs
-    assert not np.all(np.diff(lengths) >= 0)
-
-
 def test_a_batch_running_at_the_deadline_is_cancelled(
     reranker_dir: Path, scifact_texts: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,7 +125,6 @@ def test_a_batch_running_at_the_deadline_is_cancelled(
     partial = reranker.score(QUERY, passages, time_budget_ms=20.0)  # 64 long pairs take far longer than 20 ms
     scored = ~np.isnan(partial)
     assert not scored.all()  # without the cancel, the one batch of 16 pairs and then the rest would all run
-    assert scored[: int(scored.sum())].all()  # a plan cut short still leaves a run from the first
     np.testing.assert_allclose(partial[scored], full[scored], atol=1e-4)
     # Unbudgeted runs are never cancelled, whatever the estimate.
     np.testing.assert_allclose(reranker.score(QUERY, passages), full, atol=1e-4)
