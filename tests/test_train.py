@@ -22,6 +22,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     pytest.skip(f"the [train] extra is not installed ({e.name})", allow_module_level=True)
 
 import rapidrag
+from rapidrag.persist import default_file_mode
 from rapidrag.train.data import TrainingDataError
 from rapidrag.train.reranker import TrainingError, train_reranker
 
@@ -74,6 +75,8 @@ def test_trains_exports_and_loads(tiny_data: dict[str, Path], tiny_init: Path, t
     names = {p.name for p in out.iterdir()}
     assert {"model.onnx", "model_fused_int8.onnx", "rapidrag.json", "config.json", "model.safetensors"} <= names
     assert {"tokenizer.json", "vocab.txt"} & names
+    # Every file with the mode a new file gets (temporary files and safetensors leave 0600: others could not read).
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {default_file_mode()}
     record = json.loads((out / "rapidrag.json").read_text())
     assert (
         record["settings"]["data"]["qrels"]["sha256"] and record["steps_run"] == 6 and record["settings"]["seed"] == 0

@@ -46,6 +46,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def default_file_mode() -> int:
+    """The mode ``open`` gives a new file under the process's umask (temporary files get 0600 instead)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _write_file(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError
+from .persist import default_file_mode
 
 __all__ = ["QuantizeReport", "fuse_attention", "quantize"]
 
@@ -401,6 +402,7 @@ def _atomic_save(onnx: Any, model: Any, dst: Path) -> None:
     os.close(fd)
     try:
         onnx.save(model, tmp)
+        os.chmod(tmp, default_file_mode())  # mkstemp's 0600 would make the model unreadable to other users
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):

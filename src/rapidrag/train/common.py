@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RapidragError
+from ..persist import default_file_mode
 
 __all__ = [
     "CHECKPOINT",
@@ -240,6 +241,9 @@ def write_folder(out: Path, fill: Callable[[Path], None]) -> None:
     staging.mkdir(parents=True)
     try:
         fill(staging)
+        mode = default_file_mode()  # some writers (safetensors, temporary files) leave 0600
+        for file in staging.iterdir():
+            file.chmod(mode)
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
