@@ -363,3 +363,39 @@ def test_reranking_fuses_by_default(
     config["tuned_on"] = {"qrels": "train.tsv"}
     write_snapshot(tmp_path / "ix", files, config, version=1)
     assert Retriever.load(tmp_path / "ix", reranker=None).rerank_weight == 1.0
+
+
+def test_a_tuned_rerank_weight_is_kept_for_its_reranker_only(
+    embedder: rapidrag.Embedder, reranker_dir: Path, tmp_path: Path
+) -> None:
+    """``tune`` records which reranker chose the weight; loaded with another reranker folder, the index uses that
+    folder's recommended weight (chosen for it) instead of one chosen for a different model, and a weight you set
+    yourself is always used."""
+    import shutil
+
+    from rapidrag.tuning import tune
+
+    folders = {}
+    for name, recommended in (("reranker-a", None), ("reranker-b", 0.15)):
+        folder = folders[name] = tmp_path / name
+        folder.mkdir()
+        for file in ("model_int8.onnx", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "config.json"):
+            if (reranker_dir / file).exists():
+                shutil.copy(reranker_dir / file, folder / file)
+        if recommended is not None:
+            (folder / "rapidrag.json").write_text(json.dumps({"recommended_fusion_weight": recommended}))
+    r = Retriever(embedder, rapidrag.Reranker(folders["reranker-a"], quantized=True, max_length=128))
+    r.add(DOCS)
+    queries = {"q1": "vitamin and bone loss", "q2": "anemia and iron", "q3": "the tower in Paris"}
+    qrels = {"q1": {"vit": 1}, "q2": {"iron": 1}, "q3": {"paris": 1}}
+    tune(r, queries, qrels, rerank_depths=(3,))
+    tuned = r.rerank_weight
+    assert tuned is not None and tuned != 0.15
+    assert r.tuned_on is not None and r.tuned_on["reranker"] == "reranker-a" and r.tuned_on["queries"] == 3
+    assert r.effective_rerank_weight == tuned
+    r.save(tmp_path / "ix")
+    assert Retriever.load(tmp_path / "ix").effective_rerank_weight == tuned
+    other = Retriever.load(tmp_path / "ix", reranker=folders["reranker-b"])
+    assert other.rerank_weight == tuned and other.effective_rerank_weight == 0.15
+    other.rerank_weight = 0.35  # set by hand: used with any reranker
+    assert other.effective_rerank_weight == 0.35

@@ -373,13 +373,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         log=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
         progress=None if not args.verbose else False,
     )
-    retriever.tuned_on = {
-        "qrels": str(qrels_path.resolve()),
-        "sha256": sha256_file(qrels_path),
-        "queries": result.queries,
-        "settings": result.settings,
-        "gains": {s.name: round(s.gain, 4) for s in result.steps},
-    }
+    retriever.tuned_on.update(qrels=str(qrels_path.resolve()), sha256=sha256_file(qrels_path))
     retriever.save(args.index_dir)
     print(f"tuned on {result.queries} judged queries of {qrels_path} in {result.seconds:.0f} s")
     print(f"{'step':<8}{'nDCG@10 before':>16}{'after':>9}{'gain':>9}  chosen")
@@ -499,7 +493,7 @@ def _compare_rerankers(
     args: argparse.Namespace, retriever: Any, queries: Any, qrels: Any, budgets: Any
 ) -> dict[str, Any]:
     """The budgeted searches again with each --compare-reranker NAME=PATH in the index's place (its int8 file and
-    its own recommended weight unless the index was tuned), for one budget/quality plot of them all."""
+    its own recommended weight unless the index was tuned with it), for one budget/quality plot of them all."""
     from . import bench
     from .reranker import Reranker
 

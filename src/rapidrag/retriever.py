@@ -233,12 +233,20 @@ class Retriever:
 
     @property
     def effective_rerank_weight(self) -> float:
-        """The reranker's share in use: ``rerank_weight`` if set (by you or ``rapidrag tune``), else the reranker
-        folder's recommended weight, else ``DEFAULT_RERANK_WEIGHT``."""
-        if self.rerank_weight is not None:
+        """The reranker's share in use: ``rerank_weight`` if set (by you, or by ``rapidrag tune`` with the reranker
+        loaded: a weight tuned with another one is not carried over to it), else the reranker folder's recommended
+        weight, else ``DEFAULT_RERANK_WEIGHT``."""
+        if self.rerank_weight is not None and not self._tuned_with_another_reranker():
             return float(self.rerank_weight)
         recommended = getattr(self.reranker, "recommended_weight", None)
         return float(recommended) if recommended is not None else DEFAULT_RERANK_WEIGHT
+
+    def _tuned_with_another_reranker(self) -> bool:
+        tuned = self.tuned_on or {}
+        chosen = (tuned.get("settings") or {}).get("rerank_weight")
+        name = tuned.get("reranker")
+        current = model_name(self.reranker)
+        return name is not None and chosen == self.rerank_weight and current is not None and current != name
 
     @property
     def default_mode(self) -> Mode:
@@ -629,6 +637,8 @@ class Retriever:
             if out._model_specs.get("embedder") is not None:
                 out._model_specs["chunker"] = cfg["chunker"]
             out.tuned_on = cfg.get("tuned_on")
+            if out.tuned_on and "reranker" not in out.tuned_on and (cfg["reranker"] or {}).get("model_file"):
+                out.tuned_on["reranker"] = _name_and_file(cfg["reranker"])[0]  # tuned before this was recorded
             out.bm25 = BM25.from_state(snap.json("bm25.json"), snap.arrays("bm25.npz"))
             if out.title_weight > 0:
                 out.bm25_title = BM25.from_state(snap.json("bm25_title.json"), snap.arrays("bm25_title.npz"))
@@ -714,6 +724,12 @@ def _model_spec(model: Any) -> dict[str, Any] | None:
         if hasattr(model, name):
             spec[name] = getattr(model, name)
     return spec
+
+
+def model_name(model: Any) -> str | None:
+    """The name of a model's folder (how an index refers to a model that moved), or None."""
+    folder = getattr(model, "folder", None)
+    return Path(folder).name if folder is not None else None
 
 
 def _fingerprint(model: Any) -> str:

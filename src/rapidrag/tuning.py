@@ -7,10 +7,11 @@ previous ones (coordinate ascent on nDCG@10):
 2. the fusion (RRF or a normalised weighted sum) and the dense weight, by hybrid nDCG@10;
 3. the reranker's share of the final score and how many candidates it reranks, by hybrid + rerank nDCG@10.
 
-The chosen settings are left on the retriever (``save`` keeps them). Query embeddings and reranker scores are
-computed once and reused across the grid, so the cost is about one hybrid + rerank pass over the queries plus
-cheap re-rankings. Tune on queries that are not the ones you report: a figure measured on the tuning queries
-overstates what new queries will see.
+The chosen settings are left on the retriever (``save`` keeps them), and what chose them in its ``tuned_on``: the
+reranker's share is used with the reranker it was chosen with only (another one brings its own recommendation).
+Query embeddings and reranker scores are computed once and reused across the grid, so the cost is about one
+hybrid + rerank pass over the queries plus cheap re-rankings. Tune on queries that are not the ones you report:
+a figure measured on the tuning queries overstates what new queries will see.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class TuneResult:
     settings: dict[str, Any] = field(default_factory=dict)
     queries: int = 0
     seconds: float = 0.0
+    reranker: str | None = None  # the folder name of the reranker the rerank step chose a weight with
 
 
 class _CachedEmbedder:
@@ -109,7 +111,7 @@ def tune(
     a terminal).
     """
     from .progress import Progress
-    from .retriever import evaluate
+    from .retriever import evaluate, model_name
 
     judged = {q: rel for q, rel in qrels.items() if q in queries}
     if not judged:
@@ -164,6 +166,7 @@ def tune(
     if reranker is not None:
         mode = retriever.default_mode
         steps.append(("rerank", rerank_grid, _rerank, {"mode": mode, "rerank": True}))
+        result.reranker = model_name(reranker)
     total = sum(len(grid) + 1 for _, grid, _, _ in steps)
     bar = Progress(total, "tuning", unit="settings", enabled=progress)
     try:
@@ -173,4 +176,11 @@ def tune(
         bar.close()
         retriever.embedder, retriever.reranker = embedder, reranker
     result.seconds = time.perf_counter() - started
+    # What chose the settings, saved with the index; a weight chosen with one reranker is not used for another.
+    retriever.tuned_on = {
+        "queries": result.queries,
+        "settings": result.settings,
+        "gains": {s.name: round(s.gain, 4) for s in result.steps},
+        "reranker": result.reranker,
+    }
     return result
