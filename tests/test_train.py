@@ -117,11 +117,15 @@ def test_an_interrupted_run_resumes_and_never_half_writes(
     with pytest.raises(KeyboardInterrupt):
         run(tiny_data, tiny_init, out)
     assert not out.exists() and (tmp_path / ".reranker.training" / "checkpoint.pt").is_file()
+    interrupted_seconds = torch.load(tmp_path / ".reranker.training" / "checkpoint.pt", weights_only=False)["seconds"]
     monkeypatch.setattr(torch.nn.functional, "cross_entropy", real)
     said: list[str] = []
     report = run(tiny_data, tiny_init, out, log=said.append)
     assert any("resumed from" in line and "at step 3 of 6" in line for line in said), said
     assert report.path == out and report.record["steps_run"] == 6
+    # The record counts the interrupted session's time and losses too, and says where it resumed.
+    assert report.record["resumed_at_steps"] == [3] and report.record["final_loss"] is not None
+    assert report.record["seconds"]["training"] > interrupted_seconds > 0
     assert not (tmp_path / ".reranker.training").exists()
 
 

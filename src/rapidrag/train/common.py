@@ -149,6 +149,9 @@ class Loop:
         self.step, self.best, self.best_state = 0, -np.inf, None
         self.history: list[dict[str, Any]] = []
         self.losses: list[float] = []
+        self.seconds = 0.0  # training time of the sessions before this one (a resumed run counts them all)
+        self.resumed: list[int] = []  # the steps at which a run was resumed
+        self._session_start = time.perf_counter()
         checkpoint = work / CHECKPOINT
         if checkpoint.is_file():
             saved = torch.load(checkpoint, weights_only=False)
@@ -159,6 +162,8 @@ class Loop:
                 torch.set_rng_state(saved["torch_rng"])
                 self.step, self.best, self.best_state = saved["step"], saved["best"], saved["best_state"]
                 self.history = saved["history"]
+                self.losses, self.seconds = list(saved.get("losses", [])), float(saved.get("seconds", 0.0))
+                self.resumed = [*saved.get("resumed", []), self.step]
                 say(f"resumed from {checkpoint} at step {self.step} of {total}")
             else:
                 say(f"{checkpoint} is from other settings: starting over")
@@ -173,13 +178,13 @@ class Loop:
         progress: bool | None,
     ) -> float:
         """Train to ``total`` steps; ``loss_of(step)`` is the loss of that step's batch, ``evaluate()`` gives the
-        dev value to maximise and what to log. Returns the seconds spent."""
+        dev value to maximise and what to log. Returns the seconds spent, those of resumed sessions included."""
         import torch
 
         from ..progress import Progress
 
         bar = Progress(self.total, "training", unit="steps", enabled=progress)
-        started = time.perf_counter()
+        self._session_start = time.perf_counter()
         while self.step < self.total:
             self.model.train()
             loss = loss_of(self.step)
@@ -197,7 +202,10 @@ class Loop:
         bar.close()
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        return time.perf_counter() - started
+        return self._elapsed()
+
+    def _elapsed(self) -> float:
+        return self.seconds + time.perf_counter() - self._session_start
 
     @property
     def best_step(self) -> int:
@@ -223,6 +231,9 @@ class Loop:
             "best": self.best,
             "best_state": self.best_state,
             "history": self.history,
+            "losses": self.losses[-20:],
+            "seconds": self._elapsed(),
+            "resumed": self.resumed,
         }
         staged = self.work / f"{CHECKPOINT}.tmp"
         torch.save(state, staged)

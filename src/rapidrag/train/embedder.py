@@ -207,6 +207,7 @@ def train_embedder(
         "steps_run": loop.step,
         "best_step": loop.best_step,
         "final_loss": loop.final_loss,
+        "resumed_at_steps": loop.resumed,
         "history": loop.history,
         "seconds": {"mining": mining_s, "training": training_s, "total": time.perf_counter() - started},
         "dev": {"before": {"dense": before}, "after": {"dense": after}},

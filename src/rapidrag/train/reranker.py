@@ -312,6 +312,7 @@ def train_reranker(
         "steps_run": loop.step,
         "best_step": best_step,
         "final_loss": loop.final_loss,
+        "resumed_at_steps": loop.resumed,
         "history": loop.history,
         "seconds": {"mining": mining_s, "training": training_s, "total": time.perf_counter() - started},
         "dev": {"before": before, "after": after},
