@@ -1,0 +1,133 @@
+"""rapidrag's training loop against sentence-transformers' CrossEncoderTrainer: seconds per step on the same groups.
+
+Both train the same checkpoint as a cross-encoder on the same SciFact train groups (one relevant document and 7
+mined hard negatives per group, 4 groups per step, 256 tokens, lr 5e-5, bf16 autocast where the CPU has it) for
+``--steps`` steps, one after the other in this process:
+
+- rapidrag: ``rapidrag.train.train_reranker`` with ``max_steps`` (its listwise softmax cross-entropy); the time is
+  its training loop's, less the dev evaluation the loop runs at its last step;
+- sentence-transformers: ``CrossEncoderTrainer`` with ``ListNetLoss`` (a softmax cross-entropy over each group's
+  labels, the same loss), its default batch sampler (shuffled, not bucketed by length).
+
+    pip install datasets accelerate   # the sentence-transformers trainer needs them
+    python benchmarks/train_loop.py --shared ../shared --index scifact.idx --init <checkpoint folder>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=str(HERE.parent.parent / "shared"))
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--init", required=True, help="a Hugging Face checkpoint folder")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--out", default="train_loop.json")
+    args = parser.parse_args()
+
+    import torch
+    from datasets import Dataset  # type: ignore[import-untyped]
+    from sentence_transformers.cross_encoder import (  # type: ignore[import-untyped]
+        CrossEncoder,
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+    from sentence_transformers.cross_encoder.losses import ListNetLoss  # type: ignore[import-untyped]
+
+    from rapidrag.train import train_reranker
+    from rapidrag.train.common import bf16_available
+    from rapidrag.train.data import prepare
+    from rapidrag.train.mining import mine
+    from rapidrag.train.reranker import _batches
+
+    data_dir = Path(args.shared) / "data/beir/scifact"
+    corpus, qrels = data_dir / "corpus.jsonl.gz", data_dir / "qrels/train.tsv"
+    bf16 = bf16_available()
+    report: dict[str, object] = {"steps": args.steps, "bf16": bf16, "torch_threads": torch.get_num_threads()}
+
+    # The loop's time includes its dev evaluation at the last step: time every dev scoring and take that one out.
+    from rapidrag.train import reranker as trainer_module
+
+    scoring: list[float] = []
+    real_dev_scores = trainer_module._dev_scores
+
+    def timed_dev_scores(*a: object, **kw: object) -> object:
+        start = time.perf_counter()
+        out = real_dev_scores(*a, **kw)  # type: ignore[arg-type]
+        scoring.append(time.perf_counter() - start)
+        return out
+
+    trainer_module._dev_scores = timed_dev_scores  # type: ignore[assignment]
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = train_reranker(
+            corpus,
+            data_dir,
+            qrels,
+            init=args.init,
+            out=Path(tmp) / "rapidrag",
+            index=args.index,
+            epochs=1,
+            max_steps=args.steps,
+            eval_every=args.steps,
+            rerank_depth=1,
+            quantize=False,
+            keep_worse=True,
+        )
+        seconds = json.loads((trained.path / "rapidrag.json").read_text())["seconds"]["training"]
+        # Dev scorings: before training, the one in the loop at its last step, after training.
+        report["rapidrag s/step"] = (seconds - scoring[1]) / args.steps
+
+        # The same groups, in the same order, for the sentence-transformers trainer.
+        data, train_ids, _ = prepare(corpus, data_dir, qrels, min_queries=None, dev_fraction=0.2, seed=0)
+        candidates, _, _ = mine(data, None, args.index, train_ids, 30)
+        groups = [
+            g
+            for batch in _batches(
+                data, candidates, train_ids, epochs=1, groups_per_batch=4, negatives=7, skip_window=2, seed=0
+            )
+            for g in batch
+        ][: 4 * args.steps]
+        dataset = Dataset.from_dict(
+            {
+                "query": [data.queries[q] for q, _, _ in groups],
+                "docs": [[data.documents[d] for d in (pos, *negs)] for _, pos, negs in groups],
+                "labels": [[1.0] + [0.0] * len(negs) for _, _, negs in groups],
+            }
+        )
+        model = CrossEncoder(args.init, num_labels=1, max_length=256)
+        training_args = CrossEncoderTrainingArguments(
+            output_dir=str(Path(tmp) / "st"),
+            max_steps=args.steps,
+            per_device_train_batch_size=4,
+            learning_rate=5e-5,
+            warmup_ratio=0.1,
+            bf16=bf16,
+            use_cpu=True,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=args.steps,
+            seed=0,
+        )
+        trainer = CrossEncoderTrainer(
+            model=model, args=training_args, train_dataset=dataset, loss=ListNetLoss(model, mini_batch_size=32)
+        )
+        start = time.perf_counter()
+        trainer.train()
+        report["sentence-transformers s/step"] = (time.perf_counter() - start) / args.steps
+    report["ratio (sentence-transformers / rapidrag)"] = (
+        report["sentence-transformers s/step"] / report["rapidrag s/step"]  # type: ignore[operator]
+    )
+    print(json.dumps(report, indent=1))
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
