@@ -399,3 +399,11 @@ def test_a_tuned_rerank_weight_is_kept_for_its_reranker_only(
     assert other.rerank_weight == tuned and other.effective_rerank_weight == 0.15
     other.rerank_weight = 0.35  # set by hand: used with any reranker
     assert other.effective_rerank_weight == 0.35
+    # A folder without the recorded int8 file name (a trained one has model_fused_int8.onnx): its int8 file is
+    # taken, not its fp32 model.onnx.
+    trained = tmp_path / "trained"
+    shutil.copytree(folders["reranker-b"], trained)
+    (trained / "model_int8.onnx").rename(trained / "model_fused_int8.onnx")
+    shutil.copy(trained / "model_fused_int8.onnx", trained / "model.onnx")
+    swapped = Retriever.load(tmp_path / "ix", reranker=trained)
+    assert swapped.reranker.model_path.name == "model_fused_int8.onnx"

@@ -7,6 +7,7 @@ return one hit per document (its best chunk) unless ``per_document=False``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -814,7 +815,9 @@ def _warn_if_other(model: Any, spec: dict[str, Any] | None, role: str) -> Any:
 
 def _model_at(path: Path, spec: dict[str, Any] | None) -> tuple[Path, Path]:
     """(folder, model file) for a model given by path: a .onnx file, or a folder (or a name under
-    ``RAPIDRAG_MODELS``) in which the recorded file name is taken if present, else ``model.onnx``."""
+    ``RAPIDRAG_MODELS``) in which the recorded file name is taken if present, else the folder's int8 file when the
+    recorded one was int8 (a trained folder has ``model_fused_int8.onnx`` where the shared one has
+    ``model_int8.onnx``), else ``model.onnx``."""
     from ._onnx import find_model_file, resolve_model
 
     if path.suffix == ".onnx":
@@ -823,8 +826,12 @@ def _model_at(path: Path, spec: dict[str, Any] | None) -> tuple[Path, Path]:
         return path.parent, path
     folder = resolve_model(path)
     recorded = folder / _name_and_file(spec)[1] if spec is not None and "model_file" in spec else None
-    file = recorded if recorded is not None and recorded.is_file() else find_model_file(folder, False, None)
-    return folder, file
+    if recorded is not None and recorded.is_file():
+        return folder, recorded
+    if recorded is not None and "int8" in recorded.name:
+        with contextlib.suppress(FileNotFoundError):
+            return folder, find_model_file(folder, True, None)
+    return folder, find_model_file(folder, False, None)
 
 
 def _build_model(role: str, spec: dict[str, Any] | None, folder: Path, model_file: Path) -> Any:
