@@ -207,6 +207,10 @@ def test_distil_a_smaller_student(tiny_data: dict[str, Path], tiny_init: Path, t
         run(tiny_data, other, tmp_path / "mixed", teacher=teacher)
     with pytest.raises(TrainingError, match="has 2 encoder layers"):
         run(tiny_data, None, tmp_path / "too_many", teacher=teacher, layers=3)
+    margins = run(tiny_data, None, tmp_path / "margin", teacher=teacher, layers=1, distil_loss="margin-mse").record
+    assert margins["settings"]["loss"] == "Margin-MSE to the teacher" and np.isfinite(margins["final_loss"])
+    with pytest.raises(ValueError, match="distil_loss must be one of"):
+        run(tiny_data, None, tmp_path / "unknown_loss", teacher=teacher, distil_loss="mse")
 
 
 def test_embedder_trains_exports_and_loads(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:

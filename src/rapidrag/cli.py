@@ -586,8 +586,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             common[name] = getattr(args, name)
     if args.what == "embedder":
-        if args.teacher or args.layers:
-            raise CliError("--teacher and --layers are for rapidrag train reranker")
+        if args.teacher or args.layers or args.distil_loss != "kl":
+            raise CliError("--teacher, --layers and --distil-loss are for rapidrag train reranker")
         if args.init is None:
             raise CliError("rapidrag train embedder needs --init (a checkpoint folder to start from)")
         report = train_embedder(args.src, args.queries, args.qrels, batch_size=args.batch_size, **common)
@@ -600,6 +600,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.qrels,
             teacher=args.teacher,
             layers=args.layers,
+            distil_loss=args.distil_loss,
             groups_per_batch=args.groups_per_batch,
             **common,
         )
@@ -739,6 +740,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--init", help="a Hugging Face checkpoint folder to start from (default: the --teacher)")
     tr.add_argument("--teacher", help="distil: a cross-encoder folder (from rapidrag train) whose scores to learn")
     tr.add_argument("--layers", type=_positive_int, help="keep this many encoder layers (a smaller, faster student)")
+    tr.add_argument(
+        "--distil-loss",
+        choices=("kl", "margin-mse"),
+        default="kl",
+        help="with --teacher: listwise KL over each group (default) or Margin-MSE of the relevant-minus-negative margins",
+    )
     tr.add_argument("--out", required=True, help="the model folder to write")
     tr.add_argument("--embedder", metavar="PATH", help="embedder for hybrid mining (default $RAPIDRAG_MODELS/...)")
     tr.add_argument("--lexical-mining", action="store_true", help="mine negatives with BM25 alone")

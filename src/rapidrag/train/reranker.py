@@ -45,6 +45,8 @@ __all__ = ["TrainReport", "TrainingError", "dev_metrics", "train_reranker"]
 
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # fusion weights tried on dev (0 = first stage alone)
 ONNX_TOLERANCE = 1e-4
+# What a student learns of its teacher's scores over each group (the relevant passage and its negatives).
+DISTIL_LOSSES = {"kl": "listwise KL to the teacher", "margin-mse": "Margin-MSE to the teacher"}
 
 
 @dataclass
@@ -150,6 +152,7 @@ def train_reranker(
     out: str | os.PathLike[str],
     teacher: str | os.PathLike[str] | None = None,
     layers: int | None = None,
+    distil_loss: str = "kl",
     embedder: Any = None,
     index: str | os.PathLike[str] | None = None,
     max_length: int = 256,
@@ -185,7 +188,9 @@ def train_reranker(
 
     Distillation: with ``teacher`` (a cross-encoder folder with torch weights, such as one this function wrote),
     the student learns the teacher's scores over the same groups (listwise KL divergence between the two softmax
-    distributions of each group) instead of the judgements; ``layers`` keeps that many of the student's encoder
+    distributions of each group, ``distil_loss="kl"``, or Margin-MSE, ``"margin-mse"``: the squared difference
+    between the student's and the teacher's margins of the relevant passage over each negative) instead of the
+    judgements; ``layers`` keeps that many of the student's encoder
     layers, evenly spaced, so that it runs faster; ``init`` defaults to the teacher itself.
     """
     import torch
@@ -202,6 +207,8 @@ def train_reranker(
         check_init(teacher_dir)
     if layers is not None and (not isinstance(layers, int) or layers < 1):
         raise ValueError(f"layers must be a positive int, got {layers!r}")
+    if distil_loss not in DISTIL_LOSSES:
+        raise ValueError(f"distil_loss must be one of {sorted(DISTIL_LOSSES)}, got {distil_loss!r}")
     check_output(out_dir, force)
     check_ints(negatives=(negatives, 1), epochs=(epochs, 1), groups_per_batch=(groups_per_batch, 1))
     if not isinstance(max_length, int) or not 16 <= max_length <= 512:
@@ -254,7 +261,7 @@ def train_reranker(
         "init": str(init_dir.resolve()),
         "teacher": str(teacher_dir.resolve()) if teacher_dir is not None else None,
         "layers": layers,
-        "loss": "listwise KL to the teacher" if teacher_dir is not None else "listwise softmax cross-entropy",
+        "loss": DISTIL_LOSSES[distil_loss] if teacher_dir is not None else "listwise softmax cross-entropy",
         "data": data.sources,
         "max_length": max_length,
         "negatives": negatives,
@@ -290,6 +297,8 @@ def train_reranker(
                     target = teacher_model(**enc).logits.float().view(len(groups), 1 + negatives)
         if teacher_model is None:
             return torch.nn.functional.cross_entropy(logits, torch.zeros(len(groups), dtype=torch.long))
+        if distil_loss == "margin-mse":
+            return torch.nn.functional.mse_loss(logits[:, :1] - logits[:, 1:], target[:, :1] - target[:, 1:])
         return torch.nn.functional.kl_div(
             torch.log_softmax(logits, dim=1), torch.softmax(target, dim=1), reduction="batchmean"
         )
