@@ -744,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--distil-loss",
         choices=("kl", "margin-mse"),
         default="kl",
-        help="with --teacher: listwise KL over each group (default) or Margin-MSE of the relevant-minus-negative margins",
+        help="with --teacher: listwise KL over each group (default) or Margin-MSE of relevant-minus-negative margins",
     )
     tr.add_argument("--out", required=True, help="the model folder to write")
     tr.add_argument("--embedder", metavar="PATH", help="embedder for hybrid mining (default $RAPIDRAG_MODELS/...)")
