@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,32 @@ def test_a_batch_running_at_the_deadline_is_cancelled(
     np.testing.assert_allclose(partial[scored], full[scored], atol=1e-4)
     # Unbudgeted runs are never cancelled, whatever the estimate.
     np.testing.assert_allclose(reranker.score(QUERY, passages), full, atol=1e-4)
+
+
+def test_the_cancel_lead_learns_how_late_cancelled_runs_return(
+    reranker_dir: Path, scifact_texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose runs return well after the cancel flag (a long node) makes the reranker cancel that much
+    earlier next time, so that its late return still falls within the budget; the lead is bounded."""
+    from rapidrag.reranker import CANCEL_LEAD_MAX_MS, CANCEL_LEAD_MS
+
+    reranker = rapidrag.Reranker(reranker_dir, n_threads=1)
+    assert reranker._cancel_lead_ms() == CANCEL_LEAD_MS
+    late_s = 0.015
+
+    def slow_to_stop(enc: object, idx: np.ndarray, run_options: object = None) -> np.ndarray:
+        while not run_options.terminate:  # type: ignore[attr-defined]
+            time.sleep(0.0005)
+        time.sleep(late_s)  # the node running at the flag ends this much later
+        raise RuntimeError("Exiting due to terminate flag being set to true.")
+
+    monkeypatch.setattr(reranker, "_run", slow_to_stop)
+    monkeypatch.setattr(reranker, "_update_cost", lambda *args: None)
+    reranker._ms_per_token = 1e-9  # every batch looks free, so each one runs into the deadline
+    assert np.isnan(reranker.score(QUERY, scifact_texts[:4], time_budget_ms=100.0)).all()
+    assert reranker._cancel_lead_ms() >= late_s * 1000
+    reranker._cancel_late_ms.append(10_000.0)  # one stalled run does not take the whole budget
+    assert reranker._cancel_lead_ms() == CANCEL_LEAD_MAX_MS
 
 
 def test_the_cost_model_is_measured_on_a_full_batch_at_load(

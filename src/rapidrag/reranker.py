@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,13 @@ MAX_POSITIONS = 512
 # machine, and a budget is a limit, not a target. In end-to-end searches on SciFact (rapidrag bench, 300 queries)
 # a factor of 1.1 gave p99 106.3 ms under a 100 ms budget and 501.7 under 500; 1.25 gave 99.1 and 499.5.
 BUDGET_MARGIN = 1.25
-# A run still going at the deadline is cancelled this much before it: ONNX Runtime stops at the next node, which
-# took up to about 3-7 ms past the flag on 4 x 256-token int8 batches here.
+# A run still going at the deadline is cancelled this much before it, at least: ONNX Runtime stops at the next
+# node, which took up to about 3-7 ms past the flag on 4 x 256-token int8 batches here (once 11.9 ms under load).
+# The lead a Reranker uses is the largest of this and how late its last CANCEL_HISTORY cancelled runs returned,
+# so a model with long nodes, or a busier machine, cancels earlier (never more than CANCEL_LEAD_MAX_MS before).
 CANCEL_LEAD_MS = 2.0
+CANCEL_HISTORY = 16
+CANCEL_LEAD_MAX_MS = 50.0
 # Words too common to place a passage window: the window goes where the query's content words are.
 _STOPWORDS = frozenset(
     "a an and are as at be by can do does for from has have how in is it its of on or that the their these this "
@@ -180,6 +185,7 @@ class Reranker:
         # measured time per token. A full-length batch costs the most per token (attention grows with the
         # square of the length), so the first budgeted search starts from an estimate on the safe side.
         self._ms_per_token = 0.0
+        self._cancel_late_ms: deque[float] = deque(maxlen=CANCEL_HISTORY)
         pairs = max(1, self.batch_tokens // self.max_length)
         warm = ["relevance " * self.max_length] * pairs
         self.score("warm-up query", warm)
@@ -301,7 +307,7 @@ class Reranker:
                 if deadline is None:
                     scores[idx] = self._run(enc, idx)
                 else:
-                    batch = self._run_until(enc, idx, deadline - CANCEL_LEAD_MS / 1000.0)
+                    batch = self._run_until(enc, idx, deadline - self._cancel_lead_ms() / 1000.0)
                     if batch is None:
                         break  # cancelled at the deadline: these candidates stay unscored
                     scores[idx] = batch
@@ -338,8 +344,14 @@ class Reranker:
         # Weighted toward the latest batch, so that a slower machine state is picked up within a query.
         self._ms_per_token = measured if self._ms_per_token == 0.0 else 0.5 * self._ms_per_token + 0.5 * measured
 
+    def _cancel_lead_ms(self) -> float:
+        """How long before a budget's deadline a run still going is cancelled (see ``CANCEL_LEAD_MS``)."""
+        late = max(self._cancel_late_ms, default=0.0)
+        return min(max(CANCEL_LEAD_MS, late), CANCEL_LEAD_MAX_MS)
+
     def _run_until(self, enc: Any, idx: npt.NDArray[np.intp], when: float) -> F32Array | None:
-        """``_run``, cancelled if still running at ``when`` (a ``time.perf_counter()`` value): None then."""
+        """``_run``, cancelled if still running at ``when`` (a ``time.perf_counter()`` value): None then, and how
+        late past ``when`` the run returned is kept for the next leads."""
         import onnxruntime as ort  # type: ignore[import-untyped]
 
         options = ort.RunOptions()
@@ -348,6 +360,7 @@ class Reranker:
                 return self._run(enc, idx, options)
             except Exception:
                 if options.terminate:  # ours: ONNX Runtime left the run at the flag
+                    self._cancel_late_ms.append(max(0.0, (time.perf_counter() - when) * 1000.0))
                     return None
                 raise
 
