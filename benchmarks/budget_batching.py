@@ -24,12 +24,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def bootstrap(diff: np.ndarray, rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(rounds, len(diff)))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", default=str(HERE.parent.parent / "shared"))
@@ -42,6 +36,7 @@ def main() -> None:
     from rapidrag.beir import load_qrels, load_queries
     from rapidrag.fusion import rerank_mix
     from rapidrag.retriever import query_metrics
+    from rapidrag.train.common import gain_interval
 
     data = Path(args.shared) / "data/beir/scifact"
     qrels = load_qrels(data / "qrels/test.tsv")
@@ -85,8 +80,8 @@ def main() -> None:
         v = np.array(values)
         entry: dict[str, object] = {"ndcg@10": float(v.mean())}
         if name != "hybrid":
-            low, high = bootstrap(v - hybrid)
-            entry.update(gain=float((v - hybrid).mean()), gain_95=[low, high])
+            gain = gain_interval(hybrid, v)
+            entry.update(gain=gain["mean"], gain_95=[gain["low"], gain["high"]])
         if diffs.get(name):
             entry["mean_abs_score_diff_to_fp32"] = float(np.mean(diffs[name]))
         report[name] = entry

@@ -152,6 +152,44 @@ def test_a_model_worse_than_its_start_is_not_the_result(
     assert any("BELOW its starting point" in line and "nothing written" in line for line in said)
 
 
+def test_a_gain_within_noise_is_said_plainly(
+    tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model no worse than its start is written, but a fused gain whose 95% interval on dev holds zero is
+    recorded as within noise and said, so a user does not take a lucky dev split for a better model."""
+    from rapidrag.train import reranker as module
+
+    real = module.dev_metrics
+
+    def noisy(*args: Any) -> dict[str, Any]:
+        metrics = real(*args)
+        metrics["alone"] = 0.5  # the same before and after: no worse than the start
+        metrics["fused"] = {w: 0.6 for w in metrics["fused"]}
+        metrics["fused_gain"] = {"mean": 0.01, "low": -0.01, "high": 0.03}
+        return metrics
+
+    monkeypatch.setattr(module, "dev_metrics", noisy)
+    said: list[str] = []
+    report = run(tiny_data, tiny_init, tmp_path / "out", keep_worse=False, log=said.append)
+    assert report.accepted and report.path == tmp_path / "out"
+    assert json.loads((report.path / "rapidrag.json").read_text())["gain_within_noise"] is True
+    assert any("within noise: +0.0100 nDCG@10, 95% interval -0.0100 to +0.0300" in line for line in said)
+
+
+def test_gain_interval() -> None:
+    """The paired bootstrap interval: a constant gain is its own interval; a gain that is zero on average holds
+    zero; and the sequences must pair up."""
+    from rapidrag.train.common import gain_interval
+
+    base = np.linspace(0.2, 0.9, 100)
+    assert gain_interval(base, base + 0.05) == pytest.approx({"mean": 0.05, "low": 0.05, "high": 0.05})
+    noise = np.where(np.arange(100) % 2 == 0, 0.1, -0.1)
+    wide = gain_interval(base, base + noise)
+    assert wide["low"] < 0.0 < wide["high"] and wide["mean"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="equal-length"):
+        gain_interval([], [])
+
+
 def test_bad_input(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
     no_weights = tmp_path / "no_weights"
     no_weights.mkdir()

@@ -29,6 +29,7 @@ __all__ = [
     "dev_record",
     "export_onnx",
     "finish",
+    "gain_interval",
     "start_torch",
     "write_folder",
 ]
@@ -309,13 +310,25 @@ def finish(
     keep_worse: bool,
     fill: Callable[[Path], dict[str, Any]],
     say: Callable[[str], None],
+    gain: tuple[str, dict[str, float]] | None = None,
 ) -> TrainReport:
     """The guard and the output: ``worse`` (None when the model is no worse than its start on dev, else what
     shows it) keeps a worse model out of ``out`` unless ``keep_worse``; else ``fill(folder)`` writes the model and
-    returns what to add to ``record``, saved as ``rapidrag.json``. The checkpoints in ``work`` go either way."""
+    returns what to add to ``record``, saved as ``rapidrag.json``. The checkpoints in ``work`` go either way.
+    ``gain``: (what it measures, ``gain_interval``) of the model's value on dev; an interval that holds zero is
+    recorded (``gain_within_noise``) and said plainly, since such a gain may not hold on other queries."""
     import json
 
     record["accepted"] = worse is None
+    if gain is not None:
+        what, interval = gain
+        record["gain_within_noise"] = interval["low"] <= 0.0
+        if record["gain_within_noise"] and worse is None:
+            say(
+                f"the {what} on the dev split is within noise: {interval['mean']:+.4f} nDCG@10, 95% interval "
+                f"{interval['low']:+.4f} to {interval['high']:+.4f}; measure the model on your own queries before "
+                "relying on it"
+            )
     if worse is not None:
         say(
             f"the trained model scores BELOW its starting point on the dev split ({worse}): it is not the result"
@@ -333,6 +346,18 @@ def finish(
     shutil.rmtree(work, ignore_errors=True)
     say(f"wrote {out}")
     return TrainReport(out, worse is None, record)
+
+
+def gain_interval(before: Any, after: Any, *, rounds: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """The mean per-query gain of ``after`` over ``before`` (paired per-query scores) with its 95% bootstrap
+    interval: ``{"mean", "low", "high"}``. A dev split of a hundred or two queries resolves a gain of about 0.02 in
+    nDCG@10, so an interval that holds zero says the gain is within noise."""
+    diff = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    if diff.ndim != 1 or len(diff) == 0:
+        raise ValueError("gain_interval needs two equal-length, non-empty sequences of per-query scores")
+    means = diff[np.random.default_rng(seed).integers(0, len(diff), size=(rounds, len(diff)))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return {"mean": float(diff.mean()), "low": float(low), "high": float(high)}
 
 
 def dev_record(data: Any, train_ids: Any, dev_ids: Any, dev_fraction: float, seed: int, chose: str) -> dict[str, str]:

@@ -29,6 +29,7 @@ from .common import (
     dev_record,
     export_onnx,
     finish,
+    gain_interval,
     quiet,
     start_torch,
 )
@@ -68,22 +69,17 @@ def _pool(hidden: Any, mask: Any) -> Any:
 
 def dense_ndcg(
     model: Any, tokenizer: Any, data: TrainingData, query_ids: Sequence[str], max_length: int, autocast: bool
-) -> float:
-    """Dense nDCG@10 of ``query_ids`` over the whole corpus (each document's first ``max_length`` tokens)."""
+) -> list[float]:
+    """Dense nDCG@10 of each of ``query_ids`` over the whole corpus (each document's first ``max_length`` tokens)."""
     from ..retriever import query_metrics
 
     ids = list(data.documents)
     docs = _embed(model, tokenizer, [data.documents[d] for d in ids], max_length, autocast)
     queries = _embed(model, tokenizer, [data.queries[q] for q in query_ids], max_length, autocast)
     top = np.argsort(-(queries @ docs.T), axis=1)[:, :10]
-    return float(
-        np.mean(
-            [
-                query_metrics([ids[j] for j in row], data.qrels[q])["ndcg@10"]
-                for q, row in zip(query_ids, top, strict=True)
-            ]
-        )
-    )
+    return [
+        query_metrics([ids[j] for j in row], data.qrels[q])["ndcg@10"] for q, row in zip(query_ids, top, strict=True)
+    ]
 
 
 def train_embedder(
@@ -173,7 +169,8 @@ def train_embedder(
         "seed": seed,
         "bf16": autocast,
     }
-    before = dense_ndcg(model, tokenizer, data, dev_ids, max_length, autocast)
+    before_per_query = dense_ndcg(model, tokenizer, data, dev_ids, max_length, autocast)
+    before = float(np.mean(before_per_query))
     say(f"dev dense nDCG@10 before: {before:.4f}")
     loop = Loop(model, total=total, lr=lr, warmup=warmup, work=work, settings=settings, say=say)
 
@@ -193,11 +190,13 @@ def train_embedder(
         return torch.nn.functional.cross_entropy(scores, torch.arange(len(batch)))
 
     def evaluate() -> tuple[float, dict[str, Any]]:
-        value = dense_ndcg(model, tokenizer, data, dev_ids, max_length, autocast)
+        value = float(np.mean(dense_ndcg(model, tokenizer, data, dev_ids, max_length, autocast)))
         return value, {"dense nDCG@10": value}
 
     training_s = loop.run(loss_of, evaluate, eval_every=eval_every, progress=progress)
-    after = dense_ndcg(model, tokenizer, data, dev_ids, max_length, autocast)
+    after_per_query = dense_ndcg(model, tokenizer, data, dev_ids, max_length, autocast)
+    after = float(np.mean(after_per_query))
+    gain = gain_interval(before_per_query, after_per_query)
     record: dict[str, Any] = {
         "task": "embed",
         "made_by": "rapidrag train embedder",
@@ -210,7 +209,7 @@ def train_embedder(
         "resumed_at_steps": loop.resumed,
         "history": loop.history,
         "seconds": {"mining": mining_s, "training": training_s, "total": time.perf_counter() - started},
-        "dev": {"before": {"dense": before}, "after": {"dense": after}},
+        "dev": {"before": {"dense": before}, "after": {"dense": after}, "dense_gain": gain},
     }
     return finish(
         record,
@@ -220,6 +219,7 @@ def train_embedder(
         keep_worse=keep_worse,
         fill=lambda folder: _write_folder(model, tokenizer, folder, data, dev_ids, max_length, quantize, say),
         say=say,
+        gain=("dense gain over the starting checkpoint", gain),
     )
 
 

@@ -35,6 +35,7 @@ from .common import (
     dev_record,
     export_onnx,
     finish,
+    gain_interval,
     quiet,
     start_torch,
 )
@@ -83,11 +84,12 @@ def dev_metrics(
     scores: dict[str, np.ndarray], candidates: Candidates, data: TrainingData, dev_ids: Sequence[str]
 ) -> dict[str, Any]:
     """nDCG@10 on dev of the first stage, of the reranker's order alone over the scored candidates, and fused with
-    the first-stage score at each weight of ``WEIGHT_GRID`` (``rapidrag.fusion.rerank_mix``, as searches mix)."""
+    the first-stage score at each weight of ``WEIGHT_GRID`` (``rapidrag.fusion.rerank_mix``, as searches mix);
+    ``fused_gain``: the best weight's gain over the first stage, with its 95% bootstrap interval."""
     from ..fusion import rerank_mix
     from ..retriever import query_metrics
 
-    def ndcg(weight: float | None) -> float:
+    def ndcg(weight: float | None) -> list[float]:
         values = []
         for qid in dev_ids:
             docs = candidates.ranked[qid]
@@ -95,11 +97,18 @@ def dev_metrics(
             if weight is not None:
                 order, _ = rerank_mix(scores[qid], candidates.scores[qid], weight)
             values.append(query_metrics([docs[i] for i in order], data.qrels[qid])["ndcg@10"])
-        return float(np.mean(values))
+        return values
 
-    fused = {f"{w:g}": ndcg(w) for w in WEIGHT_GRID}
+    per_query = {f"{w:g}": ndcg(w) for w in WEIGHT_GRID}
+    fused = {w: float(np.mean(v)) for w, v in per_query.items()}
     best = max(fused, key=lambda w: (round(fused[w], 6), -float(w)))
-    return {"first_stage": ndcg(None), "alone": fused["1"], "fused": fused, "best_weight": float(best)}
+    return {
+        "first_stage": fused["0"],
+        "alone": fused["1"],
+        "fused": fused,
+        "best_weight": float(best),
+        "fused_gain": gain_interval(per_query["0"], per_query[best]),
+    }
 
 
 def _dev_scores(setup: _Setup, candidates: Candidates, data: TrainingData, dev_ids: Sequence[str], depth: int) -> Any:
@@ -342,6 +351,7 @@ def train_reranker(
         keep_worse=keep_worse,
         fill=lambda folder: _write_folder(setup, folder, candidates, data, dev_ids, quantize, say),
         say=say,
+        gain=("fused gain over the first stage", after["fused_gain"]),
     )
 
 
