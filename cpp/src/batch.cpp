@@ -10,7 +10,7 @@ namespace {
 constexpr size_t kGrain = 16;
 }  // namespace
 
-EncodedTexts encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads) {
+EncodedTexts encode_all(const TextEncoder& tokenizer, const std::vector<TextRef>& texts, size_t n_threads) {
   EncodedTexts out;
   const size_t n = texts.size();
   out.blocks_.resize((n + kGrain - 1) / kGrain);
@@ -26,7 +26,7 @@ EncodedTexts encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& 
   return out;
 }
 
-void encode_long(const WordPiece& tokenizer, const TextRef& text, size_t n_threads, Encoding& out) {
+void encode_long(const TextEncoder& tokenizer, const TextRef& text, size_t n_threads, Encoding& out) {
   constexpr size_t kMinSegment = 1 << 18;  // code points; below this, threads cost more than they save
   const size_t n = text.length;
   if (n < 2 * kMinSegment || n_threads == 1) {  // the common case, decided before anything costs
@@ -34,11 +34,7 @@ void encode_long(const WordPiece& tokenizer, const TextRef& text, size_t n_threa
     return;
   }
   const size_t threads = resolve_threads(n_threads);
-  bool specials_with_space = false;
-  for (const auto& sp : tokenizer.options().special_tokens) {
-    specials_with_space = specials_with_space || sp.find_first_of(" \t\n\r") != std::string::npos;
-  }
-  if (threads <= 1 || specials_with_space) {
+  if (threads <= 1 || !tokenizer.splits_at_whitespace()) {
     tokenizer.encode(text, out);
     return;
   }
@@ -71,7 +67,7 @@ void encode_long(const WordPiece& tokenizer, const TextRef& text, size_t n_threa
   }
 }
 
-std::vector<size_t> count_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads) {
+std::vector<size_t> count_all(const TextEncoder& tokenizer, const std::vector<TextRef>& texts, size_t n_threads) {
   std::vector<size_t> out(texts.size());
   parallel_for(texts.size(), n_threads, kGrain, [&](size_t i) { out[i] = tokenizer.count(texts[i]); });
   return out;

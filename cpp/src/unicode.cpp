@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "regex_classes.inc"
 #include "unicode_tables.inc"
 
 namespace rapidrag::unicode {
@@ -13,6 +14,11 @@ const Record& record(char32_t cp) noexcept {
 }
 
 const char32_t* pool() noexcept { return data::kPool; }
+
+uint8_t classes(char32_t cp) noexcept {
+  if (cp > kMaxCodePoint) return 0;
+  return class_data::kStage2[class_data::kStage1[cp >> 8] * 256u + (cp & 0xFFu)];
+}
 
 void decode_utf8(const char* bytes, size_t size, char32_t* out, size_t* out_len) noexcept {
   const auto* s = reinterpret_cast<const unsigned char*>(bytes);

@@ -355,6 +355,13 @@ void WordPiece::encode(const TextRef& text, Encoding& out) const {
   visit_text(text, [&](const auto* p) { run(p, text.length, sink); });
 }
 
+bool WordPiece::splits_at_whitespace() const {
+  for (const auto& sp : options_.special_tokens) {
+    if (sp.find_first_of(" \t\n\r") != std::string::npos) return false;
+  }
+  return true;
+}
+
 size_t WordPiece::count(const TextRef& text) const {
   CountSink sink;
   visit_text(text, [&](const auto* p) { run(p, text.length, sink); });

@@ -1,4 +1,4 @@
-// Core test program, no Python: checks the tokenizer and chunker on a small built-in vocabulary, and on
+// Core test program, no Python: checks the tokenizers and chunker on a small built-in vocabulary, and on
 // random text for the chunker's invariants. Built with -DRAPIDRAG_BUILD_TESTS=ON, and run under
 // AddressSanitizer and UndefinedBehaviorSanitizer in CI (-DRAPIDRAG_SANITIZE=ON).
 // Optional argument: a vocab.txt, to run the random-text checks on a real vocabulary too.
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "rapidrag/batch.hpp"
+#include "rapidrag/bpe.hpp"
 #include "rapidrag/chunker.hpp"
 #include "rapidrag/unicode.hpp"
 #include "rapidrag/wordpiece.hpp"
@@ -202,6 +203,59 @@ void test_words(int rounds) {
   }
 }
 
+// Byte-level BPE: every byte's character, merges that build "Ġthe" and "é" (two bytes), then random text
+// (invariants: every byte is covered once, in order; offsets within the text and non-decreasing).
+void test_bpe(int rounds) {
+  std::vector<std::string> vocab;
+  for (int b = 0; b < 256; ++b) vocab.push_back(ByteLevelBPE::byte_char(static_cast<uint8_t>(b)));
+  const std::string sp = ByteLevelBPE::byte_char(' ');
+  const std::string e1 = ByteLevelBPE::byte_char(0xC3), e2 = ByteLevelBPE::byte_char(0xA9);
+  vocab.push_back("th");
+  vocab.push_back(sp + "th");
+  vocab.push_back(sp + "the");
+  vocab.push_back(e1 + e2);
+  vocab.push_back("<s>");
+  const std::vector<std::pair<std::string, std::string>> merges = {
+      {"t", "h"}, {sp, "th"}, {sp + "th", "e"}, {e1, e2}};
+  ByteLevelBPEOptions o;
+  o.pattern = SplitPattern::kGpt2;
+  o.trim_offsets = true;
+  o.special_tokens = {"<s>"};
+  const ByteLevelBPE bpe(vocab, merges, o);
+  Encoding enc;
+  const std::u32string text = u32("the theme <s>caf\xc3\xa9");
+  bpe.encode(view(text), enc);
+  // "the" -> t,h,e -> th,e ; " theme" -> Ġthe,m,e ; " " -> Ġ ; "<s>" ; "café" -> c,a,f,é
+  const std::vector<int32_t> expect = {bpe.token_to_id("th"), bpe.token_to_id("e"), bpe.token_to_id(sp + "the"),
+                                       bpe.token_to_id("m"),  bpe.token_to_id("e"), bpe.token_to_id(sp),
+                                       bpe.token_to_id("<s>"), bpe.token_to_id("c"), bpe.token_to_id("a"),
+                                       bpe.token_to_id("f"),  bpe.token_to_id(e1 + e2)};
+  CHECK(enc.ids == expect);
+  CHECK(enc.size() == expect.size() && enc.starts[2] == 4 && enc.ends[2] == 7);  // trimmed: "the" of " theme"
+  CHECK(enc.size() == expect.size() && enc.starts[10] == 16 && enc.ends[10] == 17);  // é: one code point
+  std::mt19937 rng(7);
+  const char32_t alphabet[] = {U'a', U't', U'h', U'e', U' ', U' ', U'\n', U'\'', U'1', U'\u00e9', U'\u6771', U'!',
+                               U'\U0001F600', U'<', U's', U'>'};
+  for (int r = 0; r < rounds; ++r) {
+    std::u32string t;
+    const size_t n = rng() % 60;
+    for (size_t k = 0; k < n; ++k) t.push_back(alphabet[rng() % (sizeof(alphabet) / sizeof(alphabet[0]))]);
+    for (SplitPattern pattern : {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kNone}) {
+      ByteLevelBPEOptions opt;
+      opt.pattern = pattern;
+      opt.add_prefix_space = r % 2 == 0;
+      const ByteLevelBPE model(vocab, merges, opt);
+      Encoding e;
+      model.encode(view(t), e);
+      for (size_t k = 0; k < e.size(); ++k) {
+        CHECK(e.starts[k] <= e.ends[k] && e.ends[k] <= t.size());
+        if (k) CHECK(e.starts[k - 1] <= e.starts[k]);
+      }
+      CHECK(model.count(view(t)) == e.size());
+    }
+  }
+}
+
 std::vector<std::string> read_vocab(const char* path) {
   std::ifstream f(path);
   std::vector<std::string> v;
@@ -219,6 +273,7 @@ int main(int argc, char** argv) {
   test_tokenizer();
   test_chunker(make(small_vocab()), 200);
   test_words(500);
+  test_bpe(300);
   if (argc > 1) test_chunker(make(read_vocab(argv[1])), 50);
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);

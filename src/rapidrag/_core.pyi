@@ -5,19 +5,7 @@ import numpy.typing as npt
 
 _I64 = npt.NDArray[np.int64]
 
-class WordPiece:
-    def __init__(
-        self,
-        vocab: list[str],
-        unk_token: str,
-        continuing_subword_prefix: str,
-        max_input_chars_per_word: int,
-        lowercase: bool,
-        strip_accents: bool,
-        handle_chinese_chars: bool,
-        clean_text: bool,
-        special_tokens: list[str],
-    ) -> None: ...
+class TextEncoder:
     @property
     def vocab_size(self) -> int: ...
     def token_to_id(self, token: str) -> int: ...
@@ -51,6 +39,35 @@ class WordPiece:
         flat: bool,
         n_threads: int,
     ) -> tuple[_I64, ...]: ...
+
+class ByteLevelBPE(TextEncoder):
+    def __init__(
+        self,
+        vocab: list[str],
+        merges: list[tuple[str, str]],
+        pattern: str,
+        max_digits: int,
+        add_prefix_space: bool,
+        trim_offsets: bool,
+        trim_keeps_prefix_space: bool,
+        ignore_merges: bool,
+        unk_token: str,
+        special_tokens: list[str],
+    ) -> None: ...
+
+class WordPiece(TextEncoder):
+    def __init__(
+        self,
+        vocab: list[str],
+        unk_token: str,
+        continuing_subword_prefix: str,
+        max_input_chars_per_word: int,
+        lowercase: bool,
+        strip_accents: bool,
+        handle_chinese_chars: bool,
+        clean_text: bool,
+        special_tokens: list[str],
+    ) -> None: ...
 
 class Chunker:
     def __init__(self, tokenizer: WordPiece, max_tokens: int, overlap: int) -> None: ...

@@ -1,4 +1,5 @@
-"""BERT WordPiece tokenizer on the native core: ids and offsets identical to Hugging Face ``tokenizers``."""
+"""Tokenizers on the native core (BERT WordPiece; byte-level BPE of GPT-2, RoBERTa, Llama 3 and Qwen2): ids and
+offsets identical to Hugging Face ``tokenizers``."""
 
 from __future__ import annotations
 
@@ -123,8 +124,69 @@ def _read_vocab_txt(path: Path) -> list[str]:
     return tokens
 
 
+# The pre-tokenizer patterns the native core matches by hand (bpe.hpp), as Hugging Face tokenizer.json files
+# spell them: Llama 3's (digits in runs of up to 3) and Qwen2's (one digit at a time).
+_LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+    r"|\s+(?!\S)|\s+"
+)
+_SPLIT_PATTERNS = {
+    _LLAMA3_PATTERN: ("llama3", 3),
+    _LLAMA3_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}"): ("llama3", 1),
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+": ("gpt2", 0),
+}
+
+
+def _tokens_by_id(path: Path, vocab: dict[str, Any]) -> list[str]:
+    size = max(vocab.values()) + 1
+    tokens = [""] * size
+    seen = [False] * size
+    for tok, idx in vocab.items():
+        if not isinstance(idx, int) or idx < 0:
+            raise VocabularyError(f"{path}: model.vocab[{tok!r}] = {idx!r} is not a valid id")
+        tokens[idx] = tok
+        seen[idx] = True
+    if not all(seen):
+        raise VocabularyError(f"{path}: model.vocab ids are not contiguous (id {seen.index(False)} is missing)")
+    return tokens
+
+
+def _bpe_pre_tokenizer(path: Path, pre: Any) -> tuple[str, int, bool]:
+    """(pattern, max digits, add_prefix_space) of a byte-level BPE pre-tokenizer: ByteLevel with its own GPT-2
+    split, or a Split by a known pattern followed by ByteLevel without one."""
+    steps = pre.get("pretokenizers", []) if isinstance(pre, dict) and pre.get("type") == "Sequence" else [pre]
+    if not steps or not all(isinstance(x, dict) for x in steps) or steps[-1].get("type") != "ByteLevel":
+        kinds = [x.get("type") if isinstance(x, dict) else x for x in steps]
+        raise VocabularyError(
+            f"{path}: pre_tokenizer {kinds} is not supported for BPE; supported: ByteLevel, or Split (the GPT-2, "
+            "Llama 3 or Qwen2 pattern) then ByteLevel"
+        )
+    byte_level = steps[-1]
+    add_prefix_space = bool(byte_level.get("add_prefix_space", True))
+    uses_regex = bool(byte_level.get("use_regex", True))
+    if len(steps) == 1:
+        return ("gpt2" if uses_regex else "none"), 0, add_prefix_space
+    split = steps[0]
+    pattern = (split.get("pattern") or {}).get("Regex") if split.get("type") == "Split" else None
+    if (
+        len(steps) != 2
+        or uses_regex
+        or pattern not in _SPLIT_PATTERNS
+        or split.get("behavior") != "Isolated"
+        or split.get("invert")
+    ):
+        raise VocabularyError(
+            f"{path}: pre_tokenizer Split {pattern!r} is not supported; supported: the GPT-2, Llama 3 and Qwen2 "
+            "patterns, isolated, followed by ByteLevel without its own regex"
+        )
+    name, digits = _SPLIT_PATTERNS[pattern]
+    return name, digits, add_prefix_space
+
+
 class Tokenizer:
-    """BERT WordPiece tokenizer: normalization, pre-tokenization and WordPiece in C++.
+    """A tokenizer on the native core. The constructor builds BERT WordPiece (normalization, pre-tokenization and
+    WordPiece in C++); ``Tokenizer.from_file`` also reads byte-level BPE ``tokenizer.json`` files (GPT-2,
+    RoBERTa, Llama 3 and Qwen2 layouts).
 
     Parameters
     ----------
@@ -152,6 +214,13 @@ class Tokenizer:
     like U+FFFD: text cleaning drops it; with ``clean_text=False`` it becomes the unknown token. Encoding releases
     the GIL, so several Python threads can encode at once.
     """
+
+    # The special tokens of the layout; None where the model has none (a byte-level BPE without a post-processor).
+    unk_token: str | None
+    cls_token: str | None
+    sep_token: str | None
+    pad_token: str | None
+    _layout: str  # how special tokens surround a text or a pair: "bert", "roberta" or "none"
 
     def __init__(
         self,
@@ -228,10 +297,11 @@ class Tokenizer:
         self.sep_id = self._core.token_to_id(sep_token)
         self.pad_id = self._core.token_to_id(pad_token)
         self.unk_id = self._core.token_to_id(unk_token)
+        self._layout = "bert"
 
     @classmethod
     def from_file(cls, path: PathLike, *, n_threads: int = 0) -> Tokenizer:
-        """Load ``vocab.txt``, a Hugging Face ``tokenizer.json`` with a WordPiece model, or a folder holding one.
+        """Load ``vocab.txt``, a Hugging Face ``tokenizer.json`` (WordPiece or byte-level BPE), or a folder with one.
 
         A folder's ``tokenizer.json`` is preferred (it carries the normalizer options); ``vocab.txt`` is read as
         an uncased BERT vocabulary unless ``tokenizer_config.json`` says ``do_lower_case: false``.
@@ -266,21 +336,16 @@ class Tokenizer:
         if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
             raise VocabularyError(f"{path}: no 'model' object; is this a Hugging Face tokenizer.json?")
         model = spec["model"]
+        if model.get("type") == "BPE":
+            return cls._from_bpe_spec(path, spec, n_threads)
         if model.get("type") != "WordPiece":
-            raise VocabularyError(f"{path}: model type {model.get('type')!r} is not supported; need 'WordPiece'")
+            raise VocabularyError(
+                f"{path}: model type {model.get('type')!r} is not supported; need 'WordPiece' or 'BPE' (byte-level)"
+            )
         vocab = model.get("vocab")
         if not isinstance(vocab, dict) or not vocab:
             raise VocabularyError(f"{path}: model.vocab must be a non-empty object of token -> id")
-        size = max(vocab.values()) + 1
-        tokens = [""] * size
-        seen = [False] * size
-        for tok, idx in vocab.items():
-            if not isinstance(idx, int) or idx < 0:
-                raise VocabularyError(f"{path}: model.vocab[{tok!r}] = {idx!r} is not a valid id")
-            tokens[idx] = tok
-            seen[idx] = True
-        if not all(seen):
-            raise VocabularyError(f"{path}: model.vocab ids are not contiguous (id {seen.index(False)} is missing)")
+        tokens = _tokens_by_id(path, vocab)
         norm = spec.get("normalizer") or {}
         if norm and norm.get("type") != "BertNormalizer":
             raise VocabularyError(f"{path}: normalizer {norm.get('type')!r} is not supported; need 'BertNormalizer'")
@@ -320,6 +385,105 @@ class Tokenizer:
             continuing_subword_prefix=model.get("continuing_subword_prefix", "##"),
             n_threads=n_threads,
         )
+
+    @classmethod
+    def _from_bpe_spec(cls, path: Path, spec: dict[str, Any], n_threads: int) -> Tokenizer:
+        """A byte-level BPE tokenizer.json (GPT-2, RoBERTa, Llama 3, Qwen2 layouts); anything else is refused by
+        name, never tokenized differently."""
+        model = spec["model"]
+        vocab = model.get("vocab")
+        if not isinstance(vocab, dict) or not vocab:
+            raise VocabularyError(f"{path}: model.vocab must be a non-empty object of token -> id")
+        tokens = _tokens_by_id(path, vocab)
+        merges = []
+        for i, m in enumerate(model.get("merges") or []):
+            pair = m.split(" ") if isinstance(m, str) else m
+            if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(x, str) for x in pair):
+                raise VocabularyError(f"{path}: model.merges[{i}] = {m!r} is not a pair of tokens")
+            merges.append((pair[0], pair[1]))
+        for key in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
+            if model.get(key):
+                raise VocabularyError(f"{path}: BPE with {key}={model[key]!r} is not supported")
+        if model.get("byte_fallback"):
+            raise VocabularyError(f"{path}: BPE with byte_fallback (SentencePiece-style BPE) is not supported yet")
+        if spec.get("normalizer"):
+            kind = spec["normalizer"].get("type")
+            raise VocabularyError(f"{path}: normalizer {kind!r} is not supported for BPE; supported: none")
+        pattern, max_digits, add_prefix_space = _bpe_pre_tokenizer(path, spec.get("pre_tokenizer"))
+        post = spec.get("post_processor") or {}
+        trim, keep_prefix, cls_token, sep_token = False, False, None, None
+        steps = post.get("processors", []) if post.get("type") == "Sequence" else [post] if post else []
+        for step in steps:
+            kind = step.get("type")
+            if kind in ("ByteLevel", "RobertaProcessing"):
+                trim = bool(step.get("trim_offsets", True))
+                keep_prefix = bool(step.get("add_prefix_space", True))
+            if kind == "RobertaProcessing":
+                cls_token, sep_token = step["cls"][0], step["sep"][0]
+            elif kind not in ("ByteLevel",):
+                raise VocabularyError(
+                    f"{path}: post_processor {kind!r} is not supported for BPE yet; supported: ByteLevel, "
+                    "RobertaProcessing"
+                )
+        specials = []
+        for added in spec.get("added_tokens") or []:
+            if not added.get("special", False) or added.get("content") not in vocab:
+                raise VocabularyError(
+                    f"{path}: added token {added.get('content')!r} is not a special token of the vocabulary; "
+                    "only special added tokens are supported"
+                )
+            specials.append(added["content"])
+        unk = model.get("unk_token") or ""
+        try:
+            core = _core.ByteLevelBPE(
+                tokens,
+                merges,
+                pattern=pattern,
+                max_digits=max_digits,
+                add_prefix_space=add_prefix_space,
+                trim_offsets=trim,
+                trim_keeps_prefix_space=keep_prefix,
+                ignore_merges=bool(model.get("ignore_merges", False)),
+                unk_token=unk,
+                special_tokens=specials,
+            )
+        except ValueError as e:
+            raise VocabularyError(f"{path}: {e}") from None
+        pad_token = ((spec.get("padding") or {}).get("pad_token")) or None
+        self = cls.__new__(cls)
+        self._layout = "roberta" if cls_token is not None else "none"
+        self._init_core(
+            core,
+            n_threads,
+            {"model": "byte-level BPE", "pattern": pattern, "add_prefix_space": add_prefix_space},
+            unk_token=unk or None,
+            cls_token=cls_token,
+            sep_token=sep_token,
+            pad_token=pad_token,
+        )
+        return self
+
+    def _init_core(
+        self,
+        core: Any,
+        n_threads: int,
+        options: dict[str, Any],
+        *,
+        unk_token: str | None,
+        cls_token: str | None,
+        sep_token: str | None,
+        pad_token: str | None,
+    ) -> None:
+        """The attributes every tokenizer has, from its native model; a special token that is None is absent
+        (id -1; the pad id is then 0, which the attention mask hides)."""
+        self._core = core
+        self.n_threads = _check_threads(n_threads, 0)
+        self._options = options
+        self.unk_token, self.cls_token, self.sep_token, self.pad_token = unk_token, cls_token, sep_token, pad_token
+        self.cls_id = core.token_to_id(cls_token) if cls_token is not None else -1
+        self.sep_id = core.token_to_id(sep_token) if sep_token is not None else -1
+        self.pad_id = max(core.token_to_id(pad_token), 0) if pad_token is not None else 0
+        self.unk_id = core.token_to_id(unk_token) if unk_token is not None else -1
 
     @property
     def vocab_size(self) -> int:
@@ -371,6 +535,7 @@ class Tokenizer:
         one unpadded array per row.
         """
         items = _check_texts(texts, "texts")
+        add_special_tokens = add_special_tokens and self._layout != "none"  # a layout without special tokens
         limit = self._check_max_length(max_length, 2 if add_special_tokens else 1)
         min_width = self._min_width(padding, limit)
         arrays = self._core.encode_batch(
@@ -401,6 +566,11 @@ class Tokenizer:
         ``queries`` is one str for all passages or one per passage. Only the passage is truncated to fit
         ``max_length``; a query that alone leaves no room for a passage token is cut to ``max_length - 4``.
         """
+        if self._layout != "bert":
+            raise ValueError(
+                f"encode_pairs builds [CLS] query [SEP] passage [SEP]; this tokenizer's pair layout ({self._layout}) "
+                "is not supported yet"
+            )
         q = [queries] if isinstance(queries, str) else _check_texts(queries, "queries")
         p = _check_texts(passages, "passages")
         if len(q) != 1 and len(q) != len(p):

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "rapidrag/text.hpp"
-#include "rapidrag/wordpiece.hpp"
+#include "rapidrag/encoder.hpp"
 
 namespace rapidrag {
 
@@ -33,7 +33,7 @@ class EncodedTexts {
   const uint32_t* ends(size_t i) const { return block(i).ends.data() + where_[i].begin; }
 
  private:
-  friend EncodedTexts encode_all(const WordPiece&, const std::vector<TextRef>&, size_t);
+  friend EncodedTexts encode_all(const TextEncoder&, const std::vector<TextRef>&, size_t);
   struct Where {
     size_t block;
     size_t begin;
@@ -56,13 +56,13 @@ struct BatchArrays {
   const int64_t* row_starts = nullptr;
 };
 
-EncodedTexts encode_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
+EncodedTexts encode_all(const TextEncoder& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
 
 // Encodes one long text on several threads: it is cut at ASCII whitespace into segments encoded in parallel,
 // which gives the same tokens, since no word, combining sequence or special token spans whitespace. Short
 // texts, one thread, or special tokens that contain whitespace: a plain encode.
-void encode_long(const WordPiece& tokenizer, const TextRef& text, size_t n_threads, Encoding& out);
-std::vector<size_t> count_all(const WordPiece& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
+void encode_long(const TextEncoder& tokenizer, const TextRef& text, size_t n_threads, Encoding& out);
+std::vector<size_t> count_all(const TextEncoder& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
 
 // Single sequences: [CLS] text [SEP]; truncation keeps the first max_length tokens in all (0 = no limit).
 RowPlan plan_single(size_t length, size_t max_length, bool truncation, bool add_special_tokens);

@@ -26,6 +26,14 @@ struct Record {
   uint8_t lower_len;
 };
 
+// Character classes of the byte-level BPE pre-tokenizer patterns (scripts/gen_regex_classes.py).
+enum Class : uint8_t {
+  kLetter = 1,      // \p{L}
+  kNumber = 2,      // \p{N}
+  kWhiteSpace = 4,  // \s: the White_Space property
+};
+uint8_t classes(char32_t cp) noexcept;
+
 constexpr uint16_t kSelf = 0xFFFF;
 constexpr char32_t kMaxCodePoint = 0x10FFFF;
 

@@ -11,15 +11,10 @@
 #include <vector>
 
 #include "rapidrag/double_array.hpp"
+#include "rapidrag/encoder.hpp"
 #include "rapidrag/text.hpp"
 
 namespace rapidrag {
-
-// A user error in the arguments (bad vocabulary, bad option); bindings map it to ValueError.
-class InvalidArgument : public std::invalid_argument {
- public:
-  using std::invalid_argument::invalid_argument;
-};
 
 struct WordPieceOptions {
   bool lowercase = true;
@@ -33,38 +28,22 @@ struct WordPieceOptions {
   std::vector<std::string> special_tokens;
 };
 
-// Tokens of one text, without the special tokens around it.
-struct Encoding {
-  std::vector<int32_t> ids;
-  std::vector<uint32_t> starts;  // code point offsets into the text
-  std::vector<uint32_t> ends;
-  std::vector<uint8_t> word_starts;  // 1 where a token begins a pre-tokenized word; only if track_words
-  bool track_words = false;
-
-  size_t size() const { return ids.size(); }
-  void clear() {
-    ids.clear();
-    starts.clear();
-    ends.clear();
-    word_starts.clear();
-  }
-};
-
 struct Piece;  // a matched word piece, internal to the implementation
 
-class WordPiece {
+class WordPiece : public TextEncoder {
  public:
   // vocab[i] is the UTF-8 text of token id i.
   WordPiece(const std::vector<std::string>& vocab, WordPieceOptions options);
 
   // Appends the tokens of `text` to `out`. Thread-safe (const, no shared mutable state).
-  void encode(const TextRef& text, Encoding& out) const;
+  void encode(const TextRef& text, Encoding& out) const override;
   // Number of tokens encode() would produce, without storing them.
-  size_t count(const TextRef& text) const;
+  size_t count(const TextRef& text) const override;
+  bool splits_at_whitespace() const override;
 
-  int32_t token_to_id(const std::string& token) const;  // -1 when absent
-  const std::string& id_to_token(int32_t id) const;
-  size_t vocab_size() const { return vocab_.size(); }
+  int32_t token_to_id(const std::string& token) const override;  // -1 when absent
+  const std::string& id_to_token(int32_t id) const override;
+  size_t vocab_size() const override { return vocab_.size(); }
   int32_t unk_id() const { return unk_id_; }
   const WordPieceOptions& options() const { return options_; }
 

@@ -1,0 +1,73 @@
+// Byte-level BPE (GPT-2, RoBERTa, Llama 3, Qwen2): the pre-tokenizer pattern, the byte-to-character mapping and
+// merges by rank, giving the same ids and offsets as the reference (Hugging Face tokenizers) implementation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "rapidrag/encoder.hpp"
+#include "rapidrag/text.hpp"
+
+namespace rapidrag {
+
+// The pre-tokenizer patterns of byte-level models, matched by hand (no regex engine):
+//   kGpt2:   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+//   kLlama3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,max_digits}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+//            \s*[\r\n]+|\s+(?!\S)|\s+   (max_digits 3 is Llama 3's pattern, 1 is Qwen2's)
+//   kNone:   the whole text is one piece.
+enum class SplitPattern : uint8_t { kNone, kGpt2, kLlama3 };
+
+struct ByteLevelBPEOptions {
+  SplitPattern pattern = SplitPattern::kGpt2;
+  size_t max_digits = 3;          // kLlama3 only
+  bool add_prefix_space = false;  // a space before a text (or a part between special tokens) not starting with one
+  bool trim_offsets = false;      // the offsets of a token leave out its leading and trailing spaces
+  // ... except one leading space of a text's first token (the post-processor's add_prefix_space, which the
+  // reference reads apart from the pre-tokenizer's)
+  bool trim_keeps_prefix_space = false;
+  bool ignore_merges = false;     // a piece that is a token of the vocabulary is that token (Llama 3)
+  std::string unk_token;          // empty: none
+  // Tokens matched verbatim in the raw text (the special tokens).
+  std::vector<std::string> special_tokens;
+};
+
+class ByteLevelBPE : public TextEncoder {
+ public:
+  // vocab[i] is token id i in the byte-level alphabet (e.g. "Ġthe"); merges are (left, right) pairs by rank.
+  ByteLevelBPE(const std::vector<std::string>& vocab, const std::vector<std::pair<std::string, std::string>>& merges,
+               ByteLevelBPEOptions options);
+
+  void encode(const TextRef& text, Encoding& out) const override;
+  int32_t token_to_id(const std::string& token) const override;
+  const std::string& id_to_token(int32_t id) const override;
+  size_t vocab_size() const override { return vocab_.size(); }
+  const ByteLevelBPEOptions& options() const { return options_; }
+
+  // The byte-level character of each byte (GPT-2's bytes_to_unicode), as UTF-8.
+  static const std::string& byte_char(uint8_t b);
+
+ private:
+  struct Scratch;
+  void encode_segment(const char32_t* cps, const uint32_t* owners, size_t n, Encoding& out, size_t first,
+                      Scratch& scratch) const;
+  void encode_piece(const uint8_t* bytes, const uint32_t* owners, size_t n, Encoding& out, size_t first,
+                    Scratch& scratch) const;
+  size_t match(const char32_t* c, size_t i, size_t n) const;
+
+  ByteLevelBPEOptions options_;
+  std::vector<std::string> vocab_;
+  std::unordered_map<std::string, int32_t> token_ids_;
+  std::unordered_map<std::string, int32_t> byte_token_ids_;  // tokens as raw bytes, for ignore_merges
+  int32_t byte_ids_[256];
+  int32_t unk_id_ = -1;
+  // (left id << 32 | right id) -> (rank << 32 | merged id)
+  std::unordered_map<uint64_t, uint64_t> merges_;
+  std::vector<std::u32string> specials_;
+  std::vector<int32_t> special_ids_;
+};
+
+}  // namespace rapidrag

@@ -1,0 +1,396 @@
+#include "rapidrag/bpe.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "rapidrag/unicode.hpp"
+
+namespace rapidrag {
+namespace {
+
+// GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the others take 256 + n in order.
+struct ByteChars {
+  char32_t of[256];
+  std::string utf8[256];
+  ByteChars() {
+    bool printable[256] = {};
+    for (int b = '!'; b <= '~'; ++b) printable[b] = true;
+    for (int b = 0xA1; b <= 0xAC; ++b) printable[b] = true;
+    for (int b = 0xAE; b <= 0xFF; ++b) printable[b] = true;
+    char32_t next = 256;
+    for (int b = 0; b < 256; ++b) {
+      of[b] = printable[b] ? static_cast<char32_t>(b) : next++;
+      const char32_t c = of[b];
+      std::string& s = utf8[b];
+      if (c < 0x80) {
+        s.push_back(static_cast<char>(c));
+      } else {  // all below 0x800
+        s.push_back(static_cast<char>(0xC0 | (c >> 6)));
+        s.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+      }
+    }
+  }
+};
+const ByteChars kByteChars;
+
+// A token of the byte-level alphabet back to its raw bytes; false when a character is not in the alphabet.
+bool token_bytes(const std::string& token, std::string& out) {
+  static const auto inverse = [] {
+    std::unordered_map<char32_t, uint8_t> m;
+    for (int b = 0; b < 256; ++b) m[kByteChars.of[b]] = static_cast<uint8_t>(b);
+    return m;
+  }();
+  out.clear();
+  for (char32_t c : unicode::utf8_to_u32(token)) {
+    const auto it = inverse.find(c);
+    if (it == inverse.end()) return false;
+    out.push_back(static_cast<char>(it->second));
+  }
+  return true;
+}
+
+inline uint8_t cls(char32_t c) { return unicode::classes(c); }
+inline bool is_space(char32_t c) { return (cls(c) & unicode::kWhiteSpace) != 0; }
+inline bool is_letter(char32_t c) { return (cls(c) & unicode::kLetter) != 0; }
+inline bool is_number(char32_t c) { return (cls(c) & unicode::kNumber) != 0; }
+inline bool is_other(char32_t c) { return cls(c) == 0; }  // [^\s\p{L}\p{N}]
+inline bool is_newline(char32_t c) { return c == U'\r' || c == U'\n'; }
+
+inline char32_t fold(char32_t c) {
+  if (c >= U'A' && c <= U'Z') return c + 32;
+  if (c == 0x017F) return U's';  // LATIN SMALL LETTER LONG S folds to s
+  return c;
+}
+
+// The contractions 's 't 're 've 'm 'll 'd at i: the end of the match, or i.
+size_t contraction(const char32_t* c, size_t i, size_t n, bool ignore_case) {
+  if (c[i] != U'\'' || i + 1 >= n) return i;
+  auto at = [&](size_t k) { return ignore_case ? fold(c[k]) : c[k]; };
+  const char32_t a = at(i + 1);
+  if (a == U's' || a == U't' || a == U'm' || a == U'd') return i + 2;
+  if (i + 2 < n) {
+    const char32_t b = at(i + 2);
+    if ((a == U'r' && b == U'e') || (a == U'v' && b == U'e') || (a == U'l' && b == U'l')) return i + 3;
+  }
+  return i;
+}
+
+template <class Pred>
+size_t run(const char32_t* c, size_t i, size_t n, Pred pred) {
+  while (i < n && pred(c[i])) ++i;
+  return i;
+}
+
+// ` ?X+` at i: the end of the match, or i.
+template <class Pred>
+size_t space_then_run(const char32_t* c, size_t i, size_t n, Pred pred) {
+  const size_t j = (c[i] == U' ') ? i + 1 : i;
+  if (j < n && pred(c[j])) return run(c, j + 1, n, pred);
+  return i;
+}
+
+// `\s+(?!\S)` then `\s+` at a whitespace character i.
+size_t spaces(const char32_t* c, size_t i, size_t n) {
+  const size_t j = run(c, i, n, is_space);
+  if (j == n || j - i == 1) return j;  // at the end, or one space: \s+ (the look-ahead form fails or agrees)
+  return j - 1;                        // leave the last space to the next piece
+}
+
+void utf8_append(char32_t c, uint32_t owner, std::vector<uint8_t>& bytes, std::vector<uint32_t>& owners) {
+  uint8_t buf[4];
+  size_t len = 0;
+  if (c < 0x80) {
+    buf[len++] = static_cast<uint8_t>(c);
+  } else if (c < 0x800) {
+    buf[len++] = static_cast<uint8_t>(0xC0 | (c >> 6));
+    buf[len++] = static_cast<uint8_t>(0x80 | (c & 0x3F));
+  } else if (c < 0x10000) {
+    if (c >= 0xD800 && c <= 0xDFFF) c = 0xFFFD;  // a lone surrogate cannot be UTF-8: U+FFFD, as Python's replace
+    buf[len++] = static_cast<uint8_t>(0xE0 | (c >> 12));
+    buf[len++] = static_cast<uint8_t>(0x80 | ((c >> 6) & 0x3F));
+    buf[len++] = static_cast<uint8_t>(0x80 | (c & 0x3F));
+  } else {
+    buf[len++] = static_cast<uint8_t>(0xF0 | (c >> 18));
+    buf[len++] = static_cast<uint8_t>(0x80 | ((c >> 12) & 0x3F));
+    buf[len++] = static_cast<uint8_t>(0x80 | ((c >> 6) & 0x3F));
+    buf[len++] = static_cast<uint8_t>(0x80 | (c & 0x3F));
+  }
+  for (size_t k = 0; k < len; ++k) {
+    bytes.push_back(buf[k]);
+    owners.push_back(owner);
+  }
+}
+
+struct Merge {
+  uint32_t rank;
+  uint32_t pos;
+  bool operator>(const Merge& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+};
+
+}  // namespace
+
+struct ByteLevelBPE::Scratch {
+  std::vector<char32_t> segment;  // a part of the text between special tokens
+  std::vector<uint32_t> segment_owners;
+  std::vector<char32_t> cps;  // the same with a prefix space
+  std::vector<uint32_t> owners;
+  std::vector<uint8_t> bytes;
+  std::vector<uint32_t> byte_owners;
+  std::string key;
+  // A piece's symbols as a linked list over byte positions.
+  std::vector<int32_t> ids;
+  std::vector<int32_t> prev, next;
+  std::vector<uint32_t> end;  // byte end of the symbol starting here
+  std::vector<Merge> heap;
+};
+
+const std::string& ByteLevelBPE::byte_char(uint8_t b) { return kByteChars.utf8[b]; }
+
+ByteLevelBPE::ByteLevelBPE(const std::vector<std::string>& vocab,
+                           const std::vector<std::pair<std::string, std::string>>& merges, ByteLevelBPEOptions options)
+    : options_(std::move(options)), vocab_(vocab) {
+  if (vocab_.empty()) throw InvalidArgument("the vocabulary is empty");
+  if (options_.pattern == SplitPattern::kLlama3 && options_.max_digits == 0) {
+    throw InvalidArgument("max_digits must be at least 1");
+  }
+  token_ids_.reserve(vocab_.size() * 2);
+  std::string raw;
+  for (size_t i = 0; i < vocab_.size(); ++i) {
+    if (!token_ids_.emplace(vocab_[i], static_cast<int32_t>(i)).second) {
+      throw InvalidArgument("token " + std::to_string(i) + " repeats an earlier token: '" + vocab_[i] + "'");
+    }
+    if (options_.ignore_merges && token_bytes(vocab_[i], raw)) byte_token_ids_.emplace(raw, static_cast<int32_t>(i));
+  }
+  if (!options_.unk_token.empty()) {
+    const auto it = token_ids_.find(options_.unk_token);
+    if (it == token_ids_.end()) throw InvalidArgument("the unknown token '" + options_.unk_token + "' is not in the vocabulary");
+    unk_id_ = it->second;
+  }
+  for (int b = 0; b < 256; ++b) {
+    const auto it = token_ids_.find(kByteChars.utf8[b]);
+    byte_ids_[b] = it == token_ids_.end() ? -1 : it->second;
+  }
+  merges_.reserve(merges.size() * 2);
+  for (size_t rank = 0; rank < merges.size(); ++rank) {
+    const auto& [left, right] = merges[rank];
+    const auto l = token_ids_.find(left), r = token_ids_.find(right), m = token_ids_.find(left + right);
+    if (l == token_ids_.end() || r == token_ids_.end() || m == token_ids_.end()) {
+      throw InvalidArgument("merge " + std::to_string(rank) + " ('" + left + "', '" + right +
+                            "') names a token that is not in the vocabulary");
+    }
+    const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(l->second)) << 32) | static_cast<uint32_t>(r->second);
+    merges_.emplace(key, (static_cast<uint64_t>(rank) << 32) | static_cast<uint32_t>(m->second));  // first rank wins
+  }
+  for (const auto& sp : options_.special_tokens) {
+    const auto it = token_ids_.find(sp);
+    if (it == token_ids_.end()) throw InvalidArgument("special token '" + sp + "' is not in the vocabulary");
+    if (sp.empty()) continue;
+    specials_.push_back(unicode::utf8_to_u32(sp));
+    special_ids_.push_back(it->second);
+  }
+}
+
+int32_t ByteLevelBPE::token_to_id(const std::string& token) const {
+  const auto it = token_ids_.find(token);
+  return it == token_ids_.end() ? -1 : it->second;
+}
+
+const std::string& ByteLevelBPE::id_to_token(int32_t id) const {
+  if (id < 0 || static_cast<size_t>(id) >= vocab_.size()) {
+    throw std::out_of_range("token id " + std::to_string(id) + " is outside the vocabulary of " +
+                            std::to_string(vocab_.size()));
+  }
+  return vocab_[static_cast<size_t>(id)];
+}
+
+void ByteLevelBPE::encode(const TextRef& text, Encoding& out) const {
+  thread_local Scratch scratch;
+  const size_t first = out.size();
+  // Split at special tokens (longest match at each position); the parts between are encoded on their own.
+  visit_text(text, [&](const auto* p) {
+    const size_t n = text.length;
+    size_t seg = 0;
+    auto flush = [&](size_t end) {
+      if (end <= seg) return;
+      scratch.segment.assign(p + seg, p + end);
+      scratch.segment_owners.resize(end - seg);
+      for (size_t k = 0; k < end - seg; ++k) scratch.segment_owners[k] = static_cast<uint32_t>(seg + k);
+      encode_segment(scratch.segment.data(), scratch.segment_owners.data(), end - seg, out, first, scratch);
+    };
+    if (specials_.empty()) {
+      flush(n);
+      return;
+    }
+    size_t i = 0;
+    while (i < n) {
+      size_t best = 0, best_k = 0;
+      for (size_t k = 0; k < specials_.size(); ++k) {
+        const std::u32string& sp = specials_[k];
+        if (sp.size() <= best || i + sp.size() > n) continue;
+        size_t m = 0;
+        while (m < sp.size() && static_cast<char32_t>(p[i + m]) == sp[m]) ++m;
+        if (m == sp.size()) best = m, best_k = k;
+      }
+      if (best == 0) {
+        ++i;
+        continue;
+      }
+      flush(i);
+      out.ids.push_back(special_ids_[best_k]);
+      out.starts.push_back(static_cast<uint32_t>(i));
+      out.ends.push_back(static_cast<uint32_t>(i + best));
+      if (out.track_words) out.word_starts.push_back(1);
+      i += best;
+      seg = i;
+    }
+    flush(n);
+  });
+}
+
+void ByteLevelBPE::encode_segment(const char32_t* cps, const uint32_t* owners, size_t n, Encoding& out, size_t first,
+                                  Scratch& scratch) const {
+  if (n == 0) return;
+  if (options_.add_prefix_space && cps[0] != U' ') {
+    // The added space stands where the segment's first character does.
+    scratch.cps.assign(1, U' ');
+    scratch.cps.insert(scratch.cps.end(), cps, cps + n);
+    scratch.owners.assign(1, owners[0]);
+    scratch.owners.insert(scratch.owners.end(), owners, owners + n);
+    cps = scratch.cps.data();
+    owners = scratch.owners.data();
+    ++n;
+  }
+  size_t i = 0;
+  while (i < n) {
+    const size_t end = options_.pattern == SplitPattern::kNone ? n : match(cps, i, n);
+    scratch.bytes.clear();
+    scratch.byte_owners.clear();
+    for (size_t k = i; k < end; ++k) utf8_append(cps[k], owners[k], scratch.bytes, scratch.byte_owners);
+    encode_piece(scratch.bytes.data(), scratch.byte_owners.data(), scratch.bytes.size(), out, first, scratch);
+    i = end;
+  }
+}
+
+size_t ByteLevelBPE::match(const char32_t* c, size_t i, size_t n) const {
+  if (options_.pattern == SplitPattern::kGpt2) {
+    size_t e = contraction(c, i, n, false);
+    if (e > i) return e;
+    if ((e = space_then_run(c, i, n, is_letter)) > i) return e;
+    if ((e = space_then_run(c, i, n, is_number)) > i) return e;
+    if ((e = space_then_run(c, i, n, is_other)) > i) return e;
+    return spaces(c, i, n);
+  }
+  // kLlama3
+  size_t e = contraction(c, i, n, true);
+  if (e > i) return e;
+  if (!is_newline(c[i]) && !is_letter(c[i]) && !is_number(c[i]) && i + 1 < n && is_letter(c[i + 1])) {
+    return run(c, i + 2, n, is_letter);
+  }
+  if (is_letter(c[i])) return run(c, i + 1, n, is_letter);
+  if (is_number(c[i])) {
+    size_t j = i + 1;
+    while (j < n && j - i < options_.max_digits && is_number(c[j])) ++j;
+    return j;
+  }
+  if ((e = space_then_run(c, i, n, is_other)) > i) return run(c, e, n, is_newline);
+  // \s*[\r\n]+ : through the last line break of the whitespace run
+  const size_t j = run(c, i, n, is_space);
+  size_t last = j;
+  for (size_t k = i; k < j; ++k) {
+    if (is_newline(c[k])) last = k;
+  }
+  if (last < j) return last + 1;
+  return spaces(c, i, n);
+}
+
+void ByteLevelBPE::encode_piece(const uint8_t* bytes, const uint32_t* owners, size_t n, Encoding& out, size_t first,
+                                Scratch& s) const {
+  if (n == 0) return;
+  auto emit = [&](int32_t id, size_t b, size_t e) {
+    uint32_t start = owners[b], stop = owners[e - 1] + 1;
+    if (options_.trim_offsets) {
+      size_t lead = 0, trail = 0;
+      while (b + lead < e && bytes[b + lead] == ' ') ++lead;
+      while (trail < e - b && bytes[e - 1 - trail] == ' ') ++trail;
+      const bool is_first = out.size() == first || start == 0;
+      if (lead > 0 && !(is_first && options_.trim_keeps_prefix_space && lead == 1)) {
+        start = std::min<uint32_t>(start + static_cast<uint32_t>(lead), stop);
+      }
+      if (trail > 0 && stop >= trail) stop = std::max<uint32_t>(stop - static_cast<uint32_t>(trail), start);
+    }
+    out.ids.push_back(id);
+    out.starts.push_back(start);
+    out.ends.push_back(stop);
+    if (out.track_words) out.word_starts.push_back(b == 0 ? 1 : 0);
+  };
+  if (options_.ignore_merges) {
+    s.key.assign(reinterpret_cast<const char*>(bytes), n);
+    const auto it = byte_token_ids_.find(s.key);
+    if (it != byte_token_ids_.end()) {
+      emit(it->second, 0, n);
+      return;
+    }
+  }
+  // Symbols: one per byte to begin with, linked in order; merged pairs by rank, leftmost first among equals.
+  s.ids.resize(n);
+  s.prev.resize(n);
+  s.next.resize(n);
+  s.end.resize(n);
+  for (size_t k = 0; k < n; ++k) {
+    s.ids[k] = byte_ids_[bytes[k]];
+    s.prev[k] = static_cast<int32_t>(k) - 1;
+    s.next[k] = k + 1 < n ? static_cast<int32_t>(k + 1) : -1;
+    s.end[k] = static_cast<uint32_t>(k + 1);
+  }
+  auto rank_of = [&](size_t k, uint64_t& merged) {
+    const int32_t r = s.next[k];
+    if (r < 0 || s.ids[k] < 0 || s.ids[static_cast<size_t>(r)] < 0) return false;
+    const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(s.ids[k])) << 32) |
+                         static_cast<uint32_t>(s.ids[static_cast<size_t>(r)]);
+    const auto it = merges_.find(key);
+    if (it == merges_.end()) return false;
+    merged = it->second;
+    return true;
+  };
+  s.heap.clear();
+  uint64_t merged = 0;
+  for (size_t k = 0; k + 1 < n; ++k) {
+    if (rank_of(k, merged)) s.heap.push_back({static_cast<uint32_t>(merged >> 32), static_cast<uint32_t>(k)});
+  }
+  std::make_heap(s.heap.begin(), s.heap.end(), std::greater<Merge>());
+  while (!s.heap.empty()) {
+    std::pop_heap(s.heap.begin(), s.heap.end(), std::greater<Merge>());
+    const Merge top = s.heap.back();
+    s.heap.pop_back();
+    const size_t k = top.pos;
+    // Stale entries: the symbol was merged away, or its pair changed since it was queued.
+    if (s.ids[k] < 0 && s.end[k] == 0) continue;
+    if (!rank_of(k, merged) || static_cast<uint32_t>(merged >> 32) != top.rank) continue;
+    const auto r = static_cast<size_t>(s.next[k]);
+    s.ids[k] = static_cast<int32_t>(merged & 0xFFFFFFFFu);
+    s.end[k] = s.end[r];
+    s.next[k] = s.next[r];
+    if (s.next[r] >= 0) s.prev[static_cast<size_t>(s.next[r])] = static_cast<int32_t>(k);
+    s.ids[r] = -1;
+    s.end[r] = 0;  // merged away
+    if (s.prev[k] >= 0 && rank_of(static_cast<size_t>(s.prev[k]), merged)) {
+      s.heap.push_back({static_cast<uint32_t>(merged >> 32), static_cast<uint32_t>(s.prev[k])});
+      std::push_heap(s.heap.begin(), s.heap.end(), std::greater<Merge>());
+    }
+    if (rank_of(k, merged)) {
+      s.heap.push_back({static_cast<uint32_t>(merged >> 32), static_cast<uint32_t>(k)});
+      std::push_heap(s.heap.begin(), s.heap.end(), std::greater<Merge>());
+    }
+  }
+  for (int32_t k = 0; k >= 0; k = s.next[static_cast<size_t>(k)]) {
+    const auto kk = static_cast<size_t>(k);
+    int32_t id = s.ids[kk];
+    if (id < 0) {  // a byte missing from the vocabulary
+      if (unk_id_ < 0) continue;
+      id = unk_id_;
+    }
+    emit(id, kk, s.end[kk]);
+  }
+}
+
+}  // namespace rapidrag
