@@ -1,6 +1,7 @@
 #include "rapidrag/bpe.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 
 #include "rapidrag/unicode.hpp"
@@ -142,13 +143,23 @@ struct ByteLevelBPE::Scratch {
   std::vector<int32_t> prev, next;
   std::vector<uint32_t> end;  // byte end of the symbol starting here
   std::vector<Merge> heap;
+  // Pieces seen on this thread by this model, and their tokens as (id, byte end); words repeat, merges are dear.
+  uint64_t cache_owner = 0;
+  std::unordered_map<std::string, std::vector<std::pair<int32_t, uint32_t>>> cache;
+  std::vector<std::pair<int32_t, uint32_t>> tokens;
 };
+
+namespace {
+std::atomic<uint64_t> next_model_serial{1};
+constexpr size_t kCacheEntries = 1 << 16;  // then the cache starts over
+constexpr size_t kCacheMaxBytes = 64;      // longer pieces are rare: not kept
+}  // namespace
 
 const std::string& ByteLevelBPE::byte_char(uint8_t b) { return kByteChars.utf8[b]; }
 
 ByteLevelBPE::ByteLevelBPE(const std::vector<std::string>& vocab,
                            const std::vector<std::pair<std::string, std::string>>& merges, ByteLevelBPEOptions options)
-    : options_(std::move(options)), vocab_(vocab) {
+    : options_(std::move(options)), vocab_(vocab), serial_(next_model_serial.fetch_add(1)) {
   if (vocab_.empty()) throw InvalidArgument("the vocabulary is empty");
   if (options_.pattern == SplitPattern::kLlama3 && options_.max_digits == 0) {
     throw InvalidArgument("max_digits must be at least 1");
@@ -205,6 +216,10 @@ const std::string& ByteLevelBPE::id_to_token(int32_t id) const {
 
 void ByteLevelBPE::encode(const TextRef& text, Encoding& out) const {
   thread_local Scratch scratch;
+  if (scratch.cache_owner != serial_) {
+    scratch.cache.clear();
+    scratch.cache_owner = serial_;
+  }
   const size_t first = out.size();
   // Split at special tokens (longest match at each position); the parts between are encoded on their own.
   visit_text(text, [&](const auto* p) {
@@ -323,11 +338,23 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const uint32_t* owners, si
     out.ends.push_back(stop);
     if (out.track_words) out.word_starts.push_back(b == 0 ? 1 : 0);
   };
+  s.key.assign(reinterpret_cast<const char*>(bytes), n);
   if (options_.ignore_merges) {
-    s.key.assign(reinterpret_cast<const char*>(bytes), n);
     const auto it = byte_token_ids_.find(s.key);
     if (it != byte_token_ids_.end()) {
       emit(it->second, 0, n);
+      return;
+    }
+  }
+  const bool cacheable = n <= kCacheMaxBytes;
+  if (cacheable) {
+    const auto hit = s.cache.find(s.key);
+    if (hit != s.cache.end()) {
+      uint32_t b = 0;
+      for (const auto& [id, e] : hit->second) {
+        if (id >= 0) emit(id, b, e);
+        b = e;
+      }
       return;
     }
   }
@@ -382,14 +409,21 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const uint32_t* owners, si
       std::push_heap(s.heap.begin(), s.heap.end(), std::greater<Merge>());
     }
   }
+  s.tokens.clear();
   for (int32_t k = 0; k >= 0; k = s.next[static_cast<size_t>(k)]) {
     const auto kk = static_cast<size_t>(k);
     int32_t id = s.ids[kk];
-    if (id < 0) {  // a byte missing from the vocabulary
-      if (unk_id_ < 0) continue;
-      id = unk_id_;
-    }
-    emit(id, kk, s.end[kk]);
+    if (id < 0) id = unk_id_;  // a byte missing from the vocabulary: the unknown token, or nothing (-1)
+    s.tokens.emplace_back(id, s.end[kk]);
+  }
+  uint32_t b = 0;
+  for (const auto& [id, e] : s.tokens) {
+    if (id >= 0) emit(id, b, e);
+    b = e;
+  }
+  if (cacheable) {
+    if (s.cache.size() >= kCacheEntries) s.cache.clear();
+    s.cache.emplace(s.key, s.tokens);
   }
 }
 

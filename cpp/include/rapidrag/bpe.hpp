@@ -68,6 +68,7 @@ class ByteLevelBPE : public TextEncoder {
   std::unordered_map<uint64_t, uint64_t> merges_;
   std::vector<std::u32string> specials_;
   std::vector<int32_t> special_ids_;
+  uint64_t serial_;  // tells this model's per-thread cache of pieces from another's
 };
 
 }  // namespace rapidrag
