@@ -51,6 +51,13 @@ def train(texts: list[str], layout: str) -> tokenizers.Tokenizer:
         tok.post_processor = processors.ByteLevel(trim_offsets=True)
     elif layout == "qwen2":
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    else:  # Llama 3: a begin-of-text token before each text, and a template for pairs
+        template = processors.TemplateProcessing(
+            single="<|endoftext|> $A",
+            pair="<|endoftext|> $A <|endoftext|>:1 $B:1",
+            special_tokens=[("<|endoftext|>", 3)],
+        )
+        tok.post_processor = processors.Sequence([processors.ByteLevel(trim_offsets=False), template])
     return tok
 
 
@@ -144,6 +151,32 @@ def test_what_is_not_supported_is_refused_by_name(trained: Trained, tmp_path: Pa
     refused({"post_processor": {"type": "BertProcessing", "sep": ["</s>", 1], "cls": ["<s>", 0]}}, "BertProcessing")
     refused({"model": {**spec["model"], "byte_fallback": True}}, "byte_fallback")
     refused({"model": {**spec["model"], "merges": [["nope", "nah"]]}}, "merge 0")
-    roberta = rapidrag.Tokenizer.from_file(trained["roberta"][1])
-    with pytest.raises(ValueError, match="pair layout"):
-        roberta.encode_pairs("q", ["p"])
+    backwards = {
+        "type": "TemplateProcessing",
+        "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "B", "type_id": 1}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "special_tokens": {},
+    }
+    refused({"post_processor": backwards}, r"sequences \['B', 'A'\]")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_pairs_follow_each_layout(trained: Trained, scifact_texts: list[str], layout: str) -> None:
+    """encode_pairs lays out query and passage as the post-processor does: BERT-style types for a template, the
+    RoBERTa <s> A </s></s> B </s> (all type 0), or the two texts alone; the ids, types and offsets are the
+    reference's, and a max_length cuts the passage first."""
+    ref, path = trained[layout]
+    ours = rapidrag.Tokenizer.from_file(path)
+    query = "what does vitamin D do to bone density?"
+    passages = scifact_texts[800:830]
+    batch = ours.encode_pairs(query, passages, padding=False)
+    for i, passage in enumerate(passages):
+        expected = ref.encode(query, passage)
+        assert batch.input_ids[i].tolist() == expected.ids
+        assert batch.token_type_ids[i].tolist() == expected.type_ids
+        assert [tuple(o) for o in batch.offsets[i].tolist()] == [tuple(o) for o in expected.offsets]
+    cut = ours.encode_pairs(query, passages[:3], max_length=32)
+    assert cut.input_ids.shape == (3, 32) and (cut.lengths == 32).all()
+    ref.enable_truncation(32, strategy="only_second")
+    assert cut.input_ids.tolist() == [ref.encode(query, p).ids for p in passages[:3]]
+    ref.no_truncation()

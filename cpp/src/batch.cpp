@@ -73,28 +73,33 @@ std::vector<size_t> count_all(const TextEncoder& tokenizer, const std::vector<Te
   return out;
 }
 
-RowPlan plan_single(size_t length, size_t max_length, bool truncation, bool add_special_tokens) {
-  const size_t extra = add_special_tokens ? 2 : 0;
+Layout Layout::bert(int32_t cls, int32_t sep, int32_t pad) {
+  Layout l;
+  l.single_prefix = {{cls, 0}};
+  l.single_suffix = {{sep, 0}};
+  l.pair_prefix = {{cls, 0}};
+  l.pair_middle = {{sep, 0}};
+  l.pair_suffix = {{sep, 1}};
+  l.pad = pad;
+  return l;
+}
+
+RowPlan plan_single(size_t length, size_t max_length, bool truncation, size_t extra) {
   if (truncation && max_length > 0 && length + extra > max_length) {
     return {max_length > extra ? max_length - extra : 0, 0};
   }
   return {length, 0};
 }
 
-RowPlan plan_pair(size_t first, size_t second, size_t max_length) {
-  if (max_length == 0 || first + second + 3 <= max_length) return {first, second};
-  const size_t room = max_length > 3 ? max_length - 3 : 0;
+RowPlan plan_pair(size_t first, size_t second, size_t max_length, size_t extra) {
+  if (max_length == 0 || first + second + extra <= max_length) return {first, second};
+  const size_t room = max_length > extra ? max_length - extra : 0;
   const size_t keep_first = std::min(first, second > 0 && room > 0 ? room - 1 : room);
   return {keep_first, std::min(second, room - keep_first)};
 }
 
-size_t row_width(const RowPlan& plan, bool pair, bool add_special_tokens) {
-  if (pair) return plan.first + plan.second + 3;
-  return plan.first + (add_special_tokens ? 2 : 0);
-}
-
 void fill_rows(const EncodedTexts& firsts, const EncodedTexts* seconds, bool broadcast_first,
-               const std::vector<RowPlan>& plans, const SpecialIds& special, bool add_special_tokens,
+               const std::vector<RowPlan>& plans, const Layout& layout, bool add_special_tokens,
                const BatchArrays& out, size_t n_threads) {
   const size_t width = out.width;
   parallel_for(plans.size(), n_threads, 64, [&](size_t i) {
@@ -116,24 +121,30 @@ void fill_rows(const EncodedTexts& firsts, const EncodedTexts* seconds, bool bro
       }
       ++k;
     };
+    auto put_specials = [&](const std::vector<Special>& specials) {
+      for (const Special& sp : specials) put(sp.id, sp.type, 0, 0);
+    };
     auto put_sequence = [&](const EncodedTexts& e, size_t row, size_t keep, int64_t type) {
       const int32_t* tid = e.ids(row);
       const uint32_t* ts = e.starts(row);
       const uint32_t* te = e.ends(row);
       for (size_t t = 0; t < keep; ++t) put(tid[t], type, ts[t], te[t]);
     };
-    const bool specials = add_special_tokens || seconds != nullptr;
-    if (specials) put(special.cls, 0, 0, 0);
-    put_sequence(firsts, a, plan.first, 0);
-    if (specials) put(special.sep, 0, 0, 0);
     if (seconds) {
-      put_sequence(*seconds, i, plan.second, 1);
-      put(special.sep, 1, 0, 0);
+      put_specials(layout.pair_prefix);
+      put_sequence(firsts, a, plan.first, layout.type_a);
+      put_specials(layout.pair_middle);
+      put_sequence(*seconds, i, plan.second, layout.type_b);
+      put_specials(layout.pair_suffix);
+    } else {
+      if (add_special_tokens) put_specials(layout.single_prefix);
+      put_sequence(firsts, a, plan.first, layout.type_a);
+      if (add_special_tokens) put_specials(layout.single_suffix);
     }
     out.lengths[i] = static_cast<int64_t>(k);
     if (out.row_starts) return;
     for (; k < width; ++k) {
-      ids[k] = special.pad;
+      ids[k] = layout.pad;
       if (mask) mask[k] = 0;
       if (types) types[k] = 0;
       if (offs) offs[2 * k] = offs[2 * k + 1] = 0;

@@ -95,18 +95,18 @@ void test_tokenizer() {
   std::vector<RowPlan> plans;
   size_t width = 0;
   for (size_t i = 0; i < encs.size(); ++i) {
-    plans.push_back(plan_single(encs.length(i), 5, true, true));
-    width = std::max(width, row_width(plans.back(), false, true));
+    plans.push_back(plan_single(encs.length(i), 5, true, 2));
+    width = std::max(width, row_width(plans.back(), 2));
   }
   CHECK(width == 5);
   std::vector<int64_t> a(3 * width), b(3 * width), c(3 * width), d(3 * width * 2), len(3);
-  fill_rows(encs, nullptr, false, plans, {2, 3, 0}, true, {a.data(), b.data(), c.data(), d.data(), len.data(), width}, 2);
+  fill_rows(encs, nullptr, false, plans, Layout::bert(2, 3, 0), true, {a.data(), b.data(), c.data(), d.data(), len.data(), width}, 2);
   CHECK(a[0] == 2 && a[1] == 5 && a[2] == 6 && a[3] == 3 && a[4] == 0);
   CHECK(len[0] == 4 && len[1] == 5 && len[2] == 2);
   CHECK(a[5 + 4] == 3);  // truncated row still ends with [SEP]
-  const RowPlan pp = plan_pair(10, 50, 32);
+  const RowPlan pp = plan_pair(10, 50, 32, 3);
   CHECK(pp.first == 10 && pp.second == 19);
-  const RowPlan pq = plan_pair(40, 50, 32);
+  const RowPlan pq = plan_pair(40, 50, 32, 3);
   CHECK(pq.first == 28 && pq.second == 1);
 }
 

@@ -5,13 +5,26 @@ import numpy.typing as npt
 
 _I64 = npt.NDArray[np.int64]
 
+class Layout:
+    def __init__(
+        self,
+        single_prefix: list[tuple[int, int]],
+        single_suffix: list[tuple[int, int]],
+        pair_prefix: list[tuple[int, int]],
+        pair_middle: list[tuple[int, int]],
+        pair_suffix: list[tuple[int, int]],
+        type_a: int,
+        type_b: int,
+        pad: int,
+    ) -> None: ...
+
 class TextEncoder:
     @property
     def vocab_size(self) -> int: ...
     def token_to_id(self, token: str) -> int: ...
     def id_to_token(self, id: int) -> str: ...
     def encode(
-        self, text: str, cls_id: int, sep_id: int, with_offsets: bool, n_threads: int
+        self, text: str, layout: Layout, add_special_tokens: bool, with_offsets: bool, n_threads: int
     ) -> _I64 | tuple[_I64, _I64]: ...
     def count(self, texts: list[str], n_threads: int) -> _I64: ...
     def encode_batch(
@@ -21,9 +34,7 @@ class TextEncoder:
         truncation: bool,
         min_width: int,
         add_special_tokens: bool,
-        cls_id: int,
-        sep_id: int,
-        pad_id: int,
+        layout: Layout,
         flat: bool,
         n_threads: int,
     ) -> tuple[_I64, ...]: ...
@@ -33,9 +44,7 @@ class TextEncoder:
         passages: list[str],
         max_length: int,
         min_width: int,
-        cls_id: int,
-        sep_id: int,
-        pad_id: int,
+        layout: Layout,
         flat: bool,
         n_threads: int,
     ) -> tuple[_I64, ...]: ...

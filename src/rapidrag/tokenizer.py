@@ -151,6 +151,74 @@ def _tokens_by_id(path: Path, vocab: dict[str, Any]) -> list[str]:
     return tokens
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where special tokens go (ids with their token types) around one text and a pair: a post-processor."""
+
+    name: str
+    single_prefix: tuple[tuple[int, int], ...] = ()
+    single_suffix: tuple[tuple[int, int], ...] = ()
+    pair_prefix: tuple[tuple[int, int], ...] = ()
+    pair_middle: tuple[tuple[int, int], ...] = ()
+    pair_suffix: tuple[tuple[int, int], ...] = ()
+    type_a: int = 0
+    type_b: int = 1
+
+    @classmethod
+    def bert(cls, cls_id: int, sep_id: int) -> _Layout:
+        return cls("bert", ((cls_id, 0),), ((sep_id, 0),), ((cls_id, 0),), ((sep_id, 0),), ((sep_id, 1),))
+
+    @classmethod
+    def roberta(cls, cls_id: int, sep_id: int) -> _Layout:
+        c, s = ((cls_id, 0),), ((sep_id, 0),)
+        return cls("roberta", c, s, c, s + s, s, 0, 0)
+
+    def native(self, pad_id: int) -> Any:
+        return _core.Layout(
+            list(self.single_prefix),
+            list(self.single_suffix),
+            list(self.pair_prefix),
+            list(self.pair_middle),
+            list(self.pair_suffix),
+            type_a=self.type_a,
+            type_b=self.type_b,
+            pad=pad_id,
+        )
+
+
+def _template_layout(path: Path, post: dict[str, Any]) -> _Layout:
+    """A TemplateProcessing post-processor: special tokens before, between and after the sequences $A and $B."""
+    specials = post.get("special_tokens") or {}
+
+    def parts(template: Any, names: tuple[str, ...]) -> tuple[list[list[tuple[int, int]]], list[int]]:
+        groups: list[list[tuple[int, int]]] = [[]]
+        types = []
+        seen = []
+        for piece in template or []:
+            if "Sequence" in piece:
+                seen.append(piece["Sequence"]["id"])
+                types.append(int(piece["Sequence"].get("type_id", 0)))
+                groups.append([])
+            elif "SpecialToken" in piece:
+                name, type_id = piece["SpecialToken"]["id"], int(piece["SpecialToken"].get("type_id", 0))
+                if name not in specials:
+                    raise VocabularyError(f"{path}: post_processor template names an unknown special token {name!r}")
+                groups[-1].extend((int(i), type_id) for i in specials[name]["ids"])
+            else:
+                raise VocabularyError(f"{path}: post_processor template piece {piece!r} is not supported")
+        if tuple(seen) != names:
+            raise VocabularyError(f"{path}: post_processor template has sequences {seen}; need {list(names)}, in order")
+        return groups, types
+
+    (before, after), (type_single,) = parts(post.get("single"), ("A",))
+    (p_before, p_middle, p_after), (type_a, type_b) = parts(post.get("pair"), ("A", "B"))
+    if type_single != type_a:
+        raise VocabularyError(f"{path}: post_processor template gives $A type {type_single} alone, {type_a} in pairs")
+    return _Layout(
+        "template", tuple(before), tuple(after), tuple(p_before), tuple(p_middle), tuple(p_after), type_a, type_b
+    )
+
+
 def _bpe_pre_tokenizer(path: Path, pre: Any) -> tuple[str, int, bool]:
     """(pattern, max digits, add_prefix_space) of a byte-level BPE pre-tokenizer: ByteLevel with its own GPT-2
     split, or a Split by a known pattern followed by ByteLevel without one."""
@@ -220,7 +288,7 @@ class Tokenizer:
     cls_token: str | None
     sep_token: str | None
     pad_token: str | None
-    _layout: str  # how special tokens surround a text or a pair: "bert", "roberta" or "none"
+    _layout: _Layout  # how special tokens surround a text or a pair
 
     def __init__(
         self,
@@ -292,12 +360,18 @@ class Tokenizer:
             )
         except ValueError as e:
             raise VocabularyError(f"{source}: {e}") from None
-        self.unk_token, self.cls_token, self.sep_token, self.pad_token = unk_token, cls_token, sep_token, pad_token
-        self.cls_id = self._core.token_to_id(cls_token)
-        self.sep_id = self._core.token_to_id(sep_token)
-        self.pad_id = self._core.token_to_id(pad_token)
-        self.unk_id = self._core.token_to_id(unk_token)
-        self._layout = "bert"
+        core = self._core
+        bert = _Layout.bert(core.token_to_id(cls_token), core.token_to_id(sep_token))
+        self._init_core(
+            core,
+            self.n_threads,
+            self._options,
+            bert,
+            unk_token=unk_token,
+            cls_token=cls_token,
+            sep_token=sep_token,
+            pad_token=pad_token,
+        )
 
     @classmethod
     def from_file(cls, path: PathLike, *, n_threads: int = 0) -> Tokenizer:
@@ -356,12 +430,19 @@ class Tokenizer:
             )
         cls_token, sep_token = "[CLS]", "[SEP]"
         post = spec.get("post_processor") or {}
+        template = None
         if post.get("type") == "BertProcessing":
             cls_token, sep_token = post["cls"][0], post["sep"][0]
         elif post.get("type") == "TemplateProcessing":
-            single = [s["SpecialToken"]["id"] for s in post.get("single", []) if "SpecialToken" in s]
-            if len(single) == 2:
-                cls_token, sep_token = single
+            template = _template_layout(path, post)
+            ids = [vocab_id for part in (template.single_prefix, template.single_suffix) for vocab_id, _ in part]
+            if len(ids) == 2:
+                cls_token, sep_token = tokens[ids[0]], tokens[ids[1]]
+        elif post:
+            raise VocabularyError(
+                f"{path}: post_processor {post.get('type')!r} is not supported for WordPiece; supported: "
+                "BertProcessing, TemplateProcessing"
+            )
         pad_token = ((spec.get("padding") or {}).get("pad_token")) or "[PAD]"
         for added in spec.get("added_tokens") or []:
             if not added.get("special", False) or added.get("content") not in vocab:
@@ -371,7 +452,7 @@ class Tokenizer:
                 )
         lowercase = bool(norm.get("lowercase", True)) if norm else False
         strip = norm.get("strip_accents") if norm else False
-        return cls(
+        tokenizer = cls(
             tokens,
             lowercase=lowercase,
             strip_accents=strip,
@@ -385,6 +466,9 @@ class Tokenizer:
             continuing_subword_prefix=model.get("continuing_subword_prefix", "##"),
             n_threads=n_threads,
         )
+        if template is not None:
+            tokenizer._layout, tokenizer._native_layout = template, template.native(tokenizer.pad_id)
+        return tokenizer
 
     @classmethod
     def _from_bpe_spec(cls, path: Path, spec: dict[str, Any], n_threads: int) -> Tokenizer:
@@ -411,7 +495,8 @@ class Tokenizer:
             raise VocabularyError(f"{path}: normalizer {kind!r} is not supported for BPE; supported: none")
         pattern, max_digits, add_prefix_space = _bpe_pre_tokenizer(path, spec.get("pre_tokenizer"))
         post = spec.get("post_processor") or {}
-        trim, keep_prefix, cls_token, sep_token = False, False, None, None
+        trim, keep_prefix = False, False
+        layout = _Layout("none", type_b=1)
         steps = post.get("processors", []) if post.get("type") == "Sequence" else [post] if post else []
         for step in steps:
             kind = step.get("type")
@@ -419,11 +504,13 @@ class Tokenizer:
                 trim = bool(step.get("trim_offsets", True))
                 keep_prefix = bool(step.get("add_prefix_space", True))
             if kind == "RobertaProcessing":
-                cls_token, sep_token = step["cls"][0], step["sep"][0]
-            elif kind not in ("ByteLevel",):
+                layout = _Layout.roberta(int(step["cls"][1]), int(step["sep"][1]))
+            elif kind == "TemplateProcessing":
+                layout = _template_layout(path, step)
+            elif kind != "ByteLevel":
                 raise VocabularyError(
-                    f"{path}: post_processor {kind!r} is not supported for BPE yet; supported: ByteLevel, "
-                    "RobertaProcessing"
+                    f"{path}: post_processor {kind!r} is not supported for BPE; supported: ByteLevel, "
+                    "RobertaProcessing, TemplateProcessing"
                 )
         specials = []
         for added in spec.get("added_tokens") or []:
@@ -451,14 +538,15 @@ class Tokenizer:
             raise VocabularyError(f"{path}: {e}") from None
         pad_token = ((spec.get("padding") or {}).get("pad_token")) or None
         self = cls.__new__(cls)
-        self._layout = "roberta" if cls_token is not None else "none"
+        ids = [i for part in (layout.single_prefix, layout.single_suffix) for i, _ in part]
         self._init_core(
             core,
             n_threads,
             {"model": "byte-level BPE", "pattern": pattern, "add_prefix_space": add_prefix_space},
+            layout,
             unk_token=unk or None,
-            cls_token=cls_token,
-            sep_token=sep_token,
+            cls_token=tokens[ids[0]] if ids else None,
+            sep_token=tokens[ids[-1]] if len(ids) > 1 else None,
             pad_token=pad_token,
         )
         return self
@@ -468,14 +556,15 @@ class Tokenizer:
         core: Any,
         n_threads: int,
         options: dict[str, Any],
+        layout: _Layout,
         *,
         unk_token: str | None,
         cls_token: str | None,
         sep_token: str | None,
         pad_token: str | None,
     ) -> None:
-        """The attributes every tokenizer has, from its native model; a special token that is None is absent
-        (id -1; the pad id is then 0, which the attention mask hides)."""
+        """The attributes every tokenizer has, from its native model and its layout of special tokens; a special
+        token that is None is absent (id -1; the pad id is then 0, which the attention mask hides)."""
         self._core = core
         self.n_threads = _check_threads(n_threads, 0)
         self._options = options
@@ -484,6 +573,8 @@ class Tokenizer:
         self.sep_id = core.token_to_id(sep_token) if sep_token is not None else -1
         self.pad_id = max(core.token_to_id(pad_token), 0) if pad_token is not None else 0
         self.unk_id = core.token_to_id(unk_token) if unk_token is not None else -1
+        self._layout = layout
+        self._native_layout = layout.native(self.pad_id)
 
     @property
     def vocab_size(self) -> int:
@@ -514,9 +605,9 @@ class Tokenizer:
         A text of more than half a million characters is encoded on ``n_threads`` threads, cut at whitespace
         (which gives the same tokens).
         """
-        if add_special_tokens:
-            return self._core.encode(text, self.cls_id, self.sep_id, bool(return_offsets), self.n_threads)
-        return self._core.encode(text, -1, -1, bool(return_offsets), self.n_threads)
+        return self._core.encode(
+            text, self._native_layout, bool(add_special_tokens), bool(return_offsets), self.n_threads
+        )
 
     def encode_batch(
         self,
@@ -535,8 +626,8 @@ class Tokenizer:
         one unpadded array per row.
         """
         items = _check_texts(texts, "texts")
-        add_special_tokens = add_special_tokens and self._layout != "none"  # a layout without special tokens
-        limit = self._check_max_length(max_length, 2 if add_special_tokens else 1)
+        extra = len(self._layout.single_prefix) + len(self._layout.single_suffix) if add_special_tokens else 0
+        limit = self._check_max_length(max_length, extra or 1)
         min_width = self._min_width(padding, limit)
         arrays = self._core.encode_batch(
             items,
@@ -544,9 +635,7 @@ class Tokenizer:
             truncation=bool(truncation),
             min_width=min_width,
             add_special_tokens=bool(add_special_tokens),
-            cls_id=self.cls_id,
-            sep_id=self.sep_id,
-            pad_id=self.pad_id,
+            layout=self._native_layout,
             flat=padding is False,
             n_threads=_check_threads(n_threads, self.n_threads),
         )
@@ -566,24 +655,20 @@ class Tokenizer:
         ``queries`` is one str for all passages or one per passage. Only the passage is truncated to fit
         ``max_length``; a query that alone leaves no room for a passage token is cut to ``max_length - 4``.
         """
-        if self._layout != "bert":
-            raise ValueError(
-                f"encode_pairs builds [CLS] query [SEP] passage [SEP]; this tokenizer's pair layout ({self._layout}) "
-                "is not supported yet"
-            )
         q = [queries] if isinstance(queries, str) else _check_texts(queries, "queries")
         p = _check_texts(passages, "passages")
         if len(q) != 1 and len(q) != len(p):
             raise ValueError(f"queries and passages differ in length: {len(q)} and {len(p)}")
-        limit = self._check_max_length(max_length, 4)
+        layout = self._layout
+        limit = self._check_max_length(
+            max_length, len(layout.pair_prefix + layout.pair_middle + layout.pair_suffix) + 1
+        )
         arrays = self._core.encode_pairs(
             q,
             p,
             max_length=limit,
             min_width=self._min_width(padding, limit),
-            cls_id=self.cls_id,
-            sep_id=self.sep_id,
-            pad_id=self.pad_id,
+            layout=self._native_layout,
             flat=padding is False,
             n_threads=_check_threads(n_threads, self.n_threads),
         )

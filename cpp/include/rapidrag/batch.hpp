@@ -11,10 +11,25 @@
 
 namespace rapidrag {
 
-struct SpecialIds {
-  int32_t cls = -1;
-  int32_t sep = -1;
+// A special token of a layout and its token type.
+struct Special {
+  int32_t id;
+  int32_t type;
+};
+
+// Where special tokens go around one text (single) or two (pair), and the token types of the texts: the
+// post-processor of a tokenizer. BERT: [CLS] A [SEP] and [CLS] A [SEP] B [SEP] with B and its [SEP] of type 1;
+// RoBERTa: <s> A </s> and <s> A </s></s> B </s>, all of type 0; a model without special tokens: A alone.
+struct Layout {
+  std::vector<Special> single_prefix, single_suffix;
+  std::vector<Special> pair_prefix, pair_middle, pair_suffix;
+  int32_t type_a = 0;
+  int32_t type_b = 1;
   int32_t pad = 0;
+
+  size_t single_extra() const { return single_prefix.size() + single_suffix.size(); }
+  size_t pair_extra() const { return pair_prefix.size() + pair_middle.size() + pair_suffix.size(); }
+  static Layout bert(int32_t cls, int32_t sep, int32_t pad);
 };
 
 // How many tokens of each sequence a row keeps.
@@ -64,16 +79,18 @@ EncodedTexts encode_all(const TextEncoder& tokenizer, const std::vector<TextRef>
 void encode_long(const TextEncoder& tokenizer, const TextRef& text, size_t n_threads, Encoding& out);
 std::vector<size_t> count_all(const TextEncoder& tokenizer, const std::vector<TextRef>& texts, size_t n_threads);
 
-// Single sequences: [CLS] text [SEP]; truncation keeps the first max_length tokens in all (0 = no limit).
-RowPlan plan_single(size_t length, size_t max_length, bool truncation, bool add_special_tokens);
-// Pairs: [CLS] first [SEP] second [SEP]; only the second is truncated, unless the first alone leaves
-// no room for one token of the second, in which case the first is cut to max_length - 4.
-RowPlan plan_pair(size_t first, size_t second, size_t max_length);
-size_t row_width(const RowPlan& plan, bool pair, bool add_special_tokens);
+// Single sequences with `extra` special tokens around them; truncation keeps the first max_length tokens in all
+// (0 = no limit).
+RowPlan plan_single(size_t length, size_t max_length, bool truncation, size_t extra);
+// Pairs with `extra` special tokens: only the second is truncated, unless the first alone leaves no room for
+// one token of the second, in which case the first is cut to max_length - extra - 1.
+RowPlan plan_pair(size_t first, size_t second, size_t max_length, size_t extra);
+inline size_t row_width(const RowPlan& plan, size_t extra) { return plan.first + plan.second + extra; }
 
-// Rows i of the outputs from firsts[i] (and seconds[i], or seconds[0] broadcast, or none).
+// Rows i of the outputs from firsts[i] (and seconds[i], or seconds[0] broadcast, or none), with the layout's
+// special tokens (pairs always; single texts when add_special_tokens).
 void fill_rows(const EncodedTexts& firsts, const EncodedTexts* seconds, bool broadcast_first,
-               const std::vector<RowPlan>& plans, const SpecialIds& special, bool add_special_tokens,
+               const std::vector<RowPlan>& plans, const Layout& layout, bool add_special_tokens,
                const BatchArrays& out, size_t n_threads);
 
 }  // namespace rapidrag
