@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <stdexcept>
 
 #include "rapidrag/unicode.hpp"
@@ -97,7 +98,7 @@ size_t spaces(const char32_t* c, size_t i, size_t n) {
   return j - 1;                        // leave the last space to the next piece
 }
 
-void utf8_append(char32_t c, uint32_t owner, std::vector<uint8_t>& bytes, std::vector<uint32_t>& owners) {
+void utf8_append(char32_t c, Span owner, std::vector<uint8_t>& bytes, std::vector<Span>& owners) {
   uint8_t buf[4];
   size_t len = 0;
   if (c < 0x80) {
@@ -122,6 +123,81 @@ void utf8_append(char32_t c, uint32_t owner, std::vector<uint8_t>& bytes, std::v
   }
 }
 
+// Canonical composition (NFC) of cps, with the span of the original text each output character comes from, as
+// the reference aligns them: each character of the decomposed stream carries a change (0: it stands for the
+// next input character; +1: a decomposition inserted it), reordering moves changes with their characters, a
+// composite adds its absorbed characters' changes less one each, and the output then takes input spans in
+// order by those changes (0: the next one; +n: the last one taken; -n: the next one, skipping n more).
+void nfc(const char32_t* cps, const Span* spans, size_t n, std::vector<char32_t>& out, std::vector<Span>& out_spans,
+         std::vector<uint8_t>& ccc, std::vector<int32_t>& change) {
+  out.clear();
+  ccc.clear();
+  change.clear();
+  auto push = [&](char32_t c, uint8_t cc, int32_t ch) {
+    out.push_back(c);
+    ccc.push_back(cc);
+    change.push_back(ch);
+  };
+  for (size_t i = 0; i < n; ++i) {  // decompose
+    const char32_t c = cps[i];
+    char32_t hangul[3];
+    if (unicode::is_hangul_syllable(c)) {
+      const int k = unicode::decompose_hangul(c, hangul);
+      for (int j = 0; j < k; ++j) push(hangul[j], 0, j > 0 ? 1 : 0);
+      continue;
+    }
+    const auto& rec = unicode::record(c);
+    if (rec.decomp_off == unicode::kSelf) {
+      push(c, rec.ccc, 0);
+      continue;
+    }
+    for (size_t j = 0; j < rec.decomp_len; ++j) {
+      const char32_t d = unicode::pool()[rec.decomp_off + j];
+      push(d, unicode::record(d).ccc, j > 0 ? 1 : 0);
+    }
+  }
+  for (size_t i = 1; i < out.size(); ++i) {  // canonical order: marks sorted by class, stably
+    for (size_t j = i; j > 0 && ccc[j] != 0 && ccc[j - 1] > ccc[j]; --j) {
+      std::swap(out[j], out[j - 1]);
+      std::swap(ccc[j], ccc[j - 1]);
+      std::swap(change[j], change[j - 1]);
+    }
+  }
+  size_t kept = 0;
+  size_t starter = SIZE_MAX;
+  for (size_t i = 0; i < out.size(); ++i) {  // compose, in place
+    const char32_t c = out[i];
+    const uint8_t cc = ccc[i];
+    if (starter != SIZE_MAX) {
+      const bool adjacent = kept == starter + 1;
+      const uint8_t last = ccc[kept - 1];
+      const bool blocked = !adjacent && (last == 0 || last >= cc);
+      const char32_t composite = blocked ? 0 : unicode::compose(out[starter], c);
+      if (composite != 0) {
+        out[starter] = composite;
+        change[starter] += change[i] - 1;
+        continue;
+      }
+    }
+    out[kept] = c;
+    ccc[kept] = cc;
+    change[kept] = change[i];
+    if (cc == 0) starter = kept;
+    ++kept;
+  }
+  out.resize(kept);
+  out_spans.resize(kept);
+  size_t next = 0;  // the next input character
+  for (size_t k = 0; k < kept; ++k) {
+    if (change[k] > 0) {
+      out_spans[k] = spans[next > 0 ? next - 1 : 0];
+    } else {
+      out_spans[k] = spans[std::min(next, n - 1)];
+      next += 1 + static_cast<size_t>(-change[k]);
+    }
+  }
+}
+
 struct Merge {
   uint32_t rank;
   uint32_t pos;
@@ -132,11 +208,15 @@ struct Merge {
 
 struct ByteLevelBPE::Scratch {
   std::vector<char32_t> segment;  // a part of the text between special tokens
-  std::vector<uint32_t> segment_owners;
+  std::vector<Span> segment_owners;
+  std::vector<char32_t> normalized;  // the same after NFC
+  std::vector<Span> normalized_owners;
+  std::vector<uint8_t> ccc;
+  std::vector<int32_t> change;
   std::vector<char32_t> cps;  // the same with a prefix space
-  std::vector<uint32_t> owners;
+  std::vector<Span> owners;
   std::vector<uint8_t> bytes;
-  std::vector<uint32_t> byte_owners;
+  std::vector<Span> byte_owners;
   std::string key;
   // A piece's symbols as a linked list over byte positions.
   std::vector<int32_t> ids;
@@ -229,8 +309,19 @@ void ByteLevelBPE::encode(const TextRef& text, Encoding& out) const {
       if (end <= seg) return;
       scratch.segment.assign(p + seg, p + end);
       scratch.segment_owners.resize(end - seg);
-      for (size_t k = 0; k < end - seg; ++k) scratch.segment_owners[k] = static_cast<uint32_t>(seg + k);
-      encode_segment(scratch.segment.data(), scratch.segment_owners.data(), end - seg, out, first, scratch);
+      for (size_t k = 0; k < end - seg; ++k) {
+        scratch.segment_owners[k] = {static_cast<uint32_t>(seg + k), static_cast<uint32_t>(seg + k + 1)};
+      }
+      const char32_t* cps = scratch.segment.data();
+      const Span* owners = scratch.segment_owners.data();
+      size_t count = end - seg;
+      if (options_.nfc && std::any_of(p + seg, p + end, [](auto c) { return c >= 0x300; })) {
+        nfc(cps, owners, count, scratch.normalized, scratch.normalized_owners, scratch.ccc, scratch.change);
+        cps = scratch.normalized.data();
+        owners = scratch.normalized_owners.data();
+        count = scratch.normalized.size();
+      }
+      encode_segment(cps, owners, count, out, first, scratch);
     };
     if (specials_.empty()) {
       flush(n);
@@ -262,7 +353,7 @@ void ByteLevelBPE::encode(const TextRef& text, Encoding& out) const {
   });
 }
 
-void ByteLevelBPE::encode_segment(const char32_t* cps, const uint32_t* owners, size_t n, Encoding& out, size_t first,
+void ByteLevelBPE::encode_segment(const char32_t* cps, const Span* owners, size_t n, Encoding& out, size_t first,
                                   Scratch& scratch) const {
   if (n == 0) return;
   if (options_.add_prefix_space && cps[0] != U' ') {
@@ -318,11 +409,11 @@ size_t ByteLevelBPE::match(const char32_t* c, size_t i, size_t n) const {
   return spaces(c, i, n);
 }
 
-void ByteLevelBPE::encode_piece(const uint8_t* bytes, const uint32_t* owners, size_t n, Encoding& out, size_t first,
+void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t n, Encoding& out, size_t first,
                                 Scratch& s) const {
   if (n == 0) return;
   auto emit = [&](int32_t id, size_t b, size_t e) {
-    uint32_t start = owners[b], stop = owners[e - 1] + 1;
+    uint32_t start = owners[b].start, stop = owners[e - 1].end;
     if (options_.trim_offsets) {
       size_t lead = 0, trail = 0;
       while (b + lead < e && bytes[b + lead] == ' ') ++lead;

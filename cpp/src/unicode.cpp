@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "composition.inc"
 #include "regex_classes.inc"
 #include "unicode_tables.inc"
 
@@ -14,6 +15,29 @@ const Record& record(char32_t cp) noexcept {
 }
 
 const char32_t* pool() noexcept { return data::kPool; }
+
+char32_t compose(char32_t first, char32_t second) noexcept {
+  // Hangul: L + V -> LV, LV + T -> LVT.
+  if (first >= 0x1100 && first < 0x1113 && second >= 0x1161 && second < 0x1176) {
+    return 0xAC00 + ((first - 0x1100) * 21 + (second - 0x1161)) * 28;
+  }
+  if (is_hangul_syllable(first) && (first - 0xAC00) % 28 == 0 && second > 0x11A7 && second < 0x11C3) {
+    return first + (second - 0x11A7);
+  }
+  const auto* pairs = composition_data::kPairs;
+  size_t lo = 0, hi = composition_data::kCount;
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    const char32_t a = pairs[mid][0], b = pairs[mid][1];
+    if (a < first || (a == first && b < second)) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo < composition_data::kCount && pairs[lo][0] == first && pairs[lo][1] == second) return pairs[lo][2];
+  return 0;
+}
 
 uint8_t classes(char32_t cp) noexcept {
   if (cp > kMaxCodePoint) return 0;

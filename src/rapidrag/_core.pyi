@@ -62,6 +62,7 @@ class ByteLevelBPE(TextEncoder):
         ignore_merges: bool,
         unk_token: str,
         special_tokens: list[str],
+        nfc: bool,
     ) -> None: ...
 
 class WordPiece(TextEncoder):

@@ -8,6 +8,7 @@
 ``rapidrag chunk``: tokenize and chunk a corpus, with a throughput report.
 ``rapidrag quantize``: make an int8 model (attention fused) from an fp32 ONNX model.
 ``rapidrag train reranker|embedder``: fine-tune a cross-encoder or an embedder on judged queries ([train] extra).
+``rapidrag export``: a Hugging Face checkpoint to a model folder rapidrag loads, checked ([export] extra).
 """
 
 from __future__ import annotations
@@ -124,6 +125,33 @@ def cmd_chunk(args: argparse.Namespace) -> int:
                     }
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
         print(f"wrote       {args.out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+
+        from .export import export_model
+    except ImportError as e:
+        raise CliError(
+            f"rapidrag export needs the [export] extra ({e.name} is missing): pip install 'rapidrag[export]'"
+        ) from None
+    report = export_model(
+        args.checkpoint,
+        args.out,
+        task=args.task,
+        int8=args.int8,
+        force=args.force,
+        max_length=args.max_length,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    record = report.record
+    print(
+        f"wrote {report.path}: {record['architecture']} for {record['task']}, inputs {record['inputs']}, "
+        f"within {record['onnx_check_max_abs_diff']:.1e} of transformers"
+    )
     return 0
 
 
@@ -769,6 +797,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--force", action="store_true", help="replace --out if it exists")
     tr.add_argument("--keep-worse", action="store_true", help="write the model even if dev says it got worse")
     tr.set_defaults(func=cmd_train)
+    ex = sub.add_parser("export", help="a Hugging Face checkpoint folder to a model folder rapidrag loads")
+    ex.add_argument("checkpoint", help="a Hugging Face checkpoint folder (config.json, weights, tokenizer)")
+    ex.add_argument("--out", required=True, help="the model folder to write")
+    ex.add_argument("--task", required=True, choices=("embed", "rerank"), help="an embedder or a cross-encoder")
+    ex.add_argument("--int8", action="store_true", help="also write model_fused_int8.onnx (rapidrag quantize)")
+    ex.add_argument("--max-length", type=_positive_int, default=512, help="tokens per text or pair (512)")
+    ex.add_argument("--force", action="store_true", help="replace --out if it exists")
+    ex.set_defaults(func=cmd_export)
     qz = sub.add_parser("quantize", help="make an int8 model with fused attention from an fp32 ONNX model")
     qz.add_argument(
         "src", help="a model folder holding model.onnx, a model name under $RAPIDRAG_MODELS, or a .onnx file"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +19,37 @@ __all__ = ["Embedder", "resolve_model"]
 
 F32Array = npt.NDArray[np.float32]
 REQUIRED_INPUTS = ("input_ids", "attention_mask")
+
+
+# sentence-transformers' pooling modes, as its Pooling module's configuration names them.
+_POOLING_MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "last"}
+
+
+def _folder_pooling(folder: Path) -> str:
+    """The pooling the folder declares: its ``rapidrag.json`` (``rapidrag export`` writes one), else its
+    sentence-transformers configuration (``1_Pooling/config.json``), else mean; a mode rapidrag does not compute
+    (max, weighted mean) is refused by name."""
+    record = folder / "rapidrag.json"
+    if record.is_file():
+        try:
+            declared = json.loads(record.read_text(encoding="utf-8")).get("pooling")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+            raise ModelError(f"{record}: not valid JSON ({e})") from None
+        if declared is not None:
+            if declared not in _POOLING_MODES.values():
+                raise ModelError(f"{record}: pooling {declared!r} is not one of {sorted(_POOLING_MODES.values())}")
+            return str(declared)
+    config = folder / "1_Pooling" / "config.json"
+    if not config.is_file():
+        return "mean"
+    try:
+        spec = json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{config}: not valid JSON ({e})") from None
+    on = [key for key, value in spec.items() if key.startswith("pooling_mode_") and value]
+    if len(on) != 1 or on[0] not in _POOLING_MODES:
+        raise ModelError(f"{config}: pooling {on} is not supported; supported: one of {sorted(_POOLING_MODES)}")
+    return _POOLING_MODES[on[0]]
 
 
 class Embedder:
@@ -34,9 +67,10 @@ class Embedder:
         Tokens per text, special tokens included; longer texts are truncated.
     normalize : bool
         L2-normalise the embeddings (inner product is then cosine similarity).
-    pooling : "auto", "mean" or "cls"
-        "auto" uses the model's ``sentence_embedding`` output when it has one, else masked mean pooling of
-        ``last_hidden_state``.
+    pooling : "auto", "mean", "cls" or "last"
+        "auto" uses the model's ``sentence_embedding`` output when it has one, else what the folder's
+        sentence-transformers pooling configuration (``1_Pooling/config.json``) says, else masked mean pooling of
+        ``last_hidden_state``. "last" takes the last token of each text (decoder embedders such as Qwen's).
     n_threads : int
         ONNX Runtime intra-op threads and tokenizer threads; 0 = one per core.
     graph_optimization_level : str
@@ -58,7 +92,7 @@ class Embedder:
         quantized: bool = False,
         max_length: int = 256,
         normalize: bool = True,
-        pooling: Literal["auto", "mean", "cls"] = "auto",
+        pooling: Literal["auto", "mean", "cls", "last"] = "auto",
         n_threads: int = 0,
         graph_optimization_level: GraphLevel = "all",
         enable_mem_arena: bool = True,
@@ -67,8 +101,8 @@ class Embedder:
     ) -> None:
         folder = resolve_model(path)
         onnx_file = find_model_file(folder, quantized, model_file)
-        if pooling not in ("auto", "mean", "cls"):
-            raise ValueError(f"pooling must be 'auto', 'mean' or 'cls', got {pooling!r}")
+        if pooling not in ("auto", "mean", "cls", "last"):
+            raise ValueError(f"pooling must be 'auto', 'mean', 'cls' or 'last', got {pooling!r}")
         if not isinstance(max_length, int) or max_length < 2:
             raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
         self.n_threads = _check_threads(n_threads, 0)
@@ -88,7 +122,8 @@ class Embedder:
         if pooling == "auto" and "sentence_embedding" in outputs:
             self._output, self.pooling = "sentence_embedding", "model"
         elif "last_hidden_state" in outputs:
-            self._output, self.pooling = "last_hidden_state", "mean" if pooling == "auto" else pooling
+            self._output = "last_hidden_state"
+            self.pooling = _folder_pooling(folder) if pooling == "auto" else pooling
         else:
             raise ModelError(
                 f"{onnx_file}: need a 'last_hidden_state' or 'sentence_embedding' output, has {sorted(outputs)}"
@@ -130,6 +165,9 @@ class Embedder:
             hidden = np.asarray(result, dtype=np.float32)
             if self.pooling == "cls":
                 vectors = hidden[:, 0, :]
+            elif self.pooling == "last":  # rows are padded on the right: the last real token of each
+                last = inputs["attention_mask"].sum(axis=1).astype(np.int64) - 1
+                vectors = hidden[np.arange(len(hidden)), np.maximum(last, 0), :]
             else:
                 mask = inputs["attention_mask"].astype(np.float32)[:, :, None]
                 vectors = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +28,7 @@ from .tokenizer import _check_texts, _check_threads
 __all__ = ["RerankResult", "Reranked", "Reranker"]
 
 F32Array = npt.NDArray[np.float32]
-REQUIRED_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+REQUIRED_INPUTS = ("input_ids", "attention_mask")  # token_type_ids too when the model takes them
 MAX_POSITIONS = 512
 # Head room on the cost estimate under a time budget: runs of the same shape vary by a few percent on a busy
 # machine, and a budget is a limit, not a target. In end-to-end searches on SciFact (rapidrag bench, 300 queries)
@@ -122,8 +122,24 @@ def _passage_text(item: object, index: int) -> str:
     return text
 
 
+def _folder_activation(folder: Path) -> str:
+    """The output activation the folder's config.json declares for sentence-transformers: sigmoid or none."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return "none"
+    try:
+        declared = json.loads(config.read_text(encoding="utf-8")).get("sbert_ce_default_activation_function")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise ModelError(f"{config}: not valid JSON ({e})") from None
+    if declared is None or declared.endswith("Identity"):
+        return "none"
+    if declared.endswith("Sigmoid"):
+        return "sigmoid"
+    raise ModelError(f"{config}: output activation {declared!r} is not supported; supported: Sigmoid, Identity")
+
+
 class Reranker:
-    """Score (query, passage) pairs with a cross-encoder ONNX model (BERT family, one or two logits).
+    """Score (query, passage) pairs with a cross-encoder ONNX model (logits of shape [n], [n, 1] or [n, 2]).
 
     Parameters
     ----------
@@ -144,6 +160,10 @@ class Reranker:
         int8 ones lose a little (512 was up to 8% faster than 2048) (benchmarks/bench_reranker.py).
     n_threads, graph_optimization_level, enable_mem_arena, allow_spinning :
         ONNX Runtime session settings, as for the Embedder.
+    activation : "auto", "none" or "sigmoid"
+        Applied to the logit. "auto": what the folder's ``config.json`` declares for sentence-transformers
+        (``sbert_ce_default_activation_function``), else none. Models without ``token_type_ids`` (RoBERTa,
+        ModernBERT and decoder rerankers) get the inputs they declare.
     """
 
     def __init__(
@@ -158,9 +178,13 @@ class Reranker:
         graph_optimization_level: GraphLevel = "all",
         enable_mem_arena: bool = True,
         allow_spinning: bool = True,
+        activation: Literal["auto", "none", "sigmoid"] = "auto",
     ) -> None:
         folder = resolve_model(path)
         onnx_file = find_model_file(folder, quantized, model_file)
+        if activation not in ("auto", "none", "sigmoid"):
+            raise ValueError(f"activation must be 'auto', 'none' or 'sigmoid', got {activation!r}")
+        self.activation = _folder_activation(folder) if activation == "auto" else activation
         self.model_limit = _model_limit(folder)
         self.max_length = self._check_length(max_length, "max_length")
         if not isinstance(batch_tokens, int) or isinstance(batch_tokens, bool) or batch_tokens < 1:
@@ -178,6 +202,7 @@ class Reranker:
             allow_spinning=allow_spinning,
         )
         self._output = self.session.get_outputs()[0].name
+        self._pad_id = self.tokenizer.pad_id
         self.recommended_weight = _recommended_weight(folder)
         self._query_cache: tuple[str, frozenset[int]] | None = None
         # Warm up on the largest batch a search runs (full-length pairs filling batch_tokens), which also checks
@@ -366,14 +391,18 @@ class Reranker:
 
     def _run(self, enc: Any, idx: npt.NDArray[np.intp], run_options: Any = None) -> F32Array:
         width = int(enc.lengths[idx].max())
-        arrays = {name: np.zeros((len(idx), width), dtype=np.int64) for name in REQUIRED_INPUTS}
+        arrays = {
+            name: np.full((len(idx), width), self._pad_id if name == "input_ids" else 0, dtype=np.int64)
+            for name in self._input_names
+        }
+        types = "token_type_ids" in arrays
         for row, i in enumerate(idx):
             n = int(enc.lengths[i])
             arrays["input_ids"][row, :n] = enc.input_ids[i]
             arrays["attention_mask"][row, :n] = 1
-            arrays["token_type_ids"][row, :n] = enc.token_type_ids[i]
-        feeds = {name: arrays[name] for name in self._input_names}
-        (logits,) = self.session.run([self._output], feeds, run_options)
+            if types:
+                arrays["token_type_ids"][row, :n] = enc.token_type_ids[i]
+        (logits,) = self.session.run([self._output], arrays, run_options)
         logits = np.asarray(logits, dtype=np.float32)
         if logits.ndim == 1:
             logits = logits[:, None]
@@ -382,7 +411,10 @@ class Reranker:
                 f"{self.model_path}: output {self._output!r} has shape {list(logits.shape)}; a cross-encoder gives "
                 "[batch, 1] or [batch, 2] logits"
             )
-        return logits[:, -1]  # one logit, or the "relevant" column of two
+        scores = logits[:, -1]  # one logit, or the "relevant" column of two
+        if self.activation == "sigmoid":
+            scores = 1.0 / (1.0 + np.exp(-scores))
+        return scores
 
     def _query_terms(self, query: str) -> frozenset[int]:
         if self._query_cache is not None and self._query_cache[0] == query:

@@ -490,9 +490,11 @@ class Tokenizer:
                 raise VocabularyError(f"{path}: BPE with {key}={model[key]!r} is not supported")
         if model.get("byte_fallback"):
             raise VocabularyError(f"{path}: BPE with byte_fallback (SentencePiece-style BPE) is not supported yet")
-        if spec.get("normalizer"):
-            kind = spec["normalizer"].get("type")
-            raise VocabularyError(f"{path}: normalizer {kind!r} is not supported for BPE; supported: none")
+        normalizer = spec.get("normalizer") or {}
+        steps = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
+        kinds = [step.get("type") for step in steps if step]
+        if kinds not in ([], ["NFC"]):
+            raise VocabularyError(f"{path}: normalizer {kinds} is not supported for BPE; supported: none, NFC")
         pattern, max_digits, add_prefix_space = _bpe_pre_tokenizer(path, spec.get("pre_tokenizer"))
         post = spec.get("post_processor") or {}
         trim, keep_prefix = False, False
@@ -533,6 +535,7 @@ class Tokenizer:
                 ignore_merges=bool(model.get("ignore_merges", False)),
                 unk_token=unk,
                 special_tokens=specials,
+                nfc=kinds == ["NFC"],
             )
         except ValueError as e:
             raise VocabularyError(f"{path}: {e}") from None
@@ -542,7 +545,7 @@ class Tokenizer:
         self._init_core(
             core,
             n_threads,
-            {"model": "byte-level BPE", "pattern": pattern, "add_prefix_space": add_prefix_space},
+            {"model": "byte-level BPE", "normalizer": kinds, "pattern": pattern, "add_prefix_space": add_prefix_space},
             layout,
             unk_token=unk or None,
             cls_token=tokens[ids[0]] if ids else None,

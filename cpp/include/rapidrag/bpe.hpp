@@ -21,7 +21,14 @@ namespace rapidrag {
 //   kNone:   the whole text is one piece.
 enum class SplitPattern : uint8_t { kNone, kGpt2, kLlama3 };
 
+// The characters of the original text a normalized character came from: [start, end) code point offsets.
+struct Span {
+  uint32_t start;
+  uint32_t end;
+};
+
 struct ByteLevelBPEOptions {
+  bool nfc = false;  // the NFC normalizer (Qwen2) before pre-tokenization
   SplitPattern pattern = SplitPattern::kGpt2;
   size_t max_digits = 3;          // kLlama3 only
   bool add_prefix_space = false;  // a space before a text (or a part between special tokens) not starting with one
@@ -52,9 +59,9 @@ class ByteLevelBPE : public TextEncoder {
 
  private:
   struct Scratch;
-  void encode_segment(const char32_t* cps, const uint32_t* owners, size_t n, Encoding& out, size_t first,
+  void encode_segment(const char32_t* cps, const Span* owners, size_t n, Encoding& out, size_t first,
                       Scratch& scratch) const;
-  void encode_piece(const uint8_t* bytes, const uint32_t* owners, size_t n, Encoding& out, size_t first,
+  void encode_piece(const uint8_t* bytes, const Span* owners, size_t n, Encoding& out, size_t first,
                     Scratch& scratch) const;
   size_t match(const char32_t* c, size_t i, size_t n) const;
 

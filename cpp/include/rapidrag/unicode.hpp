@@ -60,6 +60,10 @@ inline int decompose_hangul(char32_t cp, char32_t* out) noexcept {
   return 3;
 }
 
+// The canonical composite of a starter and the next character (NFC's primary composites, Hangul included), or
+// 0 when they do not compose.
+char32_t compose(char32_t first, char32_t second) noexcept;
+
 // UTF-8 -> code points; invalid sequences become U+FFFD. For C++ callers; Python passes str data directly.
 void decode_utf8(const char* data, size_t size, char32_t* out, size_t* out_len) noexcept;
 

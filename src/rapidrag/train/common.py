@@ -27,7 +27,6 @@ __all__ = [
     "check_ints",
     "check_output",
     "dev_record",
-    "export_onnx",
     "finish",
     "gain_interval",
     "start_torch",
@@ -265,40 +264,6 @@ def write_folder(out: Path, fill: Callable[[Path], None]) -> None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def export_onnx(model: Any, sample: Mapping[str, Any], path: Path, output: str) -> None:
-    """``model`` to ONNX (opset 17, dynamic batch and sequence axes), called with its inputs by name so that the
-    graph's inputs are whichever of input_ids, attention_mask and token_type_ids ``sample`` holds; ``output``: the
-    model output to export (``logits`` or ``last_hidden_state``)."""
-    import torch
-
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
-
-    class ByName(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = model
-
-        def forward(self, *inputs: Any) -> Any:
-            return getattr(self.inner(**dict(zip(names, inputs, strict=True))), output)
-
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation("eager")  # plain ops trace to a graph of dynamic shapes; SDPA's masks do not
-    axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "sequence"}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on Python values it records as constants
-        torch.onnx.export(
-            ByName().eval(),
-            tuple(sample[n] for n in names),
-            str(path),
-            input_names=names,
-            output_names=[output],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
 
 
 def finish(

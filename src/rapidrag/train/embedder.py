@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..export import export_onnx
 from .common import (
     Loop,
     TrainingError,
@@ -27,7 +28,6 @@ from .common import (
     check_ints,
     check_output,
     dev_record,
-    export_onnx,
     finish,
     gain_interval,
     quiet,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..export import export_onnx
 from .common import (
     Loop,
     TrainingError,
@@ -33,7 +34,6 @@ from .common import (
     check_ints,
     check_output,
     dev_record,
-    export_onnx,
     finish,
     gain_interval,
     quiet,
