@@ -24,7 +24,7 @@ Trained = dict[str, tuple[tokenizers.Tokenizer, Path]]
 SPECIALS = ["<s>", "</s>", "<pad>", "<|endoftext|>"]
 
 
-def train(texts: list[str], layout: str) -> tokenizers.Tokenizer:
+def train(texts: list[str], layout: str, vocab_size: int = 2000) -> tokenizers.Tokenizer:
     """A byte-level BPE tokenizer in one of the layouts of today's models, trained on ``texts``."""
     tok = tokenizers.Tokenizer(models.BPE(ignore_merges=layout == "llama3"))
     if layout == "qwen2":
@@ -41,7 +41,7 @@ def train(texts: list[str], layout: str) -> tokenizers.Tokenizer:
         )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=2000,
+        vocab_size=vocab_size,
         special_tokens=SPECIALS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,

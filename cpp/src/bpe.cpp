@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 
 #include "rapidrag/unicode.hpp"
@@ -51,7 +52,16 @@ bool token_bytes(const std::string& token, std::string& out) {
   return true;
 }
 
-inline uint8_t cls(char32_t c) { return unicode::classes(c); }
+// The ASCII classes, read without the two-stage lookup on the hot path.
+struct AsciiClasses {
+  uint8_t of[128];
+  AsciiClasses() {
+    for (char32_t c = 0; c < 128; ++c) of[c] = unicode::classes(c);
+  }
+};
+const AsciiClasses kAsciiClasses;
+
+inline uint8_t cls(char32_t c) { return c < 128 ? kAsciiClasses.of[c] : unicode::classes(c); }
 inline bool is_space(char32_t c) { return (cls(c) & unicode::kWhiteSpace) != 0; }
 inline bool is_letter(char32_t c) { return (cls(c) & unicode::kLetter) != 0; }
 inline bool is_number(char32_t c) { return (cls(c) & unicode::kNumber) != 0; }
@@ -206,6 +216,11 @@ struct Merge {
 
 }  // namespace
 
+namespace {
+constexpr size_t kCacheSlots = 1 << 18;  // at most half used: 131,072 pieces per thread, then it starts over
+constexpr size_t kCacheMaxBytes = 64;    // longer pieces are rare: not kept
+}  // namespace
+
 struct ByteLevelBPE::Scratch {
   std::vector<char32_t> segment;  // a part of the text between special tokens
   std::vector<Span> segment_owners;
@@ -223,16 +238,56 @@ struct ByteLevelBPE::Scratch {
   std::vector<int32_t> prev, next;
   std::vector<uint32_t> end;  // byte end of the symbol starting here
   std::vector<Merge> heap;
-  // Pieces seen on this thread by this model, and their tokens as (id, byte end); words repeat, merges are dear.
-  uint64_t cache_owner = 0;
-  std::unordered_map<std::string, std::vector<std::pair<int32_t, uint32_t>>> cache;
   std::vector<std::pair<int32_t, uint32_t>> tokens;
+  // Pieces seen on this thread by this model, and their tokens as (id, byte end): words repeat, merges are dear.
+  // A flat open-addressing table over two arenas (piece bytes, tokens), emptied whole when half full.
+  struct Slot {
+    uint64_t hash = 0;  // 0: empty
+    uint32_t key = 0, tokens = 0;
+    uint16_t key_len = 0, n_tokens = 0;
+  };
+  uint64_t cache_owner = 0;
+  std::vector<Slot> slots;
+  std::vector<uint8_t> keys;
+  std::vector<std::pair<int32_t, uint32_t>> cached;
+  size_t used = 0;
+
+  void reset(uint64_t owner) {
+    slots.assign(kCacheSlots, Slot{});
+    keys.clear();
+    cached.clear();
+    used = 0;
+    cache_owner = owner;
+  }
+  static uint64_t hash_of(const uint8_t* b, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then a final mix; never 0
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
+    return h | 1;
+  }
+  const Slot* find(const uint8_t* b, size_t n, uint64_t h) const {
+    for (size_t i = h & (kCacheSlots - 1);; i = (i + 1) & (kCacheSlots - 1)) {
+      const Slot& slot = slots[i];
+      if (slot.hash == 0) return nullptr;
+      if (slot.hash == h && slot.key_len == n && std::memcmp(keys.data() + slot.key, b, n) == 0) return &slot;
+    }
+  }
+  void insert(const uint8_t* b, size_t n, uint64_t h) {
+    if (2 * (used + 1) > kCacheSlots) reset(cache_owner);
+    size_t i = h & (kCacheSlots - 1);
+    while (slots[i].hash != 0) i = (i + 1) & (kCacheSlots - 1);
+    slots[i] = {h, static_cast<uint32_t>(keys.size()), static_cast<uint32_t>(cached.size()),
+                static_cast<uint16_t>(n), static_cast<uint16_t>(tokens.size())};
+    keys.insert(keys.end(), b, b + n);
+    cached.insert(cached.end(), tokens.begin(), tokens.end());
+    ++used;
+  }
 };
 
 namespace {
 std::atomic<uint64_t> next_model_serial{1};
-constexpr size_t kCacheEntries = 1 << 16;  // then the cache starts over
-constexpr size_t kCacheMaxBytes = 64;      // longer pieces are rare: not kept
 }  // namespace
 
 const std::string& ByteLevelBPE::byte_char(uint8_t b) { return kByteChars.utf8[b]; }
@@ -278,6 +333,12 @@ ByteLevelBPE::ByteLevelBPE(const std::vector<std::string>& vocab,
     if (sp.empty()) continue;
     specials_.push_back(unicode::utf8_to_u32(sp));
     special_ids_.push_back(it->second);
+    const char32_t first = specials_.back()[0];
+    if (first < 128) {
+      special_first_[first] = true;
+    } else {
+      special_first_non_ascii_ = true;
+    }
   }
 }
 
@@ -296,10 +357,7 @@ const std::string& ByteLevelBPE::id_to_token(int32_t id) const {
 
 void ByteLevelBPE::encode(const TextRef& text, Encoding& out) const {
   thread_local Scratch scratch;
-  if (scratch.cache_owner != serial_) {
-    scratch.cache.clear();
-    scratch.cache_owner = serial_;
-  }
+  if (scratch.cache_owner != serial_) scratch.reset(serial_);
   const size_t first = out.size();
   // Split at special tokens (longest match at each position); the parts between are encoded on their own.
   visit_text(text, [&](const auto* p) {
@@ -329,6 +387,11 @@ void ByteLevelBPE::encode(const TextRef& text, Encoding& out) const {
     }
     size_t i = 0;
     while (i < n) {
+      const char32_t c = static_cast<char32_t>(p[i]);
+      if (c < 128 ? !special_first_[c] : !special_first_non_ascii_) {
+        ++i;
+        continue;
+      }
       size_t best = 0, best_k = 0;
       for (size_t k = 0; k < specials_.size(); ++k) {
         const std::u32string& sp = specials_[k];
@@ -429,8 +492,8 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
     out.ends.push_back(stop);
     if (out.track_words) out.word_starts.push_back(b == 0 ? 1 : 0);
   };
-  s.key.assign(reinterpret_cast<const char*>(bytes), n);
   if (options_.ignore_merges) {
+    s.key.assign(reinterpret_cast<const char*>(bytes), n);
     const auto it = byte_token_ids_.find(s.key);
     if (it != byte_token_ids_.end()) {
       emit(it->second, 0, n);
@@ -438,11 +501,12 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
     }
   }
   const bool cacheable = n <= kCacheMaxBytes;
+  const uint64_t h = cacheable ? Scratch::hash_of(bytes, n) : 0;
   if (cacheable) {
-    const auto hit = s.cache.find(s.key);
-    if (hit != s.cache.end()) {
+    if (const Scratch::Slot* hit = s.find(bytes, n, h)) {
       uint32_t b = 0;
-      for (const auto& [id, e] : hit->second) {
+      for (size_t t = 0; t < hit->n_tokens; ++t) {
+        const auto [id, e] = s.cached[hit->tokens + t];
         if (id >= 0) emit(id, b, e);
         b = e;
       }
@@ -512,10 +576,7 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
     if (id >= 0) emit(id, b, e);
     b = e;
   }
-  if (cacheable) {
-    if (s.cache.size() >= kCacheEntries) s.cache.clear();
-    s.cache.emplace(s.key, s.tokens);
-  }
+  if (cacheable) s.insert(bytes, n, h);
 }
 
 }  // namespace rapidrag

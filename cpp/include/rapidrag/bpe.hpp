@@ -75,6 +75,8 @@ class ByteLevelBPE : public TextEncoder {
   std::unordered_map<uint64_t, uint64_t> merges_;
   std::vector<std::u32string> specials_;
   std::vector<int32_t> special_ids_;
+  bool special_first_[128] = {};  // ASCII first characters of special tokens
+  bool special_first_non_ascii_ = false;
   uint64_t serial_;  // tells this model's per-thread cache of pieces from another's
 };
 
