@@ -151,7 +151,7 @@ def test_what_is_not_supported_is_refused_by_name(trained: Trained, tmp_path: Pa
     refused({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [split, byte_level]}}, r"Split '\\\\w\+'")
     refused({"pre_tokenizer": {"type": "Metaspace"}}, "pre_tokenizer.*Metaspace.*not supported")
     refused({"normalizer": {"type": "NFKC"}}, r"normalizer \['NFKC'\]")
-    refused({"post_processor": {"type": "BertProcessing", "sep": ["</s>", 1], "cls": ["<s>", 0]}}, "BertProcessing")
+    refused({"post_processor": {"type": "Future"}}, "post_processor 'Future' is not supported for BPE")
     refused({"model": {**spec["model"], "byte_fallback": True}}, "byte_fallback")
     refused({"model": {**spec["model"], "merges": [["nope", "nah"]]}}, "merge 0")
     backwards = {

@@ -1,7 +1,8 @@
 """``rapidrag export``: Hugging Face checkpoints to model folders that Embedder and Reranker load, checked against
 transformers from checkpoint to score: tiny random-weight models that transformers builds from configs (BERT,
-RoBERTa, ModernBERT, a Qwen2-style decoder with last-token pooling) with tokenizers trained here, and the real
-all-MiniLM-L6-v2 checkpoint against the shared ONNX model."""
+RoBERTa, XLM-RoBERTa, DeBERTa-v2, ModernBERT, a Qwen2-style decoder with last-token pooling) with the WordPiece,
+byte-level BPE and Unigram tokenizers trained here, and the real all-MiniLM-L6-v2 checkpoint against the shared
+ONNX model."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     pytest.skip(f"the [export] extra is not installed ({e.name})", allow_module_level=True)
 
 from test_bpe import train
+from test_unigram import train as train_unigram
 
 import rapidrag
 from rapidrag.cli import main
@@ -37,10 +39,11 @@ ROBERTA_IDS = {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 2}
 def bpe_checkpoint(
     folder: Path, texts: list[str], layout: str, model: Any, *, pooling: str | None = None, eos: bool = False
 ) -> Path:
-    """A checkpoint folder: a byte-level BPE tokenizer trained on ``texts`` and ``model`` with random weights."""
+    """A checkpoint folder: a byte-level BPE tokenizer trained on ``texts`` (``layout``, or "unigram" for an
+    XLM-RoBERTa-style Unigram one) and ``model`` with random weights."""
     from tokenizers import processors
 
-    tok = train(texts, layout)
+    tok = train_unigram(texts, "xlmr") if layout == "unigram" else train(texts, layout)
     if eos:  # a decoder embedder's layout: the end-of-text token after each text, read by last-token pooling
         template = processors.TemplateProcessing(
             single="$A <|endoftext|>",
@@ -92,6 +95,38 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory, scifact_texts: list[st
                 texts,
                 "roberta",
                 transformers.ModernBertForSequenceClassification(transformers.ModernBertConfig(**modern, num_labels=1)),
+            ),
+            "rerank",
+            None,
+        ),
+        "xlmr-rerank": (
+            bpe_checkpoint(
+                root / "xlmr",
+                texts,
+                "unigram",
+                transformers.XLMRobertaForSequenceClassification(
+                    transformers.XLMRobertaConfig(
+                        vocab_size=2000,
+                        **SMALL,
+                        bos_token_id=0,
+                        pad_token_id=1,
+                        eos_token_id=2,
+                        max_position_embeddings=600,
+                        num_labels=1,
+                    )
+                ),
+            ),
+            "rerank",
+            None,
+        ),
+        "deberta-v2-rerank": (
+            bpe_checkpoint(
+                root / "deberta",
+                texts,
+                "unigram",
+                transformers.DebertaV2ForSequenceClassification(
+                    transformers.DebertaV2Config(vocab_size=2000, **SMALL, pad_token_id=1, num_labels=1)
+                ),
             ),
             "rerank",
             None,
@@ -155,7 +190,16 @@ def reference(checkpoint: Path, task: str, pooling: str | None) -> Callable[[str
 
 
 @pytest.mark.parametrize(
-    "name", ["bert-rerank", "roberta-rerank", "modernbert-rerank", "modernbert-embed-cls", "qwen2-embed-last"]
+    "name",
+    [
+        "bert-rerank",
+        "roberta-rerank",
+        "xlmr-rerank",
+        "deberta-v2-rerank",
+        "modernbert-rerank",
+        "modernbert-embed-cls",
+        "qwen2-embed-last",
+    ],
 )
 def test_exported_models_give_transformers_scores(
     checkpoints: dict[str, Any], scifact_texts: list[str], tmp_path: Path, name: str
@@ -207,11 +251,11 @@ def test_bad_input(checkpoints: dict[str, Any], tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(Exception, match="no config.json"):
         export_model(empty, tmp_path / "b", task="embed")
-    unigram = tmp_path / "unigram"
-    shutil.copytree(bert, unigram)
-    spec = json.loads((unigram / "tokenizer.json").read_text())
-    spec["model"] = {"type": "Unigram", "vocab": [["a", 0.0]], "unk_id": 0}
-    (unigram / "tokenizer.json").write_text(json.dumps(spec))
-    with pytest.raises(ModelError, match="cannot read this tokenizer yet.*Unigram"):
-        export_model(unigram, tmp_path / "c", task="rerank")
+    charsmap = tmp_path / "charsmap"
+    shutil.copytree(checkpoints["xlmr-rerank"][0], charsmap)
+    spec = json.loads((charsmap / "tokenizer.json").read_text())
+    spec["normalizer"] = {"type": "Precompiled", "precompiled_charsmap": ""}
+    (charsmap / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelError, match="cannot read this tokenizer yet.*Precompiled"):
+        export_model(charsmap, tmp_path / "c", task="rerank")
     assert not (tmp_path / "c").exists() and not (tmp_path / "a").exists()

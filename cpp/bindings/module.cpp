@@ -7,15 +7,17 @@ namespace rapidrag::bindings {
 void register_encoder(py::module_& m);
 void register_wordpiece(py::module_& m);
 void register_bpe(py::module_& m);
+void register_unigram(py::module_& m);
 void register_chunker(py::module_& m);
 void register_words(py::module_& m);
 }  // namespace rapidrag::bindings
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "rapidrag native core: WordPiece and byte-level BPE tokenizers, chunker and BM25 word splitting";
+  m.doc() = "rapidrag native core: WordPiece, byte-level BPE and Unigram tokenizers, chunker and BM25 word splitting";
   rapidrag::bindings::register_encoder(m);
   rapidrag::bindings::register_wordpiece(m);
   rapidrag::bindings::register_bpe(m);
+  rapidrag::bindings::register_unigram(m);
   rapidrag::bindings::register_chunker(m);
   rapidrag::bindings::register_words(m);
 }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "rapidrag/normalize.hpp"
 #include "rapidrag/unicode.hpp"
 
 namespace rapidrag {
@@ -108,106 +109,6 @@ size_t spaces(const char32_t* c, size_t i, size_t n) {
   return j - 1;                        // leave the last space to the next piece
 }
 
-void utf8_append(char32_t c, Span owner, std::vector<uint8_t>& bytes, std::vector<Span>& owners) {
-  uint8_t buf[4];
-  size_t len = 0;
-  if (c < 0x80) {
-    buf[len++] = static_cast<uint8_t>(c);
-  } else if (c < 0x800) {
-    buf[len++] = static_cast<uint8_t>(0xC0 | (c >> 6));
-    buf[len++] = static_cast<uint8_t>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    if (c >= 0xD800 && c <= 0xDFFF) c = 0xFFFD;  // a lone surrogate cannot be UTF-8: U+FFFD, as Python's replace
-    buf[len++] = static_cast<uint8_t>(0xE0 | (c >> 12));
-    buf[len++] = static_cast<uint8_t>(0x80 | ((c >> 6) & 0x3F));
-    buf[len++] = static_cast<uint8_t>(0x80 | (c & 0x3F));
-  } else {
-    buf[len++] = static_cast<uint8_t>(0xF0 | (c >> 18));
-    buf[len++] = static_cast<uint8_t>(0x80 | ((c >> 12) & 0x3F));
-    buf[len++] = static_cast<uint8_t>(0x80 | ((c >> 6) & 0x3F));
-    buf[len++] = static_cast<uint8_t>(0x80 | (c & 0x3F));
-  }
-  for (size_t k = 0; k < len; ++k) {
-    bytes.push_back(buf[k]);
-    owners.push_back(owner);
-  }
-}
-
-// Canonical composition (NFC) of cps, with the span of the original text each output character comes from, as
-// the reference aligns them: each character of the decomposed stream carries a change (0: it stands for the
-// next input character; +1: a decomposition inserted it), reordering moves changes with their characters, a
-// composite adds its absorbed characters' changes less one each, and the output then takes input spans in
-// order by those changes (0: the next one; +n: the last one taken; -n: the next one, skipping n more).
-void nfc(const char32_t* cps, const Span* spans, size_t n, std::vector<char32_t>& out, std::vector<Span>& out_spans,
-         std::vector<uint8_t>& ccc, std::vector<int32_t>& change) {
-  out.clear();
-  ccc.clear();
-  change.clear();
-  auto push = [&](char32_t c, uint8_t cc, int32_t ch) {
-    out.push_back(c);
-    ccc.push_back(cc);
-    change.push_back(ch);
-  };
-  for (size_t i = 0; i < n; ++i) {  // decompose
-    const char32_t c = cps[i];
-    char32_t hangul[3];
-    if (unicode::is_hangul_syllable(c)) {
-      const int k = unicode::decompose_hangul(c, hangul);
-      for (int j = 0; j < k; ++j) push(hangul[j], 0, j > 0 ? 1 : 0);
-      continue;
-    }
-    const auto& rec = unicode::record(c);
-    if (rec.decomp_off == unicode::kSelf) {
-      push(c, rec.ccc, 0);
-      continue;
-    }
-    for (size_t j = 0; j < rec.decomp_len; ++j) {
-      const char32_t d = unicode::pool()[rec.decomp_off + j];
-      push(d, unicode::record(d).ccc, j > 0 ? 1 : 0);
-    }
-  }
-  for (size_t i = 1; i < out.size(); ++i) {  // canonical order: marks sorted by class, stably
-    for (size_t j = i; j > 0 && ccc[j] != 0 && ccc[j - 1] > ccc[j]; --j) {
-      std::swap(out[j], out[j - 1]);
-      std::swap(ccc[j], ccc[j - 1]);
-      std::swap(change[j], change[j - 1]);
-    }
-  }
-  size_t kept = 0;
-  size_t starter = SIZE_MAX;
-  for (size_t i = 0; i < out.size(); ++i) {  // compose, in place
-    const char32_t c = out[i];
-    const uint8_t cc = ccc[i];
-    if (starter != SIZE_MAX) {
-      const bool adjacent = kept == starter + 1;
-      const uint8_t last = ccc[kept - 1];
-      const bool blocked = !adjacent && (last == 0 || last >= cc);
-      const char32_t composite = blocked ? 0 : unicode::compose(out[starter], c);
-      if (composite != 0) {
-        out[starter] = composite;
-        change[starter] += change[i] - 1;
-        continue;
-      }
-    }
-    out[kept] = c;
-    ccc[kept] = cc;
-    change[kept] = change[i];
-    if (cc == 0) starter = kept;
-    ++kept;
-  }
-  out.resize(kept);
-  out_spans.resize(kept);
-  size_t next = 0;  // the next input character
-  for (size_t k = 0; k < kept; ++k) {
-    if (change[k] > 0) {
-      out_spans[k] = spans[next > 0 ? next - 1 : 0];
-    } else {
-      out_spans[k] = spans[std::min(next, n - 1)];
-      next += 1 + static_cast<size_t>(-change[k]);
-    }
-  }
-}
-
 struct Merge {
   uint32_t rank;
   uint32_t pos;
@@ -222,13 +123,8 @@ constexpr size_t kCacheMaxBytes = 64;    // longer pieces are rare: not kept
 }  // namespace
 
 struct ByteLevelBPE::Scratch {
-  std::vector<char32_t> segment;  // a part of the text between special tokens
-  std::vector<Span> segment_owners;
-  std::vector<char32_t> normalized;  // the same after NFC
-  std::vector<Span> normalized_owners;
-  std::vector<uint8_t> ccc;
-  std::vector<int32_t> change;
-  std::vector<char32_t> cps;  // the same with a prefix space
+  PartScratch part;
+  std::vector<char32_t> cps;  // a part with a prefix space
   std::vector<Span> owners;
   std::vector<uint8_t> bytes;
   std::vector<Span> byte_owners;
@@ -331,14 +227,7 @@ ByteLevelBPE::ByteLevelBPE(const std::vector<std::string>& vocab,
     const auto it = token_ids_.find(sp);
     if (it == token_ids_.end()) throw InvalidArgument("special token '" + sp + "' is not in the vocabulary");
     if (sp.empty()) continue;
-    specials_.push_back(unicode::utf8_to_u32(sp));
-    special_ids_.push_back(it->second);
-    const char32_t first = specials_.back()[0];
-    if (first < 128) {
-      special_first_[first] = true;
-    } else {
-      special_first_non_ascii_ = true;
-    }
+    specials_.add(unicode::utf8_to_u32(sp), it->second);
   }
 }
 
@@ -359,61 +248,11 @@ void ByteLevelBPE::encode(const TextRef& text, Encoding& out) const {
   thread_local Scratch scratch;
   if (scratch.cache_owner != serial_) scratch.reset(serial_);
   const size_t first = out.size();
-  // Split at special tokens (longest match at each position); the parts between are encoded on their own.
-  visit_text(text, [&](const auto* p) {
-    const size_t n = text.length;
-    size_t seg = 0;
-    auto flush = [&](size_t end) {
-      if (end <= seg) return;
-      scratch.segment.assign(p + seg, p + end);
-      scratch.segment_owners.resize(end - seg);
-      for (size_t k = 0; k < end - seg; ++k) {
-        scratch.segment_owners[k] = {static_cast<uint32_t>(seg + k), static_cast<uint32_t>(seg + k + 1)};
-      }
-      const char32_t* cps = scratch.segment.data();
-      const Span* owners = scratch.segment_owners.data();
-      size_t count = end - seg;
-      if (options_.nfc && std::any_of(p + seg, p + end, [](auto c) { return c >= 0x300; })) {
-        nfc(cps, owners, count, scratch.normalized, scratch.normalized_owners, scratch.ccc, scratch.change);
-        cps = scratch.normalized.data();
-        owners = scratch.normalized_owners.data();
-        count = scratch.normalized.size();
-      }
-      encode_segment(cps, owners, count, out, first, scratch);
-    };
-    if (specials_.empty()) {
-      flush(n);
-      return;
-    }
-    size_t i = 0;
-    while (i < n) {
-      const char32_t c = static_cast<char32_t>(p[i]);
-      if (c < 128 ? !special_first_[c] : !special_first_non_ascii_) {
-        ++i;
-        continue;
-      }
-      size_t best = 0, best_k = 0;
-      for (size_t k = 0; k < specials_.size(); ++k) {
-        const std::u32string& sp = specials_[k];
-        if (sp.size() <= best || i + sp.size() > n) continue;
-        size_t m = 0;
-        while (m < sp.size() && static_cast<char32_t>(p[i + m]) == sp[m]) ++m;
-        if (m == sp.size()) best = m, best_k = k;
-      }
-      if (best == 0) {
-        ++i;
-        continue;
-      }
-      flush(i);
-      out.ids.push_back(special_ids_[best_k]);
-      out.starts.push_back(static_cast<uint32_t>(i));
-      out.ends.push_back(static_cast<uint32_t>(i + best));
-      if (out.track_words) out.word_starts.push_back(1);
-      i += best;
-      seg = i;
-    }
-    flush(n);
-  });
+  // The parts between special tokens are encoded on their own.
+  for_each_part(text, specials_, options_.nfc, scratch.part, out,
+                [&](const char32_t* cps, const Span* owners, size_t n, size_t) {
+                  encode_segment(cps, owners, n, out, first, scratch);
+                });
 }
 
 void ByteLevelBPE::encode_segment(const char32_t* cps, const Span* owners, size_t n, Encoding& out, size_t first,

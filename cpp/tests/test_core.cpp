@@ -14,6 +14,7 @@
 #include "rapidrag/bpe.hpp"
 #include "rapidrag/chunker.hpp"
 #include "rapidrag/unicode.hpp"
+#include "rapidrag/unigram.hpp"
 #include "rapidrag/wordpiece.hpp"
 #include "rapidrag/words.hpp"
 
@@ -256,6 +257,54 @@ void test_bpe(int rounds) {
   }
 }
 
+// Unigram: the best segmentation by score, unknown characters fused into one token, byte fallback, then random
+// text (invariants as for BPE) under every prepend scheme.
+void test_unigram(int rounds) {
+  const std::string m = "\xe2\x96\x81";  // U+2581
+  const std::vector<std::pair<std::string, double>> vocab = {
+      {"<unk>", 0.0}, {"<s>", 0.0}, {m, -2.0},      {m + "the", -1.0}, {"t", -3.0},  {"h", -3.0}, {"e", -3.0},
+      {"he", -2.5},   {"a", -3.0},  {m + "a", -2.0}, {"<0x21>", -5.0},  {"<0xC3>", -5.0}, {"<0xA9>", -5.0}};
+  UnigramOptions o;
+  o.special_tokens = {"<s>"};
+  const Unigram uni(vocab, 0, o);
+  Encoding enc;
+  const std::u32string text = u32("the hea<s>");
+  uni.encode(view(text), enc);
+  // "▁the" | "▁" "he" "a" | <s>
+  const std::vector<int32_t> expect = {3, 2, 7, 8, 1};
+  CHECK(enc.ids == expect);
+  CHECK(enc.size() == 5 && enc.starts[0] == 0 && enc.ends[0] == 3 && enc.starts[1] == 3 && enc.ends[1] == 4);
+  Encoding unk;
+  uni.encode(view(u32("the x\xc3\xa9!")), unk);  // "x", "é" and "!" unknown: one fused token
+  CHECK(unk.ids.size() == 3 && unk.ids[2] == 0 && unk.starts[2] == 4 && unk.ends[2] == 7);
+  o.byte_fallback = true;
+  const Unigram bytes(vocab, 0, o);
+  Encoding fallback;
+  bytes.encode(view(u32("the \xc3\xa9!")), fallback);  // "é!" falls back to <0xC3> <0xA9> <0x21>
+  CHECK(fallback.ids.size() == 5 && fallback.ids[2] == 11 && fallback.ids[3] == 12 && fallback.ids[4] == 10);
+  std::mt19937 rng(11);
+  const char32_t alphabet[] = {U'a', U't', U'h', U'e', U' ', U' ', U'\n', U'x', U'\u00e9', U'\u6771', U'!',
+                               U'\U0001F600', U'<', U's', U'>', U'\u2581', U'e', U'\u0301'};
+  for (int r = 0; r < rounds; ++r) {
+    std::u32string t;
+    const size_t n = rng() % 60;
+    for (size_t k = 0; k < n; ++k) t.push_back(alphabet[rng() % (sizeof(alphabet) / sizeof(alphabet[0]))]);
+    for (PrependScheme scheme : {PrependScheme::kAlways, PrependScheme::kFirst, PrependScheme::kNever}) {
+      UnigramOptions opt;
+      opt.prepend = scheme;
+      opt.split = r % 2 == 0;
+      opt.nfc = r % 3 == 0;
+      opt.byte_fallback = r % 5 == 0;
+      opt.special_tokens = {"<s>"};
+      const Unigram model(vocab, 0, opt);
+      Encoding e;
+      model.encode(view(t), e);
+      for (size_t k = 0; k < e.size(); ++k) CHECK(e.starts[k] <= e.ends[k] && e.ends[k] <= t.size());
+      CHECK(model.count(view(t)) == e.size());
+    }
+  }
+}
+
 std::vector<std::string> read_vocab(const char* path) {
   std::ifstream f(path);
   std::vector<std::string> v;
@@ -274,6 +323,7 @@ int main(int argc, char** argv) {
   test_chunker(make(small_vocab()), 200);
   test_words(500);
   test_bpe(300);
+  test_unigram(300);
   if (argc > 1) test_chunker(make(read_vocab(argv[1])), 50);
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);

@@ -65,6 +65,19 @@ class ByteLevelBPE(TextEncoder):
         nfc: bool,
     ) -> None: ...
 
+class Unigram(TextEncoder):
+    def __init__(
+        self,
+        vocab: list[tuple[str, float]],
+        unk_id: int,
+        nfc: bool,
+        replacement: str,
+        prepend_scheme: str,
+        split: bool,
+        byte_fallback: bool,
+        special_tokens: list[str],
+    ) -> None: ...
+
 class WordPiece(TextEncoder):
     def __init__(
         self,

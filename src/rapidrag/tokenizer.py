@@ -219,6 +219,55 @@ def _template_layout(path: Path, post: dict[str, Any]) -> _Layout:
     )
 
 
+def _post_processor(path: Path, post: Any, model: str) -> tuple[_Layout, bool, bool]:
+    """(layout, trim_offsets, trim keeps a prefix space) of a BPE or Unigram tokenizer.json post-processor."""
+    post = post or {}
+    trim, keep_prefix = False, False
+    layout = _Layout("none", type_b=1)
+    steps = post.get("processors", []) if post.get("type") == "Sequence" else [post] if post else []
+    for step in steps:
+        kind = step.get("type")
+        if kind in ("ByteLevel", "RobertaProcessing"):
+            trim = bool(step.get("trim_offsets", True))
+            keep_prefix = bool(step.get("add_prefix_space", True))
+        if kind == "RobertaProcessing":
+            layout = _Layout.roberta(int(step["cls"][1]), int(step["sep"][1]))
+        elif kind == "BertProcessing":
+            layout = _Layout.bert(int(step["cls"][1]), int(step["sep"][1]))
+        elif kind == "TemplateProcessing":
+            layout = _template_layout(path, step)
+        elif kind != "ByteLevel" or model != "BPE":
+            raise VocabularyError(
+                f"{path}: post_processor {kind!r} is not supported for {model}; supported: "
+                + ("ByteLevel, " if model == "BPE" else "")
+                + "BertProcessing, RobertaProcessing, TemplateProcessing"
+            )
+    return layout, trim, keep_prefix
+
+
+def _special_tokens(path: Path, spec: dict[str, Any], vocab: Any) -> list[str]:
+    """The added tokens, matched verbatim in the text; each must be a special token of the vocabulary."""
+    specials = []
+    for added in spec.get("added_tokens") or []:
+        if not added.get("special", False) or added.get("content") not in vocab:
+            raise VocabularyError(
+                f"{path}: added token {added.get('content')!r} is not a special token of the vocabulary; "
+                "only special added tokens are supported"
+            )
+        specials.append(added["content"])
+    return specials
+
+
+def _normalizer(path: Path, spec: dict[str, Any], model: str) -> list[str]:
+    """The normalizer steps of a BPE or Unigram tokenizer.json: none or NFC; anything else is refused by name."""
+    normalizer = spec.get("normalizer") or {}
+    steps = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
+    kinds = [step.get("type") for step in steps if step]
+    if kinds not in ([], ["NFC"]):
+        raise VocabularyError(f"{path}: normalizer {kinds} is not supported for {model} yet; supported: none, NFC")
+    return kinds
+
+
 def _bpe_pre_tokenizer(path: Path, pre: Any) -> tuple[str, int, bool]:
     """(pattern, max digits, add_prefix_space) of a byte-level BPE pre-tokenizer: ByteLevel with its own GPT-2
     split, or a Split by a known pattern followed by ByteLevel without one."""
@@ -412,9 +461,12 @@ class Tokenizer:
         model = spec["model"]
         if model.get("type") == "BPE":
             return cls._from_bpe_spec(path, spec, n_threads)
+        if model.get("type") == "Unigram":
+            return cls._from_unigram_spec(path, spec, n_threads)
         if model.get("type") != "WordPiece":
             raise VocabularyError(
-                f"{path}: model type {model.get('type')!r} is not supported; need 'WordPiece' or 'BPE' (byte-level)"
+                f"{path}: model type {model.get('type')!r} is not supported; need 'WordPiece', 'BPE' (byte-level) "
+                "or 'Unigram'"
             )
         vocab = model.get("vocab")
         if not isinstance(vocab, dict) or not vocab:
@@ -490,38 +542,10 @@ class Tokenizer:
                 raise VocabularyError(f"{path}: BPE with {key}={model[key]!r} is not supported")
         if model.get("byte_fallback"):
             raise VocabularyError(f"{path}: BPE with byte_fallback (SentencePiece-style BPE) is not supported yet")
-        normalizer = spec.get("normalizer") or {}
-        steps = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
-        kinds = [step.get("type") for step in steps if step]
-        if kinds not in ([], ["NFC"]):
-            raise VocabularyError(f"{path}: normalizer {kinds} is not supported for BPE; supported: none, NFC")
+        kinds = _normalizer(path, spec, "BPE")
         pattern, max_digits, add_prefix_space = _bpe_pre_tokenizer(path, spec.get("pre_tokenizer"))
-        post = spec.get("post_processor") or {}
-        trim, keep_prefix = False, False
-        layout = _Layout("none", type_b=1)
-        steps = post.get("processors", []) if post.get("type") == "Sequence" else [post] if post else []
-        for step in steps:
-            kind = step.get("type")
-            if kind in ("ByteLevel", "RobertaProcessing"):
-                trim = bool(step.get("trim_offsets", True))
-                keep_prefix = bool(step.get("add_prefix_space", True))
-            if kind == "RobertaProcessing":
-                layout = _Layout.roberta(int(step["cls"][1]), int(step["sep"][1]))
-            elif kind == "TemplateProcessing":
-                layout = _template_layout(path, step)
-            elif kind != "ByteLevel":
-                raise VocabularyError(
-                    f"{path}: post_processor {kind!r} is not supported for BPE; supported: ByteLevel, "
-                    "RobertaProcessing, TemplateProcessing"
-                )
-        specials = []
-        for added in spec.get("added_tokens") or []:
-            if not added.get("special", False) or added.get("content") not in vocab:
-                raise VocabularyError(
-                    f"{path}: added token {added.get('content')!r} is not a special token of the vocabulary; "
-                    "only special added tokens are supported"
-                )
-            specials.append(added["content"])
+        layout, trim, keep_prefix = _post_processor(path, spec.get("post_processor"), "BPE")
+        specials = _special_tokens(path, spec, vocab)
         unk = model.get("unk_token") or ""
         try:
             core = _core.ByteLevelBPE(
@@ -548,6 +572,65 @@ class Tokenizer:
             {"model": "byte-level BPE", "normalizer": kinds, "pattern": pattern, "add_prefix_space": add_prefix_space},
             layout,
             unk_token=unk or None,
+            cls_token=tokens[ids[0]] if ids else None,
+            sep_token=tokens[ids[-1]] if len(ids) > 1 else None,
+            pad_token=pad_token,
+        )
+        return self
+
+    @classmethod
+    def _from_unigram_spec(cls, path: Path, spec: dict[str, Any], n_threads: int) -> Tokenizer:
+        """A SentencePiece Unigram tokenizer.json with the Metaspace pre-tokenizer; anything else is refused by
+        name, never tokenized differently."""
+        model = spec["model"]
+        entries = model.get("vocab")
+        if not isinstance(entries, list) or not entries:
+            raise VocabularyError(f"{path}: model.vocab must be a non-empty list of [piece, score]")
+        vocab = []
+        for i, entry in enumerate(entries):
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 2
+                or not isinstance(entry[0], str)
+                or not isinstance(entry[1], (int, float))
+            ):
+                raise VocabularyError(f"{path}: model.vocab[{i}] = {entry!r} is not [piece, score]")
+            vocab.append((entry[0], float(entry[1])))
+        unk_id = model.get("unk_id")
+        if not isinstance(unk_id, int) or not 0 <= unk_id < len(vocab):
+            raise VocabularyError(f"{path}: model.unk_id {unk_id!r} is not a token of the vocabulary")
+        kinds = _normalizer(path, spec, "Unigram")
+        pre = spec.get("pre_tokenizer") or {}
+        if pre.get("type") != "Metaspace":
+            raise VocabularyError(
+                f"{path}: pre_tokenizer {pre.get('type')!r} is not supported for Unigram; supported: Metaspace"
+            )
+        scheme = pre.get("prepend_scheme") or ("always" if pre.get("add_prefix_space", True) else "never")
+        layout, _, _ = _post_processor(path, spec.get("post_processor"), "Unigram")
+        pieces = {piece for piece, _ in vocab}
+        try:
+            core = _core.Unigram(
+                vocab,
+                unk_id,
+                nfc=kinds == ["NFC"],
+                replacement=pre.get("replacement", "\u2581"),
+                prepend_scheme=scheme,
+                split=bool(pre.get("split", True)),
+                byte_fallback=bool(model.get("byte_fallback", False)),
+                special_tokens=_special_tokens(path, spec, pieces),
+            )
+        except ValueError as e:
+            raise VocabularyError(f"{path}: {e}") from None
+        tokens = [piece for piece, _ in vocab]
+        ids = [i for part in (layout.single_prefix, layout.single_suffix) for i, _ in part]
+        pad_token = ((spec.get("padding") or {}).get("pad_token")) or ("<pad>" if "<pad>" in pieces else None)
+        self = cls.__new__(cls)
+        self._init_core(
+            core,
+            n_threads,
+            {"model": "Unigram", "normalizer": kinds, "prepend_scheme": scheme},
+            layout,
+            unk_token=tokens[unk_id],
             cls_token=tokens[ids[0]] if ids else None,
             sep_token=tokens[ids[-1]] if len(ids) > 1 else None,
             pad_token=pad_token,

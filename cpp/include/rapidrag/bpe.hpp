@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "rapidrag/encoder.hpp"
+#include "rapidrag/normalize.hpp"
 #include "rapidrag/text.hpp"
 
 namespace rapidrag {
@@ -20,12 +21,6 @@ namespace rapidrag {
 //            \s*[\r\n]+|\s+(?!\S)|\s+   (max_digits 3 is Llama 3's pattern, 1 is Qwen2's)
 //   kNone:   the whole text is one piece.
 enum class SplitPattern : uint8_t { kNone, kGpt2, kLlama3 };
-
-// The characters of the original text a normalized character came from: [start, end) code point offsets.
-struct Span {
-  uint32_t start;
-  uint32_t end;
-};
 
 struct ByteLevelBPEOptions {
   bool nfc = false;  // the NFC normalizer (Qwen2) before pre-tokenization
@@ -73,10 +68,7 @@ class ByteLevelBPE : public TextEncoder {
   int32_t unk_id_ = -1;
   // (left id << 32 | right id) -> (rank << 32 | merged id)
   std::unordered_map<uint64_t, uint64_t> merges_;
-  std::vector<std::u32string> specials_;
-  std::vector<int32_t> special_ids_;
-  bool special_first_[128] = {};  // ASCII first characters of special tokens
-  bool special_first_non_ascii_ = false;
+  SpecialTokens specials_;
   uint64_t serial_;  // tells this model's per-thread cache of pieces from another's
 };
 

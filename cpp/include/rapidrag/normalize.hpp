@@ -1,0 +1,130 @@
+// Normalization with alignment: what a normalized character stands for in the original text, as the reference
+// (Hugging Face tokenizers) aligns it; shared by the subword models that normalize before splitting.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "rapidrag/encoder.hpp"
+#include "rapidrag/text.hpp"
+
+namespace rapidrag {
+
+// The characters of the original text a normalized character came from: [start, end) code point offsets.
+struct Span {
+  uint32_t start;
+  uint32_t end;
+};
+
+// Appends the UTF-8 bytes of c to bytes, each with the span `owner` (a lone surrogate becomes U+FFFD).
+void utf8_append(char32_t c, Span owner, std::vector<uint8_t>& bytes, std::vector<Span>& owners);
+
+// Special tokens matched verbatim in the raw text, longest first at each position.
+class SpecialTokens {
+ public:
+  void add(std::u32string text, int32_t id) {
+    if (text.empty()) return;
+    const char32_t first = text[0];
+    if (first < 128) {
+      first_[first] = true;
+    } else {
+      first_non_ascii_ = true;
+    }
+    texts_.push_back(std::move(text));
+    ids_.push_back(id);
+  }
+  bool empty() const { return texts_.empty(); }
+  // Calls segment(begin, end) for each run of text between special tokens (empty runs left out) and
+  // special(id, begin, end) for each special token, in text order.
+  template <class CharT, class Segment, class Special>
+  void split(const CharT* p, size_t n, Segment&& segment, Special&& special) const {
+    size_t seg = 0, i = 0;
+    while (i < n && !texts_.empty()) {
+      const char32_t c = static_cast<char32_t>(p[i]);
+      if (c < 128 ? !first_[c] : !first_non_ascii_) {
+        ++i;
+        continue;
+      }
+      size_t best = 0, best_k = 0;
+      for (size_t k = 0; k < texts_.size(); ++k) {
+        const std::u32string& sp = texts_[k];
+        if (sp.size() <= best || i + sp.size() > n) continue;
+        size_t m = 0;
+        while (m < sp.size() && static_cast<char32_t>(p[i + m]) == sp[m]) ++m;
+        if (m == sp.size()) best = m, best_k = k;
+      }
+      if (best == 0) {
+        ++i;
+        continue;
+      }
+      if (i > seg) segment(seg, i);
+      special(ids_[best_k], i, i + best);
+      i += best;
+      seg = i;
+    }
+    if (n > seg) segment(seg, n);
+  }
+
+ private:
+  std::vector<std::u32string> texts_;
+  std::vector<int32_t> ids_;
+  bool first_[128] = {};  // ASCII first characters of the special tokens
+  bool first_non_ascii_ = false;
+};
+
+// Scratch space of nfc(), reused between calls.
+struct NfcScratch {
+  std::vector<uint8_t> ccc;
+  std::vector<int32_t> change;
+};
+
+// Canonical composition (NFC) of cps, with the span of the original text each output character comes from, as
+// the reference aligns them: each character of the decomposed stream carries a change (0: it stands for the
+// next input character; +1: a decomposition inserted it), reordering moves changes with their characters, a
+// composite adds its absorbed characters' changes less one each, and the output then takes input spans in
+// order by those changes (0: the next one; +n: the last one taken; -n: the next one, skipping n more).
+void nfc(const char32_t* cps, const Span* spans, size_t n, std::vector<char32_t>& out, std::vector<Span>& out_spans,
+         NfcScratch& scratch);
+
+// The buffers of for_each_part, reused between calls.
+struct PartScratch {
+  std::vector<char32_t> segment, normalized;
+  std::vector<Span> owners, normalized_owners;
+  NfcScratch nfc;
+};
+
+// Splits `text` at the special tokens (appended to `out` as they come) and calls f(cps, owners, n, begin) for
+// each part between them, its characters with their spans in the text, after NFC when `nfc_on`; `begin` is the
+// part's first code point in the text.
+template <class F>
+void for_each_part(const TextRef& text, const SpecialTokens& specials, bool nfc_on, PartScratch& s, Encoding& out,
+                   F&& f) {
+  visit_text(text, [&](const auto* p) {
+    specials.split(
+        p, text.length,
+        [&](size_t begin, size_t end) {
+          s.segment.assign(p + begin, p + end);
+          s.owners.resize(end - begin);
+          for (size_t k = 0; k < end - begin; ++k) {
+            s.owners[k] = {static_cast<uint32_t>(begin + k), static_cast<uint32_t>(begin + k + 1)};
+          }
+          if (nfc_on && std::any_of(p + begin, p + end, [](auto c) { return c >= 0x300; })) {
+            nfc(s.segment.data(), s.owners.data(), end - begin, s.normalized, s.normalized_owners, s.nfc);
+            f(s.normalized.data(), s.normalized_owners.data(), s.normalized.size(), begin);
+          } else {
+            f(s.segment.data(), s.owners.data(), end - begin, begin);
+          }
+        },
+        [&](int32_t id, size_t begin, size_t end) {
+          out.ids.push_back(id);
+          out.starts.push_back(static_cast<uint32_t>(begin));
+          out.ends.push_back(static_cast<uint32_t>(end));
+          if (out.track_words) out.word_starts.push_back(1);
+        });
+  });
+}
+
+}  // namespace rapidrag

@@ -1,0 +1,123 @@
+"""SentencePiece Unigram with the Metaspace pre-tokenizer on the native core: ids and offsets identical to Hugging
+Face ``tokenizers`` for Unigram tokenizers trained here with its trainer (prepend schemes, split or not, NFC, byte
+fallback, the XLM-RoBERTa layout), and clear errors for what is not supported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import tokenizers
+from tokenizers import models, normalizers, pre_tokenizers, processors, trainers
+
+import rapidrag
+from rapidrag.errors import VocabularyError
+
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+# name -> (prepend scheme, split, NFC, byte fallback)
+VARIANTS = {
+    "xlmr": ("always", True, False, False),
+    "first-nfc": ("first", True, True, False),
+    "never-nosplit": ("never", False, False, False),
+    "byte-fallback": ("always", True, False, True),
+}
+
+
+def train(texts: list[str], variant: str, vocab_size: int = 2000) -> tokenizers.Tokenizer:
+    prepend, split, nfc, byte_fallback = VARIANTS[variant]
+    tok = tokenizers.Tokenizer(models.Unigram())
+    if nfc:
+        tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme=prepend, split=split)
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        unk_token="<unk>",
+        byte_fallback=byte_fallback,
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(  # XLM-RoBERTa's layout
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    return tok
+
+
+Trained = dict[str, tuple[tokenizers.Tokenizer, Path]]
+
+
+@pytest.fixture(scope="module")
+def trained(scifact_texts: list[str], tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    folder = tmp_path_factory.mktemp("unigram")
+    out = {}
+    for variant in VARIANTS:
+        ref = train(scifact_texts[:400], variant)
+        path = folder / f"{variant}.json"
+        ref.save(str(path))
+        out[variant] = (ref, path)
+    return out
+
+
+EDGE = [
+    "",
+    " ",
+    "  two leading spaces",
+    "trailing   ",
+    "a  b   c\t\td\ne",
+    "<s>special</s> inside <pad>text<unk>",
+    "\u2581already\u2581metaspace",
+    "日本語のテキスト 한국어 텍스트 😀👍🏽 e\u0301 ﬁ ǅ",
+    "Composed: e\u0301 a\u0328\u0301 o\u0308\u0304 \u212b \u1100\u1161\u11a8 q\u0307\u0323",
+    "unseen: ᚠᚢᚦ ꙮ 𓀀𓀁 ∰",
+    "x" * 300,
+]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_ids_and_offsets_match_the_reference(
+    trained: Trained, scifact_texts: list[str], gcide_texts: list[str], stress_texts: list[str], variant: str
+) -> None:
+    ref, path = trained[variant]
+    ours = rapidrag.Tokenizer.from_file(path)
+    texts = scifact_texts[400:700] + gcide_texts[:300] + stress_texts + EDGE
+    for special in (False, True):
+        for text in texts if not special else texts[:100] + EDGE:
+            expected = ref.encode(text, add_special_tokens=special)
+            ids, offsets = ours.encode(text, add_special_tokens=special, return_offsets=True)
+            assert ids.tolist() == expected.ids, text
+            assert [tuple(o) for o in offsets.tolist()] == [tuple(o) for o in expected.offsets], text
+
+
+def test_batches_pairs_and_counts(trained: Trained, scifact_texts: list[str]) -> None:
+    """The XLM-RoBERTa pair layout <s> A </s></s> B </s>, batched rows and counts follow the single encodes."""
+    ref, path = trained["xlmr"]
+    ours = rapidrag.Tokenizer.from_file(path, n_threads=2)
+    texts = scifact_texts[700:760]
+    batch = ours.encode_batch(texts, padding=False)
+    assert [row.tolist() for row in batch.input_ids] == [e.ids for e in ref.encode_batch(texts)]
+    assert ours.count_tokens(texts).tolist() == [len(ref.encode(t, add_special_tokens=False).ids) for t in texts]
+    query = "what does vitamin D do to bone density?"
+    pairs = ours.encode_pairs(query, texts[:10], padding=False)
+    for i, passage in enumerate(texts[:10]):
+        expected = ref.encode(query, passage)
+        assert pairs.input_ids[i].tolist() == expected.ids
+        assert [tuple(o) for o in pairs.offsets[i].tolist()] == [tuple(o) for o in expected.offsets]
+
+
+def test_what_is_not_supported_is_refused_by_name(trained: Trained, tmp_path: Path) -> None:
+    """The SentencePiece precompiled character map (XLM-R's normalizer) and other pre-tokenizers are named in
+    the error, never tokenized differently; a vocabulary entry that is not [piece, score] is named too."""
+    _, path = trained["xlmr"]
+    spec = json.loads(path.read_text())
+
+    def refused(change: dict[str, object], match: str) -> None:
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({**spec, **change}))
+        with pytest.raises(VocabularyError, match=match):
+            rapidrag.Tokenizer.from_file(bad)
+
+    refused({"normalizer": {"type": "Precompiled", "precompiled_charsmap": ""}}, r"normalizer \['Precompiled'\]")
+    refused({"pre_tokenizer": {"type": "Whitespace"}}, "pre_tokenizer 'Whitespace'")
+    refused({"model": {**spec["model"], "vocab": [["a", "high"]]}}, r"model.vocab\[0\]")
+    refused({"model": {**spec["model"], "unk_id": None}}, "unk_id None")
