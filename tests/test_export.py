@@ -220,6 +220,11 @@ def test_exported_models_give_transformers_scores(
         embedder = rapidrag.Embedder(report.path, max_length=128)
         assert embedder.pooling == pooling
         got = embedder.embed(passages)
+        # An index chunks by the embedder's own tokenizer (BPE here) and searches as with any other.
+        retriever = rapidrag.Retriever(embedder=embedder)
+        retriever.add([{"id": f"d{i}", "text": t} for i, t in enumerate(scifact_texts[500:540])])
+        hits = retriever.search(scifact_texts[510][:80], k=3, mode="hybrid")
+        assert hits[0].doc_id == "d10"
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 

@@ -31,13 +31,14 @@ def train(texts: list[str], variant: str, vocab_size: int = 2000) -> tokenizers.
         tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme=prepend, split=split)
     trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIALS,
-        unk_token="<unk>",
-        byte_fallback=byte_fallback,
-        show_progress=False,
+        vocab_size=vocab_size, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False
     )
     tok.train_from_iterator(texts, trainer)
+    if byte_fallback:  # the trainer here has no byte fallback: add the <0xXX> pieces and turn it on
+        spec = json.loads(tok.to_str())
+        spec["model"]["vocab"] += [[f"<0x{b:02X}>", -20.0] for b in range(256)]
+        spec["model"]["byte_fallback"] = True
+        tok = tokenizers.Tokenizer.from_str(json.dumps(spec))
     tok.post_processor = processors.TemplateProcessing(  # XLM-RoBERTa's layout
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
     )

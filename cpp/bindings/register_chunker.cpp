@@ -19,7 +19,7 @@ void copy_spans(const std::vector<ChunkSpan>& spans, int64_t* out) {
 
 void register_chunker(py::module_& m) {
   py::class_<Chunker, std::shared_ptr<Chunker>>(m, "Chunker")
-      .def(py::init<std::shared_ptr<const WordPiece>, size_t, size_t>(), py::arg("tokenizer"), py::arg("max_tokens"),
+      .def(py::init<std::shared_ptr<const TextEncoder>, size_t, size_t>(), py::arg("tokenizer"), py::arg("max_tokens"),
            py::arg("overlap"))
       .def_property_readonly("max_tokens", &Chunker::max_tokens)
       .def_property_readonly("overlap", &Chunker::overlap)

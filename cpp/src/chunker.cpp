@@ -4,6 +4,7 @@
 #include <deque>
 
 #include "rapidrag/unicode.hpp"
+#include "rapidrag/wordpiece.hpp"
 
 namespace rapidrag {
 namespace {
@@ -48,9 +49,13 @@ inline bool is_terminal(char32_t c) {
 
 }  // namespace
 
-Chunker::Chunker(std::shared_ptr<const WordPiece> tokenizer, size_t max_tokens, size_t overlap)
+Chunker::Chunker(std::shared_ptr<const TextEncoder> tokenizer, size_t max_tokens, size_t overlap)
     : tokenizer_(std::move(tokenizer)), max_tokens_(max_tokens), overlap_(overlap) {
   if (!tokenizer_) throw InvalidArgument("tokenizer must not be null");
+  if (const auto* wp = dynamic_cast<const WordPiece*>(tokenizer_.get())) {
+    additive_ = true;
+    clean_text_ = wp->options().clean_text;
+  }
   if (max_tokens_ == 0) throw InvalidArgument("max_tokens must be positive");
   if (overlap_ >= max_tokens_) {
     throw InvalidArgument("overlap (" + std::to_string(overlap_) + ") must be smaller than max_tokens (" +
@@ -66,7 +71,7 @@ template <class CharT>
 std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref) const {
   const size_t len = ref.length;
   auto cp = [&](size_t i) { return static_cast<char32_t>(text[i]); };
-  const bool clean = tokenizer_->options().clean_text;
+  const bool clean = clean_text_;
   auto is_space = [&](size_t i) { return is_space_cp(cp(i), clean); };
   // Chunks leave out only what Python calls whitespace; it includes all the tokenizer's whitespace.
   auto is_blank = [&](size_t i) { return (unicode::record(cp(i)).flags & unicode::kPySpace) != 0; };
@@ -90,18 +95,33 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
   // Python whitespace that the tokenizer keeps (U+001C with clean_text off, say) stays inside the chunks.
   first = std::min<size_t>(first, starts[0]);
   last = std::max<size_t>(last, ends[n - 1]);
+  // Where each token's text begins after the whitespace it carries (BPE and Metaspace tokens hold the space
+  // before their word; WordPiece tokens none), and the last token before it with text of its own.
+  std::vector<size_t> content(n);
+  std::vector<int64_t> before(n, -1);
+  int64_t last_content = -1;
+  for (size_t t = 0; t < n; ++t) {
+    size_t i = starts[t];
+    while (i < ends[t] && is_space(i)) ++i;
+    content[t] = i;
+    before[t] = last_content;
+    if (i < ends[t]) last_content = static_cast<int64_t>(t);
+  }
+  auto has_text = [&](size_t t) { return content[t] < ends[t]; };
 
   std::vector<int8_t> level(n, kInWord);
   for (size_t t = 1; t < n; ++t) {
-    const size_t gs = ends[t - 1], ge = starts[t];
+    if (!has_text(t) || before[t] < 0) continue;  // a token of whitespace only: cut after it, not before
+    const auto prev = static_cast<size_t>(before[t]);
+    const size_t gs = ends[prev], ge = content[t];
     if (ge < gs) {
       level[t] = kShared;
       continue;
     }
-    if (!enc.word_starts[t]) {
+    if (additive_ && !enc.word_starts[t]) {
       level[t] = kInWord;  // the tokenizer saw no word boundary here, whatever the gap holds
       continue;
-    }
+    }  // (other models' chunks are counted again, so the gap alone decides)
     int breaks = 0;
     bool space = false;
     for (size_t i = gs; i < ge; ++i) {
@@ -115,7 +135,7 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
       }
     }
     // Sentence end: terminal punctuation, possibly followed by closing quotes or brackets.
-    size_t p = ends[t - 1] - 1;
+    size_t p = ends[prev] - 1;
     for (int k = 0; k < 3 && p > 0 && is_closer(cp(p)); ++k) --p;
     const char32_t term = cp(p);
     if (breaks >= 2) {
@@ -132,25 +152,29 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
   }
 
   // The characters normalization dropped (soft hyphens, marks, controls) in the gap before token t belong to
-  // the word they touch: those right after token t-1 to its chunk, the rest to the chunk of token t.
+  // the word they touch: those right after the previous token with text to its chunk, the rest to token t's.
+  auto gap_begin = [&](size_t t) -> size_t { return before[t] < 0 ? first : ends[static_cast<size_t>(before[t])]; };
   auto gap_split = [&](size_t t) -> size_t {
-    size_t i = ends[t - 1];
-    while (i < starts[t] && !is_blank(i)) ++i;
+    size_t i = gap_begin(t);
+    while (i < content[t] && !is_blank(i)) ++i;
     return i;
   };
-  auto chunk_end = [&](size_t c) -> size_t { return c == n ? last : std::max<size_t>(gap_split(c), ends[c - 1]); };
+  auto chunk_end = [&](size_t c) -> size_t {
+    if (c == n) return last;
+    return std::max<size_t>(gap_split(c), before[c] < 0 ? first : ends[static_cast<size_t>(before[c])]);
+  };
   auto chunk_start = [&](size_t t) -> size_t {
     if (t == 0) return first;
     size_t i = gap_split(t);
-    while (i < starts[t] && is_blank(i)) ++i;
-    return std::min<size_t>(i, starts[t]);
+    while (i < content[t] && is_blank(i)) ++i;
+    return std::min<size_t>(i, content[t]);
   };
   // Tokens of text[a:b] when a cut falls inside a word, where the pieces may differ from the document's.
   auto recount = [&](size_t a, size_t b) { return tokenizer_->count(ref.slice(a, b)); };
   // A gap that holds characters normalization dropped (marks, controls) may join its neighbours in ways a
   // cut changes (canonical reordering), so a cut there is counted again too.
   auto clean_gap = [&](size_t t) {
-    for (size_t i = ends[t - 1]; i < starts[t]; ++i) {
+    for (size_t i = gap_begin(t); i < content[t]; ++i) {
       if (!is_space(i)) return false;
     }
     return true;
@@ -184,8 +208,8 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     size_t b = chunk_end(c);
     size_t count = c - s;
     // Cuts at word boundaries keep the document's tokens; a cut inside a word may change them: count again.
-    const bool exact_start = s == 0 || (a == chunk_start(s) && level[s] > kInWord && clean_gap(s));
-    const bool exact_end = c == n || (level[c] > kInWord && clean_gap(c));
+    const bool exact_start = additive_ && (s == 0 || (a == chunk_start(s) && level[s] > kInWord && clean_gap(s)));
+    const bool exact_end = additive_ && (c == n || (level[c] > kInWord && clean_gap(c)));
     if (!exact_start || !exact_end || count > max_tokens_) {
       count = recount(a, b);
       while (count > max_tokens_ && c > s + 1) {
