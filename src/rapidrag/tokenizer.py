@@ -137,6 +137,39 @@ _SPLIT_PATTERNS = {
 }
 
 
+_U64_MAX = 2**64 - 1
+
+
+def _reference_float(text: str) -> float:
+    """A JSON number as the reference implementation reads it (serde_json without its float_roundtrip feature): the
+    digits as an integer (digits past 64 bits dropped), then one multiplication or division by a power of ten.
+    That is within an ulp of the correctly rounded value, but not always equal to it, and a Unigram model's
+    equal-score segmentations are told apart by those ulps, so rapidrag reads the scores the same way."""
+    body = text.lstrip("-")
+    mantissa, _, exp_text = body.replace("E", "e").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    significand, exponent = 0, int(exp_text) if exp_text else 0
+    for digit in whole:
+        if significand * 10 + int(digit) > _U64_MAX:
+            exponent += 1  # an integer part past 64 bits: the digit is dropped, its place kept
+        else:
+            significand = significand * 10 + int(digit)
+    for digit in fraction:
+        if significand * 10 + int(digit) > _U64_MAX:
+            break  # further decimals are dropped
+        significand = significand * 10 + int(digit)
+        exponent -= 1
+    value = float(significand)
+    while abs(exponent) > 308 and value != 0.0:
+        if exponent > 0:
+            return float("-inf") if text.startswith("-") else float("inf")
+        value /= 1e308
+        exponent += 308
+    if value != 0.0:
+        value = value * float(f"1e{exponent}") if exponent >= 0 else value / float(f"1e{-exponent}")
+    return -value if text.startswith("-") else value
+
+
 def _tokens_by_id(path: Path, vocab: dict[str, Any]) -> list[str]:
     size = max(vocab.values()) + 1
     tokens = [""] * size
@@ -451,7 +484,7 @@ class Tokenizer:
     @classmethod
     def _from_tokenizer_json(cls, path: Path, n_threads: int) -> Tokenizer:
         try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
+            spec = json.loads(path.read_text(encoding="utf-8"), parse_float=_reference_float)
         except UnicodeDecodeError as e:
             raise VocabularyError(f"{path}: invalid UTF-8 at byte {e.start}") from None
         except json.JSONDecodeError as e:

@@ -1,8 +1,9 @@
-"""Byte-level BPE throughput: rapidrag against Hugging Face ``tokenizers`` and ``tokie``, single-threaded.
+"""BPE and Unigram throughput: rapidrag against Hugging Face ``tokenizers`` and ``tokie``, single-threaded.
 
-Tokenizers: byte-level BPE in the GPT-2, Llama 3 and Qwen2 (NFC) layouts, each trained here with the
-``tokenizers`` trainer on the SciFact corpus (vocabulary 32,000; the layouts of tests/test_bpe.py). Texts: every
-SciFact document (title + " " + text) and the first 2,000 gcide passages.
+Tokenizers: byte-level BPE in the GPT-2, Llama 3 and Qwen2 (NFC) layouts and a SentencePiece Unigram with
+Metaspace in the XLM-RoBERTa layout, each trained here with the ``tokenizers`` trainers on the SciFact corpus
+(vocabulary 32,000; the layouts of tests/test_bpe.py and tests/test_unigram.py). Texts: every SciFact document
+(title + " " + text) and the first 2,000 gcide passages.
 
 - HF: ``encode_batch`` with ``TOKENIZERS_PARALLELISM=false`` (encodes serially on the calling thread).
 - rapidrag: ``encode_batch(..., padding=False, n_threads=1)``, and a loop of ``encode(..., return_offsets=True)``.
@@ -11,7 +12,7 @@ SciFact document (title + " " + text) and the first 2,000 gcide passages.
 Each figure is the best of ``--rounds`` runs over all texts, run one after another in this process; rapidrag's
 ids must equal HF's on every text (checked after timing).
 
-    python benchmarks/bpe_throughput.py --shared ../shared --out bpe_throughput.json
+    python benchmarks/tokenizer_models.py --shared ../shared --out bpe_throughput.json
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parent / "tests"))
     import tokenizers
     from test_bpe import train
+    from test_unigram import train as train_unigram
 
     import rapidrag
     from rapidrag.beir import iter_jsonl
@@ -75,9 +77,14 @@ def main() -> None:
     except ImportError:
         tokie = None
     with tempfile.TemporaryDirectory() as tmp:
-        for layout in ("gpt2", "llama3", "qwen2"):
+        for layout in ("gpt2", "llama3", "qwen2", "unigram-xlmr"):
             path = Path(tmp) / f"{layout}.json"
-            train(docs, layout, args.vocab).save(str(path))
+            made = (
+                train_unigram(docs, "xlmr", args.vocab)
+                if layout.startswith("unigram")
+                else train(docs, layout, args.vocab)
+            )
+            made.save(str(path))
             hf = tokenizers.Tokenizer.from_file(str(path))
             ours = rapidrag.Tokenizer.from_file(path, n_threads=1)
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
