@@ -92,21 +92,30 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
   }
   const auto& starts = enc.starts;
   const auto& ends = enc.ends;
-  // Python whitespace that the tokenizer keeps (U+001C with clean_text off, say) stays inside the chunks.
-  first = std::min<size_t>(first, starts[0]);
-  last = std::max<size_t>(last, ends[n - 1]);
   // Where each token's text begins after the whitespace it carries (BPE and Metaspace tokens hold the space
   // before their word; WordPiece tokens none), and the last token before it with text of its own.
   std::vector<size_t> content(n);
   std::vector<int64_t> before(n, -1);
   int64_t last_content = -1;
+  size_t first_token = n;  // the first token with text
   for (size_t t = 0; t < n; ++t) {
     size_t i = starts[t];
     while (i < ends[t] && is_space(i)) ++i;
     content[t] = i;
     before[t] = last_content;
-    if (i < ends[t]) last_content = static_cast<int64_t>(t);
+    if (i < ends[t]) {
+      last_content = static_cast<int64_t>(t);
+      first_token = std::min(first_token, t);
+    }
   }
+  if (first_token == n) {  // tokens of the tokenizer's whitespace only: one chunk keeps the text covered
+    out.push_back({static_cast<uint32_t>(first), static_cast<uint32_t>(last),
+                   static_cast<uint32_t>(tokenizer_->count(ref.slice(first, last)))});
+    return out;
+  }
+  // Python whitespace that the tokenizer keeps (U+001C with clean_text off, say) stays inside the chunks.
+  first = std::min<size_t>(first, content[first_token]);
+  last = std::max<size_t>(last, ends[static_cast<size_t>(last_content)]);
   auto has_text = [&](size_t t) { return content[t] < ends[t]; };
 
   std::vector<int8_t> level(n, kInWord);
@@ -164,13 +173,13 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     return std::max<size_t>(gap_split(c), before[c] < 0 ? first : ends[static_cast<size_t>(before[c])]);
   };
   auto chunk_start = [&](size_t t) -> size_t {
-    if (t == 0) return first;
+    if (t <= first_token) return first;
     size_t i = gap_split(t);
     while (i < content[t] && is_blank(i)) ++i;
     return std::min<size_t>(i, content[t]);
   };
   // Tokens of text[a:b] when a cut falls inside a word, where the pieces may differ from the document's.
-  auto recount = [&](size_t a, size_t b) { return tokenizer_->count(ref.slice(a, b)); };
+  auto recount = [&](size_t a, size_t b) -> size_t { return b > a ? tokenizer_->count(ref.slice(a, b)) : 0; };
   // A gap that holds characters normalization dropped (marks, controls) may join its neighbours in ways a
   // cut changes (canonical reordering), so a cut there is counted again too.
   auto clean_gap = [&](size_t t) {
@@ -182,7 +191,7 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
 
   std::deque<size_t> window;  // candidate cuts, levels decreasing from front to back
   size_t next_candidate = 1;
-  size_t s = 0;       // first token of the chunk
+  size_t s = first_token;  // first token of the chunk
   size_t a = first;   // first character of the chunk
   auto push = [&](size_t begin, size_t end, size_t count) {
     out.push_back({static_cast<uint32_t>(begin), static_cast<uint32_t>(end), static_cast<uint32_t>(count)});
@@ -237,6 +246,8 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     if (c >= n) break;
     size_t next = c > s + overlap_ ? c - overlap_ : s + 1;
     while (next < c && level[next] == kShared) ++next;
+    while (next < n && !has_text(next)) ++next;  // a chunk begins at a word, not at a token of spaces alone
+    if (next >= n) break;
     s = next;
     a = chunk_start(s);
   }

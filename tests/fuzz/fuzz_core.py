@@ -1,7 +1,8 @@
 """Coverage-guided fuzzing (atheris) of Tokenizer.encode, encode_batch, Chunker.split and the BM25 word splitter.
 
-Each input picks tokenizer options, a chunk size and an overlap, and a text of arbitrary code points (lone
-surrogates included); the checks are the documented invariants, not only "no crash":
+Each input picks a tokenizer (WordPiece with its options, or byte-level BPE with and without NFC, or Unigram,
+those two trained at start-up with the ``tokenizers`` trainers), a chunk size and an overlap, and a text of
+arbitrary code points (lone surrogates included); the checks are the documented invariants, not only "no crash":
 ids inside the vocabulary, offsets inside the text and non-decreasing, batch rows equal to single encodes,
 count_tokens equal to the encoded length, and for chunks: text == original[start:end], starts strictly
 increasing, every non-whitespace character covered, n_tokens equal to the tokenizer's count of the chunk and
@@ -72,22 +73,70 @@ TOKENIZERS = {
 }
 
 
+def _other_models() -> list[rapidrag.Tokenizer]:
+    """Byte-level BPE (GPT-2 split; Qwen2 split with NFC) and Unigram, trained on a few sentences."""
+    try:
+        import tokenizers
+        from tokenizers import Regex, models, normalizers, pre_tokenizers, processors, trainers
+    except ImportError:  # pragma: no cover - the [test] extra has it
+        return []
+    texts = ["the cat sat on the mat.", "Café au lait, 東京! 123 4567", "a b ab abc\nthe end\r\n  x"] * 20
+    qwen = (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+        r"|\s+(?!\S)|\s+"
+    )
+    out = []
+    for kind in ("gpt2", "qwen2", "unigram"):
+        if kind == "unigram":
+            tok = tokenizers.Tokenizer(models.Unigram())
+            tok.pre_tokenizer = pre_tokenizers.Metaspace()
+            trainer = trainers.UnigramTrainer(vocab_size=80, special_tokens=["<unk>", "<s>"], unk_token="<unk>")
+        else:
+            tok = tokenizers.Tokenizer(models.BPE())
+            if kind == "qwen2":
+                tok.normalizer = normalizers.NFC()
+                split = pre_tokenizers.Split(Regex(qwen), behavior="isolated")
+                tok.pre_tokenizer = pre_tokenizers.Sequence(
+                    [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+                )
+            else:
+                tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+                tok.post_processor = processors.ByteLevel(trim_offsets=True)
+            trainer = trainers.BpeTrainer(
+                vocab_size=300, special_tokens=["<s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            )
+        trainer.show_progress = False
+        tok.train_from_iterator(texts, trainer)
+        path = Path(os.environ.get("TMPDIR", "/tmp")) / f"rapidrag-fuzz-{os.getpid()}-{kind}.json"
+        tok.save(str(path))
+        out.append(rapidrag.Tokenizer.from_file(path))
+        path.unlink()
+    return out
+
+
+OTHER_MODELS = _other_models()
+
+
 def check_encode(tok: rapidrag.Tokenizer, text: str) -> None:
     ids, offsets = tok.encode(text, add_special_tokens=False, return_offsets=True)
     if ids.dtype != np.int64 or offsets.shape != (len(ids), 2):
         raise AssertionError("encode returned the wrong dtype or shape")
     if len(ids) and (ids.min() < 0 or ids.max() >= tok.vocab_size):
         raise AssertionError(f"id outside the vocabulary for {text!r}")
+    wordpiece = tok._layout.name == "bert"
     if len(ids):
-        if offsets.min() < 0 or offsets.max() > len(text) or np.any(offsets[:, 0] >= offsets[:, 1]):
-            raise AssertionError(f"offsets outside the text or empty for {text!r}: {offsets.tolist()}")
-        if np.any(np.diff(offsets[:, 0]) < 0):
+        # BPE trims a token of spaces alone to an empty span; WordPiece tokens always hold a character.
+        if offsets.min() < 0 or offsets.max() > len(text) or np.any(offsets[:, 0] > offsets[:, 1]):
+            raise AssertionError(f"offsets outside the text or reversed for {text!r}: {offsets.tolist()}")
+        if wordpiece and np.any(offsets[:, 0] == offsets[:, 1]):
+            raise AssertionError(f"empty offsets for {text!r}: {offsets.tolist()}")
+        if wordpiece and np.any(np.diff(offsets[:, 0]) < 0):
             raise AssertionError(f"offsets go backwards for {text!r}")
     if tok.count_tokens(text) != len(ids):
         raise AssertionError(f"count_tokens differs from encode for {text!r}")
-    batch = tok.encode_batch([text, "", text], padding=False, n_threads=2)
+    batch = tok.encode_batch([text, "", text], padding=False, add_special_tokens=False, n_threads=2)
     for row in (0, 2):
-        if not np.array_equal(batch.input_ids[row][1:-1], ids) or not np.array_equal(batch.offsets[row][1:-1], offsets):
+        if not np.array_equal(batch.input_ids[row], ids) or not np.array_equal(batch.offsets[row], offsets):
             raise AssertionError(f"encode_batch row differs from encode for {text!r}")
 
 
@@ -116,10 +165,11 @@ def check_chunks(chunker: rapidrag.Chunker, text: str) -> None:
 def test_one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     key = tuple(fdp.ConsumeBool() for _ in range(4))
+    other = fdp.ConsumeIntInRange(0, 2 * len(OTHER_MODELS))  # half the inputs go to WordPiece
     max_tokens = fdp.ConsumeIntInRange(1, 64)
     overlap = fdp.ConsumeIntInRange(0, max_tokens - 1)
     text = fdp.ConsumeUnicode(fdp.remaining_bytes())
-    tok = TOKENIZERS[key]  # type: ignore[index]
+    tok = OTHER_MODELS[other - 1] if 0 < other <= len(OTHER_MODELS) else TOKENIZERS[key]  # type: ignore[index]
     check_encode(tok, text)
     check_chunks(rapidrag.Chunker(tok, max_tokens=max_tokens, overlap=overlap), text)
     check_words(text)
