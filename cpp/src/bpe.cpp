@@ -331,23 +331,27 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
     out.ends.push_back(stop);
     if (out.track_words) out.word_starts.push_back(b == 0 ? 1 : 0);
   };
-  if (options_.ignore_merges) {
-    s.key.assign(reinterpret_cast<const char*>(bytes), n);
-    const auto it = byte_token_ids_.find(s.key);
-    if (it != byte_token_ids_.end()) {
-      emit(it->second, 0, n);
-      return;
-    }
-  }
   const bool cacheable = n <= kCacheMaxBytes;
   const uint64_t h = cacheable ? Scratch::hash_of(bytes, n) : 0;
-  if (cacheable) {
+  if (cacheable) {  // the cache first: it also holds the pieces that are tokens of their own
     if (const Scratch::Slot* hit = s.find(bytes, n, h)) {
       uint32_t b = 0;
       for (size_t t = 0; t < hit->n_tokens; ++t) {
         const auto [id, e] = s.cached[hit->tokens + t];
         if (id >= 0) emit(id, b, e);
         b = e;
+      }
+      return;
+    }
+  }
+  if (options_.ignore_merges) {
+    s.key.assign(reinterpret_cast<const char*>(bytes), n);
+    const auto it = byte_token_ids_.find(s.key);
+    if (it != byte_token_ids_.end()) {
+      emit(it->second, 0, n);
+      if (cacheable) {
+        s.tokens.assign(1, {it->second, static_cast<uint32_t>(n)});
+        s.insert(bytes, n, h);
       }
       return;
     }
