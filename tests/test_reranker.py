@@ -135,10 +135,13 @@ def test_the_cancel_lead_learns_how_late_cancelled_runs_return(
     reranker_dir: Path, scifact_texts: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A model whose runs return well after the cancel flag (a long node) makes the reranker cancel that much
-    earlier next time, so that its late return still falls within the budget; the lead is bounded."""
+    earlier next time, so that its late return still falls within the budget; the lead is bounded, and loading
+    seeds it with one cancelled warm-up run."""
     from rapidrag.reranker import CANCEL_LEAD_MAX_MS, CANCEL_LEAD_MS
 
     reranker = rapidrag.Reranker(reranker_dir, n_threads=1)
+    assert len(reranker._cancel_late_ms) == 1  # loading cancelled a warm-up run a millisecond in: the first lead
+    reranker._cancel_late_ms.clear()
     assert reranker._cancel_lead_ms() == CANCEL_LEAD_MS
     late_s = 0.015
 
@@ -171,7 +174,8 @@ def test_the_cost_model_is_measured_on_a_full_batch_at_load(
 
     monkeypatch.setattr(rapidrag.Reranker, "_run", recording)
     reranker = rapidrag.Reranker(reranker_dir, n_threads=1, max_length=256, batch_tokens=1024)
-    assert shapes == [(4, 256), (4, 256)] and reranker._ms_per_token > 0
+    # Two warm-up runs (the second one timed), then a third cancelled a millisecond in to seed the cancel lead.
+    assert shapes == [(4, 256), (4, 256), (4, 256)] and reranker._ms_per_token > 0
 
 
 def test_time_budget_counts_waiting_for_busy_cores(reranker: rapidrag.Reranker) -> None:
