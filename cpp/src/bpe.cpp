@@ -115,11 +115,9 @@ struct Merge {
   bool operator>(const Merge& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
 };
 
-}  // namespace
-
-namespace {
 constexpr size_t kCacheSlots = 1 << 18;  // at most half used: 131,072 pieces per thread, then it starts over
 constexpr size_t kCacheMaxBytes = 64;    // longer pieces are rare: not kept
+std::atomic<uint64_t> next_model_serial{1};
 }  // namespace
 
 struct ByteLevelBPE::Scratch {
@@ -135,56 +133,56 @@ struct ByteLevelBPE::Scratch {
   std::vector<uint32_t> end;  // byte end of the symbol starting here
   std::vector<Merge> heap;
   std::vector<std::pair<int32_t, uint32_t>> tokens;
-  // Pieces seen on this thread by this model, and their tokens as (id, byte end): words repeat, merges are dear.
-  // A flat open-addressing table over two arenas (piece bytes, tokens), emptied whole when half full.
+  // Pieces seen on this thread, and their tokens as (id, byte end): words repeat, merges are dear. One flat
+  // open-addressing table over two arenas (piece bytes, tokens) for every model on the thread, each entry tagged
+  // with its model's serial, so that models used in turn (an embedder and a reranker) keep their pieces; it is
+  // emptied whole when half full.
   struct Slot {
     uint64_t hash = 0;  // 0: empty
+    uint64_t model = 0;
     uint32_t key = 0, tokens = 0;
     uint16_t key_len = 0, n_tokens = 0;
   };
-  uint64_t cache_owner = 0;
   std::vector<Slot> slots;
   std::vector<uint8_t> keys;
   std::vector<std::pair<int32_t, uint32_t>> cached;
   size_t used = 0;
 
-  void reset(uint64_t owner) {
+  void reset() {
     slots.assign(kCacheSlots, Slot{});
     keys.clear();
     cached.clear();
     used = 0;
-    cache_owner = owner;
   }
-  static uint64_t hash_of(const uint8_t* b, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then a final mix; never 0
+  static uint64_t hash_of(uint64_t model, const uint8_t* b, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL ^ (model * 0x9e3779b97f4a7c15ULL);  // FNV-1a, then a final mix; never 0
     for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 32;
     return h | 1;
   }
-  const Slot* find(const uint8_t* b, size_t n, uint64_t h) const {
+  const Slot* find(uint64_t model, const uint8_t* b, size_t n, uint64_t h) const {
     for (size_t i = h & (kCacheSlots - 1);; i = (i + 1) & (kCacheSlots - 1)) {
       const Slot& slot = slots[i];
       if (slot.hash == 0) return nullptr;
-      if (slot.hash == h && slot.key_len == n && std::memcmp(keys.data() + slot.key, b, n) == 0) return &slot;
+      if (slot.hash == h && slot.model == model && slot.key_len == n &&
+          std::memcmp(keys.data() + slot.key, b, n) == 0) {
+        return &slot;
+      }
     }
   }
-  void insert(const uint8_t* b, size_t n, uint64_t h) {
-    if (2 * (used + 1) > kCacheSlots) reset(cache_owner);
+  void insert(uint64_t model, const uint8_t* b, size_t n, uint64_t h) {
+    if (2 * (used + 1) > kCacheSlots) reset();
     size_t i = h & (kCacheSlots - 1);
     while (slots[i].hash != 0) i = (i + 1) & (kCacheSlots - 1);
-    slots[i] = {h, static_cast<uint32_t>(keys.size()), static_cast<uint32_t>(cached.size()),
+    slots[i] = {h, model, static_cast<uint32_t>(keys.size()), static_cast<uint32_t>(cached.size()),
                 static_cast<uint16_t>(n), static_cast<uint16_t>(tokens.size())};
     keys.insert(keys.end(), b, b + n);
     cached.insert(cached.end(), tokens.begin(), tokens.end());
     ++used;
   }
 };
-
-namespace {
-std::atomic<uint64_t> next_model_serial{1};
-}  // namespace
 
 const std::string& ByteLevelBPE::byte_char(uint8_t b) { return kByteChars.utf8[b]; }
 
@@ -246,7 +244,7 @@ const std::string& ByteLevelBPE::id_to_token(int32_t id) const {
 
 void ByteLevelBPE::encode(const TextRef& text, Encoding& out) const {
   thread_local Scratch scratch;
-  if (scratch.cache_owner != serial_) scratch.reset(serial_);
+  if (scratch.slots.empty()) scratch.reset();
   const size_t first = out.size();
   // The parts between special tokens are encoded on their own.
   for_each_part(text, specials_, options_.nfc, scratch.part, out,
@@ -332,9 +330,9 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
     if (out.track_words) out.word_starts.push_back(b == 0 ? 1 : 0);
   };
   const bool cacheable = n <= kCacheMaxBytes;
-  const uint64_t h = cacheable ? Scratch::hash_of(bytes, n) : 0;
+  const uint64_t h = cacheable ? Scratch::hash_of(serial_, bytes, n) : 0;
   if (cacheable) {  // the cache first: it also holds the pieces that are tokens of their own
-    if (const Scratch::Slot* hit = s.find(bytes, n, h)) {
+    if (const Scratch::Slot* hit = s.find(serial_, bytes, n, h)) {
       uint32_t b = 0;
       for (size_t t = 0; t < hit->n_tokens; ++t) {
         const auto [id, e] = s.cached[hit->tokens + t];
@@ -351,7 +349,7 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
       emit(it->second, 0, n);
       if (cacheable) {
         s.tokens.assign(1, {it->second, static_cast<uint32_t>(n)});
-        s.insert(bytes, n, h);
+        s.insert(serial_, bytes, n, h);
       }
       return;
     }
@@ -419,7 +417,7 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
     if (id >= 0) emit(id, b, e);
     b = e;
   }
-  if (cacheable) s.insert(bytes, n, h);
+  if (cacheable) s.insert(serial_, bytes, n, h);
 }
 
 }  // namespace rapidrag

@@ -118,7 +118,9 @@ def export_model(
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False
     _check_tokenizer(source, ours, tokenizer)
-    pooling = _pooling(source) if task == "embed" else None
+    from .embedder import _folder_pooling
+
+    pooling = _folder_pooling(source) if task == "embed" else None
     record: dict[str, Any] = {
         "task": task,
         "made_by": "rapidrag export",
@@ -187,12 +189,6 @@ def _check_tokenizer(source: Path, ours: Any, theirs: Any) -> None:
             f"{source}: rapidrag lays out a (query, passage) pair as {got[:12]}..., transformers as "
             f"{expected[:12]}...; not exported"
         )
-
-
-def _pooling(source: Path) -> str:
-    from .embedder import _folder_pooling
-
-    return _folder_pooling(source)
 
 
 def _model_inputs(tokenizer: Any, task: str, names: list[str]) -> dict[str, Any]:

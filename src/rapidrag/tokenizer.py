@@ -1,5 +1,5 @@
-"""Tokenizers on the native core (BERT WordPiece; byte-level BPE of GPT-2, RoBERTa, Llama 3 and Qwen2): ids and
-offsets identical to Hugging Face ``tokenizers``."""
+"""Tokenizers on the native core (BERT WordPiece; byte-level BPE of GPT-2, RoBERTa, Llama 3 and Qwen2; SentencePiece
+Unigram): ids and offsets identical to Hugging Face ``tokenizers``."""
 
 from __future__ import annotations
 
@@ -206,6 +206,10 @@ class _Layout:
         c, s = ((cls_id, 0),), ((sep_id, 0),)
         return cls("roberta", c, s, c, s + s, s, 0, 0)
 
+    def single_ids(self) -> list[int]:
+        """The special token ids around one text, in order."""
+        return [token_id for part in (self.single_prefix, self.single_suffix) for token_id, _ in part]
+
     def native(self, pad_id: int) -> Any:
         return _core.Layout(
             list(self.single_prefix),
@@ -335,8 +339,8 @@ def _bpe_pre_tokenizer(path: Path, pre: Any) -> tuple[str, int, bool]:
 
 class Tokenizer:
     """A tokenizer on the native core. The constructor builds BERT WordPiece (normalization, pre-tokenization and
-    WordPiece in C++); ``Tokenizer.from_file`` also reads byte-level BPE ``tokenizer.json`` files (GPT-2,
-    RoBERTa, Llama 3 and Qwen2 layouts).
+    WordPiece in C++); ``Tokenizer.from_file`` also reads byte-level BPE (GPT-2, RoBERTa, Llama 3 and Qwen2 layouts)
+    and SentencePiece Unigram ``tokenizer.json`` files.
 
     Parameters
     ----------
@@ -457,7 +461,7 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: PathLike, *, n_threads: int = 0) -> Tokenizer:
-        """Load ``vocab.txt``, a Hugging Face ``tokenizer.json`` (WordPiece or byte-level BPE), or a folder with one.
+        """Load ``vocab.txt``, a Hugging Face ``tokenizer.json`` (WordPiece, byte-level BPE, Unigram), or a folder.
 
         A folder's ``tokenizer.json`` is preferred (it carries the normalizer options); ``vocab.txt`` is read as
         an uncased BERT vocabulary unless ``tokenizer_config.json`` says ``do_lower_case: false``.
@@ -520,7 +524,7 @@ class Tokenizer:
             cls_token, sep_token = post["cls"][0], post["sep"][0]
         elif post.get("type") == "TemplateProcessing":
             template = _template_layout(path, post)
-            ids = [vocab_id for part in (template.single_prefix, template.single_suffix) for vocab_id, _ in part]
+            ids = template.single_ids()
             if len(ids) == 2:
                 cls_token, sep_token = tokens[ids[0]], tokens[ids[1]]
         elif post:
@@ -529,12 +533,7 @@ class Tokenizer:
                 "BertProcessing, TemplateProcessing"
             )
         pad_token = ((spec.get("padding") or {}).get("pad_token")) or "[PAD]"
-        for added in spec.get("added_tokens") or []:
-            if not added.get("special", False) or added.get("content") not in vocab:
-                raise VocabularyError(
-                    f"{path}: added token {added.get('content')!r} is not a special token of the vocabulary; "
-                    "only special added tokens are supported"
-                )
+        _special_tokens(path, spec, vocab)  # refuses an added token that is not a special token of the vocabulary
         lowercase = bool(norm.get("lowercase", True)) if norm else False
         strip = norm.get("strip_accents") if norm else False
         tokenizer = cls(
@@ -552,7 +551,7 @@ class Tokenizer:
             n_threads=n_threads,
         )
         if template is not None:
-            tokenizer._layout, tokenizer._native_layout = template, template.native(tokenizer.pad_id)
+            tokenizer._set_layout(template)
         return tokenizer
 
     @classmethod
@@ -596,20 +595,14 @@ class Tokenizer:
             )
         except ValueError as e:
             raise VocabularyError(f"{path}: {e}") from None
+        options = {
+            "model": "byte-level BPE",
+            "normalizer": kinds,
+            "pattern": pattern,
+            "add_prefix_space": add_prefix_space,
+        }
         pad_token = ((spec.get("padding") or {}).get("pad_token")) or None
-        self = cls.__new__(cls)
-        ids = [i for part in (layout.single_prefix, layout.single_suffix) for i, _ in part]
-        self._init_core(
-            core,
-            n_threads,
-            {"model": "byte-level BPE", "normalizer": kinds, "pattern": pattern, "add_prefix_space": add_prefix_space},
-            layout,
-            unk_token=unk or None,
-            cls_token=tokens[ids[0]] if ids else None,
-            sep_token=tokens[ids[-1]] if len(ids) > 1 else None,
-            pad_token=pad_token,
-        )
-        return self
+        return cls._from_core(core, n_threads, options, layout, tokens, unk or None, pad_token)
 
     @classmethod
     def _from_unigram_spec(cls, path: Path, spec: dict[str, Any], n_threads: int) -> Tokenizer:
@@ -655,15 +648,30 @@ class Tokenizer:
         except ValueError as e:
             raise VocabularyError(f"{path}: {e}") from None
         tokens = [piece for piece, _ in vocab]
-        ids = [i for part in (layout.single_prefix, layout.single_suffix) for i, _ in part]
+        options = {"model": "Unigram", "normalizer": kinds, "prepend_scheme": scheme}
         pad_token = ((spec.get("padding") or {}).get("pad_token")) or ("<pad>" if "<pad>" in pieces else None)
+        return cls._from_core(core, n_threads, options, layout, tokens, tokens[unk_id], pad_token)
+
+    @classmethod
+    def _from_core(
+        cls,
+        core: Any,
+        n_threads: int,
+        options: dict[str, Any],
+        layout: _Layout,
+        tokens: list[str],
+        unk_token: str | None,
+        pad_token: str | None,
+    ) -> Tokenizer:
+        """A tokenizer read from a tokenizer.json: its special tokens are the first and last of its layout."""
+        ids = layout.single_ids()
         self = cls.__new__(cls)
         self._init_core(
             core,
             n_threads,
-            {"model": "Unigram", "normalizer": kinds, "prepend_scheme": scheme},
+            options,
             layout,
-            unk_token=tokens[unk_id],
+            unk_token=unk_token,
             cls_token=tokens[ids[0]] if ids else None,
             sep_token=tokens[ids[-1]] if len(ids) > 1 else None,
             pad_token=pad_token,
@@ -692,6 +700,9 @@ class Tokenizer:
         self.sep_id = core.token_to_id(sep_token) if sep_token is not None else -1
         self.pad_id = max(core.token_to_id(pad_token), 0) if pad_token is not None else 0
         self.unk_id = core.token_to_id(unk_token) if unk_token is not None else -1
+        self._set_layout(layout)
+
+    def _set_layout(self, layout: _Layout) -> None:
         self._layout = layout
         self._native_layout = layout.native(self.pad_id)
 

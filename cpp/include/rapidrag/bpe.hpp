@@ -69,7 +69,7 @@ class ByteLevelBPE : public TextEncoder {
   // (left id << 32 | right id) -> (rank << 32 | merged id)
   std::unordered_map<uint64_t, uint64_t> merges_;
   SpecialTokens specials_;
-  uint64_t serial_;  // tells this model's per-thread cache of pieces from another's
+  uint64_t serial_;  // tells this model's pieces in the per-thread cache from another model's
 };
 
 }  // namespace rapidrag
