@@ -249,6 +249,34 @@ def test_distil_a_smaller_student(tiny_data: dict[str, Path], tiny_init: Path, t
     assert margins["settings"]["loss"] == "Margin-MSE to the teacher" and np.isfinite(margins["final_loss"])
     with pytest.raises(ValueError, match="distil_loss must be one of"):
         run(tiny_data, None, tmp_path / "unknown_loss", teacher=teacher, distil_loss="mse")
+    # Unlabelled queries: the teacher labels their candidates; a judged query's text, a blank and a repeat are
+    # left out (so that no dev query is trained on), and without a teacher they are refused.
+    from rapidrag.beir import iter_jsonl, load_queries
+
+    titles = [d["title"] for d in iter_jsonl(tiny_data["corpus"]) if len(d["title"].split()) >= 4][:10]
+    judged = next(iter(load_queries(tiny_data["queries"]).values()))
+    (tmp_path / "titles.txt").write_text("\n".join([*titles, f"  {judged.upper()} ", "", titles[0]]) + "\n")
+    student = run(
+        tiny_data, None, tmp_path / "unlabelled", teacher=teacher, layers=1, distil_queries=tmp_path / "titles.txt"
+    ).record
+    assert student["settings"]["unlabelled_queries"] == 10
+    assert student["dropped"]["unlabelled queries blank, repeated or judged"] == 3
+    assert student["settings"]["data"]["unlabelled_queries"]["sha256"]
+    plain = run(tiny_data, None, tmp_path / "plain", teacher=teacher, layers=1, max_steps=None).record
+    more = run(
+        tiny_data,
+        None,
+        tmp_path / "more",
+        teacher=teacher,
+        layers=1,
+        max_steps=None,
+        distil_queries=tmp_path / "titles.txt",
+    ).record
+    assert more["settings"]["steps"] > plain["settings"]["steps"]
+    with pytest.raises(TrainingError, match="pass --teacher"):
+        run(tiny_data, tiny_init, tmp_path / "no_teacher", distil_queries=tmp_path / "titles.txt")
+    with pytest.raises(TrainingDataError, match="no such file"):
+        run(tiny_data, None, tmp_path / "missing", teacher=teacher, distil_queries=tmp_path / "none.txt")
 
 
 def test_embedder_trains_exports_and_loads(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:

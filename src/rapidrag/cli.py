@@ -614,8 +614,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             common[name] = getattr(args, name)
     if args.what == "embedder":
-        if args.teacher or args.layers or args.distil_loss != "kl":
-            raise CliError("--teacher, --layers and --distil-loss are for rapidrag train reranker")
+        if args.teacher or args.layers or args.distil_loss != "kl" or args.distil_queries:
+            raise CliError("--teacher, --layers, --distil-loss and --distil-queries are for rapidrag train reranker")
         if args.init is None:
             raise CliError("rapidrag train embedder needs --init (a checkpoint folder to start from)")
         report = train_embedder(args.src, args.queries, args.qrels, batch_size=args.batch_size, **common)
@@ -629,6 +629,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             teacher=args.teacher,
             layers=args.layers,
             distil_loss=args.distil_loss,
+            distil_queries=args.distil_queries,
             groups_per_batch=args.groups_per_batch,
             **common,
         )
@@ -773,6 +774,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("kl", "margin-mse"),
         default="kl",
         help="with --teacher: listwise KL over each group (default) or Margin-MSE of relevant-minus-negative margins",
+    )
+    tr.add_argument(
+        "--distil-queries",
+        metavar="FILE",
+        help="with --teacher: unlabelled queries (.txt, one per line, or queries.jsonl) the teacher labels too",
     )
     tr.add_argument("--out", required=True, help="the model folder to write")
     tr.add_argument("--embedder", metavar="PATH", help="embedder for hybrid mining (default $RAPIDRAG_MODELS/...)")

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from ..errors import DataFormatError, RapidragError
 
-__all__ = ["MIN_TRAIN_QUERIES", "TrainingData", "TrainingDataError", "load_training_data", "prepare", "split_dev"]
+__all__ = [
+    "MIN_TRAIN_QUERIES",
+    "TrainingData",
+    "TrainingDataError",
+    "load_training_data",
+    "load_unlabelled_queries",
+    "prepare",
+    "split_dev",
+]
 
 MIN_TRAIN_QUERIES = 20  # below this, a dev split cannot choose anything and training over-fits in a few steps
 
@@ -125,3 +133,38 @@ def prepare(
     data = load_training_data(corpus, queries, qrels, **({} if min_queries is None else {"min_queries": min_queries}))
     train_ids, dev_ids = split_dev(data, dev_fraction, seed)
     return data, train_ids, dev_ids
+
+
+UNLABELLED_PREFIX = "unlabelled:"  # query ids of unlabelled queries, apart from the judged queries' ids
+
+
+def load_unlabelled_queries(path: str | os.PathLike[str], data: TrainingData) -> tuple[dict[str, str], int]:
+    """Unlabelled queries for distillation: a ``.txt`` file of one query per line, or queries as ``rapidrag index``
+    reads them (BEIR ``queries.jsonl[.gz]``). Returns ``({id: text}, dropped)``: ids carry ``UNLABELLED_PREFIX``;
+    blank lines, repeats and any query whose text is one of the judged queries' (so that no dev query is trained
+    on) are dropped and counted. Records the file's checksum in ``data.sources``."""
+    from ..beir import load_queries
+
+    p = Path(path)
+    if not p.exists():
+        raise TrainingDataError(f"{p}: no such file of unlabelled queries")
+    if p.suffix == ".txt":
+        with open(p, encoding="utf-8") as f:
+            texts = [line.strip() for line in f]
+    else:
+        texts = [t.strip() for t in load_queries(p).values()]
+    judged = {" ".join(t.split()).lower() for t in data.queries.values()}
+    kept: dict[str, str] = {}
+    seen: set[str] = set()
+    dropped = 0
+    for text in texts:
+        key = " ".join(text.split()).lower()
+        if not key or key in judged or key in seen:
+            dropped += 1
+            continue
+        seen.add(key)
+        kept[f"{UNLABELLED_PREFIX}{len(kept)}"] = text
+    if not kept:
+        raise TrainingDataError(f"{p}: no unlabelled query left ({dropped} blank, repeated or judged)")
+    data.sources["unlabelled_queries"] = {"path": str(p.resolve()), "sha256": _sha256(p)}
+    return kept, dropped

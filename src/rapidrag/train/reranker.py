@@ -39,7 +39,7 @@ from .common import (
     quiet,
     start_torch,
 )
-from .data import TrainingData, prepare
+from .data import TrainingData, load_unlabelled_queries, prepare
 from .mining import Candidates, hard_negatives, mine
 
 __all__ = ["TrainReport", "TrainingError", "dev_metrics", "train_reranker"]
@@ -128,10 +128,13 @@ def _batches(
     negatives: int,
     skip_window: int,
     seed: int,
+    unlabelled_ids: Sequence[str] = (),
 ) -> list[list[tuple[str, str, list[str]]]]:
     """Every batch of every epoch, made up front from the seed (so that a resumed run skips exactly the batches it
     has done): groups (query, positive, negatives), shuffled, then sorted by length within pools of 16 batches so
-    that a batch's pairs pad to similar lengths, and the batches shuffled again."""
+    that a batch's pairs pad to similar lengths, and the batches shuffled again. An unlabelled query's group is
+    its first-stage top candidate and ``negatives`` others drawn from its candidates (only a teacher's scores
+    label them)."""
     rng = random.Random(seed)
     out = []
     for _ in range(epochs):
@@ -139,6 +142,9 @@ def _batches(
         for qid in train_ids:
             for pos in data.positives(qid):
                 groups.append((qid, pos, hard_negatives(candidates, data, qid, negatives, skip_window, rng)))
+        for qid in unlabelled_ids:
+            ranked = candidates.ranked[qid]
+            groups.append((qid, ranked[0], rng.sample(ranked[1:], negatives)))
         rng.shuffle(groups)
         pool = 16 * groups_per_batch
         epoch = []
@@ -162,6 +168,7 @@ def train_reranker(
     teacher: str | os.PathLike[str] | None = None,
     layers: int | None = None,
     distil_loss: str = "kl",
+    distil_queries: str | os.PathLike[str] | None = None,
     embedder: Any = None,
     index: str | os.PathLike[str] | None = None,
     max_length: int = 256,
@@ -200,7 +207,10 @@ def train_reranker(
     distributions of each group, ``distil_loss="kl"``, or Margin-MSE, ``"margin-mse"``: the squared difference
     between the student's and the teacher's margins of the relevant passage over each negative) instead of the
     judgements; ``layers`` keeps that many of the student's encoder
-    layers, evenly spaced, so that it runs faster; ``init`` defaults to the teacher itself.
+    layers, evenly spaced, so that it runs faster; ``init`` defaults to the teacher itself. ``distil_queries``: a
+    file of unlabelled queries (one per line in a ``.txt``, or a queries JSONL) whose first-stage candidates the
+    teacher labels too, since a teacher needs no judgements; dev still chooses on the judged dev queries, and a
+    query whose text is a judged one is left out.
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -218,6 +228,8 @@ def train_reranker(
         raise ValueError(f"layers must be a positive int, got {layers!r}")
     if distil_loss not in DISTIL_LOSSES:
         raise ValueError(f"distil_loss must be one of {sorted(DISTIL_LOSSES)}, got {distil_loss!r}")
+    if distil_queries is not None and teacher_dir is None:
+        raise TrainingError("distil_queries are labelled by a teacher's scores: pass --teacher too")
     check_output(out_dir, force)
     check_ints(negatives=(negatives, 1), epochs=(epochs, 1), groups_per_batch=(groups_per_batch, 1))
     if not isinstance(max_length, int) or not 16 <= max_length <= 512:
@@ -229,11 +241,23 @@ def train_reranker(
         f"data: {len(data.documents):,} documents, {len(train_ids)} train and {len(dev_ids)} dev queries "
         f"(dropped: {json.dumps(data.dropped)})"
     )
-    query_ids = [*train_ids, *dev_ids]
+    unlabelled: list[str] = []
+    if distil_queries is not None:
+        extra, dropped = load_unlabelled_queries(distil_queries, data)
+        data.queries.update(extra)
+        data.dropped["unlabelled queries blank, repeated or judged"] = dropped
+        unlabelled = list(extra)
+        say(f"distillation: {len(unlabelled):,} unlabelled queries ({dropped} dropped)")
+    query_ids = [*train_ids, *dev_ids, *unlabelled]
     candidates, mined_with, mining_s = mine(
         data, embedder, index, query_ids, max(depth, rerank_depth), progress=progress
     )
     say(f"mining: {mined_with} first stage in {mining_s:.0f} s")
+    if unlabelled:
+        short = [q for q in unlabelled if len(candidates.ranked[q]) < 1 + negatives]
+        if short:
+            unlabelled = [q for q in unlabelled if len(candidates.ranked[q]) >= 1 + negatives]
+            data.dropped["unlabelled queries with too few candidates"] = len(short)
     autocast = start_torch(seed, bf16)
     with quiet():
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
@@ -261,6 +285,7 @@ def train_reranker(
         negatives=negatives,
         skip_window=skip_window,
         seed=seed,
+        unlabelled_ids=unlabelled,
     )
     total = len(batches) if max_steps is None else min(max_steps, len(batches))
     if total < 1:
@@ -270,6 +295,7 @@ def train_reranker(
         "init": str(init_dir.resolve()),
         "teacher": str(teacher_dir.resolve()) if teacher_dir is not None else None,
         "layers": layers,
+        "unlabelled_queries": len(unlabelled),
         "loss": DISTIL_LOSSES[distil_loss] if teacher_dir is not None else "listwise softmax cross-entropy",
         "data": data.sources,
         "max_length": max_length,
