@@ -139,6 +139,25 @@ def two_stage(per_cp: list[int]) -> tuple[list[int], list[tuple[int, ...]]]:
     return stage1, blocks
 
 
+def write_two_stage(path: str, namespace: str, header: str, per_cp: list[int]) -> None:
+    """Writes ``per_cp`` (one byte per code point) as the two-stage tables kStage1/kStage2 of ``namespace``."""
+    stage1, blocks = two_stage(per_cp)
+    out = [
+        header,
+        f"namespace {namespace} {{",
+        "const uint16_t kStage1[] = {",
+        rows(stage1, 32),
+        "};",
+        "const uint8_t kStage2[] = {",
+        rows([v for b in blocks for v in b], 32),
+        "};",
+        f"}}  // namespace {namespace}",
+        "",
+    ]
+    Path(path).write_text("\n".join(out))
+    print(f"wrote {path}: {len(blocks)} blocks")
+
+
 def rows(values: list[int], width: int = 16) -> str:
     """C initializer rows."""
     return "\n".join(

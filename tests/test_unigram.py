@@ -1,6 +1,7 @@
 """SentencePiece Unigram with the Metaspace pre-tokenizer on the native core: ids and offsets identical to Hugging
-Face ``tokenizers`` for Unigram tokenizers trained here with its trainer (prepend schemes, split or not, NFC, byte
-fallback, the XLM-RoBERTa layout), and clear errors for what is not supported."""
+Face ``tokenizers`` for Unigram tokenizers trained here with its trainer (prepend schemes, split or not, NFC, the
+Strip, Replace and Lowercase steps, byte fallback, the XLM-RoBERTa layout), and clear errors for what is not
+supported. The SentencePiece precompiled character map: test_sentencepiece.py."""
 
 from __future__ import annotations
 
@@ -15,20 +16,37 @@ import rapidrag
 from rapidrag.errors import VocabularyError
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
-# name -> (prepend scheme, split, NFC, byte fallback)
+# name -> (prepend scheme, split, normalizer, byte fallback)
 VARIANTS = {
-    "xlmr": ("always", True, False, False),
-    "first-nfc": ("first", True, True, False),
-    "never-nosplit": ("never", False, False, False),
-    "byte-fallback": ("always", True, False, True),
+    "xlmr": ("always", True, None, False),
+    "first-nfc": ("first", True, "nfc", False),
+    "never-nosplit": ("never", False, None, False),
+    "byte-fallback": ("always", True, None, True),
+    "steps": ("always", True, "steps", False),
 }
 
 
+def normalizer(name: str | None) -> normalizers.Normalizer | None:
+    if name == "nfc":
+        return normalizers.NFC()
+    if name == "steps":  # the steps of SentencePiece conversions and uncased models, in one sequence
+        return normalizers.Sequence(
+            [
+                normalizers.Strip(left=True, right=True),
+                normalizers.Replace("``", '"'),
+                normalizers.Replace(tokenizers.Regex(" {2,}"), " "),
+                normalizers.Lowercase(),
+                normalizers.NFC(),
+            ]
+        )
+    return None
+
+
 def train(texts: list[str], variant: str, vocab_size: int = 2000) -> tokenizers.Tokenizer:
-    prepend, split, nfc, byte_fallback = VARIANTS[variant]
+    prepend, split, norm, byte_fallback = VARIANTS[variant]
     tok = tokenizers.Tokenizer(models.Unigram())
-    if nfc:
-        tok.normalizer = normalizers.NFC()
+    if norm is not None:
+        tok.normalizer = normalizer(norm)
     tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme=prepend, split=split)
     trainer = trainers.UnigramTrainer(
         vocab_size=vocab_size, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False
@@ -108,8 +126,8 @@ def test_batches_pairs_and_counts(trained: Trained, scifact_texts: list[str]) ->
 
 
 def test_what_is_not_supported_is_refused_by_name(trained: Trained, tmp_path: Path) -> None:
-    """The SentencePiece precompiled character map (XLM-R's normalizer) and other pre-tokenizers are named in
-    the error, never tokenized differently; a vocabulary entry that is not [piece, score] is named too."""
+    """A normalizer and a pre-tokenizer the core does not have are named in the error, never tokenized
+    differently; a vocabulary entry that is not [piece, score] is named too."""
     _, path = trained["xlmr"]
     spec = json.loads(path.read_text())
 
@@ -119,7 +137,7 @@ def test_what_is_not_supported_is_refused_by_name(trained: Trained, tmp_path: Pa
         with pytest.raises(VocabularyError, match=match):
             rapidrag.Tokenizer.from_file(bad)
 
-    refused({"normalizer": {"type": "Precompiled", "precompiled_charsmap": ""}}, r"normalizer \['Precompiled'\]")
+    refused({"normalizer": {"type": "NFKD"}}, "normalizer 'NFKD' is not supported for Unigram")
     refused({"pre_tokenizer": {"type": "Whitespace"}}, "pre_tokenizer 'Whitespace'")
     refused({"model": {**spec["model"], "vocab": [["a", "high"]]}}, r"model.vocab\[0\]")
     refused({"model": {**spec["model"], "unk_id": None}}, "unk_id None")

@@ -6,6 +6,7 @@ namespace py = pybind11;
 namespace rapidrag::bindings {
 void register_encoder(py::module_& m);
 void register_wordpiece(py::module_& m);
+void register_normalizer(py::module_& m);
 void register_bpe(py::module_& m);
 void register_unigram(py::module_& m);
 void register_chunker(py::module_& m);
@@ -16,6 +17,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "rapidrag native core: WordPiece, byte-level BPE and Unigram tokenizers, chunker and BM25 word splitting";
   rapidrag::bindings::register_encoder(m);
   rapidrag::bindings::register_wordpiece(m);
+  rapidrag::bindings::register_normalizer(m);
   rapidrag::bindings::register_bpe(m);
   rapidrag::bindings::register_unigram(m);
   rapidrag::bindings::register_chunker(m);

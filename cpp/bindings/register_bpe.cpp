@@ -12,9 +12,9 @@ void register_bpe(py::module_& m) {
       .def(py::init([](const std::vector<std::string>& vocab,
                        const std::vector<std::pair<std::string, std::string>>& merges, const std::string& pattern,
                        size_t max_digits, bool add_prefix_space, bool trim_offsets, bool trim_keeps_prefix_space, bool ignore_merges,
-                       const std::string& unk_token, const std::vector<std::string>& special_tokens, bool nfc) {
+                       const std::string& unk_token, const std::vector<std::string>& special_tokens, const Normalizer& normalizer) {
              ByteLevelBPEOptions o;
-             o.nfc = nfc;
+             o.normalizer = normalizer;
              if (pattern == "gpt2") {
                o.pattern = SplitPattern::kGpt2;
              } else if (pattern == "llama3") {
@@ -34,7 +34,7 @@ void register_bpe(py::module_& m) {
              return std::make_shared<ByteLevelBPE>(vocab, merges, std::move(o));
            }),
            py::arg("vocab"), py::arg("merges"), py::arg("pattern"), py::arg("max_digits"), py::arg("add_prefix_space"),
-           py::arg("trim_offsets"), py::arg("trim_keeps_prefix_space"), py::arg("ignore_merges"), py::arg("unk_token"), py::arg("special_tokens"), py::arg("nfc"),
+           py::arg("trim_offsets"), py::arg("trim_keeps_prefix_space"), py::arg("ignore_merges"), py::arg("unk_token"), py::arg("special_tokens"), py::arg("normalizer"),
            "Byte-level BPE: vocab[i] is token i in the byte-level alphabet, merges are (left, right) by rank; "
            "pattern: the pre-tokenizer's split ('gpt2', 'llama3' with max_digits, or 'none').");
 }

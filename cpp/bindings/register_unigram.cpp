@@ -9,11 +9,11 @@ namespace rapidrag::bindings {
 
 void register_unigram(py::module_& m) {
   py::class_<Unigram, TextEncoder, std::shared_ptr<Unigram>>(m, "Unigram")
-      .def(py::init([](const std::vector<std::pair<std::string, double>>& vocab, int32_t unk_id, bool nfc,
+      .def(py::init([](const std::vector<std::pair<std::string, double>>& vocab, int32_t unk_id, const Normalizer& normalizer,
                        const std::string& replacement, const std::string& prepend_scheme, bool split,
                        bool byte_fallback, const std::vector<std::string>& special_tokens) {
              UnigramOptions o;
-             o.nfc = nfc;
+             o.normalizer = normalizer;
              o.replacement = replacement;
              if (prepend_scheme == "always") {
                o.prepend = PrependScheme::kAlways;
@@ -29,7 +29,7 @@ void register_unigram(py::module_& m) {
              o.special_tokens = special_tokens;
              return std::make_shared<Unigram>(vocab, unk_id, std::move(o));
            }),
-           py::arg("vocab"), py::arg("unk_id"), py::arg("nfc"), py::arg("replacement"), py::arg("prepend_scheme"),
+           py::arg("vocab"), py::arg("unk_id"), py::arg("normalizer"), py::arg("replacement"), py::arg("prepend_scheme"),
            py::arg("split"), py::arg("byte_fallback"), py::arg("special_tokens"),
            "SentencePiece Unigram with the Metaspace pre-tokenizer: vocab[i] = (piece, score) of token i.");
 }

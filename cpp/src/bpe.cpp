@@ -247,7 +247,7 @@ void ByteLevelBPE::encode(const TextRef& text, Encoding& out) const {
   if (scratch.slots.empty()) scratch.reset();
   const size_t first = out.size();
   // The parts between special tokens are encoded on their own.
-  for_each_part(text, specials_, options_.nfc, scratch.part, out,
+  for_each_part(text, specials_, options_.normalizer, scratch.part, out,
                 [&](const char32_t* cps, const Span* owners, size_t n, size_t) {
                   encode_segment(cps, owners, n, out, first, scratch);
                 });

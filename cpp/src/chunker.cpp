@@ -247,7 +247,14 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     size_t next = c > s + overlap_ ? c - overlap_ : s + 1;
     while (next < c && level[next] == kShared) ++next;
     while (next < n && !has_text(next)) ++next;  // a chunk begins at a word, not at a token of spaces alone
-    if (next >= n) break;
+    if (next >= n) {
+      // Offsets that lag behind the text (the reference's alignment after a normalizer drops characters at the
+      // start) can leave text after the last token with text of its own: a last chunk keeps it covered.
+      size_t rest = b;
+      while (rest < last && is_blank(rest)) ++rest;
+      if (rest < last) push(rest, last, recount(rest, last));
+      break;
+    }
     s = next;
     a = chunk_start(s);
   }

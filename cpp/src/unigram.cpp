@@ -93,7 +93,7 @@ const std::string& Unigram::id_to_token(int32_t id) const {
 
 void Unigram::encode(const TextRef& text, Encoding& out) const {
   thread_local Scratch scratch;
-  for_each_part(text, specials_, options_.nfc, scratch.part, out,
+  for_each_part(text, specials_, options_.normalizer, scratch.part, out,
                 [&](const char32_t* cps, const Span* owners, size_t n, size_t begin) {
                   encode_segment(cps, owners, n, begin == 0, out, scratch);
                 });

@@ -293,7 +293,7 @@ void test_unigram(int rounds) {
       UnigramOptions opt;
       opt.prepend = scheme;
       opt.split = r % 2 == 0;
-      opt.nfc = r % 3 == 0;
+      if (r % 3 == 0) opt.normalizer.add({NormalizerStep::Kind::kNfc});
       opt.byte_fallback = r % 5 == 0;
       opt.special_tokens = {"<s>"};
       const Unigram model(vocab, 0, opt);
@@ -302,6 +302,81 @@ void test_unigram(int rounds) {
       for (size_t k = 0; k < e.size(); ++k) CHECK(e.starts[k] <= e.ends[k] && e.ends[k] <= t.size());
       CHECK(model.count(view(t)) == e.size());
     }
+  }
+}
+
+// A character map of one key, "x" -> "yy", laid out as darts-clone lays out a trie.
+std::string one_key_charsmap() {
+  std::vector<uint32_t> units(122, 0);
+  units[0] = 1u << 10;                                 // the root: its children at offset 1
+  units[121] = (1u << 10) | (1u << 8) | 0x78u;         // 'x' at 1 ^ 0x78, a key ends here, its leaf at 121 ^ 1
+  units[120] = 0x80000000u;                            // the leaf: replacement at offset 0
+  std::string blob(4, '\0');
+  const uint32_t bytes = static_cast<uint32_t>(units.size() * 4);
+  for (int k = 0; k < 4; ++k) blob[static_cast<size_t>(k)] = static_cast<char>((bytes >> (8 * k)) & 0xFF);
+  for (uint32_t u : units) {
+    for (int k = 0; k < 4; ++k) blob.push_back(static_cast<char>((u >> (8 * k)) & 0xFF));
+  }
+  return blob + std::string("yy\0", 3);
+}
+
+void test_normalizer(int rounds) {
+  using Kind = NormalizerStep::Kind;
+  Normalizer map;
+  NormalizerStep pre{Kind::kPrecompiled};
+  pre.charsmap = std::make_shared<const CharsMap>(one_key_charsmap());
+  map.add(pre);
+  std::vector<char32_t> cps = {U'a', U'x', U'b'};
+  std::vector<Span> spans = {{0, 1}, {1, 2}, {2, 3}};
+  NormalizeScratch scratch;
+  map.apply(cps, spans, scratch);
+  CHECK((cps == std::vector<char32_t>{U'a', U'y', U'y', U'b'}));
+  CHECK(spans[1].start == 1 && spans[2].start == 1 && spans[2].end == 2 && spans[3].start == 2);
+  bool refused = false;
+  try {
+    CharsMap bad(std::string("\x08\0\0\0ab", 6));
+  } catch (const InvalidArgument&) {
+    refused = true;
+  }
+  CHECK(refused);
+  // Every step in one sequence, on random text, and character maps of random units: spans stay in the text.
+  std::mt19937 rng(13);
+  Normalizer all = map;
+  NormalizerStep strip{Kind::kStrip};
+  strip.left = strip.right = true;
+  NormalizerStep run{Kind::kReplaceRun};
+  run.pattern = U" ";
+  run.min_run = 2;
+  run.content = U"\u2581";
+  NormalizerStep literal{Kind::kReplace};
+  literal.pattern = U"ab";
+  NormalizerStep prepend{Kind::kPrepend};
+  prepend.content = U"\u2581";
+  for (const auto& step : {strip, run, literal, NormalizerStep{Kind::kLowercase}, NormalizerStep{Kind::kNfc}, prepend}) {
+    all.add(step);
+  }
+  const char32_t alphabet[] = {U'a', U'b', U'x', U' ', U' ', U'\n', U'A', U'\u0130', U'e', U'\u0301', U'\uFB01',
+                               U'\U0001F468', U'\u200D', U'\U0001F1EF', U'\u1100', U'\u1161', U'\r', U'\u0915',
+                               U'\u094D'};
+  for (int r = 0; r < rounds; ++r) {
+    const size_t n = rng() % 40;
+    cps.clear();
+    spans.clear();
+    for (size_t k = 0; k < n; ++k) {
+      cps.push_back(alphabet[rng() % (sizeof(alphabet) / sizeof(alphabet[0]))]);
+      spans.push_back({static_cast<uint32_t>(k), static_cast<uint32_t>(k + 1)});
+    }
+    std::string blob(4, '\0');
+    const uint32_t units = 1 + rng() % 300;
+    for (int k = 0; k < 4; ++k) blob[static_cast<size_t>(k)] = static_cast<char>(((units * 4) >> (8 * k)) & 0xFF);
+    for (uint32_t k = 0; k < units * 4 + rng() % 16; ++k) blob.push_back(static_cast<char>(rng() & 0xFF));
+    Normalizer random = all;
+    NormalizerStep noise{Kind::kPrecompiled};
+    noise.charsmap = std::make_shared<const CharsMap>(blob);
+    random.add(noise);
+    random.apply(cps, spans, scratch);
+    CHECK(cps.size() == spans.size());
+    for (const Span& sp : spans) CHECK(sp.start < sp.end && sp.end <= n);
   }
 }
 
@@ -324,6 +399,7 @@ int main(int argc, char** argv) {
   test_words(500);
   test_bpe(300);
   test_unigram(300);
+  test_normalizer(2000);
   if (argc > 1) test_chunker(make(read_vocab(argv[1])), 50);
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);

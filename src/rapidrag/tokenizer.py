@@ -3,8 +3,10 @@ Unigram): ids and offsets identical to Hugging Face ``tokenizers``."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,14 +297,89 @@ def _special_tokens(path: Path, spec: dict[str, Any], vocab: Any) -> list[str]:
     return specials
 
 
-def _normalizer(path: Path, spec: dict[str, Any], model: str) -> list[str]:
-    """The normalizer steps of a BPE or Unigram tokenizer.json: none or NFC; anything else is refused by name."""
+_NORMALIZERS = (
+    "NFC, Lowercase, Strip, Replace (a literal, or one character repeated: c+ or c{n,}), Prepend, Precompiled"
+)
+_REGEX_RUN = re.compile(r"^(\\?.)(?:\+|\{(\d+),\})$", re.S)
+
+
+def _regex_literal(regex: str) -> str | None:
+    """The text a regex matches when it is a plain literal (metacharacters escaped), else None."""
+    out, i = [], 0
+    while i < len(regex):
+        c = regex[i]
+        if c == "\\" and i + 1 < len(regex) and not regex[i + 1].isalnum():
+            out.append(regex[i + 1])
+            i += 2
+            continue
+        if c in ".^$*+?{}[]|()\\":
+            return None
+        out.append(c)
+        i += 1
+    return "".join(out) or None
+
+
+def _replace_step(path: Path, step: dict[str, Any], core: Any) -> None:
+    """A Replace normalizer on ``core``: a literal String pattern, or a Regex that is one literal character
+    repeated (``c+``, ``c{n,}``; the " {2,}" of SentencePiece conversions) or a plain literal; other regexes are
+    refused by name."""
+    pattern, content = step.get("pattern") or {}, step.get("content")
+    if not isinstance(content, str):
+        raise VocabularyError(f"{path}: normalizer Replace has no content string")
+    if isinstance(pattern.get("String"), str) and pattern["String"]:
+        core.replace(pattern["String"], content)
+        return
+    regex = pattern.get("Regex")
+    if isinstance(regex, str):
+        run = _REGEX_RUN.match(regex)
+        if run and (len(run.group(1)) == 1 or not run.group(1)[1].isalnum()):
+            core.replace_run(run.group(1)[-1], int(run.group(2) or 1), content)
+            return
+        literal = _regex_literal(regex)
+        if literal:
+            core.replace(literal, content)
+            return
+    raise VocabularyError(
+        f"{path}: normalizer Replace with pattern {pattern!r} is not supported; supported: a String, or a Regex "
+        "that is a literal or one character repeated (c+, c{n,})"
+    )
+
+
+def _normalizer(path: Path, spec: dict[str, Any], model: str) -> tuple[Any, list[str]]:
+    """The core Normalizer of a BPE or Unigram tokenizer.json and its step names; a step of another kind, or with
+    settings the core does not have, is refused by name (never a silently different normalization)."""
     normalizer = spec.get("normalizer") or {}
     steps = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
-    kinds = [step.get("type") for step in steps if step]
-    if kinds not in ([], ["NFC"]):
-        raise VocabularyError(f"{path}: normalizer {kinds} is not supported for {model} yet; supported: none, NFC")
-    return kinds
+    core = _core.Normalizer()
+    kinds: list[str] = []
+    for step in steps:
+        if not step:
+            continue
+        kind = str(step.get("type"))
+        kinds.append(kind)
+        if kind == "NFC":
+            core.nfc()
+        elif kind == "Lowercase":
+            core.lowercase()
+        elif kind == "Strip":
+            core.strip(left=bool(step.get("strip_left", True)), right=bool(step.get("strip_right", True)))
+        elif kind == "Replace":
+            _replace_step(path, step, core)
+        elif kind == "Prepend" and isinstance(step.get("prepend"), str):
+            core.prepend(step["prepend"])
+        elif kind == "Precompiled":
+            blob = step.get("precompiled_charsmap")
+            if blob:
+                try:
+                    core.precompiled(base64.b64decode(blob) if isinstance(blob, str) else bytes(blob))
+                except (ValueError, TypeError) as e:
+                    raise VocabularyError(f"{path}: normalizer Precompiled: {e}") from None
+        else:
+            raise VocabularyError(
+                f"{path}: normalizer {kind!r} is not supported for {model}; supported: {_NORMALIZERS}, "
+                "in a Sequence or alone"
+            )
+    return core, kinds
 
 
 def _bpe_pre_tokenizer(path: Path, pre: Any) -> tuple[str, int, bool]:
@@ -574,7 +651,7 @@ class Tokenizer:
                 raise VocabularyError(f"{path}: BPE with {key}={model[key]!r} is not supported")
         if model.get("byte_fallback"):
             raise VocabularyError(f"{path}: BPE with byte_fallback (SentencePiece-style BPE) is not supported yet")
-        kinds = _normalizer(path, spec, "BPE")
+        normalizer, kinds = _normalizer(path, spec, "BPE")
         pattern, max_digits, add_prefix_space = _bpe_pre_tokenizer(path, spec.get("pre_tokenizer"))
         layout, trim, keep_prefix = _post_processor(path, spec.get("post_processor"), "BPE")
         specials = _special_tokens(path, spec, vocab)
@@ -591,7 +668,7 @@ class Tokenizer:
                 ignore_merges=bool(model.get("ignore_merges", False)),
                 unk_token=unk,
                 special_tokens=specials,
-                nfc=kinds == ["NFC"],
+                normalizer=normalizer,
             )
         except ValueError as e:
             raise VocabularyError(f"{path}: {e}") from None
@@ -625,7 +702,7 @@ class Tokenizer:
         unk_id = model.get("unk_id")
         if not isinstance(unk_id, int) or not 0 <= unk_id < len(vocab):
             raise VocabularyError(f"{path}: model.unk_id {unk_id!r} is not a token of the vocabulary")
-        kinds = _normalizer(path, spec, "Unigram")
+        normalizer, kinds = _normalizer(path, spec, "Unigram")
         pre = spec.get("pre_tokenizer") or {}
         if pre.get("type") != "Metaspace":
             raise VocabularyError(
@@ -638,7 +715,7 @@ class Tokenizer:
             core = _core.Unigram(
                 vocab,
                 unk_id,
-                nfc=kinds == ["NFC"],
+                normalizer=normalizer,
                 replacement=pre.get("replacement", "\u2581"),
                 prepend_scheme=scheme,
                 split=bool(pre.get("split", True)),

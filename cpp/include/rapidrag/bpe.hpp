@@ -23,7 +23,7 @@ namespace rapidrag {
 enum class SplitPattern : uint8_t { kNone, kGpt2, kLlama3 };
 
 struct ByteLevelBPEOptions {
-  bool nfc = false;  // the NFC normalizer (Qwen2) before pre-tokenization
+  Normalizer normalizer;  // applied to each part between special tokens (NFC for Qwen2), before pre-tokenization
   SplitPattern pattern = SplitPattern::kGpt2;
   size_t max_digits = 3;          // kLlama3 only
   bool add_prefix_space = false;  // a space before a text (or a part between special tokens) not starting with one

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ struct Span {
   uint32_t start;
   uint32_t end;
 };
+
+// Writes the UTF-8 bytes of c to buf (room for 4) and returns their count (a lone surrogate becomes U+FFFD).
+size_t utf8_encode(char32_t c, uint8_t* buf);
 
 // Appends the UTF-8 bytes of c to bytes, each with the span `owner` (a lone surrogate becomes U+FFFD).
 void utf8_append(char32_t c, Span owner, std::vector<uint8_t>& bytes, std::vector<Span>& owners);
@@ -89,19 +93,72 @@ struct NfcScratch {
 void nfc(const char32_t* cps, const Span* spans, size_t n, std::vector<char32_t>& out, std::vector<Span>& out_spans,
          NfcScratch& scratch);
 
-// The buffers of for_each_part, reused between calls.
-struct PartScratch {
-  std::vector<char32_t> segment, normalized;
-  std::vector<Span> owners, normalized_owners;
+// The spans of a normalized text from its change stream, as the reference's NormalizedString::transform aligns
+// them: each character takes the span of the next input character (change 0, or -k: k more input characters
+// removed after it) or, inserted (change > 0), the span of the last one taken; the first `removed_first` input
+// characters are skipped.
+void align(const Span* spans, size_t n, const std::vector<int32_t>& change, std::vector<Span>& out_spans,
+           size_t removed_first = 0);
+
+// The SentencePiece precompiled character map: a darts-clone double-array trie of UTF-8 keys whose values index a
+// block of NUL-terminated replacements (the layout of a tokenizer.json "Precompiled" normalizer's blob).
+class CharsMap {
+ public:
+  // blob: a little-endian uint32 trie size in bytes, the trie's units, then the replacements.
+  explicit CharsMap(const std::string& blob);
+  // The replacement of the shortest key that is a prefix of bytes[0, n): true and (out, out_len), else false.
+  bool shortest(const uint8_t* bytes, size_t n, const char** out, size_t* out_len) const;
+
+ private:
+  std::vector<uint32_t> units_;
+  std::string replacements_;
+};
+
+// One step of a normalizer, as tokenizer.json names them.
+struct NormalizerStep {
+  enum class Kind : uint8_t { kNfc, kLowercase, kStrip, kReplace, kReplaceRun, kPrepend, kPrecompiled };
+  Kind kind = Kind::kNfc;
+  bool left = false, right = false;  // kStrip: the sides stripped of white space
+  std::u32string pattern;            // kReplace: the literal replaced; kReplaceRun: the repeated character
+  uint32_t min_run = 1;              // kReplaceRun: runs of at least this many are replaced
+  std::u32string content;            // kReplace, kReplaceRun: the replacement; kPrepend: what is put before
+  std::shared_ptr<const CharsMap> charsmap;  // kPrecompiled
+};
+
+// Scratch space of Normalizer::apply, reused between calls.
+struct NormalizeScratch {
+  std::vector<char32_t> out;
+  std::vector<Span> out_spans;
+  std::vector<int32_t> change;
   NfcScratch nfc;
 };
 
+// A sequence of normalizer steps. Each keeps, for every character it writes, the span of the original text it
+// stands for, as the reference (Hugging Face tokenizers) aligns it.
+class Normalizer {
+ public:
+  void add(NormalizerStep step) { steps_.push_back(std::move(step)); }
+  bool empty() const { return steps_.empty(); }
+  // Normalizes cps in place; spans[i] is the original span of cps[i].
+  void apply(std::vector<char32_t>& cps, std::vector<Span>& spans, NormalizeScratch& s) const;
+
+ private:
+  std::vector<NormalizerStep> steps_;
+};
+
+// The buffers of for_each_part, reused between calls.
+struct PartScratch {
+  std::vector<char32_t> segment;
+  std::vector<Span> owners;
+  NormalizeScratch normalize;
+};
+
 // Splits `text` at the special tokens (appended to `out` as they come) and calls f(cps, owners, n, begin) for
-// each part between them, its characters with their spans in the text, after NFC when `nfc_on`; `begin` is the
-// part's first code point in the text.
+// each part between them, its characters with their spans in the text, after `normalizer`; `begin` is the part's
+// first code point in the text.
 template <class F>
-void for_each_part(const TextRef& text, const SpecialTokens& specials, bool nfc_on, PartScratch& s, Encoding& out,
-                   F&& f) {
+void for_each_part(const TextRef& text, const SpecialTokens& specials, const Normalizer& normalizer, PartScratch& s,
+                   Encoding& out, F&& f) {
   visit_text(text, [&](const auto* p) {
     specials.split(
         p, text.length,
@@ -111,12 +168,8 @@ void for_each_part(const TextRef& text, const SpecialTokens& specials, bool nfc_
           for (size_t k = 0; k < end - begin; ++k) {
             s.owners[k] = {static_cast<uint32_t>(begin + k), static_cast<uint32_t>(begin + k + 1)};
           }
-          if (nfc_on && std::any_of(p + begin, p + end, [](auto c) { return c >= 0x300; })) {
-            nfc(s.segment.data(), s.owners.data(), end - begin, s.normalized, s.normalized_owners, s.nfc);
-            f(s.normalized.data(), s.normalized_owners.data(), s.normalized.size(), begin);
-          } else {
-            f(s.segment.data(), s.owners.data(), end - begin, begin);
-          }
+          if (!normalizer.empty()) normalizer.apply(s.segment, s.owners, s.normalize);
+          f(s.segment.data(), s.owners.data(), s.segment.size(), begin);
         },
         [&](int32_t id, size_t begin, size_t end) {
           out.ids.push_back(id);

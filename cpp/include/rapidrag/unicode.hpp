@@ -64,6 +64,10 @@ inline int decompose_hangul(char32_t cp, char32_t* out) noexcept {
 // 0 when they do not compose.
 char32_t compose(char32_t first, char32_t second) noexcept;
 
+// The end of the extended grapheme cluster (UAX #29) that starts at cps[i]: the index of the first character
+// after it (n at the end).
+size_t grapheme_end(const char32_t* cps, size_t n, size_t i) noexcept;
+
 // UTF-8 -> code points; invalid sequences become U+FFFD. For C++ callers; Python passes str data directly.
 void decode_utf8(const char* data, size_t size, char32_t* out, size_t* out_len) noexcept;
 

@@ -22,7 +22,7 @@ namespace rapidrag {
 enum class PrependScheme : uint8_t { kAlways, kFirst, kNever };
 
 struct UnigramOptions {
-  bool nfc = false;                      // the NFC normalizer before pre-tokenization
+  Normalizer normalizer;  // applied to each part between special tokens, before pre-tokenization
   std::string replacement = "\xe2\x96\x81";  // Metaspace's replacement for ' ' (U+2581)
   PrependScheme prepend = PrependScheme::kAlways;
   bool split = true;           // each word (the replacement and what follows) segmented on its own
