@@ -1,8 +1,13 @@
-"""A Unigram model trained with the ``sentencepiece`` package (its default normalisation, nmt_nfkc, which carries a
-precompiled character map) and converted to ``tokenizer.json`` by ``transformers``' converter: ids and offsets
-identical to Hugging Face ``tokenizers`` on SciFact, the gcide corpus and the Unicode stress set, in the converter's
-layout (Precompiled, Strip, Replace " {2,}" -> "▁") and in XLM-RoBERTa's published one (Precompiled, Replace
-" {2,}" -> " "). The normalizer steps on their own against the reference's normalizers, spans included.
+"""Models trained with the ``sentencepiece`` package and converted to ``tokenizer.json`` by ``transformers``: ids and
+offsets identical to Hugging Face ``tokenizers`` on SciFact, the gcide corpus and the Unicode stress set.
+
+- Unigram with SentencePiece's default normalisation (nmt_nfkc, which carries a precompiled character map), in the
+  converter's layout (Precompiled, Strip, Replace " {2,}" -> "▁") and in XLM-RoBERTa's published one (Precompiled,
+  Replace " {2,}" -> " ").
+- SentencePiece-style BPE with byte fallback, as Llama 2 and Mistral ship it: Metaspace (prepend first, no split),
+  and the older layout whose normalizer prepends and replaces the spaces (Prepend, Replace " " -> "▁").
+
+The normalizer steps on their own against the reference's normalizers.
 
 Needs ``sentencepiece`` (the [test] extra) and ``transformers`` (the [train] extra); under RAPIDRAG_REQUIRE_DATA=1
 (CI) a missing one fails instead of skipping."""
@@ -72,6 +77,68 @@ def converted(scifact_texts: list[str], tmp_path_factory: pytest.TempPathFactory
     spec["normalizer"]["normalizers"] = [steps[0], {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]
     (folder / "xlmr.json").write_text(json.dumps(spec))
     return {"converter": folder / "converter.json", "xlmr": folder / "xlmr.json"}
+
+
+@pytest.fixture(scope="module")
+def converted_bpe(scifact_texts: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A SentencePiece BPE model with byte fallback, converted as transformers' LlamaTokenizer converts it, and the
+    same model in the older layout (no pre-tokenizer; the normalizer prepends "▁" and replaces the spaces)."""
+    from transformers import LlamaTokenizer
+
+    folder = tmp_path_factory.mktemp("sentencepiece_bpe")
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(scifact_texts[:400]),
+        model_writer=model,
+        vocab_size=2000,
+        model_type="bpe",
+        byte_fallback=True,
+        num_threads=1,
+        minloglevel=2,
+    )
+    (folder / "source").mkdir()
+    (folder / "source" / "tokenizer.model").write_bytes(model.getvalue())
+    LlamaTokenizer.from_pretrained(folder / "source", legacy=False).save_pretrained(folder / "llama")
+    spec = json.loads((folder / "llama" / "tokenizer.json").read_text())
+    assert spec["model"]["byte_fallback"] and spec["pre_tokenizer"]["type"] == "Metaspace"
+    assert len(spec["model"]["vocab"]) == 2000 and len(spec["model"]["merges"]) > 1000
+    spec["pre_tokenizer"] = None
+    spec["normalizer"] = {
+        "type": "Sequence",
+        "normalizers": [
+            {"type": "Prepend", "prepend": "\u2581"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+        ],
+    }
+    (folder / "legacy.json").write_text(json.dumps(spec))
+    # Without byte fallback: characters outside the vocabulary become one <unk> per run (fuse_unk).
+    spec["model"] = {**spec["model"], "byte_fallback": False, "unk_token": "<unk>", "fuse_unk": True}
+    (folder / "unk.json").write_text(json.dumps(spec))
+    return {"llama": folder / "llama" / "tokenizer.json", "legacy": folder / "legacy.json", "unk": folder / "unk.json"}
+
+
+@pytest.mark.parametrize("layout", ["llama", "legacy", "unk"])
+def test_bpe_ids_and_offsets_match_the_reference(
+    converted_bpe: dict[str, Path],
+    scifact_texts: list[str],
+    gcide_texts: list[str],
+    stress_texts: list[str],
+    layout: str,
+) -> None:
+    ref = tokenizers.Tokenizer.from_file(str(converted_bpe[layout]))
+    ours = rapidrag.Tokenizer.from_file(converted_bpe[layout])
+    texts = scifact_texts[400:700] + gcide_texts[:300] + stress_texts + EDGE
+    for special in (True, False):
+        for text in texts:
+            expected = ref.encode(text, add_special_tokens=special)
+            ids, offsets = ours.encode(text, add_special_tokens=special, return_offsets=True)
+            assert ids.tolist() == expected.ids, text
+            assert [tuple(o) for o in offsets.tolist()] == [tuple(o) for o in expected.offsets], text
+    # Characters outside the vocabulary: <0xXX> tokens with byte fallback, else one <unk> per run.
+    tokens = ref.encode("日本語 😀").tokens
+    assert tokens.count("<unk>") == 2 if layout == "unk" else any(t.startswith("<0x") for t in tokens)
+    batch = ours.encode_batch(texts[:200], padding=False)
+    assert [row.tolist() for row in batch.input_ids] == [e.ids for e in ref.encode_batch(texts[:200])]
 
 
 @pytest.mark.parametrize("layout", ["converter", "xlmr"])

@@ -334,16 +334,19 @@ def test_malformed_vocab_raises_vocabulary_error(tmp_path: Path, content: bytes)
         rapidrag.Tokenizer.from_file(path)
 
 
-def test_tokenizer_json_with_bpe_model_raises_vocabulary_error(tmp_path: Path) -> None:
+def test_tokenizer_json_with_a_bare_bpe_model_tokenizes_as_the_reference(tmp_path: Path) -> None:
+    """A BPE model without pre-tokenizer or normalizer merges the characters of the whole text, as the reference
+    does (once refused: it is SentencePiece-style BPE, now in the core)."""
     from tokenizers import Tokenizer, models
 
     path = tmp_path / "tokenizer.json"
-    Tokenizer(models.BPE(vocab={"[UNK]": 0, "a": 1, "b": 2, "ab": 3}, merges=[("a", "b")], unk_token="[UNK]")).save(
-        str(path)
-    )
-    with pytest.raises(VocabularyError) as err:
-        rapidrag.Tokenizer.from_file(path)
-    assert "BPE" in str(err.value) or "WordPiece" in str(err.value)
+    ref = Tokenizer(models.BPE(vocab={"[UNK]": 0, "a": 1, "b": 2, "ab": 3}, merges=[("a", "b")], unk_token="[UNK]"))
+    ref.save(str(path))
+    ours = rapidrag.Tokenizer.from_file(path)
+    for text in ("ab", "abba", "a b", "xyab", ""):
+        ids, offsets = ours.encode(text, add_special_tokens=False, return_offsets=True)
+        expected = ref.encode(text, add_special_tokens=False)
+        assert ids.tolist() == expected.ids and [tuple(o) for o in offsets.tolist()] == expected.offsets, text
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "rapidrag/normalize.hpp"
 #include "rapidrag/text.hpp"
+#include "rapidrag/unicode.hpp"
 
 namespace rapidrag::bindings {
 
@@ -36,6 +38,25 @@ inline std::vector<TextRef> text_refs(const py::list& texts, const std::string& 
 inline size_t threads_arg(long n_threads) {
   if (n_threads < 0) throw py::value_error("n_threads must be >= 0 (0 = one per core), got " + std::to_string(n_threads));
   return static_cast<size_t>(n_threads);
+}
+
+// The Metaspace pre-tokenizer from its tokenizer.json settings.
+inline Metaspace metaspace(const std::string& replacement, const std::string& prepend_scheme, bool split) {
+  Metaspace m;
+  const std::u32string r = unicode::utf8_to_u32(replacement);
+  if (r.size() != 1) throw py::value_error("the Metaspace replacement must be one character, got '" + replacement + "'");
+  m.replacement = r[0];
+  if (prepend_scheme == "always") {
+    m.prepend = PrependScheme::kAlways;
+  } else if (prepend_scheme == "first") {
+    m.prepend = PrependScheme::kFirst;
+  } else if (prepend_scheme == "never") {
+    m.prepend = PrependScheme::kNever;
+  } else {
+    throw py::value_error("prepend_scheme must be 'always', 'first' or 'never', got '" + prepend_scheme + "'");
+  }
+  m.split = split;
+  return m;
 }
 
 }  // namespace rapidrag::bindings

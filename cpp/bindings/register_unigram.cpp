@@ -14,17 +14,7 @@ void register_unigram(py::module_& m) {
                        bool byte_fallback, const std::vector<std::string>& special_tokens) {
              UnigramOptions o;
              o.normalizer = normalizer;
-             o.replacement = replacement;
-             if (prepend_scheme == "always") {
-               o.prepend = PrependScheme::kAlways;
-             } else if (prepend_scheme == "first") {
-               o.prepend = PrependScheme::kFirst;
-             } else if (prepend_scheme == "never") {
-               o.prepend = PrependScheme::kNever;
-             } else {
-               throw py::value_error("prepend_scheme must be 'always', 'first' or 'never', got '" + prepend_scheme + "'");
-             }
-             o.split = split;
+             o.metaspace = metaspace(replacement, prepend_scheme, split);
              o.byte_fallback = byte_fallback;
              o.special_tokens = special_tokens;
              return std::make_shared<Unigram>(vocab, unk_id, std::move(o));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -120,7 +121,7 @@ constexpr size_t kCacheMaxBytes = 64;    // longer pieces are rare: not kept
 std::atomic<uint64_t> next_model_serial{1};
 }  // namespace
 
-struct ByteLevelBPE::Scratch {
+struct BPE::Scratch {
   PartScratch part;
   std::vector<char32_t> cps;  // a part with a prefix space
   std::vector<Span> owners;
@@ -184,10 +185,10 @@ struct ByteLevelBPE::Scratch {
   }
 };
 
-const std::string& ByteLevelBPE::byte_char(uint8_t b) { return kByteChars.utf8[b]; }
+const std::string& BPE::byte_char(uint8_t b) { return kByteChars.utf8[b]; }
 
-ByteLevelBPE::ByteLevelBPE(const std::vector<std::string>& vocab,
-                           const std::vector<std::pair<std::string, std::string>>& merges, ByteLevelBPEOptions options)
+BPE::BPE(const std::vector<std::string>& vocab,
+                           const std::vector<std::pair<std::string, std::string>>& merges, BPEOptions options)
     : options_(std::move(options)), vocab_(vocab), serial_(next_model_serial.fetch_add(1)) {
   if (vocab_.empty()) throw InvalidArgument("the vocabulary is empty");
   if (options_.pattern == SplitPattern::kLlama3 && options_.max_digits == 0) {
@@ -199,7 +200,11 @@ ByteLevelBPE::ByteLevelBPE(const std::vector<std::string>& vocab,
     if (!token_ids_.emplace(vocab_[i], static_cast<int32_t>(i)).second) {
       throw InvalidArgument("token " + std::to_string(i) + " repeats an earlier token: '" + vocab_[i] + "'");
     }
-    if (options_.ignore_merges && token_bytes(vocab_[i], raw)) byte_token_ids_.emplace(raw, static_cast<int32_t>(i));
+    if (options_.ignore_merges && !options_.byte_level) {
+      byte_token_ids_.emplace(vocab_[i], static_cast<int32_t>(i));
+    } else if (options_.ignore_merges && token_bytes(vocab_[i], raw)) {
+      byte_token_ids_.emplace(raw, static_cast<int32_t>(i));
+    }
   }
   if (!options_.unk_token.empty()) {
     const auto it = token_ids_.find(options_.unk_token);
@@ -207,7 +212,9 @@ ByteLevelBPE::ByteLevelBPE(const std::vector<std::string>& vocab,
     unk_id_ = it->second;
   }
   for (int b = 0; b < 256; ++b) {
-    const auto it = token_ids_.find(kByteChars.utf8[b]);
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    const auto it = token_ids_.find(options_.byte_level ? kByteChars.utf8[b] : std::string(name));
     byte_ids_[b] = it == token_ids_.end() ? -1 : it->second;
   }
   merges_.reserve(merges.size() * 2);
@@ -229,12 +236,12 @@ ByteLevelBPE::ByteLevelBPE(const std::vector<std::string>& vocab,
   }
 }
 
-int32_t ByteLevelBPE::token_to_id(const std::string& token) const {
+int32_t BPE::token_to_id(const std::string& token) const {
   const auto it = token_ids_.find(token);
   return it == token_ids_.end() ? -1 : it->second;
 }
 
-const std::string& ByteLevelBPE::id_to_token(int32_t id) const {
+const std::string& BPE::id_to_token(int32_t id) const {
   if (id < 0 || static_cast<size_t>(id) >= vocab_.size()) {
     throw std::out_of_range("token id " + std::to_string(id) + " is outside the vocabulary of " +
                             std::to_string(vocab_.size()));
@@ -242,20 +249,31 @@ const std::string& ByteLevelBPE::id_to_token(int32_t id) const {
   return vocab_[static_cast<size_t>(id)];
 }
 
-void ByteLevelBPE::encode(const TextRef& text, Encoding& out) const {
+void BPE::encode(const TextRef& text, Encoding& out) const {
   thread_local Scratch scratch;
   if (scratch.slots.empty()) scratch.reset();
   const size_t first = out.size();
   // The parts between special tokens are encoded on their own.
   for_each_part(text, specials_, options_.normalizer, scratch.part, out,
-                [&](const char32_t* cps, const Span* owners, size_t n, size_t) {
-                  encode_segment(cps, owners, n, out, first, scratch);
+                [&](const char32_t* cps, const Span* owners, size_t n, size_t begin) {
+                  encode_segment(cps, owners, n, begin == 0, out, first, scratch);
                 });
 }
 
-void ByteLevelBPE::encode_segment(const char32_t* cps, const Span* owners, size_t n, Encoding& out, size_t first,
-                                  Scratch& scratch) const {
+void BPE::encode_segment(const char32_t* cps, const Span* owners, size_t n, bool text_start, Encoding& out,
+                         size_t first, Scratch& scratch) const {
   if (n == 0) return;
+  if (options_.pattern == SplitPattern::kMetaspace) {
+    options_.metaspace.pieces(cps, owners, n, text_start, scratch.cps, scratch.owners,
+                              [&](const char32_t* p, const Span* o, size_t m) {
+                                scratch.bytes.clear();
+                                scratch.byte_owners.clear();
+                                for (size_t k = 0; k < m; ++k) utf8_append(p[k], o[k], scratch.bytes, scratch.byte_owners);
+                                encode_piece(scratch.bytes.data(), scratch.byte_owners.data(), scratch.bytes.size(), out,
+                                             first, scratch);
+                              });
+    return;
+  }
   if (options_.add_prefix_space && cps[0] != U' ') {
     // The added space stands where the segment's first character does.
     scratch.cps.assign(1, U' ');
@@ -277,7 +295,7 @@ void ByteLevelBPE::encode_segment(const char32_t* cps, const Span* owners, size_
   }
 }
 
-size_t ByteLevelBPE::match(const char32_t* c, size_t i, size_t n) const {
+size_t BPE::match(const char32_t* c, size_t i, size_t n) const {
   if (options_.pattern == SplitPattern::kGpt2) {
     size_t e = contraction(c, i, n, false);
     if (e > i) return e;
@@ -309,7 +327,7 @@ size_t ByteLevelBPE::match(const char32_t* c, size_t i, size_t n) const {
   return spaces(c, i, n);
 }
 
-void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t n, Encoding& out, size_t first,
+void BPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t n, Encoding& out, size_t first,
                                 Scratch& s) const {
   if (n == 0) return;
   auto emit = [&](int32_t id, size_t b, size_t e) {
@@ -354,17 +372,8 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
       return;
     }
   }
-  // Symbols: one per byte to begin with, linked in order; merged pairs by rank, leftmost first among equals.
-  s.ids.resize(n);
-  s.prev.resize(n);
-  s.next.resize(n);
-  s.end.resize(n);
-  for (size_t k = 0; k < n; ++k) {
-    s.ids[k] = byte_ids_[bytes[k]];
-    s.prev[k] = static_cast<int32_t>(k) - 1;
-    s.next[k] = k + 1 < n ? static_cast<int32_t>(k + 1) : -1;
-    s.end[k] = static_cast<uint32_t>(k + 1);
-  }
+  // Symbols linked in order, merged pairs by rank, leftmost first among equals.
+  const size_t head = symbols(bytes, n, s);
   auto rank_of = [&](size_t k, uint64_t& merged) {
     const int32_t r = s.next[k];
     if (r < 0 || s.ids[k] < 0 || s.ids[static_cast<size_t>(r)] < 0) return false;
@@ -377,8 +386,9 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
   };
   s.heap.clear();
   uint64_t merged = 0;
-  for (size_t k = 0; k + 1 < n; ++k) {
-    if (rank_of(k, merged)) s.heap.push_back({static_cast<uint32_t>(merged >> 32), static_cast<uint32_t>(k)});
+  for (auto k = static_cast<int32_t>(head); k >= 0 && static_cast<size_t>(k) < n; k = s.next[static_cast<size_t>(k)]) {
+    const auto kk = static_cast<size_t>(k);
+    if (rank_of(kk, merged)) s.heap.push_back({static_cast<uint32_t>(merged >> 32), static_cast<uint32_t>(kk)});
   }
   std::make_heap(s.heap.begin(), s.heap.end(), std::greater<Merge>());
   while (!s.heap.empty()) {
@@ -406,7 +416,7 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
     }
   }
   s.tokens.clear();
-  for (int32_t k = 0; k >= 0; k = s.next[static_cast<size_t>(k)]) {
+  for (auto k = static_cast<int32_t>(head); k >= 0 && static_cast<size_t>(k) < n; k = s.next[static_cast<size_t>(k)]) {
     const auto kk = static_cast<size_t>(k);
     int32_t id = s.ids[kk];
     if (id < 0) id = unk_id_;  // a byte missing from the vocabulary: the unknown token, or nothing (-1)
@@ -418,6 +428,70 @@ void ByteLevelBPE::encode_piece(const uint8_t* bytes, const Span* owners, size_t
     b = e;
   }
   if (cacheable) s.insert(serial_, bytes, n, h);
+}
+
+// The symbols of a piece before merging, linked by their first byte (ids, prev, next, end); returns the first
+// one's position (n when there is none). Byte-level: one per byte. Otherwise one per character in the vocabulary;
+// a character missing from it becomes its <0xXX> tokens (byte fallback, when they all exist) or the unknown
+// token, unknown characters in a row one token with fuse_unk, as the reference builds its words. (Where a
+// vocabulary has some byte tokens but not all, the reference puts a pending unknown token after the byte tokens
+// that follow it; rapidrag keeps the text's order.)
+size_t BPE::symbols(const uint8_t* bytes, size_t n, Scratch& s) const {
+  s.ids.assign(n, -1);
+  s.prev.resize(n);
+  s.next.resize(n);
+  s.end.assign(n, 0);
+  if (options_.byte_level) {
+    for (size_t k = 0; k < n; ++k) {
+      s.ids[k] = byte_ids_[bytes[k]];
+      s.prev[k] = static_cast<int32_t>(k) - 1;
+      s.next[k] = k + 1 < n ? static_cast<int32_t>(k + 1) : -1;
+      s.end[k] = static_cast<uint32_t>(k + 1);
+    }
+    return 0;
+  }
+  int32_t last = -1;
+  size_t head = n;
+  auto add = [&](int32_t id, size_t b, size_t e) {
+    s.ids[b] = id;
+    s.end[b] = static_cast<uint32_t>(e);
+    s.prev[b] = last;
+    s.next[b] = -1;
+    if (last >= 0) s.next[static_cast<size_t>(last)] = static_cast<int32_t>(b);
+    if (head == n) head = b;
+    last = static_cast<int32_t>(b);
+  };
+  size_t unk_begin = n, unk_end = n;  // a pending unknown token
+  auto flush = [&] {
+    if (unk_begin < n) add(unk_id_, unk_begin, unk_end);
+    unk_begin = unk_end = n;
+  };
+  for (size_t k = 0; k < n;) {
+    const uint8_t lead = bytes[k];
+    size_t len = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+    len = std::min(len, n - k);
+    s.key.assign(reinterpret_cast<const char*>(bytes + k), len);
+    const auto it = token_ids_.find(s.key);
+    if (it != token_ids_.end()) {
+      flush();
+      add(it->second, k, k + len);
+    } else if (options_.byte_fallback &&
+               std::all_of(bytes + k, bytes + k + len, [&](uint8_t b) { return byte_ids_[b] >= 0; })) {
+      flush();
+      for (size_t j = k; j < k + len; ++j) add(byte_ids_[bytes[j]], j, j + 1);
+    } else if (unk_id_ >= 0) {
+      if (unk_begin < n && options_.fuse_unk) {
+        unk_end = k + len;
+      } else {
+        flush();
+        unk_begin = k;
+        unk_end = k + len;
+      }
+    }  // no unknown token: the character is left out, as the reference leaves it
+    k += len;
+  }
+  flush();
+  return head;
 }
 
 }  // namespace rapidrag

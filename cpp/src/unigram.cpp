@@ -49,9 +49,6 @@ Unigram::Unigram(const std::vector<std::pair<std::string, double>>& vocab, int32
   if (unk_id < 0 || static_cast<size_t>(unk_id) >= vocab.size()) {
     throw InvalidArgument("unk_id " + std::to_string(unk_id) + " is not a token of the vocabulary");
   }
-  const std::u32string replacement = unicode::utf8_to_u32(options_.replacement);
-  if (replacement.size() != 1) throw InvalidArgument("the Metaspace replacement must be one character");
-  replacement_ = replacement[0];
   std::vector<std::pair<std::string, int32_t>> keys;
   keys.reserve(vocab.size());
   double min_score = std::numeric_limits<double>::infinity();
@@ -101,31 +98,12 @@ void Unigram::encode(const TextRef& text, Encoding& out) const {
 
 void Unigram::encode_segment(const char32_t* cps, const Span* owners, size_t n, bool text_start, Encoding& out,
                              Scratch& s) const {
-  if (n == 0) return;
-  // Metaspace: spaces become the replacement, which is put before the text as the scheme says and then starts
-  // each word.
-  s.cps.clear();
-  s.owners.clear();
-  const bool prepend = options_.prepend == PrependScheme::kAlways ||
-                       (options_.prepend == PrependScheme::kFirst && text_start);
-  if (prepend && cps[0] != U' ' && cps[0] != replacement_) {
-    s.cps.push_back(replacement_);
-    s.owners.push_back(owners[0]);
-  }
-  for (size_t i = 0; i < n; ++i) {
-    s.cps.push_back(cps[i] == U' ' ? replacement_ : cps[i]);
-    s.owners.push_back(owners[i]);
-  }
-  const size_t m = s.cps.size();
-  size_t begin = 0;
-  for (size_t i = 1; i <= m; ++i) {
-    if (i < m && !(options_.split && s.cps[i] == replacement_)) continue;
+  options_.metaspace.pieces(cps, owners, n, text_start, s.cps, s.owners, [&](const char32_t* p, const Span* o, size_t m) {
     s.bytes.clear();
     s.byte_owners.clear();
-    for (size_t k = begin; k < i; ++k) utf8_append(s.cps[k], s.owners[k], s.bytes, s.byte_owners);
+    for (size_t k = 0; k < m; ++k) utf8_append(p[k], o[k], s.bytes, s.byte_owners);
     encode_piece(s.bytes.data(), s.byte_owners.data(), s.bytes.size(), out, s);
-    begin = i;
-  }
+  });
 }
 
 void Unigram::encode_piece(const uint8_t* bytes, const Span* owners, size_t n, Encoding& out, Scratch& s) const {

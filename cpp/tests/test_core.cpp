@@ -208,9 +208,9 @@ void test_words(int rounds) {
 // (invariants: every byte is covered once, in order; offsets within the text and non-decreasing).
 void test_bpe(int rounds) {
   std::vector<std::string> vocab;
-  for (int b = 0; b < 256; ++b) vocab.push_back(ByteLevelBPE::byte_char(static_cast<uint8_t>(b)));
-  const std::string sp = ByteLevelBPE::byte_char(' ');
-  const std::string e1 = ByteLevelBPE::byte_char(0xC3), e2 = ByteLevelBPE::byte_char(0xA9);
+  for (int b = 0; b < 256; ++b) vocab.push_back(BPE::byte_char(static_cast<uint8_t>(b)));
+  const std::string sp = BPE::byte_char(' ');
+  const std::string e1 = BPE::byte_char(0xC3), e2 = BPE::byte_char(0xA9);
   vocab.push_back("th");
   vocab.push_back(sp + "th");
   vocab.push_back(sp + "the");
@@ -218,11 +218,11 @@ void test_bpe(int rounds) {
   vocab.push_back("<s>");
   const std::vector<std::pair<std::string, std::string>> merges = {
       {"t", "h"}, {sp, "th"}, {sp + "th", "e"}, {e1, e2}};
-  ByteLevelBPEOptions o;
+  BPEOptions o;
   o.pattern = SplitPattern::kGpt2;
   o.trim_offsets = true;
   o.special_tokens = {"<s>"};
-  const ByteLevelBPE bpe(vocab, merges, o);
+  const BPE bpe(vocab, merges, o);
   Encoding enc;
   const std::u32string text = u32("the theme <s>caf\xc3\xa9");
   bpe.encode(view(text), enc);
@@ -242,10 +242,10 @@ void test_bpe(int rounds) {
     const size_t n = rng() % 60;
     for (size_t k = 0; k < n; ++k) t.push_back(alphabet[rng() % (sizeof(alphabet) / sizeof(alphabet[0]))]);
     for (SplitPattern pattern : {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kNone}) {
-      ByteLevelBPEOptions opt;
+      BPEOptions opt;
       opt.pattern = pattern;
       opt.add_prefix_space = r % 2 == 0;
-      const ByteLevelBPE model(vocab, merges, opt);
+      const BPE model(vocab, merges, opt);
       Encoding e;
       model.encode(view(t), e);
       for (size_t k = 0; k < e.size(); ++k) {
@@ -254,6 +254,55 @@ void test_bpe(int rounds) {
       }
       CHECK(model.count(view(t)) == e.size());
     }
+  }
+}
+
+// SentencePiece-style BPE: characters as symbols merged by rank, byte fallback for a character outside the
+// vocabulary, unknown characters fused into one token without it, under Metaspace; then random text.
+void test_sentencepiece_bpe(int rounds) {
+  const std::string meta = "\xe2\x96\x81";
+  std::vector<std::string> vocab = {"<unk>", meta, "t", "h", "e", "th", meta + "th", meta + "the", "a"};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    vocab.push_back(name);
+  }
+  const std::vector<std::pair<std::string, std::string>> merges = {{"t", "h"}, {meta, "th"}, {meta + "th", "e"}};
+  BPEOptions o;
+  o.byte_level = false;
+  o.pattern = SplitPattern::kMetaspace;
+  o.metaspace.prepend = PrependScheme::kFirst;
+  o.metaspace.split = false;
+  o.byte_fallback = true;
+  o.unk_token = "<unk>";
+  o.fuse_unk = true;
+  const BPE bpe(vocab, merges, o);
+  Encoding enc;
+  bpe.encode(view(u32("the \xc3\xa9")), enc);  // ▁the ▁ <0xC3> <0xA9>
+  CHECK((enc.ids == std::vector<int32_t>{bpe.token_to_id(meta + "the"), bpe.token_to_id(meta),
+                                         bpe.token_to_id("<0xC3>"), bpe.token_to_id("<0xA9>")}));
+  CHECK(enc.starts[2] == 4 && enc.ends[2] == 5 && enc.starts[3] == 4 && enc.ends[3] == 5);
+  BPEOptions no_bytes = o;
+  no_bytes.byte_fallback = false;
+  const BPE unk(vocab, merges, no_bytes);
+  Encoding fused;
+  unk.encode(view(u32("a\xc3\xa9\xc3\xa9" "a")), fused);  // ▁ a <unk: éé> a
+  CHECK((fused.ids == std::vector<int32_t>{1, 8, 0, 8}) && fused.starts[2] == 1 && fused.ends[2] == 3);
+  std::mt19937 rng(17);
+  const char32_t alphabet[] = {U'a', U't', U'h', U'e', U' ', U'\u2581', U'\u00e9', U'\U0001F600', U'x'};
+  for (int r = 0; r < rounds; ++r) {
+    std::u32string t;
+    const size_t n = rng() % 50;
+    for (size_t k = 0; k < n; ++k) t.push_back(alphabet[rng() % (sizeof(alphabet) / sizeof(alphabet[0]))]);
+    BPEOptions opt = o;
+    opt.byte_fallback = r % 2 == 0;
+    opt.fuse_unk = r % 3 != 0;
+    opt.metaspace.split = r % 5 == 0;
+    const BPE model(vocab, merges, opt);
+    Encoding e;
+    model.encode(view(t), e);
+    for (size_t k = 0; k < e.size(); ++k) CHECK(e.starts[k] <= e.ends[k] && e.ends[k] <= t.size());
+    CHECK(model.count(view(t)) == e.size());
   }
 }
 
@@ -291,8 +340,8 @@ void test_unigram(int rounds) {
     for (size_t k = 0; k < n; ++k) t.push_back(alphabet[rng() % (sizeof(alphabet) / sizeof(alphabet[0]))]);
     for (PrependScheme scheme : {PrependScheme::kAlways, PrependScheme::kFirst, PrependScheme::kNever}) {
       UnigramOptions opt;
-      opt.prepend = scheme;
-      opt.split = r % 2 == 0;
+      opt.metaspace.prepend = scheme;
+      opt.metaspace.split = r % 2 == 0;
       if (r % 3 == 0) opt.normalizer.add({NormalizerStep::Kind::kNfc});
       opt.byte_fallback = r % 5 == 0;
       opt.special_tokens = {"<s>"};
@@ -398,6 +447,7 @@ int main(int argc, char** argv) {
   test_chunker(make(small_vocab()), 200);
   test_words(500);
   test_bpe(300);
+  test_sentencepiece_bpe(300);
   test_unigram(300);
   test_normalizer(2000);
   if (argc > 1) test_chunker(make(read_vocab(argv[1])), 50);

@@ -49,7 +49,7 @@ class TextEncoder:
         n_threads: int,
     ) -> tuple[_I64, ...]: ...
 
-class ByteLevelBPE(TextEncoder):
+class BPE(TextEncoder):
     def __init__(
         self,
         vocab: list[str],
@@ -63,6 +63,12 @@ class ByteLevelBPE(TextEncoder):
         unk_token: str,
         special_tokens: list[str],
         normalizer: Normalizer,
+        byte_level: bool = True,
+        byte_fallback: bool = False,
+        fuse_unk: bool = False,
+        replacement: str = "\u2581",
+        prepend_scheme: str = "always",
+        split: bool = True,
     ) -> None: ...
 
 class Normalizer:

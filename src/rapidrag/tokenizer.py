@@ -382,6 +382,17 @@ def _normalizer(path: Path, spec: dict[str, Any], model: str) -> tuple[Any, list
     return core, kinds
 
 
+def _metaspace(pre: dict[str, Any]) -> dict[str, Any]:
+    """The core's Metaspace settings from a tokenizer.json Metaspace pre-tokenizer (older files say
+    add_prefix_space instead of prepend_scheme)."""
+    scheme = pre.get("prepend_scheme") or ("always" if pre.get("add_prefix_space", True) else "never")
+    return {
+        "replacement": pre.get("replacement", "\u2581"),
+        "prepend_scheme": scheme,
+        "split": bool(pre.get("split", True)),
+    }
+
+
 def _bpe_pre_tokenizer(path: Path, pre: Any) -> tuple[str, int, bool]:
     """(pattern, max digits, add_prefix_space) of a byte-level BPE pre-tokenizer: ByteLevel with its own GPT-2
     split, or a Split by a known pattern followed by ByteLevel without one."""
@@ -649,15 +660,25 @@ class Tokenizer:
         for key in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
             if model.get(key):
                 raise VocabularyError(f"{path}: BPE with {key}={model[key]!r} is not supported")
-        if model.get("byte_fallback"):
-            raise VocabularyError(f"{path}: BPE with byte_fallback (SentencePiece-style BPE) is not supported yet")
         normalizer, kinds = _normalizer(path, spec, "BPE")
-        pattern, max_digits, add_prefix_space = _bpe_pre_tokenizer(path, spec.get("pre_tokenizer"))
+        pre = spec.get("pre_tokenizer")
+        # SentencePiece-style BPE (Llama 2, Mistral): characters as symbols, byte fallback, and the Metaspace
+        # pre-tokenizer or none (the normalizer then prepends and replaces the spaces).
+        byte_level = not (pre is None or (isinstance(pre, dict) and pre.get("type") == "Metaspace"))
+        metaspace: dict[str, Any] = {}
+        if byte_level:
+            if model.get("byte_fallback"):
+                raise VocabularyError(f"{path}: byte_fallback with a byte-level pre-tokenizer is not supported")
+            pattern, max_digits, add_prefix_space = _bpe_pre_tokenizer(path, pre)
+        else:
+            pattern, max_digits, add_prefix_space = ("none" if pre is None else "metaspace"), 0, False
+            if pre is not None:
+                metaspace = _metaspace(pre)
         layout, trim, keep_prefix = _post_processor(path, spec.get("post_processor"), "BPE")
         specials = _special_tokens(path, spec, vocab)
         unk = model.get("unk_token") or ""
         try:
-            core = _core.ByteLevelBPE(
+            core = _core.BPE(
                 tokens,
                 merges,
                 pattern=pattern,
@@ -669,11 +690,15 @@ class Tokenizer:
                 unk_token=unk,
                 special_tokens=specials,
                 normalizer=normalizer,
+                byte_level=byte_level,
+                byte_fallback=bool(model.get("byte_fallback", False)),
+                fuse_unk=bool(model.get("fuse_unk", False)),
+                **metaspace,
             )
         except ValueError as e:
             raise VocabularyError(f"{path}: {e}") from None
         options = {
-            "model": "byte-level BPE",
+            "model": "byte-level BPE" if byte_level else "SentencePiece-style BPE",
             "normalizer": kinds,
             "pattern": pattern,
             "add_prefix_space": add_prefix_space,
@@ -708,7 +733,8 @@ class Tokenizer:
             raise VocabularyError(
                 f"{path}: pre_tokenizer {pre.get('type')!r} is not supported for Unigram; supported: Metaspace"
             )
-        scheme = pre.get("prepend_scheme") or ("always" if pre.get("add_prefix_space", True) else "never")
+        metaspace = _metaspace(pre)
+        scheme = metaspace["prepend_scheme"]
         layout, _, _ = _post_processor(path, spec.get("post_processor"), "Unigram")
         pieces = {piece for piece, _ in vocab}
         try:
@@ -716,11 +742,9 @@ class Tokenizer:
                 vocab,
                 unk_id,
                 normalizer=normalizer,
-                replacement=pre.get("replacement", "\u2581"),
-                prepend_scheme=scheme,
-                split=bool(pre.get("split", True)),
                 byte_fallback=bool(model.get("byte_fallback", False)),
                 special_tokens=_special_tokens(path, spec, pieces),
+                **metaspace,
             )
         except ValueError as e:
             raise VocabularyError(f"{path}: {e}") from None

@@ -74,8 +74,8 @@ TOKENIZERS = {
 
 
 def _other_models() -> list[rapidrag.Tokenizer]:
-    """Byte-level BPE (GPT-2 split; Qwen2 split with NFC) and Unigram (Metaspace alone; SentencePiece's
-    normalizers), trained on a few sentences."""
+    """Byte-level BPE (GPT-2 split; Qwen2 split with NFC), Unigram, and SentencePiece's Unigram and BPE, trained on
+    a few sentences."""
     try:
         import tokenizers
         from tokenizers import Regex, models, normalizers, pre_tokenizers, processors, trainers
@@ -112,37 +112,52 @@ def _other_models() -> list[rapidrag.Tokenizer]:
         tok.save(str(path))
         out.append(rapidrag.Tokenizer.from_file(path))
         path.unlink()
-    sentencepiece = _sentencepiece(texts)
-    if sentencepiece is not None:
-        out.append(sentencepiece)
-    return out
+    return out + _sentencepiece(texts)
 
 
-def _sentencepiece(texts: list[str]) -> rapidrag.Tokenizer | None:
-    """A Unigram model trained by sentencepiece (nmt_nfkc: the precompiled character map, then Strip and
-    Replace) and converted by transformers, when both are installed."""
+def _sentencepiece(texts: list[str]) -> list[rapidrag.Tokenizer]:
+    """Models trained by sentencepiece and converted by transformers, when both are installed: Unigram (nmt_nfkc:
+    the precompiled character map, then Strip and Replace) and BPE with byte fallback (as Llama 2 ships it)."""
     try:
         import sentencepiece
+        from transformers import LlamaTokenizer
         from transformers.convert_slow_tokenizer import SpmConverter
     except ImportError:  # pragma: no cover - the [test] and [train] extras have them
-        return None
+        return []
     import io
+    import shutil
+    import tempfile
     import types
 
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=60, hard_vocab_limit=False, minloglevel=2
-    )
-    base = Path(os.environ.get("TMPDIR", "/tmp")) / f"rapidrag-fuzz-{os.getpid()}-sp"
-    base.with_suffix(".model").write_bytes(model.getvalue())
-    options = types.SimpleNamespace(
-        vocab_file=str(base.with_suffix(".model")), add_prefix_space=True, legacy=True, handle_byte_fallback=False
-    )
-    SpmConverter(options).converted().save(str(base.with_suffix(".json")))
-    tok = rapidrag.Tokenizer.from_file(base.with_suffix(".json"))
-    base.with_suffix(".model").unlink()
-    base.with_suffix(".json").unlink()
-    return tok
+    out = []
+    with tempfile.TemporaryDirectory(prefix="rapidrag-fuzz-") as tmp:
+        folder = Path(tmp)
+        for kind in ("unigram", "bpe"):
+            model = io.BytesIO()
+            sentencepiece.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts),
+                model_writer=model,
+                model_type=kind,
+                vocab_size=400 if kind == "bpe" else 60,  # byte fallback needs its 256 byte pieces
+                hard_vocab_limit=False,
+                byte_fallback=kind == "bpe",
+                minloglevel=2,
+            )
+            (folder / kind).mkdir()
+            (folder / kind / "tokenizer.model").write_bytes(model.getvalue())
+            if kind == "bpe":
+                LlamaTokenizer.from_pretrained(folder / kind, legacy=False).save_pretrained(folder / kind)
+            else:
+                options = types.SimpleNamespace(
+                    vocab_file=str(folder / kind / "tokenizer.model"),
+                    add_prefix_space=True,
+                    legacy=True,
+                    handle_byte_fallback=False,
+                )
+                SpmConverter(options).converted().save(str(folder / kind / "tokenizer.json"))
+            out.append(rapidrag.Tokenizer.from_file(folder / kind / "tokenizer.json"))
+            shutil.rmtree(folder / kind)
+    return out
 
 
 OTHER_MODELS = _other_models()

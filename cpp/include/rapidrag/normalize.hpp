@@ -146,6 +146,44 @@ class Normalizer {
   std::vector<NormalizerStep> steps_;
 };
 
+// Where Metaspace puts the replacement character before a text: always, only before the text's first part
+// (not after a special token), or never.
+enum class PrependScheme : uint8_t { kAlways, kFirst, kNever };
+
+// The Metaspace pre-tokenizer (SentencePiece models): spaces become the replacement, which is put before a part
+// as the scheme says and, with `split`, starts each piece.
+struct Metaspace {
+  char32_t replacement = U'\u2581';
+  PrependScheme prepend = PrependScheme::kAlways;
+  bool split = true;
+
+  // Calls f(cps, owners, n) for each piece of the part cps[0, n); `text_start`: the part begins the text.
+  // The prepended replacement stands where the part's first character does.
+  template <class F>
+  void pieces(const char32_t* cps, const Span* owners, size_t n, bool text_start, std::vector<char32_t>& buf,
+              std::vector<Span>& buf_owners, F&& f) const {
+    if (n == 0) return;
+    buf.clear();
+    buf_owners.clear();
+    const bool add = prepend == PrependScheme::kAlways || (prepend == PrependScheme::kFirst && text_start);
+    if (add && cps[0] != U' ' && cps[0] != replacement) {
+      buf.push_back(replacement);
+      buf_owners.push_back(owners[0]);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      buf.push_back(cps[i] == U' ' ? replacement : cps[i]);
+      buf_owners.push_back(owners[i]);
+    }
+    const size_t m = buf.size();
+    size_t begin = 0;
+    for (size_t i = 1; i <= m; ++i) {
+      if (i < m && !(split && buf[i] == replacement)) continue;
+      f(buf.data() + begin, buf_owners.data() + begin, i - begin);
+      begin = i;
+    }
+  }
+};
+
 // The buffers of for_each_part, reused between calls.
 struct PartScratch {
   std::vector<char32_t> segment;

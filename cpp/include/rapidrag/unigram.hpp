@@ -17,15 +17,9 @@
 
 namespace rapidrag {
 
-// Where Metaspace puts the replacement character before a text: always, only before the text's first part
-// (not after a special token), or never.
-enum class PrependScheme : uint8_t { kAlways, kFirst, kNever };
-
 struct UnigramOptions {
   Normalizer normalizer;  // applied to each part between special tokens, before pre-tokenization
-  std::string replacement = "\xe2\x96\x81";  // Metaspace's replacement for ' ' (U+2581)
-  PrependScheme prepend = PrependScheme::kAlways;
-  bool split = true;           // each word (the replacement and what follows) segmented on its own
+  Metaspace metaspace;         // the pre-tokenizer
   bool byte_fallback = false;  // an unknown run becomes <0xXX> tokens when the vocabulary has them
   // Tokens matched verbatim in the raw text (the special tokens).
   std::vector<std::string> special_tokens;
@@ -54,7 +48,6 @@ class Unigram : public TextEncoder {
   DoubleArray trie_;
   int32_t unk_id_ = -1;
   double unk_score_ = 0.0;
-  char32_t replacement_ = U'\u2581';
   int32_t byte_ids_[256];  // <0xXX> tokens for byte fallback, -1 where absent
   SpecialTokens specials_;
 };
