@@ -52,20 +52,26 @@ EDGE = [
 ]
 
 
+def _train(texts: list[str], kind: str, **options: object) -> bytes:
+    """A SentencePiece model of ``kind`` (unigram, bpe) with 2,000 pieces and its default normalisation."""
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        vocab_size=2000,
+        model_type=kind,
+        num_threads=1,
+        minloglevel=2,
+        **options,
+    )
+    return model.getvalue()
+
+
 @pytest.fixture(scope="module")
 def converted(scifact_texts: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The converter's tokenizer.json, and the same model with XLM-RoBERTa's normalizer."""
     folder = tmp_path_factory.mktemp("sentencepiece")
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(scifact_texts[:400]),
-        model_writer=model,
-        vocab_size=2000,
-        model_type="unigram",
-        num_threads=1,
-        minloglevel=2,
-    )
-    (folder / "sp.model").write_bytes(model.getvalue())
+    (folder / "sp.model").write_bytes(_train(scifact_texts[:400], "unigram"))
     options = types.SimpleNamespace(
         vocab_file=str(folder / "sp.model"), add_prefix_space=True, legacy=True, handle_byte_fallback=False
     )
@@ -86,18 +92,8 @@ def converted_bpe(scifact_texts: list[str], tmp_path_factory: pytest.TempPathFac
     from transformers import LlamaTokenizer
 
     folder = tmp_path_factory.mktemp("sentencepiece_bpe")
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(scifact_texts[:400]),
-        model_writer=model,
-        vocab_size=2000,
-        model_type="bpe",
-        byte_fallback=True,
-        num_threads=1,
-        minloglevel=2,
-    )
     (folder / "source").mkdir()
-    (folder / "source" / "tokenizer.model").write_bytes(model.getvalue())
+    (folder / "source" / "tokenizer.model").write_bytes(_train(scifact_texts[:400], "bpe", byte_fallback=True))
     LlamaTokenizer.from_pretrained(folder / "source", legacy=False).save_pretrained(folder / "llama")
     spec = json.loads((folder / "llama" / "tokenizer.json").read_text())
     assert spec["model"]["byte_fallback"] and spec["pre_tokenizer"]["type"] == "Metaspace"
