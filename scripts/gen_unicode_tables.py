@@ -2,8 +2,8 @@
 
 Every property comes from Python's ``unicodedata``: general categories (control, format, private use,
 surrogate, nonspacing mark, punctuation), the White_Space set, canonical decompositions with their combining
-classes (NFD, Hangul syllables excepted: the core decomposes those arithmetically), and per-character
-lowercasing.
+classes (NFD, Hangul syllables excepted: the core decomposes those arithmetically), compatibility decompositions
+(NFKD, for NFKC), and per-character lowercasing.
 
 Hugging Face ``tokenizers`` classifies characters with tables from an older Unicode version than the
 ``unicodedata`` of current Pythons (a few hundred marks and punctuation signs assigned since are plain letters
@@ -62,13 +62,24 @@ def full_decomposition(cp: int) -> list[int]:
     return [ord(c) for c in ud.normalize("NFD", chr(cp))]
 
 
+def compat_decomposition(cp: int) -> list[int]:
+    """NFKD of one code point (Hangul syllables excepted), for NFKC."""
+    if HANGUL_FIRST <= cp <= HANGUL_LAST:
+        return [cp]
+    return [ord(c) for c in ud.normalize("NFKD", chr(cp))]
+
+
 def lower(cp: int) -> list[int]:
     return [ord(c) for c in chr(cp).lower()]
 
 
-def hf_overrides(flags: list[int], decomp: list[list[int]], lowers: list[list[int]], ccc: list[int]) -> int:
+def hf_overrides(
+    flags: list[int], decomp: list[list[int]], lowers: list[list[int]], ccc: list[int], compat: list[list[int]]
+) -> int:
     """Align the tables with how ``tokenizers`` treats each code point alone; return the count changed."""
     from tokenizers import normalizers, pre_tokenizers
+
+    nfkd = normalizers.NFKD()
 
     clean = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=False, strip_accents=False, lowercase=False
@@ -110,6 +121,10 @@ def hf_overrides(flags: list[int], decomp: list[list[int]], lowers: list[list[in
                 new &= ~MARK
             else:
                 new |= MARK
+        theirs_compat = [ord(c) for c in nfkd.normalize_str(ch)]
+        if theirs_compat != compat[cp]:
+            compat[cp] = theirs_compat
+            changed += 1
         theirs_low = [ord(c) for c in low.normalize_str(ch)]
         if theirs_low != lowers[cp]:
             lowers[cp] = theirs_low
@@ -176,20 +191,23 @@ def main() -> None:
     flags = [0] * MAX_CP
     decomp: list[list[int]] = [[]] * MAX_CP
     lowers: list[list[int]] = [[]] * MAX_CP
+    compat: list[list[int]] = [[]] * MAX_CP
     ccc = [0] * MAX_CP
     for cp in range(MAX_CP):
         if 0xD800 <= cp <= 0xDFFF:
             flags[cp] = REMOVE
             decomp[cp] = [cp]
             lowers[cp] = [cp]
+            compat[cp] = [cp]
             continue
         flags[cp] = base_flags(cp)
         decomp[cp] = full_decomposition(cp)
+        compat[cp] = compat_decomposition(cp)
         lowers[cp] = lower(cp)
         ccc[cp] = ud.combining(chr(cp))
     changed = 0
     if args.reference == "hf":
-        changed = hf_overrides(flags, decomp, lowers, ccc)
+        changed = hf_overrides(flags, decomp, lowers, ccc, compat)
 
     # Records: (flags, ccc, decomposition, lowercase); code points that map to themselves store empty lists.
     pool: list[int] = []
@@ -210,7 +228,8 @@ def main() -> None:
     for cp in range(MAX_CP):
         d_off, d_len = intern(decomp[cp], cp)
         l_off, l_len = intern(lowers[cp], cp)
-        rec = (flags[cp], ccc[cp], d_off, d_len, l_off, l_len)
+        k_off, k_len = intern(compat[cp], cp)
+        rec = (flags[cp], ccc[cp], d_off, d_len, l_off, l_len, k_off, k_len)
         if rec not in record_index:
             record_index[rec] = len(records)
             records.append(rec)
@@ -232,7 +251,7 @@ def main() -> None:
         "const uint16_t kStage2[] = {",
         rows([v for b in blocks for v in b]),
         "};",
-        "// flags, ccc, decomposition offset, length, lowercase offset, length (0xFFFF: maps to itself)",
+        "// flags, ccc, decomposition, lowercase, compatibility decomposition: offset, length (0xFFFF: itself)",
         "const Record kRecords[] = {",
         "\n".join("    {" + ", ".join(str(v) for v in r) + "}," for r in records),
         "};",

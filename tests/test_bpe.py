@@ -150,7 +150,7 @@ def test_what_is_not_supported_is_refused_by_name(trained: Trained, tmp_path: Pa
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
     refused({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [split, byte_level]}}, r"Split '\\\\w\+'")
     refused({"pre_tokenizer": {"type": "Whitespace"}}, r"pre_tokenizer \['Whitespace'\] is not supported")
-    refused({"normalizer": {"type": "NFKC"}}, "normalizer 'NFKC' is not supported for BPE")
+    refused({"normalizer": {"type": "NFKD"}}, "normalizer 'NFKD' is not supported for BPE")
     refused({"post_processor": {"type": "Future"}}, "post_processor 'Future' is not supported for BPE")
     refused({"model": {**spec["model"], "byte_fallback": True}}, "byte_fallback with a byte-level pre-tokenizer")
     refused({"model": {**spec["model"], "merges": [["nope", "nah"]]}}, "merge 0")

@@ -197,6 +197,7 @@ def test_normalizer_steps_match_the_reference(converted: dict[str, Path], stress
         {"type": "Replace", "pattern": {"Regex": "\\."}, "content": ""},
         {"type": "Prepend", "prepend": "\u2581"},
         {"type": "NFC"},
+        {"type": "NFKC"},
     ]
     texts = stress_texts[:400] + EDGE + ["``quoted''  and. dots.", "İstanbul ΣΑΣ ǅ", "   "]
     spec = json.loads(converted["converter"].read_text())
@@ -220,7 +221,7 @@ def test_what_is_not_supported_is_refused_by_name(converted: dict[str, Path], tm
         with pytest.raises(VocabularyError, match=match):
             rapidrag.Tokenizer.from_file(bad)
 
-    refused({"type": "NFKD"}, "normalizer 'NFKD' is not supported for Unigram; supported: NFC, Lowercase")
+    refused({"type": "NFKD"}, "normalizer 'NFKD' is not supported for Unigram; supported: NFC, NFKC, Lowercase")
     refused({"type": "Replace", "pattern": {"Regex": "[0-9]+"}, "content": "0"}, r"Replace with pattern .*\[0-9\]\+")
     refused({"type": "Precompiled", "precompiled_charsmap": "AAAA"}, "Precompiled: .*shorter than its 4-byte header")
     blob = base64.b64decode(spec["normalizer"]["normalizers"][0]["precompiled_charsmap"])

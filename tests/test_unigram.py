@@ -1,6 +1,6 @@
 """SentencePiece Unigram with the Metaspace pre-tokenizer on the native core: ids and offsets identical to Hugging
-Face ``tokenizers`` for Unigram tokenizers trained here with its trainer (prepend schemes, split or not, NFC, the
-Strip, Replace and Lowercase steps, byte fallback, the XLM-RoBERTa layout), and clear errors for what is not
+Face ``tokenizers`` for Unigram tokenizers trained here with its trainer (prepend schemes, split or not, NFC, NFKC,
+the Strip, Replace and Lowercase steps, byte fallback, the XLM-RoBERTa layout), and clear errors for what is not
 supported. The SentencePiece precompiled character map: test_sentencepiece.py."""
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ VARIANTS = {
     "never-nosplit": ("never", False, None, False),
     "byte-fallback": ("always", True, None, True),
     "steps": ("always", True, "steps", False),
+    "nfkc": ("always", True, "nfkc", False),
 }
 
 
 def normalizer(name: str | None) -> normalizers.Normalizer | None:
     if name == "nfc":
         return normalizers.NFC()
+    if name == "nfkc":  # as the tokenizers library's SentencePieceUnigramTokenizer normalizes
+        return normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(tokenizers.Regex(" {2,}"), " ")])
     if name == "steps":  # the steps of SentencePiece conversions and uncased models, in one sequence
         return normalizers.Sequence(
             [

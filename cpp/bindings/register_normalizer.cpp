@@ -30,6 +30,7 @@ void register_normalizer(py::module_& m) {
       .def(py::init<>())
       .def_property_readonly("empty", &Normalizer::empty)
       .def("nfc", [](Normalizer& n) { return add(n, {Kind::kNfc}); }, py::return_value_policy::reference_internal)
+      .def("nfkc", [](Normalizer& n) { return add(n, {Kind::kNfkc}); }, py::return_value_policy::reference_internal)
       .def(
           "lowercase", [](Normalizer& n) { return add(n, {Kind::kLowercase}); },
           py::return_value_policy::reference_internal)

@@ -39,7 +39,7 @@ void utf8_append(char32_t c, Span owner, std::vector<uint8_t>& bytes, std::vecto
 }
 
 void nfc(const char32_t* cps, const Span* spans, size_t n, std::vector<char32_t>& out, std::vector<Span>& out_spans,
-         NfcScratch& scratch) {
+         NfcScratch& scratch, bool compat) {
   auto& ccc = scratch.ccc;
   auto& change = scratch.change;
   out.clear();
@@ -59,12 +59,14 @@ void nfc(const char32_t* cps, const Span* spans, size_t n, std::vector<char32_t>
       continue;
     }
     const auto& rec = unicode::record(c);
-    if (rec.decomp_off == unicode::kSelf) {
+    const uint16_t off = compat ? rec.compat_off : rec.decomp_off;
+    const size_t len = compat ? rec.compat_len : rec.decomp_len;
+    if (off == unicode::kSelf) {
       push(c, rec.ccc, 0);
       continue;
     }
-    for (size_t j = 0; j < rec.decomp_len; ++j) {
-      const char32_t d = unicode::pool()[rec.decomp_off + j];
+    for (size_t j = 0; j < len; ++j) {
+      const char32_t d = unicode::pool()[off + j];
       push(d, unicode::record(d).ccc, j > 0 ? 1 : 0);
     }
   }
@@ -267,6 +269,10 @@ void Normalizer::apply(std::vector<char32_t>& cps, std::vector<Span>& spans, Nor
       case Kind::kNfc:
         if (std::none_of(cps.begin(), cps.end(), [](char32_t c) { return c >= 0x300; })) continue;
         nfc(cps.data(), spans.data(), n, s.out, s.out_spans, s.nfc);
+        break;
+      case Kind::kNfkc:  // below U+00A0 nothing has a compatibility decomposition
+        if (std::none_of(cps.begin(), cps.end(), [](char32_t c) { return c >= 0xA0; })) continue;
+        nfc(cps.data(), spans.data(), n, s.out, s.out_spans, s.nfc, true);
         break;
       case Kind::kLowercase: {
         s.change.clear();

@@ -298,7 +298,7 @@ def _special_tokens(path: Path, spec: dict[str, Any], vocab: Any) -> list[str]:
 
 
 _NORMALIZERS = (
-    "NFC, Lowercase, Strip, Replace (a literal, or one character repeated: c+ or c{n,}), Prepend, Precompiled"
+    "NFC, NFKC, Lowercase, Strip, Replace (a literal, or one character repeated: c+ or c{n,}), Prepend, Precompiled"
 )
 _REGEX_RUN = re.compile(r"^(\\?.)(?:\+|\{(\d+),\})$", re.S)
 
@@ -359,6 +359,8 @@ def _normalizer(path: Path, spec: dict[str, Any], model: str) -> tuple[Any, list
         kinds.append(kind)
         if kind == "NFC":
             core.nfc()
+        elif kind == "NFKC":
+            core.nfkc()
         elif kind == "Lowercase":
             core.lowercase()
         elif kind == "Strip":

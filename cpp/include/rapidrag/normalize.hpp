@@ -90,8 +90,9 @@ struct NfcScratch {
 // next input character; +1: a decomposition inserted it), reordering moves changes with their characters, a
 // composite adds its absorbed characters' changes less one each, and the output then takes input spans in
 // order by those changes (0: the next one; +n: the last one taken; -n: the next one, skipping n more).
+// With `compat`, NFKC: compatibility decompositions instead of canonical ones, composed the same way.
 void nfc(const char32_t* cps, const Span* spans, size_t n, std::vector<char32_t>& out, std::vector<Span>& out_spans,
-         NfcScratch& scratch);
+         NfcScratch& scratch, bool compat = false);
 
 // The spans of a normalized text from its change stream, as the reference's NormalizedString::transform aligns
 // them: each character takes the span of the next input character (change 0, or -k: k more input characters
@@ -116,7 +117,7 @@ class CharsMap {
 
 // One step of a normalizer, as tokenizer.json names them.
 struct NormalizerStep {
-  enum class Kind : uint8_t { kNfc, kLowercase, kStrip, kReplace, kReplaceRun, kPrepend, kPrecompiled };
+  enum class Kind : uint8_t { kNfc, kNfkc, kLowercase, kStrip, kReplace, kReplaceRun, kPrepend, kPrecompiled };
   Kind kind = Kind::kNfc;
   bool left = false, right = false;  // kStrip: the sides stripped of white space
   std::u32string pattern;            // kReplace: the literal replaced; kReplaceRun: the repeated character

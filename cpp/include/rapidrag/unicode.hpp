@@ -24,6 +24,8 @@ struct Record {
   uint8_t decomp_len;
   uint16_t lower_off;     // into pool(); 0xFFFF when the code point lowercases to itself
   uint8_t lower_len;
+  uint16_t compat_off;    // into pool(): the compatibility decomposition (NFKD); 0xFFFF when itself
+  uint8_t compat_len;
 };
 
 // Character classes of the byte-level BPE pre-tokenizer patterns (scripts/gen_regex_classes.py).
