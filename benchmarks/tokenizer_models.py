@@ -2,7 +2,10 @@
 
 Tokenizers: byte-level BPE in the GPT-2, Llama 3 and Qwen2 (NFC) layouts and a SentencePiece Unigram with
 Metaspace in the XLM-RoBERTa layout, each trained here with the ``tokenizers`` trainers on the SciFact corpus
-(vocabulary 32,000; the layouts of tests/test_bpe.py and tests/test_unigram.py). Texts: every SciFact document
+(vocabulary 32,000; the layouts of tests/test_bpe.py and tests/test_unigram.py); and models trained by the
+``sentencepiece`` package on the same corpus and converted by ``transformers`` (tests/test_sentencepiece.py): a
+Unigram with its precompiled character map (as XLM-RoBERTa, bge-m3 and multilingual-e5 ship), and a BPE with
+byte fallback (as Llama 2 and Mistral ship). Texts: every SciFact document
 (title + " " + text) and the first 2,000 gcide passages.
 
 - HF: ``encode_batch`` with ``TOKENIZERS_PARALLELISM=false`` (encodes serially on the calling thread).
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+LAYOUTS = ("gpt2", "llama3", "qwen2", "unigram-xlmr", "sentencepiece-unigram", "sentencepiece-bpe")
 
 
 def best(fn: Any, rounds: int) -> tuple[float, Any]:
@@ -50,6 +54,8 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parent / "tests"))
     import tokenizers
     from test_bpe import train
+    from test_sentencepiece import convert as convert_sentencepiece
+    from test_sentencepiece import train as train_sentencepiece
     from test_unigram import train as train_unigram
 
     import rapidrag
@@ -77,14 +83,16 @@ def main() -> None:
     except ImportError:
         tokie = None
     with tempfile.TemporaryDirectory() as tmp:
-        for layout in ("gpt2", "llama3", "qwen2", "unigram-xlmr"):
+        for layout in LAYOUTS:
             path = Path(tmp) / f"{layout}.json"
-            made = (
-                train_unigram(docs, "xlmr", args.vocab)
-                if layout.startswith("unigram")
-                else train(docs, layout, args.vocab)
-            )
-            made.save(str(path))
+            if layout.startswith("sentencepiece"):
+                kind = layout.split("-")[1]
+                model = train_sentencepiece(docs, kind, args.vocab, byte_fallback=kind == "bpe")
+                path = convert_sentencepiece(model, kind, Path(tmp) / layout)
+            elif layout.startswith("unigram"):
+                train_unigram(docs, "xlmr", args.vocab).save(str(path))
+            else:
+                train(docs, layout, args.vocab).save(str(path))
             hf = tokenizers.Tokenizer.from_file(str(path))
             ours = rapidrag.Tokenizer.from_file(path, n_threads=1)
             os.environ["TOKENIZERS_PARALLELISM"] = "false"

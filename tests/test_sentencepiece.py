@@ -52,13 +52,13 @@ EDGE = [
 ]
 
 
-def _train(texts: list[str], kind: str, **options: object) -> bytes:
-    """A SentencePiece model of ``kind`` (unigram, bpe) with 2,000 pieces and its default normalisation."""
+def train(texts: list[str], kind: str, vocab_size: int = 2000, **options: object) -> bytes:
+    """A SentencePiece model of ``kind`` (unigram, bpe) with its default normalisation (nmt_nfkc)."""
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
         model_writer=model,
-        vocab_size=2000,
+        vocab_size=vocab_size,
         model_type=kind,
         num_threads=1,
         minloglevel=2,
@@ -67,35 +67,45 @@ def _train(texts: list[str], kind: str, **options: object) -> bytes:
     return model.getvalue()
 
 
+def convert(model: bytes, kind: str, folder: Path) -> Path:
+    """``tokenizer.json`` of a SentencePiece model as transformers converts it: Unigram with its converter
+    (Precompiled, Strip, Replace; Metaspace), BPE as LlamaTokenizer does (Metaspace, prepend first, byte
+    fallback)."""
+    from transformers import LlamaTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tokenizer.model").write_bytes(model)
+    if kind == "bpe":
+        LlamaTokenizer.from_pretrained(folder, legacy=False).save_pretrained(folder)
+    else:
+        options = types.SimpleNamespace(
+            vocab_file=str(folder / "tokenizer.model"), add_prefix_space=True, legacy=True, handle_byte_fallback=False
+        )
+        SpmConverter(options).converted().save(str(folder / "tokenizer.json"))
+    return folder / "tokenizer.json"
+
+
 @pytest.fixture(scope="module")
 def converted(scifact_texts: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The converter's tokenizer.json, and the same model with XLM-RoBERTa's normalizer."""
     folder = tmp_path_factory.mktemp("sentencepiece")
-    (folder / "sp.model").write_bytes(_train(scifact_texts[:400], "unigram"))
-    options = types.SimpleNamespace(
-        vocab_file=str(folder / "sp.model"), add_prefix_space=True, legacy=True, handle_byte_fallback=False
-    )
-    SpmConverter(options).converted().save(str(folder / "converter.json"))
-    spec = json.loads((folder / "converter.json").read_text())
+    path = convert(train(scifact_texts[:400], "unigram"), "unigram", folder / "converter")
+    spec = json.loads(path.read_text())
     steps = spec["normalizer"]["normalizers"]
     assert [s["type"] for s in steps] == ["Precompiled", "Strip", "Replace"]
     assert steps[0]["precompiled_charsmap"]  # nmt_nfkc carries a character map
     spec["normalizer"]["normalizers"] = [steps[0], {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]
     (folder / "xlmr.json").write_text(json.dumps(spec))
-    return {"converter": folder / "converter.json", "xlmr": folder / "xlmr.json"}
+    return {"converter": path, "xlmr": folder / "xlmr.json"}
 
 
 @pytest.fixture(scope="module")
 def converted_bpe(scifact_texts: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A SentencePiece BPE model with byte fallback, converted as transformers' LlamaTokenizer converts it, and the
     same model in the older layout (no pre-tokenizer; the normalizer prepends "▁" and replaces the spaces)."""
-    from transformers import LlamaTokenizer
-
     folder = tmp_path_factory.mktemp("sentencepiece_bpe")
-    (folder / "source").mkdir()
-    (folder / "source" / "tokenizer.model").write_bytes(_train(scifact_texts[:400], "bpe", byte_fallback=True))
-    LlamaTokenizer.from_pretrained(folder / "source", legacy=False).save_pretrained(folder / "llama")
-    spec = json.loads((folder / "llama" / "tokenizer.json").read_text())
+    path = convert(train(scifact_texts[:400], "bpe", byte_fallback=True), "bpe", folder / "llama")
+    spec = json.loads(path.read_text())
     assert spec["model"]["byte_fallback"] and spec["pre_tokenizer"]["type"] == "Metaspace"
     assert len(spec["model"]["vocab"]) == 2000 and len(spec["model"]["merges"]) > 1000
     spec["pre_tokenizer"] = None
@@ -110,7 +120,7 @@ def converted_bpe(scifact_texts: list[str], tmp_path_factory: pytest.TempPathFac
     # Without byte fallback: characters outside the vocabulary become one <unk> per run (fuse_unk).
     spec["model"] = {**spec["model"], "byte_fallback": False, "unk_token": "<unk>", "fuse_unk": True}
     (folder / "unk.json").write_text(json.dumps(spec))
-    return {"llama": folder / "llama" / "tokenizer.json", "legacy": folder / "legacy.json", "unk": folder / "unk.json"}
+    return {"llama": path, "legacy": folder / "legacy.json", "unk": folder / "unk.json"}
 
 
 @pytest.mark.parametrize("layout", ["llama", "legacy", "unk"])
