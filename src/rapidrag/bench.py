@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .retriever import query_metrics
+from .metrics import percentiles, query_metrics
 
 __all__ = ["Config", "default_configs", "percentiles", "plot", "plot_budget", "run", "throughput"]
 
@@ -44,14 +44,6 @@ def default_configs(retriever: Any, budgets: Sequence[float] = (100.0, 500.0)) -
         configs.append(Config("hybrid + rerank", "hybrid", True))
         configs += [Config(f"hybrid + rerank, {b:g} ms budget", "hybrid", True, b) for b in budgets]
     return configs
-
-
-def percentiles(values: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    if not len(a):
-        return {}
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(a.mean()), "max": float(a.max())}
 
 
 def run(

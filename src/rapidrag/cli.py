@@ -342,8 +342,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .beir import load_qrels, load_queries
+    from .metrics import evaluate
     from .persist import sha256_file
-    from .retriever import evaluate
 
     queries = load_queries(args.queries)
     qrels = load_qrels(args.qrels)

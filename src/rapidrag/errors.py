@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RapidragError", "VocabularyError", "DataFormatError", "IndexFormatError", "ModelError"]
+__all__ = ["DataFormatError", "FilterError", "IndexFormatError", "ModelError", "RapidragError", "VocabularyError"]
 
 
 class RapidragError(Exception):
@@ -23,3 +23,7 @@ class ModelError(RapidragError, ValueError):
 
 class IndexFormatError(RapidragError, ValueError):
     """A saved index that cannot be loaded: missing, truncated, corrupted, or of another format version."""
+
+
+class FilterError(RapidragError, ValueError):
+    """A malformed metadata filter; the message names the path to the bad part."""

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import RapidragError
+from .errors import FilterError
 
 __all__ = ["FilterError", "MetadataIndex", "check_metadata", "flatten_metadata"]
 
@@ -39,10 +39,6 @@ Mask = npt.NDArray[np.bool_]
 _COMPARE = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
 _FIELD_OPS = {"$eq", "$ne", "$in", "$nin", *_COMPARE}
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
-
-
-class FilterError(RapidragError, ValueError):
-    """A malformed filter; the message names the path to the bad part."""
 
 
 def _as_date(value: Any) -> float | None:

@@ -20,8 +20,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from .documents import Document
 from .filters import check_metadata
-from .retriever import Document
 
 __all__ = ["Ingest", "SUFFIXES"]
 

@@ -36,9 +36,10 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("the server needs FastAPI and uvicorn: pip install 'rapidrag[serve]'") from e
 
-from .bench import percentiles
+from .documents import Hit
 from .errors import RapidragError
-from .retriever import Hit, Retriever
+from .metrics import percentiles
+from .retriever import Retriever
 
 __all__ = ["Limits", "create_app", "serve"]
 

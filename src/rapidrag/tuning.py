@@ -110,8 +110,9 @@ def tune(
     query and candidate depth). ``progress``: a progress bar of the settings tried, on stderr (None: when it is
     a terminal).
     """
+    from .metrics import evaluate
     from .progress import Progress
-    from .retriever import evaluate, model_name
+    from .store import model_name
 
     judged = {q: rel for q, rel in qrels.items() if q in queries}
     if not judged:

@@ -71,7 +71,7 @@ def dense_ndcg(
     model: Any, tokenizer: Any, data: TrainingData, query_ids: Sequence[str], max_length: int, autocast: bool
 ) -> list[float]:
     """Dense nDCG@10 of each of ``query_ids`` over the whole corpus (each document's first ``max_length`` tokens)."""
-    from ..retriever import query_metrics
+    from ..metrics import query_metrics
 
     ids = list(data.documents)
     docs = _embed(model, tokenizer, [data.documents[d] for d in ids], max_length, autocast)

@@ -30,7 +30,8 @@ class Candidates:
 
 def build_retriever(data: TrainingData, embedder: Any = None, *, progress: bool | None = None) -> Any:
     """A Retriever over the training corpus (hybrid with ``embedder``, else lexical)."""
-    from ..retriever import Document, Retriever
+    from ..documents import Document
+    from ..retriever import Retriever
 
     retriever = Retriever(embedder)
     retriever.add([Document(i, t) for i, t in data.documents.items()], progress=progress)

@@ -87,7 +87,7 @@ def dev_metrics(
     the first-stage score at each weight of ``WEIGHT_GRID`` (``rapidrag.fusion.rerank_mix``, as searches mix);
     ``fused_gain``: the best weight's gain over the first stage, with its 95% bootstrap interval."""
     from ..fusion import rerank_mix
-    from ..retriever import query_metrics
+    from ..metrics import query_metrics
 
     def ndcg(weight: float | None) -> list[float]:
         values = []

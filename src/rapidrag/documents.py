@@ -1,0 +1,150 @@
+"""What goes in and what comes out: ``Document``, ``Hit`` and ``SearchResult``, and the metadata codec that saves
+a document's metadata as JSON (dates tagged, non-finite floats kept) and reads it back."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Document", "Hit", "SearchResult", "decode_metadata", "encode_metadata"]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document to index: ``text``, metadata for filters, and an optional ``title``.
+
+    The title is a separate BM25 field when the retriever gives it a weight (``title_weight``); for a BEIR
+    document ``from_dict`` also prepends it to ``text`` (the BEIR protocol indexes and embeds "title text"), so
+    spans always point into ``text``.
+    """
+
+    id: str
+    text: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    title: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> Document:
+        """``{"id", "text", "metadata"}`` or a BEIR ``{"_id", "title", "text", ...}``."""
+        doc_id = raw.get("id", raw.get("_id"))
+        text = raw.get("text")
+        if doc_id is None or not isinstance(text, str):
+            raise ValueError(f"documents[{index}]: needs an 'id' (or '_id') and a str 'text', got keys {sorted(raw)}")
+        title = raw.get("title")
+        if not isinstance(title, str):
+            title = ""
+        if title:
+            text = f"{title} {text}" if text else title
+        # An explicit "metadata" (BEIR's is often {}) is the metadata; without one, the other fields are.
+        if raw.get("metadata") is not None:
+            metadata = raw["metadata"]
+        else:
+            metadata = {k: v for k, v in raw.items() if k not in ("id", "_id", "text", "title", "metadata")}
+        if not isinstance(metadata, Mapping):
+            raise ValueError(f"documents[{index}]: metadata must be a dict, got {type(metadata).__name__}")
+        return cls(str(doc_id), text, dict(metadata), title)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: the document, the chunk, its character span in the document text, and each stage's score."""
+
+    doc_id: str
+    chunk_id: int
+    text: str
+    start: int
+    end: int
+    score: float
+    scores: dict[str, float]
+    metadata: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The hit as JSON-ready values, the one encoding of the CLI's ``--json`` and the HTTP service: metadata
+        keeps its lists and dicts, dates become ISO 8601 strings, non-finite numbers null."""
+        return {
+            "doc_id": self.doc_id,
+            "chunk_id": self.chunk_id,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "score": _json_value(self.score),
+            "scores": {name: _json_value(v) for name, v in self.scores.items()},
+            "metadata": {str(key): _json_value(v) for key, v in self.metadata.items()},
+        }
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return value
+
+
+class SearchResult(list[Hit]):
+    """The hits, best first, and ``timings``: milliseconds per stage."""
+
+    def __init__(self, hits: Iterable[Hit], timings: dict[str, float]) -> None:
+        super().__init__(hits)
+        self.timings = timings
+
+
+def encode_metadata(doc: Document) -> dict[str, Any]:
+    """Metadata as JSON: dates and datetimes tagged, numpy scalars as Python numbers; other types refused."""
+    out = {}
+    for key, value in doc.metadata.items():
+        out[str(key)] = _encode_value(value, doc.id, str(key))
+    return out
+
+
+def _encode_value(value: Any, doc_id: str, key: str) -> Any:
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        if abs(value) > sys.float_info.max:  # filters compare numbers as float64
+            bits = value.bit_length()
+            raise ValueError(f"document {doc_id!r}: metadata {key!r} is an int too large for a float64 ({bits} bits)")
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__rapidrag__": "float", "value": repr(value)}
+    if isinstance(value, datetime):
+        return {"__rapidrag__": "datetime", "value": value.isoformat()}
+    if isinstance(value, date):
+        return {"__rapidrag__": "date", "value": value.isoformat()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_encode_value(v, doc_id, key) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _encode_value(v, doc_id, key) for k, v in value.items()}
+    raise TypeError(
+        f"document {doc_id!r}: metadata {key!r} is a {type(value).__name__}, which cannot be saved "
+        "(use str, numbers, bools, None, dates, lists or dicts)"
+    )
+
+
+def decode_metadata(raw: Any) -> Any:
+    if isinstance(raw, list):
+        return [decode_metadata(v) for v in raw]
+    if isinstance(raw, dict):
+        tag = raw.get("__rapidrag__")
+        if tag == "datetime":
+            return datetime.fromisoformat(raw["value"])
+        if tag == "date":
+            return date.fromisoformat(raw["value"])
+        if tag == "float":
+            return float(raw["value"])
+        return {k: decode_metadata(v) for k, v in raw.items()}
+    return raw

@@ -1,0 +1,312 @@
+"""The saved index: its format (a snapshot folder of ``rapidrag.persist``: documents, the chunk table, the BM25 and
+FAISS indexes, the settings) and the models recorded in it, found again at load by path, by name under
+``RAPIDRAG_MODELS`` and by fingerprint.
+
+Format versions: 1, the first and current one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .chunks import DEAD_ROW, Row
+from .dense import DenseIndex
+from .documents import Document, decode_metadata, encode_metadata
+from .errors import IndexFormatError, RapidragError
+from .lexical import BM25
+from .persist import read_snapshot, save_arrays, write_snapshot
+
+__all__ = ["FORMAT_VERSION", "MODELS_ENV", "load", "model_name", "save"]
+
+FORMAT_VERSION = 1
+MODELS_ENV = "RAPIDRAG_MODELS"
+
+
+def save(retriever: Any, path: str | os.PathLike[str], after_file: Any = None) -> Path:
+    """Write ``retriever`` to the folder ``path`` atomically (``rapidrag.persist``): the documents, the chunk table,
+    the BM25 and FAISS indexes, the settings and which models built it; ``after_file`` is a test hook."""
+    with retriever._lock:
+        bm25_info, bm25_arrays = retriever.bm25.state()
+        title_state = retriever.bm25_title.state() if retriever.bm25_title is not None else None
+        dense_state = retriever.dense.state() if retriever.dense is not None else None
+        docs = list(retriever._docs.values())
+        row_info = list(retriever._rows)  # deletes replace entries: take them as they are now
+        n_rows = len(row_info)
+    owner = np.full(n_rows, -1, dtype=np.int64)
+    chunk = np.zeros(n_rows, dtype=np.int64)
+    bounds = np.zeros((n_rows, 2), dtype=np.int64)
+    lines = []
+    for d, (doc, rows) in enumerate(docs):
+        lines.append(json.dumps({"id": doc.id, "text": doc.text, "title": doc.title, "metadata": encode_metadata(doc)}))
+        for r in rows:
+            info = row_info[r]
+            owner[r], chunk[r], bounds[r] = d, info.chunk_id, (info.start, info.end)
+    files = {
+        "documents.jsonl": ("\n".join(lines) + "\n").encode("utf-8") if lines else b"",
+        "rows.npz": save_arrays(document=owner, chunk=chunk, span=bounds),
+        "bm25.json": json.dumps(bm25_info).encode("utf-8"),
+        "bm25.npz": save_arrays(**bm25_arrays),
+    }
+    if title_state is not None:
+        files["bm25_title.json"] = json.dumps(title_state[0]).encode("utf-8")
+        files["bm25_title.npz"] = save_arrays(**title_state[1])
+    if dense_state is not None:
+        files["dense.npz"] = save_arrays(**dense_state[1])
+    config = {
+        "retriever": {
+            "index": retriever.index_kind,
+            "k1": retriever.bm25.k1,
+            "b": retriever.bm25.b,
+            "title_weight": retriever.title_weight,
+            "fusion": retriever.fusion,
+            "weights": list(retriever.weights),
+            "rrf_k": retriever.rrf_k,
+            "rerank_weight": retriever.rerank_weight,
+            "rerank_depth": retriever.rerank_depth,
+        },
+        "chunker": {"max_tokens": retriever.chunker.max_tokens, "overlap": retriever.chunker.overlap}
+        if retriever.chunker is not None
+        else retriever._model_specs.get("chunker"),
+        "embedder": _model_spec(retriever.embedder) or retriever._model_specs.get("embedder"),
+        "reranker": _model_spec(retriever.reranker) or retriever._model_specs.get("reranker"),
+        "dense": dense_state[0] if dense_state is not None else None,
+        "documents": len(docs),
+        "rows": n_rows,
+        "tuned_on": retriever.tuned_on,
+    }
+    return write_snapshot(path, files, config, version=FORMAT_VERSION, after_file=after_file)
+
+
+def load(
+    cls: Any,
+    path: str | os.PathLike[str],
+    *,
+    embedder: Any = "auto",
+    reranker: Any = "auto",
+    chunker: Any = "auto",
+) -> Any:
+    """Open an index written by ``save`` as an instance of ``cls`` (see ``Retriever.load``)."""
+    snap = read_snapshot(path, version=FORMAT_VERSION)
+    try:
+        cfg = snap.config
+        settings = dict(cfg["retriever"])
+        asked = {"embedder": embedder, "reranker": reranker}
+        embedder = _open_model(cfg["embedder"], embedder, "embedder")
+        reranker = _open_model(cfg["reranker"], reranker, "reranker")
+        opened = {"embedder": embedder, "reranker": reranker}
+        if cfg["dense"] is not None and embedder is not None and embedder.dim != cfg["dense"]["dim"]:
+            raise ValueError(f"the index holds {cfg['dense']['dim']}-d vectors; the embedder gives {embedder.dim}-d")
+        if chunker == "auto":
+            chunker = None
+            if cfg["chunker"] is not None and embedder is not None:  # without it, no adds (see add)
+                from .chunker import Chunker
+
+                chunker = Chunker(embedder.tokenizer, cfg["chunker"]["max_tokens"], cfg["chunker"]["overlap"])
+        settings["weights"] = tuple(settings["weights"])
+        if settings.get("rerank_weight") == 1.0 and not cfg.get("tuned_on"):
+            settings["rerank_weight"] = None  # the old default, saved before None meant "not chosen"
+        out = cls(None, reranker, None, **settings)
+        out.embedder, out.chunker = embedder, chunker
+        # The recorded models that could not be found: a save without them keeps them recorded.
+        out._model_specs = {
+            role: cfg[role]
+            for role in opened
+            if opened[role] is None and cfg[role] and (asked[role] == "auto" or role == "embedder")
+        }
+        if out._model_specs.get("embedder") is not None:
+            out._model_specs["chunker"] = cfg["chunker"]
+        out.tuned_on = cfg.get("tuned_on")
+        if out.tuned_on and "reranker" not in out.tuned_on and (cfg["reranker"] or {}).get("model_file"):
+            out.tuned_on["reranker"] = _name_and_file(cfg["reranker"])[0]  # tuned before this was recorded
+        out.bm25 = BM25.from_state(snap.json("bm25.json"), snap.arrays("bm25.npz"))
+        if out.title_weight > 0:
+            out.bm25_title = BM25.from_state(snap.json("bm25_title.json"), snap.arrays("bm25_title.npz"))
+        if cfg["dense"] is not None:
+            out.dense = DenseIndex.from_state(cfg["dense"], snap.arrays("dense.npz"))
+        rows = snap.arrays("rows.npz")
+        owner, chunk, span = rows["document"], rows["chunk"], rows["span"]
+        n_rows = int(cfg["rows"])
+        if owner.shape != (n_rows,) or chunk.shape != (n_rows,) or span.shape != (n_rows, 2):
+            raise ValueError("chunk table does not match the recorded number of rows")
+        raw_docs = snap.read("documents.jsonl").decode("utf-8").splitlines()
+        if len(raw_docs) != cfg["documents"]:
+            raise ValueError(f"{len(raw_docs)} documents where {cfg['documents']} were saved")
+        docs = []
+        for line in raw_docs:
+            item = json.loads(line)
+            docs.append(Document(item["id"], item["text"], decode_metadata(item["metadata"]), item["title"]))
+        out._rows = [DEAD_ROW] * n_rows
+        members: list[list[int]] = [[] for _ in docs]
+        for r in np.flatnonzero(owner >= 0).tolist():
+            d = int(owner[r])
+            if d >= len(docs):
+                raise ValueError(f"row {r} belongs to document {d} of {len(docs)}")
+            out._rows[r] = Row(docs[d].id, int(chunk[r]), int(span[r, 0]), int(span[r, 1]))
+            members[d].append(r)
+        out._docs = {doc.id: (doc, m) for doc, m in zip(docs, members, strict=True)}
+        meta: list[Mapping[str, Any] | None] = [None] * n_rows
+        for doc, m in zip(docs, members, strict=True):
+            for r in m:
+                meta[r] = doc.metadata
+        out.metadata.add(meta)
+        if len(out.bm25.ids) != n_rows or len(out.bm25) != sum(map(len, members)):
+            raise ValueError("the BM25 index does not match the chunk table")
+        if out.dense is not None and len(out.dense) != len(out.bm25):
+            raise ValueError("the dense index does not match the chunk table")
+    except IndexFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        if isinstance(e, RapidragError):
+            raise
+        raise IndexFormatError(f"{path}: the saved index is inconsistent ({type(e).__name__}: {e})") from None
+    return out
+
+
+def _model_spec(model: Any) -> dict[str, Any] | None:
+    """How to reopen ``model`` (an Embedder or Reranker): its path, its folder's name and its file's name in it
+    (to find it again under ``RAPIDRAG_MODELS`` after a move), and a fingerprint of its weights."""
+    if model is None:
+        return None
+    spec: dict[str, Any] = {"type": type(model).__name__}
+    model_path = getattr(model, "model_path", None)
+    if model_path is not None:
+        folder, model_file = Path(model.folder).resolve(), Path(model_path).resolve()
+        spec.update(folder=str(folder), model_file=str(model_file), name=folder.name)
+        spec["file"] = str(model_file.relative_to(folder)) if model_file.is_relative_to(folder) else model_file.name
+        spec["sha256"] = _fingerprint(model)
+    for name in ("max_length", "normalize", "pooling", "dim"):
+        if hasattr(model, name):
+            spec[name] = getattr(model, name)
+    return spec
+
+
+def model_name(model: Any) -> str | None:
+    """The name of a model's folder (how an index refers to a model that moved), or None."""
+    folder = getattr(model, "folder", None)
+    return Path(folder).name if folder is not None else None
+
+
+def _fingerprint(model: Any) -> str:
+    fingerprint = getattr(model, "_fingerprint", None)
+    if fingerprint is None:
+        from .persist import sha256_file
+
+        fingerprint = sha256_file(model.model_path)
+        try:
+            model._fingerprint = fingerprint
+        except AttributeError:
+            pass
+    return str(fingerprint)
+
+
+def _name_and_file(spec: dict[str, Any]) -> tuple[str, str]:
+    """The model folder's name and the model file's path inside it (indexes saved before these were recorded
+    derive them from the absolute paths)."""
+    return spec.get("name") or Path(spec["folder"]).name, spec.get("file") or Path(spec["model_file"]).name
+
+
+def _locate_model(spec: dict[str, Any], role: str) -> tuple[Path, Path] | str:
+    """(folder, model file) of the model that built an index: at its recorded path, else under ``RAPIDRAG_MODELS``
+    by its folder's name, checked by fingerprint; or, when neither holds it, what was looked at."""
+    from .persist import sha256_file
+
+    name, file = _name_and_file(spec)
+    recorded = Path(spec["model_file"])
+    if recorded.is_file():
+        return Path(spec["folder"]), recorded
+    looked = [str(recorded)]
+    root = os.environ.get(MODELS_ENV)
+    if root:
+        candidate = Path(root) / name / file
+        looked.append(str(candidate))
+        if candidate.is_file():
+            if not spec.get("sha256") or sha256_file(candidate) == spec["sha256"]:
+                return Path(root) / name, candidate
+            looked[-1] += " (a different model: its fingerprint differs)"
+    where = " nor ".join(looked) + ("" if root else f" (${MODELS_ENV} is not set)")
+    return (
+        f"the {role} that built this index ({name}/{file}) is not at {where}: pass --{role} PATH "
+        f"(Python: {role}=), or set {MODELS_ENV} to the folder that holds {name}/"
+    )
+
+
+def _open_model(spec: dict[str, Any] | None, given: Any, role: str) -> Any:
+    """The model for a loaded index: ``given`` (a model object, or a path or name to open with the recorded
+    settings), None, or for "auto" the one recorded in ``spec`` (None, with a warning, when it cannot be found)."""
+    if given is None:
+        return None
+    if isinstance(given, (str, os.PathLike)) and given != "auto":
+        return _warn_if_other(_build_model(role, spec, *_model_at(Path(given), spec)), spec, role)
+    if given != "auto":
+        return _warn_if_other(given, spec, role)
+    if spec is None:
+        return None
+    if "model_file" not in spec:
+        warnings.warn(f"this index was built with a custom {role} ({spec['type']}): pass {role}=", stacklevel=3)
+        return None
+    found = _locate_model(spec, role)
+    if isinstance(found, str):
+        warnings.warn(found + "; loaded without it", stacklevel=3)
+        return None
+    model = _build_model(role, spec, *found)
+    if spec.get("sha256") and found[1] != Path(spec["model_file"]):
+        model._fingerprint = spec["sha256"]  # found by name and checked against it: no second hash at save
+    return model
+
+
+def _warn_if_other(model: Any, spec: dict[str, Any] | None, role: str) -> Any:
+    """``model``, with a warning when its weights are not the file that built the index."""
+    if spec is not None and spec.get("sha256") and getattr(model, "model_path", None) is not None:
+        if _fingerprint(model) != spec["sha256"]:
+            warnings.warn(
+                f"the {role} given ({model.model_path}) is not the model file that built this index "
+                f"({spec.get('model_file')})",
+                stacklevel=4,
+            )
+    return model
+
+
+def _model_at(path: Path, spec: dict[str, Any] | None) -> tuple[Path, Path]:
+    """(folder, model file) for a model given by path: a .onnx file, or a folder (or a name under
+    ``RAPIDRAG_MODELS``) in which the recorded file name is taken if present, else the folder's int8 file when the
+    recorded one was int8 (a trained folder has ``model_fused_int8.onnx`` where the shared one has
+    ``model_int8.onnx``), else ``model.onnx``."""
+    from ._onnx import find_model_file, resolve_model
+
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise FileNotFoundError(f"no model file {path}")
+        return path.parent, path
+    folder = resolve_model(path)
+    recorded = folder / _name_and_file(spec)[1] if spec is not None and "model_file" in spec else None
+    if recorded is not None and recorded.is_file():
+        return folder, recorded
+    if recorded is not None and "int8" in recorded.name:
+        with contextlib.suppress(FileNotFoundError):
+            return folder, find_model_file(folder, True, None)
+    return folder, find_model_file(folder, False, None)
+
+
+def _build_model(role: str, spec: dict[str, Any] | None, folder: Path, model_file: Path) -> Any:
+    """An Embedder or Reranker on ``model_file`` with the settings the index recorded."""
+    spec = spec or {}
+    if role == "embedder":
+        from .embedder import Embedder
+
+        pooling: Any = "auto" if spec.get("pooling", "model") == "model" else spec["pooling"]
+        kwargs: dict[str, Any] = {"pooling": pooling}
+        for name in ("max_length", "normalize"):
+            if name in spec:
+                kwargs[name] = spec[name]
+        return Embedder(folder, model_file=model_file, **kwargs)
+    from .reranker import Reranker
+
+    return Reranker(folder, model_file=model_file, max_length=spec.get("max_length"))
