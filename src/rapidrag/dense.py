@@ -15,13 +15,13 @@ lose recall when most of the collection is filtered out), rebuilding HNSW withou
 from __future__ import annotations
 
 import functools
-import threading
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from ._onnx import CORES
+from .locking import RWLock
 
 __all__ = ["DenseIndex"]
 
@@ -98,7 +98,7 @@ class DenseIndex:
         self._n_live = 0  # kept with _alive: counting 10^5 flags on every search costs more than the search
         self._plain_params: tuple[Any, Any] | None = None
         self._index: Any = None if kind == "ivfpq" else self._new_index()
-        self._lock = threading.RLock()
+        self._lock = RWLock()
 
     def __len__(self) -> int:
         return self._n_live
@@ -164,7 +164,7 @@ class DenseIndex:
             return
         if rows.min() < 0 or len(np.unique(rows)) != len(rows):
             raise ValueError("rows must be distinct ints >= 0")
-        with self._lock:
+        with self._lock.write():
             end = int(rows.max()) + 1
             if end > len(self._alive):
                 grow = end - len(self._alive)
@@ -184,7 +184,7 @@ class DenseIndex:
     def remove(self, rows: Any) -> int:
         """Remove rows (unknown ones are ignored); returns how many were removed."""
         rows = np.asarray(rows, dtype=np.int64).ravel()
-        with self._lock:
+        with self._lock.write():
             rows = rows[(rows >= 0) & (rows < len(self._alive))]
             rows = rows[self._alive[rows]]
             if not len(rows):
@@ -197,7 +197,7 @@ class DenseIndex:
 
     def compact(self) -> None:
         """Rebuild the approximate index from the live rows (HNSW: drops the tombstones)."""
-        with self._lock:
+        with self._lock.write():
             self._threads(searching=False)
             live = np.flatnonzero(self._alive).astype(np.int64)
             train = self._vectors[live] if self.kind == "ivfpq" and len(live) else None
@@ -225,7 +225,7 @@ class DenseIndex:
         queries = self._check_vectors(queries, "queries")
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
-        with self._lock:
+        with self._lock.read():
             n = len(self._alive)
             if self._n_live == 0:
                 return _empty(len(queries), k)
@@ -344,7 +344,7 @@ class DenseIndex:
 
     def state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
         """The index as (settings, arrays): the vectors by row, the live rows, and the serialized FAISS index."""
-        with self._lock:
+        with self._lock.read():
             info = {name: getattr(self, name) for name in self._SETTINGS}
             arrays = {"vectors": self._vectors.copy(), "alive": self._alive.copy()}  # both change in place
             if self._index is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -11,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._onnx import CORES, GraphLevel, find_model_file, load_model, resolve_model
+from ._onnx import CORES, GraphLevel, find_model_file, load_model, open_session, resolve_model
 from .errors import ModelError
 from .tokenizer import _check_texts, _check_threads
 
@@ -19,6 +20,7 @@ __all__ = ["Embedder", "resolve_model"]
 
 F32Array = npt.NDArray[np.float32]
 REQUIRED_INPUTS = ("input_ids", "attention_mask")
+SOLO_MAX_ROWS = 4  # batches up to this many texts may run on the one-thread session when the cores are busy
 
 
 # sentence-transformers' pooling modes, as its Pooling module's configuration names them.
@@ -118,6 +120,17 @@ class Embedder:
             enable_mem_arena=enable_mem_arena,
             allow_spinning=allow_spinning,
         )
+        # A second session of one thread, for short batches (a query) that find the cores busy: two searches
+        # then embed their queries at once, one core each, instead of queueing for both cores.
+        self._solo = None
+        if (self.n_threads or CORES.cores) > 1:
+            self._solo = open_session(
+                onnx_file,
+                n_threads=1,
+                graph_optimization_level=graph_optimization_level,
+                enable_mem_arena=enable_mem_arena,
+                allow_spinning=allow_spinning,
+            )
         outputs = {o.name for o in self.session.get_outputs()}
         if pooling == "auto" and "sentence_embedding" in outputs:
             self._output, self.pooling = "sentence_embedding", "model"
@@ -157,8 +170,7 @@ class Embedder:
 
     def _run(self, inputs: dict[str, Any]) -> F32Array:
         feed = {name: inputs[name] for name in self._input_names}
-        with CORES.use(self.n_threads):
-            (result,) = self.session.run([self._output], feed)
+        (result,) = self._session_run(feed)
         if self.pooling == "model":
             vectors = np.asarray(result, dtype=np.float32)
         else:
@@ -175,6 +187,19 @@ class Embedder:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _session_run(self, feed: dict[str, Any]) -> Any:
+        """The model's outputs for ``feed``: on all its threads when the cores are free, else, for a short batch,
+        on the one-thread session as soon as one core is."""
+        rows = len(next(iter(feed.values())))
+        if self._solo is not None and rows <= SOLO_MAX_ROWS:
+            with CORES.use(self.n_threads, deadline=time.perf_counter()) as granted:
+                if granted:
+                    return self.session.run([self._output], feed)
+            with CORES.use(1):
+                return self._solo.run([self._output], feed)
+        with CORES.use(self.n_threads):
+            return self.session.run([self._output], feed)
 
     def __repr__(self) -> str:
         return f"Embedder(dim={getattr(self, 'dim', '?')}, pooling={self.pooling!r}, max_length={self.max_length})"

@@ -12,7 +12,6 @@ are merged when there are more than ``MAX_SEGMENTS``, so that nothing is ever re
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from .locking import RWLock
 
 __all__ = ["BM25", "WordAnalyzer", "ENGLISH_STOPWORDS"]
 
@@ -147,7 +147,7 @@ class BM25:
         # WordAnalyzer: the distinct surface words seen (native dictionary), and the term id of each (-1: stopword).
         self._words = _core.WordDictionary()
         self._surface_terms = np.zeros(0, dtype=np.int64)
-        self._lock = threading.RLock()
+        self._lock = RWLock()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -170,21 +170,21 @@ class BM25:
                 raise TypeError(f"texts[{i}] must be a str, not {type(texts[i]).__name__}")
         if not ids:
             return
-        with self._lock:
+        with self._lock.write():
             doc_idx, terms = self._analyze(texts)  # before any change but new vocabulary entries
             self._append(ids, doc_idx, terms)
 
     def upsert(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Index documents, replacing those whose id is already indexed."""
         ids = list(ids)
-        with self._lock:
+        with self._lock.write():
             self.delete([i for i in ids if i in self.rows])
             self.add(ids, texts)
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents; unknown ids are ignored. Returns how many were removed."""
         removed = 0
-        with self._lock:
+        with self._lock.write():
             for doc_id in ids:
                 row = self.rows.pop(doc_id, None)
                 if row is None:
@@ -269,7 +269,7 @@ class BM25:
     ) -> tuple[list[str], npt.NDArray[np.float32]]:
         """The ``k`` best documents for ``query``: (ids, scores), best first; documents with no query term are
         left out. ``mask``: a boolean array over rows (``self.rows``), True where a document may be returned."""
-        with self._lock:
+        with self._lock.read():
             hits, scores = self.search_rows(query, k, mask=mask)
             return [self.ids[r] for r in hits], scores
 
@@ -280,7 +280,7 @@ class BM25:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         terms = self.analyzer(query)
-        with self._lock:
+        with self._lock.read():
             return self.top_rows(self.score_rows(terms), k, mask=mask)
 
     def top_rows(
@@ -326,7 +326,7 @@ class BM25:
         stay valid while the index changes (they are copies, or arrays the index replaces rather than changes)."""
         if not isinstance(self.analyzer, WordAnalyzer):
             raise TypeError("only a BM25 with a WordAnalyzer can be saved; rebuild others from the texts")
-        with self._lock:
+        with self._lock.read():
             if len(self._segments) > 1:
                 self._merge()
             seg = self._segments[0] if self._segments else _build_segment(*_empty_postings(), len(self.vocab))

@@ -8,7 +8,6 @@ return one hit per document (its best chunk) unless ``per_document=False``.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,6 +23,7 @@ from .documents import Document, Hit, SearchResult, encode_metadata
 from .filters import MetadataIndex, check_metadata
 from .fusion import reciprocal_rank_fusion, rerank_mix, weighted_fusion
 from .lexical import BM25
+from .locking import RWLock
 from .metrics import evaluate, query_metrics
 from .progress import Progress
 from .store import FORMAT_VERSION, MODELS_ENV, model_name
@@ -135,7 +135,7 @@ class Retriever:
         self.rerank_weight, self.rerank_depth = rerank_weight, rerank_depth
         self._rows: list[Row] = []
         self._docs: dict[str, tuple[Document, list[int]]] = {}  # id -> (document, its rows)
-        self._lock = threading.RLock()
+        self._lock = RWLock()
         self._model_specs: dict[str, Any] = {}  # set by load: the models recorded in the index
         # Which judgements chose the weights (set by ``rapidrag tune``; kept by save): {"qrels", "sha256", ...}.
         self.tuned_on: dict[str, Any] | None = None
@@ -257,7 +257,7 @@ class Retriever:
                 owners.append(k)
         texts = [docs[o].text[r.start : r.end] for o, r in zip(owners, rows, strict=True)]
         vectors = self.embedder.embed(texts, batch_size=batch_size) if self.embedder is not None else None
-        with self._lock:
+        with self._lock.write():
             if replace:
                 self.delete([d.id for d in docs])
             else:
@@ -285,7 +285,7 @@ class Retriever:
         if isinstance(ids, str):
             raise TypeError("ids must be an iterable of str (wrap a single id in a list)")
         removed = 0
-        with self._lock:
+        with self._lock.write():
             for doc_id in ids:
                 entry = self._docs.pop(doc_id, None)
                 if entry is None:
@@ -313,7 +313,7 @@ class Retriever:
         """Rebuild the dense index without its deleted rows (HNSW keeps them as tombstones until then, which
         costs search time, not results); a no-op for flat and IVF-PQ, whose deletes remove the vectors."""
         if self.dense is not None and self.dense.dead:
-            with self._lock:
+            with self._lock.write():
                 self.dense.compact()
 
     # -- search --------------------------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ class Retriever:
             qv = self.embedder.embed([query])
             timings["embed_ms"] = (time.perf_counter() - clock) * 1000
         scores: dict[str, dict[int, float]] = {}
-        with self._lock:
+        with self._lock.read():
             clock = time.perf_counter()
             mask = self.metadata.mask(filter) if filter is not None else None
             timings["filter_ms"] = (time.perf_counter() - clock) * 1000

@@ -33,7 +33,7 @@ MODELS_ENV = "RAPIDRAG_MODELS"
 def save(retriever: Any, path: str | os.PathLike[str], after_file: Any = None) -> Path:
     """Write ``retriever`` to the folder ``path`` atomically (``rapidrag.persist``): the documents, the chunk table,
     the BM25 and FAISS indexes, the settings and which models built it; ``after_file`` is a test hook."""
-    with retriever._lock:
+    with retriever._lock.read():
         bm25_info, bm25_arrays = retriever.bm25.state()
         title_state = retriever.bm25_title.state() if retriever.bm25_title is not None else None
         dense_state = retriever.dense.state() if retriever.dense is not None else None
