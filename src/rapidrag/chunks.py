@@ -34,13 +34,10 @@ def whole(text: str) -> Span:
     return Span(0, len(text))
 
 
-def best_per_document(rows: np.ndarray, info: list[Row]) -> np.ndarray:
-    """Positions of the first (best) row of each document in ``rows``, in order."""
-    seen: set[str] = set()
-    keep = []
-    for pos, r in enumerate(rows.tolist()):
-        doc = info[r].doc_id
-        if doc not in seen:
-            seen.add(doc)
-            keep.append(pos)
-    return np.asarray(keep, dtype=np.int64)
+def best_per_document(rows: np.ndarray, row_doc: np.ndarray) -> np.ndarray:
+    """Positions of the first (best) row of each document in ``rows``, in order; ``row_doc``: per row, a number
+    that its document's rows share (the document's first row)."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.int64)
+    _, first = np.unique(row_doc[rows], return_index=True)
+    return np.sort(first).astype(np.int64)

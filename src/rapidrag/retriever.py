@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,6 +135,8 @@ class Retriever:
         self.rerank_weight, self.rerank_depth = rerank_weight, rerank_depth
         self._rows: list[Row] = []
         self._docs: dict[str, tuple[Document, list[int]]] = {}  # id -> (document, its rows)
+        # Per row, its document's first row (one number per document; -1: deleted): documents as integers.
+        self._row_doc = np.zeros(0, dtype=np.int64)
         self._lock = RWLock()
         self._model_specs: dict[str, Any] = {}  # set by load: the models recorded in the index
         # Which judgements chose the weights (set by ``rapidrag tune``; kept by save): {"qrels", "sha256", ...}.
@@ -276,8 +278,13 @@ class Retriever:
                 self.dense.add(np.asarray(row_ids), vectors)
             self.metadata.add([docs[o].metadata for o in owners])
             self._rows.extend(rows)
-            for k, doc in enumerate(docs):
-                self._docs[doc.id] = (doc, [r for r, o in zip(row_ids, owners, strict=True) if o == k])
+            members: list[list[int]] = [[] for _ in docs]
+            for r, o in zip(row_ids, owners, strict=True):
+                members[o].append(r)
+            for doc, m in zip(docs, members, strict=True):
+                self._docs[doc.id] = (doc, m)
+            firsts = np.asarray([m[0] for m in members], dtype=np.int64)
+            self._row_doc = np.concatenate([self._row_doc, firsts[np.asarray(owners, dtype=np.int64)]])
         return len(rows)
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -300,6 +307,7 @@ class Retriever:
                 for r in rows:
                     self.metadata.clear(r)
                     self._rows[r] = DEAD_ROW
+                self._row_doc[rows] = -1
                 removed += 1
         return removed
 
@@ -331,8 +339,40 @@ class Retriever:
         per_document: bool = True,
     ) -> SearchResult:
         """The ``k`` best hits for ``query``. ``mode``: None = ``default_mode`` (hybrid when the index has vectors
-        and its embedder, else lexical). ``rerank``: None = rerank when a reranker is set."""
+        and its embedder, else lexical). ``rerank``: None = rerank when a reranker is set.
+
+        The stages: the query embedded (outside the lock); the first stages and their fusion under the read lock
+        (other searches run alongside, a change waits); the reranker within what is left of ``budget_ms``; the
+        hits."""
         started = time.perf_counter()
+        mode, use_reranker = self._check_search(query, k, mode, rerank, candidates, budget_ms)
+        timings: dict[str, float] = {}
+        qv = None
+        if mode != "lexical":
+            clock = time.perf_counter()
+            qv = self.embedder.embed([query])
+            timings["embed_ms"] = (time.perf_counter() - clock) * 1000
+        depth = max(candidates, k) * (4 if per_document else 1)
+        with self._lock.read():
+            stages = self._first_stages(query, qv, mode, filter, depth, timings)
+            clock = time.perf_counter()
+            ranked, final = self._fuse(stages, candidates, per_document)
+            # What the hits (and the reranker) need, taken while the index cannot change.
+            needed = ranked[: max(k, self.rerank_depth if use_reranker else 0)].tolist()
+            found = {r: (self._rows[r], self._docs[self._rows[r].doc_id][0]) for r in needed}
+            timings["fusion_ms"] = (time.perf_counter() - clock) * 1000
+        if use_reranker:
+            clock = time.perf_counter()
+            ranked, final = self._rerank(query, ranked, final, found, stages, started, budget_ms)
+            timings["rerank_ms"] = (time.perf_counter() - clock) * 1000
+        hits = self._hits(ranked[:k], final[:k], found, stages)
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        return SearchResult(hits, timings)
+
+    def _check_search(
+        self, query: Any, k: Any, mode: Any, rerank: Any, candidates: Any, budget_ms: Any
+    ) -> tuple[Mode, bool]:
+        """The arguments of ``search`` checked: (the mode, whether to rerank)."""
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, not {type(query).__name__}")
         check_query(query)
@@ -355,73 +395,104 @@ class Retriever:
         use_reranker = self.reranker is not None if rerank is None else bool(rerank)
         if use_reranker and self.reranker is None:
             raise ValueError("rerank=True needs a reranker")
-        timings: dict[str, float] = {}
-        qv = None
-        if mode != "lexical":
+        return mode, use_reranker
+
+    def _first_stages(
+        self,
+        query: str,
+        qv: np.ndarray | None,
+        mode: Mode,
+        filter: Mapping[str, Any] | None,
+        depth: int,
+        timings: dict[str, float],
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each first stage's rows and scores, best first, filtered inside the search ("bm25", "dense")."""
+        clock = time.perf_counter()
+        mask = self.metadata.mask(filter) if filter is not None else None
+        timings["filter_ms"] = (time.perf_counter() - clock) * 1000
+        stages: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if mode in ("lexical", "hybrid"):
             clock = time.perf_counter()
-            qv = self.embedder.embed([query])
-            timings["embed_ms"] = (time.perf_counter() - clock) * 1000
-        scores: dict[str, dict[int, float]] = {}
-        with self._lock.read():
+            stages["bm25"] = self._lexical(query, depth, mask)
+            timings["lexical_ms"] = (time.perf_counter() - clock) * 1000
+        if qv is not None and self.dense is not None:
             clock = time.perf_counter()
-            mask = self.metadata.mask(filter) if filter is not None else None
-            timings["filter_ms"] = (time.perf_counter() - clock) * 1000
-            depth = max(candidates, k) * (4 if per_document else 1)
-            lists: list[tuple[np.ndarray, np.ndarray]] = []
-            if mode in ("lexical", "hybrid"):
-                clock = time.perf_counter()
-                rows, s = self._lexical(query, depth, mask)
-                scores["bm25"] = dict(zip(rows.tolist(), s.tolist(), strict=True))
-                lists.append((rows, s))
-                timings["lexical_ms"] = (time.perf_counter() - clock) * 1000
-            if qv is not None and self.dense is not None:
-                clock = time.perf_counter()
-                r, s = self.dense.search(qv, depth, mask=mask)
-                keep = r[0] >= 0
-                rows, s = r[0][keep], s[0][keep]
-                scores["dense"] = dict(zip(rows.tolist(), s.tolist(), strict=True))
-                lists.append((rows, s))
-                timings["dense_ms"] = (time.perf_counter() - clock) * 1000
-            clock = time.perf_counter()
-            if len(lists) == 2:
-                if self.fusion == "rrf":
-                    fused_rows, fused = reciprocal_rank_fusion(
-                        [lists[0][0], lists[1][0]], k=self.rrf_k, weights=self.weights
-                    )
-                else:
-                    fused_rows, fused = weighted_fusion(lists, weights=self.weights)
-                scores["fused"] = dict(zip(fused_rows.tolist(), fused.tolist(), strict=True))
+            r, sc = self.dense.search(qv, depth, mask=mask)
+            keep = r[0] >= 0
+            stages["dense"] = (r[0][keep], sc[0][keep])
+            timings["dense_ms"] = (time.perf_counter() - clock) * 1000
+        return stages
+
+    def _fuse(
+        self, stages: dict[str, tuple[np.ndarray, np.ndarray]], candidates: int, per_document: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates, best first, as (rows, float64 scores): the first stages fused (or the one there is;
+        the fusion goes into ``stages["fused"]``), the best row of each document unless ``per_document`` is
+        False, the first ``candidates``."""
+        lists = list(stages.values())
+        if len(lists) == 2:
+            if self.fusion == "rrf":
+                rows, fused = reciprocal_rank_fusion([lists[0][0], lists[1][0]], k=self.rrf_k, weights=self.weights)
             else:
-                fused_rows, fused = lists[0][0], lists[0][1].astype(np.float32)
-            order = best_per_document(fused_rows, self._rows) if per_document else np.arange(len(fused_rows))
-            order = order[:candidates]
-            ranked_rows = fused_rows[order]
-            final = fused[order].astype(np.float64)
-            # What the hits need, taken while the index cannot change; the rest runs without the lock.
-            found = {int(r): (self._rows[r], self._docs[self._rows[r].doc_id][0]) for r in ranked_rows.tolist()}
-            timings["fusion_ms"] = (time.perf_counter() - clock) * 1000
-        if use_reranker:
-            clock = time.perf_counter()
-            depth_r = min(self.rerank_depth, len(ranked_rows))
-            # What is left of the budget, less a reserve for building the hits after the reranker.
-            left = None if budget_ms is None else budget_ms - (time.perf_counter() - started) * 1000 - BUDGET_RESERVE_MS
-            if depth_r and (left is None or left > 0):
-                texts = [_slice(*found[r]) for r in ranked_rows[:depth_r].tolist()]
-                raw = self.reranker.score(query, texts, time_budget_ms=left)
-                done = ~np.isnan(raw)
-                scores["rerank"] = {
-                    int(r): float(v) for r, v, ok in zip(ranked_rows[:depth_r], raw, done, strict=True) if ok
-                }
-                n = int(done.sum())
-                if n:
-                    if not done[:n].all():
-                        raise AssertionError("the reranker scored candidates out of the order given")
-                    order, final = rerank_mix(raw[:n], final, self.effective_rerank_weight)
-                    ranked_rows = ranked_rows[order]
-            timings["rerank_ms"] = (time.perf_counter() - clock) * 1000
-        hits = [_hit(int(r), *found[int(r)], float(v), scores) for r, v in zip(ranked_rows[:k], final[:k], strict=True)]
-        timings["total_ms"] = (time.perf_counter() - started) * 1000
-        return SearchResult(hits, timings)
+                rows, fused = weighted_fusion(lists, weights=self.weights)
+            stages["fused"] = (rows, fused)
+        else:
+            rows, fused = lists[0]
+        order = best_per_document(rows, self._row_doc) if per_document else np.arange(len(rows))
+        order = order[:candidates]
+        return rows[order], fused[order].astype(np.float64)
+
+    def _rerank(
+        self,
+        query: str,
+        ranked: np.ndarray,
+        final: np.ndarray,
+        found: dict[int, tuple[Row, Document]],
+        stages: dict[str, tuple[np.ndarray, np.ndarray]],
+        started: float,
+        budget_ms: float | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates reordered by the reranker's scores of the first ``rerank_depth`` of them mixed with the
+        first-stage scores (``fusion.rerank_mix``), within what is left of ``budget_ms``; its scores go into
+        ``stages["rerank"]``. Out of time, the reranker scores a prefix of the candidates, or none."""
+        depth = min(self.rerank_depth, len(ranked))
+        # What is left of the budget, less a reserve for building the hits after the reranker.
+        left = None if budget_ms is None else budget_ms - (time.perf_counter() - started) * 1000 - BUDGET_RESERVE_MS
+        if not depth or (left is not None and left <= 0):
+            return ranked, final
+        texts = [_slice(*found[r]) for r in ranked[:depth].tolist()]
+        raw = self.reranker.score(query, texts, time_budget_ms=left)
+        done = ~np.isnan(raw)
+        n = int(done.sum())
+        if not done[:n].all():
+            raise AssertionError("the reranker scored candidates out of the order given")
+        if not n:
+            return ranked, final
+        stages["rerank"] = (ranked[:n], raw[:n])
+        order, final = rerank_mix(raw[:n], final, self.effective_rerank_weight)
+        return ranked[order], final
+
+    def _hits(
+        self,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        found: dict[int, tuple[Row, Document]],
+        stages: dict[str, tuple[np.ndarray, np.ndarray]],
+    ) -> list[Hit]:
+        """The hits of ``rows``, each with the score of every stage that ranked it."""
+        by_stage: dict[str, list[float | None]] = {}
+        for name, (stage_rows, stage_values) in stages.items():
+            match = stage_rows[None, :] == rows[:, None]  # a few hits against a few hundred rows
+            at = match.argmax(axis=1) if len(stage_rows) else np.zeros(len(rows), dtype=np.int64)
+            has = match.any(axis=1)
+            by_stage[name] = [float(stage_values[i]) if ok else None for i, ok in zip(at, has, strict=True)]
+        hits = []
+        for i, (r, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True)):
+            info, doc = found[r]
+            stage = {name: v[i] for name, v in by_stage.items() if v[i] is not None}
+            text = _slice(info, doc)
+            hits.append(Hit(info.doc_id, info.chunk_id, text, info.start, info.end, score, stage, doc.metadata))  # type: ignore[arg-type]
+        return hits
 
     def _lexical(self, query: str, depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """BM25 rows and scores: the text field, plus the title field times ``title_weight`` when there is one."""
@@ -430,9 +501,6 @@ class Retriever:
         terms = self.bm25.analyzer(query)
         scores = self.bm25.score_rows(terms) + np.float32(self.title_weight) * self.bm25_title.score_rows(terms)
         return self.bm25.top_rows(scores, depth, mask=mask)
-
-    def search_batch(self, queries: Sequence[str], k: int = 10, **kwargs: Any) -> list[SearchResult]:
-        return [self.search(q, k, **kwargs) for q in queries]
 
     # -- persistence ---------------------------------------------------------------------------------------------
 
@@ -484,8 +552,3 @@ def _warm_up() -> None:
 
 def _slice(info: Row, doc: Document) -> str:
     return doc.text[info.start : info.end]
-
-
-def _hit(row: int, info: Row, doc: Document, score: float, scores: dict[str, dict[int, float]]) -> Hit:
-    stage = {name: values[row] for name, values in scores.items() if row in values}
-    return Hit(info.doc_id, info.chunk_id, _slice(info, doc), info.start, info.end, score, stage, doc.metadata)

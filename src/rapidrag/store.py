@@ -152,6 +152,9 @@ def load(
             out._rows[r] = Row(docs[d].id, int(chunk[r]), int(span[r, 0]), int(span[r, 1]))
             members[d].append(r)
         out._docs = {doc.id: (doc, m) for doc, m in zip(docs, members, strict=True)}
+        out._row_doc = np.full(n_rows, -1, dtype=np.int64)
+        for m in members:
+            out._row_doc[m] = m[0] if m else -1
         meta: list[Mapping[str, Any] | None] = [None] * n_rows
         for doc, m in zip(docs, members, strict=True):
             for r in m:
