@@ -120,10 +120,17 @@ def converted_bpe(scifact_texts: list[str], tmp_path_factory: pytest.TempPathFac
     # Without byte fallback: characters outside the vocabulary become one <unk> per run (fuse_unk).
     spec["model"] = {**spec["model"], "byte_fallback": False, "unk_token": "<unk>", "fuse_unk": True}
     (folder / "unk.json").write_text(json.dumps(spec))
-    return {"llama": path, "legacy": folder / "legacy.json", "unk": folder / "unk.json"}
+    # A token with "▁" inside ("s▁the", by a merge of high rank): merges may then cross words, so the core merges
+    # the whole text at once instead of word by word.
+    inner = json.loads(path.read_text())
+    vocab = inner["model"]["vocab"]
+    vocab["s\u2581the"] = len(vocab)
+    inner["model"]["merges"].insert(0, ["s", "\u2581the"])
+    (folder / "inner.json").write_text(json.dumps(inner))
+    return {"llama": path, "legacy": folder / "legacy.json", "unk": folder / "unk.json", "inner": folder / "inner.json"}
 
 
-@pytest.mark.parametrize("layout", ["llama", "legacy", "unk"])
+@pytest.mark.parametrize("layout", ["llama", "legacy", "unk", "inner"])
 def test_bpe_ids_and_offsets_match_the_reference(
     converted_bpe: dict[str, Path],
     scifact_texts: list[str],
@@ -140,6 +147,8 @@ def test_bpe_ids_and_offsets_match_the_reference(
             ids, offsets = ours.encode(text, add_special_tokens=special, return_offsets=True)
             assert ids.tolist() == expected.ids, text
             assert [tuple(o) for o in offsets.tolist()] == [tuple(o) for o in expected.offsets], text
+    if layout == "inner":  # the merge across words is taken
+        assert "s\u2581the" in ref.encode("this is the end").tokens
     # Characters outside the vocabulary: <0xXX> tokens with byte fallback, else one <unk> per run.
     tokens = ref.encode("日本語 😀").tokens
     assert tokens.count("<unk>") == 2 if layout == "unk" else any(t.startswith("<0x") for t in tokens)

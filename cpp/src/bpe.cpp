@@ -234,6 +234,19 @@ BPE::BPE(const std::vector<std::string>& vocab,
     if (sp.empty()) continue;
     specials_.add(unicode::utf8_to_u32(sp), it->second);
   }
+  if (!options_.byte_level) {
+    // Words merged apart: when the word mark is a token and no token holds it after its first character, no
+    // merge can join the symbols on either side of a mark (the result would hold it inside), so merging each
+    // word on its own (and caching it) gives what merging the whole text gives.
+    word_mark_ = options_.pattern == SplitPattern::kMetaspace ? options_.metaspace.replacement : U'\u2581';
+    std::vector<uint8_t> mark_bytes;
+    std::vector<Span> unused;
+    utf8_append(word_mark_, Span{0, 0}, mark_bytes, unused);
+    const std::string mark(mark_bytes.begin(), mark_bytes.end());
+    split_words_ = token_ids_.count(mark) > 0 &&
+                   std::none_of(vocab_.begin(), vocab_.end(),
+                                [&](const std::string& t) { return t.find(mark, 1) != std::string::npos; });
+  }
 }
 
 int32_t BPE::token_to_id(const std::string& token) const {
@@ -266,12 +279,12 @@ void BPE::encode_segment(const char32_t* cps, const Span* owners, size_t n, bool
   if (options_.pattern == SplitPattern::kMetaspace) {
     options_.metaspace.pieces(cps, owners, n, text_start, scratch.cps, scratch.owners,
                               [&](const char32_t* p, const Span* o, size_t m) {
-                                scratch.bytes.clear();
-                                scratch.byte_owners.clear();
-                                for (size_t k = 0; k < m; ++k) utf8_append(p[k], o[k], scratch.bytes, scratch.byte_owners);
-                                encode_piece(scratch.bytes.data(), scratch.byte_owners.data(), scratch.bytes.size(), out,
-                                             first, scratch);
+                                encode_words(p, o, m, out, first, scratch);
                               });
+    return;
+  }
+  if (!options_.byte_level) {
+    encode_words(cps, owners, n, out, first, scratch);
     return;
   }
   if (options_.add_prefix_space && cps[0] != U' ') {
@@ -292,6 +305,19 @@ void BPE::encode_segment(const char32_t* cps, const Span* owners, size_t n, bool
     for (size_t k = i; k < end; ++k) utf8_append(cps[k], owners[k], scratch.bytes, scratch.byte_owners);
     encode_piece(scratch.bytes.data(), scratch.byte_owners.data(), scratch.bytes.size(), out, first, scratch);
     i = end;
+  }
+}
+
+void BPE::encode_words(const char32_t* cps, const Span* owners, size_t n, Encoding& out, size_t first,
+                       Scratch& scratch) const {
+  size_t begin = 0;
+  for (size_t i = 1; i <= n; ++i) {
+    if (i < n && !(split_words_ && cps[i] == word_mark_)) continue;
+    scratch.bytes.clear();
+    scratch.byte_owners.clear();
+    for (size_t k = begin; k < i; ++k) utf8_append(cps[k], owners[k], scratch.bytes, scratch.byte_owners);
+    encode_piece(scratch.bytes.data(), scratch.byte_owners.data(), scratch.bytes.size(), out, first, scratch);
+    begin = i;
   }
 }
 

@@ -65,6 +65,9 @@ class BPE : public TextEncoder {
   void encode_segment(const char32_t* cps, const Span* owners, size_t n, bool text_start, Encoding& out,
                       size_t first, Scratch& scratch) const;
   size_t symbols(const uint8_t* bytes, size_t n, Scratch& scratch) const;
+  // Not byte-level: the piece cps[0, n) merged word by word (split before each word mark) when split_words_.
+  void encode_words(const char32_t* cps, const Span* owners, size_t n, Encoding& out, size_t first,
+                    Scratch& scratch) const;
   void encode_piece(const uint8_t* bytes, const Span* owners, size_t n, Encoding& out, size_t first,
                     Scratch& scratch) const;
   size_t match(const char32_t* c, size_t i, size_t n) const;
@@ -78,6 +81,8 @@ class BPE : public TextEncoder {
   // (left id << 32 | right id) -> (rank << 32 | merged id)
   std::unordered_map<uint64_t, uint64_t> merges_;
   SpecialTokens specials_;
+  bool split_words_ = false;      // not byte-level: each word (from a word mark to the next) merged on its own
+  char32_t word_mark_ = U'\u2581';
   uint64_t serial_;  // tells this model's pieces in the per-thread cache from another model's
 };
 
