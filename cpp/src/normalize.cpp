@@ -159,21 +159,37 @@ void replace_chars(const char* replacement, size_t len, size_t replaced, std::ve
 // The Precompiled step: the character map applied to each grapheme cluster shorter than 6 bytes as a whole (its
 // shortest mapped prefix replacing all of it, as the reference does), else to each of its characters. Returns
 // how many characters were removed before the first one written.
-size_t precompiled(const CharsMap& map, const char32_t* cps, size_t n, std::vector<char32_t>& out,
-                   std::vector<int32_t>& change) {
+// (The number of characters removed before the first one written, or -1 when the map changed nothing.)
+int64_t precompiled(const CharsMap& map, const char32_t* cps, size_t n, std::vector<char32_t>& out,
+                    std::vector<int32_t>& change) {
   out.clear();
   change.clear();
   size_t removed_first = 0;
+  bool modified = false;
   uint8_t buf[64];
   const char* rep = nullptr;
   size_t rep_len = 0;
   size_t i = 0;
   while (i < n) {
+    const char32_t c = cps[i];
+    // An ASCII character before another (or at the end) is a grapheme of its own, CR before LF excepted.
+    if (c < 0x80 && c != U'\r' && (i + 1 == n || cps[i + 1] < 0x80)) {
+      if (map.ascii(static_cast<uint8_t>(c), &rep, &rep_len)) {
+        replace_chars(rep, rep_len, 1, out, change, removed_first);
+        modified = true;
+      } else {
+        out.push_back(c);
+        change.push_back(0);
+      }
+      ++i;
+      continue;
+    }
     const size_t end = unicode::grapheme_end(cps, n, i);
     size_t len = 0;
     for (size_t k = i; k < end && len < 6; ++k) len += utf8_encode(cps[k], buf + len);
     if (len < 6 && map.shortest(buf, len, &rep, &rep_len)) {
       replace_chars(rep, rep_len, end - i, out, change, removed_first);
+      modified = true;
       i = end;
       continue;
     }
@@ -181,13 +197,14 @@ size_t precompiled(const CharsMap& map, const char32_t* cps, size_t n, std::vect
       const size_t clen = utf8_encode(cps[i], buf);
       if (map.shortest(buf, clen, &rep, &rep_len)) {
         replace_chars(rep, rep_len, 1, out, change, removed_first);
+        modified = true;
       } else {
         out.push_back(cps[i]);
         change.push_back(0);
       }
     }
   }
-  return removed_first;
+  return modified ? static_cast<int64_t>(removed_first) : -1;
 }
 
 // Runs to replace: [begin, end) ranges of literal matches (non-overlapping, left to right) or of runs of one
@@ -235,6 +252,14 @@ CharsMap::CharsMap(const std::string& blob) {
     units_[k] = u[0] | (u[1] << 8) | (u[2] << 16) | (static_cast<uint32_t>(u[3]) << 24);
   }
   replacements_ = blob.substr(4 + trie_bytes);
+  for (int c = 0; c < 128; ++c) {
+    const uint8_t b = static_cast<uint8_t>(c);
+    const char* rep = nullptr;
+    size_t len = 0;
+    ascii_[c] = shortest(&b, 1, &rep, &len) ? std::make_pair(static_cast<int32_t>(rep - replacements_.data()),
+                                                             static_cast<int32_t>(len))
+                                            : std::make_pair(-1, 0);
+  }
 }
 
 bool CharsMap::shortest(const uint8_t* bytes, size_t n, const char** out, size_t* out_len) const {
@@ -333,9 +358,12 @@ void Normalizer::apply(std::vector<char32_t>& cps, std::vector<Span>& spans, Nor
         s.out.insert(s.out.end(), cps.begin(), cps.end());
         s.out_spans.insert(s.out_spans.end(), spans.begin(), spans.end());
         break;
-      case Kind::kPrecompiled:
-        align(spans.data(), n, s.change, s.out_spans, precompiled(*step.charsmap, cps.data(), n, s.out, s.change));
+      case Kind::kPrecompiled: {
+        const int64_t removed_first = precompiled(*step.charsmap, cps.data(), n, s.out, s.change);
+        if (removed_first < 0) continue;  // nothing mapped
+        align(spans.data(), n, s.change, s.out_spans, static_cast<size_t>(removed_first));
         break;
+      }
     }
     cps.swap(s.out);
     spans.swap(s.out_spans);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rapidrag/encoder.hpp"
@@ -109,10 +110,19 @@ class CharsMap {
   explicit CharsMap(const std::string& blob);
   // The replacement of the shortest key that is a prefix of bytes[0, n): true and (out, out_len), else false.
   bool shortest(const uint8_t* bytes, size_t n, const char** out, size_t* out_len) const;
+  // shortest() of one ASCII byte, from a table made at construction.
+  bool ascii(uint8_t c, const char** out, size_t* out_len) const {
+    const auto [at, len] = ascii_[c];
+    if (at < 0) return false;
+    *out = replacements_.data() + at;
+    *out_len = static_cast<size_t>(len);
+    return true;
+  }
 
  private:
   std::vector<uint32_t> units_;
   std::string replacements_;
+  std::pair<int32_t, int32_t> ascii_[128];  // (offset into replacements_, length), or (-1, 0): not mapped
 };
 
 // One step of a normalizer, as tokenizer.json names them.
