@@ -45,7 +45,7 @@ def worker(args: argparse.Namespace) -> None:
     out: dict[str, Any] = {"rapidrag": str(Path(rapidrag.__file__).parent)}
     for mode in MODES:
         for threads in THREADS:
-            r = throughput(retriever, asked, Config(mode, False, None), threads, qrels=qrels)
+            r = throughput(retriever, asked, Config(mode, mode, False), threads, qrels=qrels)
             out[f"{mode}/{threads}"] = {
                 "queries_per_s": r["queries_per_s"],
                 "p50_ms": r["latency_ms"]["p50"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ __all__ = ["Embedder", "resolve_model"]
 F32Array = npt.NDArray[np.float32]
 REQUIRED_INPUTS = ("input_ids", "attention_mask")
 SOLO_MAX_ROWS = 4  # batches up to this many texts may run on the one-thread session when the cores are busy
+CONTENTION_MEMORY_S = 1.0  # after short batches found the cores busy, they use the one-thread session this long
 
 
 # sentence-transformers' pooling modes, as its Pooling module's configuration names them.
@@ -120,16 +122,18 @@ class Embedder:
             enable_mem_arena=enable_mem_arena,
             allow_spinning=allow_spinning,
         )
-        # A second session of one thread, for short batches (a query) that find the cores busy: two searches
-        # then embed their queries at once, one core each, instead of queueing for both cores.
+        # A second session of one thread that does not spin, for short batches (a query) while searches run side
+        # by side: they then embed their queries at once, one core each, instead of queueing for all the cores
+        # (and a session's spinning threads would take the core another run needs: BENCHMARKS.md).
         self._solo = None
+        self._contended_at = -math.inf  # when a short batch last found the cores busy
         if (self.n_threads or CORES.cores) > 1:
             self._solo = open_session(
                 onnx_file,
                 n_threads=1,
                 graph_optimization_level=graph_optimization_level,
                 enable_mem_arena=enable_mem_arena,
-                allow_spinning=allow_spinning,
+                allow_spinning=False,
             )
         outputs = {o.name for o in self.session.get_outputs()}
         if pooling == "auto" and "sentence_embedding" in outputs:
@@ -189,13 +193,17 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def _session_run(self, feed: dict[str, Any]) -> Any:
-        """The model's outputs for ``feed``: on all its threads when the cores are free, else, for a short batch,
-        on the one-thread session as soon as one core is."""
+        """The model's outputs for ``feed``. A short batch (a query) runs on all the session's threads when the
+        cores are free and none was busy in the last ``CONTENTION_MEMORY_S``; otherwise on the one-thread session
+        as soon as one core is (searches side by side then each use one core). Longer batches wait for all."""
         rows = len(next(iter(feed.values())))
         if self._solo is not None and rows <= SOLO_MAX_ROWS:
-            with CORES.use(self.n_threads, deadline=time.perf_counter()) as granted:
-                if granted:
-                    return self.session.run([self._output], feed)
+            now = time.perf_counter()
+            if now - self._contended_at > CONTENTION_MEMORY_S:
+                with CORES.use(self.n_threads, deadline=now) as granted:
+                    if granted:
+                        return self.session.run([self._output], feed)
+                self._contended_at = now
             with CORES.use(1):
                 return self._solo.run([self._output], feed)
         with CORES.use(self.n_threads):
