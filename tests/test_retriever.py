@@ -407,3 +407,27 @@ def test_a_tuned_rerank_weight_is_kept_for_its_reranker_only(
     shutil.copy(trained / "model_fused_int8.onnx", trained / "model.onnx")
     swapped = Retriever.load(tmp_path / "ix", reranker=trained)
     assert swapped.reranker.model_path.name == "model_fused_int8.onnx"
+
+
+def test_configure_checks_settings_as_the_constructor_does(scifact_texts: list[str]) -> None:
+    """Settings changed after indexing (what tuning tries) are checked, and take effect in the next search."""
+    r = Retriever()
+    r.add([Document(f"d{i}", t) for i, t in enumerate(scifact_texts[:50])])
+    before = [h.score for h in r.search("cells", k=3)]
+    r.configure(k1=1.5, b=0.75)
+    assert r.bm25.k1 == 1.5 and r.bm25.b == 0.75
+    assert [h.score for h in r.search("cells", k=3)] != before
+    r.configure(rerank_weight=None, rerank_depth=5, fusion="weighted", weights=(0.3, 0.7))
+    assert r.rerank_weight is None and r.rerank_depth == 5 and r.fusion == "weighted" and r.weights == (0.3, 0.7)
+    for bad, match in (
+        ({"k1": 0}, "k1 must be"),
+        ({"b": 2}, "b must be"),
+        ({"fusion": "max"}, "fusion must be"),
+        ({"weights": (1.0,)}, "weights must be"),
+        ({"rerank_weight": 1.5}, "rerank_weight must be"),
+        ({"rerank_depth": 0}, "rerank_depth must be"),
+        ({"title_weight": 0.5}, "no title field"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            r.configure(**bad)  # type: ignore[arg-type]
+    assert r.bm25.k1 == 1.5 and r.rerank_depth == 5  # nothing changed by a refused call

@@ -50,7 +50,7 @@ _LAZY = {
     "Document": "retriever",
     "Hit": "retriever",
     "evaluate": "retriever",
-    "set_cores": "_onnx",
+    "set_cores": "cores",
 }
 
 

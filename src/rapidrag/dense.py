@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._onnx import CORES
+from .cores import CORES
 from .locking import RWLock
 
 __all__ = ["DenseIndex"]

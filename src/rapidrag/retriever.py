@@ -101,18 +101,13 @@ class Retriever:
         rerank_weight: float | None = None,
         rerank_depth: int = 20,
     ) -> None:
-        if fusion not in ("rrf", "weighted"):
-            raise ValueError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
-        if rerank_weight is not None and not (
-            isinstance(rerank_weight, (int, float)) and not isinstance(rerank_weight, bool) and 0 <= rerank_weight <= 1
-        ):
-            raise ValueError(f"rerank_weight must be in [0, 1] or None (the default), got {rerank_weight!r}")
-        if not (isinstance(title_weight, (int, float)) and title_weight >= 0):
-            raise ValueError(f"title_weight must be a number >= 0, got {title_weight!r}")
-        if len(weights) != 2 or any(not isinstance(w, (int, float)) or w < 0 for w in weights):
-            raise ValueError(f"weights must be two numbers >= 0 (lexical, dense), got {weights!r}")
-        if not isinstance(rerank_depth, int) or rerank_depth < 1:
-            raise ValueError(f"rerank_depth must be a positive int, got {rerank_depth!r}")
+        _check_settings(
+            title_weight=title_weight,
+            fusion=fusion,
+            weights=weights,
+            rerank_weight=rerank_weight,
+            rerank_depth=rerank_depth,
+        )
         self.embedder, self.reranker = embedder, reranker
         if chunker is None and embedder is not None:
             from .chunker import Chunker
@@ -141,6 +136,52 @@ class Retriever:
         self._model_specs: dict[str, Any] = {}  # set by load: the models recorded in the index
         # Which judgements chose the weights (set by ``rapidrag tune``; kept by save): {"qrels", "sha256", ...}.
         self.tuned_on: dict[str, Any] | None = None
+
+    _UNSET: Any = object()
+
+    def configure(
+        self,
+        *,
+        k1: float | None = None,
+        b: float | None = None,
+        title_weight: float | None = None,
+        fusion: Literal["rrf", "weighted"] | None = None,
+        weights: tuple[float, float] | None = None,
+        rerank_weight: Any = _UNSET,
+        rerank_depth: int | None = None,
+    ) -> None:
+        """Change search settings after indexing (what ``rapidrag tune`` tries), checked as the constructor checks
+        them; None (for ``rerank_weight``: left out) keeps a setting. The title field's weight can change (0 turns
+        it off), not whether the index has one (that is fixed when documents are indexed)."""
+        _check_settings(
+            k1=k1,
+            b=b,
+            title_weight=title_weight,
+            fusion=fusion,
+            weights=weights,
+            rerank_depth=rerank_depth,
+            **({} if rerank_weight is Retriever._UNSET else {"rerank_weight": rerank_weight}),
+        )
+        if title_weight is not None and title_weight > 0 and self.bm25_title is None:
+            raise ValueError(
+                f"title_weight {title_weight!r}: this index has no title field (it is made when indexing, with "
+                "title_weight > 0)"
+            )
+        with self._lock.write():
+            for index in (self.bm25, self.bm25_title):
+                if index is not None:
+                    index.k1 = float(k1) if k1 is not None else index.k1
+                    index.b = float(b) if b is not None else index.b
+            if title_weight is not None:
+                self.title_weight = float(title_weight)
+            if fusion is not None:
+                self.fusion = fusion
+            if weights is not None:
+                self.weights = (float(weights[0]), float(weights[1]))
+            if rerank_weight is not Retriever._UNSET:
+                self.rerank_weight = None if rerank_weight is None else float(rerank_weight)
+            if rerank_depth is not None:
+                self.rerank_depth = rerank_depth
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -537,6 +578,44 @@ class Retriever:
     def __repr__(self) -> str:
         kind = self.dense.kind if self.dense is not None else "lexical only"
         return f"Retriever({len(self)} documents, {len(self._rows)} chunks, {kind})"
+
+
+_MISSING: Any = object()
+
+
+def _check_settings(
+    *,
+    k1: Any = None,
+    b: Any = None,
+    title_weight: Any = None,
+    fusion: Any = None,
+    weights: Any = None,
+    rerank_weight: Any = _MISSING,
+    rerank_depth: Any = None,
+) -> None:
+    """Refuse a search setting out of range (ValueError naming it); None skips a check."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if k1 is not None and not (number(k1) and k1 > 0):
+        raise ValueError(f"k1 must be a number > 0, got {k1!r}")
+    if b is not None and not (number(b) and 0 <= b <= 1):
+        raise ValueError(f"b must be a number in [0, 1], got {b!r}")
+    if fusion is not None and fusion not in ("rrf", "weighted"):
+        raise ValueError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
+    if (
+        rerank_weight is not _MISSING
+        and rerank_weight is not None
+        and not (number(rerank_weight) and 0 <= rerank_weight <= 1)
+    ):
+        raise ValueError(f"rerank_weight must be in [0, 1] or None (the default), got {rerank_weight!r}")
+    if title_weight is not None and not (number(title_weight) and title_weight >= 0):
+        raise ValueError(f"title_weight must be a number >= 0, got {title_weight!r}")
+    if weights is not None and (len(weights) != 2 or any(not number(w) or w < 0 for w in weights)):
+        raise ValueError(f"weights must be two numbers >= 0 (lexical, dense), got {weights!r}")
+    if rerank_depth is not None and (not isinstance(rerank_depth, int) or rerank_depth < 1):
+        raise ValueError(f"rerank_depth must be a positive int, got {rerank_depth!r}")
 
 
 def _warm_up() -> None:

@@ -79,19 +79,16 @@ class _CachedReranker:
 
 
 def _bm25(r: Any, s: Mapping[str, Any]) -> None:
-    for index in (r.bm25, r.bm25_title):
-        if index is not None:
-            index.k1, index.b = float(s["k1"]), float(s["b"])
-    r.title_weight = float(s.get("title_weight", r.title_weight))
+    r.configure(k1=float(s["k1"]), b=float(s["b"]), title_weight=s.get("title_weight"))
 
 
 def _fusion(r: Any, s: Mapping[str, Any]) -> None:
     w = float(s["dense"])
-    r.fusion, r.weights = s["fusion"], ((1.0 - w, w) if s["fusion"] == "weighted" else (1.0, w))
+    r.configure(fusion=s["fusion"], weights=(1.0 - w, w) if s["fusion"] == "weighted" else (1.0, w))
 
 
 def _rerank(r: Any, s: Mapping[str, Any]) -> None:
-    r.rerank_weight, r.rerank_depth = float(s["rerank_weight"]), int(s["rerank_depth"])
+    r.configure(rerank_weight=float(s["rerank_weight"]), rerank_depth=int(s["rerank_depth"]))
 
 
 def tune(
