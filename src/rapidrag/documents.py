@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Document", "Hit", "SearchResult", "decode_metadata", "encode_metadata"]
+__all__ = ["Document", "Hit", "SearchResult", "check_documents", "decode_metadata", "encode_metadata"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +148,41 @@ def decode_metadata(raw: Any) -> Any:
             return float(raw["value"])
         return {k: decode_metadata(v) for k, v in raw.items()}
     return raw
+
+
+def check_documents(documents: Iterable[Any]) -> list[Document]:
+    """Documents to index (Document, {"id", "text", "metadata"} or BEIR dicts) as Documents, every one checked
+    before any is stored: types, metadata that can be saved and filtered, valid Unicode, no id twice."""
+    from .filters import check_metadata
+
+    if isinstance(documents, (str, bytes, Mapping, Document)):
+        raise TypeError("documents must be an iterable of documents (wrap a single one in a list)")
+    out = []
+    for i, d in enumerate(documents):
+        if isinstance(d, Document):
+            doc = d
+        elif isinstance(d, Mapping):
+            doc = Document.from_dict(d, i)
+        else:
+            raise TypeError(f"documents[{i}] must be a Document or a dict, not {type(d).__name__}")
+        if not isinstance(doc.id, str) or not isinstance(doc.text, str) or not isinstance(doc.title, str):
+            raise TypeError(f"documents[{i}]: id, text and title must be str")
+        if not isinstance(doc.metadata, Mapping):
+            raise TypeError(f"documents[{i}] ({doc.id!r}): metadata must be a dict")
+        encode_metadata(doc)  # refuses, before anything is stored, a value that could not be saved
+        try:
+            check_metadata(doc.metadata)  # ... or not filtered
+        except TypeError as e:
+            raise TypeError(f"documents[{i}] ({doc.id!r}): {e}") from None
+        for name, value in (("id", doc.id), ("text", doc.text), ("title", doc.title)):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(
+                    f"documents[{i}] ({doc.id!r}): {name} is not valid Unicode ({e.reason} at index {e.start})"
+                ) from None
+        out.append(doc)
+    ids = [d.id for d in out]
+    if len(set(ids)) != len(ids):
+        raise ValueError("the same document id appears twice in one add")
+    return out

@@ -3,6 +3,11 @@ fused, and optionally reranked within a time budget.
 
 Every indexed unit is a chunk of a document (a "row"); a document that fits the chunk size is one chunk. Searches
 return one hit per document (its best chunk) unless ``per_document=False``.
+
+This module is the orchestration: the ``Retriever`` (adding, deleting and the stages of a search, around one
+readers-writer lock) and the checks of its settings. It runs to about 600 lines because those stages are methods
+that share the lock and the indexes; what they use lives in documents, chunks, lexical, dense, filters, fusion,
+store and metrics.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import numpy as np
 from . import store
 from .chunks import DEAD_ROW, Row, best_per_document, whole
 from .dense import DenseIndex
-from .documents import Document, Hit, SearchResult, encode_metadata
-from .filters import MetadataIndex, check_metadata
+from .documents import Document, Hit, SearchResult, check_documents
+from .filters import MetadataIndex
 from .fusion import reciprocal_rank_fusion, rerank_mix, weighted_fusion
 from .lexical import BM25
 from .locking import RWLock
@@ -220,39 +225,6 @@ class Retriever:
 
     # -- changes -------------------------------------------------------------------------------------------------
 
-    def _documents(self, documents: Iterable[Any]) -> list[Document]:
-        if isinstance(documents, (str, bytes, Mapping, Document)):
-            raise TypeError("documents must be an iterable of documents (wrap a single one in a list)")
-        out = []
-        for i, d in enumerate(documents):
-            if isinstance(d, Document):
-                doc = d
-            elif isinstance(d, Mapping):
-                doc = Document.from_dict(d, i)
-            else:
-                raise TypeError(f"documents[{i}] must be a Document or a dict, not {type(d).__name__}")
-            if not isinstance(doc.id, str) or not isinstance(doc.text, str) or not isinstance(doc.title, str):
-                raise TypeError(f"documents[{i}]: id, text and title must be str")
-            if not isinstance(doc.metadata, Mapping):
-                raise TypeError(f"documents[{i}] ({doc.id!r}): metadata must be a dict")
-            encode_metadata(doc)  # refuses, before anything is stored, a value that could not be saved
-            try:
-                check_metadata(doc.metadata)  # ... or not filtered
-            except TypeError as e:
-                raise TypeError(f"documents[{i}] ({doc.id!r}): {e}") from None
-            for name, value in (("id", doc.id), ("text", doc.text), ("title", doc.title)):
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError as e:
-                    raise ValueError(
-                        f"documents[{i}] ({doc.id!r}): {name} is not valid Unicode ({e.reason} at index {e.start})"
-                    ) from None
-            out.append(doc)
-        ids = [d.id for d in out]
-        if len(set(ids)) != len(ids):
-            raise ValueError("the same document id appears twice in one add")
-        return out
-
     def add(
         self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None, _replace: bool = False
     ) -> int:
@@ -262,7 +234,7 @@ class Retriever:
         batches, each visible to searches once indexed. ``progress``: a progress bar on stderr (None: for adds
         of at least 5,000 documents when stderr is a terminal).
         """
-        docs = self._documents(documents)
+        docs = check_documents(documents)
         if self.dense is not None and self.embedder is None:
             raise ValueError(
                 "this index has vectors but its embedder was not loaded: pass embedder= to Retriever.load "
