@@ -259,7 +259,7 @@ def test_time_budget(
 
     def run() -> None:
         start = time.perf_counter()
-        result = reranker.rerank(query, passages, time_budget_ms=budget_ms)
+        result = reranker.rerank(query, passages, budget_ms=budget_ms)
         overruns.append((time.perf_counter() - start) * 1000 - budget_ms)
         scored.append(result.n_scored)
 

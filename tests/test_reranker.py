@@ -96,8 +96,8 @@ def test_time_budget_scores_a_prefix_in_the_given_order(reranker: rapidrag.Reran
     passages = scifact_texts[:60]
     full = reranker.score(QUERY, passages)
     # A budget far too small for all 60 pairs: a prefix is scored, the rest are NaN.
-    result = reranker.rerank(QUERY, passages, time_budget_ms=1.0)
-    partial = reranker.score(QUERY, passages, time_budget_ms=1.0)
+    result = reranker.rerank(QUERY, passages, budget_ms=1.0)
+    partial = reranker.score(QUERY, passages, budget_ms=1.0)
     scored = ~np.isnan(partial)
     n = int(scored.sum())
     assert n < len(passages) and scored[:n].all() and not scored[n:].any()
@@ -106,10 +106,10 @@ def test_time_budget_scores_a_prefix_in_the_given_order(reranker: rapidrag.Reran
     tail = [r.input_index for r in result.items[result.n_scored :]]
     assert tail == sorted(tail) and all(np.isnan(r.score) for r in result.items[result.n_scored :])
     # A generous budget scores everything.
-    roomy = reranker.rerank(QUERY, passages[:5], time_budget_ms=60_000)
+    roomy = reranker.rerank(QUERY, passages[:5], budget_ms=60_000)
     assert roomy.complete
-    with pytest.raises(ValueError, match="time_budget_ms"):
-        reranker.score(QUERY, ["a"], time_budget_ms=0)
+    with pytest.raises(ValueError, match="budget_ms"):
+        reranker.score(QUERY, ["a"], budget_ms=0)
 
 
 def test_a_batch_running_at_the_deadline_is_cancelled(
@@ -123,7 +123,7 @@ def test_a_batch_running_at_the_deadline_is_cancelled(
     full = reranker.score(QUERY, passages)
     monkeypatch.setattr(reranker, "_update_cost", lambda *args: None)  # keep the estimate wrong
     reranker._ms_per_token = 1e-9
-    partial = reranker.score(QUERY, passages, time_budget_ms=20.0)  # 64 long pairs take far longer than 20 ms
+    partial = reranker.score(QUERY, passages, budget_ms=20.0)  # 64 long pairs take far longer than 20 ms
     scored = ~np.isnan(partial)
     assert not scored.all()  # without the cancel, the one batch of 16 pairs and then the rest would all run
     np.testing.assert_allclose(partial[scored], full[scored], atol=1e-4)
@@ -154,7 +154,7 @@ def test_the_cancel_lead_learns_how_late_cancelled_runs_return(
     monkeypatch.setattr(reranker, "_run", slow_to_stop)
     monkeypatch.setattr(reranker, "_update_cost", lambda *args: None)
     reranker._ms_per_token = 1e-9  # every batch looks free, so each one runs into the deadline
-    assert np.isnan(reranker.score(QUERY, scifact_texts[:4], time_budget_ms=100.0)).all()
+    assert np.isnan(reranker.score(QUERY, scifact_texts[:4], budget_ms=100.0)).all()
     assert reranker._cancel_lead_ms() >= late_s * 1000
     reranker._cancel_late_ms.append(10_000.0)  # one stalled run does not take the whole budget
     assert reranker._cancel_lead_ms() == CANCEL_LEAD_MAX_MS
@@ -203,13 +203,13 @@ def test_time_budget_counts_waiting_for_busy_cores(reranker: rapidrag.Reranker) 
     holder.start()
     try:
         holding.wait(timeout=60)
-        result = reranker.rerank(QUERY, ["Vitamin D deficiency causes bone loss."] * 4, time_budget_ms=30)
+        result = reranker.rerank(QUERY, ["Vitamin D deficiency causes bone loss."] * 4, budget_ms=30)
         assert result.n_scored == 0 and not result.complete and all(np.isnan(r.score) for r in result.items)
     finally:
         release.set()
         holder.join(timeout=60)
     assert CORES.free == CORES.cores
-    assert reranker.rerank(QUERY, ["Vitamin D deficiency causes bone loss."] * 4, time_budget_ms=60_000).complete
+    assert reranker.rerank(QUERY, ["Vitamin D deficiency causes bone loss."] * 4, budget_ms=60_000).complete
 
 
 def test_window_scores_the_part_that_matches(reranker: rapidrag.Reranker) -> None:

@@ -239,16 +239,16 @@ class Reranker:
         *,
         max_length: int | None = None,
         window: int | None = None,
-        time_budget_ms: float | None = None,
+        budget_ms: float | None = None,
     ) -> F32Array:
         """Relevance of each passage to ``query``: float32 [n], higher is more relevant.
 
         ``max_length`` overrides the pair length for this call. ``window``: a passage longer than ``window``
         tokens is scored on the ``window`` tokens around its densest run of query words (whole words, cut
-        at the tokenizer's offsets) instead of its beginning. With ``time_budget_ms`` the passages are scored in
+        at the tokenizer's offsets) instead of its beginning. With ``budget_ms`` the passages are scored in
         the order given and the rest are NaN once the budget would be overrun.
         """
-        scores, _, _ = self._score(query, passages, max_length, window, time_budget_ms)
+        scores, _, _ = self._score(query, passages, max_length, window, budget_ms)
         return scores
 
     def rerank(
@@ -259,7 +259,7 @@ class Reranker:
         top_k: int | None = None,
         max_length: int | None = None,
         window: int | None = None,
-        time_budget_ms: float | None = None,
+        budget_ms: float | None = None,
     ) -> RerankResult:
         """``hits`` reordered by rerank score, each as ``Reranked(item, score, input_index)``.
 
@@ -273,7 +273,7 @@ class Reranker:
         passages = [_passage_text(item, i) for i, item in enumerate(items)]
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
             raise ValueError(f"top_k must be an int >= 0 or None, got {top_k!r}")
-        scores, n_scored, timings = self._score(query, passages, max_length, window, time_budget_ms)
+        scores, n_scored, timings = self._score(query, passages, max_length, window, budget_ms)
         scored = np.flatnonzero(~np.isnan(scores))
         rest = np.flatnonzero(np.isnan(scores))
         order = np.concatenate([scored[np.argsort(-scores[scored], kind="stable")], rest])
@@ -291,17 +291,17 @@ class Reranker:
         passages: Sequence[str],
         max_length: int | None,
         window: int | None,
-        time_budget_ms: float | None,
+        budget_ms: float | None,
     ) -> tuple[F32Array, int, dict[str, float]]:
         start = time.perf_counter()
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, not {type(query).__name__}")
         items = _check_texts(passages, "passages")
         limit = self._check_length(max_length, "max_length")
-        if time_budget_ms is not None and (
-            not isinstance(time_budget_ms, (int, float)) or isinstance(time_budget_ms, bool) or not time_budget_ms > 0
+        if budget_ms is not None and (
+            not isinstance(budget_ms, (int, float)) or isinstance(budget_ms, bool) or not budget_ms > 0
         ):
-            raise ValueError(f"time_budget_ms must be a number > 0 or None, got {time_budget_ms!r}")
+            raise ValueError(f"budget_ms must be a number > 0 or None, got {budget_ms!r}")
         if window is not None:
             if not isinstance(window, int) or isinstance(window, bool) or window < 1:
                 raise ValueError(f"window must be a positive int or None, got {window!r}")
@@ -312,24 +312,24 @@ class Reranker:
         enc = self.tokenizer.encode_pairs(query, items, max_length=limit, padding=False)
         lengths = enc.lengths
         tokenized = time.perf_counter()
-        if time_budget_ms is None:
+        if budget_ms is None:
             order = np.argsort(lengths, kind="stable")  # length buckets: each batch pads to its own longest
         else:
             order = np.arange(len(items))  # the caller's order: best candidates first
         n_scored = 0
         pos = 0
-        deadline = None if time_budget_ms is None else start + time_budget_ms / 1000.0
+        deadline = None if budget_ms is None else start + budget_ms / 1000.0
         while pos < len(order):
             count = self._batch_count(lengths, order, pos)
-            if time_budget_ms is not None:
-                count = self._fit(lengths, order[pos : pos + count], start, time_budget_ms)
+            if budget_ms is not None:
+                count = self._fit(lengths, order[pos : pos + count], start, budget_ms)
                 if count == 0:
                     break
             # Other threads' model runs may hold the cores: wait for them no longer than the budget, then size
             # the batch again by what is left (the cost model counts the run alone, not the wait).
             with CORES.use(self.n_threads, deadline) as granted:
-                if time_budget_ms is not None:
-                    count = self._fit(lengths, order[pos : pos + count], start, time_budget_ms) if granted else 0
+                if budget_ms is not None:
+                    count = self._fit(lengths, order[pos : pos + count], start, budget_ms) if granted else 0
                     if count == 0:
                         break
                 idx = order[pos : pos + count]

@@ -474,7 +474,7 @@ class Retriever:
         if not depth or (left is not None and left <= 0):
             return ranked, final
         texts = [_slice(*found[r]) for r in ranked[:depth].tolist()]
-        raw = self.reranker.score(query, texts, time_budget_ms=left)
+        raw = self.reranker.score(query, texts, budget_ms=left)
         done = ~np.isnan(raw)
         n = int(done.sum())
         if not done[:n].all():
