@@ -37,13 +37,13 @@ def test_rrf_matches_reference(seed: int) -> None:
     rng = np.random.default_rng(seed)
     rankings = [rng.choice(50, size=int(rng.integers(0, 30)), replace=False).tolist() for _ in range(3)]
     weights = rng.uniform(0.1, 2.0, size=3).tolist()
-    rows, scores = reciprocal_rank_fusion(rankings, k=60, weights=weights)
+    rows, scores = reciprocal_rank_fusion(rankings, rrf_k=60, weights=weights)
     ref = reference_rrf(rankings, 60, weights)
     assert sorted(rows.tolist()) == sorted(ref)
     for row, score in zip(rows.tolist(), scores.tolist(), strict=True):
         assert score == pytest.approx(ref[row], rel=1e-6)
     assert list(scores) == sorted(scores, reverse=True)
-    top, _ = reciprocal_rank_fusion(rankings, k=60, weights=weights, top_k=5)
+    top, _ = reciprocal_rank_fusion(rankings, rrf_k=60, weights=weights, top_k=5)
     assert top.tolist() == rows[:5].tolist()
 
 

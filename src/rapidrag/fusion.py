@@ -26,21 +26,21 @@ def _kernels() -> Any:
         import numba
 
         @numba.njit(cache=True, nogil=True)
-        def rrf(rows: Any, offsets: Any, weights: Any, k: float) -> Any:
+        def rrf(rows: Any, row_splits: Any, weights: Any, rrf_k: float) -> Any:
             uniq = np.unique(rows)
             fused = np.zeros(uniq.shape[0], dtype=np.float64)
-            for j in range(offsets.shape[0] - 1):
-                for r in range(offsets[j], offsets[j + 1]):
+            for j in range(row_splits.shape[0] - 1):
+                for r in range(row_splits[j], row_splits[j + 1]):
                     pos = np.searchsorted(uniq, rows[r])
-                    fused[pos] += weights[j] / (k + (r - offsets[j]) + 1.0)
+                    fused[pos] += weights[j] / (rrf_k + (r - row_splits[j]) + 1.0)
             return uniq, fused
 
         @numba.njit(cache=True, nogil=True)
-        def weighted(rows: Any, scores: Any, offsets: Any, weights: Any, zscore: bool) -> Any:
+        def weighted(rows: Any, scores: Any, row_splits: Any, weights: Any, zscore: bool) -> Any:
             uniq = np.unique(rows)
             fused = np.zeros(uniq.shape[0], dtype=np.float64)
-            for j in range(offsets.shape[0] - 1):
-                lo, hi = offsets[j], offsets[j + 1]
+            for j in range(row_splits.shape[0] - 1):
+                lo, hi = row_splits[j], row_splits[j + 1]
                 if hi == lo:
                     continue
                 s = scores[lo:hi].astype(np.float64)
@@ -69,10 +69,10 @@ def _pack(lists: Sequence[Any], weights: Sequence[float] | None, name: str) -> t
     if len(weights) != len(lists):
         raise ValueError(f"{name}: {len(lists)} lists but {len(weights)} weights")
     arrays = [np.asarray(x, dtype=np.int64).ravel() for x in lists]
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    row_splits = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=row_splits[1:])
     flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
-    return flat, offsets, np.asarray(weights, dtype=np.float64)
+    return flat, row_splits, np.asarray(weights, dtype=np.float64)
 
 
 def _ranked(uniq: IntArray, fused: Any, k: int | None) -> tuple[IntArray, F32Array]:
@@ -85,17 +85,18 @@ def _ranked(uniq: IntArray, fused: Any, k: int | None) -> tuple[IntArray, F32Arr
 def reciprocal_rank_fusion(
     rankings: Sequence[Sequence[int] | IntArray],
     *,
-    k: float = 60.0,
+    rrf_k: float = 60.0,
     weights: Sequence[float] | None = None,
     top_k: int | None = None,
 ) -> tuple[IntArray, F32Array]:
-    """RRF: each document scores sum_j weights[j] / (k + rank_j), rank from 1. Returns (rows, scores), best first."""
-    if not k >= 0:
-        raise ValueError(f"k must be >= 0, got {k!r}")
-    rows, offsets, w = _pack(rankings, weights, "reciprocal_rank_fusion")
+    """RRF: each document scores sum_j weights[j] / (rrf_k + rank_j), rank from 1. Returns (rows, scores), best
+    first."""
+    if not rrf_k >= 0:
+        raise ValueError(f"rrf_k must be >= 0, got {rrf_k!r}")
+    rows, row_splits, w = _pack(rankings, weights, "reciprocal_rank_fusion")
     if len(rows) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    uniq, fused = _kernels()[0](rows, offsets, w, float(k))
+    uniq, fused = _kernels()[0](rows, row_splits, w, float(rrf_k))
     return _ranked(uniq, fused, top_k)
 
 
@@ -113,13 +114,13 @@ def weighted_fusion(
     for j, (rows_j, scores_j) in enumerate(results):
         if len(rows_j) != len(scores_j):
             raise ValueError(f"weighted_fusion: list {j} has {len(rows_j)} rows but {len(scores_j)} scores")
-    rows, offsets, w = _pack([r for r, _ in results], weights, "weighted_fusion")
+    rows, row_splits, w = _pack([r for r, _ in results], weights, "weighted_fusion")
     if len(rows) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     scores = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for _, s in results])
     if not np.isfinite(scores).all():
         raise ValueError("weighted_fusion: scores must be finite")
-    uniq, fused = _kernels()[1](rows, scores, offsets, w, normalization == "zscore")
+    uniq, fused = _kernels()[1](rows, scores, row_splits, w, normalization == "zscore")
     return _ranked(uniq, fused, top_k)
 
 

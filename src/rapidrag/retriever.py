@@ -445,7 +445,7 @@ class Retriever:
         lists = list(stages.values())
         if len(lists) == 2:
             if self.fusion == "rrf":
-                rows, fused = reciprocal_rank_fusion([lists[0][0], lists[1][0]], k=self.rrf_k, weights=self.weights)
+                rows, fused = reciprocal_rank_fusion([lists[0][0], lists[1][0]], rrf_k=self.rrf_k, weights=self.weights)
             else:
                 rows, fused = weighted_fusion(lists, weights=self.weights)
             stages["fused"] = (rows, fused)
