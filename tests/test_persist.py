@@ -300,3 +300,51 @@ def test_moved_models_are_found_by_name(
         warnings.simplefilter("always")
         assert Retriever.load(tmp_path / "ix").embedder is None
     assert any("fingerprint differs" in str(w.message) for w in caught)
+
+
+def test_an_index_of_format_1_still_loads(minilm_dir: Path, tmp_path: Path) -> None:
+    """``tests/data/index-v1`` was written by rapidrag at commit 1054f86 (format 1, whose BM25 keyed its rows by
+    strings): the first six documents of ``index-v1-source.jsonl`` added with ``Retriever(Embedder(minilm), None,
+    Chunker(tokenizer, max_tokens=16, overlap=4), title_weight=0.5)``, d4 deleted, d3 upserted with its seventh
+    line, saved. It loads, and every mode (with
+    and without a filter) searches as an index built now from the same steps does; a save writes the current
+    format, which loads again."""
+    import shutil
+
+    embedder = rapidrag.Embedder(minilm_dir)
+    fixture = tmp_path / "index-v1"
+    shutil.copytree(Path(__file__).parent / "data" / "index-v1", fixture)
+    old = Retriever.load(fixture, embedder=embedder, reranker=None)
+    fresh = Retriever(embedder, None, rapidrag.Chunker(embedder.tokenizer, max_tokens=16, overlap=4), title_weight=0.5)
+    source = [json.loads(line) for line in (Path(__file__).parent / "data" / "index-v1-source.jsonl").open()]
+    fresh.add(source[:6])
+    fresh.delete(["d4"])
+    fresh.upsert(source[6:])
+    assert len(old) == len(fresh) == 5 and old.n_chunks == fresh.n_chunks == 12 and old.get("d4") is None
+    assert old.get("d3") == fresh.get("d3") and old.get("d1") == fresh.get("d1")
+    queries = ["vitamin and bone", "tower in paris", "caffeine awake", "blood glucose"]
+    found = 0
+    for mode in ("lexical", "dense", "hybrid"):
+        for where in (None, {"year": {"$gte": 2015}}):
+            for q in queries:
+                got = [
+                    (h.doc_id, h.chunk_id, h.start, h.end, h.text) for h in old.search(q, k=4, mode=mode, filter=where)
+                ]
+                want = [
+                    (h.doc_id, h.chunk_id, h.start, h.end, h.text)
+                    for h in fresh.search(q, k=4, mode=mode, filter=where)
+                ]
+                assert got == want, (mode, where, q)
+                found += len(got)
+                scores = [h.score for h in old.search(q, k=4, mode=mode, filter=where)]
+                assert scores == pytest.approx(
+                    [h.score for h in fresh.search(q, k=4, mode=mode, filter=where)], abs=1e-5
+                )
+    assert found >= 60  # of 96 at most
+    old.save(tmp_path / "resaved")
+    again = Retriever.load(tmp_path / "resaved", embedder=embedder, reranker=None)
+    assert [h.doc_id for h in again.search("blood glucose", k=4)] == [
+        h.doc_id for h in old.search("blood glucose", k=4)
+    ]
+    again.add([{"_id": "d7", "text": "Glucose and insulin again, added after the load.", "title": "More"}])
+    assert again.search("insulin glucose", k=5, mode="lexical")[0].doc_id in {"d5", "d7"}
