@@ -316,7 +316,9 @@ def test_an_index_of_format_1_still_loads(minilm_dir: Path, tmp_path: Path) -> N
     shutil.copytree(Path(__file__).parent / "data" / "index-v1", fixture)
     old = Retriever.load(fixture, embedder=embedder, reranker=None)
     fresh = Retriever(embedder, None, rapidrag.Chunker(embedder.tokenizer, max_tokens=16, overlap=4), title_weight=0.5)
-    source = [json.loads(line) for line in (Path(__file__).parent / "data" / "index-v1-source.jsonl").open()]
+    source = [
+        json.loads(line) for line in (Path(__file__).parent / "data" / "index-v1-source.jsonl").read_text().splitlines()
+    ]
     fresh.add(source[:6])
     fresh.delete(["d4"])
     fresh.upsert(source[6:])
