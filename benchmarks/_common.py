@@ -122,3 +122,62 @@ def record(
         if tokens is not None:
             info["Mtokens/s (median)"] = round(tokens / 1e6 / stats.median, 3)
     REPORT.append({"group": benchmark.group or "", "name": benchmark.name, **info})
+
+
+def use_code_copy() -> None:
+    """In a side-by-side worker: import ``rapidrag`` from the copy in ``$RAPIDRAG_CODE`` (a folder holding the
+    package with its built ``_core``), not from an editable install's redirect."""
+    import sys
+
+    code = os.environ.get("RAPIDRAG_CODE")
+    if code:
+        sys.meta_path[:] = [f for f in sys.meta_path if not any(x in type(f).__module__ for x in ("editable", "skbc"))]
+        sys.path.insert(0, code)
+
+
+def side_by_side_options(parser: Any, rounds: int, out: str) -> None:
+    """The options of a side-by-side script: ``--code NAME=FOLDER`` (repeated), ``--rounds``, ``--out``, and the
+    hidden ``--worker`` its processes run with."""
+    import argparse
+
+    parser.add_argument("--code", action="append", default=[], help="NAME=FOLDER holding the rapidrag package")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
+def side_by_side(script: str, code: list[str], rounds: int, argv: list[str], rate: str, out: str) -> dict[str, Any]:
+    """Run ``script --worker *argv`` for each copy of the code (``code``: NAME=FOLDER items; none: the installed
+    one), each in its own process, in turn, ``rounds`` times; each prints one JSON line of results (``{"rapidrag":
+    path, key: {rate: ..., ...}}``). Keeps, per copy and key, the round with the highest ``rate`` (entries without
+    it: the last round's), writes them with the date and machine to the JSON file ``out``, and returns them."""
+    import json
+    import platform
+    import subprocess
+    import sys
+
+    trees = dict(item.split("=", 1) for item in code) or {"current": ""}
+
+    best: dict[str, dict[str, Any]] = {name: {} for name in trees}
+    for _ in range(rounds):
+        for name, folder in trees.items():
+            env = dict(os.environ)
+            if folder:
+                env["RAPIDRAG_CODE"] = str(Path(folder).resolve())
+            cmd = [sys.executable, script, "--worker", *argv]
+            line = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+            result = json.loads(line)
+            if folder and not result["rapidrag"].startswith(str(Path(folder).resolve())):
+                raise SystemExit(f"{name}: ran {result['rapidrag']}, not the copy in {folder}")
+            for key, value in result.items():
+                if key != "rapidrag" and value.get(rate, 0) >= best[name].get(key, {}).get(rate, 0):
+                    best[name][key] = value
+            print(name, json.dumps({k: v.get(rate, v) for k, v in result.items() if k != "rapidrag"}), flush=True)
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "rounds": rounds,
+        "best": best,
+    }
+    Path(out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return best

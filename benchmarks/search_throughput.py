@@ -14,23 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from _common import side_by_side, side_by_side_options, use_code_copy
 
 MODES = ("lexical", "dense", "hybrid")
 THREADS = (1, 2, 4)
 
 
 def worker(args: argparse.Namespace) -> None:
-    code = os.environ.get("RAPIDRAG_CODE")
-    if code:  # this copy, not an editable install's redirect
-        sys.meta_path[:] = [f for f in sys.meta_path if not any(x in type(f).__module__ for x in ("editable", "skbc"))]
-        sys.path.insert(0, code)
+    use_code_copy()
     import rapidrag
     from rapidrag.beir import load_qrels, load_queries
     from rapidrag.bench import Config, throughput
@@ -59,37 +53,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True)
     parser.add_argument("--queries", required=True, help="a BEIR folder with queries and qrels/test.tsv")
-    parser.add_argument("--code", action="append", default=[], help="NAME=FOLDER holding the rapidrag package")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default="search_throughput.json")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    side_by_side_options(parser, rounds=3, out="search_throughput.json")
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
-    trees = dict(item.split("=", 1) for item in args.code) or {"current": ""}
-    best: dict[str, dict[str, Any]] = {name: {} for name in trees}
-    for _ in range(args.rounds):
-        for name, folder in trees.items():
-            env = dict(os.environ)
-            if folder:
-                env["RAPIDRAG_CODE"] = str(Path(folder).resolve())
-            cmd = [sys.executable, __file__, "--worker", "--index", args.index, "--queries", args.queries]
-            line = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
-            result = json.loads(line)
-            if folder and not result["rapidrag"].startswith(str(Path(folder).resolve())):
-                raise SystemExit(f"{name}: ran {result['rapidrag']}, not the copy in {folder}")
-            for key, value in result.items():
-                if key != "rapidrag" and value["queries_per_s"] > best[name].get(key, {}).get("queries_per_s", 0):
-                    best[name][key] = value
-            print(name, json.dumps({k: round(v["queries_per_s"], 1) for k, v in result.items() if k != "rapidrag"}))
-    report = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "rounds": args.rounds,
-        "best": best,
-    }
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    argv = ["--index", args.index, "--queries", args.queries]
+    side_by_side(__file__, args.code, args.rounds, argv, "queries_per_s", args.out)
 
 
 if __name__ == "__main__":

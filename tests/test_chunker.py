@@ -470,6 +470,9 @@ def test_split_batch_equals_split(
         assert isinstance(batch, list) and len(batch) == len(texts)
         assert [_tuples(b) for b in batch] == serial, f"n_threads={n_threads}"
     assert ch.split_batch([]) == []
+    spans, row_splits = ch.spans_batch(texts)  # the same chunks as arrays, without their strings
+    assert row_splits.tolist() == np.cumsum([0] + [len(c) for c in serial]).tolist()
+    assert [tuple(x) for x in spans.tolist()] == [(s, e, n) for c in serial for (_, s, e, n) in c]
 
 
 def test_concurrent_threads_equal_serial(rr_tokenizer: Any, stress_texts: list[str], scifact_texts: list[str]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rapidrag.cli import main
+from rapidrag.store import FORMAT_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -368,14 +369,14 @@ def test_moved_models_from_the_cli(
 
     from rapidrag.persist import read_snapshot, write_snapshot
 
-    snap = read_snapshot(hybrid_index, version=1)
+    snap = read_snapshot(hybrid_index, version=FORMAT_VERSION)
     config = snap.config
     for role in ("embedder", "reranker"):  # as if the models folder had moved since the index was built
         spec = config[role]
         spec["folder"] = str(tmp_path / "gone" / Path(spec["folder"]).name)
         spec["model_file"] = str(tmp_path / "gone" / Path(spec["folder"]).name / Path(spec["model_file"]).name)
     files = {name: snap.read(name) for name in snap.files}
-    write_snapshot(hybrid_index, files, config, version=1)
+    write_snapshot(hybrid_index, files, config, version=FORMAT_VERSION)
     monkeypatch.delenv("RAPIDRAG_MODELS", raising=False)
     capsys.readouterr()
     assert main(["query", str(hybrid_index), "eiffel tower", "--json"]) == 0

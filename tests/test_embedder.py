@@ -54,6 +54,12 @@ def test_order_and_batch_size_do_not_change_results(embedder: rapidrag.Embedder,
     np.testing.assert_allclose(shuffled, base[perm], atol=1e-5)
     single = np.vstack([embedder.embed([t]) for t in texts[:5]])
     np.testing.assert_allclose(single, base[:5], atol=1e-5)
+    # Token counts given by the caller (a chunker's) only order the batches: the same vectors, in the same order.
+    counts = embedder.tokenizer.count_tokens(texts)
+    np.testing.assert_allclose(embedder.embed(texts, batch_size=7, lengths=counts), base, atol=1e-5)
+    np.testing.assert_allclose(embedder.embed(texts, batch_size=7, lengths=counts[::-1].copy()), base, atol=1e-5)
+    with pytest.raises(ValueError, match="one token count per text"):
+        embedder.embed(texts, lengths=counts[:3])
 
 
 def test_mean_pooling_of_last_hidden_state_matches_model_pooling(minilm_dir: Path, scifact_texts: list[str]) -> None:

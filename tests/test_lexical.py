@@ -115,6 +115,47 @@ def test_mask_restricts_the_results() -> None:
         index.search("bone", mask=np.ones(3, dtype=bool))
 
 
+def test_an_index_without_ids_is_keyed_by_rows() -> None:
+    """``keyed=False``: documents are rows only (the Retriever's chunk rows); the same scores as an index with
+    ids, deletes by row, and the string-id methods refused by name (and the reverse)."""
+    keyed, rows = BM25(), BM25(keyed=False)
+    keyed.add(list(DOCS), list(DOCS.values()))
+    assert rows.add_rows(list(DOCS.values())) == range(0, len(DOCS)) and rows.add_rows([]) == range(6, 6)
+    np.testing.assert_array_equal(rows.score_rows(["bone"]), keyed.score_rows(["bone"]))
+    assert rows.delete_rows([1, 1, 99, -1]) == 1 and keyed.delete(["b"]) == 1 and len(rows) == len(keyed) == 5
+    got, scores = rows.search_rows("vitamin bone", k=10)
+    want, want_scores = keyed.search("vitamin bone", k=10)
+    assert [list(DOCS)[r] for r in got.tolist()] == want and scores.tolist() == want_scores.tolist()
+    with pytest.raises(TypeError, match=r"BM25.add: this index has rows only \(keyed=False\); use add_rows"):
+        rows.add(["x"], ["text"])
+    with pytest.raises(TypeError, match=r"BM25.search: this index has rows only"):
+        rows.search("bone")
+    with pytest.raises(TypeError, match=r"BM25.delete_rows: this index has string ids; use add, delete, search"):
+        keyed.delete_rows([0])
+    info, arrays = rows.state()
+    assert info["ids"] is None
+    again = BM25.from_state(info, arrays)
+    assert not again.keyed and len(again) == 5 and again.n_rows == 6
+    assert again.search_rows("vitamin bone", k=10)[0].tolist() == got.tolist()
+    assert again.add_rows(["more bone"]) == range(6, 7)
+
+
+def test_equal_scores_come_in_row_order_so_short_lists_start_long_ones() -> None:
+    """Top-k selection breaks ties by row: the first k of any longer list is the list of k (what lets a
+    Retriever fetch few rows and fetch again when they run short)."""
+    index = BM25(keyed=False)
+    rng = np.random.default_rng(0)
+    index.add_rows([" ".join(rng.choice(["bone", "iron", "pad"], size=int(rng.integers(1, 4)))) for _ in range(500)])
+    full, full_scores = index.search_rows("bone iron", k=500)
+    assert len(np.unique(full_scores)) < 20  # many ties
+    for k in (1, 7, 40, 123, 400):
+        rows, _ = index.search_rows("bone iron", k=k)
+        assert rows.tolist() == full[:k].tolist(), k
+    for score in np.unique(full_scores):
+        tied = full[full_scores == score]
+        assert (np.diff(tied) > 0).all()
+
+
 def test_bad_input_changes_nothing() -> None:
     index = BM25()
     index.add(["x"], ["some text"])

@@ -125,6 +125,35 @@ def test_beir_readers(scifact_dir: Path) -> None:
     assert all(doc in ids for rel in qrels.values() for doc in rel)
 
 
+def test_one_jsonl_reader_raises_or_reports(tmp_path: Path) -> None:
+    """``beir.read_jsonl`` reads every JSON-lines file (corpora, queries, index sources): it raises on the first
+    malformed line naming it, or, given ``on_error``, reports each and reads on; gzip by suffix."""
+    import gzip
+
+    from rapidrag.beir import iter_jsonl, read_jsonl
+
+    body = '{"_id": "a", "text": "one"}\n\n[1, 2]\n{not json\n{"_id": "b", "text": "two"}\n'
+    plain = tmp_path / "c.jsonl"
+    plain.write_text(body, encoding="utf-8")
+    packed = tmp_path / "c.JSONL.GZ"
+    packed.write_bytes(gzip.compress(body.encode()))
+    for path in (plain, packed):
+        with pytest.raises(DataFormatError, match=r":3: expected a JSON object, got list"):
+            list(iter_jsonl(path))
+        problems: list[str] = []
+        got = list(read_jsonl(path, label="src", on_error=problems.append))
+        assert [(n, o["_id"]) for n, o in got] == [(1, "a"), (5, "b")]
+        assert problems == [
+            "src:3: expected a JSON object, got list",
+            "src:4: not valid JSON (Expecting property name enclosed in double quotes)",
+        ]
+    broken = tmp_path / "d.jsonl.gz"
+    broken.write_bytes(gzip.compress(body.encode())[:-12])  # a truncated archive: the rest of the file is lost
+    problems = []
+    assert [o["_id"] for _, o in read_jsonl(broken, on_error=problems.append)][:1] == ["a"]
+    assert len(problems) == 3 and "unreadable after line" in problems[-1]
+
+
 def test_qrels_errors_name_the_line(tmp_path: Path) -> None:
     p = tmp_path / "q.tsv"
     p.write_text("query-id\tcorpus-id\tscore\r\n1\t2\t1\r\n1\t3\n", encoding="utf-8")

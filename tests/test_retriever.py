@@ -10,7 +10,7 @@ import pytest
 
 import rapidrag
 from rapidrag.filters import FilterError
-from rapidrag.retriever import Document, Retriever, evaluate
+from rapidrag.retriever import FORMAT_VERSION, Document, Retriever, evaluate
 
 DOCS = [
     {
@@ -143,6 +143,50 @@ def test_chunks_follow_the_embedder_window(embedder: rapidrag.Embedder) -> None:
     for h in r.search("word17 is here", k=5, per_document=False):
         assert h.text == long_text[h.start : h.end]
         assert embedder.tokenizer.count_tokens([h.text])[0] <= embedder.max_length - 2
+
+
+def test_a_lexical_search_fetches_again_when_its_documents_run_short(embedder: rapidrag.Embedder) -> None:
+    """A lexical search without a reranker fetches 4k rows, and more when they hold fewer than k documents:
+    the hits are the best chunk of each of the k best documents, as taking them from all rows gives; with filters
+    and deletes too."""
+    chunker = rapidrag.Chunker(embedder.tokenizer, max_tokens=8)
+    r = Retriever(chunker=chunker)
+    heavy = [{"id": f"heavy{i}", "text": " ".join(["bone marrow bone."] * 60), "year": i} for i in range(3)]
+    light = [
+        {"id": f"light{i}", "text": f"bone density {i} and other words of a long sentence.", "year": i}
+        for i in range(40)
+    ]
+    r.add(heavy + light)
+    r.delete(["light3"])
+    assert r.n_chunks > 100
+    for where in (None, {"year": {"$gte": 1}}):
+        everything = r.search("bone", k=10_000, per_document=False, filter=where, candidates=10_000)
+        best: list[tuple[str, int]] = []
+        for h in everything:
+            if h.doc_id not in {d for d, _ in best}:
+                best.append((h.doc_id, h.chunk_id))
+        for k in (1, 3, 5, 10, 30):
+            hits = r.search("bone", k=k, filter=where)
+            assert [(h.doc_id, h.chunk_id) for h in hits] == best[:k], (k, where)
+    assert len(r.search("bone", k=50)) == 42  # every live document, though each heavy one fills 60 rows
+
+
+def test_an_embedder_of_your_own_needs_no_token_counts(embedder: rapidrag.Embedder) -> None:
+    """The chunker's token counts go to an embedder whose ``embed`` takes ``lengths`` (rapidrag's); one of your
+    own with ``embed(texts, batch_size)`` gets none, and indexes the same vectors."""
+
+    class Plain:
+        dim, max_length, tokenizer = embedder.dim, embedder.max_length, embedder.tokenizer
+
+        def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+            return embedder.embed(texts, batch_size=batch_size)
+
+    docs = [{"id": f"d{i}", "text": f"Document {i} about vitamin D and bone density, part {i}."} for i in range(20)]
+    ours, plain = Retriever(embedder), Retriever(Plain())
+    ours.add(docs)
+    plain.add(docs)
+    got = [(h.doc_id, round(h.score, 5)) for h in plain.search("vitamin bone", k=5, mode="dense")]
+    assert got == [(h.doc_id, round(h.score, 5)) for h in ours.search("vitamin bone", k=5, mode="dense")]
 
 
 def test_bad_documents_change_nothing() -> None:
@@ -354,14 +398,14 @@ def test_reranking_fuses_by_default(
         rapidrag.Reranker(folder, quantized=True, max_length=128)
     # An index saved with the old default (1.0, untuned) loads with the new one; a tuned 1.0 stays.
     r.save(tmp_path / "ix")
-    snap = read_snapshot(tmp_path / "ix", version=1)
+    snap = read_snapshot(tmp_path / "ix", version=FORMAT_VERSION)
     config = snap.config
     config["retriever"]["rerank_weight"] = 1.0
     files = {n: snap.read(n) for n in snap.files}
-    write_snapshot(tmp_path / "ix", files, config, version=1)
+    write_snapshot(tmp_path / "ix", files, config, version=FORMAT_VERSION)
     assert Retriever.load(tmp_path / "ix", reranker=None).rerank_weight is None
     config["tuned_on"] = {"qrels": "train.tsv"}
-    write_snapshot(tmp_path / "ix", files, config, version=1)
+    write_snapshot(tmp_path / "ix", files, config, version=FORMAT_VERSION)
     assert Retriever.load(tmp_path / "ix", reranker=None).rerank_weight == 1.0
 
 

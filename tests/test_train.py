@@ -26,7 +26,7 @@ from rapidrag.persist import default_file_mode
 from rapidrag.train.data import TrainingDataError
 from rapidrag.train.reranker import TrainingError, train_reranker
 
-SMALL = {"max_length": 64, "negatives": 3, "epochs": 1, "groups_per_batch": 4, "eval_every": 3, "depth": 12}
+SMALL = {"max_length": 64, "negatives": 3, "epochs": 1, "groups_per_batch": 4, "eval_every": 3, "candidates": 12}
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .documents import title_and_text
 from .errors import DataFormatError
 
-__all__ = ["iter_jsonl", "load_corpus", "load_queries", "load_qrels", "document_text"]
+__all__ = ["read_jsonl", "iter_jsonl", "load_corpus", "load_queries", "load_qrels", "document_text"]
 
 
 def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
+    if path.suffix.lower() == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
 
@@ -32,27 +33,63 @@ def _resolve(path: str | Path, stem: str) -> Path:
     return p
 
 
-def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield one object per non-empty line; a malformed line raises DataFormatError naming the line."""
+def read_jsonl(
+    path: str | Path, *, label: str | None = None, on_error: Callable[[str], None] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line of a JSON-lines file (``.gz``: gzip): the one reader of JSON
+    lines (corpora, queries, ``rapidrag index`` sources).
+
+    A malformed line, or a file that cannot be read, raises DataFormatError naming the file (as ``label``, else its
+    path) and the line; with ``on_error`` the message is passed to it instead and the reading goes on (a
+    malformed line is skipped; an unreadable rest of the file ends it).
+    """
     p = Path(path)
-    with _open_text(p) as f:
-        for lineno, line in enumerate(f, 1):
+    name = label if label is not None else str(p)
+
+    def problem(message: str) -> None:
+        if on_error is None:
+            raise DataFormatError(message)
+        on_error(message)
+
+    try:
+        f = _open_text(p)
+    except OSError as e:
+        problem(f"{name}: cannot read ({e.strerror})")
+        return
+    with f:
+        lines = iter(f)
+        lineno = 0
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                return
+            except (UnicodeDecodeError, OSError, EOFError) as e:
+                problem(f"{name}: unreadable after line {lineno} ({e}); the rest of the file skipped")
+                return
+            lineno += 1
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataFormatError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
+                problem(f"{name}:{lineno}: not valid JSON ({e.msg})")
+                continue
             if not isinstance(obj, dict):
-                raise DataFormatError(f"{p}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield obj
+                problem(f"{name}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                continue
+            yield lineno, obj
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield one object per non-empty line; a malformed line raises DataFormatError naming the line."""
+    for _, obj in read_jsonl(path):
+        yield obj
 
 
 def document_text(doc: dict[str, Any]) -> str:
-    """Title and text joined by a space, the standard way to index a BEIR document."""
-    title = doc.get("title") or ""
-    text = doc.get("text") or ""
-    return f"{title} {text}".strip() if title else text
+    """Title and text joined, the standard way to index a BEIR document (``documents.title_and_text``)."""
+    return title_and_text(doc.get("title") or "", doc.get("text") or "")
 
 
 def load_corpus(path: str | Path) -> list[dict[str, Any]]:

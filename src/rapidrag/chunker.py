@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 from . import _core
 from .tokenizer import Tokenizer, _check_texts, _check_threads
 
@@ -71,6 +74,15 @@ class Chunker:
         """Chunks of one text, in order."""
         spans = self._core.split(text)
         return [Chunk(text[s:e], s, e, n) for s, e, n in spans.tolist()]
+
+    def spans_batch(
+        self, texts: Sequence[str], *, n_threads: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The chunks of many texts as arrays, without their strings: ``spans`` [n_chunks, 3] (start, end, token
+        count) and ``row_splits``, text i's chunks being ``spans[row_splits[i]:row_splits[i + 1]]``."""
+        items = _check_texts(texts, "texts")
+        spans, row_splits = self._core.split_batch(items, _check_threads(n_threads, self.n_threads))
+        return spans, row_splits
 
     def split_batch(self, texts: Sequence[str], *, n_threads: int | None = None) -> list[list[Chunk]]:
         """Chunks of many texts, split in parallel across texts."""

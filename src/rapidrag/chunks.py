@@ -1,26 +1,17 @@
-"""Chunk rows: what each indexed row is (its document, its chunk number, its character span in the document's
-text), the mark of a deleted row, and the best row of each document in a ranked list."""
+"""The chunk table: what each indexed row is, as integer arrays (its document's number, its chunk number within the
+document, its character span in the document's text), the one mark of a deleted row, and the best row of each
+document in a ranked list."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-__all__ = ["DEAD_ROW", "Row", "Span", "best_per_document", "whole"]
+__all__ = ["ChunkTable", "Span", "whole"]
 
-
-@dataclass
-class Row:
-    """One indexed chunk: its document's id, its number within the document and its [start, end) span."""
-
-    doc_id: str
-    chunk_id: int
-    start: int
-    end: int
-
-
-DEAD_ROW = Row("", 0, 0, 0)  # a deleted row keeps its place (row numbers never change) and points nowhere
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -34,10 +25,50 @@ def whole(text: str) -> Span:
     return Span(0, len(text))
 
 
-def best_per_document(rows: np.ndarray, row_doc: np.ndarray) -> np.ndarray:
-    """Positions of the first (best) row of each document in ``rows``, in order; ``row_doc``: per row, a number
-    that its document's rows share (the document's first row)."""
-    if not len(rows):
-        return np.zeros(0, dtype=np.int64)
-    _, first = np.unique(row_doc[rows], return_index=True)
-    return np.sort(first).astype(np.int64)
+class ChunkTable:
+    """One entry per row, in the order rows were added (a row's number never changes, so every index keys its
+    entries by it): ``doc``, the number of the row's document (-1 once deleted: the table's liveness), ``chunk``,
+    ``start`` and ``end``.
+
+    Appends replace the arrays (a reader holding the old ones sees a consistent table); ``kill`` marks rows in
+    place, under the owner's write lock.
+    """
+
+    def __init__(self) -> None:
+        self.doc: IntArray = np.zeros(0, dtype=np.int64)
+        self.chunk: IntArray = np.zeros(0, dtype=np.int64)
+        self.start: IntArray = np.zeros(0, dtype=np.int64)
+        self.end: IntArray = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.doc)
+
+    @property
+    def alive(self) -> npt.NDArray[np.bool_]:
+        return self.doc >= 0
+
+    def append(self, doc: IntArray, chunk: IntArray, start: IntArray, end: IntArray) -> range:
+        """Add rows; returns their numbers."""
+        first = len(self.doc)
+        self.doc = np.concatenate([self.doc, np.asarray(doc, dtype=np.int64)])
+        self.chunk = np.concatenate([self.chunk, np.asarray(chunk, dtype=np.int64)])
+        self.start = np.concatenate([self.start, np.asarray(start, dtype=np.int64)])
+        self.end = np.concatenate([self.end, np.asarray(end, dtype=np.int64)])
+        return range(first, len(self.doc))
+
+    def kill(self, rows: range | IntArray) -> None:
+        """Mark ``rows`` deleted."""
+        self.doc[rows] = -1
+
+    def best_per_document(self, rows: IntArray) -> IntArray:
+        """Positions in ``rows`` (a ranked list, best first) of the first, best, row of each document, in order."""
+        if not len(rows):
+            return np.zeros(0, dtype=np.int64)
+        _, first = np.unique(self.doc[rows], return_index=True)
+        return np.sort(first).astype(np.int64)
+
+    @classmethod
+    def from_arrays(cls, doc: IntArray, chunk: IntArray, start: IntArray, end: IntArray) -> ChunkTable:
+        out = cls()
+        out.append(doc, chunk, start, end)
+        return out

@@ -597,7 +597,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "index": args.index,
         "max_length": args.max_length,
         "skip_window": args.skip_window,
-        "depth": args.depth,
+        "candidates": args.candidates,
         "eval_every": args.eval_every,
         "max_steps": args.max_steps,
         "dev_fraction": args.dev_fraction,
@@ -789,7 +789,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--skip-window", type=int, default=2, help="ranks skipped around each relevant one when mining (default 2)"
     )
-    tr.add_argument("--depth", type=_positive_int, default=30, help="first-stage candidates mined (default 30)")
+    tr.add_argument(
+        "--candidates",
+        "--depth",  # the name it had first
+        dest="candidates",
+        type=_positive_int,
+        default=30,
+        help="first-stage candidates mined per query (default 30)",
+    )
     tr.add_argument("--epochs", type=_positive_int, help="passes over the training queries (reranker 2, embedder 1)")
     tr.add_argument("--groups-per-batch", type=_positive_int, default=4, help="reranker: query groups per step (4)")
     tr.add_argument("--batch-size", type=_positive_int, default=32, help="embedder: queries per step (32)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Document", "Hit", "SearchResult", "check_documents", "decode_metadata", "encode_metadata"]
+__all__ = ["Document", "Hit", "SearchResult", "check_documents", "decode_metadata", "encode_metadata", "title_and_text"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,7 @@ class Document:
         title = raw.get("title")
         if not isinstance(title, str):
             title = ""
-        if title:
-            text = f"{title} {text}" if text else title
+        text = title_and_text(title, text)
         # An explicit "metadata" (BEIR's is often {}) is the metadata; without one, the other fields are.
         if raw.get("metadata") is not None:
             metadata = raw["metadata"]
@@ -49,6 +48,11 @@ class Document:
         if not isinstance(metadata, Mapping):
             raise ValueError(f"documents[{index}]: metadata must be a dict, got {type(metadata).__name__}")
         return cls(str(doc_id), text, dict(metadata), title)
+
+
+def title_and_text(title: str, text: str) -> str:
+    """A titled document's text as indexed and embedded: "title text" (the BEIR protocol), or whichever is given."""
+    return f"{title} {text}" if title and text else title or text
 
 
 @dataclass(frozen=True)

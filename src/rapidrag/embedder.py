@@ -147,18 +147,22 @@ class Embedder:
             )
         self.dim = int(self.embed(["warm-up"]).shape[1])  # also warms the session
 
-    def embed(self, texts: Sequence[str], *, batch_size: int = 32) -> F32Array:
+    def embed(self, texts: Sequence[str], *, batch_size: int = 32, lengths: Any = None) -> F32Array:
         """Embeddings of ``texts``: float32 [n, dim], in the order given.
 
         Texts are sorted by token count and batched so that each batch is padded only to its own longest text;
-        an empty list gives an empty [0, dim] array.
+        an empty list gives an empty [0, dim] array. ``lengths``: the texts' token counts when the caller has them
+        (a chunker's), so that they are not counted again; they only order the batches.
         """
         items = _check_texts(texts, "texts")
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if not items:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        lengths = self.tokenizer.count_tokens(items)
+        if lengths is None:
+            lengths = self.tokenizer.count_tokens(items)
+        elif np.shape(lengths) != (len(items),):
+            raise ValueError(f"lengths must hold one token count per text ({len(items)}), got {np.shape(lengths)}")
         order = np.argsort(lengths, kind="stable")
         out: F32Array | None = None
         for start in range(0, len(items), batch_size):

@@ -10,8 +10,6 @@ could not use are dropped and reported; the rest is ingested. ``Ingest.problems`
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from .beir import read_jsonl
 from .documents import Document
 from .filters import check_metadata
 
@@ -115,42 +114,16 @@ class Ingest:
         yield Document(name, f"{title}\n\n{text}" if title else text, self._usable(meta, name), title)
 
     def _jsonl(self, path: Path, name: str, modified: str) -> Iterator[Document]:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        try:
-            f = opener(path, "rt", encoding="utf-8")
-            lines = iter(f)
-            lineno = 0
-            while True:
-                try:
-                    line = next(lines)
-                except StopIteration:
-                    break
-                except (UnicodeDecodeError, OSError, EOFError) as e:
-                    self._skip(f"{name}: unreadable after line {lineno} ({e}); the rest of the file skipped")
-                    break
-                lineno += 1
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    self._skip(f"{name}:{lineno}: not valid JSON ({e.msg})")
-                    continue
-                if not isinstance(obj, dict):
-                    self._skip(f"{name}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                    continue
-                try:
-                    doc = Document.from_dict(obj, lineno)
-                except ValueError as e:
-                    self._skip(f"{name}:{lineno}: {str(e).split(': ', 1)[-1]}")
-                    continue
-                meta = dict(doc.metadata)
-                meta.setdefault("source", f"{name}:{lineno}")
-                meta.setdefault("modified", modified)
-                yield Document(doc.id, doc.text, self._usable(meta, f"{name}:{lineno}"), doc.title)
-            f.close()
-        except OSError as e:
-            self._skip(f"{name}: cannot read ({e.strerror})")
+        for lineno, obj in read_jsonl(path, label=name, on_error=self._skip):
+            try:
+                doc = Document.from_dict(obj, lineno)
+            except ValueError as e:
+                self._skip(f"{name}:{lineno}: {str(e).split(': ', 1)[-1]}")
+                continue
+            meta = dict(doc.metadata)
+            meta.setdefault("source", f"{name}:{lineno}")
+            meta.setdefault("modified", modified)
+            yield Document(doc.id, doc.text, self._usable(meta, f"{name}:{lineno}"), doc.title)
 
 
 def _front_matter(block: str) -> dict[str, Any]:

@@ -120,7 +120,10 @@ def warm_up() -> None:
 
 
 class BM25:
-    """An incremental BM25 index over string document ids.
+    """An incremental BM25 index. Its documents are rows, numbered in the order they were added (a row number
+    never changes); by default each also has a string id (``add``, ``delete``, ``search``), and with
+    ``keyed=False`` rows are all there is (``add_rows``, ``delete_rows``, ``search_rows``): the Retriever's
+    chunk rows, which its chunk table describes.
 
     Parameters
     ----------
@@ -128,16 +131,20 @@ class BM25:
         str -> list of terms; a ``WordAnalyzer()`` (English stopwords, Snowball stemming) by default.
     k1, b : float
         BM25 parameters. The defaults 0.9 and 0.4 are Pyserini's for BEIR.
+    keyed : bool
+        Whether documents have string ids (True) or rows only.
     """
 
-    def __init__(self, analyzer: Any = None, *, k1: float = 0.9, b: float = 0.4) -> None:
+    def __init__(self, analyzer: Any = None, *, k1: float = 0.9, b: float = 0.4, keyed: bool = True) -> None:
         if not (isinstance(k1, (int, float)) and k1 >= 0) or not (isinstance(b, (int, float)) and 0 <= b <= 1):
             raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={k1!r}, b={b!r}")
         self.analyzer = analyzer if analyzer is not None else WordAnalyzer()
         self.k1, self.b = float(k1), float(b)
         self.vocab: dict[str, int] = {}
-        self.ids: list[str] = []  # row -> document id
-        self.rows: dict[str, int] = {}  # live document id -> row
+        self.keyed = bool(keyed)
+        self.ids: list[str] = []  # row -> document id (keyed only)
+        self.rows: dict[str, int] = {}  # live document id -> row (keyed only)
+        self._n_live = 0
         self._lengths = np.zeros(0, dtype=np.float32)
         self._alive = np.zeros(0, dtype=bool)
         self._df = np.zeros(0, dtype=np.int64)
@@ -150,12 +157,25 @@ class BM25:
         self._lock = RWLock()
 
     def __len__(self) -> int:
-        return len(self.rows)
+        """Live documents."""
+        return self._n_live
+
+    @property
+    def n_rows(self) -> int:
+        """Rows ever added, deleted ones included: the length of a search ``mask``."""
+        return len(self._alive)
+
+    def _require(self, keyed: bool, call: str) -> None:
+        if self.keyed != keyed:
+            other = "add, delete, search" if self.keyed else "add_rows, delete_rows, search_rows"
+            kind = "string ids" if self.keyed else "rows only (keyed=False)"
+            raise TypeError(f"BM25.{call}: this index has {kind}; use {other}")
 
     # -- changes -------------------------------------------------------------------------------------------------
 
     def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Index new documents. An id already present raises ValueError (use ``upsert`` to replace)."""
+        self._require(True, "add")
         ids, texts = list(ids), list(texts)
         if len(ids) != len(texts):
             raise ValueError(f"ids and texts differ in length: {len(ids)} and {len(texts)}")
@@ -172,10 +192,27 @@ class BM25:
             return
         with self._lock.write():
             doc_idx, terms = self._analyze(texts)  # before any change but new vocabulary entries
-            self._append(ids, doc_idx, terms)
+            start = self._append(len(texts), doc_idx, terms)
+            self.ids.extend(ids)
+            self.rows.update({doc_id: start + k for k, doc_id in enumerate(ids)})
+
+    def add_rows(self, texts: Sequence[str]) -> range:
+        """Index new documents of an index without ids (``keyed=False``); returns their rows."""
+        self._require(False, "add_rows")
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] must be a str, not {type(text).__name__}")
+        with self._lock.write():
+            if not texts:
+                return range(self.n_rows, self.n_rows)
+            doc_idx, terms = self._analyze(texts)
+            start = self._append(len(texts), doc_idx, terms)
+            return range(start, start + len(texts))
 
     def upsert(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Index documents, replacing those whose id is already indexed."""
+        self._require(True, "upsert")
         ids = list(ids)
         with self._lock.write():
             self.delete([i for i in ids if i in self.rows])
@@ -183,16 +220,28 @@ class BM25:
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents; unknown ids are ignored. Returns how many were removed."""
-        removed = 0
+        self._require(True, "delete")
         with self._lock.write():
-            for doc_id in ids:
-                row = self.rows.pop(doc_id, None)
-                if row is None:
-                    continue
-                self._alive[row] = False
-                self._df[self._doc_terms[row]] -= 1
-                self._total_length -= float(self._lengths[row])
-                removed += 1
+            rows = [self.rows.pop(doc_id) for doc_id in ids if doc_id in self.rows]
+            return self._kill(rows)
+
+    def delete_rows(self, rows: Iterable[int]) -> int:
+        """Remove the documents of ``rows`` (of an index without ids); rows deleted before, or never added, are
+        ignored. Returns how many were removed."""
+        self._require(False, "delete_rows")
+        with self._lock.write():
+            return self._kill([r for r in rows if 0 <= r < self.n_rows])
+
+    def _kill(self, rows: list[int]) -> int:
+        removed = 0
+        for row in rows:
+            if not self._alive[row]:
+                continue
+            self._alive[row] = False
+            self._df[self._doc_terms[row]] -= 1
+            self._total_length -= float(self._lengths[row])
+            removed += 1
+        self._n_live -= removed
         return removed
 
     def _analyze(self, texts: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -227,25 +276,26 @@ class BM25:
             t = self.vocab[term] = len(self.vocab)
         return t
 
-    def _append(self, ids: list[str], doc_idx: npt.NDArray[np.int64], terms: npt.NDArray[np.int64]) -> None:
-        start = len(self.ids)
+    def _append(self, n_docs: int, doc_idx: npt.NDArray[np.int64], terms: npt.NDArray[np.int64]) -> int:
+        """Append ``n_docs`` analyzed documents as new rows; returns the first."""
+        start = self.n_rows
         n_terms = len(self.vocab)
         keys, tfs = np.unique(doc_idx * n_terms + terms, return_counts=True)  # sorted by document, then term
         docs, term_arr = keys // n_terms, keys % n_terms
-        lengths = np.bincount(doc_idx, minlength=len(ids)).astype(np.float32)
-        bounds = np.searchsorted(docs, np.arange(1, len(ids)))
+        lengths = np.bincount(doc_idx, minlength=n_docs).astype(np.float32)
+        bounds = np.searchsorted(docs, np.arange(1, n_docs))
         self._doc_terms.extend(np.split(term_arr, bounds))
         if len(self._df) < n_terms:
             self._df = np.concatenate([self._df, np.zeros(n_terms - len(self._df), dtype=np.int64)])
         np.add.at(self._df, term_arr, 1)
         self._segments.append(_build_segment(term_arr, docs + start, tfs, n_terms))
-        self.ids.extend(ids)
-        self.rows.update({doc_id: start + k for k, doc_id in enumerate(ids)})
         self._lengths = np.concatenate([self._lengths, lengths])
-        self._alive = np.concatenate([self._alive, np.ones(len(ids), dtype=bool)])
+        self._alive = np.concatenate([self._alive, np.ones(n_docs, dtype=bool)])
+        self._n_live += n_docs
         self._total_length += float(lengths.sum())
         if len(self._segments) > MAX_SEGMENTS:
             self._merge()
+        return start
 
     def _merge(self) -> None:
         """Merge all segments into one, dropping the postings of deleted documents."""
@@ -269,6 +319,7 @@ class BM25:
     ) -> tuple[list[str], npt.NDArray[np.float32]]:
         """The ``k`` best documents for ``query``: (ids, scores), best first; documents with no query term are
         left out. ``mask``: a boolean array over rows (``self.rows``), True where a document may be returned."""
+        self._require(True, "search")
         with self._lock.read():
             hits, scores = self.search_rows(query, k, mask=mask)
             return [self.ids[r] for r in hits], scores
@@ -276,7 +327,8 @@ class BM25:
     def search_rows(
         self, query: str, k: int = 10, *, mask: npt.NDArray[np.bool_] | None = None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """As ``search``, with rows (the order documents were added in) instead of ids."""
+        """As ``search``, with rows (the order documents were added in) instead of ids. Rows of equal scores come
+        in row order, so that the first ``k`` of a longer list are the list of ``k``."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         terms = self.analyzer(query)
@@ -286,24 +338,29 @@ class BM25:
     def top_rows(
         self, scores: npt.NDArray[np.float32], k: int, *, mask: npt.NDArray[np.bool_] | None = None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """The ``k`` best live rows of ``scores`` (one per row, as from ``score_rows``) with a score above 0."""
-        n_rows = len(self.ids)
+        """The ``k`` best live rows of ``scores`` (one per row, as from ``score_rows``) with a score above 0, by
+        score and then by row."""
+        n_rows = self.n_rows
         allowed = self._alive
         if mask is not None:
             if mask.dtype != np.bool_ or mask.shape != (n_rows,):
                 raise ValueError(f"mask must be a bool array of shape ({n_rows},), got {mask.dtype} {mask.shape}")
             allowed = allowed & mask
-        hits = np.flatnonzero((scores > 0) & allowed)
+        hits = np.flatnonzero((scores > 0) & allowed)  # in row order
         if len(hits) > k:
-            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
+            found = scores[hits]
+            kth = np.partition(found, len(found) - k)[len(found) - k]  # the k-th best score
+            above = found > kth
+            tied = np.flatnonzero(found == kth)[: k - int(np.count_nonzero(above))]  # the first rows of that score
+            above[tied] = True
+            hits = hits[above]
         hits = hits[np.argsort(-scores[hits], kind="stable")]
         return hits.astype(np.int64), scores[hits]
 
     def score_rows(self, terms: list[str]) -> npt.NDArray[np.float32]:
         """BM25 scores of every row (dead rows included, as garbage) for analyzed query ``terms``."""
-        n_rows = len(self.ids)
-        scores = np.zeros(n_rows, dtype=np.float32)
-        n_live = len(self.rows)
+        scores = np.zeros(self.n_rows, dtype=np.float32)
+        n_live = self._n_live
         if n_live == 0:
             return scores
         ids = [self.vocab[t] for t in terms if t in self.vocab]
@@ -337,7 +394,7 @@ class BM25:
                 "stopwords": "english" if stop == ENGLISH_STOPWORDS else sorted(stop),
                 "stemmer": self.analyzer.stemmer_name,
                 "vocab": list(self.vocab),  # in term-id order (dicts keep insertion order)
-                "ids": self.ids,
+                "ids": self.ids if self.keyed else None,  # None: rows only
                 "total_length": self._total_length,
             }
             n_terms = np.asarray([len(t) for t in self._doc_terms], dtype=np.int64)
@@ -357,9 +414,10 @@ class BM25:
     def from_state(cls, info: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> BM25:
         """Rebuild an index saved by ``state``; inconsistent arrays raise ValueError."""
         stop = info["stopwords"]
-        out = cls(WordAnalyzer(stopwords=stop, stemmer=info["stemmer"]), k1=info["k1"], b=info["b"])
-        ids, vocab = list(info["ids"]), list(info["vocab"])
-        n_rows, n_terms = len(ids), len(vocab)
+        keyed = info["ids"] is not None
+        out = cls(WordAnalyzer(stopwords=stop, stemmer=info["stemmer"]), k1=info["k1"], b=info["b"], keyed=keyed)
+        ids, vocab = list(info["ids"] or []), list(info["vocab"])
+        n_rows, n_terms = len(ids) if keyed else len(arrays["alive"]), len(vocab)
         term_ptr, docs, tfs = arrays["term_ptr"], arrays["docs"], arrays["tfs"]
         counts = arrays["doc_term_counts"]
         checks = [
@@ -374,9 +432,11 @@ class BM25:
         if bad:
             raise ValueError(f"inconsistent BM25 index: {', '.join(bad)}")
         out.vocab = {t: i for i, t in enumerate(vocab)}
-        out.ids = ids
         out._alive = arrays["alive"].astype(bool)
-        out.rows = {ids[r]: r for r in np.flatnonzero(out._alive).tolist()}
+        out._n_live = int(np.count_nonzero(out._alive))
+        if keyed:
+            out.ids = ids
+            out.rows = {ids[r]: r for r in np.flatnonzero(out._alive).tolist()}
         out._lengths = arrays["lengths"].astype(np.float32)
         out._df = arrays["df"].astype(np.int64)
         out._doc_terms = np.split(arrays["doc_terms"].astype(np.int64), np.cumsum(counts)[:-1]) if n_rows else []
@@ -385,7 +445,8 @@ class BM25:
         return out
 
     def __repr__(self) -> str:
-        return f"BM25({len(self)} documents, {len(self.vocab)} terms, k1={self.k1}, b={self.b})"
+        rows = "" if self.keyed else ", rows only"
+        return f"BM25({len(self)} documents, {len(self.vocab)} terms, k1={self.k1}, b={self.b}{rows})"
 
 
 def _build_segment(

@@ -207,8 +207,9 @@ class Snapshot:
             raise IndexFormatError(f"{self.folder / name}: not a valid array archive ({e})") from None
 
 
-def read_snapshot(path: str | os.PathLike[str], *, version: int) -> Snapshot:
-    """Open the snapshot at ``path``: the manifest is read and checked; data files are checked as they are read."""
+def read_snapshot(path: str | os.PathLike[str], *, version: int | tuple[int, ...]) -> Snapshot:
+    """Open the snapshot at ``path``: the manifest is read and checked; data files are checked as they are read.
+    ``version``: the format version, or versions, the caller reads."""
     root = Path(path)
     file = root / MANIFEST
     if not root.is_dir():
@@ -224,9 +225,11 @@ def read_snapshot(path: str | os.PathLike[str], *, version: int) -> Snapshot:
     checksum = manifest.pop("checksum", None)
     if checksum != _manifest_checksum(manifest):
         raise IndexFormatError(f"{file}: checksum mismatch, the manifest is corrupted")
-    if manifest.get("version") != version:
+    versions = (version,) if isinstance(version, int) else version
+    if manifest.get("version") not in versions:
+        readable = " or ".join(map(str, versions))
         raise IndexFormatError(
-            f"{file}: index format version {manifest.get('version')!r}; this rapidrag reads version {version}"
+            f"{file}: index format version {manifest.get('version')!r}; this rapidrag reads version {readable}"
         )
     return Snapshot(root, manifest)
 

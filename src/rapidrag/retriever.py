@@ -12,17 +12,18 @@ store and metrics.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from . import store
-from .chunks import DEAD_ROW, Row, best_per_document, whole
+from .chunks import ChunkTable, whole
 from .dense import DenseIndex
 from .documents import Document, Hit, SearchResult, check_documents
 from .filters import MetadataIndex
@@ -48,6 +49,19 @@ __all__ = [
 ]
 
 Mode = Literal["hybrid", "dense", "lexical"]
+
+
+class Found(NamedTuple):
+    """A candidate row as the reranker and the hits see it: its document, chunk number and span."""
+
+    doc: Document
+    chunk: int
+    start: int
+    end: int
+
+    @property
+    def text(self) -> str:
+        return self.doc.text[self.start : self.end]
 
 
 # The reranker's share when nothing chose one: fused with the first-stage score, since a reranker's order alone
@@ -126,17 +140,17 @@ class Retriever:
             )
         self.chunker = chunker
         self.index_kind = index
-        self.bm25 = BM25(k1=k1, b=b)
+        self.bm25 = BM25(k1=k1, b=b, keyed=False)  # every index is keyed by the chunk table's rows
         self.title_weight = float(title_weight)
-        self.bm25_title = BM25(k1=k1, b=b) if self.title_weight > 0 else None
+        self.bm25_title = BM25(k1=k1, b=b, keyed=False) if self.title_weight > 0 else None
         self.dense = DenseIndex(embedder.dim, index) if embedder is not None else None
         self.metadata = MetadataIndex()
         self.fusion, self.weights, self.rrf_k = fusion, tuple(weights), rrf_k
         self.rerank_weight, self.rerank_depth = rerank_weight, rerank_depth
-        self._rows: list[Row] = []
-        self._docs: dict[str, tuple[Document, list[int]]] = {}  # id -> (document, its rows)
-        # Per row, its document's first row (one number per document; -1: deleted): documents as integers.
-        self._row_doc = np.zeros(0, dtype=np.int64)
+        self._chunks = ChunkTable()  # per row: its document's number (-1: deleted), chunk number, span
+        self._documents: list[Document | None] = []  # by number (None: deleted)
+        self._doc_rows: list[range] = []  # by number: the document's rows (added together, so contiguous)
+        self._docs: dict[str, int] = {}  # id -> number, of the live documents
         self._lock = RWLock()
         self._model_specs: dict[str, Any] = {}  # set by load: the models recorded in the index
         # Which judgements chose the weights (set by ``rapidrag tune``; kept by save): {"qrels", "sha256", ...}.
@@ -215,8 +229,8 @@ class Retriever:
         return "hybrid" if self.dense is not None and self.embedder is not None else "lexical"
 
     def get(self, doc_id: str) -> Document | None:
-        entry = self._docs.get(doc_id)
-        return entry[0] if entry else None
+        number = self._docs.get(doc_id)
+        return self._documents[number] if number is not None else None
 
     @property
     def n_chunks(self) -> int:
@@ -257,21 +271,13 @@ class Retriever:
         return added
 
     def _add_batch(self, docs: list[Document], batch_size: int, replace: bool) -> int:
-        spans = (
-            self.chunker.split_batch([d.text for d in docs])
-            if self.chunker is not None
-            else [[whole(d.text)] for d in docs]
-        )
-        rows: list[Row] = []
-        owners: list[int] = []
-        for k, (doc, chunks) in enumerate(zip(docs, spans, strict=True)):
-            if not chunks:  # an empty or blank text is still a document, with one empty chunk
-                chunks = [whole(doc.text)]
-            for c, chunk in enumerate(chunks):
-                rows.append(Row(doc.id, c, chunk.start, chunk.end))
-                owners.append(k)
-        texts = [docs[o].text[r.start : r.end] for o, r in zip(owners, rows, strict=True)]
-        vectors = self.embedder.embed(texts, batch_size=batch_size) if self.embedder is not None else None
+        owner, chunk, start, end, n_tokens = self._split(docs)
+        texts = [docs[o].text[a:b] for o, a, b in zip(owner.tolist(), start.tolist(), end.tolist(), strict=True)]
+        vectors = None
+        if self.embedder is not None:
+            # The chunker's token counts order the batches (no second count), for an embedder that takes them.
+            given = {"lengths": n_tokens} if "lengths" in inspect.signature(self.embedder.embed).parameters else {}
+            vectors = self.embedder.embed(texts, batch_size=batch_size, **given)
         with self._lock.write():
             if replace:
                 self.delete([d.id for d in docs])
@@ -279,26 +285,41 @@ class Retriever:
                 taken = [d.id for d in docs if d.id in self._docs]
                 if taken:
                     raise ValueError(f"documents already indexed (meanwhile, by another thread): {taken[:5]}")
-            start = len(self._rows)
-            row_ids = list(range(start, start + len(rows)))
-            names = [str(r) for r in row_ids]
-            self.bm25.add(names, texts)
+            first_number = len(self._documents)
+            rows = self._chunks.append(owner + first_number, chunk, start, end)
+            if self.bm25.add_rows(texts) != rows:
+                raise AssertionError("BM25 rows out of step with the chunk table")
             if self.bm25_title is not None:
-                self.bm25_title.add(names, [docs[o].title for o in owners])
-            if len(self.bm25.ids) != len(self._rows) + len(rows):
-                raise AssertionError("BM25 rows out of step with the retriever's rows")
+                self.bm25_title.add_rows([docs[o].title for o in owner.tolist()])
             if self.dense is not None and vectors is not None:
-                self.dense.add(np.asarray(row_ids), vectors)
-            self.metadata.add([docs[o].metadata for o in owners])
-            self._rows.extend(rows)
-            members: list[list[int]] = [[] for _ in docs]
-            for r, o in zip(row_ids, owners, strict=True):
-                members[o].append(r)
-            for doc, m in zip(docs, members, strict=True):
-                self._docs[doc.id] = (doc, m)
-            firsts = np.asarray([m[0] for m in members], dtype=np.int64)
-            self._row_doc = np.concatenate([self._row_doc, firsts[np.asarray(owners, dtype=np.int64)]])
+                self.dense.add(np.asarray(rows), vectors)
+            self.metadata.add([docs[o].metadata for o in owner.tolist()])
+            bounds = (np.searchsorted(owner, np.arange(len(docs) + 1)) + rows.start).tolist()
+            for k, doc in enumerate(docs):
+                self._docs[doc.id] = first_number + k
+                self._documents.append(doc)
+                self._doc_rows.append(range(bounds[k], bounds[k + 1]))
         return len(rows)
+
+    def _split(self, docs: list[Document]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """The chunks of ``docs`` as arrays, in document order: the document's position in ``docs``, the chunk's
+        number, start, end, and token count (None without a chunker). An empty or blank text is still a document,
+        with one empty chunk."""
+        if self.chunker is None:
+            ends = np.asarray([whole(d.text).end for d in docs], dtype=np.int64)
+            zeros = np.zeros(len(docs), dtype=np.int64)
+            return np.arange(len(docs), dtype=np.int64), zeros, zeros, ends, None
+        spans, row_splits = self.chunker.spans_batch([d.text for d in docs])
+        counts = np.diff(row_splits)
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):
+            ends = np.asarray([len(docs[i].text) for i in empty.tolist()], dtype=np.int64)
+            filler = np.stack([np.zeros_like(ends), ends, np.zeros_like(ends)], axis=1)
+            spans = np.insert(spans, row_splits[empty], filler, axis=0)
+            counts[empty] = 1
+        owner = np.repeat(np.arange(len(docs), dtype=np.int64), counts)
+        chunk = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        return owner, chunk, spans[:, 0], spans[:, 1], spans[:, 2]
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents by id (unknown ids are ignored); returns how many were removed."""
@@ -307,20 +328,19 @@ class Retriever:
         removed = 0
         with self._lock.write():
             for doc_id in ids:
-                entry = self._docs.pop(doc_id, None)
-                if entry is None:
+                number = self._docs.pop(doc_id, None)
+                if number is None:
                     continue
-                rows = entry[1]
-                names = [str(r) for r in rows]
-                self.bm25.delete(names)
+                rows = self._doc_rows[number]
+                self.bm25.delete_rows(rows)
                 if self.bm25_title is not None:
-                    self.bm25_title.delete(names)
+                    self.bm25_title.delete_rows(rows)
                 if self.dense is not None:
-                    self.dense.remove(rows)
+                    self.dense.remove(np.asarray(rows))
                 for r in rows:
                     self.metadata.clear(r)
-                    self._rows[r] = DEAD_ROW
-                self._row_doc[rows] = -1
+                self._chunks.kill(rows)
+                self._documents[number] = None
                 removed += 1
         return removed
 
@@ -365,14 +385,25 @@ class Retriever:
             clock = time.perf_counter()
             qv = self.embedder.embed([query])
             timings["embed_ms"] = (time.perf_counter() - clock) * 1000
-        depth = max(candidates, k) * (4 if per_document else 1)
+        # Rows each first stage fetches: enough for ``candidates`` documents of a few chunks each. Lexical search
+        # alone, without a reranker, needs only ``k`` of them: BM25's lists are by score then row, so a short list
+        # is the start of a long one, and it is fetched again longer if its documents run short.
+        shallow = mode == "lexical" and not use_reranker
+        wanted = min(k, candidates) if shallow else max(candidates, k)
+        fetch = wanted * (4 if per_document else 1)
         with self._lock.read():
-            stages = self._first_stages(query, qv, mode, filter, depth, timings)
             clock = time.perf_counter()
-            ranked, final = self._fuse(stages, candidates, per_document)
+            mask = self.metadata.mask(filter) if filter is not None else None
+            timings["filter_ms"] = (time.perf_counter() - clock) * 1000
+            while True:
+                stages = self._first_stages(query, qv, mode, mask, fetch, timings)
+                clock = time.perf_counter()
+                ranked, final = self._fuse(stages, candidates, per_document)
+                if not shallow or len(ranked) >= wanted or len(stages["bm25"][0]) < fetch:
+                    break
+                fetch *= 4
             # What the hits (and the reranker) need, taken while the index cannot change.
-            needed = ranked[: max(k, self.rerank_depth if use_reranker else 0)].tolist()
-            found = {r: (self._rows[r], self._docs[self._rows[r].doc_id][0]) for r in needed}
+            found = self._found(ranked[: max(k, self.rerank_depth if use_reranker else 0)])
             timings["fusion_ms"] = (time.perf_counter() - clock) * 1000
         if use_reranker:
             clock = time.perf_counter()
@@ -415,22 +446,20 @@ class Retriever:
         query: str,
         qv: np.ndarray | None,
         mode: Mode,
-        filter: Mapping[str, Any] | None,
-        depth: int,
+        mask: np.ndarray | None,
+        fetch: int,
         timings: dict[str, float],
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Each first stage's rows and scores, best first, filtered inside the search ("bm25", "dense")."""
-        clock = time.perf_counter()
-        mask = self.metadata.mask(filter) if filter is not None else None
-        timings["filter_ms"] = (time.perf_counter() - clock) * 1000
+        """Each first stage's ``fetch`` best rows and their scores, best first, among the rows ``mask`` allows
+        ("bm25", "dense")."""
         stages: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if mode in ("lexical", "hybrid"):
             clock = time.perf_counter()
-            stages["bm25"] = self._lexical(query, depth, mask)
+            stages["bm25"] = self._lexical(query, fetch, mask)
             timings["lexical_ms"] = (time.perf_counter() - clock) * 1000
         if qv is not None and self.dense is not None:
             clock = time.perf_counter()
-            r, sc = self.dense.search(qv, depth, mask=mask)
+            r, sc = self.dense.search(qv, fetch, mask=mask)
             keep = r[0] >= 0
             stages["dense"] = (r[0][keep], sc[0][keep])
             timings["dense_ms"] = (time.perf_counter() - clock) * 1000
@@ -451,7 +480,7 @@ class Retriever:
             stages["fused"] = (rows, fused)
         else:
             rows, fused = lists[0]
-        order = best_per_document(rows, self._row_doc) if per_document else np.arange(len(rows))
+        order = self._chunks.best_per_document(rows) if per_document else np.arange(len(rows))
         order = order[:candidates]
         return rows[order], fused[order].astype(np.float64)
 
@@ -460,7 +489,7 @@ class Retriever:
         query: str,
         ranked: np.ndarray,
         final: np.ndarray,
-        found: dict[int, tuple[Row, Document]],
+        found: dict[int, Found],
         stages: dict[str, tuple[np.ndarray, np.ndarray]],
         started: float,
         budget_ms: float | None,
@@ -468,12 +497,12 @@ class Retriever:
         """The candidates reordered by the reranker's scores of the first ``rerank_depth`` of them mixed with the
         first-stage scores (``fusion.rerank_mix``), within what is left of ``budget_ms``; its scores go into
         ``stages["rerank"]``. Out of time, the reranker scores a prefix of the candidates, or none."""
-        depth = min(self.rerank_depth, len(ranked))
+        n_rerank = min(self.rerank_depth, len(ranked))
         # What is left of the budget, less a reserve for building the hits after the reranker.
         left = None if budget_ms is None else budget_ms - (time.perf_counter() - started) * 1000 - BUDGET_RESERVE_MS
-        if not depth or (left is not None and left <= 0):
+        if not n_rerank or (left is not None and left <= 0):
             return ranked, final
-        texts = [_slice(*found[r]) for r in ranked[:depth].tolist()]
+        texts = [found[r].text for r in ranked[:n_rerank].tolist()]
         raw = self.reranker.score(query, texts, budget_ms=left)
         done = ~np.isnan(raw)
         n = int(done.sum())
@@ -489,31 +518,45 @@ class Retriever:
         self,
         rows: np.ndarray,
         scores: np.ndarray,
-        found: dict[int, tuple[Row, Document]],
+        found: dict[int, Found],
         stages: dict[str, tuple[np.ndarray, np.ndarray]],
     ) -> list[Hit]:
         """The hits of ``rows``, each with the score of every stage that ranked it."""
-        by_stage: dict[str, list[float | None]] = {}
+        by_stage: list[tuple[str, list[bool], list[float]]] = []
         for name, (stage_rows, stage_values) in stages.items():
+            if not len(stage_rows):
+                continue
             match = stage_rows[None, :] == rows[:, None]  # a few hits against a few hundred rows
-            at = match.argmax(axis=1) if len(stage_rows) else np.zeros(len(rows), dtype=np.int64)
-            has = match.any(axis=1)
-            by_stage[name] = [float(stage_values[i]) if ok else None for i, ok in zip(at, has, strict=True)]
+            by_stage.append((name, match.any(axis=1).tolist(), stage_values[match.argmax(axis=1)].tolist()))
         hits = []
         for i, (r, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True)):
-            info, doc = found[r]
-            stage = {name: v[i] for name, v in by_stage.items() if v[i] is not None}
-            text = _slice(info, doc)
-            hits.append(Hit(info.doc_id, info.chunk_id, text, info.start, info.end, score, stage, doc.metadata))  # type: ignore[arg-type]
+            f = found[r]
+            stage = {name: values[i] for name, has, values in by_stage if has[i]}
+            hits.append(Hit(f.doc.id, f.chunk, f.text, f.start, f.end, score, stage, f.doc.metadata))  # type: ignore[arg-type]
         return hits
 
-    def _lexical(self, query: str, depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _found(self, rows: np.ndarray) -> dict[int, Found]:
+        """What the reranker and the hits need of ``rows``, read from the chunk table (under the read lock)."""
+        table, documents = self._chunks, self._documents
+        return {
+            r: Found(documents[d], c, a, b)
+            for r, d, c, a, b in zip(
+                rows.tolist(),
+                table.doc[rows].tolist(),
+                table.chunk[rows].tolist(),
+                table.start[rows].tolist(),
+                table.end[rows].tolist(),
+                strict=True,
+            )
+        }
+
+    def _lexical(self, query: str, fetch: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """BM25 rows and scores: the text field, plus the title field times ``title_weight`` when there is one."""
         if self.bm25_title is None:
-            return self.bm25.search_rows(query, k=depth, mask=mask)  # BM25 rows are the retriever's rows
+            return self.bm25.search_rows(query, k=fetch, mask=mask)
         terms = self.bm25.analyzer(query)
         scores = self.bm25.score_rows(terms) + np.float32(self.title_weight) * self.bm25_title.score_rows(terms)
-        return self.bm25.top_rows(scores, depth, mask=mask)
+        return self.bm25.top_rows(scores, fetch, mask=mask)
 
     # -- persistence ---------------------------------------------------------------------------------------------
 
@@ -549,7 +592,7 @@ class Retriever:
 
     def __repr__(self) -> str:
         kind = self.dense.kind if self.dense is not None else "lexical only"
-        return f"Retriever({len(self)} documents, {len(self._rows)} chunks, {kind})"
+        return f"Retriever({len(self)} documents, {len(self._chunks)} chunks, {kind})"
 
 
 _MISSING: Any = object()
@@ -599,7 +642,3 @@ def _warm_up() -> None:
     dense.warm_up()
     reciprocal_rank_fusion([np.arange(2), np.arange(2)])
     weighted_fusion([(np.arange(2), np.ones(2, dtype=np.float32)), (np.arange(2), np.ones(2, dtype=np.float32))])
-
-
-def _slice(info: Row, doc: Document) -> str:
-    return doc.text[info.start : info.end]

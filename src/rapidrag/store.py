@@ -2,7 +2,9 @@
 FAISS indexes, the settings) and the models recorded in it, found again at load by path, by name under
 ``RAPIDRAG_MODELS`` and by fingerprint.
 
-Format versions: 1, the first and current one.
+Format versions: 1, the first; 2 (current), the same files, but the BM25 indexes of an index keep no string ids
+(``"ids": null``): they are keyed by the chunk table's rows, as every index is. Version 1 is still read (its ids,
+the rows' numbers written as strings, are checked and dropped).
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ import contextlib
 import json
 import os
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .chunks import DEAD_ROW, Row
+from .chunks import ChunkTable
 from .dense import DenseIndex
 from .documents import Document, decode_metadata, encode_metadata
 from .errors import IndexFormatError, RapidragError
@@ -26,7 +27,8 @@ from .persist import read_snapshot, save_arrays, write_snapshot
 
 __all__ = ["FORMAT_VERSION", "MODELS_ENV", "load", "model_name", "save"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
 MODELS_ENV = "RAPIDRAG_MODELS"
 
 
@@ -37,21 +39,24 @@ def save(retriever: Any, path: str | os.PathLike[str], after_file: Any = None) -
         bm25_info, bm25_arrays = retriever.bm25.state()
         title_state = retriever.bm25_title.state() if retriever.bm25_title is not None else None
         dense_state = retriever.dense.state() if retriever.dense is not None else None
-        docs = list(retriever._docs.values())
-        row_info = list(retriever._rows)  # deletes replace entries: take them as they are now
-        n_rows = len(row_info)
-    owner = np.full(n_rows, -1, dtype=np.int64)
-    chunk = np.zeros(n_rows, dtype=np.int64)
-    bounds = np.zeros((n_rows, 2), dtype=np.int64)
+        table = retriever._chunks
+        number = table.doc.copy()  # deletes change it in place: take it as it is now
+        chunk, span = table.chunk, np.stack([table.start, table.end], axis=1)
+        documents = list(retriever._documents)
+    # The file numbers the live documents 0, 1, ... in the order they were added.
+    live = [d for d, doc in enumerate(documents) if doc is not None]
+    position = np.full(len(documents), -1, dtype=np.int64)
+    position[live] = np.arange(len(live))
+    owner = np.full(len(number), -1, dtype=np.int64)
+    alive = number >= 0
+    owner[alive] = position[number[alive]]
     lines = []
-    for d, (doc, rows) in enumerate(docs):
+    for d in live:
+        doc = documents[d]
         lines.append(json.dumps({"id": doc.id, "text": doc.text, "title": doc.title, "metadata": encode_metadata(doc)}))
-        for r in rows:
-            info = row_info[r]
-            owner[r], chunk[r], bounds[r] = d, info.chunk_id, (info.start, info.end)
     files = {
         "documents.jsonl": ("\n".join(lines) + "\n").encode("utf-8") if lines else b"",
-        "rows.npz": save_arrays(document=owner, chunk=chunk, span=bounds),
+        "rows.npz": save_arrays(document=owner, chunk=chunk, span=span),
         "bm25.json": json.dumps(bm25_info).encode("utf-8"),
         "bm25.npz": save_arrays(**bm25_arrays),
     }
@@ -78,8 +83,8 @@ def save(retriever: Any, path: str | os.PathLike[str], after_file: Any = None) -
         "embedder": _model_spec(retriever.embedder) or retriever._model_specs.get("embedder"),
         "reranker": _model_spec(retriever.reranker) or retriever._model_specs.get("reranker"),
         "dense": dense_state[0] if dense_state is not None else None,
-        "documents": len(docs),
-        "rows": n_rows,
+        "documents": len(lines),
+        "rows": len(owner),
         "tuned_on": retriever.tuned_on,
     }
     return write_snapshot(path, files, config, version=FORMAT_VERSION, after_file=after_file)
@@ -94,7 +99,7 @@ def load(
     chunker: Any = "auto",
 ) -> Any:
     """Open an index written by ``save`` as an instance of ``cls`` (see ``Retriever.load``)."""
-    snap = read_snapshot(path, version=FORMAT_VERSION)
+    snap = read_snapshot(path, version=READS_VERSIONS)
     try:
         cfg = snap.config
         settings = dict(cfg["retriever"])
@@ -126,9 +131,9 @@ def load(
         out.tuned_on = cfg.get("tuned_on")
         if out.tuned_on and "reranker" not in out.tuned_on and (cfg["reranker"] or {}).get("model_file"):
             out.tuned_on["reranker"] = _name_and_file(cfg["reranker"])[0]  # tuned before this was recorded
-        out.bm25 = BM25.from_state(snap.json("bm25.json"), snap.arrays("bm25.npz"))
+        out.bm25 = _bm25(snap, "bm25")
         if out.title_weight > 0:
-            out.bm25_title = BM25.from_state(snap.json("bm25_title.json"), snap.arrays("bm25_title.npz"))
+            out.bm25_title = _bm25(snap, "bm25_title")
         if cfg["dense"] is not None:
             out.dense = DenseIndex.from_state(cfg["dense"], snap.arrays("dense.npz"))
         rows = snap.arrays("rows.npz")
@@ -139,28 +144,18 @@ def load(
         raw_docs = snap.read("documents.jsonl").decode("utf-8").splitlines()
         if len(raw_docs) != cfg["documents"]:
             raise ValueError(f"{len(raw_docs)} documents where {cfg['documents']} were saved")
-        docs = []
+        docs: list[Document | None] = []
         for line in raw_docs:
             item = json.loads(line)
             docs.append(Document(item["id"], item["text"], decode_metadata(item["metadata"]), item["title"]))
-        out._rows = [DEAD_ROW] * n_rows
-        members: list[list[int]] = [[] for _ in docs]
-        for r in np.flatnonzero(owner >= 0).tolist():
-            d = int(owner[r])
-            if d >= len(docs):
-                raise ValueError(f"row {r} belongs to document {d} of {len(docs)}")
-            out._rows[r] = Row(docs[d].id, int(chunk[r]), int(span[r, 0]), int(span[r, 1]))
-            members[d].append(r)
-        out._docs = {doc.id: (doc, m) for doc, m in zip(docs, members, strict=True)}
-        out._row_doc = np.full(n_rows, -1, dtype=np.int64)
-        for m in members:
-            out._row_doc[m] = m[0] if m else -1
-        meta: list[Mapping[str, Any] | None] = [None] * n_rows
-        for doc, m in zip(docs, members, strict=True):
-            for r in m:
-                meta[r] = doc.metadata
-        out.metadata.add(meta)
-        if len(out.bm25.ids) != n_rows or len(out.bm25) != sum(map(len, members)):
+        if len(owner) and owner.max() >= len(docs):
+            raise ValueError(f"a row belongs to document {int(owner.max())} of {len(docs)}")
+        out._chunks = ChunkTable.from_arrays(owner, chunk, span[:, 0], span[:, 1])
+        out._documents = docs
+        out._doc_rows = _document_rows(owner, len(docs))
+        out._docs = {doc.id: d for d, doc in enumerate(docs) if doc is not None}
+        out.metadata.add([docs[d].metadata if d >= 0 else None for d in owner.tolist()])
+        if out.bm25.n_rows != n_rows or len(out.bm25) != int(np.count_nonzero(owner >= 0)):
             raise ValueError("the BM25 index does not match the chunk table")
         if out.dense is not None and len(out.dense) != len(out.bm25):
             raise ValueError("the dense index does not match the chunk table")
@@ -171,6 +166,35 @@ def load(
             raise
         raise IndexFormatError(f"{path}: the saved index is inconsistent ({type(e).__name__}: {e})") from None
     return out
+
+
+def _bm25(snap: Any, name: str) -> BM25:
+    """A BM25 index of the snapshot, keyed by rows (format 1 wrote the rows' numbers as string ids)."""
+    info = snap.json(f"{name}.json")
+    if snap.version == 1:
+        ids = info.get("ids")
+        if ids != [str(r) for r in range(len(ids or []))]:
+            raise ValueError(f"{name}: the ids of a format-1 index must be its rows' numbers")
+        info["ids"] = None
+    return BM25.from_state(info, snap.arrays(f"{name}.npz"))
+
+
+def _document_rows(owner: np.ndarray, n_docs: int) -> list[range]:
+    """Each document's rows, from the document number of every row (-1: deleted); a document's rows are
+    contiguous (they were added together)."""
+    rows = np.flatnonzero(owner >= 0)
+    numbers = owner[rows]
+    counts = np.bincount(numbers, minlength=n_docs)
+    first = np.full(n_docs, len(owner), dtype=np.int64)
+    last = np.full(n_docs, -1, dtype=np.int64)
+    np.minimum.at(first, numbers, rows)
+    np.maximum.at(last, numbers, rows)
+    has = counts > 0
+    if np.any(last[has] - first[has] + 1 != counts[has]):
+        raise ValueError("a document's rows are not contiguous")
+    first[~has] = 0
+    last[~has] = -1
+    return [range(a, b + 1) for a, b in zip(first.tolist(), last.tolist(), strict=True)]
 
 
 def _model_spec(model: Any) -> dict[str, Any] | None:

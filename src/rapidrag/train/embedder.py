@@ -94,7 +94,7 @@ def train_embedder(
     max_length: int = 256,
     negatives: int = 1,
     skip_window: int = 2,
-    depth: int = 30,
+    candidates: int = 30,
     epochs: int = 1,
     batch_size: int = 32,
     lr: float = 2e-5,
@@ -130,7 +130,7 @@ def train_embedder(
         corpus, queries, qrels, min_queries=min_queries, dev_fraction=dev_fraction, seed=seed
     )
     say(f"data: {len(data.documents):,} documents, {len(train_ids)} train and {len(dev_ids)} dev queries")
-    candidates, _, mining_s = mine(data, embedder, index, train_ids, depth, progress=progress)
+    mined, _, mining_s = mine(data, embedder, index, train_ids, candidates, progress=progress)
     autocast = start_torch(seed, bf16)
     with quiet():
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
@@ -140,7 +140,7 @@ def train_embedder(
     batches: list[list[tuple[str, str, list[str]]]] = []
     for _ in range(epochs):
         triples = [
-            (qid, pos, hard_negatives(candidates, data, qid, negatives, skip_window, rng))
+            (qid, pos, hard_negatives(mined, data, qid, negatives, skip_window, rng))
             for qid in train_ids
             for pos in data.positives(qid)
         ]
@@ -159,7 +159,7 @@ def train_embedder(
         "max_length": max_length,
         "negatives": negatives,
         "skip_window": skip_window,
-        "depth": depth,
+        "candidates": candidates,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,

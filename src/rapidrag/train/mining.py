@@ -63,7 +63,7 @@ def mine(
     embedder: Any,
     index: Any,
     query_ids: Sequence[str],
-    depth: int,
+    candidates: int,
     *,
     progress: bool | None = None,
 ) -> tuple[Candidates, str, float]:
@@ -76,26 +76,26 @@ def mine(
         retriever = mining_retriever(data, embedder, index, progress=progress)
     except ValueError as e:
         raise TrainingError(str(e)) from None
-    candidates = first_stage(retriever, data, query_ids, depth)
-    return candidates, retriever.default_mode, time.perf_counter() - clock
+    mined = first_stage(retriever, data, query_ids, candidates)
+    return mined, retriever.default_mode, time.perf_counter() - clock
 
 
-def first_stage(retriever: Any, data: TrainingData, query_ids: Sequence[str], depth: int) -> Candidates:
+def first_stage(retriever: Any, data: TrainingData, query_ids: Sequence[str], candidates: int) -> Candidates:
     ranked, scores = {}, {}
     for qid in query_ids:
-        hits = retriever.search(data.queries[qid], k=depth, candidates=max(depth, 100), rerank=False)
+        hits = retriever.search(data.queries[qid], k=candidates, candidates=max(candidates, 100), rerank=False)
         ranked[qid] = [h.doc_id for h in hits]
         scores[qid] = [h.score for h in hits]
     return Candidates(ranked, scores)
 
 
 def hard_negatives(
-    candidates: Candidates, data: TrainingData, qid: str, n: int, skip_window: int, rng: random.Random
+    mined: Candidates, data: TrainingData, qid: str, n: int, skip_window: int, rng: random.Random
 ) -> list[str]:
     """``n`` negatives for ``qid``: drawn from its ranked candidates that are neither judged relevant nor within
     ``skip_window`` ranks of a relevant one, the better-ranked first half preferred; topped up at random from
     the corpus when the list runs short."""
-    ranked = candidates.ranked[qid]
+    ranked = mined.ranked[qid]
     relevant = set(data.positives(qid))
     judged = set(data.qrels[qid])
     near: set[int] = set()

@@ -81,7 +81,7 @@ def _score(setup: _Setup, query: str, passages: Sequence[str], batch: int = 32) 
 
 
 def dev_metrics(
-    scores: dict[str, np.ndarray], candidates: Candidates, data: TrainingData, dev_ids: Sequence[str]
+    scores: dict[str, np.ndarray], mined: Candidates, data: TrainingData, dev_ids: Sequence[str]
 ) -> dict[str, Any]:
     """nDCG@10 on dev of the first stage, of the reranker's order alone over the scored candidates, and fused with
     the first-stage score at each weight of ``WEIGHT_GRID`` (``rapidrag.fusion.rerank_mix``, as searches mix);
@@ -92,10 +92,10 @@ def dev_metrics(
     def ndcg(weight: float | None) -> list[float]:
         values = []
         for qid in dev_ids:
-            docs = candidates.ranked[qid]
+            docs = mined.ranked[qid]
             order = np.arange(len(docs))
             if weight is not None:
-                order, _ = rerank_mix(scores[qid], candidates.scores[qid], weight)
+                order, _ = rerank_mix(scores[qid], mined.scores[qid], weight)
             values.append(query_metrics([docs[i] for i in order], data.qrels[qid])["ndcg@10"])
         return values
 
@@ -111,16 +111,16 @@ def dev_metrics(
     }
 
 
-def _dev_scores(setup: _Setup, candidates: Candidates, data: TrainingData, dev_ids: Sequence[str], depth: int) -> Any:
+def _dev_scores(setup: _Setup, mined: Candidates, data: TrainingData, dev_ids: Sequence[str], rerank_depth: int) -> Any:
     return {
-        qid: _score(setup, data.queries[qid], [data.documents[d] for d in candidates.ranked[qid][:depth]])
+        qid: _score(setup, data.queries[qid], [data.documents[d] for d in mined.ranked[qid][:rerank_depth]])
         for qid in dev_ids
     }
 
 
 def _batches(
     data: TrainingData,
-    candidates: Candidates,
+    mined: Candidates,
     train_ids: Sequence[str],
     *,
     epochs: int,
@@ -141,9 +141,9 @@ def _batches(
         groups = []
         for qid in train_ids:
             for pos in data.positives(qid):
-                groups.append((qid, pos, hard_negatives(candidates, data, qid, negatives, skip_window, rng)))
+                groups.append((qid, pos, hard_negatives(mined, data, qid, negatives, skip_window, rng)))
         for qid in unlabelled_ids:
-            ranked = candidates.ranked[qid]
+            ranked = mined.ranked[qid]
             groups.append((qid, ranked[0], rng.sample(ranked[1:], negatives)))
         rng.shuffle(groups)
         pool = 16 * groups_per_batch
@@ -174,7 +174,7 @@ def train_reranker(
     max_length: int = 256,
     negatives: int = 7,
     skip_window: int = 2,
-    depth: int = 30,
+    candidates: int = 30,
     rerank_depth: int = 20,
     epochs: int = 2,
     groups_per_batch: int = 4,
@@ -195,7 +195,7 @@ def train_reranker(
     """Fine-tune the checkpoint ``init`` as a cross-encoder on ``qrels`` and write the model folder ``out``.
 
     ``embedder``: an Embedder (or its folder) for hybrid mining; None mines with BM25 alone. ``index``: a saved
-    index of the same corpus to mine with instead (saves indexing it again). ``depth``: first-stage
+    index of the same corpus to mine with instead (saves indexing it again). ``candidates``: first-stage
     candidates per query, from which negatives are drawn (``skip_window`` ranks around each relevant one are
     skipped); ``rerank_depth``: how many of them the dev evaluation reranks. ``bf16``: None uses bf16 autocast
     where the CPU has bf16 instructions. The dev split (``dev_fraction`` of the judged queries, seeded) chooses the
@@ -249,14 +249,14 @@ def train_reranker(
         unlabelled = list(extra)
         say(f"distillation: {len(unlabelled):,} unlabelled queries ({dropped} dropped)")
     query_ids = [*train_ids, *dev_ids, *unlabelled]
-    candidates, mined_with, mining_s = mine(
-        data, embedder, index, query_ids, max(depth, rerank_depth), progress=progress
+    mined, mined_with, mining_s = mine(
+        data, embedder, index, query_ids, max(candidates, rerank_depth), progress=progress
     )
     say(f"mining: {mined_with} first stage in {mining_s:.0f} s")
     if unlabelled:
-        short = [q for q in unlabelled if len(candidates.ranked[q]) < 1 + negatives]
+        short = [q for q in unlabelled if len(mined.ranked[q]) < 1 + negatives]
         if short:
-            unlabelled = [q for q in unlabelled if len(candidates.ranked[q]) >= 1 + negatives]
+            unlabelled = [q for q in unlabelled if len(mined.ranked[q]) >= 1 + negatives]
             data.dropped["unlabelled queries with too few candidates"] = len(short)
     autocast = start_torch(seed, bf16)
     with quiet():
@@ -278,7 +278,7 @@ def train_reranker(
 
     batches = _batches(
         data,
-        candidates,
+        mined,
         train_ids,
         epochs=epochs,
         groups_per_batch=groups_per_batch,
@@ -301,7 +301,7 @@ def train_reranker(
         "max_length": max_length,
         "negatives": negatives,
         "skip_window": skip_window,
-        "depth": depth,
+        "candidates": candidates,
         "epochs": epochs,
         "groups_per_batch": groups_per_batch,
         "lr": lr,
@@ -312,7 +312,7 @@ def train_reranker(
         "bf16": autocast,
         "mining": mined_with,
     }
-    before = dev_metrics(_dev_scores(setup, candidates, data, dev_ids, rerank_depth), candidates, data, dev_ids)
+    before = dev_metrics(_dev_scores(setup, mined, data, dev_ids, rerank_depth), mined, data, dev_ids)
     loop = Loop(model, total=total, lr=lr, warmup=warmup, work=work, settings=settings, say=say)
 
     def loss_of(step: int) -> Any:
@@ -339,14 +339,14 @@ def train_reranker(
         )
 
     def evaluate() -> tuple[float, dict[str, Any]]:
-        metrics = dev_metrics(_dev_scores(setup, candidates, data, dev_ids, rerank_depth), candidates, data, dev_ids)
+        metrics = dev_metrics(_dev_scores(setup, mined, data, dev_ids, rerank_depth), mined, data, dev_ids)
         fused = max(metrics["fused"].values())
         return fused, {"nDCG@10 alone": metrics["alone"], "fused best": fused}
 
     training_s = loop.run(loss_of, evaluate, eval_every=eval_every, progress=progress)
     best_step = loop.best_step
-    after_scores = _dev_scores(setup, candidates, data, dev_ids, rerank_depth)
-    after = dev_metrics(after_scores, candidates, data, dev_ids)
+    after_scores = _dev_scores(setup, mined, data, dev_ids, rerank_depth)
+    after = dev_metrics(after_scores, mined, data, dev_ids)
 
     record = {
         "task": "rerank",
@@ -375,7 +375,7 @@ def train_reranker(
         work=work,
         worse=worse,
         keep_worse=keep_worse,
-        fill=lambda folder: _write_folder(setup, folder, candidates, data, dev_ids, quantize, say),
+        fill=lambda folder: _write_folder(setup, folder, mined, data, dev_ids, quantize, say),
         say=say,
         gain=("fused gain over the first stage", after["fused_gain"]),
     )
@@ -384,7 +384,7 @@ def train_reranker(
 def _write_folder(
     setup: _Setup,
     folder: Path,
-    candidates: Candidates,
+    mined: Candidates,
     data: TrainingData,
     dev_ids: Sequence[str],
     quantize: bool,
@@ -407,7 +407,7 @@ def _write_folder(
     fp32 = _Setup(model, setup.tokenizer, setup.max_length, autocast=False)
     worst = 0.0
     for qid in dev_ids[:20]:
-        passages = [data.documents[d] for d in candidates.ranked[qid][:8]]
+        passages = [data.documents[d] for d in mined.ranked[qid][:8]]
         diff = np.abs(reranker.score(data.queries[qid], passages) - _score(fp32, data.queries[qid], passages))
         worst = max(worst, float(diff.max()))
     if worst > ONNX_TOLERANCE:
