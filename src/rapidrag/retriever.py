@@ -532,7 +532,7 @@ class Retriever:
         for i, (r, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True)):
             f = found[r]
             stage = {name: values[i] for name, has, values in by_stage if has[i]}
-            hits.append(Hit(f.doc.id, f.chunk, f.text, f.start, f.end, score, stage, f.doc.metadata))  # type: ignore[arg-type]
+            hits.append(Hit(f.doc.id, f.chunk, f.text, f.start, f.end, score, stage, f.doc.metadata))
         return hits
 
     def _found(self, rows: np.ndarray) -> dict[int, Found]:
