@@ -37,7 +37,7 @@ def worker(args: argparse.Namespace) -> None:
     for text in asked.values():  # warm up
         retriever.search(text, k=10)
     out: dict[str, Any] = {"rapidrag": str(Path(rapidrag.__file__).parent)}
-    for mode in MODES:
+    for mode in args.modes:
         for threads in THREADS:
             r = throughput(retriever, asked, Config(mode, mode, False), threads, qrels=qrels)
             out[f"{mode}/{threads}"] = {
@@ -53,12 +53,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True)
     parser.add_argument("--queries", required=True, help="a BEIR folder with queries and qrels/test.tsv")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     side_by_side_options(parser, rounds=3, out="search_throughput.json")
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
-    argv = ["--index", args.index, "--queries", args.queries]
+    argv = ["--index", args.index, "--queries", args.queries, "--modes", *args.modes]
     side_by_side(__file__, args.code, args.rounds, argv, "queries_per_s", args.out)
 
 

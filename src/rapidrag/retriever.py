@@ -523,11 +523,14 @@ class Retriever:
     ) -> list[Hit]:
         """The hits of ``rows``, each with the score of every stage that ranked it."""
         by_stage: list[tuple[str, list[bool], list[float]]] = []
-        for name, (stage_rows, stage_values) in stages.items():
-            if not len(stage_rows):
-                continue
-            match = stage_rows[None, :] == rows[:, None]  # a few hits against a few hundred rows
-            by_stage.append((name, match.any(axis=1).tolist(), stage_values[match.argmax(axis=1)].tolist()))
+        if len(stages) == 1:  # one stage, not reranked: its scores are the hits' scores
+            by_stage.append((next(iter(stages)), [True] * len(rows), scores.tolist()))
+        else:
+            for name, (stage_rows, stage_values) in stages.items():
+                if len(stage_rows):
+                    match = stage_rows[None, :] == rows[:, None]  # a few hits against a few hundred rows
+                    found_at = stage_values[match.argmax(axis=1)].tolist()
+                    by_stage.append((name, match.any(axis=1).tolist(), found_at))
         hits = []
         for i, (r, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True)):
             f = found[r]
@@ -552,10 +555,11 @@ class Retriever:
 
     def _lexical(self, query: str, fetch: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """BM25 rows and scores: the text field, plus the title field times ``title_weight`` when there is one."""
-        if self.bm25_title is None:
-            return self.bm25.search_rows(query, k=fetch, mask=mask)
+        # The retriever's read lock keeps BM25's writers out: its score and top-k methods run without BM25's lock.
         terms = self.bm25.analyzer(query)
-        scores = self.bm25.score_rows(terms) + np.float32(self.title_weight) * self.bm25_title.score_rows(terms)
+        scores = self.bm25.score_rows(terms)
+        if self.bm25_title is not None:
+            scores = scores + np.float32(self.title_weight) * self.bm25_title.score_rows(terms)
         return self.bm25.top_rows(scores, fetch, mask=mask)
 
     # -- persistence ---------------------------------------------------------------------------------------------
