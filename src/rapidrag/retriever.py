@@ -385,10 +385,11 @@ class Retriever:
             clock = time.perf_counter()
             qv = self.embedder.embed([query])
             timings["embed_ms"] = (time.perf_counter() - clock) * 1000
-        # Rows each first stage fetches: enough for ``candidates`` documents of a few chunks each. Lexical search
-        # alone, without a reranker, needs only ``k`` of them: BM25's lists are by score then row, so a short list
-        # is the start of a long one, and it is fetched again longer if its documents run short.
-        shallow = mode == "lexical" and not use_reranker
+        # Rows each first stage fetches: enough for ``candidates`` documents of a few chunks each. One exact stage
+        # without a reranker (BM25, whose lists are by score then row, or a flat dense index) needs only ``k``
+        # documents: a short list is the start of a long one, and it is fetched again longer if they run short.
+        exact = mode == "lexical" or (mode == "dense" and self.dense is not None and self.dense.kind == "flat")
+        shallow = exact and not use_reranker
         wanted = min(k, candidates) if shallow else max(candidates, k)
         fetch = wanted * (4 if per_document else 1)
         with self._lock.read():
@@ -399,7 +400,7 @@ class Retriever:
                 stages = self._first_stages(query, qv, mode, mask, fetch, timings)
                 clock = time.perf_counter()
                 ranked, final = self._fuse(stages, candidates, per_document)
-                if not shallow or len(ranked) >= wanted or len(stages["bm25"][0]) < fetch:
+                if not shallow or len(ranked) >= wanted or len(next(iter(stages.values()))[0]) < fetch:
                     break
                 fetch *= 4
             # What the hits (and the reranker) need, taken while the index cannot change.
