@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 
@@ -48,7 +48,28 @@ __all__ = [
     "query_metrics",
 ]
 
+if TYPE_CHECKING:
+    from .chunker import Chunker
+    from .tokenizer import Tokenizer
+
 Mode = Literal["hybrid", "dense", "lexical"]
+
+
+class EmbedderLike(Protocol):
+    """What the retriever needs of an embedder: ``rapidrag.Embedder``, or one of your own."""
+
+    dim: int
+    max_length: int
+    tokenizer: Tokenizer
+
+    def embed(self, texts: list[str], *, batch_size: int = ...) -> np.ndarray: ...
+
+
+class RerankerLike(Protocol):
+    """What the retriever needs of a reranker: ``rapidrag.Reranker``, or one of your own (``budget_ms``: the
+    scores it had no time for are NaN, after those it gave, in the order given)."""
+
+    def score(self, query: str, passages: list[str], *, budget_ms: float | None = ...) -> np.ndarray: ...
 
 
 class Found(NamedTuple):
@@ -106,9 +127,9 @@ class Retriever:
 
     def __init__(
         self,
-        embedder: Any = None,
-        reranker: Any = None,
-        chunker: Any = None,
+        embedder: EmbedderLike | None = None,
+        reranker: RerankerLike | None = None,
+        chunker: Chunker | None = None,
         *,
         index: Literal["flat", "hnsw", "ivfpq"] = "flat",
         k1: float = 0.9,
@@ -127,7 +148,8 @@ class Retriever:
             rerank_weight=rerank_weight,
             rerank_depth=rerank_depth,
         )
-        self.embedder, self.reranker = embedder, reranker
+        self.embedder: EmbedderLike | None = embedder
+        self.reranker: RerankerLike | None = reranker
         if chunker is None and embedder is not None:
             from .chunker import Chunker
 
@@ -381,7 +403,7 @@ class Retriever:
         mode, use_reranker = self._check_search(query, k, mode, rerank, candidates, budget_ms)
         timings: dict[str, float] = {}
         qv = None
-        if mode != "lexical":
+        if mode != "lexical" and self.embedder is not None:  # (_check_search refused the mode without one)
             clock = time.perf_counter()
             qv = self.embedder.embed([query])
             timings["embed_ms"] = (time.perf_counter() - clock) * 1000
@@ -501,7 +523,7 @@ class Retriever:
         n_rerank = min(self.rerank_depth, len(ranked))
         # What is left of the budget, less a reserve for building the hits after the reranker.
         left = None if budget_ms is None else budget_ms - (time.perf_counter() - started) * 1000 - BUDGET_RESERVE_MS
-        if not n_rerank or (left is not None and left <= 0):
+        if not n_rerank or (left is not None and left <= 0) or self.reranker is None:
             return ranked, final
         texts = [found[r].text for r in ranked[:n_rerank].tolist()]
         raw = self.reranker.score(query, texts, budget_ms=left)
