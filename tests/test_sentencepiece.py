@@ -196,7 +196,7 @@ def _dropped_first(charsmap: tokenizers.Tokenizer, text: str) -> int:
 
 
 def _ours(steps: list[dict[str, object]]) -> object:
-    from rapidrag.tokenizer import _normalizer
+    from rapidrag.tokenizer_spec import read_normalizer as _normalizer
 
     core, _ = _normalizer(Path("steps"), {"normalizer": {"type": "Sequence", "normalizers": steps}}, "Unigram")
     return core

@@ -151,7 +151,7 @@ def test_scores_are_read_as_the_reference_reads_them(scifact_texts: list[str], t
     rounded value; a Unigram model's equal-score segmentations ("33" "3" against "3" "33") are told apart by
     those ulps, so rapidrag reads the scores the same way. A model large enough to have such ties (vocabulary
     4,000, all of SciFact) gives the reference's ids on every document."""
-    from rapidrag.tokenizer import _reference_float
+    from rapidrag.tokenizer_spec import reference_float as _reference_float
 
     assert _reference_float("-3.6538774200310797") == -3.65387742003108 != float("-3.6538774200310797")
     assert _reference_float("-1.5E+3") == -1500.0 and _reference_float("0.0") == 0.0

@@ -9,6 +9,10 @@
 ``rapidrag quantize``: make an int8 model (attention fused) from an fp32 ONNX model.
 ``rapidrag train reranker|embedder``: fine-tune a cross-encoder or an embedder on judged queries ([train] extra).
 ``rapidrag export``: a Hugging Face checkpoint to a model folder rapidrag loads, checked ([export] extra).
+
+The module runs to about 850 lines because it is one short function per subcommand (reading its arguments,
+calling the library, printing its report) and the one argument parser they share; the work itself lives in the
+library's modules (ingest, retriever, store, metrics, tuning, bench, train, export).
 """
 
 from __future__ import annotations

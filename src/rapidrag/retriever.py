@@ -5,9 +5,9 @@ Every indexed unit is a chunk of a document (a "row"); a document that fits the 
 return one hit per document (its best chunk) unless ``per_document=False``.
 
 This module is the orchestration: the ``Retriever`` (adding, deleting and the stages of a search, around one
-readers-writer lock) and the checks of its settings. It runs to about 600 lines because those stages are methods
-that share the lock and the indexes; what they use lives in documents, chunks, lexical, dense, filters, fusion,
-store and metrics.
+readers-writer lock), the checks of its settings, and what it needs of the models (two protocols). It runs to
+about 670 lines because those stages are methods that share the lock, the chunk table and the indexes; what they
+use lives in documents, chunks, lexical, dense, filters, fusion, store and metrics.
 """
 
 from __future__ import annotations
