@@ -382,7 +382,7 @@ def test_reranking_fuses_by_default(
     assert r.rerank_weight is None and r.effective_rerank_weight == DEFAULT_RERANK_WEIGHT < 1.0
     r.add(DOCS)
     calls = []
-    import rapidrag.retriever as module
+    import rapidrag.search as module  # the stages of a search, the rerank mix among them
 
     real = module.rerank_mix
     monkeypatch.setattr(module, "rerank_mix", lambda raw, first, w: calls.append(w) or real(raw, first, w))

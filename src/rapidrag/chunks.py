@@ -9,9 +9,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ChunkTable", "Span", "whole"]
+__all__ = ["ChunkTable", "Span", "first_of_each", "whole"]
 
 IntArray = npt.NDArray[np.int64]
+
+
+def first_of_each(keys: IntArray) -> IntArray:
+    """Positions of the first occurrence of each key in ``keys``, in order (with the documents of a ranked list of
+    rows: the best row of each document)."""
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    _, first = np.unique(keys, return_index=True)
+    return np.sort(first).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -62,10 +71,7 @@ class ChunkTable:
 
     def best_per_document(self, rows: IntArray) -> IntArray:
         """Positions in ``rows`` (a ranked list, best first) of the first, best, row of each document, in order."""
-        if not len(rows):
-            return np.zeros(0, dtype=np.int64)
-        _, first = np.unique(self.doc[rows], return_index=True)
-        return np.sort(first).astype(np.int64)
+        return first_of_each(self.doc[rows])
 
     @classmethod
     def from_arrays(cls, doc: IntArray, chunk: IntArray, start: IntArray, end: IntArray) -> ChunkTable:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from . import _core
 from .locking import RWLock
 
-__all__ = ["BM25", "WordAnalyzer", "ENGLISH_STOPWORDS"]
+__all__ = ["BM25", "ENGLISH_STOPWORDS", "Statistics", "WordAnalyzer"]
 
 MAX_SEGMENTS = 8
 # The English stopword list of Lucene's EnglishAnalyzer (also Pyserini's default for BEIR).
@@ -76,6 +76,22 @@ class WordAnalyzer:
 
     def __repr__(self) -> str:
         return f"WordAnalyzer(stopwords={len(self.stopwords)} words, stemmer={self.stemmer_name!r})"
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """What BM25 scores depend on beyond a document's own terms: the live documents, their total length, and each
+    query term's document frequency. Statistics of disjoint indexes add up to those of their union."""
+
+    documents: int
+    total_length: float
+    df: dict[str, int]
+
+    def __add__(self, other: Statistics) -> Statistics:
+        df = dict(self.df)
+        for term, n in other.df.items():
+            df[term] = df.get(term, 0) + n
+        return Statistics(self.documents + other.documents, self.total_length + other.total_length, df)
 
 
 @dataclass
@@ -357,19 +373,27 @@ class BM25:
         hits = hits[np.argsort(-scores[hits], kind="stable")]
         return hits.astype(np.int64), scores[hits]
 
-    def score_rows(self, terms: list[str]) -> npt.NDArray[np.float32]:
-        """BM25 scores of every row (dead rows included, as garbage) for analyzed query ``terms``."""
+    def statistics(self, terms: list[str]) -> Statistics:
+        """The collection statistics that scores of analyzed query ``terms`` depend on, over the live documents."""
+        df = {t: int(self._df[self.vocab[t]]) if t in self.vocab else 0 for t in terms}
+        return Statistics(self._n_live, self._total_length, df)
+
+    def score_rows(self, terms: list[str], stats: Statistics | None = None) -> npt.NDArray[np.float32]:
+        """BM25 scores of every row (dead rows included, as garbage) for analyzed query ``terms``. ``stats``: the
+        collection statistics to score with (an index split in shards scores each with the sum of theirs, so that
+        its scores are those of one index over all the documents); None: this index's own."""
         scores = np.zeros(self.n_rows, dtype=np.float32)
-        n_live = self._n_live
-        if n_live == 0:
+        n_live = self._n_live if stats is None else stats.documents
+        total_length = self._total_length if stats is None else stats.total_length
+        if n_live == 0 or self._n_live == 0:
             return scores
-        ids = [self.vocab[t] for t in terms if t in self.vocab]
-        if not ids:
+        known = [t for t in terms if t in self.vocab]
+        if not known:
             return scores
-        q = np.asarray(ids, dtype=np.int64)
-        df = self._df[q].astype(np.float64)
+        q = np.asarray([self.vocab[t] for t in known], dtype=np.int64)
+        df = self._df[q].astype(np.float64) if stats is None else np.asarray([stats.df[t] for t in known], np.float64)
         weights = np.log1p((n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
-        avgdl = self._total_length / n_live if self._total_length > 0 else 1.0
+        avgdl = total_length / n_live if total_length > 0 else 1.0
         norms = (1.0 - self.b + self.b * self._lengths / avgdl).astype(np.float32)
         accumulate = _kernels()
         for seg in self._segments:

@@ -4,10 +4,10 @@ fused, and optionally reranked within a time budget.
 Every indexed unit is a chunk of a document (a "row"); a document that fits the chunk size is one chunk. Searches
 return one hit per document (its best chunk) unless ``per_document=False``.
 
-This module is the orchestration: the ``Retriever`` (adding, deleting and the stages of a search, around one
-readers-writer lock), the checks of its settings, and what it needs of the models (two protocols). It runs to
-about 670 lines because those stages are methods that share the lock, the chunk table and the indexes; what they
-use lives in documents, chunks, lexical, dense, filters, fusion, store and metrics.
+This module is one index in this process: the ``Retriever`` (adding and deleting documents around one
+readers-writer lock, and the rows its searches start from: the hooks of ``search.Searcher``, which holds the
+stages of a search) and the checks of its settings. What it uses lives in documents, chunks, lexical, dense,
+filters, store and metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -27,15 +27,21 @@ from .chunks import ChunkTable, whole
 from .dense import DenseIndex
 from .documents import Document, Hit, SearchResult, check_documents
 from .filters import MetadataIndex
-from .fusion import reciprocal_rank_fusion, rerank_mix, weighted_fusion
+from .fusion import reciprocal_rank_fusion, weighted_fusion
 from .lexical import BM25
 from .locking import RWLock
 from .metrics import evaluate, query_metrics
 from .progress import Progress
+from .search import DEFAULT_RERANK_WEIGHT, EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages, check_query
 from .store import FORMAT_VERSION, MODELS_ENV, model_name
 
-# Document, Hit, SearchResult, evaluate and query_metrics are imported here too, for code written against this module.
+if TYPE_CHECKING:
+    from .chunker import Chunker
+
+# Document, Hit, SearchResult, evaluate, query_metrics, check_query and DEFAULT_RERANK_WEIGHT are imported here
+# too, for code written against this module.
 __all__ = [
+    "check_query",
     "DEFAULT_RERANK_WEIGHT",
     "FORMAT_VERSION",
     "MODELS_ENV",
@@ -48,59 +54,10 @@ __all__ = [
     "query_metrics",
 ]
 
-if TYPE_CHECKING:
-    from .chunker import Chunker
-    from .tokenizer import Tokenizer
-
-Mode = Literal["hybrid", "dense", "lexical"]
-
-
-class EmbedderLike(Protocol):
-    """What the retriever needs of an embedder: ``rapidrag.Embedder``, or one of your own."""
-
-    dim: int
-    max_length: int
-    tokenizer: Tokenizer
-
-    def embed(self, texts: list[str], *, batch_size: int = ...) -> np.ndarray: ...
-
-
-class RerankerLike(Protocol):
-    """What the retriever needs of a reranker: ``rapidrag.Reranker``, or one of your own (``budget_ms``: the
-    scores it had no time for are NaN, after those it gave, in the order given)."""
-
-    def score(self, query: str, passages: list[str], *, budget_ms: float | None = ...) -> np.ndarray: ...
-
-
-class Found(NamedTuple):
-    """A candidate row as the reranker and the hits see it: its document, chunk number and span."""
-
-    doc: Document
-    chunk: int
-    start: int
-    end: int
-
-    @property
-    def text(self) -> str:
-        return self.doc.text[self.start : self.end]
-
-
-# The reranker's share when nothing chose one: fused with the first-stage score, since a reranker's order alone
-# can be worse than the first stage's (the shared cross-encoder's is, on SciFact). Chosen on SciFact train by
-# benchmarks/rerank_default.py: of the shares that gain over hybrid whatever number of candidates a budget lets
-# the reranker score, the one with the largest mean gain (BENCHMARKS.md, "The default rerank share").
-DEFAULT_RERANK_WEIGHT = 0.5
 PROGRESS_MIN_DOCUMENTS = 5_000
-BUDGET_RESERVE_MS = 1.0  # of a search's budget_ms, kept for the work after the reranker
 
 
-def check_query(query: str) -> None:
-    """Refuse an empty or blank query (ValueError): searching for nothing returns arbitrary hits."""
-    if not query.strip():
-        raise ValueError(f"the query is {'empty' if not query else 'blank'}: give the words to search for")
-
-
-class Retriever:
+class Retriever(Searcher):
     """Lexical, dense and hybrid search over chunked documents.
 
     Parameters
@@ -167,7 +124,7 @@ class Retriever:
         self.bm25_title = BM25(k1=k1, b=b, keyed=False) if self.title_weight > 0 else None
         self.dense = DenseIndex(embedder.dim, index) if embedder is not None else None
         self.metadata = MetadataIndex()
-        self.fusion, self.weights, self.rrf_k = fusion, tuple(weights), rrf_k
+        self.fusion, self.weights, self.rrf_k = fusion, (float(weights[0]), float(weights[1])), rrf_k
         self.rerank_weight, self.rerank_depth = rerank_weight, rerank_depth
         self._chunks = ChunkTable()  # per row: its document's number (-1: deleted), chunk number, span
         self._documents: list[Document | None] = []  # by number (None: deleted)
@@ -226,29 +183,6 @@ class Retriever:
 
     def __len__(self) -> int:
         return len(self._docs)
-
-    @property
-    def effective_rerank_weight(self) -> float:
-        """The reranker's share in use: ``rerank_weight`` if set (by you, or by ``rapidrag tune`` with the reranker
-        loaded: a weight tuned with another one is not carried over to it), else the reranker folder's recommended
-        weight, else ``DEFAULT_RERANK_WEIGHT``."""
-        if self.rerank_weight is not None and not self._tuned_with_another_reranker():
-            return float(self.rerank_weight)
-        recommended = getattr(self.reranker, "recommended_weight", None)
-        return float(recommended) if recommended is not None else DEFAULT_RERANK_WEIGHT
-
-    def _tuned_with_another_reranker(self) -> bool:
-        tuned = self.tuned_on or {}
-        chosen = (tuned.get("settings") or {}).get("rerank_weight")
-        name = tuned.get("reranker")
-        current = model_name(self.reranker)
-        return name is not None and chosen == self.rerank_weight and current is not None and current != name
-
-    @property
-    def default_mode(self) -> Mode:
-        """What ``search`` does when asked for no mode: hybrid when the index has vectors and its embedder is
-        loaded, else lexical."""
-        return "hybrid" if self.dense is not None and self.embedder is not None else "lexical"
 
     def get(self, doc_id: str) -> Document | None:
         number = self._docs.get(doc_id)
@@ -381,185 +315,42 @@ class Retriever:
 
     # -- search --------------------------------------------------------------------------------------------------
 
-    def search(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        mode: Mode | None = None,
-        filter: Mapping[str, Any] | None = None,
-        rerank: bool | None = None,
-        candidates: int = 100,
-        budget_ms: float | None = None,
-        per_document: bool = True,
-    ) -> SearchResult:
-        """The ``k`` best hits for ``query``. ``mode``: None = ``default_mode`` (hybrid when the index has vectors
-        and its embedder, else lexical). ``rerank``: None = rerank when a reranker is set.
+    # -- the hooks of a search (search.Searcher) -------------------------------------------------------------------
 
-        The stages: the query embedded (outside the lock); the first stages and their fusion under the read lock
-        (other searches run alongside, a change waits); the reranker within what is left of ``budget_ms``; the
-        hits."""
-        started = time.perf_counter()
-        mode, use_reranker = self._check_search(query, k, mode, rerank, candidates, budget_ms)
-        timings: dict[str, float] = {}
-        qv = None
-        if mode != "lexical" and self.embedder is not None:  # (_check_search refused the mode without one)
-            clock = time.perf_counter()
-            qv = self.embedder.embed([query])
-            timings["embed_ms"] = (time.perf_counter() - clock) * 1000
-        # Rows each first stage fetches: enough for ``candidates`` documents of a few chunks each. One exact stage
-        # without a reranker (BM25, whose lists are by score then row, or a flat dense index) needs only ``k``
-        # documents: a short list is the start of a long one, and it is fetched again longer if they run short.
-        exact = mode == "lexical" or (mode == "dense" and self.dense is not None and self.dense.kind == "flat")
-        shallow = exact and not use_reranker
-        wanted = min(k, candidates) if shallow else max(candidates, k)
-        fetch = wanted * (4 if per_document else 1)
-        with self._lock.read():
-            clock = time.perf_counter()
-            mask = self.metadata.mask(filter) if filter is not None else None
-            timings["filter_ms"] = (time.perf_counter() - clock) * 1000
-            while True:
-                stages = self._first_stages(query, qv, mode, mask, fetch, timings)
-                clock = time.perf_counter()
-                ranked, final = self._fuse(stages, candidates, per_document)
-                if not shallow or len(ranked) >= wanted or len(next(iter(stages.values()))[0]) < fetch:
-                    break
-                fetch *= 4
-            # What the hits (and the reranker) need, taken while the index cannot change.
-            found = self._found(ranked[: max(k, self.rerank_depth if use_reranker else 0)])
-            timings["fusion_ms"] = (time.perf_counter() - clock) * 1000
-        if use_reranker:
-            clock = time.perf_counter()
-            ranked, final = self._rerank(query, ranked, final, found, stages, started, budget_ms)
-            timings["rerank_ms"] = (time.perf_counter() - clock) * 1000
-        hits = self._hits(ranked[:k], final[:k], found, stages)
-        timings["total_ms"] = (time.perf_counter() - started) * 1000
-        return SearchResult(hits, timings)
+    @property
+    def _has_vectors(self) -> bool:
+        return self.dense is not None
 
-    def _check_search(
-        self, query: Any, k: Any, mode: Any, rerank: Any, candidates: Any, budget_ms: Any
-    ) -> tuple[Mode, bool]:
-        """The arguments of ``search`` checked: (the mode, whether to rerank)."""
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a str, not {type(query).__name__}")
-        check_query(query)
-        mode = self.default_mode if mode is None else mode
-        if mode not in ("hybrid", "dense", "lexical"):
-            raise ValueError(f"mode must be 'hybrid', 'dense' or 'lexical', got {mode!r}")
-        if mode != "lexical" and self.dense is None:
-            raise ValueError(f"mode {mode!r} needs an embedder; this retriever is lexical only")
-        if mode != "lexical" and self.embedder is None:
-            raise ValueError(
-                f"mode {mode!r} needs the embedder that made this index's vectors, and it was not loaded: "
-                "pass embedder= to Retriever.load (CLI: --embedder PATH), or search with mode='lexical'"
-            )
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k (the number of hits) must be a positive int, got {k!r}")
-        if not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1:
-            raise ValueError(f"candidates must be a positive int, got {candidates!r}")
-        if budget_ms is not None and not (isinstance(budget_ms, (int, float)) and budget_ms > 0):
-            raise ValueError(f"budget_ms must be a positive number or None, got {budget_ms!r}")
-        use_reranker = self.reranker is not None if rerank is None else bool(rerank)
-        if use_reranker and self.reranker is None:
-            raise ValueError("rerank=True needs a reranker")
-        return mode, use_reranker
+    @property
+    def _dense_is_exact(self) -> bool:
+        return self.dense is not None and self.dense.kind == "flat"
+
+    def _select(self, filter: Mapping[str, Any] | None) -> np.ndarray | None:
+        return self.metadata.mask(filter) if filter is not None else None
 
     def _first_stages(
         self,
         query: str,
         qv: np.ndarray | None,
         mode: Mode,
-        mask: np.ndarray | None,
+        selection: np.ndarray | None,
         fetch: int,
         timings: dict[str, float],
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Each first stage's ``fetch`` best rows and their scores, best first, among the rows ``mask`` allows
-        ("bm25", "dense")."""
-        stages: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    ) -> Stages:
+        """Each first stage's ``fetch`` best rows and their scores, best first, among the rows the mask
+        ``selection`` allows ("bm25", "dense")."""
+        lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if mode in ("lexical", "hybrid"):
             clock = time.perf_counter()
-            stages["bm25"] = self._lexical(query, fetch, mask)
+            lists["bm25"] = self._lexical(query, fetch, selection)
             timings["lexical_ms"] = (time.perf_counter() - clock) * 1000
         if qv is not None and self.dense is not None:
             clock = time.perf_counter()
-            r, sc = self.dense.search(qv, fetch, mask=mask)
+            r, sc = self.dense.search(qv, fetch, mask=selection)
             keep = r[0] >= 0
-            stages["dense"] = (r[0][keep], sc[0][keep])
+            lists["dense"] = (r[0][keep], sc[0][keep])
             timings["dense_ms"] = (time.perf_counter() - clock) * 1000
-        return stages
-
-    def _fuse(
-        self, stages: dict[str, tuple[np.ndarray, np.ndarray]], candidates: int, per_document: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The candidates, best first, as (rows, float64 scores): the first stages fused (or the one there is;
-        the fusion goes into ``stages["fused"]``), the best row of each document unless ``per_document`` is
-        False, the first ``candidates``."""
-        lists = list(stages.values())
-        if len(lists) == 2:
-            if self.fusion == "rrf":
-                rows, fused = reciprocal_rank_fusion([lists[0][0], lists[1][0]], rrf_k=self.rrf_k, weights=self.weights)
-            else:
-                rows, fused = weighted_fusion(lists, weights=self.weights)
-            stages["fused"] = (rows, fused)
-        else:
-            rows, fused = lists[0]
-        order = self._chunks.best_per_document(rows) if per_document else np.arange(len(rows))
-        order = order[:candidates]
-        return rows[order], fused[order].astype(np.float64)
-
-    def _rerank(
-        self,
-        query: str,
-        ranked: np.ndarray,
-        final: np.ndarray,
-        found: dict[int, Found],
-        stages: dict[str, tuple[np.ndarray, np.ndarray]],
-        started: float,
-        budget_ms: float | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The candidates reordered by the reranker's scores of the first ``rerank_depth`` of them mixed with the
-        first-stage scores (``fusion.rerank_mix``), within what is left of ``budget_ms``; its scores go into
-        ``stages["rerank"]``. Out of time, the reranker scores a prefix of the candidates, or none."""
-        n_rerank = min(self.rerank_depth, len(ranked))
-        # What is left of the budget, less a reserve for building the hits after the reranker.
-        left = None if budget_ms is None else budget_ms - (time.perf_counter() - started) * 1000 - BUDGET_RESERVE_MS
-        if not n_rerank or (left is not None and left <= 0) or self.reranker is None:
-            return ranked, final
-        texts = [found[r].text for r in ranked[:n_rerank].tolist()]
-        raw = self.reranker.score(query, texts, budget_ms=left)
-        done = ~np.isnan(raw)
-        n = int(done.sum())
-        if not done[:n].all():
-            raise AssertionError("the reranker scored candidates out of the order given")
-        if not n:
-            return ranked, final
-        stages["rerank"] = (ranked[:n], raw[:n])
-        order, final = rerank_mix(raw[:n], final, self.effective_rerank_weight)
-        return ranked[order], final
-
-    def _hits(
-        self,
-        rows: np.ndarray,
-        scores: np.ndarray,
-        found: dict[int, Found],
-        stages: dict[str, tuple[np.ndarray, np.ndarray]],
-    ) -> list[Hit]:
-        """The hits of ``rows``, each with the score of every stage that ranked it."""
-        by_stage: list[tuple[str, list[bool], list[float]]] = []
-        if len(stages) == 1:  # one stage, not reranked: its scores are the hits' scores
-            by_stage.append((next(iter(stages)), [True] * len(rows), scores.tolist()))
-        else:
-            for name, (stage_rows, stage_values) in stages.items():
-                if len(stage_rows):
-                    match = stage_rows[None, :] == rows[:, None]  # a few hits against a few hundred rows
-                    found_at = stage_values[match.argmax(axis=1)].tolist()
-                    by_stage.append((name, match.any(axis=1).tolist(), found_at))
-        hits = []
-        for i, (r, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True)):
-            f = found[r]
-            stage = {name: values[i] for name, has, values in by_stage if has[i]}
-            hits.append(Hit(f.doc.id, f.chunk, f.text, f.start, f.end, score, stage, f.doc.metadata))
-        return hits
+        return Stages(lists, self._chunks.doc.__getitem__)
 
     def _found(self, rows: np.ndarray) -> dict[int, Found]:
         """What the reranker and the hits need of ``rows``, read from the chunk table (under the read lock)."""

@@ -1,0 +1,314 @@
+"""The stages of a search over chunk rows, shared by every kind of index: the arguments checked, the query embedded,
+the first stages (lexical, dense) asked of the index, fused, the best row of each document, the reranker within
+the time budget, the hits with their citations.
+
+``Searcher`` holds these stages and the search settings; an index supplies its rows through four hooks:
+``_has_vectors`` and ``_dense_is_exact`` (what it holds), ``_select`` (a metadata filter made ready to apply),
+``_first_stages`` (each stage's best rows and scores, with the document of each row) and ``_found`` (what the
+reranker and the hits need of some rows). ``Retriever`` is one index in this process; an index split in shards
+answers the same hooks from its shards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+
+import numpy as np
+
+from .chunks import first_of_each
+from .documents import Document, Hit, SearchResult
+from .fusion import reciprocal_rank_fusion, rerank_mix, weighted_fusion
+from .locking import RWLock
+from .store import model_name
+
+__all__ = [
+    "BUDGET_RESERVE_MS",
+    "DEFAULT_RERANK_WEIGHT",
+    "EmbedderLike",
+    "Found",
+    "Mode",
+    "RerankerLike",
+    "Searcher",
+    "Stages",
+    "check_query",
+]
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
+Mode = Literal["hybrid", "dense", "lexical"]
+
+
+class EmbedderLike(Protocol):
+    """What the retriever needs of an embedder: ``rapidrag.Embedder``, or one of your own."""
+
+    dim: int
+    max_length: int
+    tokenizer: Tokenizer
+
+    def embed(self, texts: list[str], *, batch_size: int = ...) -> np.ndarray: ...
+
+
+class RerankerLike(Protocol):
+    """What the retriever needs of a reranker: ``rapidrag.Reranker``, or one of your own (``budget_ms``: the
+    scores it had no time for are NaN, after those it gave, in the order given)."""
+
+    def score(self, query: str, passages: list[str], *, budget_ms: float | None = ...) -> np.ndarray: ...
+
+
+class Found(NamedTuple):
+    """A candidate row as the reranker and the hits see it: its document, chunk number and span."""
+
+    doc: Document
+    chunk: int
+    start: int
+    end: int
+
+    @property
+    def text(self) -> str:
+        return self.doc.text[self.start : self.end]
+
+
+# The reranker's share when nothing chose one: fused with the first-stage score, since a reranker's order alone
+# can be worse than the first stage's (the shared cross-encoder's is, on SciFact). Chosen on SciFact train by
+# benchmarks/rerank_default.py: of the shares that gain over hybrid whatever number of candidates a budget lets
+# the reranker score, the one with the largest mean gain (BENCHMARKS.md, "The default rerank share").
+DEFAULT_RERANK_WEIGHT = 0.5
+BUDGET_RESERVE_MS = 1.0  # of a search's budget_ms, kept for the work after the reranker
+
+
+def check_query(query: str) -> None:
+    """Refuse an empty or blank query (ValueError): searching for nothing returns arbitrary hits."""
+    if not query.strip():
+        raise ValueError(f"the query is {'empty' if not query else 'blank'}: give the words to search for")
+
+
+@dataclass
+class Stages:
+    """The first stages of one search: each stage's rows and scores, best first, by name ("bm25", "dense"; the
+    search adds "fused" and "rerank"), and the document of each row (a number shared by a document's rows)."""
+
+    lists: dict[str, tuple[np.ndarray, np.ndarray]]
+    document_of: Callable[[np.ndarray], np.ndarray]
+
+
+class Searcher:
+    """The stages of a search (see the module's docstring); subclasses set the settings below in their
+    constructor and implement the hooks."""
+
+    embedder: EmbedderLike | None
+    reranker: RerankerLike | None
+    fusion: Literal["rrf", "weighted"]
+    weights: tuple[float, float]
+    rrf_k: float
+    rerank_weight: float | None
+    rerank_depth: int
+    tuned_on: dict[str, Any] | None
+    _lock: RWLock
+
+    # -- hooks ---------------------------------------------------------------------------------------------------
+
+    @property
+    def _has_vectors(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def _dense_is_exact(self) -> bool:
+        """Whether dense search is exact (a flat index), so that a short list of it is the start of a long one."""
+        raise NotImplementedError
+
+    def _select(self, filter: Mapping[str, Any] | None) -> Any:
+        """``filter`` made ready for ``_first_stages`` (under the read lock)."""
+        raise NotImplementedError
+
+    def _first_stages(
+        self, query: str, qv: np.ndarray | None, mode: Mode, selection: Any, fetch: int, timings: dict[str, float]
+    ) -> Stages:
+        """Each first stage's ``fetch`` best rows allowed by ``selection`` (under the read lock)."""
+        raise NotImplementedError
+
+    def _found(self, rows: np.ndarray) -> dict[int, Found]:
+        """What the reranker and the hits need of ``rows`` (under the read lock)."""
+        raise NotImplementedError
+
+    # -- the stages ----------------------------------------------------------------------------------------------
+
+    @property
+    def effective_rerank_weight(self) -> float:
+        """The reranker's share in use: ``rerank_weight`` if set (by you, or by ``rapidrag tune`` with the reranker
+        loaded: a weight tuned with another one is not carried over to it), else the reranker folder's recommended
+        weight, else ``DEFAULT_RERANK_WEIGHT``."""
+        if self.rerank_weight is not None and not self._tuned_with_another_reranker():
+            return float(self.rerank_weight)
+        recommended = getattr(self.reranker, "recommended_weight", None)
+        return float(recommended) if recommended is not None else DEFAULT_RERANK_WEIGHT
+
+    def _tuned_with_another_reranker(self) -> bool:
+        tuned = self.tuned_on or {}
+        chosen = (tuned.get("settings") or {}).get("rerank_weight")
+        name = tuned.get("reranker")
+        current = model_name(self.reranker)
+        return name is not None and chosen == self.rerank_weight and current is not None and current != name
+
+    @property
+    def default_mode(self) -> Mode:
+        """What ``search`` does when asked for no mode: hybrid when the index has vectors and its embedder is
+        loaded, else lexical."""
+        return "hybrid" if self._has_vectors and self.embedder is not None else "lexical"
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        mode: Mode | None = None,
+        filter: Mapping[str, Any] | None = None,
+        rerank: bool | None = None,
+        candidates: int = 100,
+        budget_ms: float | None = None,
+        per_document: bool = True,
+    ) -> SearchResult:
+        """The ``k`` best hits for ``query``. ``mode``: None = ``default_mode`` (hybrid when the index has vectors
+        and its embedder, else lexical). ``rerank``: None = rerank when a reranker is set.
+
+        The stages: the query embedded (outside the lock); the first stages and their fusion under the read lock
+        (other searches run alongside, a change waits); the reranker within what is left of ``budget_ms``; the
+        hits."""
+        started = time.perf_counter()
+        mode, use_reranker = self._check_search(query, k, mode, rerank, candidates, budget_ms)
+        timings: dict[str, float] = {}
+        qv = None
+        if mode != "lexical" and self.embedder is not None:  # (_check_search refused the mode without one)
+            clock = time.perf_counter()
+            qv = self.embedder.embed([query])
+            timings["embed_ms"] = (time.perf_counter() - clock) * 1000
+        # Rows each first stage fetches: enough for ``candidates`` documents of a few chunks each. One exact stage
+        # without a reranker (BM25, whose lists are by score then row, or a flat dense index) needs only ``k``
+        # documents: a short list is the start of a long one, and it is fetched again longer if they run short.
+        exact = mode == "lexical" or (mode == "dense" and self._dense_is_exact)
+        shallow = exact and not use_reranker
+        wanted = min(k, candidates) if shallow else max(candidates, k)
+        fetch = wanted * (4 if per_document else 1)
+        with self._lock.read():
+            clock = time.perf_counter()
+            selection = self._select(filter)
+            timings["filter_ms"] = (time.perf_counter() - clock) * 1000
+            while True:
+                stages = self._first_stages(query, qv, mode, selection, fetch, timings)
+                clock = time.perf_counter()
+                ranked, final = self._fuse(stages, candidates, per_document)
+                if not shallow or len(ranked) >= wanted or len(next(iter(stages.lists.values()))[0]) < fetch:
+                    break
+                fetch *= 4
+            # What the hits (and the reranker) need, taken while the index cannot change.
+            found = self._found(ranked[: max(k, self.rerank_depth if use_reranker else 0)])
+            timings["fusion_ms"] = (time.perf_counter() - clock) * 1000
+        if use_reranker:
+            clock = time.perf_counter()
+            ranked, final = self._rerank(query, ranked, final, found, stages, started, budget_ms)
+            timings["rerank_ms"] = (time.perf_counter() - clock) * 1000
+        hits = self._hits(ranked[:k], final[:k], found, stages.lists)
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        return SearchResult(hits, timings)
+
+    def _check_search(
+        self, query: Any, k: Any, mode: Any, rerank: Any, candidates: Any, budget_ms: Any
+    ) -> tuple[Mode, bool]:
+        """The arguments of ``search`` checked: (the mode, whether to rerank)."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, not {type(query).__name__}")
+        check_query(query)
+        mode = self.default_mode if mode is None else mode
+        if mode not in ("hybrid", "dense", "lexical"):
+            raise ValueError(f"mode must be 'hybrid', 'dense' or 'lexical', got {mode!r}")
+        if mode != "lexical" and not self._has_vectors:
+            raise ValueError(f"mode {mode!r} needs an embedder; this retriever is lexical only")
+        if mode != "lexical" and self.embedder is None:
+            raise ValueError(
+                f"mode {mode!r} needs the embedder that made this index's vectors, and it was not loaded: "
+                "pass embedder= to Retriever.load (CLI: --embedder PATH), or search with mode='lexical'"
+            )
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k (the number of hits) must be a positive int, got {k!r}")
+        if not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1:
+            raise ValueError(f"candidates must be a positive int, got {candidates!r}")
+        if budget_ms is not None and not (isinstance(budget_ms, (int, float)) and budget_ms > 0):
+            raise ValueError(f"budget_ms must be a positive number or None, got {budget_ms!r}")
+        use_reranker = self.reranker is not None if rerank is None else bool(rerank)
+        if use_reranker and self.reranker is None:
+            raise ValueError("rerank=True needs a reranker")
+        return mode, use_reranker
+
+    def _fuse(self, stages: Stages, candidates: int, per_document: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates, best first, as (rows, float64 scores): the first stages fused (or the one there is;
+        the fusion goes into ``stages.lists["fused"]``), the best row of each document unless ``per_document`` is
+        False, the first ``candidates``."""
+        lists = list(stages.lists.values())
+        if len(lists) == 2:
+            if self.fusion == "rrf":
+                rows, fused = reciprocal_rank_fusion([lists[0][0], lists[1][0]], rrf_k=self.rrf_k, weights=self.weights)
+            else:
+                rows, fused = weighted_fusion(lists, weights=self.weights)
+            stages.lists["fused"] = (rows, fused)
+        else:
+            rows, fused = lists[0]
+        order = first_of_each(stages.document_of(rows)) if per_document else np.arange(len(rows))
+        order = order[:candidates]
+        return rows[order], fused[order].astype(np.float64)
+
+    def _rerank(
+        self,
+        query: str,
+        ranked: np.ndarray,
+        final: np.ndarray,
+        found: dict[int, Found],
+        stages: Stages,
+        started: float,
+        budget_ms: float | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates reordered by the reranker's scores of the first ``rerank_depth`` of them mixed with the
+        first-stage scores (``fusion.rerank_mix``), within what is left of ``budget_ms``; its scores go into
+        ``stages.lists["rerank"]``. Out of time, the reranker scores a prefix of the candidates, or none."""
+        n_rerank = min(self.rerank_depth, len(ranked))
+        # What is left of the budget, less a reserve for building the hits after the reranker.
+        left = None if budget_ms is None else budget_ms - (time.perf_counter() - started) * 1000 - BUDGET_RESERVE_MS
+        if not n_rerank or (left is not None and left <= 0) or self.reranker is None:
+            return ranked, final
+        texts = [found[r].text for r in ranked[:n_rerank].tolist()]
+        raw = self.reranker.score(query, texts, budget_ms=left)
+        done = ~np.isnan(raw)
+        n = int(done.sum())
+        if not done[:n].all():
+            raise AssertionError("the reranker scored candidates out of the order given")
+        if not n:
+            return ranked, final
+        stages.lists["rerank"] = (ranked[:n], raw[:n])
+        order, final = rerank_mix(raw[:n], final, self.effective_rerank_weight)
+        return ranked[order], final
+
+    def _hits(
+        self,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        found: dict[int, Found],
+        stages: dict[str, tuple[np.ndarray, np.ndarray]],
+    ) -> list[Hit]:
+        """The hits of ``rows``, each with the score of every stage that ranked it."""
+        by_stage: list[tuple[str, list[bool], list[float]]] = []
+        if len(stages) == 1:  # one stage, not reranked: its scores are the hits' scores
+            by_stage.append((next(iter(stages)), [True] * len(rows), scores.tolist()))
+        else:
+            for name, (stage_rows, stage_values) in stages.items():
+                if len(stage_rows):
+                    match = stage_rows[None, :] == rows[:, None]  # a few hits against a few hundred rows
+                    found_at = stage_values[match.argmax(axis=1)].tolist()
+                    by_stage.append((name, match.any(axis=1).tolist(), found_at))
+        hits = []
+        for i, (r, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True)):
+            f = found[r]
+            stage = {name: values[i] for name, has, values in by_stage if has[i]}
+            hits.append(Hit(f.doc.id, f.chunk, f.text, f.start, f.end, score, stage, f.doc.metadata))
+        return hits
