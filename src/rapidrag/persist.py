@@ -97,7 +97,7 @@ def check_destination(path: str | os.PathLike[str]) -> None:
         raise FileExistsError(f"{root}: exists and is not a folder")
     if not root.is_dir():
         return
-    stray = [p.name for p in root.iterdir() if p.name not in (MANIFEST, ".lock") and not _is_generation(p.name)]
+    stray = [p.name for p in root.iterdir() if p.name not in (MANIFEST, ".lock") and not _is_part(p.name)]
     if stray and not (root / MANIFEST).exists():
         raise FileExistsError(
             f"{root}: the folder holds other files ({', '.join(sorted(stray)[:3])}...) and no saved index; "
@@ -161,6 +161,14 @@ def write_snapshot(
 
 def _is_generation(name: str) -> bool:
     return name.startswith("gen-")
+
+
+PART_PREFIX = "part-"  # the folder of a part of an index made of parts (a shard): a snapshot of its own
+
+
+def _is_part(name: str) -> bool:
+    """Whether ``name`` belongs to a saved index: a generation, or a part written before the index's manifest."""
+    return _is_generation(name) or name.startswith(PART_PREFIX)
 
 
 class Snapshot:

@@ -28,7 +28,7 @@ from .dense import DenseIndex
 from .documents import Document, Hit, SearchResult, check_documents
 from .filters import MetadataIndex
 from .fusion import reciprocal_rank_fusion, weighted_fusion
-from .lexical import BM25
+from .lexical import BM25, Statistics
 from .locking import RWLock
 from .metrics import evaluate, query_metrics
 from .progress import Progress
@@ -336,13 +336,15 @@ class Retriever(Searcher):
         selection: np.ndarray | None,
         fetch: int,
         timings: dict[str, float],
+        statistics: Mapping[str, Statistics] | None = None,
     ) -> Stages:
         """Each first stage's ``fetch`` best rows and their scores, best first, among the rows the mask
-        ``selection`` allows ("bm25", "dense")."""
+        ``selection`` allows ("bm25", "dense"). ``statistics``: BM25's collection statistics to score with, per
+        field (a shard's searches use those of the whole index); None: this index's own."""
         lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if mode in ("lexical", "hybrid"):
             clock = time.perf_counter()
-            lists["bm25"] = self._lexical(query, fetch, selection)
+            lists["bm25"] = self._lexical(query, fetch, selection, statistics)
             timings["lexical_ms"] = (time.perf_counter() - clock) * 1000
         if qv is not None and self.dense is not None:
             clock = time.perf_counter()
@@ -367,14 +369,51 @@ class Retriever(Searcher):
             )
         }
 
-    def _lexical(self, query: str, fetch: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _lexical(
+        self, query: str, fetch: int, mask: np.ndarray | None, statistics: Mapping[str, Statistics] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """BM25 rows and scores: the text field, plus the title field times ``title_weight`` when there is one."""
         # The retriever's read lock keeps BM25's writers out: its score and top-k methods run without BM25's lock.
+        stats = statistics or {}
         terms = self.bm25.analyzer(query)
-        scores = self.bm25.score_rows(terms)
+        scores = self.bm25.score_rows(terms, stats.get("bm25"))
         if self.bm25_title is not None:
-            scores = scores + np.float32(self.title_weight) * self.bm25_title.score_rows(terms)
+            title = self.bm25_title.score_rows(terms, stats.get("bm25_title"))
+            scores = scores + np.float32(self.title_weight) * title
         return self.bm25.top_rows(scores, fetch, mask=mask)
+
+    # -- as a shard of an index split across processes (rapidrag.distributed) -------------------------------------
+
+    def statistics(self, query: str) -> dict[str, Statistics]:
+        """BM25's collection statistics for ``query``, per field ("bm25", and "bm25_title" when the index has a
+        title field): summed over the shards of an index, they score each shard as one index over all of them."""
+        terms = self.bm25.analyzer(query)
+        with self._lock.read():
+            out = {"bm25": self.bm25.statistics(terms)}
+            if self.bm25_title is not None:
+                out["bm25_title"] = self.bm25_title.statistics(terms)
+            return out
+
+    def shard_stages(
+        self,
+        query: str,
+        query_vector: np.ndarray | None,
+        mode: Mode,
+        filter: Mapping[str, Any] | None,
+        fetch: int,
+        statistics: Mapping[str, Statistics] | None,
+    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The first stages of a search as a shard runs them: per stage, its ``fetch`` best rows, their documents'
+        numbers and their scores (BM25's with the whole index's ``statistics``), the filter applied inside."""
+        with self._lock.read():
+            stages = self._first_stages(query, query_vector, mode, self._select(filter), fetch, {}, statistics)
+            return {name: (rows, self._chunks.doc[rows], scores) for name, (rows, scores) in stages.lists.items()}
+
+    def shard_found(self, rows: np.ndarray) -> list[Found]:
+        """What the reranker and the hits need of ``rows`` (rows of a ``shard_stages`` answer), in that order."""
+        with self._lock.read():
+            found = self._found(np.asarray(rows, dtype=np.int64))
+        return [found[r] for r in np.asarray(rows).tolist()]
 
     # -- persistence ---------------------------------------------------------------------------------------------
 

@@ -100,6 +100,11 @@ def load(
 ) -> Any:
     """Open an index written by ``save`` as an instance of ``cls`` (see ``Retriever.load``)."""
     snap = read_snapshot(path, version=READS_VERSIONS)
+    if isinstance(snap.config.get("sharded"), dict):
+        n = snap.config["sharded"].get("n_shards")
+        raise IndexFormatError(
+            f"{path}: an index sharded in {n} parts: open it with rapidrag.distributed.ShardedRetriever.load"
+        )
     try:
         cfg = snap.config
         settings = dict(cfg["retriever"])

@@ -1,0 +1,378 @@
+"""One index split in shards: ``ShardedRetriever``, a drop-in for ``Retriever`` whose documents are spread over
+``n_shards`` single-node indexes (each a ``Retriever``) by a hash of their id, in this process or in Ray actors.
+
+A search is one ``Retriever`` search whose first stages are scattered and gathered (``search.Searcher``'s hooks):
+
+1. exact global BM25: each shard reports BM25's collection statistics for the query's terms (live documents,
+   their total length, each term's document frequency, per field); the coordinator sums them and every shard
+   scores with the sums, as Elasticsearch's DFS mode does, so the scores are those of one index over all the
+   documents;
+2. each shard returns its own best ``fetch`` rows per stage (not fetch / S), the metadata filter applied inside;
+   the coordinator merges them by score into the lists one index would have ranked;
+3. fusion, the best row per document, the reranker (once, on the merged candidates; the query is embedded once)
+   and the hits run in the coordinator, on rows numbered across shards (row * S + shard).
+
+Dense search is exact across shards on flat indexes (HNSW and IVF-PQ are approximate per shard). Scores equal a
+single index's; the order of rows of exactly equal score may differ (each index breaks ties by its own rows).
+
+Backends: ``backend="local"`` keeps the shards in this process (tests, and the reference the Ray backend is held
+to); ``backend="ray"`` makes each shard a Ray actor (the ``[ray]`` extra), on an existing cluster (``address``) or
+a local one started for the caller on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .documents import Document, check_documents
+from .errors import IndexFormatError
+from .lexical import Statistics
+from .locking import RWLock
+from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapshot
+from .retriever import Retriever
+from .search import EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages
+
+__all__ = ["ShardedRetriever", "shard_of"]
+
+SHARDED_VERSION = 1
+
+
+def shard_of(doc_id: str, n_shards: int) -> int:
+    """The shard that owns ``doc_id``: CRC-32 of its UTF-8 bytes modulo ``n_shards`` (stable across processes and
+    runs, unlike Python's ``hash``)."""
+    return zlib.crc32(doc_id.encode("utf-8", "surrogatepass")) % n_shards
+
+
+class ShardedRetriever(Searcher):
+    """Lexical, dense and hybrid search over documents spread across ``n_shards`` shards.
+
+    Parameters
+    ----------
+    embedder, reranker, chunker : as for ``Retriever``. The reranker runs in the coordinator, once per search.
+    n_shards : how many shards (at least 1).
+    backend : "local" (shards in this process) or "ray" (each shard a Ray actor).
+    address : with ``backend="ray"``, the cluster to join ("auto", "ray://..." or "host:port"); None starts a
+        local one on 127.0.0.1 for this process (or uses the one ``ray.init`` already started).
+    **settings : the ``Retriever``'s settings (``index``, ``k1``, ``b``, ``title_weight``, ``fusion``,
+        ``weights``, ``rrf_k``, ``rerank_weight``, ``rerank_depth``), the same in every shard.
+    """
+
+    def __init__(
+        self,
+        embedder: EmbedderLike | None = None,
+        reranker: RerankerLike | None = None,
+        chunker: Any = None,
+        *,
+        n_shards: int = 2,
+        backend: Literal["local", "ray"] = "local",
+        address: str | None = None,
+        **settings: Any,
+    ) -> None:
+        if not isinstance(n_shards, int) or isinstance(n_shards, bool) or n_shards < 1:
+            raise ValueError(f"n_shards must be a positive int, got {n_shards!r}")
+        if backend not in ("local", "ray"):
+            raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+        # The first shard checks the settings (and is the model of the others).
+        first = Retriever(embedder, None, chunker, **settings)
+        self.embedder, self.reranker, self.chunker = embedder, reranker, first.chunker
+        self.index_kind = first.index_kind
+        self.title_weight = first.title_weight
+        self.fusion, self.weights, self.rrf_k = first.fusion, first.weights, first.rrf_k
+        self.rerank_weight, self.rerank_depth = first.rerank_weight, first.rerank_depth
+        self.tuned_on: dict[str, Any] | None = None
+        self.n_shards, self.backend, self.address = n_shards, backend, address
+        self._settings = dict(settings)
+        self._has_dense = first.dense is not None
+        self._lock = RWLock()  # searches read; a change (which may span shards) writes
+        if backend == "local":
+            others = [Retriever(embedder, None, chunker, **settings) for _ in range(n_shards - 1)]
+            self._shards: list[Any] = [_Shard(r) for r in [first, *others]]
+        else:
+            self._shards = _ray_shards(n_shards, embedder, chunker, settings, address)
+
+    # -- calls to the shards ---------------------------------------------------------------------------------------
+
+    def _each(self, method: str, args: Sequence[tuple[Any, ...]], **kwargs: Any) -> list[Any]:
+        """``method(*args[i], **kwargs)`` on shard i, for every i; on Ray, all at once."""
+        if self.backend == "local":
+            return [shard.call(method, *a, **kwargs) for shard, a in zip(self._shards, args, strict=True)]
+        import ray
+
+        return list(ray.get([s.call.remote(method, *a, **kwargs) for s, a in zip(self._shards, args, strict=True)]))
+
+    def _all(self, method: str, *args: Any) -> list[Any]:
+        return self._each(method, [args] * self.n_shards)
+
+    def _route(self, ids: Iterable[str]) -> list[list[int]]:
+        """Positions of ``ids`` per shard."""
+        out: list[list[int]] = [[] for _ in range(self.n_shards)]
+        for i, doc_id in enumerate(ids):
+            out[shard_of(doc_id, self.n_shards)].append(i)
+        return out
+
+    # -- changes -----------------------------------------------------------------------------------------------------
+
+    def add(self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None) -> int:
+        """Index documents, each in the shard its id hashes to; returns the chunks added. Every document is
+        checked before any is indexed; an id already indexed is refused (use ``upsert``)."""
+        return self._write("add", documents, batch_size)
+
+    def upsert(self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None) -> int:
+        """Index documents, replacing those already indexed under the same id (in the same shard)."""
+        return self._write("upsert", documents, batch_size)
+
+    def _write(self, method: str, documents: Iterable[Any], batch_size: int) -> int:
+        docs = check_documents(documents)
+        groups = self._route(d.id for d in docs)
+        with self._lock.write():
+            if method == "add":  # refused before any shard changes
+                taken = [
+                    i for found in self._each("taken", [([docs[i].id for i in g],) for g in groups]) for i in found
+                ]
+                if taken:
+                    raise ValueError(f"documents already indexed: {taken[:5]}; use upsert to replace them")
+            added = self._each(method, [([docs[i] for i in g],) for g in groups], batch_size=batch_size)
+        return int(sum(added))
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove documents by id (unknown ids are ignored); returns how many were removed."""
+        if isinstance(ids, str):
+            raise TypeError("ids must be an iterable of str (wrap a single id in a list)")
+        ids = list(ids)
+        groups = self._route(ids)
+        with self._lock.write():
+            return int(sum(self._each("delete", [([ids[i] for i in g],) for g in groups])))
+
+    # -- reading -----------------------------------------------------------------------------------------------------
+
+    def get(self, doc_id: str) -> Document | None:
+        shard = self._shards[shard_of(doc_id, self.n_shards)]
+        if self.backend == "local":
+            return shard.call("get", doc_id)  # type: ignore[no-any-return]
+        import ray
+
+        return ray.get(shard.call.remote("get", doc_id))  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return int(sum(self._all("documents")))
+
+    @property
+    def n_chunks(self) -> int:
+        """Indexed chunks of the live documents, over all shards."""
+        return int(sum(self._all("chunks")))
+
+    # -- the hooks of a search (search.Searcher) -----------------------------------------------------------------------
+
+    @property
+    def _has_vectors(self) -> bool:
+        return self._has_dense
+
+    @property
+    def _dense_is_exact(self) -> bool:
+        return self._has_dense and self.index_kind == "flat"
+
+    def _select(self, filter: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        return filter  # each shard applies it inside its own search
+
+    def _first_stages(
+        self,
+        query: str,
+        qv: np.ndarray | None,
+        mode: Mode,
+        selection: Mapping[str, Any] | None,
+        fetch: int,
+        timings: dict[str, float],
+    ) -> Stages:
+        statistics = None
+        if mode in ("lexical", "hybrid"):
+            statistics = _sum_statistics(self._all("statistics", query))
+        answers = self._all("shard_stages", query, qv, mode, selection, fetch, statistics)
+        lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        keys_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name in answers[0]:
+            rows, docs, scores = self._merge([a[name] for a in answers], fetch)
+            lists[name] = (rows, scores)
+            keys_of[name] = (rows, docs)
+        return Stages(lists, _document_lookup(list(keys_of.values())))
+
+    def _merge(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fetch: int) -> tuple[np.ndarray, ...]:
+        """The shards' lists of one stage as one: rows and documents numbered across shards (x * S + shard), best
+        first by score (then by that number), the first ``fetch``."""
+        s = self.n_shards
+        rows = np.concatenate([np.asarray(r, dtype=np.int64) * s + i for i, (r, _, _) in enumerate(parts)])
+        docs = np.concatenate([np.asarray(d, dtype=np.int64) * s + i for i, (_, d, _) in enumerate(parts)])
+        scores = np.concatenate([np.asarray(sc) for _, _, sc in parts])
+        order = np.lexsort((rows, -scores))[:fetch]
+        return rows[order], docs[order], scores[order]
+
+    def _found(self, rows: np.ndarray) -> dict[int, Found]:
+        s = self.n_shards
+        keys = np.asarray(rows, dtype=np.int64)
+        groups = [keys[keys % s == i] for i in range(s)]
+        answers = self._each("shard_found", [(g // s,) for g in groups])
+        return {int(key): f for g, found in zip(groups, answers, strict=True) for key, f in zip(g, found, strict=True)}
+
+    # -- persistence -------------------------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the index to the folder ``path``: each shard atomically into its own folder ``part-NNN`` (the
+        ``Retriever`` format), then the index's manifest, last, which says it is sharded and how."""
+        root = Path(path)
+        check_destination(root)
+        root.mkdir(parents=True, exist_ok=True)
+        parts = [str((root / f"{PART_PREFIX}{i:03d}").resolve()) for i in range(self.n_shards)]
+        with self._lock.read():
+            self._each("save", [(p,) for p in parts])
+        config = {
+            "sharded": {"version": SHARDED_VERSION, "n_shards": self.n_shards, "parts": [Path(p).name for p in parts]},
+            "settings": self._settings,
+            "tuned_on": self.tuned_on,
+        }
+        return write_snapshot(root, {}, config, version=SHARDED_VERSION)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        embedder: Any = "auto",
+        reranker: Any = "auto",
+        backend: Literal["local", "ray"] = "local",
+        address: str | None = None,
+    ) -> ShardedRetriever:
+        """Open an index written by ``save``; ``embedder`` and ``reranker`` as for ``Retriever.load``."""
+        root = Path(path)
+        snap = read_snapshot(root, version=SHARDED_VERSION)
+        info = snap.config.get("sharded")
+        if not isinstance(info, dict):
+            raise IndexFormatError(f"{root}: not a sharded index (open it with Retriever.load)")
+        parts = [root / name for name in info["parts"]]
+        missing = [str(p) for p in parts if not p.is_dir()]
+        if len(parts) != info["n_shards"] or missing:
+            raise IndexFormatError(f"{root}: the index has {info['n_shards']} shards; missing: {missing or parts}")
+        shards = [Retriever.load(p, embedder=embedder, reranker=None) for p in parts]
+        first = shards[0]
+        out = cls.__new__(cls)
+        Searcher.__init__(out)
+        out.embedder, out.chunker = first.embedder, first.chunker
+        out.reranker = first_reranker(parts[0], reranker) if reranker is not None else None
+        out.index_kind, out.title_weight = first.index_kind, first.title_weight
+        out.fusion, out.weights, out.rrf_k = first.fusion, first.weights, first.rrf_k
+        out.rerank_weight, out.rerank_depth = first.rerank_weight, first.rerank_depth
+        out.tuned_on = snap.config.get("tuned_on")
+        out.n_shards, out.backend, out.address = len(shards), backend, address
+        out._settings = dict(snap.config.get("settings") or {})
+        out._has_dense = first.dense is not None
+        out._lock = RWLock()
+        if backend == "local":
+            out._shards = [_Shard(r) for r in shards]
+        else:
+            out._shards = _ray_shards(len(shards), None, None, out._settings, address, [str(p) for p in parts])
+        return out
+
+    def __repr__(self) -> str:
+        return f"ShardedRetriever({len(self)} documents in {self.n_shards} shards, {self.backend})"
+
+
+def first_reranker(part: Path, reranker: Any) -> Any:
+    """The reranker for a loaded sharded index: the object given, or (for "auto") the one its first shard
+    recorded."""
+    if reranker != "auto":
+        return reranker
+    return Retriever.load(part, embedder=None, reranker="auto").reranker
+
+
+def _sum_statistics(per_shard: list[dict[str, Statistics]]) -> dict[str, Statistics]:
+    out = dict(per_shard[0])
+    for stats in per_shard[1:]:
+        for field, value in stats.items():
+            out[field] = out[field] + value
+    return out
+
+
+def _document_lookup(pairs: list[tuple[np.ndarray, np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from rows to their documents, over the (rows, documents) of the merged stage lists."""
+    rows = np.concatenate([r for r, _ in pairs]) if pairs else np.zeros(0, dtype=np.int64)
+    docs = np.concatenate([d for _, d in pairs]) if pairs else np.zeros(0, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    rows, docs = rows[order], docs[order]
+
+    def document_of(keys: np.ndarray) -> np.ndarray:
+        return docs[np.searchsorted(rows, keys)]
+
+    return document_of
+
+
+def _ray_shards(
+    n_shards: int,
+    embedder: Any,
+    chunker: Any,
+    settings: dict[str, Any],
+    address: str | None,
+    parts: list[str] | None = None,
+) -> list[Any]:
+    """Shard actors on a Ray cluster (started on 127.0.0.1 when none is running and no ``address`` is given)."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("backend='ray' needs Ray: pip install 'rapidrag[ray]'") from None
+    from .store import _model_spec
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if address is None:
+            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        else:
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except ConnectionError as e:
+                raise ConnectionError(f"no Ray cluster answers at {address!r}: {e}") from None
+    spec = json.loads(json.dumps(_model_spec(embedder))) if embedder is not None else None
+    chunking = {"max_tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker is not None else None
+    actor = ray.remote(num_cpus=0)(_ShardActor)
+    return [actor.remote(spec, chunking, settings, parts[i] if parts else None) for i in range(n_shards)]
+
+
+class _Shard:
+    """A shard: a ``Retriever``, called by method name (as a Ray actor is)."""
+
+    def __init__(self, retriever: Retriever) -> None:
+        self.retriever = retriever
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "documents":
+            return len(self.retriever)
+        if method == "chunks":
+            return self.retriever.n_chunks
+        if method == "taken":  # which of these ids the shard holds
+            return [doc_id for doc_id in args[0] if self.retriever.get(doc_id) is not None]
+        return getattr(self.retriever, method)(*args, **kwargs)
+
+
+class _ShardActor(_Shard):
+    """A shard in a Ray actor: a ``Retriever`` with its own embedder (opened from the coordinator's model spec),
+    or loaded from a saved part."""
+
+    def __init__(
+        self, spec: dict[str, Any] | None, chunking: dict[str, int] | None, settings: dict[str, Any], part: str | None
+    ) -> None:
+        if part is not None:
+            super().__init__(Retriever.load(part, reranker=None))
+            return
+        embedder = chunker = None
+        if spec is not None:
+            from .store import _build_model
+
+            embedder = _build_model("embedder", spec, Path(spec["folder"]), Path(spec["model_file"]))
+            if chunking is not None:
+                from .chunker import Chunker
+
+                chunker = Chunker(embedder.tokenizer, chunking["max_tokens"], chunking["overlap"])
+        super().__init__(Retriever(embedder, None, chunker, **settings))

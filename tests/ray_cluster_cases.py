@@ -1,0 +1,86 @@
+"""The Ray cases of rapidrag.distributed, on a real cluster of three processes on this machine. They run inside a
+private network namespace: ``tests/test_distributed.py::test_on_a_ray_cluster_in_a_private_network`` starts them
+(``unshare --net``); run alone, outside one, they refuse to start a cluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from shard_helpers import make_corpus, make_embedder, make_queries, results, same
+
+import rapidrag
+from rapidrag.distributed import ShardedRetriever
+
+
+@pytest.fixture(scope="module")
+def embedder(minilm_dir: Path) -> rapidrag.Embedder:
+    return make_embedder(minilm_dir)
+
+
+@pytest.fixture(scope="module")
+def corpus(scifact_dir: Path) -> list[dict[str, Any]]:
+    return make_corpus(scifact_dir)
+
+
+@pytest.fixture(scope="module")
+def queries(scifact_dir: Path) -> list[str]:
+    return make_queries(scifact_dir)
+
+
+def _loopback(address: str) -> bool:
+    return address.startswith("127.") or address in ("localhost", "::1")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Any:
+    """A real cluster of three processes (a head and two worker nodes, one CPU each, object stores of 256 MiB),
+    every node on 127.0.0.1."""
+    if os.environ.get("RAPIDRAG_IN_PRIVATE_NETWORK") != "1":
+        pytest.fail("run through test_distributed.py (it makes the private network these cases need)")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    store = 256 * 1024 * 1024
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "object_store_memory": store, "node_ip_address": "127.0.0.1"},
+    )
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, object_store_memory=store, node_ip_address="127.0.0.1")
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_the_cluster_stays_on_loopback(ray_cluster: Any) -> None:
+    import ray
+
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    assert len(nodes) == 3
+    assert all(_loopback(n["NodeManagerAddress"]) for n in nodes), [n["NodeManagerAddress"] for n in nodes]
+    assert _loopback(ray_cluster.address.rsplit(":", 1)[0]), ray_cluster.address
+
+
+def test_ray_shards_answer_as_the_local_ones(
+    ray_cluster: Any, embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], queries: list[str], tmp_path: Path
+) -> None:
+    docs = corpus[:150]
+    local = ShardedRetriever(embedder, n_shards=3, title_weight=0.5)
+    local.add(docs)
+    remote = ShardedRetriever(embedder, n_shards=3, title_weight=0.5, backend="ray", address=ray_cluster.address)
+    remote.add(docs)
+    remote.delete([docs[0]["id"]])
+    local.delete([docs[0]["id"]])
+    assert len(remote) == len(local) == 149 and remote.get(docs[1]["id"]) == local.get(docs[1]["id"])
+    for mode in ("lexical", "hybrid"):
+        same(results(remote, queries[:8], mode=mode), results(local, queries[:8], mode=mode))
+    remote.save(tmp_path / "ix")
+    again = ShardedRetriever.load(tmp_path / "ix", embedder=embedder, reranker=None, backend="ray")
+    same(results(again, queries[:8]), results(local, queries[:8]))

@@ -1,0 +1,171 @@
+"""rapidrag.distributed: an index split in shards answers as one index over the same documents (exact global
+BM25, exact merge of the shards' lists), in this process and across Ray actors on a local cluster."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from shard_helpers import N_DOCS, make_corpus, make_embedder, make_queries, results, same
+
+import rapidrag
+from rapidrag.distributed import ShardedRetriever, shard_of
+from rapidrag.retriever import Retriever
+
+
+@pytest.fixture(scope="module")
+def embedder(minilm_dir: Path) -> rapidrag.Embedder:
+    return make_embedder(minilm_dir)
+
+
+@pytest.fixture(scope="module")
+def corpus(scifact_dir: Path) -> list[dict[str, Any]]:
+    return make_corpus(scifact_dir)
+
+
+@pytest.fixture(scope="module")
+def queries(scifact_dir: Path) -> list[str]:
+    return make_queries(scifact_dir)
+
+
+@pytest.fixture(scope="module")
+def single(embedder: rapidrag.Embedder, corpus: list[dict[str, Any]]) -> Retriever:
+    r = Retriever(embedder, title_weight=0.5)
+    r.add(corpus)
+    r.delete([corpus[3]["id"], corpus[10]["id"]])
+    r.upsert([{**corpus[5], "text": corpus[5]["text"] + " Upserted with new words about insulin."}])
+    return r
+
+
+def sharded(embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], n: int, **kw: Any) -> ShardedRetriever:
+    s = ShardedRetriever(embedder, n_shards=n, title_weight=0.5, **kw)
+    s.add(corpus)
+    s.delete([corpus[3]["id"], corpus[10]["id"]])
+    s.upsert([{**corpus[5], "text": corpus[5]["text"] + " Upserted with new words about insulin."}])
+    return s
+
+
+@pytest.mark.parametrize("n_shards", [1, 2, 4])
+def test_a_sharded_index_answers_as_one_index(
+    embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], queries: list[str], single: Retriever, n_shards: int
+) -> None:
+    s = sharded(embedder, corpus, n_shards)
+    assert len(s) == len(single) == N_DOCS - 2 and s.n_chunks == single.n_chunks
+    assert s.get(corpus[5]["id"]) == single.get(corpus[5]["id"]) and s.get(corpus[3]["id"]) is None
+    counts = np.bincount([shard_of(d["id"], n_shards) for d in corpus], minlength=n_shards)
+    assert (counts > 0).all()  # every shard holds documents
+    for mode in ("lexical", "dense", "hybrid"):
+        for where in (None, {"year": {"$gte": 2005}}, {"tags": "t3"}):
+            same(results(s, queries, mode=mode, filter=where), results(single, queries, mode=mode, filter=where))
+        same(
+            results(s, queries, mode=mode, per_document=False), results(single, queries, mode=mode, per_document=False)
+        )
+
+
+def test_per_shard_statistics_would_rank_differently(
+    embedder: rapidrag.Embedder,
+    corpus: list[dict[str, Any]],
+    queries: list[str],
+    single: Retriever,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check above can fail: scored with each shard's own statistics (no summing step), the shards' BM25
+    lists differ from one index's."""
+    import rapidrag.distributed
+
+    s = sharded(embedder, corpus, 4)
+    monkeypatch.setattr(rapidrag.distributed, "_sum_statistics", lambda per_shard: None)
+    local = results(s, queries, mode="lexical")
+    want = results(single, queries, mode="lexical")
+    assert any([x[:4] for x in g] != [x[:4] for x in w] for g, w in zip(local, want, strict=True))
+    assert any(abs(g[0][4] - w[0][4]) > 1e-3 for g, w in zip(local, want, strict=True) if g and w)
+
+
+def test_reranking_runs_once_on_the_merged_candidates(
+    embedder: rapidrag.Embedder, reranker_dir: Path, corpus: list[dict[str, Any]], queries: list[str]
+) -> None:
+    reranker = rapidrag.Reranker(reranker_dir, max_length=128)  # fp32, as the embedder (see its fixture)
+    calls: list[int] = []
+    real = reranker.score
+
+    def counting(query: str, passages: Any, **kw: Any) -> Any:
+        calls.append(len(passages))
+        return real(query, passages, **kw)
+
+    reranker.score = counting  # type: ignore[method-assign]
+    one = Retriever(embedder, reranker, title_weight=0.5)
+    one.add(corpus[:200])
+    s = ShardedRetriever(embedder, reranker, n_shards=3, title_weight=0.5)
+    s.add(corpus[:200])
+    calls.clear()
+    got = results(s, queries[:5])
+    assert calls == [20] * 5  # one call per search, on the rerank_depth best merged candidates
+    # The same hits; scores to 1e-3: passages embedded in other batches (another shard's) differ by about 1e-6,
+    # which can swap near-tied ranks deep in the dense list, moving RRF scores by about 1e-5 and their z-scores in
+    # the rerank mix by about 1e-4.
+    same(got, results(one, queries[:5]), atol=1e-3)
+
+
+def test_save_and_load(
+    embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], queries: list[str], tmp_path: Path
+) -> None:
+    s = sharded(embedder, corpus[:200], 3)
+    s.save(tmp_path / "ix")
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir() if p.name.startswith("part-")) == [
+        "part-000",
+        "part-001",
+        "part-002",
+    ]
+    loaded = ShardedRetriever.load(tmp_path / "ix", embedder=embedder, reranker=None)
+    assert loaded.n_shards == 3 and len(loaded) == len(s)
+    same(results(loaded, queries[:8]), results(s, queries[:8]))
+    loaded.add([{"id": "new-doc", "text": "A new document about insulin resistance after loading."}])
+    assert loaded.get("new-doc") is not None
+    with pytest.raises(rapidrag.errors.IndexFormatError, match="sharded"):
+        Retriever.load(tmp_path / "ix")
+    (tmp_path / "ix" / "part-001").rename(tmp_path / "gone")
+    with pytest.raises(rapidrag.errors.IndexFormatError, match="missing"):
+        ShardedRetriever.load(tmp_path / "ix", embedder=embedder)
+
+
+def test_bad_input(embedder: rapidrag.Embedder) -> None:
+    with pytest.raises(ValueError, match="n_shards"):
+        ShardedRetriever(embedder, n_shards=0)
+    with pytest.raises(ValueError, match="backend"):
+        ShardedRetriever(embedder, backend="spark")  # type: ignore[arg-type]
+    s = ShardedRetriever(embedder, n_shards=2)
+    s.add([{"id": "a", "text": "alpha beta"}])
+    with pytest.raises(ValueError, match="already indexed"):
+        s.add([{"id": "b", "text": "gamma"}, {"id": "a", "text": "again"}])
+    assert len(s) == 1 and s.get("b") is None  # nothing of a refused batch is indexed
+    with pytest.raises(TypeError, match="iterable of str"):
+        s.delete("a")
+
+
+# -- on a Ray cluster --------------------------------------------------------------------------------------------
+
+
+def test_on_a_ray_cluster_in_a_private_network() -> None:
+    """The Ray tests (``ray_cluster_cases.py``) run in a pytest of their own inside a private network namespace
+    (``unshare --net``, only ``lo`` up): Ray finds its node address by probing a public one and would advertise
+    this machine's outside address, and nothing here may reach off the machine. In the namespace there is nothing
+    to reach; the cases also check that every node of the cluster is on 127.0.0.1."""
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.fail("the Ray tests need unshare and ip (util-linux, iproute2) to make a private network")
+    cases = Path(__file__).parent / "ray_cluster_cases.py"
+    inner = (
+        f"ip link set lo up && {shlex.quote(sys.executable)} -m pytest -q -p no:cacheprovider {shlex.quote(str(cases))}"
+    )
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAPIDRAG_IN_PRIVATE_NETWORK": "1"}
+    run = subprocess.run(["unshare", "--net", "sh", "-c", inner], env=env, capture_output=True, text=True, timeout=900)
+    summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr[-2000:]
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert " passed" in summary and "skipped" not in summary and "failed" not in summary, summary
