@@ -9,25 +9,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shard_helpers import make_corpus, make_embedder, make_queries, results, same
+from shard_helpers import results, same
 
 import rapidrag
 from rapidrag.distributed import ShardedRetriever
 
 
 @pytest.fixture(scope="module")
-def embedder(minilm_dir: Path) -> rapidrag.Embedder:
-    return make_embedder(minilm_dir)
+def embedder(shard_embedder: rapidrag.Embedder) -> rapidrag.Embedder:
+    return shard_embedder
 
 
 @pytest.fixture(scope="module")
-def corpus(scifact_dir: Path) -> list[dict[str, Any]]:
-    return make_corpus(scifact_dir)
+def corpus(shard_corpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return shard_corpus
 
 
 @pytest.fixture(scope="module")
-def queries(scifact_dir: Path) -> list[str]:
-    return make_queries(scifact_dir)
+def queries(shard_queries: list[str]) -> list[str]:
+    return shard_queries
 
 
 def _loopback(address: str) -> bool:

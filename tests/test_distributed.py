@@ -11,26 +11,27 @@ from typing import Any
 
 import numpy as np
 import pytest
-from shard_helpers import N_DOCS, make_corpus, make_embedder, make_queries, results, same
+from shard_helpers import results, same
 
 import rapidrag
+from conftest import SHARD_DOCS
 from rapidrag.distributed import ShardedRetriever, shard_of
 from rapidrag.retriever import Retriever
 
 
 @pytest.fixture(scope="module")
-def embedder(minilm_dir: Path) -> rapidrag.Embedder:
-    return make_embedder(minilm_dir)
+def embedder(shard_embedder: rapidrag.Embedder) -> rapidrag.Embedder:
+    return shard_embedder
 
 
 @pytest.fixture(scope="module")
-def corpus(scifact_dir: Path) -> list[dict[str, Any]]:
-    return make_corpus(scifact_dir)
+def corpus(shard_corpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return shard_corpus
 
 
 @pytest.fixture(scope="module")
-def queries(scifact_dir: Path) -> list[str]:
-    return make_queries(scifact_dir)
+def queries(shard_queries: list[str]) -> list[str]:
+    return shard_queries
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_a_sharded_index_answers_as_one_index(
     embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], queries: list[str], single: Retriever, n_shards: int
 ) -> None:
     s = sharded(embedder, corpus, n_shards)
-    assert len(s) == len(single) == N_DOCS - 2 and s.n_chunks == single.n_chunks
+    assert len(s) == len(single) == SHARD_DOCS - 2 and s.n_chunks == single.n_chunks
     assert s.get(corpus[5]["id"]) == single.get(corpus[5]["id"]) and s.get(corpus[3]["id"]) is None
     counts = np.bincount([shard_of(d["id"], n_shards) for d in corpus], minlength=n_shards)
     assert (counts > 0).all()  # every shard holds documents
