@@ -134,6 +134,24 @@ def test_save_and_load(
         ShardedRetriever.load(tmp_path / "ix", embedder=embedder)
 
 
+def test_the_command_line_opens_a_sharded_folder(
+    corpus: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rapidrag query`` reads the manifest and opens a sharded index as it opens one index."""
+    import json
+
+    from rapidrag.cli import main
+
+    s = ShardedRetriever(n_shards=3)  # lexical: no models to record
+    s.add(corpus[:120])
+    s.save(tmp_path / "ix")
+    capsys.readouterr()
+    assert main(["query", str(tmp_path / "ix"), "insulin and glucose in diabetes", "--json", "-k", "5"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    want = s.search("insulin and glucose in diabetes", k=5)
+    assert [h["doc_id"] for h in printed["hits"]] == [h.doc_id for h in want] and len(want) == 5
+
+
 def test_bad_input(embedder: rapidrag.Embedder) -> None:
     with pytest.raises(ValueError, match="n_shards"):
         ShardedRetriever(embedder, n_shards=0)

@@ -281,9 +281,14 @@ def _load(args: argparse.Namespace, *, lexical: bool = False, rerank: bool = Tru
         raise CliError(f"no index at {path} (make one with: rapidrag index SRC --out {path})")
     embedder = getattr(args, "embedder", None) or (None if lexical else "auto")
     reranker = getattr(args, "reranker", None) or ("auto" if rerank else None)
+    opener: Any = Retriever
+    if (Path(path) / "MANIFEST.json").is_file():
+        from .distributed import ShardedRetriever, is_sharded
+
+        opener = ShardedRetriever if is_sharded(path) else Retriever  # a sharded folder says so in its manifest
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        retriever = Retriever.load(path, embedder=embedder, reranker=reranker)
+        retriever = opener.load(path, embedder=embedder, reranker=reranker)
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     return retriever

@@ -39,7 +39,7 @@ from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapsh
 from .retriever import Retriever
 from .search import EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages
 
-__all__ = ["ShardedRetriever", "shard_of"]
+__all__ = ["ShardedRetriever", "is_sharded", "shard_of"]
 
 SHARDED_VERSION = 1
 
@@ -257,12 +257,14 @@ class ShardedRetriever(Searcher):
         missing = [str(p) for p in parts if not p.is_dir()]
         if len(parts) != info["n_shards"] or missing:
             raise IndexFormatError(f"{root}: the index has {info['n_shards']} shards; missing: {missing or parts}")
-        shards = [Retriever.load(p, embedder=embedder, reranker=None) for p in parts]
-        first = shards[0]
+        # The models once: the first part opens them, the others share its embedder; the coordinator reranks.
+        first = Retriever.load(parts[0], embedder=embedder, reranker=reranker)
+        shared = first.embedder if first.embedder is not None else None
+        shards = [first] + [Retriever.load(p, embedder=shared, reranker=None) for p in parts[1:]]
         out = cls.__new__(cls)
         Searcher.__init__(out)
-        out.embedder, out.chunker = first.embedder, first.chunker
-        out.reranker = first_reranker(parts[0], reranker) if reranker is not None else None
+        out.embedder, out.chunker, out.reranker = first.embedder, first.chunker, first.reranker
+        first.reranker = None
         out.index_kind, out.title_weight = first.index_kind, first.title_weight
         out.fusion, out.weights, out.rrf_k = first.fusion, first.weights, first.rrf_k
         out.rerank_weight, out.rerank_depth = first.rerank_weight, first.rerank_depth
@@ -281,12 +283,14 @@ class ShardedRetriever(Searcher):
         return f"ShardedRetriever({len(self)} documents in {self.n_shards} shards, {self.backend})"
 
 
-def first_reranker(part: Path, reranker: Any) -> Any:
-    """The reranker for a loaded sharded index: the object given, or (for "auto") the one its first shard
-    recorded."""
-    if reranker != "auto":
-        return reranker
-    return Retriever.load(part, embedder=None, reranker="auto").reranker
+def is_sharded(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds an index saved by ``ShardedRetriever.save`` (False for anything else, which
+    ``Retriever.load`` then judges)."""
+    try:
+        snap = read_snapshot(path, version=SHARDED_VERSION)
+    except (OSError, IndexFormatError):
+        return False
+    return isinstance(snap.config.get("sharded"), dict)
 
 
 def _sum_statistics(per_shard: list[dict[str, Statistics]]) -> dict[str, Statistics]:
