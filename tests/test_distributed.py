@@ -137,15 +137,20 @@ def test_save_and_load(
 def test_the_command_line_opens_a_sharded_folder(
     corpus: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``rapidrag query`` reads the manifest and opens a sharded index as it opens one index."""
+    """``rapidrag index --shards`` writes a sharded index; ``rapidrag query`` reads its manifest and opens it as
+    it opens one index."""
     import json
 
     from rapidrag.cli import main
 
-    s = ShardedRetriever(n_shards=3)  # lexical: no models to record
-    s.add(corpus[:120])
-    s.save(tmp_path / "ix")
-    capsys.readouterr()
+    source = tmp_path / "docs.jsonl"
+    source.write_text(
+        "".join(json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}) + "\n" for d in corpus[:120])
+    )
+    assert main(["index", str(source), "--out", str(tmp_path / "ix"), "--lexical", "--shards", "3"]) == 0
+    assert "3 shards" in capsys.readouterr().out
+    s = ShardedRetriever.load(tmp_path / "ix")
+    assert s.n_shards == 3 and len(s) == 120
     assert main(["query", str(tmp_path / "ix"), "insulin and glucose in diabetes", "--json", "-k", "5"]) == 0
     printed = json.loads(capsys.readouterr().out)
     want = s.search("insulin and glucose in diabetes", k=5)

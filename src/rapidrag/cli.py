@@ -251,13 +251,23 @@ def cmd_index(args: argparse.Namespace) -> int:
     if not docs:
         raise CliError(f"no documents to index in {args.src}")
     read_s = time.perf_counter() - start
-    retriever = Retriever(embedder, reranker, index=args.index)
+    if args.shards > 1 or args.ray:
+        from .distributed import ShardedRetriever
+
+        retriever: Any = ShardedRetriever(
+            embedder, reranker, n_shards=args.shards, backend="ray" if args.ray else "local", address=args.ray,
+            index=args.index,
+        )  # fmt: skip
+    else:
+        retriever = Retriever(embedder, reranker, index=args.index)
     start = time.perf_counter()
     chunks = retriever.add(docs, progress=True if sys.stderr.isatty() else None)
     index_s = time.perf_counter() - start
     retriever.save(out)
     tokens = int(embedder.tokenizer.count_tokens([d.text for d in docs]).sum()) if embedder else None
     kind = f"hybrid ({args.index}, {embedder.dim}-d)" if embedder else "lexical only"
+    if args.shards > 1 or args.ray:
+        kind += f", {args.shards} shards" + (f" on Ray at {args.ray}" if args.ray else "")
     print(f"indexed     {args.src} -> {out} ({kind})")
     print(
         f"documents   {len(docs):,} from {ingest.files:,} file{'s' if ingest.files != 1 else ''} "
@@ -688,6 +698,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--lexical", action="store_true", help="BM25 only, no models")
     i.add_argument("--index", default="flat", choices=("flat", "hnsw", "ivfpq"), help="FAISS index (default flat)")
     i.add_argument("--force", action="store_true", help="replace an index already at --out")
+    i.add_argument(
+        "--shards", type=_positive_int, default=1, help="split the index in this many shards (default 1: one index)"
+    )
+    i.add_argument("--ray", metavar="ADDRESS", help="put the shards in Ray actors on the cluster at ADDRESS ('auto')")
     i.set_defaults(func=cmd_index)
     q = sub.add_parser("query", help="search an index")
     index_dir(q)

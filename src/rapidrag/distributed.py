@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -235,7 +236,12 @@ class ShardedRetriever(Searcher):
             "settings": self._settings,
             "tuned_on": self.tuned_on,
         }
-        return write_snapshot(root, {}, config, version=SHARDED_VERSION)
+        out = write_snapshot(root, {}, config, version=SHARDED_VERSION)
+        kept = {Path(p).name for p in parts}
+        for old in root.iterdir():  # the parts of an earlier save with more shards, no longer in the manifest
+            if old.name.startswith(PART_PREFIX) and old.name not in kept and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        return out
 
     @classmethod
     def load(
