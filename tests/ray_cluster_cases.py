@@ -84,3 +84,53 @@ def test_ray_shards_answer_as_the_local_ones(
     remote.save(tmp_path / "ix")
     again = ShardedRetriever.load(tmp_path / "ix", embedder=embedder, reranker=None, backend="ray")
     same(results(again, queries[:8]), results(local, queries[:8]))
+
+
+def test_a_replica_killed_mid_load_loses_no_query(
+    ray_cluster: Any, embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], queries: list[str]
+) -> None:
+    """Two replicas per shard: one killed while another thread searches, every answer stays the same and none is
+    partial. With the last replica of a shard gone, a search answers from the others and names the missing shard,
+    and a change for that shard is refused."""
+    import threading
+
+    import ray
+
+    from rapidrag.distributed import ShardUnavailableError, shard_of
+
+    docs = corpus[:120]
+    index = ShardedRetriever(embedder, n_shards=2, replicas=2, backend="ray", address=ray_cluster.address)
+    index.add(docs)
+    want = results(index, queries[:6])
+    seen: list[Any] = []
+    stop = threading.Event()
+
+    def search() -> None:
+        while not stop.is_set():
+            for q in queries[:6]:
+                r = index.search(q, k=10)
+                seen.append((q, [(h.doc_id, h.chunk_id, h.start, h.end, h.score) for h in r], r.missing_shards))
+
+    worker = threading.Thread(target=search)
+    worker.start()
+    try:
+        while len(seen) < 6:
+            pass
+        ray.kill(index._shards[0][0])
+        count = len(seen)
+        while len(seen) < count + 12:
+            pass
+    finally:
+        stop.set()
+        worker.join()
+    expected = dict(zip(queries[:6], want, strict=True))
+    for q, got, missing in seen:
+        assert missing == []
+        same([got], [expected[q]])
+    assert len(index._shards[0]) == 1  # the dead replica left the set
+    ray.kill(index._shards[0][0])
+    partial = index.search(queries[0], k=10)
+    assert partial.missing_shards == [0] and partial
+    assert all(shard_of(h.doc_id, 2) == 1 for h in partial)
+    with pytest.raises(ShardUnavailableError, match="shard"):
+        index.add([{"id": d, "text": "more"} for d in ("x1", "x2", "x3", "x4") if shard_of(d, 2) == 0][:1])

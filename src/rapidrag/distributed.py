@@ -33,16 +33,21 @@ from typing import Any, Literal
 import numpy as np
 
 from .documents import Document, check_documents
-from .errors import IndexFormatError
+from .errors import IndexFormatError, RapidragError
 from .lexical import Statistics
 from .locking import RWLock
 from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapshot
 from .retriever import Retriever
 from .search import EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages
 
-__all__ = ["ShardedRetriever", "is_sharded", "shard_of"]
+__all__ = ["ShardUnavailableError", "ShardedRetriever", "is_sharded", "shard_of"]
 
 SHARDED_VERSION = 1
+MISSING: Any = object()  # a shard's answer when none of its replicas is alive
+
+
+class ShardUnavailableError(RapidragError):
+    """A shard has no live replica left for what was asked (a change, or a search with no shard at all)."""
 
 
 def shard_of(doc_id: str, n_shards: int) -> int:
@@ -72,6 +77,7 @@ class ShardedRetriever(Searcher):
         chunker: Any = None,
         *,
         n_shards: int = 2,
+        replicas: int = 1,
         backend: Literal["local", "ray"] = "local",
         address: str | None = None,
         **settings: Any,
@@ -80,6 +86,10 @@ class ShardedRetriever(Searcher):
             raise ValueError(f"n_shards must be a positive int, got {n_shards!r}")
         if backend not in ("local", "ray"):
             raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+            raise ValueError(f"replicas must be a positive int, got {replicas!r}")
+        if replicas > 1 and backend != "ray":
+            raise ValueError("replicas > 1 need backend='ray' (copies of a shard in one process would not help)")
         # The first shard checks the settings (and is the model of the others).
         first = Retriever(embedder, None, chunker, **settings)
         self.embedder, self.reranker, self.chunker = embedder, reranker, first.chunker
@@ -88,28 +98,72 @@ class ShardedRetriever(Searcher):
         self.fusion, self.weights, self.rrf_k = first.fusion, first.weights, first.rrf_k
         self.rerank_weight, self.rerank_depth = first.rerank_weight, first.rerank_depth
         self.tuned_on: dict[str, Any] | None = None
-        self.n_shards, self.backend, self.address = n_shards, backend, address
+        self.n_shards, self.replicas, self.backend, self.address = n_shards, replicas, backend, address
         self._settings = dict(settings)
         self._has_dense = first.dense is not None
         self._lock = RWLock()  # searches read; a change (which may span shards) writes
         if backend == "local":
             others = [Retriever(embedder, None, chunker, **settings) for _ in range(n_shards - 1)]
-            self._shards: list[Any] = [_Shard(r) for r in [first, *others]]
+            self._shards: list[list[Any]] = [[_Shard(r)] for r in [first, *others]]
         else:
-            self._shards = _ray_shards(n_shards, embedder, chunker, settings, address)
+            self._shards = _ray_shards(n_shards, replicas, embedder, chunker, settings, address)
 
     # -- calls to the shards ---------------------------------------------------------------------------------------
 
-    def _each(self, method: str, args: Sequence[tuple[Any, ...]], **kwargs: Any) -> list[Any]:
-        """``method(*args[i], **kwargs)`` on shard i, for every i; on Ray, all at once."""
+    def _each(
+        self,
+        method: str,
+        args: Sequence[tuple[Any, ...]],
+        *,
+        write: bool = False,
+        shards: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """``method(*args[j], **kwargs)`` on the j-th of ``shards`` (None: every shard, in order); on Ray, all at
+        once. A change (``write``) goes to
+        every live replica of the shard; a read to the first, then to the next if that one has died. A replica that
+        died leaves the set (it would come back without its documents). A shard with no live replica left: its
+        entry is ``MISSING`` for a read, and a change raises ShardUnavailableError."""
+        chosen = list(range(self.n_shards)) if shards is None else list(shards)
+        groups = [self._shards[i] for i in chosen]
         if self.backend == "local":
-            return [shard.call(method, *a, **kwargs) for shard, a in zip(self._shards, args, strict=True)]
+            return [group[0].call(method, *a, **kwargs) for group, a in zip(groups, args, strict=True)]
         import ray
+        from ray.exceptions import RayActorError
 
-        return list(ray.get([s.call.remote(method, *a, **kwargs) for s, a in zip(self._shards, args, strict=True)]))
+        targets = [list(group) if write else group[:1] for group in groups]
+        refs = [[r.call.remote(method, *a, **kwargs) for r in t] for t, a in zip(targets, args, strict=True)]
+        out: list[Any] = []
+        for j, (i, a) in enumerate(zip(chosen, args, strict=True)):
+            answers: list[Any] = []
+            tried = list(targets[j])
+            pending = list(zip(tried, refs[j], strict=True))
+            while pending:
+                replica, ref = pending.pop(0)
+                try:
+                    answers.append(ray.get(ref))
+                except RayActorError:
+                    if replica in self._shards[i]:
+                        self._shards[i].remove(replica)
+                    spare = [r for r in self._shards[i] if r not in tried]
+                    if not write and spare:  # the next live replica not yet asked
+                        tried.append(spare[0])
+                        pending.append((spare[0], spare[0].call.remote(method, *a, **kwargs)))
+                    continue
+                if not write:
+                    break
+            if not answers and write:
+                raise ShardUnavailableError(f"shard {i}: no live replica took the change ({method})")
+            out.append(answers[0] if answers else MISSING)
+        return out
 
     def _all(self, method: str, *args: Any) -> list[Any]:
         return self._each(method, [args] * self.n_shards)
+
+    def _require_all(self, answers: list[Any], what: str) -> None:
+        missing = [i for i, a in enumerate(answers) if a is MISSING]
+        if missing:
+            raise ShardUnavailableError(f"shards {missing} have no live replica: cannot {what}")
 
     def _route(self, ids: Iterable[str]) -> list[list[int]]:
         """Positions of ``ids`` per shard."""
@@ -134,12 +188,12 @@ class ShardedRetriever(Searcher):
         groups = self._route(d.id for d in docs)
         with self._lock.write():
             if method == "add":  # refused before any shard changes
-                taken = [
-                    i for found in self._each("taken", [([docs[i].id for i in g],) for g in groups]) for i in found
-                ]
+                answers = self._each("taken", [([docs[i].id for i in g],) for g in groups])
+                self._require_all(answers, "add")
+                taken = [i for found in answers for i in found]
                 if taken:
                     raise ValueError(f"documents already indexed: {taken[:5]}; use upsert to replace them")
-            added = self._each(method, [([docs[i] for i in g],) for g in groups], batch_size=batch_size)
+            added = self._each(method, [([docs[i] for i in g],) for g in groups], write=True, batch_size=batch_size)
         return int(sum(added))
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -149,25 +203,26 @@ class ShardedRetriever(Searcher):
         ids = list(ids)
         groups = self._route(ids)
         with self._lock.write():
-            return int(sum(self._each("delete", [([ids[i] for i in g],) for g in groups])))
+            return int(sum(self._each("delete", [([ids[i] for i in g],) for g in groups], write=True)))
 
     # -- reading -----------------------------------------------------------------------------------------------------
 
     def get(self, doc_id: str) -> Document | None:
-        shard = self._shards[shard_of(doc_id, self.n_shards)]
-        if self.backend == "local":
-            return shard.call("get", doc_id)  # type: ignore[no-any-return]
-        import ray
-
-        return ray.get(shard.call.remote("get", doc_id))  # type: ignore[no-any-return]
+        answers = self._each("get", [(doc_id,)], shards=[shard_of(doc_id, self.n_shards)])
+        self._require_all(answers, f"get {doc_id!r}")
+        return answers[0]  # type: ignore[no-any-return]
 
     def __len__(self) -> int:
-        return int(sum(self._all("documents")))
+        answers = self._all("documents")
+        self._require_all(answers, "count the documents")
+        return int(sum(answers))
 
     @property
     def n_chunks(self) -> int:
         """Indexed chunks of the live documents, over all shards."""
-        return int(sum(self._all("chunks")))
+        answers = self._all("chunks")
+        self._require_all(answers, "count the chunks")
+        return int(sum(answers))
 
     # -- the hooks of a search (search.Searcher) -----------------------------------------------------------------------
 
@@ -192,32 +247,45 @@ class ShardedRetriever(Searcher):
         timings: dict[str, float],
     ) -> Stages:
         statistics = None
+        missing: set[int] = set()
         if mode in ("lexical", "hybrid"):
-            statistics = _sum_statistics(self._all("statistics", query))
+            per_shard = self._all("statistics", query)
+            missing.update(i for i, a in enumerate(per_shard) if a is MISSING)
+            answered = [a for a in per_shard if a is not MISSING]
+            statistics = _sum_statistics(answered) if answered else None
         answers = self._all("shard_stages", query, qv, mode, selection, fetch, statistics)
+        missing.update(i for i, a in enumerate(answers) if a is MISSING)
+        if len(missing) == self.n_shards:
+            raise ShardUnavailableError(f"no shard of the {self.n_shards} has a live replica")
+        # A shard without a live replica is left out, and the result says so (SearchResult.missing_shards).
+        parts = [(i, a) for i, a in enumerate(answers) if i not in missing]
         lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         keys_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name in answers[0]:
-            rows, docs, scores = self._merge([a[name] for a in answers], fetch)
+        for name in parts[0][1]:
+            rows, docs, scores = self._merge([(i, a[name]) for i, a in parts], fetch)
             lists[name] = (rows, scores)
             keys_of[name] = (rows, docs)
-        return Stages(lists, _document_lookup(list(keys_of.values())))
+        return Stages(lists, _document_lookup(list(keys_of.values())), sorted(missing))
 
-    def _merge(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fetch: int) -> tuple[np.ndarray, ...]:
+    def _merge(
+        self, parts: list[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]], fetch: int
+    ) -> tuple[np.ndarray, ...]:
         """The shards' lists of one stage as one: rows and documents numbered across shards (x * S + shard), best
         first by score (then by that number), the first ``fetch``."""
         s = self.n_shards
-        rows = np.concatenate([np.asarray(r, dtype=np.int64) * s + i for i, (r, _, _) in enumerate(parts)])
-        docs = np.concatenate([np.asarray(d, dtype=np.int64) * s + i for i, (_, d, _) in enumerate(parts)])
-        scores = np.concatenate([np.asarray(sc) for _, _, sc in parts])
+        rows = np.concatenate([np.asarray(r, dtype=np.int64) * s + i for i, (r, _, _) in parts])
+        docs = np.concatenate([np.asarray(d, dtype=np.int64) * s + i for i, (_, d, _) in parts])
+        scores = np.concatenate([np.asarray(sc) for _, (_, _, sc) in parts])
         order = np.lexsort((rows, -scores))[:fetch]
         return rows[order], docs[order], scores[order]
 
     def _found(self, rows: np.ndarray) -> dict[int, Found]:
         s = self.n_shards
         keys = np.asarray(rows, dtype=np.int64)
-        groups = [keys[keys % s == i] for i in range(s)]
-        answers = self._each("shard_found", [(g // s,) for g in groups])
+        asked = [i for i in range(s) if np.any(keys % s == i)]  # only the shards that hold some of the rows
+        groups = [keys[keys % s == i] for i in asked]
+        answers = self._each("shard_found", [(g // s,) for g in groups], shards=asked)
+        self._require_all(answers, "read the hits' texts")
         return {int(key): f for g, found in zip(groups, answers, strict=True) for key, f in zip(g, found, strict=True)}
 
     # -- persistence -------------------------------------------------------------------------------------------------
@@ -230,7 +298,7 @@ class ShardedRetriever(Searcher):
         root.mkdir(parents=True, exist_ok=True)
         parts = [str((root / f"{PART_PREFIX}{i:03d}").resolve()) for i in range(self.n_shards)]
         with self._lock.read():
-            self._each("save", [(p,) for p in parts])
+            self._require_all(self._each("save", [(p,) for p in parts]), "save")
         config = {
             "sharded": {"version": SHARDED_VERSION, "n_shards": self.n_shards, "parts": [Path(p).name for p in parts]},
             "settings": self._settings,
@@ -251,6 +319,7 @@ class ShardedRetriever(Searcher):
         embedder: Any = "auto",
         reranker: Any = "auto",
         backend: Literal["local", "ray"] = "local",
+        replicas: int = 1,
         address: str | None = None,
     ) -> ShardedRetriever:
         """Open an index written by ``save``; ``embedder`` and ``reranker`` as for ``Retriever.load``."""
@@ -275,14 +344,15 @@ class ShardedRetriever(Searcher):
         out.fusion, out.weights, out.rrf_k = first.fusion, first.weights, first.rrf_k
         out.rerank_weight, out.rerank_depth = first.rerank_weight, first.rerank_depth
         out.tuned_on = snap.config.get("tuned_on")
-        out.n_shards, out.backend, out.address = len(shards), backend, address
+        out.n_shards, out.replicas, out.backend, out.address = len(shards), replicas, backend, address
         out._settings = dict(snap.config.get("settings") or {})
         out._has_dense = first.dense is not None
         out._lock = RWLock()
         if backend == "local":
-            out._shards = [_Shard(r) for r in shards]
+            out._shards = [[_Shard(r)] for r in shards]
         else:
-            out._shards = _ray_shards(len(shards), None, None, out._settings, address, [str(p) for p in parts])
+            saved = [str(p) for p in parts]
+            out._shards = _ray_shards(len(shards), replicas, None, None, out._settings, address, saved)
         return out
 
     def __repr__(self) -> str:
@@ -322,13 +392,15 @@ def _document_lookup(pairs: list[tuple[np.ndarray, np.ndarray]]) -> Callable[[np
 
 def _ray_shards(
     n_shards: int,
+    replicas: int,
     embedder: Any,
     chunker: Any,
     settings: dict[str, Any],
     address: str | None,
     parts: list[str] | None = None,
-) -> list[Any]:
-    """Shard actors on a Ray cluster (started on 127.0.0.1 when none is running and no ``address`` is given)."""
+) -> list[list[Any]]:
+    """Shard actors on a Ray cluster, ``replicas`` per shard (the cluster started on 127.0.0.1 when none is
+    running and no ``address`` is given)."""
     try:
         import ray
     except ImportError:
@@ -346,8 +418,12 @@ def _ray_shards(
                 raise ConnectionError(f"no Ray cluster answers at {address!r}: {e}") from None
     spec = json.loads(json.dumps(_model_spec(embedder))) if embedder is not None else None
     chunking = {"max_tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker is not None else None
-    actor = ray.remote(num_cpus=0)(_ShardActor)
-    return [actor.remote(spec, chunking, settings, parts[i] if parts else None) for i in range(n_shards)]
+    # A shard's replicas spread over the nodes where the cluster has several (SPREAD places them apart).
+    actor = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_ShardActor)
+    return [
+        [actor.remote(spec, chunking, settings, parts[i] if parts else None) for _ in range(replicas)]
+        for i in range(n_shards)
+    ]
 
 
 class _Shard:

@@ -98,11 +98,13 @@ def _json_value(value: Any) -> Any:
 
 
 class SearchResult(list[Hit]):
-    """The hits, best first, and ``timings``: milliseconds per stage."""
+    """The hits, best first, ``timings`` (milliseconds per stage), and ``missing_shards``: for an index split in
+    shards, those that could not answer (none of their replicas alive), so that a partial answer says it is one."""
 
-    def __init__(self, hits: Iterable[Hit], timings: dict[str, float]) -> None:
+    def __init__(self, hits: Iterable[Hit], timings: dict[str, float], missing_shards: Iterable[int] = ()) -> None:
         super().__init__(hits)
         self.timings = timings
+        self.missing_shards = list(missing_shards)
 
 
 def encode_metadata(doc: Document) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import numpy as np
@@ -93,6 +93,7 @@ class Stages:
 
     lists: dict[str, tuple[np.ndarray, np.ndarray]]
     document_of: Callable[[np.ndarray], np.ndarray]
+    missing: list[int] = field(default_factory=list)  # shards of a split index that could not answer
 
 
 class Searcher:
@@ -212,7 +213,7 @@ class Searcher:
             timings["rerank_ms"] = (time.perf_counter() - clock) * 1000
         hits = self._hits(ranked[:k], final[:k], found, stages.lists)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
-        return SearchResult(hits, timings)
+        return SearchResult(hits, timings, missing_shards=stages.missing)
 
     def _check_search(
         self, query: Any, k: Any, mode: Any, rerank: Any, candidates: Any, budget_ms: Any
