@@ -1,0 +1,93 @@
+"""What splitting an index in shards adds to a search: p50/p99 of lexical and hybrid searches on one index and on
+the same documents in 2 and 4 shards (``ShardedRetriever``), in this process (``--backend local``) or in Ray actors
+on a local cluster (``--backend ray``; run it inside a private network namespace, as the tests do:
+``unshare --net sh -c 'ip link set lo up && python benchmarks/sharded_overhead.py --backend ray ...'``).
+
+    python benchmarks/sharded_overhead.py --shared ../shared --docs 2000 --backend local --out sharded_local.json
+
+The first ``--docs`` SciFact documents (the judged ones first), the shared embedder (int8), the 300 test queries
+one at a time after a warm-up pass; the indexes take turns, round after round, and each keeps its best round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default="../shared")
+    parser.add_argument("--docs", type=int, default=2000)
+    parser.add_argument("--backend", choices=("local", "ray"), default="local")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default="sharded_overhead.json")
+    args = parser.parse_args()
+
+    import rapidrag
+    from rapidrag.beir import load_corpus, load_qrels, load_queries
+    from rapidrag.distributed import ShardedRetriever
+    from rapidrag.retriever import Retriever
+
+    if args.backend == "ray":
+        import ray
+
+        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, num_cpus=2)
+        nodes = [n["NodeManagerAddress"] for n in ray.nodes()]
+        if not all(a.startswith("127.") for a in nodes):
+            raise SystemExit(f"Ray is not on loopback ({nodes}): run this inside a private network namespace")
+    shared = Path(args.shared)
+    scifact = shared / "data" / "beir" / "scifact"
+    qrels = load_qrels(scifact / "qrels" / "test.tsv")
+    judged = {d for rel in qrels.values() for d in rel}
+    docs = sorted(load_corpus(scifact), key=lambda d: d["_id"] not in judged)[: args.docs]
+    queries = load_queries(scifact)
+    texts = [queries[q] for q in qrels]
+    embedder = rapidrag.Embedder(shared / "models" / "all-MiniLM-L6-v2", quantized=True)
+    indexes: dict[str, Any] = {"one index": Retriever(embedder)}
+    for n in (2, 4):
+        indexes[f"{n} shards"] = ShardedRetriever(embedder, n_shards=n, backend=args.backend)
+    built: dict[str, float] = {}
+    for name, index in indexes.items():
+        clock = time.perf_counter()
+        index.add(docs)
+        built[name] = time.perf_counter() - clock
+    best: dict[str, dict[str, Any]] = {}
+    for index in indexes.values():  # warm-up
+        for q in texts[:50]:
+            index.search(q, k=10, mode="hybrid")
+    for _ in range(args.rounds):
+        for name, index in indexes.items():
+            for mode in ("lexical", "hybrid"):
+                times = []
+                for q in texts:
+                    clock = time.perf_counter()
+                    index.search(q, k=10, mode=mode)
+                    times.append((time.perf_counter() - clock) * 1000)
+                p50, p99 = float(np.percentile(times, 50)), float(np.percentile(times, 99))
+                key = f"{name}/{mode}"
+                if key not in best or p50 < best[key]["p50_ms"]:
+                    best[key] = {"p50_ms": p50, "p99_ms": p99}
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "backend": args.backend,
+        "documents": len(docs),
+        "queries": len(texts),
+        "index_seconds": built,
+        "best": best,
+    }
+    print(json.dumps(report, indent=1))
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
