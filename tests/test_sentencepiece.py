@@ -248,3 +248,18 @@ def test_what_is_not_supported_is_refused_by_name(converted: dict[str, Path], tm
     refused(
         {"type": "Precompiled", "precompiled_charsmap": cut}, r"Precompiled: .*trie size \(\d+ bytes\) does not fit"
     )
+
+
+def test_a_chunk_of_text_that_normalizes_away_counts_its_own_tokens(converted: dict[str, Path]) -> None:
+    """'\u2000\u2000\u0300' with the converter's normalizer (character map, Strip): the map turns the spaces into
+    one and the grave accent after it into nothing, so the whole text has no tokens; alone, the accent has two (the
+    fuzzer found it). The chunk that keeps it covered counts its own text, as every chunk does."""
+    text = "\u2000\u2000\u0300"
+    for name, path in converted.items():
+        tok = rapidrag.Tokenizer.from_file(path)
+        if name == "converter":
+            assert tok.count_tokens(text) == 0 and tok.count_tokens("\u0300") > 0
+        for max_tokens in (1, 4):
+            chunks = rapidrag.Chunker(tok, max_tokens=max_tokens).split(text)
+            assert chunks and chunks[-1].end == len(text), (name, chunks)
+            assert all(c.n_tokens == tok.count_tokens(c.text) for c in chunks), (name, chunks)

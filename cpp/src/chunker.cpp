@@ -86,8 +86,11 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
   enc.track_words = true;
   tokenizer_->encode(ref, enc);
   const size_t n = enc.size();
-  if (n == 0) {  // only characters that normalization drops: one chunk keeps them covered
-    out.push_back({static_cast<uint32_t>(first), static_cast<uint32_t>(last), 0});
+  if (n == 0) {
+    // Only characters that normalization drops here: one chunk keeps them covered, with the count of its own
+    // text, which can differ (a combining mark cut from the space it followed has tokens of its own).
+    out.push_back({static_cast<uint32_t>(first), static_cast<uint32_t>(last),
+                   static_cast<uint32_t>(tokenizer_->count(ref.slice(first, last)))});
     return out;
   }
   const auto& starts = enc.starts;
