@@ -15,21 +15,6 @@ import rapidrag
 from rapidrag.distributed import ShardedRetriever
 
 
-@pytest.fixture(scope="module")
-def embedder(shard_embedder: rapidrag.Embedder) -> rapidrag.Embedder:
-    return shard_embedder
-
-
-@pytest.fixture(scope="module")
-def corpus(shard_corpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return shard_corpus
-
-
-@pytest.fixture(scope="module")
-def queries(shard_queries: list[str]) -> list[str]:
-    return shard_queries
-
-
 def _loopback(address: str) -> bool:
     return address.startswith("127.") or address in ("localhost", "::1")
 
@@ -69,25 +54,29 @@ def test_the_cluster_stays_on_loopback(ray_cluster: Any) -> None:
 
 
 def test_ray_shards_answer_as_the_local_ones(
-    ray_cluster: Any, embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], queries: list[str], tmp_path: Path
+    ray_cluster: Any,
+    shard_embedder: rapidrag.Embedder,
+    shard_corpus: list[dict[str, Any]],
+    shard_queries: list[str],
+    tmp_path: Path,
 ) -> None:
-    docs = corpus[:150]
-    local = ShardedRetriever(embedder, n_shards=3, title_weight=0.5)
+    docs = shard_corpus[:150]
+    local = ShardedRetriever(shard_embedder, n_shards=3, title_weight=0.5)
     local.add(docs)
-    remote = ShardedRetriever(embedder, n_shards=3, title_weight=0.5, backend="ray", address=ray_cluster.address)
+    remote = ShardedRetriever(shard_embedder, n_shards=3, title_weight=0.5, backend="ray", address=ray_cluster.address)
     remote.add(docs)
     remote.delete([docs[0]["id"]])
     local.delete([docs[0]["id"]])
     assert len(remote) == len(local) == 149 and remote.get(docs[1]["id"]) == local.get(docs[1]["id"])
     for mode in ("lexical", "hybrid"):
-        same(results(remote, queries[:8], mode=mode), results(local, queries[:8], mode=mode))
+        same(results(remote, shard_queries[:8], mode=mode), results(local, shard_queries[:8], mode=mode))
     remote.save(tmp_path / "ix")
-    again = ShardedRetriever.load(tmp_path / "ix", embedder=embedder, reranker=None, backend="ray")
-    same(results(again, queries[:8]), results(local, queries[:8]))
+    again = ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, reranker=None, backend="ray")
+    same(results(again, shard_queries[:8]), results(local, shard_queries[:8]))
 
 
 def test_a_replica_killed_mid_load_loses_no_query(
-    ray_cluster: Any, embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], queries: list[str]
+    ray_cluster: Any, shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
 ) -> None:
     """Two replicas per shard: one killed while another thread searches, every answer stays the same and none is
     partial. With the last replica of a shard gone, a search answers from the others and names the missing shard,
@@ -98,16 +87,16 @@ def test_a_replica_killed_mid_load_loses_no_query(
 
     from rapidrag.distributed import ShardUnavailableError, shard_of
 
-    docs = corpus[:120]
-    index = ShardedRetriever(embedder, n_shards=2, replicas=2, backend="ray", address=ray_cluster.address)
+    docs = shard_corpus[:120]
+    index = ShardedRetriever(shard_embedder, n_shards=2, replicas=2, backend="ray", address=ray_cluster.address)
     index.add(docs)
-    want = results(index, queries[:6])
+    want = results(index, shard_queries[:6])
     seen: list[Any] = []
     stop = threading.Event()
 
     def search() -> None:
         while not stop.is_set():
-            for q in queries[:6]:
+            for q in shard_queries[:6]:
                 r = index.search(q, k=10)
                 seen.append((q, [(h.doc_id, h.chunk_id, h.start, h.end, h.score) for h in r], r.missing_shards))
 
@@ -123,13 +112,13 @@ def test_a_replica_killed_mid_load_loses_no_query(
     finally:
         stop.set()
         worker.join()
-    expected = dict(zip(queries[:6], want, strict=True))
+    expected = dict(zip(shard_queries[:6], want, strict=True))
     for q, got, missing in seen:
         assert missing == []
         same([got], [expected[q]])
     assert len(index._shards[0]) == 1  # the dead replica left the set
     ray.kill(index._shards[0][0])
-    partial = index.search(queries[0], k=10)
+    partial = index.search(shard_queries[0], k=10)
     assert partial.missing_shards == [0] and partial
     assert all(shard_of(h.doc_id, 2) == 1 for h in partial)
     with pytest.raises(ShardUnavailableError, match="shard"):

@@ -20,58 +20,53 @@ from rapidrag.retriever import Retriever
 
 
 @pytest.fixture(scope="module")
-def embedder(shard_embedder: rapidrag.Embedder) -> rapidrag.Embedder:
-    return shard_embedder
-
-
-@pytest.fixture(scope="module")
-def corpus(shard_corpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return shard_corpus
-
-
-@pytest.fixture(scope="module")
-def queries(shard_queries: list[str]) -> list[str]:
-    return shard_queries
-
-
-@pytest.fixture(scope="module")
-def single(embedder: rapidrag.Embedder, corpus: list[dict[str, Any]]) -> Retriever:
-    r = Retriever(embedder, title_weight=0.5)
-    r.add(corpus)
-    r.delete([corpus[3]["id"], corpus[10]["id"]])
-    r.upsert([{**corpus[5], "text": corpus[5]["text"] + " Upserted with new words about insulin."}])
+def single(shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]]) -> Retriever:
+    r = Retriever(shard_embedder, title_weight=0.5)
+    r.add(shard_corpus)
+    r.delete([shard_corpus[3]["id"], shard_corpus[10]["id"]])
+    r.upsert([{**shard_corpus[5], "text": shard_corpus[5]["text"] + " Upserted with new words about insulin."}])
     return r
 
 
-def sharded(embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], n: int, **kw: Any) -> ShardedRetriever:
-    s = ShardedRetriever(embedder, n_shards=n, title_weight=0.5, **kw)
-    s.add(corpus)
-    s.delete([corpus[3]["id"], corpus[10]["id"]])
-    s.upsert([{**corpus[5], "text": corpus[5]["text"] + " Upserted with new words about insulin."}])
+def sharded(
+    shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], n: int, **kw: Any
+) -> ShardedRetriever:
+    s = ShardedRetriever(shard_embedder, n_shards=n, title_weight=0.5, **kw)
+    s.add(shard_corpus)
+    s.delete([shard_corpus[3]["id"], shard_corpus[10]["id"]])
+    s.upsert([{**shard_corpus[5], "text": shard_corpus[5]["text"] + " Upserted with new words about insulin."}])
     return s
 
 
 @pytest.mark.parametrize("n_shards", [1, 2, 4])
 def test_a_sharded_index_answers_as_one_index(
-    embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], queries: list[str], single: Retriever, n_shards: int
+    shard_embedder: rapidrag.Embedder,
+    shard_corpus: list[dict[str, Any]],
+    shard_queries: list[str],
+    single: Retriever,
+    n_shards: int,
 ) -> None:
-    s = sharded(embedder, corpus, n_shards)
+    s = sharded(shard_embedder, shard_corpus, n_shards)
     assert len(s) == len(single) == SHARD_DOCS - 2 and s.n_chunks == single.n_chunks
-    assert s.get(corpus[5]["id"]) == single.get(corpus[5]["id"]) and s.get(corpus[3]["id"]) is None
-    counts = np.bincount([shard_of(d["id"], n_shards) for d in corpus], minlength=n_shards)
+    assert s.get(shard_corpus[5]["id"]) == single.get(shard_corpus[5]["id"]) and s.get(shard_corpus[3]["id"]) is None
+    counts = np.bincount([shard_of(d["id"], n_shards) for d in shard_corpus], minlength=n_shards)
     assert (counts > 0).all()  # every shard holds documents
     for mode in ("lexical", "dense", "hybrid"):
         for where in (None, {"year": {"$gte": 2005}}, {"tags": "t3"}):
-            same(results(s, queries, mode=mode, filter=where), results(single, queries, mode=mode, filter=where))
+            same(
+                results(s, shard_queries, mode=mode, filter=where),
+                results(single, shard_queries, mode=mode, filter=where),
+            )
         same(
-            results(s, queries, mode=mode, per_document=False), results(single, queries, mode=mode, per_document=False)
+            results(s, shard_queries, mode=mode, per_document=False),
+            results(single, shard_queries, mode=mode, per_document=False),
         )
 
 
 def test_per_shard_statistics_would_rank_differently(
-    embedder: rapidrag.Embedder,
-    corpus: list[dict[str, Any]],
-    queries: list[str],
+    shard_embedder: rapidrag.Embedder,
+    shard_corpus: list[dict[str, Any]],
+    shard_queries: list[str],
     single: Retriever,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -79,18 +74,18 @@ def test_per_shard_statistics_would_rank_differently(
     lists differ from one index's."""
     import rapidrag.distributed
 
-    s = sharded(embedder, corpus, 4)
+    s = sharded(shard_embedder, shard_corpus, 4)
     monkeypatch.setattr(rapidrag.distributed, "_sum_statistics", lambda per_shard: None)
-    local = results(s, queries, mode="lexical")
-    want = results(single, queries, mode="lexical")
+    local = results(s, shard_queries, mode="lexical")
+    want = results(single, shard_queries, mode="lexical")
     assert any([x[:4] for x in g] != [x[:4] for x in w] for g, w in zip(local, want, strict=True))
     assert any(abs(g[0][4] - w[0][4]) > 1e-3 for g, w in zip(local, want, strict=True) if g and w)
 
 
 def test_reranking_runs_once_on_the_merged_candidates(
-    embedder: rapidrag.Embedder, reranker_dir: Path, corpus: list[dict[str, Any]], queries: list[str]
+    shard_embedder: rapidrag.Embedder, reranker_dir: Path, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
 ) -> None:
-    reranker = rapidrag.Reranker(reranker_dir, max_length=128)  # fp32, as the embedder (see its fixture)
+    reranker = rapidrag.Reranker(reranker_dir, max_length=128)  # fp32, as the shard_embedder (see its fixture)
     calls: list[int] = []
     real = reranker.score
 
@@ -99,43 +94,43 @@ def test_reranking_runs_once_on_the_merged_candidates(
         return real(query, passages, **kw)
 
     reranker.score = counting  # type: ignore[method-assign]
-    one = Retriever(embedder, reranker, title_weight=0.5)
-    one.add(corpus[:200])
-    s = ShardedRetriever(embedder, reranker, n_shards=3, title_weight=0.5)
-    s.add(corpus[:200])
+    one = Retriever(shard_embedder, reranker, title_weight=0.5)
+    one.add(shard_corpus[:200])
+    s = ShardedRetriever(shard_embedder, reranker, n_shards=3, title_weight=0.5)
+    s.add(shard_corpus[:200])
     calls.clear()
-    got = results(s, queries[:5])
+    got = results(s, shard_queries[:5])
     assert calls == [20] * 5  # one call per search, on the rerank_depth best merged candidates
     # The same hits; scores to 1e-3: passages embedded in other batches (another shard's) differ by about 1e-6,
     # which can swap near-tied ranks deep in the dense list, moving RRF scores by about 1e-5 and their z-scores in
     # the rerank mix by about 1e-4.
-    same(got, results(one, queries[:5]), atol=1e-3)
+    same(got, results(one, shard_queries[:5]), atol=1e-3)
 
 
 def test_save_and_load(
-    embedder: rapidrag.Embedder, corpus: list[dict[str, Any]], queries: list[str], tmp_path: Path
+    shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str], tmp_path: Path
 ) -> None:
-    s = sharded(embedder, corpus[:200], 3)
+    s = sharded(shard_embedder, shard_corpus[:200], 3)
     s.save(tmp_path / "ix")
     assert sorted(p.name for p in (tmp_path / "ix").iterdir() if p.name.startswith("part-")) == [
         "part-000",
         "part-001",
         "part-002",
     ]
-    loaded = ShardedRetriever.load(tmp_path / "ix", embedder=embedder, reranker=None)
+    loaded = ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, reranker=None)
     assert loaded.n_shards == 3 and len(loaded) == len(s)
-    same(results(loaded, queries[:8]), results(s, queries[:8]))
+    same(results(loaded, shard_queries[:8]), results(s, shard_queries[:8]))
     loaded.add([{"id": "new-doc", "text": "A new document about insulin resistance after loading."}])
     assert loaded.get("new-doc") is not None
     with pytest.raises(rapidrag.errors.IndexFormatError, match="sharded"):
         Retriever.load(tmp_path / "ix")
     (tmp_path / "ix" / "part-001").rename(tmp_path / "gone")
     with pytest.raises(rapidrag.errors.IndexFormatError, match="missing"):
-        ShardedRetriever.load(tmp_path / "ix", embedder=embedder)
+        ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder)
 
 
 def test_the_command_line_opens_a_sharded_folder(
-    corpus: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    shard_corpus: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``rapidrag index --shards`` writes a sharded index; ``rapidrag query`` reads its manifest and opens it as
     it opens one index."""
@@ -145,7 +140,7 @@ def test_the_command_line_opens_a_sharded_folder(
 
     source = tmp_path / "docs.jsonl"
     source.write_text(
-        "".join(json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}) + "\n" for d in corpus[:120])
+        "".join(json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}) + "\n" for d in shard_corpus[:120])
     )
     assert main(["index", str(source), "--out", str(tmp_path / "ix"), "--lexical", "--shards", "3"]) == 0
     assert "3 shards" in capsys.readouterr().out
@@ -157,12 +152,12 @@ def test_the_command_line_opens_a_sharded_folder(
     assert [h["doc_id"] for h in printed["hits"]] == [h.doc_id for h in want] and len(want) == 5
 
 
-def test_bad_input(embedder: rapidrag.Embedder) -> None:
+def test_bad_input(shard_embedder: rapidrag.Embedder) -> None:
     with pytest.raises(ValueError, match="n_shards"):
-        ShardedRetriever(embedder, n_shards=0)
+        ShardedRetriever(shard_embedder, n_shards=0)
     with pytest.raises(ValueError, match="backend"):
-        ShardedRetriever(embedder, backend="spark")  # type: ignore[arg-type]
-    s = ShardedRetriever(embedder, n_shards=2)
+        ShardedRetriever(shard_embedder, backend="spark")  # type: ignore[arg-type]
+    s = ShardedRetriever(shard_embedder, n_shards=2)
     s.add([{"id": "a", "text": "alpha beta"}])
     with pytest.raises(ValueError, match="already indexed"):
         s.add([{"id": "b", "text": "gamma"}, {"id": "a", "text": "again"}])

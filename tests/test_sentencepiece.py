@@ -130,6 +130,16 @@ def converted_bpe(scifact_texts: list[str], tmp_path_factory: pytest.TempPathFac
     return {"llama": path, "legacy": folder / "legacy.json", "unk": folder / "unk.json", "inner": folder / "inner.json"}
 
 
+def _both(path: Path) -> tuple[tokenizers.Tokenizer, rapidrag.Tokenizer]:
+    """The reference's tokenizer of ``path`` and rapidrag's."""
+    return tokenizers.Tokenizer.from_file(str(path)), rapidrag.Tokenizer.from_file(path)
+
+
+def _same_batches(ref: tokenizers.Tokenizer, ours: rapidrag.Tokenizer, texts: list[str]) -> None:
+    batch = ours.encode_batch(texts, padding=False)
+    assert [row.tolist() for row in batch.input_ids] == [e.ids for e in ref.encode_batch(texts)]
+
+
 @pytest.mark.parametrize("layout", ["llama", "legacy", "unk", "inner"])
 def test_bpe_ids_and_offsets_match_the_reference(
     converted_bpe: dict[str, Path],
@@ -138,8 +148,7 @@ def test_bpe_ids_and_offsets_match_the_reference(
     stress_texts: list[str],
     layout: str,
 ) -> None:
-    ref = tokenizers.Tokenizer.from_file(str(converted_bpe[layout]))
-    ours = rapidrag.Tokenizer.from_file(converted_bpe[layout])
+    ref, ours = _both(converted_bpe[layout])
     texts = scifact_texts[400:700] + gcide_texts[:300] + stress_texts + EDGE
     for special in (True, False):
         for text in texts:
@@ -152,8 +161,7 @@ def test_bpe_ids_and_offsets_match_the_reference(
     # Characters outside the vocabulary: <0xXX> tokens with byte fallback, else one <unk> per run.
     tokens = ref.encode("日本語 😀").tokens
     assert tokens.count("<unk>") == 2 if layout == "unk" else any(t.startswith("<0x") for t in tokens)
-    batch = ours.encode_batch(texts[:200], padding=False)
-    assert [row.tolist() for row in batch.input_ids] == [e.ids for e in ref.encode_batch(texts[:200])]
+    _same_batches(ref, ours, texts[:200])
 
 
 @pytest.mark.parametrize("layout", ["converter", "xlmr"])
@@ -164,8 +172,7 @@ def test_ids_and_offsets_match_the_reference(
     stress_texts: list[str],
     layout: str,
 ) -> None:
-    ref = tokenizers.Tokenizer.from_file(str(converted[layout]))
-    ours = rapidrag.Tokenizer.from_file(converted[layout])
+    ref, ours = _both(converted[layout])
     texts = scifact_texts[400:700] + gcide_texts[:300] + stress_texts + EDGE
     spec = json.loads(converted[layout].read_text())
     spec["normalizer"] = spec["normalizer"]["normalizers"][0]
@@ -183,8 +190,7 @@ def test_ids_and_offsets_match_the_reference(
         assert [tuple(o) for o in offsets.tolist()] == shifted, text
         assert all(b == 0 or a < b <= len(text) for a, b in offsets.tolist()), text
     assert lagging >= 2  # the check above is exercised
-    batch = ours.encode_batch(texts[:200], padding=False)
-    assert [row.tolist() for row in batch.input_ids] == [e.ids for e in ref.encode_batch(texts[:200])]
+    _same_batches(ref, ours, texts[:200])
 
 
 def _dropped_first(charsmap: tokenizers.Tokenizer, text: str) -> int:

@@ -84,12 +84,7 @@ class ShardedRetriever(Searcher):
     ) -> None:
         if not isinstance(n_shards, int) or isinstance(n_shards, bool) or n_shards < 1:
             raise ValueError(f"n_shards must be a positive int, got {n_shards!r}")
-        if backend not in ("local", "ray"):
-            raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
-            raise ValueError(f"replicas must be a positive int, got {replicas!r}")
-        if replicas > 1 and backend != "ray":
-            raise ValueError("replicas > 1 need backend='ray' (copies of a shard in one process would not help)")
+        _check_layout(replicas, backend)
         # The first shard checks the settings (and is the model of the others).
         first = Retriever(embedder, None, chunker, **settings)
         self.embedder, self.reranker, self.chunker = embedder, reranker, first.chunker
@@ -324,6 +319,7 @@ class ShardedRetriever(Searcher):
     ) -> ShardedRetriever:
         """Open an index written by ``save``; ``embedder`` and ``reranker`` as for ``Retriever.load``."""
         root = Path(path)
+        _check_layout(replicas, backend)
         snap = read_snapshot(root, version=SHARDED_VERSION)
         info = snap.config.get("sharded")
         if not isinstance(info, dict):
@@ -357,6 +353,15 @@ class ShardedRetriever(Searcher):
 
     def __repr__(self) -> str:
         return f"ShardedRetriever({len(self)} documents in {self.n_shards} shards, {self.backend})"
+
+
+def _check_layout(replicas: Any, backend: Any) -> None:
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+        raise ValueError(f"replicas must be a positive int, got {replicas!r}")
+    if replicas > 1 and backend != "ray":
+        raise ValueError("replicas > 1 need backend='ray' (copies of a shard in one process would not help)")
 
 
 def is_sharded(path: str | os.PathLike[str]) -> bool:
