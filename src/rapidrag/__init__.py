@@ -15,6 +15,7 @@ __all__ = [
     "BatchEncoding",
     "Chunk",
     "Chunker",
+    "Context",
     "Document",
     "Embedder",
     "Hit",
@@ -24,13 +25,17 @@ __all__ = [
     "Tokenizer",
     "__version__",
     "evaluate",
+    "ground",
+    "pack",
     "quantize",
     "set_cores",
 ]
 
 if TYPE_CHECKING:
     from .chunker import Chunk, Chunker
+    from .context import Context, pack
     from .embedder import Embedder
+    from .grounding import ground
     from .lexical import BM25
     from .quantization import quantize
     from .reranker import Reranker, RerankResult
@@ -51,6 +56,9 @@ _LAZY = {
     "Hit": "retriever",
     "evaluate": "retriever",
     "set_cores": "cores",
+    "Context": "context",
+    "pack": "context",
+    "ground": "grounding",
 }
 
 

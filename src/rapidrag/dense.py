@@ -181,6 +181,14 @@ class DenseIndex:
             self._alive[rows] = True
             self._n_live += len(rows)
 
+    def vectors(self, rows: Any) -> F32Array:
+        """The stored vectors of ``rows`` (int64 [n]): float32 [n, dim], a copy."""
+        picked = np.ascontiguousarray(rows, dtype=np.int64)
+        if picked.ndim != 1 or (len(picked) and (picked.min() < 0 or picked.max() >= len(self._alive))):
+            raise IndexError(f"rows must be a 1-d array of rows below {len(self._alive)}")
+        with self._lock.read():
+            return self._vectors[picked]
+
     def remove(self, rows: Any) -> int:
         """Remove rows (unknown ones are ignored); returns how many were removed."""
         rows = np.asarray(rows, dtype=np.int64).ravel()

@@ -313,6 +313,22 @@ class Retriever(Searcher):
             with self._lock.write():
                 self.dense.compact()
 
+    def chunk_vectors(self, keys: Iterable[tuple[str, int]]) -> np.ndarray | None:
+        """The stored embeddings of chunks given as (document id, chunk number): float32 [n, dim], a row of NaN
+        for a chunk not in the index; None when the index has no vectors."""
+        if self.dense is None:
+            return None
+        wanted = list(keys)
+        rows = np.full(len(wanted), -1, dtype=np.int64)
+        with self._lock.read():
+            for i, (doc_id, chunk_id) in enumerate(wanted):
+                number = self._docs.get(doc_id)
+                if number is not None and 0 <= chunk_id < len(self._doc_rows[number]):
+                    rows[i] = self._doc_rows[number][chunk_id]
+            out = self.dense.vectors(np.where(rows >= 0, rows, 0))
+        out[rows < 0] = np.nan
+        return out
+
     # -- search --------------------------------------------------------------------------------------------------
 
     # -- the hooks of a search (search.Searcher) -------------------------------------------------------------------

@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .context import Context
     from .tokenizer import Tokenizer
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -214,6 +215,37 @@ class Searcher:
         hits = self._hits(ranked[:k], final[:k], found, stages.lists)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         return SearchResult(hits, timings, missing_shards=stages.missing)
+
+    def context(
+        self,
+        query: str,
+        budget_tokens: int,
+        *,
+        k: int = 20,
+        mode: Mode | None = None,
+        filter: Mapping[str, Any] | None = None,
+        rerank: bool | None = None,
+        candidates: int = 100,
+        budget_ms: float | None = None,
+        per_document: bool = False,
+        **options: Any,
+    ) -> Context:
+        """The generator's context for ``query``: the ``k`` best hits of a search (several chunks of one document
+        allowed, so that neighbours merge), packed into ``budget_tokens`` tokens with citations by
+        ``rapidrag.context.pack`` (``options`` are its settings: ``strategy``, ``tokenizer``, ``order`` ...)."""
+        from .context import pack
+
+        result = self.search(
+            query,
+            k,
+            mode=mode,
+            filter=filter,
+            rerank=rerank,
+            candidates=candidates,
+            budget_ms=budget_ms,
+            per_document=per_document,
+        )
+        return pack(result, budget_tokens, source=self, query=query, **options)
 
     def _check_search(
         self, query: Any, k: Any, mode: Any, rerank: Any, candidates: Any, budget_ms: Any

@@ -1,0 +1,672 @@
+"""From hits to the generator's prompt: ``pack`` fits a search's hits into a token budget as numbered, citable
+passages (exact character spans of the indexed documents), says what it left out and why, and ``Context.cost``
+prices a query from the tokens it injects.
+
+A hit becomes a *piece* of its document: the chunk as found (``strategy="chunks"``), a window of ``window_tokens``
+tokens around it ("small to big": small chunks find, larger windows inform; ``"window"``), or the sentences that
+best match the query with ``sentence_window`` neighbours on each side (``"sentences"``). Pieces of one document
+that overlap or touch are merged (``merge``); a piece too similar to one already kept is dropped (``dedupe``, the
+cosine of the embeddings the index already stores, else the overlap of their words), optionally choosing by MMR
+(``diversity``); pieces are taken best first while they fit, a piece that does not fit whole is cut to the
+sentences around its best one that do; the kept pieces are ordered by score or with the best at both ends
+(``order="edges"``, against "lost in the middle").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .documents import Hit, _json_value
+from .sentences import sentence_spans
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
+__all__ = ["DEFAULT_STRATEGY", "Context", "ContextItem", "Cost", "Dropped", "pack"]
+
+Strategy = Literal["chunks", "window", "sentences"]
+Order = Literal["score", "edges"]
+DEFAULT_STRATEGY: Strategy = "sentences"  # measured: BENCHMARKS.md, "Context packing"
+DEFAULT_TEMPLATE = "[{citation}] {text}"
+MIN_CUT_TOKENS = 16  # a piece is not cut to fewer tokens than this: the room left is given up instead
+
+
+@dataclass(frozen=True)
+class ContextItem:
+    """One passage of the prompt: its citation number, where it comes from (document, chunks, the character span
+    ``text == document.text[start:end]``), its tokens (as formatted in the prompt) and its best hit's score."""
+
+    citation: int
+    doc_id: str
+    chunk_ids: tuple[int, ...]
+    start: int
+    end: int
+    text: str
+    tokens: int
+    score: float
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "citation": self.citation,
+            "doc_id": self.doc_id,
+            "chunk_ids": list(self.chunk_ids),
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "tokens": self.tokens,
+            "score": _json_value(self.score),
+            "metadata": {str(k): _json_value(v) for k, v in self.metadata.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A hit left out of the prompt, and why: ``"budget"`` (no room left), ``"duplicate"`` (too similar to the
+    item ``of``, with that ``similarity``) or ``"missing"`` (its document is no longer in the index)."""
+
+    doc_id: str
+    chunk_ids: tuple[int, ...]
+    score: float
+    reason: Literal["budget", "duplicate", "missing"]
+    tokens: int | None = None
+    of: int | None = None
+    similarity: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"doc_id": self.doc_id, "chunk_ids": list(self.chunk_ids)}
+        out["score"], out["reason"] = _json_value(self.score), self.reason
+        for name in ("tokens", "of", "similarity"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = _json_value(value)
+        return out
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a query costs: tokens in and out, and money at the given prices (per million tokens, in any
+    currency), per query and per 1,000 queries."""
+
+    input_tokens: int
+    output_tokens: int
+    input_price: float
+    output_price: float
+
+    @property
+    def per_query(self) -> float:
+        return (self.input_tokens * self.input_price + self.output_tokens * self.output_price) / 1e6
+
+    @property
+    def per_1000_queries(self) -> float:
+        return self.per_query * 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "input_price_per_million": self.input_price,
+            "output_price_per_million": self.output_price,
+            "per_query": self.per_query,
+            "per_1000_queries": self.per_1000_queries,
+        }
+
+
+@dataclass(frozen=True)
+class Context:
+    """The prompt's context: ``text`` (the items, each behind its citation marker, in prompt order), the
+    ``items``, the ``tokens`` of ``text`` (never more than ``budget_tokens``), what was ``dropped`` and why, and
+    the settings that made it. An empty context (nothing fitted) is not an error: ``dropped`` says why."""
+
+    text: str
+    items: list[ContextItem]
+    tokens: int
+    budget_tokens: int
+    dropped: list[Dropped]
+    settings: dict[str, Any]
+    pack_ms: float = 0.0
+
+    def cost(
+        self,
+        input_price: float,
+        output_price: float = 0.0,
+        *,
+        output_tokens: int = 0,
+        prompt_tokens: int = 0,
+    ) -> Cost:
+        """The query's cost at ``input_price`` and ``output_price`` per million tokens: this context's tokens plus
+        ``prompt_tokens`` (the question and instructions around it) in, ``output_tokens`` out."""
+        for name, value in (("input_price", input_price), ("output_price", output_price)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0 (price per million tokens), got {value!r}")
+        for name, count in (("output_tokens", output_tokens), ("prompt_tokens", prompt_tokens)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {count!r}")
+        return Cost(self.tokens + prompt_tokens, output_tokens, float(input_price), float(output_price))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "tokens": self.tokens,
+            "budget_tokens": self.budget_tokens,
+            "items": [item.to_dict() for item in self.items],
+            "dropped": [d.to_dict() for d in self.dropped],
+            "settings": self.settings,
+            "pack_ms": self.pack_ms,
+        }
+
+    def to_markdown(self) -> str:
+        """The prompt text, then one line per source: citation, document, span, tokens, score."""
+        lines = [self.text, "", f"---\n{self.tokens} of {self.budget_tokens} tokens; sources:"]
+        for item in self.items:
+            chunks = ",".join(map(str, item.chunk_ids))
+            lines.append(
+                f"- [{item.citation}] {item.doc_id} (chunks {chunks}; characters {item.start}-{item.end}; "
+                f"{item.tokens} tokens; score {item.score:.4g})"
+            )
+        for d in self.dropped:
+            why = f"duplicate of [{d.of}] (similarity {d.similarity:.3f})" if d.reason == "duplicate" else d.reason
+            chunks = ",".join(map(str, d.chunk_ids))
+            lines.append(f"- dropped: {d.doc_id} (chunks {chunks}): {why}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Piece:
+    """A passage being packed: ``text_of[start:end]``, where ``text_of`` is the document's text (or, without a
+    source index, the hit's own text, which begins at ``base`` in the document)."""
+
+    doc_id: str
+    text_of: str
+    start: int
+    end: int
+    score: float
+    rank: int  # of its best hit in the result
+    chunk_ids: list[int]
+    hit: Hit
+    anchor: int  # a character of the hit the piece is built around (where a cut keeps its centre)
+    base: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.text_of[self.start : self.end]
+
+
+def pack(
+    result: Sequence[Hit],
+    budget_tokens: int,
+    *,
+    source: Any = None,
+    query: str | None = None,
+    tokenizer: Tokenizer | str | os.PathLike[str] | None = None,
+    strategy: Strategy = DEFAULT_STRATEGY,
+    window_tokens: int = 256,
+    sentence_window: int = 1,
+    merge: bool = True,
+    dedupe: float | None = 0.95,
+    diversity: float = 0.0,
+    order: Order = "score",
+    template: str = DEFAULT_TEMPLATE,
+    separator: str = "\n\n",
+) -> Context:
+    """Fit ``result`` (hits, best first) into ``budget_tokens`` tokens of prompt; see the module's docstring.
+
+    Parameters
+    ----------
+    source : Retriever or ShardedRetriever, optional
+        The index the hits came from: the documents' full text (windows and sentences reach past a chunk), the
+        stored embeddings (``dedupe``), BM25's statistics (which sentences match ``query``), its tokenizer.
+        Without it, pieces stay within their hits' text.
+    query : str, optional
+        The question: ranks a hit's sentences (``"sentences"``, and cuts of pieces too long to fit whole).
+    tokenizer : Tokenizer or path, optional
+        The generator's tokenizer (any that ``rapidrag.Tokenizer.from_file`` loads), which counts the budget;
+        default: the index's (its embedder's).
+    dedupe : float or None
+        Drop a piece whose similarity to a kept one is at least this (cosine of stored embeddings, else word
+        overlap); None keeps all.
+    diversity : float
+        MMR's weight on novelty, 0 to 1 (0: by score alone).
+    template, separator :
+        How an item is written (``{citation}``, ``{doc_id}`` and ``{text}`` are filled in) and joined.
+    """
+    started = time.perf_counter()
+    budget = _check_count(budget_tokens, "budget_tokens", minimum=0)
+    _check_options(strategy, window_tokens, sentence_window, dedupe, diversity, order, template, separator, query)
+    hits = _check_hits(result)
+    tok = _tokenizer(tokenizer, source)
+    matcher = _SentenceMatcher(query, source)
+    dropped: list[Dropped] = []
+    pieces: list[_Piece] = []
+    for rank, hit in enumerate(hits):
+        document = source.get(hit.doc_id) if source is not None else None
+        if source is not None and document is None:
+            dropped.append(Dropped(hit.doc_id, (hit.chunk_id,), hit.score, "missing"))
+            continue
+        text_of = document.text if document is not None else None
+        pieces.append(_piece(hit, rank, text_of, strategy, window_tokens, sentence_window, tok, matcher))
+    if merge:
+        pieces = _merge(pieces)
+    duplicates: list[tuple[_Piece, _Piece, float]] = []
+    if dedupe is not None or diversity > 0:
+        pieces, duplicates = _select(pieces, source, dedupe, diversity)
+    kept = _fit(pieces, budget, tok, template, separator, matcher, dropped)
+    items, text, tokens = _assemble(kept, budget, tok, template, separator, order, dropped, duplicates)
+    settings = {
+        "strategy": strategy,
+        "window_tokens": window_tokens,
+        "sentence_window": sentence_window,
+        "merge": merge,
+        "dedupe": dedupe,
+        "diversity": diversity,
+        "order": order,
+        "tokenizer": getattr(tok, "name", None) or type(tok).__name__,
+    }
+    elapsed = (time.perf_counter() - started) * 1000
+    return Context(text, items, tokens, budget, dropped, settings, elapsed)
+
+
+# -- checks ------------------------------------------------------------------------------------------------------
+
+
+def _check_count(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_options(
+    strategy: Any,
+    window_tokens: Any,
+    sentence_window: Any,
+    dedupe: Any,
+    diversity: Any,
+    order: Any,
+    template: Any,
+    separator: Any,
+    query: Any,
+) -> None:
+    if strategy not in ("chunks", "window", "sentences"):
+        raise ValueError(f"strategy must be 'chunks', 'window' or 'sentences', got {strategy!r}")
+    _check_count(window_tokens, "window_tokens", minimum=1)
+    _check_count(sentence_window, "sentence_window", minimum=0)
+    if dedupe is not None and (isinstance(dedupe, bool) or not isinstance(dedupe, (int, float)) or not 0 < dedupe <= 1):
+        raise ValueError(f"dedupe must be a similarity in (0, 1] or None, got {dedupe!r}")
+    if isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not 0 <= diversity <= 1:
+        raise ValueError(f"diversity must be a number from 0 to 1, got {diversity!r}")
+    if order not in ("score", "edges"):
+        raise ValueError(f"order must be 'score' or 'edges', got {order!r}")
+    if not isinstance(template, str) or "{text}" not in template:
+        raise ValueError(f"template must be a str with a {{text}} field, got {template!r}")
+    try:
+        template.format(citation=1, doc_id="", text="")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(
+            f"template {template!r}: only {{citation}}, {{doc_id}} and {{text}} can be filled ({e})"
+        ) from None
+    if not isinstance(separator, str):
+        raise TypeError(f"separator must be a str, not {type(separator).__name__}")
+    if query is not None and not isinstance(query, str):
+        raise TypeError(f"query must be a str or None, not {type(query).__name__}")
+
+
+def _check_hits(result: Any) -> list[Hit]:
+    if isinstance(result, (str, bytes, Hit)):
+        raise TypeError("result must be a sequence of hits (a SearchResult), not a single value")
+    hits = list(result)
+    for i, hit in enumerate(hits):
+        if not isinstance(hit, Hit):
+            raise TypeError(f"result[{i}] must be a rapidrag Hit, not {type(hit).__name__}")
+    return hits
+
+
+def _tokenizer(tokenizer: Any, source: Any) -> Any:
+    if tokenizer is not None:
+        if isinstance(tokenizer, (str, os.PathLike)):
+            from .tokenizer import Tokenizer
+
+            return Tokenizer.from_file(tokenizer)
+        if not callable(getattr(tokenizer, "count_tokens", None)):
+            raise TypeError(f"tokenizer must be a rapidrag.Tokenizer or a path, not {type(tokenizer).__name__}")
+        return tokenizer
+    for owner in (getattr(source, "embedder", None), getattr(source, "chunker", None)):
+        found = getattr(owner, "tokenizer", None)
+        if found is not None:
+            return found
+    raise ValueError(
+        "no tokenizer to count the budget with: pass tokenizer= (the generator's, or any that "
+        "rapidrag.Tokenizer.from_file loads), or a source index that has an embedder or chunker"
+    )
+
+
+# -- pieces ------------------------------------------------------------------------------------------------------
+
+
+class _SentenceMatcher:
+    """How well a sentence matches the query: the summed idf of the query's words it holds (BM25's analyzer and,
+    with a source index, its document frequencies)."""
+
+    def __init__(self, query: str | None, source: Any) -> None:
+        self.terms: dict[str, float] = {}
+        self._spans: dict[int, tuple[str, list[tuple[int, int]]]] = {}
+        self._scores: dict[str, float] = {}
+        if not query:
+            return
+        bm25 = getattr(source, "bm25", None)
+        analyzer = getattr(bm25, "analyzer", None)
+        if analyzer is None:
+            from .lexical import WordAnalyzer
+
+            analyzer = WordAnalyzer(stemmer=None)
+        self.analyzer = analyzer
+        terms = set(analyzer(query))
+        stats = None
+        statistics = getattr(source, "statistics", None)
+        if callable(statistics):
+            try:
+                stats = statistics(query).get("bm25")
+            except Exception:  # an index that cannot answer (a shard down) ranks sentences without idf
+                stats = None
+        for t in terms:
+            if stats is not None and stats.documents > 0:
+                df = stats.df.get(t, 0)
+                self.terms[t] = math.log(1 + (stats.documents - df + 0.5) / (df + 0.5))
+            else:
+                self.terms[t] = 1.0
+
+    def score(self, text: str) -> float:
+        if not self.terms:
+            return 0.0
+        found = self._scores.get(text)
+        if found is None:
+            words = set(self.analyzer(text))
+            found = self._scores[text] = sum(w for t, w in self.terms.items() if t in words)
+        return found
+
+    def sentences(self, text: str) -> list[tuple[int, int]]:
+        """``sentence_spans`` of a document, kept for the other hits of the same document."""
+        found = self._spans.get(id(text))
+        if found is None or found[0] is not text:
+            found = self._spans[id(text)] = (text, sentence_spans(text))
+        return found[1]
+
+
+def _piece(
+    hit: Hit,
+    rank: int,
+    text_of: str | None,
+    strategy: Strategy,
+    window_tokens: int,
+    sentence_window: int,
+    tok: Any,
+    matcher: _SentenceMatcher,
+) -> _Piece:
+    if text_of is not None and text_of[hit.start : hit.end] == hit.text:
+        base, start, end = 0, hit.start, hit.end
+    else:  # no source (or a hit that is not its document's span there): the hit's own text
+        text_of, base, start, end = hit.text, hit.start, 0, len(hit.text)
+    anchor = start
+    if strategy == "window":
+        start, end = _window(text_of, start, end, window_tokens, tok)
+    elif strategy == "sentences":
+        start, end = _sentences(text_of, start, end, sentence_window, matcher)
+    return _Piece(hit.doc_id, text_of, start, end, hit.score, rank, [hit.chunk_id], hit, anchor, base)
+
+
+def _window(text: str, start: int, end: int, window_tokens: int, tok: Any) -> tuple[int, int]:
+    """The span grown to ``window_tokens`` tokens of ``tok`` around it (as evenly as the document allows), its
+    ends moved out to whole words."""
+    _, offsets = tok.encode(text, add_special_tokens=False, return_offsets=True)
+    if len(offsets) == 0:
+        return start, end
+    first = int(np.searchsorted(offsets[:, 1], start, side="right"))
+    last = int(np.searchsorted(offsets[:, 0], end, side="left"))  # tokens [first, last) are the span's
+    extra = window_tokens - (last - first)
+    if extra <= 0:
+        return start, end
+    before = min(first, extra // 2)
+    after = min(len(offsets) - last, extra - before)
+    before = min(first, extra - after)
+    a = int(offsets[first - before, 0]) if before else start
+    b = int(offsets[last + after - 1, 1]) if after else end
+    while a > 0 and a < start and not text[a - 1].isspace():
+        a -= 1
+    while b < len(text) and b > end and not text[b].isspace():
+        b += 1
+    return min(a, start), max(b, end)
+
+
+def _sentences(text: str, start: int, end: int, sentence_window: int, matcher: _SentenceMatcher) -> tuple[int, int]:
+    """The hit's best-matching sentence (the first without a query) and ``sentence_window`` sentences each side."""
+    spans = matcher.sentences(text)
+    inside = [i for i, (a, b) in enumerate(spans) if a < end and b > start]
+    if not inside:
+        return start, end
+    best = max(inside, key=lambda i: (matcher.score(text[spans[i][0] : spans[i][1]]), -i))
+    lo, hi = max(0, best - sentence_window), min(len(spans) - 1, best + sentence_window)
+    return spans[lo][0], spans[hi][1]
+
+
+def _merge(pieces: list[_Piece]) -> list[_Piece]:
+    """Pieces of one document that overlap or touch (only whitespace between) as one, at the rank of the best.
+    Pieces made of the hits' own text (no source index) merge only where they overlap or meet exactly."""
+    out: list[_Piece] = []
+    for piece in pieces:
+        i = 0
+        while i < len(out):
+            joined = _join(out[i], piece)
+            if joined is None:
+                i += 1
+                continue
+            del out[i]
+            piece, i = joined, 0  # the grown piece may now reach another
+        out.append(piece)
+    out.sort(key=lambda p: p.rank)
+    return out
+
+
+def _join(a: _Piece, b: _Piece) -> _Piece | None:
+    if a.doc_id != b.doc_id:
+        return None
+    best, other = (a, b) if (a.rank, a.score) <= (b.rank, b.score) else (b, a)
+    if a.text_of is b.text_of or (a.base == b.base == 0 and a.text_of == b.text_of):
+        text_of, base = a.text_of, a.base
+        lo_end, hi_start = min(a.end, b.end), max(a.start, b.start)
+        if hi_start > lo_end and text_of[lo_end:hi_start].strip():
+            return None
+        start, end = min(a.start, b.start), max(a.end, b.end)
+    else:  # two hits' own texts: their union is known only when they overlap or meet
+        (x, y) = (a, b) if a.base + a.start <= b.base + b.start else (b, a)
+        x0, x1, y0, y1 = x.base + x.start, x.base + x.end, y.base + y.start, y.base + y.end
+        if y0 > x1:
+            return None
+        text_of = x.text + y.text[x1 - y0 :] if y1 > x1 else x.text
+        base, start, end = x0, 0, max(x1, y1) - x0
+    anchor = best.anchor + best.base - base
+    return _Piece(
+        best.doc_id,
+        text_of,
+        start,
+        end,
+        max(a.score, b.score),
+        min(a.rank, b.rank),
+        sorted(set(a.chunk_ids) | set(b.chunk_ids)),
+        best.hit,
+        anchor,
+        base,
+    )
+
+
+def _select(
+    pieces: list[_Piece], source: Any, dedupe: float | None, diversity: float
+) -> tuple[list[_Piece], list[tuple[_Piece, _Piece, float]]]:
+    """Pieces by MMR (``diversity``: the weight on novelty), and those at least ``dedupe`` similar to a kept one
+    apart as (piece, the kept one, similarity); similarity is the cosine of the index's stored embeddings, else the
+    overlap of words."""
+    if not pieces:
+        return pieces, []
+    vectors = _vectors(pieces, source)
+    sims = vectors @ vectors.T if vectors is not None else _word_overlap([p.text for p in pieces])
+    scores = np.array([p.score for p in pieces], dtype=np.float64)
+    spread = scores.max() - scores.min()
+    relevance = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
+    left = list(range(len(pieces)))
+    chosen: list[int] = []
+    duplicates = []
+    while left:
+        if chosen and diversity > 0:
+            novelty = sims[np.ix_(left, chosen)].max(axis=1)
+            pick = left[int(np.argmax((1 - diversity) * relevance[left] - diversity * novelty))]
+        else:
+            pick = left[0]
+        left.remove(pick)
+        if chosen and dedupe is not None:
+            nearest = chosen[int(np.argmax(sims[pick, chosen]))]
+            if sims[pick, nearest] >= dedupe:
+                duplicates.append((pieces[pick], pieces[nearest], float(sims[pick, nearest])))
+                continue
+        chosen.append(pick)
+    return [pieces[i] for i in chosen], duplicates
+
+
+def _vectors(pieces: list[_Piece], source: Any) -> np.ndarray | None:
+    getter = getattr(source, "chunk_vectors", None)
+    if not callable(getter):
+        return None
+    vectors = getter([(p.hit.doc_id, p.hit.chunk_id) for p in pieces])
+    if vectors is None or np.isnan(vectors).any():
+        return None
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float64)
+
+
+def _word_overlap(texts: list[str]) -> np.ndarray:
+    from .lexical import WordAnalyzer
+
+    analyzer = WordAnalyzer(stemmer=None)
+    sets = [set(analyzer(t)) for t in texts]
+    n = len(sets)
+    out = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            union = len(sets[i] | sets[j])
+            out[i, j] = out[j, i] = len(sets[i] & sets[j]) / union if union else 0.0
+    return out
+
+
+# -- fitting and writing ---------------------------------------------------------------------------------------
+
+
+def _fit(
+    pieces: list[_Piece],
+    budget: int,
+    tok: Any,
+    template: str,
+    separator: str,
+    matcher: _SentenceMatcher,
+    dropped: list[Dropped],
+) -> list[tuple[_Piece, int]]:
+    """Pieces best first while they fit (each with its tokens as written); one that does not fit whole is cut to
+    the sentences around its best that do."""
+    sep = int(tok.count_tokens(separator)) if separator else 0
+    texts = [_written(template, i + 1, p) for i, p in enumerate(pieces)]
+    counts = tok.count_tokens(texts).tolist() if texts else []
+    kept: list[tuple[_Piece, int]] = []
+    used = 0
+    for piece, count in zip(pieces, counts, strict=True):
+        room = budget - used - (sep if kept else 0)
+        if count > room:
+            cut = _cut(piece, room, tok, template, len(kept) + 1, matcher)
+            if cut is None:
+                dropped.append(Dropped(piece.doc_id, tuple(piece.chunk_ids), piece.score, "budget", tokens=count))
+                continue
+            piece, count = cut
+        used += count + (sep if kept else 0)
+        kept.append((piece, count))
+    return kept
+
+
+def _written(template: str, citation: int, piece: _Piece) -> str:
+    return template.format(citation=citation, doc_id=piece.doc_id, text=piece.text)
+
+
+def _cut(
+    piece: _Piece, room: int, tok: Any, template: str, citation: int, matcher: _SentenceMatcher
+) -> tuple[_Piece, int] | None:
+    """``piece`` cut to the run of its sentences around its best that fits ``room`` tokens, with its tokens; None
+    when not even one sentence fits."""
+    if room < MIN_CUT_TOKENS:
+        return None
+    spans = sentence_spans(piece.text_of, piece.start, piece.end)
+    if not spans:
+        return None
+    texts = [piece.text_of[a:b] for a, b in spans]
+    counts = tok.count_tokens(texts).tolist()
+    total = int(tok.count_tokens(template.format(citation=citation, doc_id=piece.doc_id, text="")))
+    centre = max(
+        range(len(spans)),
+        key=lambda i: (matcher.score(texts[i]), spans[i][0] <= piece.anchor < spans[i][1], -i),
+    )
+    lo = hi = centre
+    total += counts[centre]
+    if total > room:
+        return None
+    grown = True
+    while grown:
+        grown = False
+        for j in (hi + 1, lo - 1):
+            if 0 <= j < len(spans) and total + counts[j] <= room:
+                total += counts[j]
+                lo, hi = min(lo, j), max(hi, j)
+                grown = True
+    cut = replace(piece, start=spans[lo][0], end=spans[hi][1])
+    exact = int(tok.count_tokens(_written(template, citation, cut)))
+    return (cut, exact) if exact <= room else None
+
+
+def _assemble(
+    kept: list[tuple[_Piece, int]],
+    budget: int,
+    tok: Any,
+    template: str,
+    separator: str,
+    order: Order,
+    dropped: list[Dropped],
+    duplicates: list[tuple[_Piece, _Piece, float]],
+) -> tuple[list[ContextItem], str, int]:
+    """The items in prompt order, numbered 1.. in that order, the text, and its exact token count (pieces are
+    counted one by one; should the whole text count more than their sum, the last is dropped until it fits)."""
+    while True:
+        placed = kept[0::2] + kept[1::2][::-1] if order == "edges" else list(kept)
+        text = separator.join(_written(template, n, p) for n, (p, _) in enumerate(placed, 1))
+        tokens = int(tok.count_tokens(text)) if text else 0
+        if tokens <= budget or not kept:
+            break
+        piece, count = kept.pop()
+        dropped.append(Dropped(piece.doc_id, tuple(piece.chunk_ids), piece.score, "budget", tokens=count))
+    citation = {id(p): n for n, (p, _) in enumerate(placed, 1)}
+    for piece, kept_one, similarity in duplicates:
+        of = citation.get(id(kept_one))
+        dropped.append(Dropped(piece.doc_id, tuple(piece.chunk_ids), piece.score, "duplicate", None, of, similarity))
+    items = [
+        ContextItem(
+            citation=n,
+            doc_id=p.doc_id,
+            chunk_ids=tuple(p.chunk_ids),
+            start=p.base + p.start,
+            end=p.base + p.end,
+            text=p.text,
+            tokens=count,
+            score=p.score,
+            metadata=p.hit.metadata,
+        )
+        for n, (p, count) in enumerate(placed, 1)
+    ]
+    return items, text, tokens
