@@ -397,3 +397,63 @@ def test_moved_models_from_the_cli(
     assert main(["query", str(hybrid_index), "eiffel tower", "--json"]) == 0
     printed = capsys.readouterr()
     assert json.loads(printed.out)["mode"] == "hybrid" and "note:" not in printed.err
+
+
+def test_context_and_ground_from_the_command_line(
+    hybrid_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = hybrid_index
+    question = "which vitamin prevents scurvy"
+    argv = ["context", str(out), question, "--budget", "60", "--price-in", "3", "--price-out", "15"]
+    assert main([*argv, "--output-tokens", "100"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("[1] ") and "of 60 tokens; sources:" in text and "cost: " in text
+    assert main([*argv, "--output-tokens", "100", "--format", "json", "--strategy", "chunks"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    context = body["context"]
+    assert 0 < context["tokens"] <= 60 and context["settings"]["strategy"] == "chunks"
+    assert context["items"][0]["doc_id"] == "scurvy.txt"
+    assert body["cost"]["per_query"] == pytest.approx((context["tokens"] * 3 + 100 * 15) / 1e6)
+    saved = tmp_path / "context.json"
+    saved.write_text(json.dumps(body))
+    answer = tmp_path / "answer.txt"
+    answer.write_text("Scurvy is caused by a lack of vitamin C in the diet. Sailors in 1753 ate bananas in Peru.")
+    assert main(["ground", str(out), "--answer", str(answer), "--context", str(saved)]) == 0
+    marked = capsys.readouterr().out
+    first, second = marked.splitlines()[:2]
+    assert first.startswith("Scurvy is caused") and "[supported: 1" in first
+    assert "unverified" in second and "1753" in second and "Peru" in second
+    assert main(["ground", str(out), "--answer", str(answer), "--question", question, "--format", "json"]) == 0
+    grounding = json.loads(capsys.readouterr().out)["grounding"]
+    assert [s["status"] for s in grounding["sentences"]][0] == "supported"
+    # bad input: one line on stderr, exit status 2
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    for args, message in [
+        (["ground", str(out), "--answer", str(empty), "--question", question], "is empty"),
+        (["ground", str(out), "--answer", str(tmp_path / "none.txt"), "--question", question], "cannot read"),
+        (["ground", str(out), "--answer", str(answer)], "--question"),
+        (["ground", str(out), "--answer", str(answer), "--context", str(answer)], "cannot read it as JSON"),
+    ]:
+        assert main(args) == 2, args
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["context", str(out), question, "--price-in", "-1"])
+    assert "a price must be" in capsys.readouterr().err
+
+
+def test_bench_reports_context_tokens_and_cost(
+    hybrid_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps({"_id": f"q{i}", "text": f"vitamin {i} and iron"}) for i in range(6)))
+    report = tmp_path / "bench.json"
+    argv = ["bench", str(hybrid_index), "--queries", str(queries), "--out", str(report), "--concurrency", "1"]
+    assert main([*argv, "--context-budget", "50", "--price-in", "2", "--output-tokens", "10"]) == 0
+    assert "context of at most 50 tokens per query" in capsys.readouterr().out
+    body = json.loads(report.read_text())
+    for entry in body["configs"].values():
+        context = entry["context"]
+        assert 0 < context["tokens"]["max"] <= 50 and context["budget_tokens"] == 50
+        assert context["cost_per_query"] == pytest.approx(context["mean_tokens"] * 2 / 1e6)
+        assert len(entry["total_ms_all"]) == 6 and "pack" in entry["stages_ms"]

@@ -56,11 +56,21 @@ def run(
     candidates: int = 100,
     concurrency: Sequence[int] = (),
     progress: bool | None = False,
+    context_budget: int | None = None,
+    prices: tuple[float, float] = (0.0, 0.0),
+    output_tokens: int = 0,
 ) -> dict[str, Any]:
     """Stage and end-to-end latency percentiles (ms) per configuration, with nDCG@10 when ``qrels`` is given,
     and throughput at each level of ``concurrency`` (threads searching at once). ``progress``: a progress bar
-    per configuration on stderr (None: when it is a terminal)."""
+    per configuration on stderr (None: when it is a terminal).
+
+    ``context_budget``: each search's hits are also packed into a context of at most that many tokens
+    (``rapidrag.context.pack``, outside the search's own time): the report gives its tokens, its packing time and,
+    at ``prices`` (input, output per million tokens) with ``output_tokens`` per answer, the cost per query."""
     from .progress import Progress
+
+    if context_budget is not None:
+        from .context import pack
 
     ids = list(queries)
     report: dict[str, Any] = {
@@ -78,6 +88,7 @@ def run(
         stages: dict[str, list[float]] = {}
         quality = []
         reranked = []
+        costs: list[Any] = []
         with_throughput = not config.rerank or config.budget_ms is not None  # not the unbudgeted rerank
         runs = len(ids) * (1 + (len(concurrency) if with_throughput else 0))
         bar = Progress(runs, f"bench {config.name}", unit="searches", enabled=progress, erase=True)
@@ -86,6 +97,10 @@ def run(
             hits = retriever.search(queries[q], k=k, candidates=candidates, **kwargs)
             for stage, ms in hits.timings.items():
                 stages.setdefault(stage.removesuffix("_ms"), []).append(ms)
+            if context_budget is not None:
+                context = pack(hits, context_budget, source=retriever, query=queries[q])
+                stages.setdefault("pack", []).append(context.pack_ms)
+                costs.append(context.cost(*prices, output_tokens=output_tokens))
             if config.rerank:
                 reranked.append(sum("rerank" in h.scores for h in hits))
             if qrels is not None and q in qrels:
@@ -102,6 +117,16 @@ def run(
             entry["judged"] = len(quality)
         if reranked:
             entry["reranked_in_top_k"] = float(np.mean(reranked))
+        if costs:
+            entry["context"] = {
+                "budget_tokens": context_budget,
+                "tokens": percentiles([c.input_tokens for c in costs]),
+                "mean_tokens": float(np.mean([c.input_tokens for c in costs])),
+                "output_tokens": output_tokens,
+                "prices_per_million": {"input": prices[0], "output": prices[1]},
+                "cost_per_query": float(np.mean([c.per_query for c in costs])),
+                "cost_per_1000_queries": float(np.mean([c.per_1000_queries for c in costs])),
+            }
         if with_throughput:
             entry["throughput"] = []
             for level, threads in enumerate(concurrency, 1):

@@ -5,6 +5,8 @@
 ``rapidrag eval``: nDCG@10, recall@100 and MRR@10 of a saved index on BEIR queries and judgements.
 ``rapidrag tune``: choose an index's weights on judged queries and save them with it.
 ``rapidrag bench``: latency percentiles of each stage and end to end, a JSON report and a PNG plot.
+``rapidrag context``: the generator's context for a question, packed to a token budget with citations and cost.
+``rapidrag ground``: an answer's sentences checked against its context (supported, weak or unverified).
 ``rapidrag chunk``: tokenize and chunk a corpus, with a throughput report.
 ``rapidrag quantize``: make an int8 model (attention fused) from an fp32 ONNX model.
 ``rapidrag train reranker|embedder``: fine-tune a cross-encoder or an embedder on judged queries ([train] extra).
@@ -314,6 +316,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _price(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a price (a number), got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"a price must be a finite number >= 0, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _filter(arg: str | None) -> Any:
     if arg is None:
         return None
@@ -475,6 +497,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         concurrency=concurrency,
         progress=None,
+        context_budget=args.context_budget,
+        prices=(args.price_in, args.price_out),
+        output_tokens=args.output_tokens,
     )
     report["cold_start"] = cold
     if args.compare_reranker:
@@ -501,6 +526,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if "ndcg@10" in entry:
             line += f"  {entry['ndcg@10']:.4f}"
         print(line)
+    if args.context_budget is not None:
+        print(
+            f"context of at most {args.context_budget} tokens per query (prices per million tokens: "
+            f"{args.price_in:g} in, {args.price_out:g} out; {args.output_tokens} tokens out)"
+        )
+        for name, entry in report["configs"].items():
+            c = entry["context"]
+            print(
+                f"{name:<34}tokens p50 {c['tokens']['p50']:.0f} (mean {c['mean_tokens']:.0f}), packing p99 "
+                f"{entry['stages_ms']['pack']['p99']:.2f} ms, cost {c['cost_per_query']:.6f} per query, "
+                f"{c['cost_per_1000_queries']:.4f} per 1,000"
+            )
     judged = qrels is not None
     what = "queries/s (p99 ms, nDCG@10)" if judged else "queries/s (p99 ms)"
     print(f"throughput, {what} with {', '.join(map(str, concurrency))} threads searching at once")
@@ -560,6 +597,92 @@ def _compare_rerankers(
     finally:
         retriever.reranker, retriever.rerank_weight = own, own_weight
     return out
+
+
+def _context_options(args: argparse.Namespace) -> dict[str, Any]:
+    chosen = {"strategy": args.strategy} if args.strategy else {}  # else rapidrag.context.DEFAULT_STRATEGY
+    return {
+        **chosen,
+        "window_tokens": args.window_tokens,
+        "sentence_window": args.sentence_window,
+        "merge": not args.no_merge,
+        "dedupe": args.dedupe or None,
+        "order": args.order,
+        "tokenizer": args.tokenizer,
+    }
+
+
+def _make_context(args: argparse.Namespace, retriever: Any, question: str) -> Any:
+    rerank = False if args.no_rerank else None
+    return retriever.context(
+        question,
+        args.budget,
+        k=args.k,
+        mode=args.mode,
+        filter=_filter(args.filter),
+        rerank=rerank,
+        budget_ms=args.budget_ms,
+        **_context_options(args),
+    )
+
+
+def cmd_context(args: argparse.Namespace) -> int:
+    from .retriever import check_query
+
+    check_query(args.query)
+    retriever = _load(args, lexical=args.mode == "lexical", rerank=not args.no_rerank)
+    context = _make_context(args, retriever, args.query)
+    cost = context.cost(args.price_in, args.price_out, output_tokens=args.output_tokens)
+    if args.format == "json":
+        body = {"query": args.query, "context": context.to_dict(), "cost": cost.to_dict()}
+        print(json.dumps(body, ensure_ascii=False, indent=1))
+        return 0
+    print(context.to_markdown())
+    if args.price_in or args.price_out:
+        print(f"cost: {cost.per_query:.6f} per query, {cost.per_1000_queries:.4f} per 1,000 queries")
+    return 0
+
+
+def cmd_ground(args: argparse.Namespace) -> int:
+    from .context import Context
+    from .grounding import ground
+
+    if args.answer == "-":
+        answer = sys.stdin.read()
+    else:
+        try:
+            answer = Path(args.answer).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CliError(f"--answer {args.answer}: cannot read it as UTF-8 text ({e})") from None
+    if not answer.strip():
+        raise CliError(f"--answer {args.answer} is empty: there is nothing to check")
+    if args.context is not None:
+        try:
+            data = json.loads(Path(args.context).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CliError(f"--context {args.context}: cannot read it as JSON ({e})") from None
+        context = Context.from_dict(data.get("context", data) if isinstance(data, dict) else data)
+        retriever = _load(args, rerank=False)
+    else:
+        if args.question is None:
+            raise CliError("give --question (the context is packed for it) or --context FILE")
+        retriever = _load(args, lexical=args.mode == "lexical", rerank=not args.no_rerank)
+        context = _make_context(args, retriever, args.question)
+    nli = None
+    if args.nli:
+        from .reranker import Reranker
+
+        nli = Reranker(args.nli)
+    result = ground(answer, context, source=retriever, nli=nli)
+    if args.format == "json":
+        print(json.dumps({"grounding": result.to_dict(), "context": context.to_dict()}, ensure_ascii=False, indent=1))
+        return 0
+    print(result.to_markdown())
+    counts = ", ".join(f"{result.count(s)} {s}" for s in ("supported", "weak", "unverified"))
+    print(f"---\n{len(result.sentences)} sentences: {counts} ({result.ground_ms:.1f} ms)")
+    for item in context.items:
+        print(f"[{item.citation}] {item.doc_id} (characters {item.start}-{item.end})")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -685,6 +808,13 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--embedder", metavar="PATH", help=f"embedding model folder or .onnx file ({recorded})")
         command.add_argument("--reranker", metavar="PATH", help=f"reranker model folder or .onnx file ({recorded})")
 
+    def prices(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--price-in", type=_price, default=0.0, help="input price per million tokens")
+        command.add_argument("--price-out", type=_price, default=0.0, help="output price per million tokens")
+        command.add_argument(
+            "--output-tokens", type=_count, default=0, help="tokens of an answer, for its cost (default 0)"
+        )
+
     i = sub.add_parser("index", help="index a folder of documents or a BEIR corpus")
     i.add_argument("src", help="a folder of .txt, .md, .html and .jsonl files, or a corpus.jsonl[.gz]")
     i.add_argument("--out", required=True, help="the index folder to write")
@@ -755,8 +885,50 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="also run the budgets with this reranker folder in place of the index's (repeatable; one plot)",
     )
+    b.add_argument(
+        "--context-budget",
+        type=_positive_int,
+        metavar="TOKENS",
+        help="also pack each search's hits into a context of this many tokens and report its tokens and cost",
+    )
+    prices(b)
     models(b)
     b.set_defaults(func=cmd_bench)
+
+    def packing(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--budget", type=_count, default=1000, help="context tokens at most (default 1000)")
+        command.add_argument("-k", type=_positive_int, default=20, help="hits to pack from (default 20)")
+        command.add_argument("--filter", help="a metadata filter as JSON")
+        command.add_argument("--mode", choices=("hybrid", "dense", "lexical"), help="default: the index's")
+        command.add_argument("--no-rerank", action="store_true", help="skip the reranker")
+        command.add_argument("--budget-ms", type=float, help="time budget of the search, in ms")
+        command.add_argument(
+            "--strategy", choices=("chunks", "window", "sentences"), help="what a hit becomes (default: measured best)"
+        )
+        command.add_argument("--window-tokens", type=_positive_int, default=256, help="window size (default 256)")
+        command.add_argument("--sentence-window", type=_count, default=1, help="sentences each side (default 1)")
+        command.add_argument("--no-merge", action="store_true", help="keep touching pieces of a document apart")
+        command.add_argument("--dedupe", type=float, default=0.95, help="similarity that drops a piece (0: off)")
+        command.add_argument("--order", choices=("score", "edges"), default="score", help="edges: best at both ends")
+        command.add_argument("--tokenizer", metavar="PATH", help="the generator's tokenizer (default: the index's)")
+        command.add_argument("--format", choices=("md", "json"), default="md", help="output (default md)")
+
+    c = sub.add_parser("context", help="the generator's context for a question: hits packed to a token budget")
+    index_dir(c)
+    c.add_argument("query", help="the question (quote it)")
+    packing(c)
+    prices(c)
+    models(c)
+    c.set_defaults(func=cmd_context)
+    g = sub.add_parser("ground", help="check each sentence of an answer against the context it was given")
+    index_dir(g)
+    g.add_argument("--answer", required=True, metavar="FILE", help="the answer, a UTF-8 text file ('-': stdin)")
+    g.add_argument("--question", help="the question: its context is packed as rapidrag context packs it")
+    g.add_argument("--context", metavar="FILE", help="or a context saved by rapidrag context --format json")
+    g.add_argument("--nli", metavar="DIR", help="an NLI cross-encoder folder (ONNX) to score with")
+    packing(g)
+    models(g)
+    g.set_defaults(func=cmd_ground)
     sv = sub.add_parser("serve", help="serve an index over HTTP (JSON; needs rapidrag[serve])")
     index_dir(sv)
     sv.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")

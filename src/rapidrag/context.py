@@ -162,6 +162,48 @@ class Context:
             "pack_ms": self.pack_ms,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Context:
+        """A context from ``to_dict``'s JSON (``rapidrag context --format json``), checked for its fields."""
+        try:
+            items = [
+                ContextItem(
+                    int(i["citation"]),
+                    str(i["doc_id"]),
+                    tuple(int(c) for c in i["chunk_ids"]),
+                    int(i["start"]),
+                    int(i["end"]),
+                    str(i["text"]),
+                    int(i["tokens"]),
+                    float("nan") if i["score"] is None else float(i["score"]),
+                    dict(i.get("metadata") or {}),
+                )
+                for i in data["items"]
+            ]
+            dropped = [
+                Dropped(
+                    str(d["doc_id"]),
+                    tuple(int(c) for c in d["chunk_ids"]),
+                    float("nan") if d["score"] is None else float(d["score"]),
+                    d["reason"],
+                    d.get("tokens"),
+                    d.get("of"),
+                    d.get("similarity"),
+                )
+                for d in data.get("dropped", [])
+            ]
+            return cls(
+                str(data["text"]),
+                items,
+                int(data["tokens"]),
+                int(data["budget_tokens"]),
+                dropped,
+                dict(data.get("settings") or {}),
+                float(data.get("pack_ms") or 0.0),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a rapidrag context (as Context.to_dict writes it): {type(e).__name__} {e}") from None
+
     def to_markdown(self) -> str:
         """The prompt text, then one line per source: citation, document, span, tokens, score."""
         lines = [self.text, "", f"---\n{self.tokens} of {self.budget_tokens} tokens; sources:"]
@@ -171,10 +213,15 @@ class Context:
                 f"- [{item.citation}] {item.doc_id} (chunks {chunks}; characters {item.start}-{item.end}; "
                 f"{item.tokens} tokens; score {item.score:.4g})"
             )
+        budget = [f"{d.doc_id}#{','.join(map(str, d.chunk_ids))}" for d in self.dropped if d.reason == "budget"]
+        if budget:
+            lines.append(f"- left out for the budget ({len(budget)}): {' '.join(budget)}")
         for d in self.dropped:
-            why = f"duplicate of [{d.of}] (similarity {d.similarity:.3f})" if d.reason == "duplicate" else d.reason
-            chunks = ",".join(map(str, d.chunk_ids))
-            lines.append(f"- dropped: {d.doc_id} (chunks {chunks}): {why}")
+            if d.reason == "duplicate":
+                of = f"[{d.of}]" if d.of is not None else "a piece left out for the budget"
+                lines.append(f"- left out as a near-duplicate of {of}: {d.doc_id} (similarity {d.similarity:.3f})")
+            elif d.reason == "missing":
+                lines.append(f"- left out, no longer in the index: {d.doc_id}")
         return "\n".join(lines)
 
 
