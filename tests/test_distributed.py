@@ -16,6 +16,7 @@ from shard_helpers import results, same
 import rapidrag
 from conftest import SHARD_DOCS
 from rapidrag.distributed import ShardedRetriever, shard_of
+from rapidrag.grounding import ground
 from rapidrag.retriever import Retriever
 
 
@@ -61,6 +62,20 @@ def test_a_sharded_index_answers_as_one_index(
             results(s, shard_queries, mode=mode, per_document=False),
             results(single, shard_queries, mode=mode, per_document=False),
         )
+    # The generator's context and the grounding check: the same from either kind of index.
+    for q in shard_queries[:5]:
+        ours, theirs = s.context(q, 400), single.context(q, 400)
+        assert ours.text == theirs.text and ours.tokens == theirs.tokens
+        assert [(i.doc_id, i.chunk_ids, i.start, i.end) for i in ours.items] == [
+            (i.doc_id, i.chunk_ids, i.start, i.end) for i in theirs.items
+        ]
+        assert [(d.doc_id, d.reason, d.of) for d in ours.dropped] == [
+            (d.doc_id, d.reason, d.of) for d in theirs.dropped
+        ]
+        answer = ours.items[0].text
+        mine, one = ground(answer, ours, source=s), ground(answer, theirs, source=single)
+        assert [g.status for g in mine.sentences] == [g.status for g in one.sentences]
+        assert [g.score for g in mine.sentences] == pytest.approx([g.score for g in one.sentences], abs=1e-5)
 
 
 def test_per_shard_statistics_would_rank_differently(

@@ -406,8 +406,7 @@ class _SentenceMatcher:
         self._scores: dict[str, float] = {}
         if not query:
             return
-        bm25 = getattr(source, "bm25", None)
-        analyzer = getattr(bm25, "analyzer", None)
+        analyzer = getattr(source, "analyzer", None)
         if analyzer is None:
             from .lexical import WordAnalyzer
 

@@ -219,6 +219,39 @@ class ShardedRetriever(Searcher):
         self._require_all(answers, "count the chunks")
         return int(sum(answers))
 
+    @property
+    def analyzer(self) -> Any:
+        """BM25's word analyzer, the shards' (each shard's BM25 has the default one)."""
+        from .lexical import WordAnalyzer
+
+        analyzer = getattr(self, "_analyzer", None)
+        if analyzer is None:
+            analyzer = self._analyzer = WordAnalyzer()
+        return analyzer
+
+    def statistics(self, query: str) -> dict[str, Statistics]:
+        """BM25's collection statistics for ``query`` over every shard (as ``Retriever.statistics`` for one)."""
+        answers = self._all("statistics", query)
+        self._require_all(answers, "sum BM25's statistics")
+        return _sum_statistics(answers)
+
+    def chunk_vectors(self, keys: Iterable[tuple[str, int]]) -> np.ndarray | None:
+        """The stored embeddings of chunks given as (document id, chunk number), each asked of its shard (as
+        ``Retriever.chunk_vectors``); None when the index has no vectors."""
+        if not self._has_dense:
+            return None
+        wanted = list(keys)
+        groups = self._route(doc_id for doc_id, _ in wanted)
+        shards = [i for i, g in enumerate(groups) if g]
+        answers = self._each("chunk_vectors", [([wanted[j] for j in groups[i]],) for i in shards], shards=shards)
+        self._require_all(answers, "read stored vectors")
+        out = np.full((len(wanted), self.embedder.dim if self.embedder is not None else 0), np.nan, dtype=np.float32)
+        for i, vectors in zip(shards, answers, strict=True):
+            if out.shape[1] == 0:
+                out = np.full((len(wanted), vectors.shape[1]), np.nan, dtype=np.float32)
+            out[groups[i]] = vectors
+        return out
+
     # -- the hooks of a search (search.Searcher) -----------------------------------------------------------------------
 
     @property

@@ -220,7 +220,7 @@ def _candidates(context: Context) -> list[Support]:
 
 
 def _analyzer(source: Any) -> Any:
-    analyzer = getattr(getattr(source, "bm25", None), "analyzer", None)
+    analyzer = getattr(source, "analyzer", None)
     if analyzer is None:
         from .lexical import WordAnalyzer
 

@@ -313,6 +313,11 @@ class Retriever(Searcher):
             with self._lock.write():
                 self.dense.compact()
 
+    @property
+    def analyzer(self) -> Any:
+        """BM25's word analyzer: how the index splits, filters and stems words."""
+        return self.bm25.analyzer
+
     def chunk_vectors(self, keys: Iterable[tuple[str, int]]) -> np.ndarray | None:
         """The stored embeddings of chunks given as (document id, chunk number): float32 [n, dim], a row of NaN
         for a chunk not in the index; None when the index has no vectors."""
