@@ -85,16 +85,37 @@ def test_per_shard_statistics_would_rank_differently(
     single: Retriever,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The check above can fail: scored with each shard's own statistics (no summing step), the shards' BM25
-    lists differ from one index's."""
+    """The check above can fail: scored with each shard's own statistics (not the whole index's, which the
+    coordinator keeps), the shards' BM25 lists differ from one index's."""
     import rapidrag.distributed
 
     s = sharded(shard_embedder, shard_corpus, 4)
-    monkeypatch.setattr(rapidrag.distributed, "_sum_statistics", lambda per_shard: None)
+    monkeypatch.setattr(rapidrag.distributed._GlobalStatistics, "of", lambda self, terms: None)
     local = results(s, shard_queries, mode="lexical")
     want = results(single, shard_queries, mode="lexical")
     assert any([x[:4] for x in g] != [x[:4] for x in w] for g, w in zip(local, want, strict=True))
     assert any(abs(g[0][4] - w[0][4]) > 1e-3 for g, w in zip(local, want, strict=True) if g and w)
+
+
+def test_the_coordinator_statistics_follow_every_change(
+    shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """The whole index's BM25 statistics, kept by the coordinator from each change's report, equal those summed
+    afresh from the shards (what loading does) after adds, upserts and deletes, and equal one index's."""
+    s = ShardedRetriever(shard_embedder, n_shards=3, title_weight=0.5)
+    one = Retriever(shard_embedder, title_weight=0.5)
+    docs = shard_corpus[:120]
+    for index in (s, one):
+        index.add(docs[:80])
+        index.upsert([{**d, "text": d["text"] + " zebrafish mitochondria"} for d in docs[70:100]])
+        index.delete([d["id"] for d in docs[::7]] + ["no-such-id"])
+    query = "zebrafish mitochondria insulin cells " + docs[1]["title"]
+    kept = s.statistics(query)
+    assert kept == one.statistics(query)
+    s.save(tmp_path / "ix")
+    reopened = ShardedRetriever.load(tmp_path / "ix")
+    assert reopened.statistics(query) == kept
+    assert kept["bm25"].df["zebrafish"] > 0 and kept["bm25"].documents == one.n_chunks
 
 
 def test_reranking_runs_once_on_the_merged_candidates(

@@ -3,10 +3,11 @@
 
 A search is one ``Retriever`` search whose first stages are scattered and gathered (``search.Searcher``'s hooks):
 
-1. exact global BM25: each shard reports BM25's collection statistics for the query's terms (live documents,
-   their total length, each term's document frequency, per field); the coordinator sums them and every shard
-   scores with the sums, as Elasticsearch's DFS mode does, so the scores are those of one index over all the
-   documents;
+1. exact global BM25: the coordinator keeps BM25's collection statistics of the whole index (live documents,
+   their total length, each term's document frequency, per field): summed over the shards when the index is
+   opened, then kept up to date by every change, whose shard reports what it did to them. Each shard scores with
+   the whole index's figures for the query's terms, as Elasticsearch's DFS mode does, so the scores are those of
+   one index over all the documents, and a search needs no round trip to gather them;
 2. each shard returns its own best ``fetch`` rows per stage (not fetch / S), the metadata filter applied inside;
    the coordinator merges them by score into the lists one index would have ranked;
 3. fusion, the best row per document, the reranker (once, on the merged candidates; the query is embedded once)
@@ -97,6 +98,7 @@ class ShardedRetriever(Searcher):
         self._settings = dict(settings)
         self._has_dense = first.dense is not None
         self._lock = RWLock()  # searches read; a change (which may span shards) writes
+        self._statistics = _GlobalStatistics()
         if backend == "local":
             others = [Retriever(embedder, None, chunker, **settings) for _ in range(n_shards - 1)]
             self._shards: list[list[Any]] = [[_Shard(r)] for r in [first, *others]]
@@ -189,7 +191,7 @@ class ShardedRetriever(Searcher):
                 if taken:
                     raise ValueError(f"documents already indexed: {taken[:5]}; use upsert to replace them")
             added = self._each(method, [([docs[i] for i in g],) for g in groups], write=True, batch_size=batch_size)
-        return int(sum(added))
+            return self._statistics.apply(added)
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents by id (unknown ids are ignored); returns how many were removed."""
@@ -198,7 +200,7 @@ class ShardedRetriever(Searcher):
         ids = list(ids)
         groups = self._route(ids)
         with self._lock.write():
-            return int(sum(self._each("delete", [([ids[i] for i in g],) for g in groups], write=True)))
+            return self._statistics.apply(self._each("delete", [([ids[i] for i in g],) for g in groups], write=True))
 
     # -- reading -----------------------------------------------------------------------------------------------------
 
@@ -231,9 +233,9 @@ class ShardedRetriever(Searcher):
 
     def statistics(self, query: str) -> dict[str, Statistics]:
         """BM25's collection statistics for ``query`` over every shard (as ``Retriever.statistics`` for one)."""
-        answers = self._all("statistics", query)
-        self._require_all(answers, "sum BM25's statistics")
-        return _sum_statistics(answers)
+        terms = self.analyzer(query)
+        with self._lock.read():
+            return self._statistics.of(terms)
 
     def chunk_vectors(self, keys: Iterable[tuple[str, int]]) -> np.ndarray | None:
         """The stored embeddings of chunks given as (document id, chunk number), each asked of its shard (as
@@ -274,13 +276,9 @@ class ShardedRetriever(Searcher):
         fetch: int,
         timings: dict[str, float],
     ) -> Stages:
-        statistics = None
+        # (under the read lock: no change moves the statistics meanwhile)
+        statistics = self._statistics.of(self.analyzer(query)) if mode in ("lexical", "hybrid") else None
         missing: set[int] = set()
-        if mode in ("lexical", "hybrid"):
-            per_shard = self._all("statistics", query)
-            missing.update(i for i, a in enumerate(per_shard) if a is MISSING)
-            answered = [a for a in per_shard if a is not MISSING]
-            statistics = _sum_statistics(answered) if answered else None
         answers = self._all("shard_stages", query, qv, mode, selection, fetch, statistics)
         missing.update(i for i, a in enumerate(answers) if a is MISSING)
         if len(missing) == self.n_shards:
@@ -382,6 +380,10 @@ class ShardedRetriever(Searcher):
         else:
             saved = [str(p) for p in parts]
             out._shards = _ray_shards(len(shards), replicas, None, None, out._settings, address, saved)
+        answers = out._all("all_statistics")
+        out._require_all(answers, "sum BM25's statistics")
+        out._statistics = _GlobalStatistics()
+        out._statistics.apply([(0, a) for a in answers])
         return out
 
     def __repr__(self) -> str:
@@ -407,12 +409,37 @@ def is_sharded(path: str | os.PathLike[str]) -> bool:
     return isinstance(snap.config.get("sharded"), dict)
 
 
-def _sum_statistics(per_shard: list[dict[str, Statistics]]) -> dict[str, Statistics]:
-    out = dict(per_shard[0])
-    for stats in per_shard[1:]:
-        for field, value in stats.items():
-            out[field] = out[field] + value
-    return out
+class _GlobalStatistics:
+    """BM25's collection statistics of the whole index, per field: documents, total length, and every term's
+    document frequency, changed in place by each change's report (a dict of 10^5-10^6 terms is not copied)."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, tuple[list[float], dict[str, int]]] = {}  # field -> ([documents, length], df)
+
+    def apply(self, answers: Iterable[tuple[int, Mapping[str, Statistics]]]) -> int:
+        """Add each shard's (count, changes of the statistics) answer; returns the counts' sum."""
+        total = 0
+        for count, changes in answers:
+            total += int(count)
+            for name, change in changes.items():
+                sizes, df = self.fields.setdefault(name, ([0.0, 0.0], {}))
+                sizes[0] += change.documents
+                sizes[1] += change.total_length
+                for term, n in change.df.items():
+                    now = df.get(term, 0) + n
+                    if now:
+                        df[term] = now
+                    else:
+                        df.pop(term, None)
+        return total
+
+    def of(self, terms: Iterable[str]) -> dict[str, Statistics]:
+        """The statistics that scores of ``terms`` depend on, per field."""
+        wanted = set(terms)
+        return {
+            name: Statistics(int(sizes[0]), float(sizes[1]), {t: df.get(t, 0) for t in wanted})
+            for name, (sizes, df) in self.fields.items()
+        }
 
 
 def _document_lookup(pairs: list[tuple[np.ndarray, np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
@@ -477,6 +504,15 @@ class _Shard:
             return self.retriever.n_chunks
         if method == "taken":  # which of these ids the shard holds
             return [doc_id for doc_id in args[0] if self.retriever.get(doc_id) is not None]
+        fields = {"bm25": self.retriever.bm25}
+        if self.retriever.bm25_title is not None:
+            fields["bm25_title"] = self.retriever.bm25_title
+        if method == "all_statistics":
+            return {name: index.all_statistics() for name, index in fields.items()}
+        if method in ("add", "upsert", "delete"):  # the count, and what the change did to BM25's statistics
+            marks = {name: index.mark() for name, index in fields.items()}
+            count = getattr(self.retriever, method)(*args, **kwargs)
+            return count, {name: index.statistics_since(marks[name]) for name, index in fields.items()}
         return getattr(self.retriever, method)(*args, **kwargs)
 
 

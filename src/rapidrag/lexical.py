@@ -157,6 +157,7 @@ class BM25:
         self.analyzer = analyzer if analyzer is not None else WordAnalyzer()
         self.k1, self.b = float(k1), float(b)
         self.vocab: dict[str, int] = {}
+        self._terms: list[str] = []  # term id -> term (the vocabulary in id order)
         self.keyed = bool(keyed)
         self.ids: list[str] = []  # row -> document id (keyed only)
         self.rows: dict[str, int] = {}  # live document id -> row (keyed only)
@@ -290,6 +291,7 @@ class BM25:
         t = self.vocab.get(term)
         if t is None:
             t = self.vocab[term] = len(self.vocab)
+            self._terms.append(term)
         return t
 
     def _append(self, n_docs: int, doc_idx: npt.NDArray[np.int64], terms: npt.NDArray[np.int64]) -> int:
@@ -378,6 +380,30 @@ class BM25:
         df = {t: int(self._df[self.vocab[t]]) if t in self.vocab else 0 for t in terms}
         return Statistics(self._n_live, self._total_length, df)
 
+    def all_statistics(self) -> Statistics:
+        """The collection statistics of every term with a live document (what an index split in shards sums once,
+        then keeps up to date with ``statistics_since``)."""
+        with self._lock.read():
+            present = np.flatnonzero(self._df)
+            df = {self._terms[i]: int(self._df[i]) for i in present.tolist()}
+            return Statistics(self._n_live, self._total_length, df)
+
+    def mark(self) -> tuple[npt.NDArray[np.int64], int, float]:
+        """The collection statistics now, for a later ``statistics_since``."""
+        with self._lock.read():
+            return self._df.copy(), self._n_live, self._total_length
+
+    def statistics_since(self, mark: tuple[npt.NDArray[np.int64], int, float]) -> Statistics:
+        """What the changes since ``mark`` did to the collection statistics: documents, total length and each
+        changed term's document frequency as differences (negative for removals)."""
+        df0, n0, total0 = mark
+        with self._lock.read():
+            diff = self._df.copy()
+            diff[: len(df0)] -= df0
+            changed = np.flatnonzero(diff).tolist()
+            df = {self._terms[i]: int(diff[i]) for i in changed}
+            return Statistics(self._n_live - n0, self._total_length - total0, df)
+
     def score_rows(self, terms: list[str], stats: Statistics | None = None) -> npt.NDArray[np.float32]:
         """BM25 scores of every row (dead rows included, as garbage) for analyzed query ``terms``. ``stats``: the
         collection statistics to score with (an index split in shards scores each with the sum of theirs, so that
@@ -456,6 +482,7 @@ class BM25:
         if bad:
             raise ValueError(f"inconsistent BM25 index: {', '.join(bad)}")
         out.vocab = {t: i for i, t in enumerate(vocab)}
+        out._terms = vocab
         out._alive = arrays["alive"].astype(bool)
         out._n_live = int(np.count_nonzero(out._alive))
         if keyed:
