@@ -1,45 +1,71 @@
 """The HTTP retrieval service: ``rapidrag serve DIR`` (``pip install 'rapidrag[serve]'``: FastAPI on uvicorn).
 
 Routes (JSON): ``POST /search``, ``POST /documents`` (add or replace), ``DELETE /documents/{id}``, ``POST /save``,
-``GET /stats`` and ``GET /healthz``; the OpenAPI schema at ``/openapi.json``.
+``GET /stats`` and ``GET /healthz``; the OpenAPI schema at ``/openapi.json``. Routes in the shape of hosted model
+APIs, so that their clients can point here: ``POST /v2/rerank`` (Cohere v2), ``POST /v1/rerank`` (Cohere v1 and
+Jina), ``POST /rerank`` (Hugging Face text-embeddings-inference), all scored by the index's reranker, and
+``POST /v1/embeddings`` (OpenAI) by its embedder. ``GET /metrics``: Prometheus text format 0.0.4.
 
 - Searches run in parallel on the server's thread pool (the native and ONNX Runtime stages release the GIL, and
   ``rapidrag._onnx.CORES`` keeps their threads within the cores). Writes go through the retriever's lock: a
   request's documents (at most ``max_batch``, within one of the retriever's atomic batches) become visible to
   searches all at once, replacing their old versions in the same step.
-- With an API key (``--api-key`` or ``RAPIDRAG_API_KEY``), every route but ``/healthz`` needs it, as
+- With an API key (``--api-key`` or ``RAPIDRAG_API_KEY``), every route but ``/healthz`` needs it, ``/metrics``
+  included (a Prometheus scrape sends it with ``authorization: {credentials: KEY}``), as
   ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, compared in constant time.
-- Limits: the body size (413), ``k``, ``candidates``, the query's length and the documents per request (422),
-  each answered with a message saying which. Errors are ``{"detail": message}``, never a traceback or a path.
+- Limits: the body size (413), ``k``, ``candidates``, the query's length, the documents per request, the texts per
+  rerank or embeddings request and each text's length (422), each answered with a message saying which. Errors
+  are ``{"detail": message}`` (on ``/v1/embeddings`` with OpenAI's ``{"error": {"message", ...}}`` beside it, the
+  field its clients show), never a traceback or a path.
+- The rerank and embeddings routes accept any ``model``: an index has one reranker and one embedder, so there is
+  nothing to choose, and a client configured for a hosted model name works unchanged; the response's ``model``
+  (where the reference API has one) names the folder of the model that answered. An index without the model
+  answers 404 naming it (404, not 409: the OpenAI and Cohere clients retry a 409).
+
+One module because it is one concern, the service: its routes, their request schemas (built from the limits
+``create_app`` is given) and the request metrics its middleware keeps; the model routes only translate between the
+reference APIs' shapes and the Reranker's and Embedder's calls.
 """
 
 # No "from __future__ import annotations": FastAPI reads the route signatures' annotations at run time, and the
 # request models are local to create_app (their limits come from its arguments).
+import base64
+import bisect
 import collections
 import hashlib
 import hmac
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 try:
     from fastapi import Depends, FastAPI, HTTPException, Request, status
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.routing import Match
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("the server needs FastAPI and uvicorn: pip install 'rapidrag[serve]'") from e
 
+import numpy as np
+import numpy.typing as npt
+
 from .documents import Hit
+from .embedder import Embedder
 from .errors import RapidragError
 from .metrics import percentiles
-from .retriever import Retriever
+from .reranker import Reranker
+from .retriever import Retriever, check_query
 
 __all__ = ["Limits", "create_app", "serve"]
 
@@ -68,9 +94,21 @@ class Limits:
     max_query_chars: int = 2000
     max_batch: int = 1000
     max_budget_ms: float = 60_000.0
+    max_rerank_documents: int = 1000  # per rerank request (Cohere's advice: no more than 1,000)
+    max_embed_inputs: int = 2048  # per embeddings request (OpenAI's limit)
+    max_text_chars: int = 100_000  # per document of a rerank request and per text of an embeddings request
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_k", "max_candidates", "max_query_chars", "max_batch"):
+        for name in (
+            "max_body_bytes",
+            "max_k",
+            "max_candidates",
+            "max_query_chars",
+            "max_batch",
+            "max_rerank_documents",
+            "max_embed_inputs",
+            "max_text_chars",
+        ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be a positive int, got {getattr(self, name)!r}")
         if self.max_batch > RETRIEVER_BATCH:
@@ -151,6 +189,288 @@ class _Stats:
         return {stage: {**percentiles(values), "count": len(values)} for stage, values in windows.items()}
 
 
+# Prometheus: the text exposition format 0.0.4, written here (no dependency; a registry per app, so that several
+# apps in one process, as in the tests, keep their own counts). Latencies in seconds, as Prometheus names them.
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+OPENAI_SHAPED = frozenset({"/v1/embeddings"})  # routes whose errors also carry OpenAI's error object
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})  # others count as "other"
+
+
+class _Histogram:
+    """Observations (seconds) by bucket, their sum and count; cumulated into ``le`` buckets when rendered."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS_S) + 1)  # the last: over the largest bound
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1  # the first bound >= seconds
+        self.sum += seconds
+        self.count += 1
+
+    def lines(self, name: str, labels: str) -> list[str]:
+        out, total = [], 0
+        bounds = [*(repr(b) for b in LATENCY_BUCKETS_S), "+Inf"]
+        for bound, n in zip(bounds, self.counts, strict=True):
+            total += n
+            out.append(f'{name}_bucket{{{labels}{"," if labels else ""}le="{bound}"}} {total}')
+        out.append(f"{name}_sum{{{labels}}} {self.sum!r}")
+        out.append(f"{name}_count{{{labels}}} {self.count}")
+        return out
+
+
+class _Metrics:
+    """Request counts and latencies per route, and search stage latencies, for ``GET /metrics``; thread-safe
+    (requests are counted on the event loop, stages recorded from the thread pool)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str, str], int] = {}
+        self._latency: dict[str, _Histogram] = {}
+        self._stages: dict[str, _Histogram] = {}
+
+    def request(self, route: str, method: str, code: int, seconds: float) -> None:
+        key = (route, method if method in _METHODS else "other", str(code))
+        with self._lock:
+            self._requests[key] = self._requests.get(key, 0) + 1
+            self._latency.setdefault(route, _Histogram()).observe(seconds)
+
+    def stages(self, timings: dict[str, float]) -> None:
+        with self._lock:
+            for stage, ms in timings.items():
+                self._stages.setdefault(stage.removesuffix("_ms"), _Histogram()).observe(ms / 1000.0)
+
+    def render(self, documents: int, chunks: int) -> str:
+        lines: list[str] = []
+
+        def family(name: str, kind: str, text: str) -> None:
+            lines.extend([f"# HELP {name} {text}", f"# TYPE {name} {kind}"])
+
+        with self._lock:
+            family("rapidrag_requests_total", "counter", "HTTP requests answered, by route, method and status code.")
+            for (route, method, code), n in sorted(self._requests.items()):
+                lines.append(f'rapidrag_requests_total{{route="{_label(route)}",method="{method}",code="{code}"}} {n}')
+            name = "rapidrag_request_duration_seconds"
+            family(name, "histogram", "Time from a request's arrival to the end of its response, by route.")
+            for route, hist in sorted(self._latency.items()):
+                lines.extend(hist.lines(name, f'route="{_label(route)}"'))
+            name = "rapidrag_search_stage_seconds"
+            family(name, "histogram", "Time of each stage of the searches of POST /search (their timings).")
+            for stage, hist in sorted(self._stages.items()):
+                lines.extend(hist.lines(name, f'stage="{_label(stage)}"'))
+        family("rapidrag_documents", "gauge", "Documents in the index.")
+        lines.append(f"rapidrag_documents {documents}")
+        family("rapidrag_chunks", "gauge", "Chunks in the index.")
+        lines.append(f"rapidrag_chunks {chunks}")
+        return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the text format requires (backslash, double quote, line feed)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _Instrument:
+    """ASGI middleware, outermost: counts every response (the body limit's 413s too) by its route's template and
+    status code, and times it to the end of its body; an exception that escapes counts as a 500."""
+
+    def __init__(self, app: ASGIApp, metrics: _Metrics, routes: Callable[[], list[Any]]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = 500
+        finished: float | None = None
+
+        async def sending(message: Message) -> None:
+            nonlocal code, finished
+            if message["type"] == "http.response.start":
+                code = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = time.perf_counter()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            end = finished if finished is not None else time.perf_counter()
+            self.metrics.request(self._route(scope), str(scope.get("method", "")), code, end - started)
+
+    def _route(self, scope: Scope) -> str:
+        """The template of the route that answered (``/documents/{doc_id:path}``, never the raw path, which would
+        make a series per document), else of the route the path matches (a request refused before routing),
+        else "unmatched"."""
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str):
+            return path
+        partial = None
+        for route in self.routes():
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return str(route.path)
+            if match is Match.PARTIAL and partial is None:
+                partial = str(route.path)
+        return partial or "unmatched"
+
+
+# The reference APIs' responses, for the OpenAPI schema (the routes build them as dicts: fields a request did not
+# ask for are left out, as the references leave them out).
+class RerankedDocument(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    text: str
+
+
+class RerankResult(BaseModel):
+    index: int = Field(description="the document's position in the request")
+    relevance_score: float = Field(description="sigmoid of the reranker's logit, in [0, 1]")
+    document: RerankedDocument | None = Field(default=None, description="when return_documents")
+
+
+class CohereV2RerankResponse(BaseModel):
+    id: str
+    results: list[RerankResult] = Field(description="by descending relevance_score")
+    meta: dict[str, Any] = Field(description='{"api_version": {"version"}, "tokens": {"input_tokens", ...}}')
+
+
+class CohereV1RerankResponse(CohereV2RerankResponse):
+    model: str = Field(description="the reranker that answered (its folder's name)")
+    usage: dict[str, int] = Field(description='{"total_tokens"}, as Jina gives it')
+
+
+class TeiRank(BaseModel):
+    index: int
+    score: float = Field(description="sigmoid of the logit, or the logit with raw_scores")
+    text: str | None = Field(default=None, description="when return_text")
+
+
+class EmbeddingOut(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32")
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"]
+    data: list[EmbeddingOut]
+    model: str = Field(description="the embedder that answered (its folder's name)")
+    usage: EmbeddingsUsage
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """A rerank request's answer: the documents' positions best first, their scores both ways, the tokens run."""
+
+    order: list[int]
+    logits: npt.NDArray[np.float64]
+    probabilities: npt.NDArray[np.float64]
+    tokens: int | None  # None for a reranker that is not a rapidrag.Reranker (no tokenizer to count with)
+    model: str
+
+
+def _model_name(model: object) -> str:
+    folder = getattr(model, "folder", None)
+    return folder.name if isinstance(folder, Path) else type(model).__name__
+
+
+def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)), without overflow for large |x|
+
+
+def _texts_check(field: str, limit: int, max_chars: int, *, objects: bool) -> Callable[[Any], Any]:
+    """A validator of a list of texts (``objects``: or of objects with a str "text"), run before the type
+    check, so that a non-text, an empty list or a limit gets one message naming the item and the limit."""
+    expected = "a string or an object with a string 'text'" if objects else "a string"
+    if not objects and field == "documents":
+        expected += " (objects with a 'text' go to POST /v1/rerank)"
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, list):
+            return value  # the type check says what was expected
+        if not value:
+            raise ValueError(f"{field} is empty: send at least one")
+        if len(value) > limit:
+            raise ValueError(f"{len(value)} {field}: over this server's limit of {limit} per request")
+        for i, item in enumerate(value):
+            text = item.get("text") if objects and isinstance(item, dict) else item
+            if not isinstance(text, str):
+                raise ValueError(f"{field}[{i}] is {_kind(item, objects)}: each must be {expected}")
+            _check_text(f"{field}[{i}]", text, max_chars)
+        return value
+
+    return check
+
+
+def _kind(value: object, objects: bool) -> str:
+    if isinstance(value, dict):
+        return "an object without a string 'text'" if objects else "an object"
+    return {bool: "a boolean", int: "a number", float: "a number", list: "a list"}.get(type(value), "null")
+
+
+def _check_text(where: str, text: str, max_chars: int) -> None:
+    if len(text) > max_chars:
+        raise ValueError(f"{where} has {len(text)} characters: over this server's limit of {max_chars}")
+
+
+def _input_check(max_inputs: int, max_chars: int) -> Callable[[Any], Any]:
+    """The validator of an embeddings request's ``input``: a non-empty str or list of them; token ids refused."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            if not value:
+                raise ValueError("input is an empty string: give the text to embed")
+            _check_text("input", value, max_chars)
+            return value
+        if not isinstance(value, list):
+            return value  # the type check says what was expected
+        if not value:
+            raise ValueError("input is an empty list: give at least one text")
+        if any(isinstance(v, (int, list)) and not isinstance(v, bool) for v in value):
+            raise ValueError("input holds token ids: this server embeds text, send a string or a list of strings")
+        if len(value) > max_inputs:
+            raise ValueError(f"{len(value)} inputs: over this server's limit of {max_inputs} per request")
+        for i, text in enumerate(value):
+            if not isinstance(text, str):
+                raise ValueError(f"input[{i}] is {_kind(text, False)}: each must be a string")
+            if not text:
+                raise ValueError(f"input[{i}] is an empty string: give the text to embed")
+            _check_text(f"input[{i}]", text, max_chars)
+        return value
+
+    return check
+
+
+def _meta(version: str, tokens: int | None) -> dict[str, Any]:
+    """Cohere's ``meta`` of a rerank response: its API version, and the tokens the reranker ran when counted."""
+    meta: dict[str, Any] = {"api_version": {"version": version}}
+    if tokens is not None:
+        meta["tokens"] = {"input_tokens": tokens, "output_tokens": 0}
+    return meta
+
+
+class _JSON(JSONResponse):
+    """JSONResponse, except that a lone surrogate (a client's ``\\ud800`` escape, echoed back in a document) is
+    written as its escape instead of failing the response."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def create_app(
     retriever: Retriever,
     *,
@@ -166,6 +486,7 @@ def create_app(
     lim = limits or Limits()
     save_dir = Path(index_dir) if index_dir is not None else None
     stats = _Stats()
+    metrics = _Metrics()
     default_mode = retriever.default_mode
 
     class SearchRequest(BaseModel):
@@ -196,6 +517,59 @@ def create_app(
         model_config = ConfigDict(extra="forbid")
 
         documents: list[DocumentIn] = Field(min_length=1, max_length=lim.max_batch)
+
+    any_model = "accepted, any value: the index's one model answers"
+    texts_schema: dict[str, Any] = {"minItems": 1, "maxItems": lim.max_rerank_documents}  # checked by the validators
+    strings = BeforeValidator(_texts_check("documents", lim.max_rerank_documents, lim.max_text_chars, objects=False))
+    strings_or_objects = BeforeValidator(
+        _texts_check("documents", lim.max_rerank_documents, lim.max_text_chars, objects=True)
+    )
+    tei_texts = BeforeValidator(_texts_check("texts", lim.max_rerank_documents, lim.max_text_chars, objects=False))
+
+    class CohereV2RerankRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        model: str | None = Field(default=None, description=any_model)
+        query: str = Field(min_length=1, max_length=lim.max_query_chars)
+        documents: Annotated[list[str], strings] = Field(json_schema_extra=texts_schema)
+        top_n: int | None = Field(default=None, ge=1, description="return the best top_n; default: all")
+        return_documents: bool = Field(default=False, description="each result's document as {text}")
+        max_tokens_per_doc: int | None = Field(default=None, ge=1, description="score each document's first tokens")
+        priority: int | None = Field(default=None, description="accepted, no effect")
+
+    class CohereV1RerankRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        model: str | None = Field(default=None, description=any_model)
+        query: str = Field(min_length=1, max_length=lim.max_query_chars)
+        documents: Annotated[list[str | dict[str, Any]], strings_or_objects] = Field(json_schema_extra=texts_schema)
+        top_n: int | None = Field(default=None, ge=1, description="return the best top_n; default: all")
+        return_documents: bool | None = Field(
+            default=None, description="each result's document (an object as given, a string as {text}); default true"
+        )
+        rank_fields: list[str] | None = Field(default=None, description="only ['text']")
+        max_chunks_per_doc: int | None = Field(default=None, ge=1, description="accepted; long documents are cut")
+
+    class TeiRerankRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        query: str = Field(min_length=1, max_length=lim.max_query_chars)
+        texts: Annotated[list[str], tei_texts] = Field(json_schema_extra=texts_schema)
+        truncate: bool | None = Field(default=None, description="false: a pair over the reranker's length is 422")
+        truncation_direction: Literal["right", "Right"] = "right"
+        raw_scores: bool = Field(default=False, description="the logit instead of its sigmoid")
+        return_text: bool = False
+
+    class EmbeddingsRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        input: Annotated[str | list[str], BeforeValidator(_input_check(lim.max_embed_inputs, lim.max_text_chars))]
+        model: str | None = Field(default=None, description=any_model)
+        encoding_format: Literal["float", "base64"] = Field(
+            default="float", description="base64: of the little-endian float32 values"
+        )
+        dimensions: int | None = Field(default=None, ge=1, description="the first d, normalised again")
+        user: str | None = Field(default=None, description="accepted, no effect")
 
     bearer = HTTPBearer(auto_error=False, description="the API key as a bearer token")
     header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
@@ -229,12 +603,18 @@ def create_app(
         for error in exc.errors()[:10]:
             where = ".".join(str(part) for part in error.get("loc", ()))
             problems.append(f"{where}: {error.get('msg', 'invalid')}")
-        return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, status_code=422)
+        return _error(request, 422, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path in OPENAI_SHAPED:
+            return _error(request, exc.status_code, str(exc.detail), exc.headers)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("error serving %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error (logged by the server)"}, status_code=500)
+        return _error(request, 500, "internal error (logged by the server)")
 
     def _unprocessable(e: Exception) -> HTTPException:
         return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e))
@@ -255,6 +635,7 @@ def create_app(
         except BAD_INPUT as e:
             raise _unprocessable(e) from None
         stats.record(hits.timings)
+        metrics.stages(hits.timings)
         return {
             "hits": [h.to_dict() for h in hits],  # the CLI's encoding too
             "timings_ms": {stage.removesuffix("_ms"): ms for stage, ms in hits.timings.items()},
@@ -298,8 +679,183 @@ def create_app(
             "latency_ms": stats.percentiles(),
         }
 
+    def rank(query: str, texts: list[str], *, doc_tokens: int | None = None, truncate: bool = True) -> _Ranked:
+        """The index's reranker on (query, text) pairs: 404 without one, 422 for a blank query (or a pair over
+        the reranker's length when not ``truncate``)."""
+        reranker = retriever.reranker
+        if reranker is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                "this index has no reranker, so the rerank routes cannot answer: serve an index built or loaded "
+                "with one (rapidrag index --reranker FOLDER)",
+            )
+        try:
+            check_query(query)
+            tokens = None
+            if isinstance(reranker, Reranker):
+                # Tokens counted as the reranker runs them: [CLS] query [SEP] text [SEP], the text cut to fit.
+                tokenizer = reranker.tokenizer
+                counts = tokenizer.count_tokens([query, *texts])
+                base = int(counts[0]) + int(tokenizer.encode_pairs("", [""], padding=False).lengths[0])
+                lengths = base + counts[1:]
+                if not truncate and (over := np.flatnonzero(lengths > reranker.max_length)).size:
+                    i = int(over[0])
+                    raise ValueError(
+                        f"texts[{i}] and the query come to {int(lengths[i])} tokens: over the reranker's limit of "
+                        f"{reranker.max_length} (send truncate: true to score the text's beginning)"
+                    )
+                limit = reranker.max_length
+                if doc_tokens is not None:
+                    limit = max(4, min(limit, base + doc_tokens))  # the query is the same in every pair
+                tokens = int(np.minimum(lengths, limit).sum())
+                raw = reranker.score(query, texts, max_length=limit)
+            else:
+                raw = reranker.score(query, texts)
+        except BAD_INPUT as e:
+            raise _unprocessable(e) from None
+        scores = np.asarray(raw, dtype=np.float64)
+        if scores.shape != (len(texts),) or np.isnan(scores).any():
+            raise RuntimeError(f"the reranker gave scores of shape {scores.shape} or NaN for {len(texts)} texts")
+        if getattr(reranker, "activation", "none") == "sigmoid":  # its scores are probabilities already
+            p = np.clip(scores, 1e-12, 1.0 - 1e-12)
+            logits, probabilities = np.log(p) - np.log1p(-p), scores
+        else:
+            logits, probabilities = scores, _sigmoid(scores)
+        order = np.argsort(-scores, kind="stable").tolist()  # best first; ties in the order given
+        return _Ranked(order, logits, probabilities, tokens, _model_name(reranker))
+
+    @app.post(
+        "/v2/rerank",
+        dependencies=guarded,
+        summary="rerank documents (Cohere v2 rerank)",
+        responses={200: {"model": CohereV2RerankResponse}},
+    )
+    def rerank_v2(body: CohereV2RerankRequest) -> JSONResponse:
+        ranked = rank(body.query, body.documents, doc_tokens=body.max_tokens_per_doc)
+        results = []
+        for i in ranked.order[: body.top_n]:
+            result: dict[str, Any] = {"index": i, "relevance_score": float(ranked.probabilities[i])}
+            if body.return_documents:
+                result["document"] = {"text": body.documents[i]}
+            results.append(result)
+        return _JSON({"id": str(uuid.uuid4()), "results": results, "meta": _meta("2", ranked.tokens)})
+
+    @app.post(
+        "/v1/rerank",
+        dependencies=guarded,
+        summary="rerank documents (Cohere v1 and Jina rerank)",
+        responses={200: {"model": CohereV1RerankResponse}},
+    )
+    def rerank_v1(body: CohereV1RerankRequest) -> JSONResponse:
+        if body.rank_fields is not None and body.rank_fields != ["text"]:
+            raise _unprocessable(
+                ValueError(f"rank_fields {body.rank_fields}: only ['text'] is supported (put what to rank in 'text')")
+            )
+        texts = [d if isinstance(d, str) else str(d["text"]) for d in body.documents]
+        ranked = rank(body.query, texts)
+        results = []
+        for i in ranked.order[: body.top_n]:
+            result: dict[str, Any] = {"index": i, "relevance_score": float(ranked.probabilities[i])}
+            # Returned unless refused: Jina's default, and Cohere's clients take a document they did not ask for.
+            if body.return_documents is not False:
+                given = body.documents[i]
+                result["document"] = {"text": given} if isinstance(given, str) else given
+            results.append(result)
+        out: dict[str, Any] = {"id": str(uuid.uuid4()), "model": ranked.model, "results": results}
+        out["meta"] = _meta("1", ranked.tokens)
+        if ranked.tokens is not None:
+            out["usage"] = {"total_tokens": ranked.tokens}
+        return _JSON(out)
+
+    @app.post(
+        "/rerank",
+        dependencies=guarded,
+        summary="rerank texts (text-embeddings-inference rerank)",
+        responses={200: {"model": list[TeiRank]}},
+    )
+    def rerank_tei(body: TeiRerankRequest) -> JSONResponse:
+        ranked = rank(body.query, body.texts, truncate=body.truncate is not False)  # TEI truncates by default
+        scores = ranked.logits if body.raw_scores else ranked.probabilities
+        out = []
+        for i in ranked.order:
+            rank_: dict[str, Any] = {"index": i, "score": float(scores[i])}
+            if body.return_text:
+                rank_["text"] = body.texts[i]
+            out.append(rank_)
+        return _JSON(out)
+
+    @app.post(
+        "/v1/embeddings",
+        dependencies=guarded,
+        summary="embed texts (OpenAI embeddings)",
+        responses={200: {"model": EmbeddingsResponse}},
+    )
+    def embeddings(body: EmbeddingsRequest) -> JSONResponse:
+        embedder = retriever.embedder
+        if embedder is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                "this index has no embedder (it is lexical only), so POST /v1/embeddings cannot answer: serve an "
+                "index built with one (rapidrag index --embedder FOLDER)",
+            )
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        width = int(embedder.dim)
+        if body.dimensions is not None and body.dimensions > width:
+            raise _unprocessable(ValueError(f"dimensions {body.dimensions}: this server's embedder gives {width}"))
+        try:
+            # Tokens counted as the embedder runs them: special tokens in, cut at its max_length.
+            counts = embedder.tokenizer.count_tokens(texts)
+            special = int(embedder.tokenizer.encode_batch([""], padding=False).lengths[0])
+            tokens = int(np.minimum(counts + special, embedder.max_length).sum())
+            if isinstance(embedder, Embedder):
+                vectors = embedder.embed(texts, lengths=counts)  # counted once
+            else:
+                vectors = embedder.embed(texts)
+        except BAD_INPUT as e:
+            raise _unprocessable(e) from None
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if body.dimensions is not None and body.dimensions < width:
+            # As OpenAI and text-embeddings-inference shorten a vector: its first values, normalised again. Only a
+            # model trained for it (Matryoshka) keeps its quality so.
+            vectors = vectors[:, : body.dimensions]
+            if getattr(embedder, "normalize", True):
+                vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if body.encoding_format == "base64":
+            encoded: list[Any] = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
+        else:
+            encoded = vectors.tolist()
+        return _JSON(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encoded)],
+                "model": _model_name(embedder),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    @app.get(
+        "/metrics",
+        dependencies=guarded,
+        summary="Prometheus metrics: requests, latencies, index size (text format 0.0.4)",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    def get_metrics() -> Response:
+        return Response(metrics.render(len(retriever), retriever.n_chunks), media_type=PROMETHEUS_CONTENT_TYPE)
+
     app.add_middleware(_BodyLimit, limit=lim.max_body_bytes)
+    app.add_middleware(_Instrument, metrics=metrics, routes=lambda: app.router.routes)  # outermost: sees the 413s
     return app
+
+
+def _error(request: Request, code: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """``{"detail": message}``; on the routes in OpenAI's shape also OpenAI's ``{"error": {"message", ...}}``, the
+    field its clients put in the exception they raise (without it they say only "Error code: 422")."""
+    content: dict[str, Any] = {"detail": message}
+    if request.url.path in OPENAI_SHAPED:
+        content["error"] = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+    return JSONResponse(content, status_code=code, headers=headers)
 
 
 def _digest(text: str) -> bytes:
