@@ -1,7 +1,9 @@
 """The HTTP retrieval service: ``rapidrag serve DIR`` (``pip install 'rapidrag[serve]'``: FastAPI on uvicorn).
 
 Routes (JSON): ``POST /search``, ``POST /documents`` (add or replace), ``DELETE /documents/{id}``, ``POST /save``,
-``GET /stats`` and ``GET /healthz``; the OpenAPI schema at ``/openapi.json``. Routes in the shape of hosted model
+``GET /stats`` and ``GET /healthz``; ``POST /context`` (the generator's context: hits packed to a token budget with
+citations, and the query's cost at given prices) and ``POST /ground`` (an answer's sentences checked against a
+context); the OpenAPI schema at ``/openapi.json``. Routes in the shape of hosted model
 APIs, so that their clients can point here: ``POST /v2/rerank`` (Cohere v2), ``POST /v1/rerank`` (Cohere v1 and
 Jina), ``POST /rerank`` (Hugging Face text-embeddings-inference), all scored by the index's reranker, and
 ``POST /v1/embeddings`` (OpenAI) by its embedder. ``GET /metrics``: Prometheus text format 0.0.4.
@@ -96,7 +98,8 @@ class Limits:
     max_budget_ms: float = 60_000.0
     max_rerank_documents: int = 1000  # per rerank request (Cohere's advice: no more than 1,000)
     max_embed_inputs: int = 2048  # per embeddings request (OpenAI's limit)
-    max_text_chars: int = 100_000  # per document of a rerank request and per text of an embeddings request
+    max_text_chars: int = 100_000  # per document of a rerank request, per text of an embeddings request, per answer
+    max_context_tokens: int = 32_768  # the budget of a POST /context
 
     def __post_init__(self) -> None:
         for name in (
@@ -108,6 +111,7 @@ class Limits:
             "max_rerank_documents",
             "max_embed_inputs",
             "max_text_chars",
+            "max_context_tokens",
         ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be a positive int, got {getattr(self, name)!r}")
@@ -505,6 +509,36 @@ def create_app(
         hits: list[Hit]
         timings_ms: dict[str, float]
 
+    class Prices(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        input: float = Field(ge=0, allow_inf_nan=False, description="per million input tokens")
+        output: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="per million output tokens")
+        output_tokens: int = Field(default=0, ge=0, description="tokens of an answer")
+
+    class ContextRequest(SearchRequest):
+        k: int = Field(default=20, ge=1, le=lim.max_k, description="hits to pack from")
+        per_document: bool = False  # several chunks of a document, so that neighbours merge
+        budget_tokens: int = Field(default=1000, ge=0, le=lim.max_context_tokens)
+        strategy: Literal["chunks", "window", "sentences"] | None = Field(default=None, description="default: best")
+        window_tokens: int = Field(default=256, ge=1, le=lim.max_context_tokens)
+        sentence_window: int = Field(default=1, ge=0, le=50)
+        merge: bool = True
+        dedupe: float | None = Field(default=0.95, gt=0, le=1)
+        diversity: float = Field(default=0.0, ge=0, le=1)
+        order: Literal["score", "edges"] = "score"
+        prices: Prices | None = Field(default=None, description="to report the query's cost")
+
+    class GroundRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        answer: str = Field(min_length=1, max_length=lim.max_text_chars)
+        context: dict[str, Any] | None = Field(default=None, description="a context as POST /context returned it")
+        query: str | None = Field(
+            default=None, min_length=1, max_length=lim.max_query_chars, description="or: pack a context for it"
+        )
+        budget_tokens: int = Field(default=1000, ge=0, le=lim.max_context_tokens)
+
     class DocumentIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
@@ -640,6 +674,56 @@ def create_app(
             "hits": [h.to_dict() for h in hits],  # the CLI's encoding too
             "timings_ms": {stage.removesuffix("_ms"): ms for stage, ms in hits.timings.items()},
         }
+
+    def packed(body: ContextRequest) -> tuple[Any, dict[str, float]]:
+        """The search, then its hits packed (both timed for /stats and /metrics)."""
+        from .context import pack
+
+        search_params = body.model_dump(include=set(SearchRequest.model_fields) - {"query"})
+        packing = body.model_dump(exclude=set(SearchRequest.model_fields) | {"budget_tokens", "prices", "strategy"})
+        if body.strategy is not None:
+            packing["strategy"] = body.strategy
+        try:
+            hits = retriever.search(body.query, **search_params)
+            context = pack(hits, body.budget_tokens, source=retriever, query=body.query, **packing)
+        except BAD_INPUT as e:
+            raise _unprocessable(e) from None
+        timings = {**hits.timings, "pack_ms": context.pack_ms}
+        stats.record(timings)
+        metrics.stages(timings)
+        return context, timings
+
+    @app.post("/context", dependencies=guarded, summary="the generator's context: hits packed to a token budget")
+    def context_route(body: ContextRequest) -> dict[str, Any]:
+        context, timings = packed(body)
+        out: dict[str, Any] = {"context": context.to_dict()}
+        if body.prices is not None:
+            p = body.prices
+            out["cost"] = context.cost(p.input, p.output, output_tokens=p.output_tokens).to_dict()
+        out["timings_ms"] = {stage.removesuffix("_ms"): ms for stage, ms in timings.items()}
+        return out
+
+    @app.post("/ground", dependencies=guarded, summary="check an answer's sentences against its context")
+    def ground_route(body: GroundRequest) -> dict[str, Any]:
+        from .context import Context
+        from .grounding import ground
+
+        if (body.context is None) == (body.query is None):
+            raise _unprocessable(
+                ValueError("give either context (as POST /context returned it) or query (a context is packed for it)")
+            )
+        try:
+            if body.context is not None:
+                context = Context.from_dict(body.context)
+            else:
+                context, _ = packed(ContextRequest(query=body.query or "", budget_tokens=body.budget_tokens))
+            result = ground(body.answer, context, source=retriever)
+        except BAD_INPUT as e:
+            raise _unprocessable(e) from None
+        out = {"grounding": result.to_dict()}
+        if body.context is None:
+            out["context"] = context.to_dict()
+        return out
 
     @app.post("/documents", dependencies=guarded, summary="add documents, replacing those of the same id")
     def upsert(body: DocumentsRequest) -> dict[str, int]:
