@@ -123,3 +123,137 @@ def test_a_replica_killed_mid_load_loses_no_query(
     assert all(shard_of(h.doc_id, 2) == 1 for h in partial)
     with pytest.raises(ShardUnavailableError, match="shard"):
         index.add([{"id": d, "text": "more"} for d in ("x1", "x2", "x3", "x4") if shard_of(d, 2) == 0][:1])
+
+
+def _local_twin(shard_embedder: rapidrag.Embedder, n_shards: int) -> ShardedRetriever:
+    return ShardedRetriever(shard_embedder, n_shards=n_shards, title_weight=0.5)
+
+
+def test_a_shard_killed_mid_load_comes_back_with_every_write(
+    ray_cluster: Any,
+    shard_embedder: rapidrag.Embedder,
+    shard_corpus: list[dict[str, Any]],
+    shard_queries: list[str],
+    tmp_path: Path,
+) -> None:
+    """One replica per shard. A shard actor killed (Ray restarts it) while documents are being added: the add
+    completes, and the restarted actor, restored from the last snapshot plus the writes logged since (each applied
+    once), answers as an index that never failed."""
+    import threading
+    import time
+
+    import ray
+
+    docs = shard_corpus[:160]
+    index = ShardedRetriever(shard_embedder, n_shards=2, title_weight=0.5, backend="ray", address=ray_cluster.address)
+    twin = _local_twin(shard_embedder, 2)
+    for r in (index, twin):
+        r.add(docs[:40])
+    index.save(tmp_path / "ix")  # the snapshot a restarted shard starts from
+    for r in (index, twin):
+        r.upsert([{**d, "text": d["text"] + " logged after the snapshot"} for d in docs[30:45]])
+        r.delete([docs[1]["id"], docs[41]["id"]])
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            for start in range(45, 160, 23):
+                index.add(docs[start : start + 23])
+        except BaseException as e:  # re-raised below, on the test's thread
+            errors.append(e)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    time.sleep(0.3)
+    ray.kill(index._shards[0][0], no_restart=False)
+    worker.join()
+    assert errors == []
+    for start in range(45, 160, 23):
+        twin.add(docs[start : start + 23])
+    assert len(index) == len(twin) == 158
+    for mode in ("lexical", "hybrid"):
+        same(results(index, shard_queries[:8], mode=mode), results(twin, shard_queries[:8], mode=mode))
+    assert index.statistics(shard_queries[0]) == twin.statistics(shard_queries[0])
+    ray.kill(index._shards[1][0], no_restart=False)  # killed between changes: the next search restores it
+    same(results(index, shard_queries[:4]), results(twin, shard_queries[:4]))
+    assert index.recovered >= 2
+
+
+def test_a_slow_replica_is_hedged(
+    ray_cluster: Any, shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
+) -> None:
+    """Two replicas per shard, one of shard 0 made slow (2 s per search): with ``hedge_ms`` the search also asks
+    the other replica and takes the first answer, the same answer."""
+    import ray
+
+    docs = shard_corpus[:80]
+    index = ShardedRetriever(
+        shard_embedder, n_shards=2, replicas=2, title_weight=0.5, backend="ray", address=ray_cluster.address
+    )
+    index.add(docs)
+    twin = _local_twin(shard_embedder, 2)
+    twin.add(docs)
+    ray.get(index._shards[0][0].call.remote("fault", 2.0))
+    index.hedge_ms = 50.0
+    same(results(index, shard_queries[:3]), results(twin, shard_queries[:3]))
+    assert index.hedged >= 3  # at least one hedge per search (shard 0; shard 1 too when slower than 50 ms)
+    ray.get(index._shards[0][0].call.remote("fault", 0.0))
+
+
+def test_a_node_removed_with_two_replicas_loses_no_query(
+    ray_cluster: Any, shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
+) -> None:
+    """Two replicas per shard on different nodes; a worker node holding replicas is removed while another thread
+    searches: no search fails or comes back partial, every answer is the same; a node is added back after."""
+    import threading
+
+    import ray
+
+    node = ray_cluster.add_node(num_cpus=1, object_store_memory=256 * 1024 * 1024, node_ip_address="127.0.0.1")
+    ray_cluster.wait_for_nodes()
+    docs = shard_corpus[:100]
+    index = ShardedRetriever(
+        shard_embedder, n_shards=2, replicas=2, title_weight=0.5, backend="ray", address=ray_cluster.address
+    )
+    index.add(docs)
+    want = results(index, shard_queries[:5])
+    hosts = {ray.get(r.call.remote("node")) for group in index._shards for r in group}
+    for i, group in enumerate(index._shards):
+        nodes = [ray.get(r.call.remote("node")) for r in group]
+        assert len(set(nodes)) == 2, f"shard {i}: its replicas share a node"
+    victim = next(n for n in ray_cluster.worker_nodes if n.node_id in hosts)
+    seen: list[Any] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def search() -> None:
+        while not stop.is_set():
+            for q in shard_queries[:5]:
+                try:
+                    r = index.search(q, k=10)
+                except BaseException as e:  # counted: no search may fail
+                    failures.append(e)
+                    continue
+                seen.append((q, [(h.doc_id, h.chunk_id, h.start, h.end, h.score) for h in r], r.missing_shards))
+
+    worker = threading.Thread(target=search)
+    worker.start()
+    try:
+        while len(seen) < 5:
+            pass
+        ray_cluster.remove_node(victim)
+        count = len(seen)
+        while len(seen) < count + 10 and not failures:
+            pass
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
+    expected = dict(zip(shard_queries[:5], want, strict=True))
+    for q, got, missing in seen:
+        assert missing == []
+        same([got], [expected[q]])
+    if node is not victim:
+        ray_cluster.remove_node(node)
+    ray_cluster.add_node(num_cpus=1, object_store_memory=256 * 1024 * 1024, node_ip_address="127.0.0.1")
+    ray_cluster.wait_for_nodes()

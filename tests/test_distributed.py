@@ -148,21 +148,56 @@ def test_save_and_load(
 ) -> None:
     s = sharded(shard_embedder, shard_corpus[:200], 3)
     s.save(tmp_path / "ix")
-    assert sorted(p.name for p in (tmp_path / "ix").iterdir() if p.name.startswith("part-")) == [
-        "part-000",
-        "part-001",
-        "part-002",
-    ]
+    parts = sorted(p.name for p in (tmp_path / "ix").iterdir() if p.name.startswith("part-"))
+    assert [p[:8] for p in parts] == ["part-000", "part-001", "part-002"]
     loaded = ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, reranker=None)
     assert loaded.n_shards == 3 and len(loaded) == len(s)
     same(results(loaded, shard_queries[:8]), results(s, shard_queries[:8]))
     loaded.add([{"id": "new-doc", "text": "A new document about insulin resistance after loading."}])
     assert loaded.get("new-doc") is not None
+    loaded.save(tmp_path / "ix")  # the next save writes new parts and removes the old ones
+    again = sorted(p.name for p in (tmp_path / "ix").iterdir() if p.name.startswith("part-"))
+    assert len(again) == 3 and not set(again) & set(parts)
     with pytest.raises(rapidrag.errors.IndexFormatError, match="sharded"):
         Retriever.load(tmp_path / "ix")
-    (tmp_path / "ix" / "part-001").rename(tmp_path / "gone")
+    (tmp_path / "ix" / again[1]).rename(tmp_path / "gone")
     with pytest.raises(rapidrag.errors.IndexFormatError, match="missing"):
         ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder)
+
+
+def test_a_save_stopped_half_way_leaves_the_previous_index(
+    shard_embedder: rapidrag.Embedder,
+    shard_corpus: list[dict[str, Any]],
+    shard_queries: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A save that dies after some shards wrote their parts (here: the second shard's save fails): the folder still
+    opens as the index saved before, whole; the next save succeeds and leaves only its own parts."""
+    s = sharded(shard_embedder, shard_corpus[:120], 3)
+    s.save(tmp_path / "ix")
+    want = results(s, shard_queries[:6])
+    s.add([{"id": "after", "text": "Written after the first save, about zebrafish fins."}])
+    real = Retriever.save
+    calls: list[str] = []
+
+    def dies_on_the_second(self: Retriever, path: Any) -> Any:
+        calls.append(str(path))
+        if len(calls) == 2:
+            raise OSError("the process was killed here")
+        return real(self, path)
+
+    monkeypatch.setattr(Retriever, "save", dies_on_the_second)
+    with pytest.raises(OSError, match="killed"):
+        s.save(tmp_path / "ix")
+    monkeypatch.setattr(Retriever, "save", real)
+    before = ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, reranker=None)
+    assert before.get("after") is None and len(before) == len(s) - 1
+    same(results(before, shard_queries[:6]), want)
+    s.save(tmp_path / "ix")
+    after = ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, reranker=None)
+    assert after.get("after") is not None
+    assert len([p for p in (tmp_path / "ix").iterdir() if p.name.startswith("part-")]) == 3
 
 
 def test_the_command_line_opens_a_sharded_folder(

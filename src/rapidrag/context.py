@@ -14,9 +14,12 @@ sentences around its best one that do; the kept pieces are ordered by score or w
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
+import re
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -396,14 +399,41 @@ def _tokenizer(tokenizer: Any, source: Any) -> Any:
 # -- pieces ------------------------------------------------------------------------------------------------------
 
 
+class _SpanCache:
+    """The sentence spans of the documents packed lately (``capacity`` of them), by the identity of their text:
+    a service packs the same documents again and again, and splitting them is most of a pack's time."""
+
+    def __init__(self, capacity: int) -> None:
+        import threading
+
+        self.capacity = capacity
+        self._spans: OrderedDict[int, tuple[str, list[tuple[int, int]]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> list[tuple[int, int]]:
+        with self._lock:
+            found = self._spans.get(id(text))
+            if found is not None and found[0] is text:
+                self._spans.move_to_end(id(text))
+                return found[1]
+        spans = sentence_spans(text)
+        with self._lock:
+            self._spans[id(text)] = (text, spans)  # the text is held, so its id is not reused meanwhile
+            while len(self._spans) > self.capacity:
+                self._spans.popitem(last=False)
+        return spans
+
+
+_SPANS = _SpanCache(4096)
+
+
 class _SentenceMatcher:
     """How well a sentence matches the query: the summed idf of the query's words it holds (BM25's analyzer and,
     with a source index, its document frequencies)."""
 
     def __init__(self, query: str | None, source: Any) -> None:
         self.terms: dict[str, float] = {}
-        self._spans: dict[int, tuple[str, list[tuple[int, int]]]] = {}
-        self._scores: dict[str, float] = {}
+        self._by_text: dict[int, tuple[str, list[float]]] = {}
         if not query:
             return
         analyzer = getattr(source, "analyzer", None)
@@ -426,21 +456,40 @@ class _SentenceMatcher:
                 self.terms[t] = math.log(1 + (stats.documents - df + 0.5) / (df + 0.5))
             else:
                 self.terms[t] = 1.0
+        self._term_of = {t: t for t in self.terms}
+        self._term_of.update({t[:-1] + "y": t for t in self.terms if t.endswith("i")})
+        alternatives = sorted(self._term_of, key=len, reverse=True)
+        either = r"\b(" + "|".join(map(re.escape, alternatives)) + r")"
+        self._pattern, self._blind = re.compile(either), re.compile(either, re.IGNORECASE)
 
-    def score(self, text: str) -> float:
-        if not self.terms:
-            return 0.0
-        found = self._scores.get(text)
-        if found is None:
-            words = set(self.analyzer(text))
-            found = self._scores[text] = sum(w for t, w in self.terms.items() if t in words)
-        return found
+    def scores(self, text: str, spans: list[tuple[int, int]]) -> list[float]:
+        """How well each span of ``text`` (in order, not overlapping) matches the query: the summed idf of the
+        query's terms it holds. A term counts as held where a word begins with it (a stem, or a stem ending in "i"
+        with "y" for it: "studi" for "study"), found by one regular expression per pack over the spans' stretch of
+        text: nothing is stemmed, which would cost most of a pack; it ranks a hit's sentences, not documents."""
+        if not self.terms or not spans:
+            return [0.0] * len(spans)
+        starts = [a for a, _ in spans]
+        held: list[set[str]] = [set() for _ in spans]
+        lowered = text.lower()
+        # Case-blind search is twice as slow as searching the lowercased text; where lowercasing moves characters
+        # (a few letters lowercase to two), the text itself is searched case-blind.
+        pattern, searched = (self._pattern, lowered) if len(lowered) == len(text) else (self._blind, text)
+        for m in pattern.finditer(searched, spans[0][0], spans[-1][1]):
+            j = bisect.bisect_right(starts, m.start()) - 1
+            if j >= 0 and m.start() < spans[j][1]:
+                held[j].add(self._term_of[m.group(1).lower()])
+        return [sum(self.terms[t] for t in h) for h in held]
 
     def sentences(self, text: str) -> list[tuple[int, int]]:
-        """``sentence_spans`` of a document, kept for the other hits of the same document."""
-        found = self._spans.get(id(text))
+        """``sentence_spans`` of a document, kept across packs (``_SPANS``)."""
+        return _SPANS.get(text)
+
+    def sentence_scores(self, text: str) -> list[float]:
+        """``scores`` of each of a document's sentences, kept for the pack's other pieces of the document."""
+        found = self._by_text.get(id(text))
         if found is None or found[0] is not text:
-            found = self._spans[id(text)] = (text, sentence_spans(text))
+            found = self._by_text[id(text)] = (text, self.scores(text, self.sentences(text)))
         return found[1]
 
 
@@ -495,7 +544,8 @@ def _sentences(text: str, start: int, end: int, sentence_window: int, matcher: _
     inside = [i for i, (a, b) in enumerate(spans) if a < end and b > start]
     if not inside:
         return start, end
-    best = max(inside, key=lambda i: (matcher.score(text[spans[i][0] : spans[i][1]]), -i))
+    scores = matcher.sentence_scores(text)
+    best = max(inside, key=lambda i: (scores[i], -i))
     lo, hi = max(0, best - sentence_window), min(len(spans) - 1, best + sentence_window)
     return spans[lo][0], spans[hi][1]
 
@@ -623,7 +673,7 @@ def _fit(
     the sentences around its best that do."""
     sep = int(tok.count_tokens(separator)) if separator else 0
     texts = [_written(template, i + 1, p) for i, p in enumerate(pieces)]
-    counts = tok.count_tokens(texts).tolist() if texts else []
+    counts = _counts(tok, texts)
     kept: list[tuple[_Piece, int]] = []
     used = 0
     for piece, count in zip(pieces, counts, strict=True):
@@ -639,6 +689,17 @@ def _fit(
     return kept
 
 
+def _counts(tok: Any, texts: list[str]) -> list[int]:
+    """Tokens of each text, on this thread: a pack's few texts cost less than waking the tokenizer's threads."""
+    from .tokenizer import Tokenizer
+
+    if not texts:
+        return []
+    if isinstance(tok, Tokenizer):
+        return [int(c) for c in tok.count_tokens(texts, n_threads=1)]
+    return [int(c) for c in tok.count_tokens(texts)]
+
+
 def _written(template: str, citation: int, piece: _Piece) -> str:
     return template.format(citation=citation, doc_id=piece.doc_id, text=piece.text)
 
@@ -650,16 +711,18 @@ def _cut(
     when not even one sentence fits."""
     if room < MIN_CUT_TOKENS:
         return None
-    spans = sentence_spans(piece.text_of, piece.start, piece.end)
+    whole, scored = matcher.sentences(piece.text_of), matcher.sentence_scores(piece.text_of)
+    spans, scores = [], []  # the piece's sentences (those it holds in part, cut to it), scored as whole sentences
+    for (a, b), score in zip(whole, scored, strict=True):
+        if a < piece.end and b > piece.start and piece.text_of[max(a, piece.start) : min(b, piece.end)].strip():
+            spans.append((max(a, piece.start), min(b, piece.end)))
+            scores.append(score)
     if not spans:
         return None
     texts = [piece.text_of[a:b] for a, b in spans]
-    counts = tok.count_tokens(texts).tolist()
+    counts = _counts(tok, texts)
     total = int(tok.count_tokens(template.format(citation=citation, doc_id=piece.doc_id, text="")))
-    centre = max(
-        range(len(spans)),
-        key=lambda i: (matcher.score(texts[i]), spans[i][0] <= piece.anchor < spans[i][1], -i),
-    )
+    centre = max(range(len(spans)), key=lambda i: (scores[i], spans[i][0] <= piece.anchor < spans[i][1], -i))
     lo = hi = centre
     total += counts[centre]
     if total > room:

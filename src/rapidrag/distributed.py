@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -45,6 +46,7 @@ __all__ = ["ShardUnavailableError", "ShardedRetriever", "is_sharded", "shard_of"
 
 SHARDED_VERSION = 1
 MISSING: Any = object()  # a shard's answer when none of its replicas is alive
+RECOVER_S = 60.0  # how long a replica that died is waited for (Ray restarts its actor) before it counts as lost
 
 
 class ShardUnavailableError(RapidragError):
@@ -81,6 +83,7 @@ class ShardedRetriever(Searcher):
         replicas: int = 1,
         backend: Literal["local", "ray"] = "local",
         address: str | None = None,
+        hedge_ms: float | None = None,
         **settings: Any,
     ) -> None:
         if not isinstance(n_shards, int) or isinstance(n_shards, bool) or n_shards < 1:
@@ -99,6 +102,8 @@ class ShardedRetriever(Searcher):
         self._has_dense = first.dense is not None
         self._lock = RWLock()  # searches read; a change (which may span shards) writes
         self._statistics = _GlobalStatistics()
+        self._start_log(n_shards, None, 0)
+        self.hedge_ms = _check_hedge(hedge_ms)
         if backend == "local":
             others = [Retriever(embedder, None, chunker, **settings) for _ in range(n_shards - 1)]
             self._shards: list[list[Any]] = [[_Shard(r)] for r in [first, *others]]
@@ -117,42 +122,170 @@ class ShardedRetriever(Searcher):
         **kwargs: Any,
     ) -> list[Any]:
         """``method(*args[j], **kwargs)`` on the j-th of ``shards`` (None: every shard, in order); on Ray, all at
-        once. A change (``write``) goes to
-        every live replica of the shard; a read to the first, then to the next if that one has died. A replica that
-        died leaves the set (it would come back without its documents). A shard with no live replica left: its
-        entry is ``MISSING`` for a read, and a change raises ShardUnavailableError."""
+        once. A change (``write``) gets the next sequence number, is logged (until the next save) and goes to every
+        replica of the shard; a replica that died is restored (Ray restarts the actor; it reloads the last snapshot
+        and the logged writes) and the change is answered from it if no other replica took it. A read goes to the
+        first live replica; with ``hedge_ms`` set, to a second one as well if the first has not answered by then,
+        and the first answer wins; a replica that died is left for a spare (and restored at the next change), or
+        restored at once when it was the last. A shard with no replica left: its entry is ``MISSING`` for a read,
+        and a change raises ShardUnavailableError."""
         chosen = list(range(self.n_shards)) if shards is None else list(shards)
-        groups = [self._shards[i] for i in chosen]
+        if write:
+            self._seq += 1
+            kwargs = {**kwargs, "seq": self._seq}
+            if self.backend == "ray":  # (shards in this process die with it: nothing to replay)
+                for i, a in zip(chosen, args, strict=True):
+                    self._log[i].append((self._seq, method, a, kwargs))
         if self.backend == "local":
-            return [group[0].call(method, *a, **kwargs) for group, a in zip(groups, args, strict=True)]
+            return [self._shards[i][0].call(method, *a, **kwargs) for i, a in zip(chosen, args, strict=True)]
+        if write:
+            return self._write_ray(method, chosen, args, kwargs)
+        return self._read_ray(method, chosen, args, kwargs)
+
+    def _write_ray(self, method: str, chosen: list[int], args: Sequence[tuple[Any, ...]], kwargs: Any) -> list[Any]:
         import ray
         from ray.exceptions import RayActorError
 
-        targets = [list(group) if write else group[:1] for group in groups]
-        refs = [[r.call.remote(method, *a, **kwargs) for r in t] for t, a in zip(targets, args, strict=True)]
+        for i in chosen:
+            self._recover_suspects(i)
+        refs = [
+            [(r, r.call.remote(method, *a, **kwargs)) for r in self._shards[i]]
+            for i, a in zip(chosen, args, strict=True)
+        ]
         out: list[Any] = []
-        for j, (i, a) in enumerate(zip(chosen, args, strict=True)):
-            answers: list[Any] = []
-            tried = list(targets[j])
-            pending = list(zip(tried, refs[j], strict=True))
-            while pending:
-                replica, ref = pending.pop(0)
+        for i, sent in zip(chosen, refs, strict=True):
+            answers = []
+            for replica, ref in sent:
                 try:
                     answers.append(ray.get(ref))
                 except RayActorError:
-                    if replica in self._shards[i]:
-                        self._shards[i].remove(replica)
-                    spare = [r for r in self._shards[i] if r not in tried]
-                    if not write and spare:  # the next live replica not yet asked
-                        tried.append(spare[0])
-                        pending.append((spare[0], spare[0].call.remote(method, *a, **kwargs)))
-                    continue
-                if not write:
+                    self._suspect(i, replica)
+            for replica in list(self._suspects[i]) if not answers else []:
+                back = self._recover(i, replica, kwargs["seq"])  # every replica died: restore one, which replays
+                if back is not None:  # this change too, and take its answer
+                    answers.append(back[1])
                     break
-            if not answers and write:
-                raise ShardUnavailableError(f"shard {i}: no live replica took the change ({method})")
-            out.append(answers[0] if answers else MISSING)
+            if not answers:
+                raise ShardUnavailableError(f"shard {i}: no replica took the change ({method}), none came back")
+            out.append(answers[0])
         return out
+
+    def _read_ray(self, method: str, chosen: list[int], args: Sequence[tuple[Any, ...]], kwargs: Any) -> list[Any]:
+        import ray
+        from ray.exceptions import RayActorError
+
+        def ask(replica: Any, a: tuple[Any, ...]) -> tuple[Any, Any]:
+            return replica, replica.call.remote(method, *a, **kwargs)
+
+        sent: list[list[tuple[Any, Any]]] = [[ask(self._shards[i][0], a)] if self._shards[i] else []
+                                              for i, a in zip(chosen, args, strict=True)]  # fmt: skip
+        out: list[Any] = []
+        for i, a, pending in zip(chosen, args, sent, strict=True):
+            asked = {id(r) for r, _ in pending}
+            answer: Any = MISSING
+            restored = False
+            while True:
+                if not pending:  # the next live replica not asked yet; with none, one restored (once)
+                    spare = next((r for r in self._shards[i] if id(r) not in asked), None)
+                    if spare is None and not restored:
+                        restored = True
+                        spare = self._restore_one(i)
+                    if spare is None:
+                        break
+                    pending.append(ask(spare, a))
+                    asked.add(id(spare))
+                if self.hedge_ms is not None and len(pending) == 1:
+                    spare = next((r for r in self._shards[i] if id(r) not in asked), None)
+                    if spare is not None and not ray.wait([pending[0][1]], timeout=self.hedge_ms / 1000)[0]:
+                        self.hedged += 1  # slow: a second replica asked too, and the first answer taken
+                        pending.append(ask(spare, a))
+                        asked.add(id(spare))
+                done, _ = ray.wait([ref for _, ref in pending], num_returns=1)
+                replica, ref = next(p for p in pending if p[1] == done[0])
+                pending.remove((replica, ref))
+                try:
+                    answer = ray.get(ref)
+                    break
+                except RayActorError:
+                    self._suspect(i, replica)
+            out.append(answer)
+        return out
+
+    def _restore_one(self, i: int) -> Any:
+        """A replica of shard ``i`` that died, brought back; None if none comes back."""
+        for replica in list(self._suspects[i]):
+            back = self._recover(i, replica, None)
+            if back is not None:
+                return back[0]
+        return None
+
+    def _suspect(self, i: int, replica: Any) -> None:
+        """A replica whose call failed: out of the shard's set until it is restored."""
+        with self._replicas:
+            if replica in self._shards[i]:
+                self._shards[i].remove(replica)
+                self._suspects[i].append(replica)
+
+    def _recover_suspects(self, i: int) -> None:
+        for replica in list(self._suspects[i]):
+            self._recover(i, replica, None)
+
+    def _recover(self, i: int, replica: Any, seq: int | None) -> tuple[Any, Any] | None:
+        """Bring a replica of shard ``i`` that died back: Ray restarts its actor (fresh, from its first part); it is
+        restored to the last snapshot, then given the writes logged since, in order. Returns (replica, its answer to
+        the write ``seq``, or None), or None when the actor does not come back within ``RECOVER_S``."""
+        with self._recovering:  # one recovery at a time (searches run side by side)
+            if replica not in self._suspects[i]:
+                return (replica, None) if replica in self._shards[i] else None
+            return self._restore(i, replica, seq)
+
+    def _restore(self, i: int, replica: Any, seq: int | None) -> tuple[Any, Any] | None:
+        import ray
+        from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+
+        # A call to an actor that Ray is restarting waits for it (or fails as "unavailable" for a while); one that
+        # died for good (killed without restart, its node gone for good) fails as "died" at once.
+        deadline = time.monotonic() + RECOVER_S
+        while True:
+            try:
+                applied = ray.get(replica.call.remote("applied"), timeout=max(0.1, deadline - time.monotonic()))
+                break
+            except (ActorUnavailableError, GetTimeoutError):
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.1)
+            except RayActorError:
+                return None
+        try:
+            if applied < self._saved_seq:  # a fresh actor: back to the last snapshot
+                applied = ray.get(replica.call.remote("restore", self._parts[i], self._saved_seq))
+            answer = None
+            for logged, method, args, kwargs in self._log[i]:
+                if logged > applied:
+                    got = ray.get(replica.call.remote(method, *args, **kwargs))
+                    if logged == seq:
+                        answer = got
+        except RayActorError:
+            return None
+        with self._replicas:
+            self._suspects[i].remove(replica)
+            self._shards[i].append(replica)
+        self.recovered += 1
+        return replica, answer
+
+    def _start_log(self, n_shards: int, parts: list[str] | None, seq: int) -> None:
+        """The writes' sequence numbers and log: the index's last number, the snapshot each shard restarts from
+        (``parts``, at number ``seq``), the writes since (per shard), the replicas out until restored."""
+        import threading
+
+        self._seq = self._saved_seq = seq
+        self._parts: list[str | None] = list(parts) if parts is not None else [None] * n_shards
+        self._log: list[list[tuple[int, str, tuple[Any, ...], dict[str, Any]]]] = [[] for _ in range(n_shards)]
+        self._suspects: list[list[Any]] = [[] for _ in range(n_shards)]
+        self._replicas = threading.Lock()  # guards the replica lists (searches fail over side by side)
+        self._recovering = threading.Lock()
+        self.hedged = 0  # reads sent to a second replica because the first was slow
+        self.recovered = 0  # replicas brought back after dying
 
     def _all(self, method: str, *args: Any) -> list[Any]:
         return self._each(method, [args] * self.n_shards)
@@ -322,15 +455,26 @@ class ShardedRetriever(Searcher):
         root = Path(path)
         check_destination(root)
         root.mkdir(parents=True, exist_ok=True)
-        parts = [str((root / f"{PART_PREFIX}{i:03d}").resolve()) for i in range(self.n_shards)]
+        # Each save writes new part folders; the manifest, written last, names them. A save stopped half-way leaves
+        # the manifest naming the previous parts, untouched (the new ones are removed by the next save).
+        stamp = f"{time.time_ns():x}"
+        parts = [str((root / f"{PART_PREFIX}{i:03d}-{stamp}").resolve()) for i in range(self.n_shards)]
         with self._lock.read():
             self._require_all(self._each("save", [(p,) for p in parts]), "save")
-        config = {
-            "sharded": {"version": SHARDED_VERSION, "n_shards": self.n_shards, "parts": [Path(p).name for p in parts]},
-            "settings": self._settings,
-            "tuned_on": self.tuned_on,
-        }
-        out = write_snapshot(root, {}, config, version=SHARDED_VERSION)
+            config = {
+                "sharded": {
+                    "version": SHARDED_VERSION,
+                    "n_shards": self.n_shards,
+                    "parts": [Path(p).name for p in parts],
+                    "seq": self._seq,
+                },
+                "settings": self._settings,
+                "tuned_on": self.tuned_on,
+            }
+            out = write_snapshot(root, {}, config, version=SHARDED_VERSION)
+            with self._recovering:  # a replica that dies from now on restarts from these parts
+                self._parts, self._saved_seq = list(parts), self._seq
+                self._log = [[] for _ in range(self.n_shards)]
         kept = {Path(p).name for p in parts}
         for old in root.iterdir():  # the parts of an earlier save with more shards, no longer in the manifest
             if old.name.startswith(PART_PREFIX) and old.name not in kept and old.is_dir():
@@ -347,6 +491,7 @@ class ShardedRetriever(Searcher):
         backend: Literal["local", "ray"] = "local",
         replicas: int = 1,
         address: str | None = None,
+        hedge_ms: float | None = None,
     ) -> ShardedRetriever:
         """Open an index written by ``save``; ``embedder`` and ``reranker`` as for ``Retriever.load``."""
         root = Path(path)
@@ -375,11 +520,15 @@ class ShardedRetriever(Searcher):
         out._settings = dict(snap.config.get("settings") or {})
         out._has_dense = first.dense is not None
         out._lock = RWLock()
+        out._start_log(len(shards), [str(p) for p in parts], int(info.get("seq", 0)))
+        out.hedge_ms = _check_hedge(hedge_ms)
         if backend == "local":
             out._shards = [[_Shard(r)] for r in shards]
         else:
             saved = [str(p) for p in parts]
             out._shards = _ray_shards(len(shards), replicas, None, None, out._settings, address, saved)
+        if backend == "ray":  # each replica is at the snapshot's number
+            out._require_all(out._all("set_applied", out._saved_seq), "open the shards")
         answers = out._all("all_statistics")
         out._require_all(answers, "sum BM25's statistics")
         out._statistics = _GlobalStatistics()
@@ -388,6 +537,14 @@ class ShardedRetriever(Searcher):
 
     def __repr__(self) -> str:
         return f"ShardedRetriever({len(self)} documents in {self.n_shards} shards, {self.backend})"
+
+
+def _check_hedge(hedge_ms: Any) -> float | None:
+    if hedge_ms is None:
+        return None
+    if isinstance(hedge_ms, bool) or not isinstance(hedge_ms, (int, float)) or not 0 <= hedge_ms < float("inf"):
+        raise ValueError(f"hedge_ms must be a number of milliseconds >= 0 or None, got {hedge_ms!r}")
+    return float(hedge_ms)
 
 
 def _check_layout(replicas: Any, backend: Any) -> None:
@@ -483,21 +640,43 @@ def _ray_shards(
                 raise ConnectionError(f"no Ray cluster answers at {address!r}: {e}") from None
     spec = json.loads(json.dumps(_model_spec(embedder))) if embedder is not None else None
     chunking = {"max_tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker is not None else None
-    # A shard's replicas spread over the nodes where the cluster has several (SPREAD places them apart).
-    actor = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_ShardActor)
-    return [
-        [actor.remote(spec, chunking, settings, parts[i] if parts else None) for _ in range(replicas)]
-        for i in range(n_shards)
-    ]
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # Ray restarts an actor that dies (its calls in flight fail; the coordinator restores it, see _recover).
+    actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(_ShardActor)
+    # Shards spread over the nodes; a shard's replicas on different nodes where the cluster has enough (replica j
+    # of shard i on node i + j), softly, so that a replica whose node is gone restarts on another.
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])  # type: ignore[no-untyped-call]
+
+    def placed(i: int, j: int) -> Any:
+        where = NodeAffinitySchedulingStrategy(nodes[(i + j) % len(nodes)], soft=True) if nodes else "SPREAD"
+        return actor.options(scheduling_strategy=where).remote(spec, chunking, settings, parts[i] if parts else None)
+
+    return [[placed(i, j) for j in range(replicas)] for i in range(n_shards)]
+
+
+WRITES = frozenset({"add", "upsert", "delete", "add_embedded"})  # the calls that change a shard
+KEPT_ANSWERS = 64  # a shard keeps the answers of its last writes, for a retried one (applied once, answered again)
 
 
 class _Shard:
-    """A shard: a ``Retriever``, called by method name (as a Ray actor is)."""
+    """A shard: a ``Retriever``, called by method name (as a Ray actor is).
 
-    def __init__(self, retriever: Retriever) -> None:
+    Writes carry the index's sequence number: a shard applies each number once (a retried write gets the answer
+    it gave) and says which it applied last (``applied``; -1 for a fresh actor, which the coordinator restores
+    from the last snapshot and the writes logged since)."""
+
+    def __init__(self, retriever: Retriever, applied: int = -1) -> None:
         self.retriever = retriever
+        self.applied = applied
+        self._answers: dict[int, Any] = {}
 
-    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, method: str, *args: Any, seq: int | None = None, **kwargs: Any) -> Any:
+        if method == "applied":
+            return self.applied
+        if method == "set_applied":
+            self.applied = int(args[0])
+            return self.applied
         if method == "documents":
             return len(self.retriever)
         if method == "chunks":
@@ -509,10 +688,18 @@ class _Shard:
             fields["bm25_title"] = self.retriever.bm25_title
         if method == "all_statistics":
             return {name: index.all_statistics() for name, index in fields.items()}
-        if method in ("add", "upsert", "delete"):  # the count, and what the change did to BM25's statistics
+        if method in WRITES:  # the count, and what the change did to BM25's statistics
+            if seq is not None and seq <= self.applied:
+                return self._answers.get(seq)  # applied before: a retry
             marks = {name: index.mark() for name, index in fields.items()}
             count = getattr(self.retriever, method)(*args, **kwargs)
-            return count, {name: index.statistics_since(marks[name]) for name, index in fields.items()}
+            answer = count, {name: index.statistics_since(marks[name]) for name, index in fields.items()}
+            if seq is not None:
+                self.applied = seq
+                self._answers[seq] = answer
+                for old in [k for k in self._answers if k <= seq - KEPT_ANSWERS]:
+                    del self._answers[old]
+            return answer
         return getattr(self.retriever, method)(*args, **kwargs)
 
 
@@ -523,9 +710,30 @@ class _ShardActor(_Shard):
     def __init__(
         self, spec: dict[str, Any] | None, chunking: dict[str, int] | None, settings: dict[str, Any], part: str | None
     ) -> None:
+        self._made = (spec, chunking, settings)
+        super().__init__(self._open(part))
+
+    def call(self, method: str, *args: Any, seq: int | None = None, **kwargs: Any) -> Any:
+        if method == "restore":  # (part or None, its sequence number): back to the last snapshot
+            self.retriever, self.applied, self._answers = self._open(args[0]), int(args[1]), {}
+            return self.applied
+        if method == "node":  # the Ray node the actor runs on
+            import ray
+
+            return ray.get_runtime_context().get_node_id()
+        if method == "fault":  # fault injection for tests and drills: each later search waits this many seconds
+            self._delay = float(args[0])
+            return None
+        if method == "shard_stages" and getattr(self, "_delay", 0.0) > 0:
+            import time
+
+            time.sleep(self._delay)
+        return super().call(method, *args, seq=seq, **kwargs)
+
+    def _open(self, part: str | None) -> Retriever:
         if part is not None:
-            super().__init__(Retriever.load(part, reranker=None))
-            return
+            return Retriever.load(part, reranker=None)
+        spec, chunking, settings = self._made
         embedder = chunker = None
         if spec is not None:
             from .store import _build_model
@@ -535,4 +743,4 @@ class _ShardActor(_Shard):
                 from .chunker import Chunker
 
                 chunker = Chunker(embedder.tokenizer, chunking["max_tokens"], chunking["overlap"])
-        super().__init__(Retriever(embedder, None, chunker, **settings))
+        return Retriever(embedder, None, chunker, **settings)
