@@ -18,7 +18,14 @@ single index's; the order of rows of exactly equal score may differ (each index 
 
 Backends: ``backend="local"`` keeps the shards in this process (tests, and the reference the Ray backend is held
 to); ``backend="ray"`` makes each shard a Ray actor (the ``[ray]`` extra), on an existing cluster (``address``) or
-a local one started for the caller on 127.0.0.1.
+a local one started for the caller on 127.0.0.1, ``replicas`` per shard on different nodes.
+
+On Ray, failures: a read goes to one replica (and to a second when the first is slower than ``hedge_ms``); a
+change goes to every replica with the index's next sequence number, which a shard applies once, and is logged until
+the next save. Ray restarts a shard actor that dies; before it answers again the coordinator restores it to the
+last snapshot and replays the logged changes (``_recover``). The module runs past 500 lines because the
+coordinator's calls to the shards (scatter, failover, hedging, restore) and the search hooks over them are one
+concern: what makes several processes answer as one index.
 """
 
 from __future__ import annotations
@@ -408,23 +415,27 @@ class ShardedRetriever(Searcher):
         selection: Mapping[str, Any] | None,
         fetch: int,
         timings: dict[str, float],
+        *,
+        want: int = 0,
     ) -> Stages:
         # (under the read lock: no change moves the statistics meanwhile)
         statistics = self._statistics.of(self.analyzer(query)) if mode in ("lexical", "hybrid") else None
         missing: set[int] = set()
-        answers = self._all("shard_stages", query, qv, mode, selection, fetch, statistics)
+        answers = self._all("shard_stages", query, qv, mode, selection, fetch, statistics, want)
         missing.update(i for i, a in enumerate(answers) if a is MISSING)
         if len(missing) == self.n_shards:
             raise ShardUnavailableError(f"no shard of the {self.n_shards} has a live replica")
         # A shard without a live replica is left out, and the result says so (SearchResult.missing_shards).
-        parts = [(i, a) for i, a in enumerate(answers) if i not in missing]
+        parts = [(i, a[0]) for i, a in enumerate(answers) if i not in missing]
         lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         keys_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name in parts[0][1]:
             rows, docs, scores = self._merge([(i, a[name]) for i, a in parts], fetch)
             lists[name] = (rows, scores)
             keys_of[name] = (rows, docs)
-        return Stages(lists, _document_lookup(list(keys_of.values())), sorted(missing))
+        s = self.n_shards
+        found = {r * s + i: f for i, a in enumerate(answers) if i not in missing for r, f in a[1].items()}
+        return Stages(lists, _document_lookup(list(keys_of.values())), sorted(missing), found)
 
     def _merge(
         self, parts: list[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]], fetch: int
@@ -537,6 +548,17 @@ class ShardedRetriever(Searcher):
 
     def __repr__(self) -> str:
         return f"ShardedRetriever({len(self)} documents in {self.n_shards} shards, {self.backend})"
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory (Linux: /proc/self/statm; elsewhere its peak, from getrusage)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _check_hedge(hedge_ms: Any) -> float | None:
@@ -717,6 +739,8 @@ class _ShardActor(_Shard):
         if method == "restore":  # (part or None, its sequence number): back to the last snapshot
             self.retriever, self.applied, self._answers = self._open(args[0]), int(args[1]), {}
             return self.applied
+        if method == "memory":  # the actor process's resident memory, in bytes
+            return _resident_bytes()
         if method == "node":  # the Ray node the actor runs on
             import ray
 

@@ -358,6 +358,8 @@ class Retriever(Searcher):
         fetch: int,
         timings: dict[str, float],
         statistics: Mapping[str, Statistics] | None = None,
+        *,
+        want: int = 0,
     ) -> Stages:
         """Each first stage's ``fetch`` best rows and their scores, best first, among the rows the mask
         ``selection`` allows ("bm25", "dense"). ``statistics``: BM25's collection statistics to score with, per
@@ -423,12 +425,17 @@ class Retriever(Searcher):
         filter: Mapping[str, Any] | None,
         fetch: int,
         statistics: Mapping[str, Statistics] | None,
-    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        want: int = 0,
+    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict[int, Found]]:
         """The first stages of a search as a shard runs them: per stage, its ``fetch`` best rows, their documents'
-        numbers and their scores (BM25's with the whole index's ``statistics``), the filter applied inside."""
+        numbers and their scores (BM25's with the whole index's ``statistics``), the filter applied inside; and
+        ``_found`` of each stage's ``want`` best rows, which the hits will most likely need (sent along, it saves
+        the coordinator a second round trip)."""
         with self._lock.read():
             stages = self._first_stages(query, query_vector, mode, self._select(filter), fetch, {}, statistics)
-            return {name: (rows, self._chunks.doc[rows], scores) for name, (rows, scores) in stages.lists.items()}
+            lists = {name: (rows, self._chunks.doc[rows], scores) for name, (rows, scores) in stages.lists.items()}
+            best = np.unique(np.concatenate([rows[:want] for rows, _ in stages.lists.values()] or [np.zeros(0)]))
+            return lists, self._found(best.astype(np.int64)) if want else {}
 
     def shard_found(self, rows: np.ndarray) -> list[Found]:
         """What the reranker and the hits need of ``rows`` (rows of a ``shard_stages`` answer), in that order."""

@@ -95,6 +95,7 @@ class Stages:
     lists: dict[str, tuple[np.ndarray, np.ndarray]]
     document_of: Callable[[np.ndarray], np.ndarray]
     missing: list[int] = field(default_factory=list)  # shards of a split index that could not answer
+    found: dict[int, Found] = field(default_factory=dict)  # rows whose Found came with the stages (a split index)
 
 
 class Searcher:
@@ -127,9 +128,19 @@ class Searcher:
         raise NotImplementedError
 
     def _first_stages(
-        self, query: str, qv: np.ndarray | None, mode: Mode, selection: Any, fetch: int, timings: dict[str, float]
+        self,
+        query: str,
+        qv: np.ndarray | None,
+        mode: Mode,
+        selection: Any,
+        fetch: int,
+        timings: dict[str, float],
+        *,
+        want: int = 0,
     ) -> Stages:
-        """Each first stage's ``fetch`` best rows allowed by ``selection`` (under the read lock)."""
+        """Each first stage's ``fetch`` best rows allowed by ``selection`` (under the read lock). ``want``: the hits
+        will need ``_found`` of about this many best rows; an index whose rows are far away may send theirs along
+        (``Stages.found``)."""
         raise NotImplementedError
 
     def _found(self, rows: np.ndarray) -> dict[int, Found]:
@@ -194,19 +205,20 @@ class Searcher:
         shallow = exact and not use_reranker
         wanted = min(k, candidates) if shallow else max(candidates, k)
         fetch = wanted * (4 if per_document else 1)
+        needed = max(k, self.rerank_depth if use_reranker else 0)
         with self._lock.read():
             clock = time.perf_counter()
             selection = self._select(filter)
             timings["filter_ms"] = (time.perf_counter() - clock) * 1000
             while True:
-                stages = self._first_stages(query, qv, mode, selection, fetch, timings)
+                stages = self._first_stages(query, qv, mode, selection, fetch, timings, want=needed)
                 clock = time.perf_counter()
                 ranked, final = self._fuse(stages, candidates, per_document)
                 if not shallow or len(ranked) >= wanted or len(next(iter(stages.lists.values()))[0]) < fetch:
                     break
                 fetch *= 4
             # What the hits (and the reranker) need, taken while the index cannot change.
-            found = self._found(ranked[: max(k, self.rerank_depth if use_reranker else 0)])
+            found = self._found_of(ranked[:needed], stages.found)
             timings["fusion_ms"] = (time.perf_counter() - clock) * 1000
         if use_reranker:
             clock = time.perf_counter()
@@ -246,6 +258,16 @@ class Searcher:
             per_document=per_document,
         )
         return pack(result, budget_tokens, source=self, query=query, **options)
+
+    def _found_of(self, rows: np.ndarray, known: dict[int, Found]) -> dict[int, Found]:
+        """``_found`` of ``rows``, those that came with the stages taken from there."""
+        if not known:
+            return self._found(rows)
+        found = {r: known[r] for r in rows.tolist() if r in known}
+        rest = np.asarray([r for r in rows.tolist() if r not in found], dtype=np.int64)
+        if len(rest):
+            found.update(self._found(rest))
+        return found
 
     def _check_search(
         self, query: Any, k: Any, mode: Any, rerank: Any, candidates: Any, budget_ms: Any
