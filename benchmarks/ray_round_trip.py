@@ -1,0 +1,43 @@
+"""The floor of a sharded search on Ray: one round of calls to S actors that do nothing, gathered, as a search
+over S shards makes it. Run inside a private network namespace, as the Ray tests do:
+
+    unshare --net sh -c 'ip link set lo up && python benchmarks/ray_round_trip.py'
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    import ray
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, num_cpus=2)
+    nodes = [n["NodeManagerAddress"] for n in ray.nodes()]  # type: ignore[no-untyped-call]
+    if not all(a.startswith("127.") for a in nodes):
+        raise SystemExit(f"Ray is not on loopback ({nodes}): run this inside a private network namespace")
+
+    @ray.remote(num_cpus=0)
+    class Echo:
+        def call(self, x: object = None) -> object:
+            return x
+
+    for n_actors in (1, 2, 4):
+        actors = [Echo.remote() for _ in range(n_actors)]  # type: ignore[attr-defined]
+        ray.get([a.call.remote() for a in actors])
+        for name, payload in (("none", None), ("a 384-float vector", np.zeros(384, np.float32))):
+            times = []
+            for _ in range(2000):
+                clock = time.perf_counter()
+                ray.get([a.call.remote(payload) for a in actors])
+                times.append((time.perf_counter() - clock) * 1000)
+            p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
+            print(f"{n_actors} actors, argument {name}: one round p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
