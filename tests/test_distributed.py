@@ -221,6 +221,11 @@ def test_the_command_line_opens_a_sharded_folder(
     printed = json.loads(capsys.readouterr().out)
     want = s.search("insulin and glucose in diabetes", k=5)
     assert [h["doc_id"] for h in printed["hits"]] == [h.doc_id for h in want] and len(want) == 5
+    one = tmp_path / "one"
+    assert main(["index", str(source), "--out", str(one), "--lexical"]) == 0
+    capsys.readouterr()
+    assert main(["query", str(one), "insulin", "--ray", "127.0.0.1:1"]) == 2  # refused before any connection
+    assert "is not a sharded index" in capsys.readouterr().err
 
 
 def test_bad_input(shard_embedder: rapidrag.Embedder) -> None:
@@ -235,6 +240,54 @@ def test_bad_input(shard_embedder: rapidrag.Embedder) -> None:
     assert len(s) == 1 and s.get("b") is None  # nothing of a refused batch is indexed
     with pytest.raises(TypeError, match="iterable of str"):
         s.delete("a")
+
+
+def test_the_ingest_pipeline_stages_in_this_process(
+    shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
+) -> None:
+    """The Ray Data pipeline's stages without Ray: an actor's chunk-and-embed step on batches of documents, its
+    output cut into blocks at awkward rows (inside a document, one row alone, none), routed and added in bulk to a
+    local sharded index: each shard holds the rows ``ShardedRetriever.add`` gives it, and the index answers as
+    one index (``Retriever.add``) of the same documents."""
+    pa = pytest.importorskip("pyarrow")  # Ray Data's (the [ray] extra)
+    from rapidrag.documents import check_documents
+    from rapidrag.ray_ingest import STAGES, _ChunkEmbed, _models, _Router
+
+    docs = check_documents([*shard_corpus[:40], {"id": "empty", "text": ""}])
+    index = ShardedRetriever(shard_embedder, n_shards=3, title_weight=0.5)
+    step = _ChunkEmbed(*_models(index), n_shards=3, batch_size=32, n_threads=1)
+    outputs = [
+        step(pa.table({"pos": list(range(a, a + 16)[: len(docs) - a]), "id": [d.id for d in docs[a : a + 16]],
+                       "text": [d.text for d in docs[a : a + 16]]}))
+        for a in range(0, len(docs), 16)
+    ]  # fmt: skip
+    rows = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+    inside = int(np.flatnonzero(rows["n_chunks"] > 1)[0]) + 1  # a cut after a document's first chunk
+    cuts = [0, inside, inside, inside + 1, inside + 9, len(rows["pos"])]
+    stages = dict.fromkeys(STAGES, 0.0)
+    router = _Router(index, docs, 7, stages)
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        router.take({k: v[a:b] for k, v in rows.items()})
+    router.finish()
+    assert router.stored == len(index) == len(docs) and stages["embed"] > 0 and stages["add"] > 0
+    added = ShardedRetriever(shard_embedder, n_shards=3, title_weight=0.5)
+    assert added.add(docs) == router.chunks == index.n_chunks
+    for ours, theirs in zip(index._shards, added._shards, strict=True):
+        mine, want = ours[0].retriever, theirs[0].retriever
+        assert [d.id for d in mine._documents if d] == [d.id for d in want._documents if d]
+        for name in ("doc", "chunk", "start", "end"):
+            np.testing.assert_array_equal(getattr(mine._chunks, name), getattr(want._chunks, name))
+        np.testing.assert_allclose(mine.dense.vectors(np.arange(mine.n_chunks)),
+                                   want.dense.vectors(np.arange(want.n_chunks)), atol=1e-6)  # fmt: skip
+    one = Retriever(shard_embedder, title_weight=0.5)
+    one.add(docs)
+    assert index.statistics(shard_queries[0]) == one.statistics(shard_queries[0])
+    for mode in ("lexical", "dense", "hybrid"):
+        same(results(index, shard_queries[:8], mode=mode), results(added, shard_queries[:8], mode=mode))
+    # (Hybrid against one index: three shards of these 41 documents break a tie of equal BM25 scores otherwise
+    # than one index does, as ShardedRetriever.add's do; the Ray case checks hybrid against one index, two shards.)
+    for mode in ("lexical", "dense"):
+        same(results(index, shard_queries[:8], mode=mode), results(one, shard_queries[:8], mode=mode), atol=1e-5)
 
 
 # -- on a Ray cluster --------------------------------------------------------------------------------------------

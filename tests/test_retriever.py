@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from shard_helpers import results, same
 
 import rapidrag
 from rapidrag.filters import FilterError
@@ -475,3 +477,87 @@ def test_configure_checks_settings_as_the_constructor_does(scifact_texts: list[s
         with pytest.raises(ValueError, match=match):
             r.configure(**bad)  # type: ignore[arg-type]
     assert r.bm25.k1 == 1.5 and r.rerank_depth == 5  # nothing changed by a refused call
+
+
+def _chunked(retriever: Retriever, docs: list[Any]) -> tuple[list[Document], np.ndarray, np.ndarray, list[str]]:
+    """``docs`` chunked elsewhere (as a pipeline's worker does): the documents, spans, row splits, chunk texts."""
+    from rapidrag.chunks import document_spans
+    from rapidrag.documents import check_documents
+
+    checked = check_documents(docs)
+    spans, row_splits = document_spans(retriever.chunker, [d.text for d in checked])
+    owner = np.repeat(np.arange(len(checked)), np.diff(row_splits))
+    texts = [checked[o].text[a:b] for o, (a, b) in zip(owner.tolist(), spans[:, :2].tolist(), strict=True)]
+    return checked, spans, row_splits, texts
+
+
+def test_add_embedded_equals_add(
+    shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
+) -> None:
+    """Documents chunked and embedded elsewhere (other batches, fp32), then stored by ``add_embedded`` in two bulk
+    adds, make the index ``add`` makes: the same rows and spans, BM25 (text and title fields), metadata and
+    vectors (1e-6), and the same answers; lexical only too."""
+    docs = [*shard_corpus[:90], {"id": "empty", "text": ""}, {"id": "blank", "text": " \n "}]
+    want = Retriever(shard_embedder, title_weight=0.5)
+    want.add(docs)
+    got = Retriever(shard_embedder, title_weight=0.5)
+    checked, spans, row_splits, texts = _chunked(got, docs)
+    assert (np.diff(row_splits) >= 1).all() and len(spans) > len(docs)  # some documents in several chunks
+    vectors = shard_embedder.embed(texts[::-1], batch_size=7)[::-1].copy()  # other batches than add's
+    cut = int(row_splits[50])
+    assert got.add_embedded(checked[:50], spans[:cut], row_splits[:51], vectors[:cut]) == cut
+    got.add_embedded(checked[50:], spans[cut:, :2].copy(), row_splits[50:] - cut, vectors[cut:])
+    assert len(got) == len(want) and got.n_chunks == want.n_chunks == len(spans)
+    for name in ("doc", "chunk", "start", "end"):
+        np.testing.assert_array_equal(getattr(got._chunks, name), getattr(want._chunks, name))
+    for field in ("bm25", "bm25_title"):
+        (info, arrays), (info_want, arrays_want) = getattr(got, field).state(), getattr(want, field).state()
+        assert info == info_want and arrays.keys() == arrays_want.keys()
+        for key in arrays:
+            np.testing.assert_array_equal(arrays[key], arrays_want[key])
+    assert [got.get(d.id) for d in checked] == [want.get(d.id) for d in checked]
+    keys = [(d.id, 0) for d in checked]
+    np.testing.assert_allclose(got.chunk_vectors(keys), want.chunk_vectors(keys), atol=1e-6)
+    for mode in ("lexical", "dense", "hybrid"):
+        for where in (None, {"tags": "t3"}):
+            ours, theirs = (results(r, shard_queries[:8], mode=mode, filter=where) for r in (got, want))
+            same(ours, theirs, atol=1e-5)
+    lexical, lexical_want = Retriever(), Retriever()
+    lexical_want.add(docs)
+    checked, spans, row_splits, _ = _chunked(lexical, docs)
+    lexical.add_embedded(checked, spans, row_splits)
+    same(results(lexical, shard_queries[:8]), results(lexical_want, shard_queries[:8]))
+
+
+def test_add_embedded_refuses_bad_input(shard_embedder: rapidrag.Embedder) -> None:
+    """Each wrong argument is refused with an error that names it, and nothing is indexed."""
+    r = Retriever(shard_embedder)
+    r.add([{"id": "a", "text": "already here"}])
+    docs = [{"id": "b", "text": "Vitamin D and bone."}, {"id": "c", "text": "Iron and blood."}]
+    checked, spans, row_splits, texts = _chunked(r, docs)
+    vectors = shard_embedder.embed(texts)
+    bad: list[tuple[dict[str, Any], type[Exception], str]] = [
+        ({"spans": spans.astype(np.int32)}, TypeError, "spans must be int64"),
+        ({"spans": spans.tolist()}, TypeError, "spans must be a numpy array"),
+        ({"spans": spans[:, :1].copy()}, ValueError, r"spans must be \[n_chunks, 2\]"),
+        ({"row_splits": row_splits.astype(np.float64)}, TypeError, "row_splits must be int64"),
+        ({"row_splits": row_splits[:-1].copy()}, ValueError, r"row_splits must be \[3\]"),
+        ({"row_splits": np.asarray([0, 0, 2])}, ValueError, "at least one chunk"),
+        ({"row_splits": np.asarray([0, 1, 1])}, ValueError, "from 0 to the 2 spans"),
+        ({"spans": spans + np.asarray([0, 100, 0])}, ValueError, r"spans\[0\] = \(0, 1\d\d\) is not within"),
+        ({"spans": spans[:, [1, 0, 2]].copy()}, ValueError, "0 <= start <= end"),
+        ({"vectors": vectors.astype(np.float64)}, TypeError, "vectors must be float32"),
+        ({"vectors": None}, TypeError, "vectors must be a float32 numpy array"),
+        ({"vectors": vectors[:, :10].copy()}, ValueError, r"vectors must be \[2, 384\]"),
+        ({"vectors": np.full_like(vectors, np.nan)}, ValueError, "NaN"),
+        ({"documents": [{"id": "a", "text": "Vitamin D and bone."}, docs[1]]}, ValueError, "already indexed"),
+        ({"documents": [docs[0], docs[0]]}, ValueError, "twice"),
+    ]
+    good: dict[str, Any] = {"documents": checked, "spans": spans, "row_splits": row_splits, "vectors": vectors}
+    for change, error, message in bad:
+        with pytest.raises(error, match=message):
+            r.add_embedded(**{**good, **change})
+        assert len(r) == 1 and r.n_chunks == 1 and len(r._chunks) == 1
+    with pytest.raises(ValueError, match="lexical only: vectors must be None"):
+        Retriever().add_embedded(**good)
+    assert r.add_embedded(**good) == 2 and len(r) == 3

@@ -1,15 +1,18 @@
 """The chunk table: what each indexed row is, as integer arrays (its document's number, its chunk number within the
 document, its character span in the document's text), the one mark of a deleted row, and the best row of each
-document in a ranked list."""
+document in a ranked list; and the chunks of documents before they are indexed, as flat spans plus row pointers
+(made by ``document_spans``, or given whole by a caller and checked by ``check_spans``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ChunkTable", "Span", "first_of_each", "whole"]
+__all__ = ["ChunkTable", "Span", "check_spans", "document_spans", "first_of_each", "whole"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -32,6 +35,61 @@ class Span:
 def whole(text: str) -> Span:
     """The span of all of ``text``: the one chunk of a document indexed without a chunker."""
     return Span(0, len(text))
+
+
+def document_spans(chunker: Any, texts: Sequence[str]) -> tuple[IntArray, IntArray]:
+    """The chunks of ``texts`` as they are indexed: ``spans`` int64 [n_chunks, 3] (start, end, token count) and
+    ``row_splits`` int64 [len(texts) + 1], text i's chunks being ``spans[row_splits[i]:row_splits[i + 1]]``.
+
+    Every text has at least one chunk: an empty or blank text is one empty chunk (0, len(text), 0). Without a
+    ``chunker`` (None) each text is one chunk, of token count 0 (not counted)."""
+    if chunker is None:
+        ends = np.asarray([whole(t).end for t in texts], dtype=np.int64)
+        zeros = np.zeros(len(texts), dtype=np.int64)
+        return np.stack([zeros, ends, zeros], axis=1), np.arange(len(texts) + 1, dtype=np.int64)
+    spans, row_splits = chunker.spans_batch(texts)
+    counts = np.diff(row_splits)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        ends = np.asarray([len(texts[i]) for i in empty.tolist()], dtype=np.int64)
+        filler = np.stack([np.zeros_like(ends), ends, np.zeros_like(ends)], axis=1)
+        spans = np.insert(spans, row_splits[empty], filler, axis=0)
+        counts[empty] = 1
+        row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return np.asarray(spans, dtype=np.int64), np.asarray(row_splits, dtype=np.int64)
+
+
+def check_spans(texts: Sequence[str], spans: Any, row_splits: Any) -> tuple[IntArray, IntArray]:
+    """``spans`` (int64 [n_chunks, 2] or [n_chunks, 3]: start, end, and a token count, not used) and
+    ``row_splits`` (int64 [len(texts) + 1]) given by a caller for ``texts``, as ``document_spans`` makes them:
+    each text has at least one chunk, each chunk lies within its text. Returns (spans [n_chunks, 2],
+    row_splits), C-contiguous; a wrong dtype or type is a TypeError, a shape or value out of range a ValueError."""
+    for name, value in (("spans", spans), ("row_splits", row_splits)):
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array of int64, not {type(value).__name__}")
+        if value.dtype != np.int64:
+            raise TypeError(f"{name} must be int64, got {value.dtype} (convert with .astype(np.int64))")
+    if spans.ndim != 2 or spans.shape[1] not in (2, 3):
+        raise ValueError(f"spans must be [n_chunks, 2] (start, end) or [n_chunks, 3], got shape {spans.shape}")
+    if row_splits.shape != (len(texts) + 1,):
+        raise ValueError(f"row_splits must be [{len(texts) + 1}] (one more than the documents), got {row_splits.shape}")
+    counts = np.diff(row_splits)
+    if row_splits[0] != 0 or row_splits[-1] != len(spans) or (counts < 1).any():
+        raise ValueError(
+            f"row_splits must run from 0 to the {len(spans)} spans, each document with at least one chunk "
+            f"(an empty text is one empty chunk), got {row_splits[:8].tolist()}..."
+        )
+    start, end = spans[:, 0], spans[:, 1]
+    limit = np.repeat(np.asarray([len(t) for t in texts], dtype=np.int64), counts)
+    bad = np.flatnonzero((start < 0) | (start > end) | (end > limit))
+    if len(bad):
+        j = int(bad[0])
+        doc = int(np.searchsorted(row_splits, j, side="right")) - 1
+        raise ValueError(
+            f"spans[{j}] = ({int(start[j])}, {int(end[j])}) is not within document {doc}'s text "
+            f"(0 <= start <= end <= {int(limit[j])})"
+        )
+    return np.ascontiguousarray(spans[:, :2]), np.ascontiguousarray(row_splits)
 
 
 class ChunkTable:

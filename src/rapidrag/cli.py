@@ -239,13 +239,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         embedder = _model(args.embedder, DEFAULT_EMBEDDER, "embedder", args.int8)
         reranker = _model(args.reranker, DEFAULT_RERANKER, "reranker", args.int8) if embedder else None
     ingest = Ingest(Path(args.src))
-    docs, seen = [], set()
-    for doc in ingest:
-        if doc.id in seen:
-            ingest.problems.append(f"{doc.metadata.get('source', doc.id)}: duplicate id {doc.id!r} skipped")
-            continue
-        seen.add(doc.id)
-        docs.append(doc)
+    docs = list(ingest.unique())  # a repeated id skipped and reported
     for problem in ingest.problems[:MAX_WARNINGS]:
         print(f"warning: {problem}", file=sys.stderr)
     if len(ingest.problems) > MAX_WARNINGS:
@@ -263,9 +257,14 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         retriever = Retriever(embedder, reranker, index=args.index)
     start = time.perf_counter()
-    chunks = retriever.add(docs, progress=True if sys.stderr.isatty() else None)
-    index_s = time.perf_counter() - start
-    retriever.save(out)
+    pipeline = None
+    if args.ray:  # a Ray Data pipeline: chunked and embedded on an actor pool, added to the shards in bulk, saved
+        pipeline = retriever.ingest(docs, out=out, progress=True if sys.stderr.isatty() else None)
+        chunks, index_s = pipeline.chunks, pipeline.seconds - pipeline.stages["save"]
+    else:
+        chunks = retriever.add(docs, progress=True if sys.stderr.isatty() else None)
+        index_s = time.perf_counter() - start
+        retriever.save(out)
     tokens = int(embedder.tokenizer.count_tokens([d.text for d in docs]).sum()) if embedder else None
     kind = f"hybrid ({args.index}, {embedder.dim}-d)" if embedder else "lexical only"
     if args.shards > 1 or args.ray:
@@ -277,6 +276,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     )
     print(f"chunks      {chunks:,}" + (f"  ({tokens:,} tokens)" if tokens is not None else ""))
     print(f"time        {index_s:.1f} s ({len(docs) / max(index_s, 1e-9):,.0f} documents/s)")
+    if pipeline is not None:
+        st = pipeline.stages
+        print(
+            f"pipeline    {pipeline.actors} actors: chunk {st['chunk']:.1f}, embed {st['embed']:.1f} actor-s; "
+            f"coordinator: route {st['route']:.1f}, bulk add {st['add']:.1f}, save {st['save']:.1f} s"
+        )
     return 0
 
 
@@ -294,13 +299,19 @@ def _load(args: argparse.Namespace, *, lexical: bool = False, rerank: bool = Tru
     embedder = getattr(args, "embedder", None) or (None if lexical else "auto")
     reranker = getattr(args, "reranker", None) or ("auto" if rerank else None)
     opener: Any = Retriever
+    where: dict[str, Any] = {}
     if (Path(path) / "MANIFEST.json").is_file():
         from .distributed import ShardedRetriever, is_sharded
 
-        opener = ShardedRetriever if is_sharded(path) else Retriever  # a sharded folder says so in its manifest
+        if is_sharded(path):  # a sharded folder says so in its manifest
+            opener = ShardedRetriever
+            if getattr(args, "ray", None):
+                where = {"backend": "ray", "address": args.ray}
+    if getattr(args, "ray", None) and not where:
+        raise CliError(f"--ray: {path} is not a sharded index (made with rapidrag index --shards)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        retriever = opener.load(path, embedder=embedder, reranker=reranker)
+        retriever = opener.load(path, embedder=embedder, reranker=reranker, **where)
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     return retriever
@@ -807,6 +818,9 @@ def build_parser() -> argparse.ArgumentParser:
         recorded = "default: the one that built the index, found again under $RAPIDRAG_MODELS if it moved"
         command.add_argument("--embedder", metavar="PATH", help=f"embedding model folder or .onnx file ({recorded})")
         command.add_argument("--reranker", metavar="PATH", help=f"reranker model folder or .onnx file ({recorded})")
+        command.add_argument(
+            "--ray", metavar="ADDRESS", help="a sharded index: open its shards as actors on the Ray cluster at ADDRESS"
+        )
 
     def prices(command: argparse.ArgumentParser) -> None:
         command.add_argument("--price-in", type=_price, default=0.0, help="input price per million tokens")

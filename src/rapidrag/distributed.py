@@ -549,6 +549,14 @@ class ShardedRetriever(Searcher):
     def __repr__(self) -> str:
         return f"ShardedRetriever({len(self)} documents in {self.n_shards} shards, {self.backend})"
 
+    def ingest(self, source: Any, **options: Any) -> Any:
+        """Index ``source`` (a file or folder ``rapidrag index`` reads, or documents) through a Ray Data pipeline:
+        chunked and embedded on an actor pool, routed to the shards, added in bulk; saved to ``out`` when given.
+        Returns a ``rapidrag.ray_ingest.IngestReport``; ``options`` as for ``rapidrag.ray_ingest.ingest``."""
+        from .ray_ingest import ingest
+
+        return ingest(source, self, **options)
+
 
 def _resident_bytes() -> int:
     """This process's resident memory (Linux: /proc/self/statm; elsewhere its peak, from getrusage)."""

@@ -63,6 +63,17 @@ class Ingest:
                 continue
             yield from self._file(path, str(path.relative_to(self.src)))
 
+    def unique(self) -> Iterator[Document]:
+        """The documents, each id once: a later document with an id already read is skipped and reported (what
+        ``rapidrag index`` indexes, in one process or through Ray)."""
+        seen: set[str] = set()
+        for doc in self:
+            if doc.id in seen:
+                self._skip(f"{doc.metadata.get('source', doc.id)}: duplicate id {doc.id!r} skipped")
+                continue
+            seen.add(doc.id)
+            yield doc
+
     def _skip(self, message: str) -> None:
         self.problems.append(message)
 

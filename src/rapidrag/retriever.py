@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from . import store
-from .chunks import ChunkTable, whole
+from .chunks import ChunkTable, check_spans, document_spans
 from .dense import DenseIndex
 from .documents import Document, Hit, SearchResult, check_documents
 from .filters import MetadataIndex
@@ -226,14 +226,67 @@ class Retriever(Searcher):
                 bar.update(min(first + step, len(docs)), f"{added:,} chunks")
         return added
 
+    def add_embedded(
+        self, documents: Iterable[Any], spans: np.ndarray, row_splits: np.ndarray, vectors: Any = None
+    ) -> int:
+        """Index documents chunked and embedded elsewhere (a pipeline's workers: ``rapidrag.ray_ingest``); returns
+        the chunks added. The index is then what ``add`` makes of the same documents with the same chunker and
+        embedder: the same rows, BM25 and metadata, and these vectors.
+
+        Parameters
+        ----------
+        documents : as for ``add``; every one checked, and an id already indexed refused (nothing is indexed).
+        spans : int64 [n_chunks, 2] (start, end: ``str`` indices into the document's text), or [n_chunks, 3] as
+            ``Chunker.spans_batch`` gives them (the token counts are not needed once embedded).
+        row_splits : int64 [len(documents) + 1]: document i's chunks are ``spans[row_splits[i]:row_splits[i+1]]``;
+            each document has at least one chunk (an empty text is one empty chunk, as ``add`` indexes it).
+        vectors : float32 [n_chunks, dim], the chunks' embeddings; required when the index has vectors, None when
+            it is lexical only.
+        """
+        docs = check_documents(documents)
+        checked, splits = check_spans([d.text for d in docs], spans, row_splits)
+        if self.dense is None:
+            if vectors is not None:
+                raise ValueError("this index is lexical only: vectors must be None")
+        else:
+            if not isinstance(vectors, np.ndarray):
+                raise TypeError(f"vectors must be a float32 numpy array [n_chunks, dim], not {type(vectors).__name__}")
+            if vectors.dtype != np.float32:
+                raise TypeError(f"vectors must be float32, got {vectors.dtype} (convert with .astype(np.float32))")
+            if vectors.shape != (len(checked), self.dense.dim):
+                raise ValueError(
+                    f"vectors must be [{len(checked)}, {self.dense.dim}] (chunks, dim), got {vectors.shape}"
+                )
+            if not np.isfinite(vectors).all():
+                raise ValueError("vectors hold NaN or infinite values")
+            vectors = np.ascontiguousarray(vectors)
+        taken = [d.id for d in docs if d.id in self._docs]
+        if taken:
+            raise ValueError(f"documents already indexed: {taken[:5]}; use upsert to replace them")
+        return self._store(docs, checked, splits, vectors, replace=False)
+
     def _add_batch(self, docs: list[Document], batch_size: int, replace: bool) -> int:
-        owner, chunk, start, end, n_tokens = self._split(docs)
-        texts = [docs[o].text[a:b] for o, a, b in zip(owner.tolist(), start.tolist(), end.tolist(), strict=True)]
+        spans, row_splits = document_spans(self.chunker, [d.text for d in docs])
         vectors = None
         if self.embedder is not None:
+            texts = _chunk_texts(docs, spans, row_splits)
             # The chunker's token counts order the batches (no second count), for an embedder that takes them.
-            given = {"lengths": n_tokens} if "lengths" in inspect.signature(self.embedder.embed).parameters else {}
+            given = {}
+            if self.chunker is not None and "lengths" in inspect.signature(self.embedder.embed).parameters:
+                given = {"lengths": spans[:, 2]}
             vectors = self.embedder.embed(texts, batch_size=batch_size, **given)
+        return self._store(docs, spans, row_splits, vectors, replace)
+
+    def _store(
+        self, docs: list[Document], spans: np.ndarray, row_splits: np.ndarray, vectors: np.ndarray | None, replace: bool
+    ) -> int:
+        """Index ``docs`` whose chunks (``spans`` [n_chunks, >= 2], ``row_splits``) and their ``vectors`` are
+        known, under the write lock: the one path by which rows enter the index (``add`` and ``add_embedded``)."""
+        counts = np.diff(row_splits)
+        owner = np.repeat(np.arange(len(docs), dtype=np.int64), counts)
+        chunk = np.arange(len(owner), dtype=np.int64) - np.repeat(row_splits[:-1], counts)
+        start, end = spans[:, 0], spans[:, 1]
+        texts = _chunk_texts(docs, spans, row_splits)
         with self._lock.write():
             if replace:
                 self.delete([d.id for d in docs])
@@ -250,32 +303,12 @@ class Retriever(Searcher):
             if self.dense is not None and vectors is not None:
                 self.dense.add(np.asarray(rows), vectors)
             self.metadata.add([docs[o].metadata for o in owner.tolist()])
-            bounds = (np.searchsorted(owner, np.arange(len(docs) + 1)) + rows.start).tolist()
+            bounds = (row_splits + rows.start).tolist()
             for k, doc in enumerate(docs):
                 self._docs[doc.id] = first_number + k
                 self._documents.append(doc)
                 self._doc_rows.append(range(bounds[k], bounds[k + 1]))
         return len(rows)
-
-    def _split(self, docs: list[Document]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """The chunks of ``docs`` as arrays, in document order: the document's position in ``docs``, the chunk's
-        number, start, end, and token count (None without a chunker). An empty or blank text is still a document,
-        with one empty chunk."""
-        if self.chunker is None:
-            ends = np.asarray([whole(d.text).end for d in docs], dtype=np.int64)
-            zeros = np.zeros(len(docs), dtype=np.int64)
-            return np.arange(len(docs), dtype=np.int64), zeros, zeros, ends, None
-        spans, row_splits = self.chunker.spans_batch([d.text for d in docs])
-        counts = np.diff(row_splits)
-        empty = np.flatnonzero(counts == 0)
-        if len(empty):
-            ends = np.asarray([len(docs[i].text) for i in empty.tolist()], dtype=np.int64)
-            filler = np.stack([np.zeros_like(ends), ends, np.zeros_like(ends)], axis=1)
-            spans = np.insert(spans, row_splits[empty], filler, axis=0)
-            counts[empty] = 1
-        owner = np.repeat(np.arange(len(docs), dtype=np.int64), counts)
-        chunk = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-        return owner, chunk, spans[:, 0], spans[:, 1], spans[:, 2]
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents by id (unknown ids are ignored); returns how many were removed."""
@@ -516,6 +549,14 @@ def _check_settings(
         raise ValueError(f"weights must be two numbers >= 0 (lexical, dense), got {weights!r}")
     if rerank_depth is not None and (not isinstance(rerank_depth, int) or rerank_depth < 1):
         raise ValueError(f"rerank_depth must be a positive int, got {rerank_depth!r}")
+
+
+def _chunk_texts(docs: list[Document], spans: np.ndarray, row_splits: np.ndarray) -> list[str]:
+    """The chunks' texts: each span sliced from its document's text."""
+    owner = np.repeat(np.arange(len(docs), dtype=np.int64), np.diff(row_splits))
+    return [
+        docs[o].text[a:b] for o, a, b in zip(owner.tolist(), spans[:, 0].tolist(), spans[:, 1].tolist(), strict=True)
+    ]
 
 
 def _warm_up() -> None:

@@ -327,18 +327,19 @@ def _model_at(path: Path, spec: dict[str, Any] | None) -> tuple[Path, Path]:
     return folder, find_model_file(folder, False, None)
 
 
-def _build_model(role: str, spec: dict[str, Any] | None, folder: Path, model_file: Path) -> Any:
-    """An Embedder or Reranker on ``model_file`` with the settings the index recorded."""
+def _build_model(role: str, spec: dict[str, Any] | None, folder: Path, model_file: Path, **options: Any) -> Any:
+    """An Embedder or Reranker on ``model_file`` with the settings the index recorded; ``options``: settings of
+    this process that change no result (``n_threads``)."""
     spec = spec or {}
     if role == "embedder":
         from .embedder import Embedder
 
         pooling: Any = "auto" if spec.get("pooling", "model") == "model" else spec["pooling"]
-        kwargs: dict[str, Any] = {"pooling": pooling}
+        kwargs: dict[str, Any] = {"pooling": pooling, **options}
         for name in ("max_length", "normalize"):
             if name in spec:
                 kwargs[name] = spec[name]
         return Embedder(folder, model_file=model_file, **kwargs)
     from .reranker import Reranker
 
-    return Reranker(folder, model_file=model_file, max_length=spec.get("max_length"))
+    return Reranker(folder, model_file=model_file, max_length=spec.get("max_length"), **options)
