@@ -204,9 +204,7 @@ def test_a_node_removed_with_two_replicas_loses_no_query(
     ray_cluster: Any, shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
 ) -> None:
     """Two replicas per shard on different nodes; a worker node holding replicas is removed while another thread
-    searches: no search fails or comes back partial, every answer is the same; a node is added back after. (The
-    cluster's three nodes have been up since the session began: a node added a moment ago may not take actors yet,
-    and the soft placement would then put both replicas of a shard elsewhere.)"""
+    searches: no search fails or comes back partial, every answer is the same; a node is added back after."""
     import threading
 
     import ray

@@ -674,12 +674,15 @@ def _ray_shards(
 
     # Ray restarts an actor that dies (its calls in flight fail; the coordinator restores it, see _recover).
     actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(_ShardActor)
-    # Shards spread over the nodes; a shard's replicas on different nodes where the cluster has enough (replica j
-    # of shard i on node i + j), softly, so that a replica whose node is gone restarts on another.
+    # With replicas, a shard's replicas on different nodes where the cluster has enough (replica j of shard i on
+    # node i + j), pinned there: a soft placement lets Ray put two on one node (a node that joined a moment ago is
+    # skipped), and replicas on one node are lost together. A replica whose node is gone is lost; the others answer.
+    # One replica per shard: spread, and restarted anywhere.
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])  # type: ignore[no-untyped-call]
 
     def placed(i: int, j: int) -> Any:
-        where = NodeAffinitySchedulingStrategy(nodes[(i + j) % len(nodes)], soft=True) if nodes else "SPREAD"
+        pinned = replicas > 1 and len(nodes) > 1
+        where = NodeAffinitySchedulingStrategy(nodes[(i + j) % len(nodes)], soft=False) if pinned else "SPREAD"
         return actor.options(scheduling_strategy=where).remote(spec, chunking, settings, parts[i] if parts else None)
 
     return [[placed(i, j) for j in range(replicas)] for i in range(n_shards)]
