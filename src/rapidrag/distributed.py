@@ -151,7 +151,9 @@ class ShardedRetriever(Searcher):
 
     def _write_ray(self, method: str, chosen: list[int], args: Sequence[tuple[Any, ...]], kwargs: Any) -> list[Any]:
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ActorUnschedulableError, RayActorError
+
+        lost = (RayActorError, ActorUnschedulableError)  # died, or pinned to a node that is gone
 
         for i in chosen:
             self._recover_suspects(i)
@@ -165,7 +167,7 @@ class ShardedRetriever(Searcher):
             for replica, ref in sent:
                 try:
                     answers.append(ray.get(ref))
-                except RayActorError:
+                except lost:
                     self._suspect(i, replica)
             for replica in list(self._suspects[i]) if not answers else []:
                 back = self._recover(i, replica, kwargs["seq"])  # every replica died: restore one, which replays
@@ -179,7 +181,9 @@ class ShardedRetriever(Searcher):
 
     def _read_ray(self, method: str, chosen: list[int], args: Sequence[tuple[Any, ...]], kwargs: Any) -> list[Any]:
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ActorUnschedulableError, RayActorError
+
+        lost = (RayActorError, ActorUnschedulableError)  # died, or pinned to a node that is gone
 
         def ask(replica: Any, a: tuple[Any, ...]) -> tuple[Any, Any]:
             return replica, replica.call.remote(method, *a, **kwargs)
@@ -213,7 +217,7 @@ class ShardedRetriever(Searcher):
                 try:
                     answer = ray.get(ref)
                     break
-                except RayActorError:
+                except lost:
                     self._suspect(i, replica)
             out.append(answer)
         return out
@@ -248,7 +252,9 @@ class ShardedRetriever(Searcher):
 
     def _restore(self, i: int, replica: Any, seq: int | None) -> tuple[Any, Any] | None:
         import ray
-        from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+        from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, GetTimeoutError, RayActorError
+
+        lost = (RayActorError, ActorUnschedulableError)
 
         # A call to an actor that Ray is restarting waits for it (or fails as "unavailable" for a while); one that
         # died for good (killed without restart, its node gone for good) fails as "died" at once.
@@ -261,7 +267,7 @@ class ShardedRetriever(Searcher):
                 if time.monotonic() >= deadline:
                     return None
                 time.sleep(0.1)
-            except RayActorError:
+            except lost:
                 return None
         try:
             if applied < self._saved_seq:  # a fresh actor: back to the last snapshot
@@ -272,7 +278,7 @@ class ShardedRetriever(Searcher):
                     got = ray.get(replica.call.remote(method, *args, **kwargs))
                     if logged == seq:
                         answer = got
-        except RayActorError:
+        except lost:
             return None
         with self._replicas:
             self._suspects[i].remove(replica)
