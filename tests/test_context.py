@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import rapidrag
@@ -359,6 +359,59 @@ def test_property_sentences_cover_every_visible_character_in_order(text: str) ->
         assert not text[a].isspace() and not text[b - 1].isspace()
     visible = np.array([not ch.isspace() for ch in text], dtype=bool)
     assert (inside | ~visible).all()
+
+
+_WORDS = st.sampled_from(["stem", "stems", "cell", "cells", "studi", "study", "studies", "st", "İstanbul", "x_1", "é"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(_WORDS, st.text(alphabet="abcsty .!?\n-İ", max_size=12)), max_size=40),
+    st.lists(st.sampled_from(["stem", "cell", "studi", "st", "istanbul", "x_1"]), min_size=1, max_size=4),
+)
+@example(words=["İstanbul", "stems."], terms=["istanbul"])  # a case-blind match whose lowercase is not the term
+def test_property_sentence_scores_hold_the_longest_term_beginning_each_word(words: list[str], terms: list[str]) -> None:
+    """Each sentence scores the summed weight of the query terms that begin its words (at each word the longest
+    term that begins it; "y" for a stem's final "i"), as a plain word-by-word reading finds them."""
+    from rapidrag.context import _SentenceMatcher
+
+    text = " ".join(words)
+    matcher = _SentenceMatcher(" ".join(terms), None)
+    spans = sentence_spans(text)
+    scores = matcher.scores(text, spans)
+    assert len(scores) == len(spans)
+    if len(text.lower()) != len(text):
+        return  # lowercasing moves characters: the case-blind search, checked by the example above not to fail
+    alternatives = {t: t for t in matcher.terms} | {t[:-1] + "y": t for t in matcher.terms if t.endswith("i")}
+    for (a, b), score in zip(spans, scores, strict=True):
+        held = set()
+        for word in re.findall(r"\w+", text[a:b].lower()):
+            begins = [alt for alt in alternatives if word.startswith(alt)]
+            if begins:
+                held.add(alternatives[max(begins, key=len)])
+        assert score == sum(sorted(matcher.terms[t] for t in held))
+
+
+def test_what_packing_keeps_of_a_document_is_what_it_would_compute(index: Retriever) -> None:
+    """The cache of documents gives the spans, token offsets and span counts computed afresh, keeps one entry per
+    text by identity, and keeps token offsets within its bound."""
+    from rapidrag.context import _DocumentCache
+
+    tok = index.embedder.tokenizer
+    cache = _DocumentCache(capacity=2, offset_tokens=64)
+    spans = cache.spans(CELLS)
+    assert spans == sentence_spans(CELLS) and cache.spans(CELLS) is spans
+    assert cache.counts(CELLS, tok, spans) == [tok.count_tokens(CELLS[a:b]) for a, b in spans]
+    _, offsets = tok.encode(VOLCANO, add_special_tokens=False, return_offsets=True)
+    assert np.array_equal(cache.offsets(VOLCANO, tok), offsets)
+    assert cache._offset_total == 0  # over a quarter of the bound: not kept
+    assert np.array_equal(
+        cache.offsets("Etna erupted.", tok),
+        tok.encode("Etna erupted.", add_special_tokens=False, return_offsets=True)[1],
+    )
+    assert 0 < cache._offset_total <= 64
+    cache.spans(TEA)
+    assert len(cache._entries) == 2  # the oldest (CELLS) went
 
 
 def test_top_level_names_are_lazy() -> None:

@@ -200,3 +200,39 @@ def test_native_word_split_matches_python_regex(stress_texts: list[str], surroga
     assert _core.split_words("ΟΔΥΣΣΕΥΣ ΣΑΣ.") == ["οδυσσευς", "σας"]
     with pytest.raises(TypeError, match="text must be str"):
         _core.split_words(b"bytes")  # type: ignore[arg-type]
+
+
+def test_native_word_prefixes_find_the_longest_term_beginning_each_word(
+    stress_texts: list[str], surrogate_texts: list[str]
+) -> None:
+    r"""``word_prefixes`` gives, for each word that one of the terms begins, where the word begins and the longest
+    such term, as a word-by-word reading of ``re.finditer(r"\w+", text.lower())`` does (on texts whose
+    lowercasing moves no character, so that the two agree on where a word begins)."""
+    import random
+    import re
+
+    from rapidrag import _core
+
+    word = re.compile(r"\w+")
+    known = set("\u03a3\ua7cb\ua7d2\ua7d4\ua7dc")
+    rng = random.Random(5)
+    checked = 0
+    for text in stress_texts + surrogate_texts + ["Stem cells, Été cellular stems x-cell", ""]:
+        lowered = text.lower()
+        if not known.isdisjoint(text) or len(lowered) != len(text):
+            continue
+        words = word.findall(lowered)
+        terms = list({w[: rng.randint(1, len(w))] for w in rng.sample(words, min(len(words), 4))} | {"zq"})
+        expected = []
+        for m in word.finditer(lowered):
+            begins = [i for i, t in enumerate(terms) if m.group().startswith(t)]
+            if begins:
+                expected.append((m.start(), max(begins, key=lambda i: len(terms[i]))))
+        starts, ids = _core.word_prefixes(text, terms)
+        assert list(zip(starts.tolist(), ids.tolist(), strict=True)) == expected, text
+        checked += 1
+    assert checked > 3000
+    starts, ids = _core.word_prefixes("Stem cells, Été cellular stems", ["cell", "stem", "cellu", "ét"])
+    assert starts.tolist() == [0, 5, 12, 16, 25] and ids.tolist() == [1, 0, 3, 2, 1]
+    with pytest.raises(TypeError):
+        _core.word_prefixes("text", "terms")  # type: ignore[arg-type]

@@ -1,3 +1,5 @@
+#include <pybind11/stl.h>
+
 #include <string>
 #include <vector>
 
@@ -30,6 +32,21 @@ void register_words(py::module_& m) {
         return out;
       },
       py::arg("text"), "The lowercased words (runs of \\w characters) of a text.");
+
+  m.def(
+      "word_prefixes",
+      [](const py::object& text, const std::vector<std::string>& terms) {
+        const TextRef ref = text_ref(text, "text");
+        std::vector<int64_t> starts, term_ids;
+        {
+          py::gil_scoped_release release;
+          word_prefixes(ref, terms, starts, term_ids);
+        }
+        return py::make_tuple(to_array(starts), to_array(term_ids));
+      },
+      py::arg("text"), py::arg("terms"),
+      "Where each word of a text that begins with one of the lowercase terms begins, and the longest such term: "
+      "(starts int64 [n], term_ids int64 [n]), in the text's order.");
 
   py::class_<WordDictionary>(m, "WordDictionary")
       .def(py::init<>())

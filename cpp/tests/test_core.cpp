@@ -184,6 +184,17 @@ void test_words(int rounds) {
   CHECK((split_words(view(u32("Hello, WORLD_x 42 caf\xc3\xa9!"))) ==
          std::vector<std::string>{"hello", "world_x", "42", "caf\xc3\xa9"}));
   CHECK(split_words(view(u32(""))).empty() && split_words(view(u32(" ,. "))).empty());
+  {  // word_prefixes: the longest term beginning each word, where the word begins (code points of the text)
+    std::vector<int64_t> starts, ids;
+    const std::u32string t = u32("Stem cells, \xc3\x89t\xc3\xa9 cellular stems x-cell");
+    word_prefixes(view(t), {"cell", "stem", "cellu", "\xc3\xa9t", ""}, starts, ids);
+    CHECK((starts == std::vector<int64_t>{0, 5, 12, 16, 25, 33}));
+    CHECK((ids == std::vector<int64_t>{1, 0, 3, 2, 1, 0}));
+    starts.clear();
+    ids.clear();
+    word_prefixes(view(t), {}, starts, ids);
+    CHECK(starts.empty() && ids.empty());
+  }
   WordDictionary dict;
   std::vector<int64_t> word_ids, row_splits;
   const std::u32string a = u32("b a b"), b = u32(""), c = u32("A c");
@@ -197,6 +208,15 @@ void test_words(int rounds) {
     const std::u32string t = random_text(rng, rng() % 300);
     const auto words = split_words(view(t));
     for (const auto& w : words) CHECK(!w.empty());
+    std::vector<int64_t> starts, ids;  // every word begins with its own first byte...
+    std::vector<std::string> firsts;
+    for (int b = 1; b < 256; ++b) firsts.push_back(std::string(1, static_cast<char>(b)));
+    word_prefixes(view(t), firsts, starts, ids);
+    CHECK(starts.size() == words.size());  // ...so each word is found once, in order, inside the text
+    for (size_t i = 0; i < starts.size(); ++i) {
+      CHECK(static_cast<uint8_t>(firsts[static_cast<size_t>(ids[i])][0]) == static_cast<uint8_t>(words[i][0]));
+      CHECK(starts[i] >= 0 && static_cast<size_t>(starts[i]) < t.size() && (i == 0 || starts[i] > starts[i - 1]));
+    }
     std::vector<int64_t> ids2, splits2;
     dict.add_batch({view(t)}, ids2, splits2);
     CHECK(ids2.size() == words.size());

@@ -17,7 +17,6 @@ from __future__ import annotations
 import bisect
 import math
 import os
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from . import _core
 from .documents import Hit, _json_value
 from .sentences import sentence_spans
 
@@ -402,32 +402,86 @@ def _tokenizer(tokenizer: Any, source: Any) -> Any:
 # -- pieces ------------------------------------------------------------------------------------------------------
 
 
-class _SpanCache:
-    """The sentence spans of the documents packed lately (``capacity`` of them), by the identity of their text:
-    a service packs the same documents again and again, and splitting them is most of a pack's time."""
+class _Document:
+    """What packing learns of one document's text, kept across packs: its sentence spans, and the token offsets
+    and span token counts of each tokenizer used on it. Each is made on first use."""
 
-    def __init__(self, capacity: int) -> None:
+    __slots__ = ("counts", "offsets", "spans", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.spans: list[tuple[int, int]] | None = None
+        self.offsets: dict[int, tuple[Any, np.ndarray]] = {}  # id(tokenizer) -> (tokenizer, offsets)
+        self.counts: dict[int, tuple[Any, dict[tuple[int, int], int]]] = {}  # id(tokenizer) -> (it, span -> tokens)
+
+
+class _DocumentCache:
+    """``_Document``s of the texts packed lately (``capacity`` of them), by the identity of their text: a service
+    packs the same documents again and again, and splitting, tokenizing and counting them is most of a pack's
+    time. Token offsets are kept for at most ``offset_tokens`` tokens in all (the oldest documents' go first)."""
+
+    def __init__(self, capacity: int, offset_tokens: int) -> None:
         import threading
 
-        self.capacity = capacity
-        self._spans: OrderedDict[int, tuple[str, list[tuple[int, int]]]] = OrderedDict()
+        self.capacity, self.offset_tokens = capacity, offset_tokens
+        self._entries: OrderedDict[int, _Document] = OrderedDict()
+        self._offset_total = 0
         self._lock = threading.Lock()
 
-    def get(self, text: str) -> list[tuple[int, int]]:
+    def _entry(self, text: str) -> _Document:
         with self._lock:
-            found = self._spans.get(id(text))
-            if found is not None and found[0] is text:
-                self._spans.move_to_end(id(text))
-                return found[1]
-        spans = sentence_spans(text)
-        with self._lock:
-            self._spans[id(text)] = (text, spans)  # the text is held, so its id is not reused meanwhile
-            while len(self._spans) > self.capacity:
-                self._spans.popitem(last=False)
-        return spans
+            found = self._entries.get(id(text))
+            if found is not None and found.text is text:
+                self._entries.move_to_end(id(text))
+                return found
+            entry = self._entries[id(text)] = _Document(text)  # the text is held, so its id is not reused meanwhile
+            while len(self._entries) > self.capacity:
+                _, gone = self._entries.popitem(last=False)
+                self._offset_total -= sum(len(o) for _, o in gone.offsets.values())
+            return entry
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """``sentence_spans(text)``."""
+        entry = self._entry(text)
+        if entry.spans is None:
+            entry.spans = sentence_spans(text)
+        return entry.spans
+
+    def offsets(self, text: str, tok: Any) -> np.ndarray:
+        """The character offsets (int [n, 2]) of ``tok``'s tokens of ``text``, without special tokens."""
+        entry = self._entry(text)
+        known = entry.offsets.get(id(tok))
+        if known is not None and known[0] is tok:
+            return known[1]
+        _, offsets = tok.encode(text, add_special_tokens=False, return_offsets=True)
+        offsets = np.asarray(offsets, dtype=np.int64)
+        if len(offsets) <= self.offset_tokens // 4:
+            with self._lock:
+                if self._entries.get(id(text)) is not entry:  # let go of meanwhile: not counted, not kept
+                    return offsets
+                entry.offsets[id(tok)] = (tok, offsets)
+                self._offset_total += len(offsets)
+                for old in list(self._entries.values()) if self._offset_total > self.offset_tokens else ():
+                    if self._offset_total <= self.offset_tokens:
+                        break
+                    self._offset_total -= sum(len(o) for _, o in old.offsets.values())
+                    old.offsets.clear()
+        return offsets
+
+    def counts(self, text: str, tok: Any, spans: list[tuple[int, int]]) -> list[int]:
+        """``tok``'s token count of each span ``text[a:b]``."""
+        entry = self._entry(text)
+        known = entry.counts.get(id(tok))
+        if known is None or known[0] is not tok:
+            known = entry.counts[id(tok)] = (tok, {})
+        counted = known[1]
+        new = [span for span in dict.fromkeys(spans) if span not in counted]
+        if new:
+            counted.update(zip(new, _counts(tok, [text[a:b] for a, b in new]), strict=True))
+        return [counted[span] for span in spans]
 
 
-_SPANS = _SpanCache(4096)
+_DOCUMENTS = _DocumentCache(4096, offset_tokens=1 << 21)
 
 
 class _SentenceMatcher:
@@ -459,42 +513,32 @@ class _SentenceMatcher:
                 self.terms[t] = math.log(1 + (stats.documents - df + 0.5) / (df + 0.5))
             else:
                 self.terms[t] = 1.0
-        self._term_of = {t: t for t in self.terms}
-        self._term_of.update({t[:-1] + "y": t for t in self.terms if t.endswith("i")})
-        alternatives = sorted(self._term_of, key=len, reverse=True)
-        self._either = r"\b(" + "|".join(map(re.escape, alternatives)) + r")"
-        self._pattern = re.compile(self._either)
-        self._blind: re.Pattern[str] | None = None  # case-blind, made when a text needs it
+        term_of = {t: t for t in self.terms}
+        term_of.update({t[:-1] + "y": t for t in self.terms if t.endswith("i")})
+        self._prefixes = list(term_of)  # what may begin a word, and the term each stands for
+        self._term_of_prefix = list(term_of.values())
 
     def scores(self, text: str, spans: list[tuple[int, int]]) -> list[float]:
         """How well each span of ``text`` (in order, not overlapping) matches the query: the summed idf of the
         query's terms it holds. A term counts as held where a word begins with it (a stem, or a stem ending in "i"
-        with "y" for it: "studi" for "study"), found by one regular expression per pack over the spans' stretch of
-        text: nothing is stemmed, which would cost most of a pack; it ranks a hit's sentences, not documents."""
+        with "y" for it: "studi" for "study"; at each word the longest that begins it), the words as BM25's
+        analyzer finds them (``_core.word_prefixes``): nothing is stemmed, which would cost most of a pack; it ranks
+        a hit's sentences, not documents."""
         if not self.terms or not spans:
             return [0.0] * len(spans)
         starts = [a for a, _ in spans]
         held: list[set[str]] = [set() for _ in spans]
-        lowered = text.lower()
-        # Case-blind search is twice as slow as searching the lowercased text; where lowercasing moves characters
-        # (a few letters lowercase to two), the text itself is searched case-blind.
-        if len(lowered) == len(text):
-            pattern, searched, fold = self._pattern, lowered, False
-        else:
-            if self._blind is None:
-                self._blind = re.compile(self._either, re.IGNORECASE)
-            pattern, searched, fold = self._blind, text, True
-        term_of = self._term_of
-        for m in pattern.finditer(searched, spans[0][0], spans[-1][1]):
-            j = bisect.bisect_right(starts, m.start()) - 1
-            if j >= 0 and m.start() < spans[j][1]:
-                word = m.group(1)
-                held[j].add(term_of[word.lower() if fold else word])
-        return [sum(self.terms[t] for t in h) for h in held]
+        found, prefix = _core.word_prefixes(text, self._prefixes)
+        term_of = self._term_of_prefix
+        for at, k in zip(found.tolist(), prefix.tolist(), strict=True):
+            j = bisect.bisect_right(starts, at) - 1
+            if j >= 0 and at < spans[j][1]:
+                held[j].add(term_of[k])
+        return [math.fsum(self.terms[t] for t in h) for h in held]  # exact: the same in any order of a set
 
     def sentences(self, text: str) -> list[tuple[int, int]]:
-        """``sentence_spans`` of a document, kept across packs (``_SPANS``)."""
-        return _SPANS.get(text)
+        """``sentence_spans`` of a document, kept across packs (``_DOCUMENTS``)."""
+        return _DOCUMENTS.spans(text)
 
     def sentence_scores(self, text: str) -> list[float]:
         """``scores`` of each of a document's sentences, kept for the pack's other pieces of the document."""
@@ -529,7 +573,7 @@ def _piece(
 def _window(text: str, start: int, end: int, window_tokens: int, tok: Any) -> tuple[int, int]:
     """The span grown to ``window_tokens`` tokens of ``tok`` around it (as evenly as the document allows), its
     ends moved out to whole words."""
-    _, offsets = tok.encode(text, add_special_tokens=False, return_offsets=True)
+    offsets = _DOCUMENTS.offsets(text, tok)
     if len(offsets) == 0:
         return start, end
     first = int(np.searchsorted(offsets[:, 1], start, side="right"))
@@ -730,8 +774,7 @@ def _cut(
             scores.append(score)
     if not spans:
         return None
-    texts = [piece.text_of[a:b] for a, b in spans]
-    counts = _counts(tok, texts)
+    counts = _DOCUMENTS.counts(piece.text_of, tok, spans)
     total = int(tok.count_tokens(template.format(citation=citation, doc_id=piece.doc_id, text="")))
     centre = max(range(len(spans)), key=lambda i: (scores[i], spans[i][0] <= piece.anchor < spans[i][1], -i))
     lo = hi = centre

@@ -232,6 +232,9 @@ def check_words(text: str) -> None:
     words = rapidrag._core.split_words(text)
     if WORD_EXCEPTIONS.isdisjoint(text) and words != WORD.findall(text.lower()):
         raise AssertionError(f"split_words({text!r}) = {words}, regex gives {WORD.findall(text.lower())}")
+    starts, ids = rapidrag._core.word_prefixes(text, sorted({w[:2] for w in words}))
+    if len(starts) != len(words) or (len(starts) and (starts.min() < 0 or starts.max() >= len(text))):
+        raise AssertionError(f"word_prefixes({text!r}): {starts.tolist()} for the words {words}")
 
 
 def main() -> None:

@@ -20,6 +20,11 @@ namespace rapidrag {
 // through case-ignorable characters around it, which this does not.
 std::vector<std::string> split_words(const TextRef& text);
 
+// For each word of the text (as split_words finds them) that begins with one of the terms (UTF-8, lowercase), the
+// code point where the word begins (appended to starts) and the longest such term (its index, to term_ids).
+void word_prefixes(const TextRef& text, const std::vector<std::string>& terms, std::vector<int64_t>& starts,
+                   std::vector<int64_t>& term_ids);
+
 class WordDictionary {
  public:
   // Appends each text's word ids to ids and the running count to row_splits (row_splits starts with 0 and gets
