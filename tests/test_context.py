@@ -348,6 +348,58 @@ def test_sentences_of_a_range_and_bad_input() -> None:
         sentence_spans(None)  # type: ignore[arg-type]
 
 
+_END = re.compile(r"[.!?\u2026]+[\"'\u2019\u201d)\]]*(?=\s)")
+_NEXT_START = re.compile(r"\s+([\"'\u2018\u201c(\[]*)(\S)")
+_PARAGRAPH = re.compile(r"\n[ \t]*\n")
+_ABBREVIATIONS = frozenset(
+    "al approx ca cf dept dr e.g eg esp etc fig figs i.e ie inc jr ltd mr mrs ms no nos prof sr st vs viz vol "
+    "jan feb mar apr jun jul aug sep sept oct nov dec ref refs eq eqs ed eds p pp".split()
+)
+
+
+def _reference_sentence_spans(text: str, start: int, stop: int) -> list[tuple[int, int]]:
+    """The splitter's rules written plainly with regular expressions (its first implementation): the oracle
+    for the native scan."""
+    cuts = set()
+    for m in _END.finditer(text, start, stop):
+        nxt = _NEXT_START.match(text, m.end(), stop)
+        if nxt is None or nxt.group(2).islower():
+            continue
+        if text[m.start()] == ".":
+            begin = m.start()
+            while begin > 0 and not text[begin - 1].isspace():
+                begin -= 1
+            before = text[begin : m.start()].lstrip("\"'(\u201c\u2018[")
+            if begin < m.start() and (
+                before.lower().rstrip(".") in _ABBREVIATIONS or (len(before) == 1 and before.isupper())
+            ):
+                continue
+        cuts.add(m.end())
+    cuts |= {m.start() for m in _PARAGRAPH.finditer(text, start, stop)}
+    spans, begin = [], start
+    for cut in sorted(cuts) + [stop]:
+        a, b = begin, cut
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a < b:
+            spans.append((a, b))
+        begin = cut
+    return spans
+
+
+_SENTENCE_ALPHABET = " \n\t\u00a0\u2003.!?\u2026\"'\u2019\u201d)]\u2018\u201c([aAbBzZJIe.g0123\u0130\u03a3"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=_SENTENCE_ALPHABET, max_size=60) | st.text(max_size=60), st.data())
+def test_property_sentences_follow_the_rules_written_plainly(text: str, data: st.DataObject) -> None:
+    start = data.draw(st.integers(0, len(text)))
+    stop = data.draw(st.integers(start, len(text)))
+    assert sentence_spans(text, start, stop) == _reference_sentence_spans(text, start, stop)
+
+
 @given(st.text(max_size=300))
 def test_property_sentences_cover_every_visible_character_in_order(text: str) -> None:
     spans = sentence_spans(text)

@@ -1,9 +1,10 @@
-// Helpers shared by the register_*.cpp translation units: str views and argument checks.
+// Helpers shared by the register_*.cpp translation units: str views, int64 arrays and argument checks.
 #pragma once
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,13 @@ inline std::vector<TextRef> text_refs(const py::list& texts, const std::string& 
   refs.reserve(texts.size());
   for (size_t i = 0; i < texts.size(); ++i) refs.push_back(text_ref(texts[i], name + "[" + std::to_string(i) + "]"));
   return refs;
+}
+
+// A copy of v as a numpy int64 array.
+inline py::array_t<int64_t> to_array(const std::vector<int64_t>& v) {
+  py::array_t<int64_t> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
 }
 
 inline size_t threads_arg(long n_threads) {

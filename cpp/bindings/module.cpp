@@ -11,10 +11,11 @@ void register_bpe(py::module_& m);
 void register_unigram(py::module_& m);
 void register_chunker(py::module_& m);
 void register_words(py::module_& m);
+void register_sentences(py::module_& m);
 }  // namespace rapidrag::bindings
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "rapidrag native core: WordPiece, byte-level BPE and Unigram tokenizers, chunker and BM25 word splitting";
+  m.doc() = "rapidrag native core: WordPiece, byte-level BPE and Unigram tokenizers, chunker, BM25 word splitting and sentence marks";
   rapidrag::bindings::register_encoder(m);
   rapidrag::bindings::register_wordpiece(m);
   rapidrag::bindings::register_normalizer(m);
@@ -22,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
   rapidrag::bindings::register_unigram(m);
   rapidrag::bindings::register_chunker(m);
   rapidrag::bindings::register_words(m);
+  rapidrag::bindings::register_sentences(m);
 }

@@ -7,15 +7,6 @@
 #include "rapidrag/words.hpp"
 
 namespace rapidrag::bindings {
-namespace {
-
-py::array_t<int64_t> to_array(const std::vector<int64_t>& v) {
-  py::array_t<int64_t> out(static_cast<py::ssize_t>(v.size()));
-  std::copy(v.begin(), v.end(), out.mutable_data());
-  return out;
-}
-
-}  // namespace
 
 void register_words(py::module_& m) {
   m.def(

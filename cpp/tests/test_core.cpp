@@ -16,6 +16,7 @@
 #include "rapidrag/unicode.hpp"
 #include "rapidrag/unigram.hpp"
 #include "rapidrag/wordpiece.hpp"
+#include "rapidrag/sentences.hpp"
 #include "rapidrag/words.hpp"
 
 using namespace rapidrag;
@@ -221,6 +222,33 @@ void test_words(int rounds) {
     dict.add_batch({view(t)}, ids2, splits2);
     CHECK(ids2.size() == words.size());
     for (size_t i = 0; i < words.size(); ++i) CHECK(dict.word(static_cast<size_t>(ids2[i])) == words[i]);
+  }
+}
+
+// Sentence marks: candidate ends with the word before and what follows, blank lines; then random text (marks are
+// in order, inside the range, and each candidate is terminal punctuation, closers, whitespace, something).
+void test_sentence_marks(int rounds) {
+  const std::u32string t = u32("Dr. Smith left.  (\"Why?\") Yes...\n \nEnd. ( ");
+  SentenceMarks m = sentence_marks(view(t), 0, t.size());
+  CHECK((m.puncts == std::vector<int64_t>{2, 14, 22, 29, 38}));
+  CHECK((m.ends == std::vector<int64_t>{3, 15, 25, 32, 39}));
+  CHECK((m.words == std::vector<int64_t>{0, 10, 17, 26, 35}));
+  CHECK((m.firsts == std::vector<int64_t>{4, 19, 26, 35, 40}));  // the last: an opening bracket alone
+  CHECK((m.paragraphs == std::vector<int64_t>{32}));
+  m = sentence_marks(view(t), 5, 20);  // a range: nothing past its end is looked at
+  CHECK((m.puncts == std::vector<int64_t>{14}) && (m.firsts == std::vector<int64_t>{19}));
+  std::mt19937 rng(7);
+  for (int r = 0; r < rounds; ++r) {
+    const std::u32string s = random_text(rng, rng() % 200);
+    const size_t a = s.empty() ? 0 : rng() % s.size(), b = a + (s.size() > a ? rng() % (s.size() - a + 1) : 0);
+    const SentenceMarks k = sentence_marks(view(s), a, b);
+    CHECK(k.puncts.size() == k.ends.size() && k.ends.size() == k.firsts.size() && k.firsts.size() == k.words.size());
+    for (size_t i = 0; i < k.puncts.size(); ++i) {
+      CHECK(k.words[i] <= k.puncts[i] && k.puncts[i] < k.ends[i] && k.ends[i] < k.firsts[i]);
+      CHECK(k.puncts[i] >= static_cast<int64_t>(a) && k.firsts[i] < static_cast<int64_t>(b));
+      CHECK(i == 0 || k.puncts[i] >= k.ends[i - 1]);
+    }
+    for (const int64_t p : k.paragraphs) CHECK(p >= static_cast<int64_t>(a) && p < static_cast<int64_t>(b) && s[p] == U'\n');
   }
 }
 
@@ -466,6 +494,7 @@ int main(int argc, char** argv) {
   test_tokenizer();
   test_chunker(make(small_vocab()), 200);
   test_words(500);
+  test_sentence_marks(500);
   test_bpe(300);
   test_sentencepiece_bpe(300);
   test_unigram(300);

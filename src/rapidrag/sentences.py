@@ -5,7 +5,7 @@ blank line; common abbreviations, initials and decimal numbers do not end one.""
 
 from __future__ import annotations
 
-import re
+from . import _core
 
 __all__ = ["sentence_spans"]
 
@@ -14,10 +14,6 @@ _ABBREVIATIONS = frozenset(
     "al approx ca cf dept dr e.g eg esp etc fig figs i.e ie inc jr ltd mr mrs ms no nos prof sr st vs viz vol "
     "jan feb mar apr jun jul aug sep sept oct nov dec ref refs eq eqs ed eds p pp".split()
 )
-# A candidate end: terminal punctuation, then closing quotes or brackets, then whitespace.
-_END = re.compile(r"[.!?\u2026]+[\"'\u2019\u201d)\]]*(?=\s)")
-_PARAGRAPH = re.compile(r"\n[ \t]*\n")
-_NEXT_START = re.compile(r"\s+([\"'\u2018\u201c(\[]*)(\S)")
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -28,12 +24,15 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     stop = len(text) if end is None else end
     if not 0 <= start <= stop <= len(text):
         raise ValueError(f"span ({start}, {end}) is outside a text of {len(text)} characters")
-    cuts = set()
-    for m in _END.finditer(text, start, stop):
-        if _ends_sentence(text, m.start(), m.end(), stop):
-            cuts.add(m.end())
-    for m in _PARAGRAPH.finditer(text, start, stop):
-        cuts.add(m.start())
+    # The native scan finds the candidate ends (terminal punctuation, closing quotes or brackets, whitespace, then
+    # something) and the blank lines; the rules that need str's own predicates are applied here.
+    candidates, paragraphs = _core.sentence_marks(text, start, stop)
+    cuts = set(paragraphs)
+    for begin, punct, after, first in candidates:
+        if text[first].islower():
+            continue  # "e.g. the", "approx. two": a lowercase word continues the sentence
+        if text[punct] != "." or not _abbreviated(text[begin:punct]):
+            cuts.add(after)
     spans = []
     begin = start
     for cut in sorted(cuts) + [stop]:
@@ -44,26 +43,12 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     return spans
 
 
-def _ends_sentence(text: str, punct: int, after: int, stop: int) -> bool:
-    nxt = _NEXT_START.match(text, after, stop)
-    if nxt is None:
-        return False  # only whitespace follows: the range's end closes the sentence
-    first = nxt.group(2)
-    if first.islower():
-        return False  # "e.g. the", "approx. two": a lowercase word continues the sentence
-    if text[punct] != ".":
-        return True
-    begin = punct
-    while begin > 0 and not text[begin - 1].isspace():
-        begin -= 1
-    if begin == punct:
-        return True
-    before = text[begin:punct].lstrip("\"'(\u201c\u2018[")
-    if before.lower().rstrip(".") in _ABBREVIATIONS:
+def _abbreviated(word: str) -> bool:
+    """Whether ``word``, before a period, is an abbreviation or an initial ("J. Smith")."""
+    if not word:
         return False
-    if len(before) == 1 and before.isupper():
-        return False  # an initial: "J. Smith"
-    return True
+    before = word.lstrip("\"'(\u201c\u2018[")
+    return before.lower().rstrip(".") in _ABBREVIATIONS or (len(before) == 1 and before.isupper())
 
 
 def _strip(text: str, a: int, b: int) -> tuple[int, int]:

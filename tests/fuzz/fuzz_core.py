@@ -221,6 +221,7 @@ def test_one_input(data: bytes) -> None:
     check_encode(tok, text)
     check_chunks(rapidrag.Chunker(tok, max_tokens=max_tokens, overlap=overlap), text)
     check_words(text)
+    check_sentences(text)
 
 
 WORD = re.compile(r"\w+")
@@ -235,6 +236,26 @@ def check_words(text: str) -> None:
     starts, ids = rapidrag._core.word_prefixes(text, sorted({w[:2] for w in words}))
     if len(starts) != len(words) or (len(starts) and (starts.min() < 0 or starts.max() >= len(text))):
         raise AssertionError(f"word_prefixes({text!r}): {starts.tolist()} for the words {words}")
+
+
+END = re.compile(r"[.!?\u2026]+[\"'\u2019\u201d)\]]*(?=\s)")
+NEXT_START = re.compile(r"\s+([\"'\u2018\u201c(\[]*)(\S)")
+PARAGRAPH = re.compile(r"\n[ \t]*\n")
+
+
+def check_sentences(text: str) -> None:
+    """The native scan of sentence marks finds what the splitter's regular expressions find."""
+    candidates, paragraphs = rapidrag._core.sentence_marks(text, 0, len(text))
+    expected = []
+    for m in END.finditer(text):
+        nxt = NEXT_START.match(text, m.end())
+        if nxt is not None:
+            begin = m.start()
+            while begin > 0 and not text[begin - 1].isspace():
+                begin -= 1
+            expected.append((begin, m.start(), m.end(), nxt.start(2)))
+    if candidates != expected or paragraphs != [m.start() for m in PARAGRAPH.finditer(text)]:
+        raise AssertionError(f"sentence_marks({text!r}) = {candidates}, {paragraphs}; the patterns give {expected}")
 
 
 def main() -> None:
