@@ -19,7 +19,7 @@ import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -731,10 +731,18 @@ def _fit(
     counts = _counts(tok, texts)
     kept: list[tuple[_Piece, int]] = []
     used = 0
+    frames: dict[tuple[int, str], int] = {}
+
+    def frame(citation: int, doc_id: str) -> int:
+        key = (citation, doc_id if "{doc_id}" in template else "")
+        if key not in frames:
+            frames[key] = int(tok.count_tokens(template.format(citation=citation, doc_id=doc_id, text="")))
+        return frames[key]
+
     for piece, count in zip(pieces, counts, strict=True):
         room = budget - used - (sep if kept else 0)
         if count > room:
-            cut = _cut(piece, room, tok, template, len(kept) + 1, matcher)
+            cut = _cut(piece, room, tok, template, len(kept) + 1, matcher, frame)
             if cut is None:
                 dropped.append(Dropped(piece.doc_id, tuple(piece.chunk_ids), piece.score, "budget", tokens=count))
                 continue
@@ -760,10 +768,16 @@ def _written(template: str, citation: int, piece: _Piece) -> str:
 
 
 def _cut(
-    piece: _Piece, room: int, tok: Any, template: str, citation: int, matcher: _SentenceMatcher
+    piece: _Piece,
+    room: int,
+    tok: Any,
+    template: str,
+    citation: int,
+    matcher: _SentenceMatcher,
+    frame: Callable[[int, str], int],
 ) -> tuple[_Piece, int] | None:
     """``piece`` cut to the run of its sentences around its best that fits ``room`` tokens, with its tokens; None
-    when not even one sentence fits."""
+    when not even one sentence fits. ``frame(citation, doc_id)``: the tokens of the template around the text."""
     if room < MIN_CUT_TOKENS:
         return None
     whole, scored = matcher.sentences(piece.text_of), matcher.sentence_scores(piece.text_of)
@@ -774,19 +788,25 @@ def _cut(
             scores.append(score)
     if not spans:
         return None
-    counts = _DOCUMENTS.counts(piece.text_of, tok, spans)
-    total = int(tok.count_tokens(template.format(citation=citation, doc_id=piece.doc_id, text="")))
+    counted: dict[int, int] = {}  # sentence -> tokens, counted when first needed: most cuts stop at the first
+
+    def count(i: int) -> int:
+        if i not in counted:
+            counted[i] = _DOCUMENTS.counts(piece.text_of, tok, [spans[i]])[0]
+        return counted[i]
+
+    total = frame(citation, piece.doc_id)
     centre = max(range(len(spans)), key=lambda i: (scores[i], spans[i][0] <= piece.anchor < spans[i][1], -i))
     lo = hi = centre
-    total += counts[centre]
+    total += count(centre)
     if total > room:
         return None
     grown = True
     while grown:
         grown = False
         for j in (hi + 1, lo - 1):
-            if 0 <= j < len(spans) and total + counts[j] <= room:
-                total += counts[j]
+            if 0 <= j < len(spans) and total + count(j) <= room:
+                total += count(j)
                 lo, hi = min(lo, j), max(hi, j)
                 grown = True
     cut = replace(piece, start=spans[lo][0], end=spans[hi][1])
