@@ -451,19 +451,57 @@ def test_what_packing_keeps_of_a_document_is_what_it_would_compute(index: Retrie
 
     tok = index.embedder.tokenizer
     cache = _DocumentCache(capacity=2, offset_tokens=64)
-    spans = cache.spans(CELLS)
-    assert spans == sentence_spans(CELLS) and cache.spans(CELLS) is spans
+    whole = (0, len(CELLS))
+    spans = cache.spans(CELLS, whole)
+    assert spans == sentence_spans(CELLS) and cache.spans(CELLS, whole) is spans
     assert cache.counts(CELLS, tok, spans) == [tok.count_tokens(CELLS[a:b]) for a, b in spans]
     _, offsets = tok.encode(VOLCANO, add_special_tokens=False, return_offsets=True)
-    assert np.array_equal(cache.offsets(VOLCANO, tok), offsets)
+    assert np.array_equal(cache.offsets(VOLCANO, tok, (0, len(VOLCANO))), offsets)
     assert cache._offset_total == 0  # over a quarter of the bound: not kept
+    short = "Etna erupted."
     assert np.array_equal(
-        cache.offsets("Etna erupted.", tok),
-        tok.encode("Etna erupted.", add_special_tokens=False, return_offsets=True)[1],
+        cache.offsets(short, tok, (0, len(short))), tok.encode(short, add_special_tokens=False, return_offsets=True)[1]
     )
     assert 0 < cache._offset_total <= 64
-    cache.spans(TEA)
+    stretch = cache.offsets(VOLCANO, tok, (13, 40))  # a stretch: offsets into the whole text
+    assert np.array_equal(stretch, tok.encode(VOLCANO[13:40], add_special_tokens=False, return_offsets=True)[1] + 13)
+    cache.spans(TEA, (0, len(TEA)))
     assert len(cache._entries) == 2  # the oldest (CELLS) went
+
+
+def _long_document(sentences: int) -> str:
+    """A long text of numbered sentences, a blank line every fifth (so that every cut can be checked)."""
+    out = []
+    for i in range(sentences):
+        topic = "volcano lava erupted" if i % 97 == 41 else "tea leaves were brewed"
+        out.append(f"Sentence {i} says the {topic} on day {i}." + ("\n\n" if i % 5 == 4 else " "))
+    return "".join(out)
+
+
+@pytest.mark.parametrize("strategy", ["chunks", "window", "sentences"])
+def test_a_long_document_is_read_near_its_hits_with_the_same_pieces(embedder: rapidrag.Embedder, strategy: str) -> None:
+    """A document over ``LONG_TEXT`` characters is read in stretches around its hits (bounded work per hit), and
+    the pieces are those of reading it whole: the same sentences, the same windows."""
+    import rapidrag.context as context
+
+    text = _long_document(3000)  # some 150,000 characters
+    assert len(text) > 5 * context.LONG_TEXT
+    r = Retriever(None, None, Chunker(embedder.tokenizer, max_tokens=48))
+    r.add([{"id": "long", "text": text}, {"id": "short", "text": VOLCANO}])
+    hits = r.search("volcano lava erupted", 8, mode="lexical", per_document=False)
+    assert {h.doc_id for h in hits} >= {"long"}
+    near = pack(hits, 400, source=r, query="volcano lava erupted", strategy=strategy, tokenizer=embedder.tokenizer)
+    _check(near, r, 400, embedder.tokenizer)
+    saved = context.LONG_TEXT
+    try:
+        context.LONG_TEXT = 10**9  # every document read whole
+        context._DOCUMENTS.__init__(4096, offset_tokens=1 << 21)
+        whole = pack(hits, 400, source=r, query="volcano lava erupted", strategy=strategy, tokenizer=embedder.tokenizer)
+    finally:
+        context.LONG_TEXT = saved
+        context._DOCUMENTS.__init__(4096, offset_tokens=1 << 21)
+    assert [(i.doc_id, i.start, i.end) for i in near.items] == [(i.doc_id, i.start, i.end) for i in whole.items]
+    assert any(i.doc_id == "long" for i in near.items)
 
 
 def test_top_level_names_are_lazy() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -403,15 +404,16 @@ def _tokenizer(tokenizer: Any, source: Any) -> Any:
 
 
 class _Document:
-    """What packing learns of one document's text, kept across packs: its sentence spans, and the token offsets
-    and span token counts of each tokenizer used on it. Each is made on first use."""
+    """What packing learns of one document's text, kept across packs: the sentence spans of its stretches read
+    (the whole text, or stretches around hits of a long one; see ``_stretch``), and the token offsets and span
+    token counts of each tokenizer used on it. Each is made on first use."""
 
     __slots__ = ("counts", "offsets", "spans", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.spans: list[tuple[int, int]] | None = None
-        self.offsets: dict[int, tuple[Any, np.ndarray]] = {}  # id(tokenizer) -> (tokenizer, offsets)
+        self.spans: dict[tuple[int, int], list[tuple[int, int]]] = {}  # stretch -> its sentences
+        self.offsets: dict[tuple[int, int, int], tuple[Any, np.ndarray]] = {}  # (id(tokenizer), stretch) -> ...
         self.counts: dict[int, tuple[Any, dict[tuple[int, int], int]]] = {}  # id(tokenizer) -> (it, span -> tokens)
 
 
@@ -440,26 +442,40 @@ class _DocumentCache:
                 self._offset_total -= sum(len(o) for _, o in gone.offsets.values())
             return entry
 
-    def spans(self, text: str) -> list[tuple[int, int]]:
-        """``sentence_spans(text)``."""
+    def spans(self, text: str, stretch: tuple[int, int]) -> list[tuple[int, int]]:
+        """The sentences of ``text`` within ``stretch`` (from ``_stretch``): ``sentence_spans`` of the whole text, or
+        of a stretch of a long one without its first and last sentences where the stretch cuts them."""
         entry = self._entry(text)
-        if entry.spans is None:
-            entry.spans = sentence_spans(text)
-        return entry.spans
+        found = entry.spans.get(stretch)
+        if found is None:
+            a, b = stretch
+            found = sentence_spans(text, a, b)
+            if a > 0 and len(found) > 1:
+                found = found[1:]
+            if b < len(text) and len(found) > 1:
+                found = found[:-1]
+            if len(entry.spans) >= STRETCHES_KEPT:
+                entry.spans.pop(next(iter(entry.spans)))
+            entry.spans[stretch] = found
+        return found
 
-    def offsets(self, text: str, tok: Any) -> np.ndarray:
-        """The character offsets (int [n, 2]) of ``tok``'s tokens of ``text``, without special tokens."""
+    def offsets(self, text: str, tok: Any, stretch: tuple[int, int]) -> np.ndarray:
+        """The character offsets in ``text`` (int [n, 2]) of ``tok``'s tokens of ``text[a:b]`` (``stretch``),
+        without special tokens."""
         entry = self._entry(text)
-        known = entry.offsets.get(id(tok))
+        key = (id(tok), *stretch)
+        known = entry.offsets.get(key)
         if known is not None and known[0] is tok:
             return known[1]
-        _, offsets = tok.encode(text, add_special_tokens=False, return_offsets=True)
-        offsets = np.asarray(offsets, dtype=np.int64)
+        a, b = stretch
+        _, offsets = tok.encode(text[a:b] if (a, b) != (0, len(text)) else text, add_special_tokens=False,
+                                return_offsets=True)  # fmt: skip
+        offsets = np.asarray(offsets, dtype=np.int64) + a
         if len(offsets) <= self.offset_tokens // 4:
             with self._lock:
                 if self._entries.get(id(text)) is not entry:  # let go of meanwhile: not counted, not kept
                     return offsets
-                entry.offsets[id(tok)] = (tok, offsets)
+                entry.offsets[key] = (tok, offsets)
                 self._offset_total += len(offsets)
                 for old in list(self._entries.values()) if self._offset_total > self.offset_tokens else ():
                     if self._offset_total <= self.offset_tokens:
@@ -482,6 +498,25 @@ class _DocumentCache:
 
 
 _DOCUMENTS = _DocumentCache(4096, offset_tokens=1 << 21)
+LONG_TEXT = 20_000  # characters: a longer document is read in stretches around its hits, not whole
+NEAR = 2_000  # characters read on each side of a hit in a long document (more for wider windows)
+STRETCHES_KEPT = 64  # stretches of one long document whose sentences are kept
+_SPACE = re.compile(r"\s")
+
+
+def _stretch(text: str, start: int, end: int, margin: int) -> tuple[int, int]:
+    """What of ``text`` is read for the span ``[start, end)``: all of it, unless it is longer than ``LONG_TEXT``
+    characters; then ``margin`` characters each side of the span, moved out to whitespace (so that no word, nor
+    sentence end, is cut), rounded out to a multiple of ``NEAR`` first (so that nearby hits share stretches). Work
+    per hit stays bounded by the span's neighbourhood, whatever the document's length."""
+    if len(text) <= LONG_TEXT:
+        return 0, len(text)
+    a = max(0, (start - margin) // NEAR * NEAR)
+    b = min(len(text), -(-(end + margin) // NEAR) * NEAR)
+    while a > 0 and not text[a - 1].isspace():
+        a -= 1
+    found = _SPACE.search(text, b)
+    return a, (found.start() if found is not None else len(text))
 
 
 class _SentenceMatcher:
@@ -490,7 +525,7 @@ class _SentenceMatcher:
 
     def __init__(self, query: str | None, source: Any) -> None:
         self.terms: dict[str, float] = {}
-        self._by_text: dict[int, tuple[str, list[float]]] = {}
+        self._by_text: dict[tuple[int, int, int], tuple[str, list[float]]] = {}
         if not query:
             return
         analyzer = getattr(source, "analyzer", None)
@@ -534,18 +569,26 @@ class _SentenceMatcher:
             j = bisect.bisect_right(starts, at) - 1
             if j >= 0 and at < spans[j][1]:
                 held[j].add(term_of[k])
-        return [math.fsum(self.terms[t] for t in h) for h in held]  # exact: the same in any order of a set
+        return [math.fsum(self.terms[t] for t in h) if h else 0.0 for h in held]  # exact, in any order of a set
 
-    def sentences(self, text: str) -> list[tuple[int, int]]:
-        """``sentence_spans`` of a document, kept across packs (``_DOCUMENTS``)."""
-        return _DOCUMENTS.spans(text)
-
-    def sentence_scores(self, text: str) -> list[float]:
-        """``scores`` of each of a document's sentences, kept for the pack's other pieces of the document."""
-        found = self._by_text.get(id(text))
+    def sentences(
+        self, text: str, start: int, end: int, neighbours: int = 0
+    ) -> tuple[list[tuple[int, int]], list[float]]:
+        """The sentences around ``[start, end)`` of a document (all of them in a document of up to ``LONG_TEXT``
+        characters; with ``neighbours`` more each side in a longer one), kept across packs (``_DOCUMENTS``), and
+        their ``scores``, kept for the pack's other pieces of the document."""
+        stretch = _stretch(text, start, end, NEAR + 500 * neighbours)
+        spans = _DOCUMENTS.spans(text, stretch)
+        key = (id(text), *stretch)
+        found = self._by_text.get(key)
         if found is None or found[0] is not text:
-            found = self._by_text[id(text)] = (text, self.scores(text, self.sentences(text)))
-        return found[1]
+            lo, hi = (spans[0][0], spans[-1][1]) if spans else (0, len(text))
+            if (lo, hi) == (0, len(text)):
+                scored = self.scores(text, spans)
+            else:  # sentences begin and end at whitespace: the words in the slice are the text's own
+                scored = self.scores(text[lo:hi], [(a - lo, b - lo) for a, b in spans])
+            found = self._by_text[key] = (text, scored)
+        return spans, found[1]
 
 
 def _piece(
@@ -572,18 +615,26 @@ def _piece(
 
 def _window(text: str, start: int, end: int, window_tokens: int, tok: Any) -> tuple[int, int]:
     """The span grown to ``window_tokens`` tokens of ``tok`` around it (as evenly as the document allows), its
-    ends moved out to whole words."""
-    offsets = _DOCUMENTS.offsets(text, tok)
-    if len(offsets) == 0:
-        return start, end
-    first = int(np.searchsorted(offsets[:, 1], start, side="right"))
-    last = int(np.searchsorted(offsets[:, 0], end, side="left"))  # tokens [first, last) are the span's
-    extra = window_tokens - (last - first)
-    if extra <= 0:
-        return start, end
-    before = min(first, extra // 2)
-    after = min(len(offsets) - last, extra - before)
-    before = min(first, extra - after)
+    ends moved out to whole words. A long document is tokenized in a stretch around the span, widened until it
+    holds the window or reaches the document's ends."""
+    margin = max(NEAR, 8 * window_tokens)  # characters; widened below when a side runs short
+    while True:
+        stretch = _stretch(text, start, end, margin)
+        offsets = _DOCUMENTS.offsets(text, tok, stretch)
+        if len(offsets) == 0:
+            return start, end
+        first = int(np.searchsorted(offsets[:, 1], start, side="right"))
+        last = int(np.searchsorted(offsets[:, 0], end, side="left"))  # tokens [first, last) are the span's
+        extra = window_tokens - (last - first)
+        if extra <= 0:
+            return start, end
+        before = min(first, extra // 2)
+        after = min(len(offsets) - last, extra - before)
+        before = min(first, extra - after)
+        short = (stretch[0] > 0 and before == first) or (stretch[1] < len(text) and after == len(offsets) - last)
+        if not short:
+            break
+        margin *= 2  # the stretch ran out of tokens on a side that the document has more of
     a = int(offsets[first - before, 0]) if before else start
     b = int(offsets[last + after - 1, 1]) if after else end
     while a > 0 and a < start and not text[a - 1].isspace():
@@ -595,11 +646,10 @@ def _window(text: str, start: int, end: int, window_tokens: int, tok: Any) -> tu
 
 def _sentences(text: str, start: int, end: int, sentence_window: int, matcher: _SentenceMatcher) -> tuple[int, int]:
     """The hit's best-matching sentence (the first without a query) and ``sentence_window`` sentences each side."""
-    spans = matcher.sentences(text)
+    spans, scores = matcher.sentences(text, start, end, sentence_window)
     inside = [i for i, (a, b) in enumerate(spans) if a < end and b > start]
     if not inside:
         return start, end
-    scores = matcher.sentence_scores(text)
     best = max(inside, key=lambda i: (scores[i], -i))
     lo, hi = max(0, best - sentence_window), min(len(spans) - 1, best + sentence_window)
     return spans[lo][0], spans[hi][1]
@@ -780,7 +830,7 @@ def _cut(
     when not even one sentence fits. ``frame(citation, doc_id)``: the tokens of the template around the text."""
     if room < MIN_CUT_TOKENS:
         return None
-    whole, scored = matcher.sentences(piece.text_of), matcher.sentence_scores(piece.text_of)
+    whole, scored = matcher.sentences(piece.text_of, piece.start, piece.end)
     spans, scores = [], []  # the piece's sentences (those it holds in part, cut to it), scored as whole sentences
     for (a, b), score in zip(whole, scored, strict=True):
         if a < piece.end and b > piece.start and piece.text_of[max(a, piece.start) : min(b, piece.end)].strip():
