@@ -457,3 +457,29 @@ def test_bench_reports_context_tokens_and_cost(
         assert 0 < context["tokens"]["max"] <= 50 and context["budget_tokens"] == 50
         assert context["cost_per_query"] == pytest.approx(context["mean_tokens"] * 2 / 1e6)
         assert len(entry["total_ms_all"]) == 6 and "pack" in entry["stages_ms"]
+
+
+def test_serve_takes_every_request_limit_by_name() -> None:
+    """``rapidrag serve`` sets any field of ``rapidrag.server.Limits`` with ``--limit NAME=VALUE`` beside its four
+    named flags; an unknown name, a name given twice or a value of the wrong kind is refused by name."""
+    from rapidrag import server
+    from rapidrag.cli import CliError, _limits, build_parser
+
+    def limits(*flags: str) -> server.Limits:
+        return _limits(build_parser().parse_args(["serve", "idx", *flags]), server.Limits)  # type: ignore[no-any-return]
+
+    assert limits() == server.Limits()
+    chosen = limits("--max-k", "20", "--limit", "max_context_tokens=8192", "--limit", "max-budget-ms=250.5")
+    assert (chosen.max_k, chosen.max_context_tokens, chosen.max_budget_ms) == (20, 8192, 250.5)
+    assert chosen.max_candidates == server.Limits().max_candidates
+    for flags, message in (
+        (["--limit", "max_toys=3"], "NAME one of max_batch, max_body_bytes"),
+        (["--limit", "max_k"], "give NAME=VALUE"),
+        (["--max-k", "5", "--limit", "max_k=6"], "max_k is given twice"),
+        (["--limit", "max_candidates=many"], "max_candidates must be a whole number"),
+        (["--limit", "max_budget_ms=x"], "max_budget_ms must be a number"),
+        (["--limit", "max_candidates=0"], "Limits.max_candidates must be a positive int"),
+        (["--limit", "max_budget_ms=-1"], "Limits.max_budget_ms must be a positive number"),
+    ):
+        with pytest.raises(CliError, match=message):
+            limits(*flags)

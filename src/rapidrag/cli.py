@@ -695,18 +695,42 @@ def cmd_ground(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limits(args: argparse.Namespace, limits: Any) -> Any:
+    """The server's ``Limits`` from ``--max-body-bytes``, ``--max-k``, ``--max-query-chars``, ``--max-batch`` and
+    ``--limit NAME=VALUE`` (any field); a name given twice, unknown, or with a value of the wrong kind is refused."""
+    import dataclasses
+
+    kinds = {f.name: f.type for f in dataclasses.fields(limits)}
+    chosen: dict[str, Any] = {}
+    for name in ("max_body_bytes", "max_k", "max_query_chars", "max_batch"):
+        if getattr(args, name) is not None:
+            chosen[name] = getattr(args, name)
+    for item in args.limit:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in kinds:
+            raise CliError(f"--limit {item!r}: give NAME=VALUE with NAME one of {', '.join(sorted(kinds))}")
+        if name in chosen:
+            raise CliError(f"--limit {item!r}: {name} is given twice")
+        try:
+            chosen[name] = float(value) if kinds[name] in (float, "float") else int(value)
+        except ValueError:
+            raise CliError(
+                f"--limit {item!r}: {name} must be a {'number' if kinds[name] in (float, 'float') else 'whole number'}"
+            ) from None
+    try:
+        return limits(**chosen)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from . import server
     except ImportError as e:
         raise CliError(str(e)) from None
     api_key = args.api_key if args.api_key is not None else os.environ.get(server.API_KEY_ENV) or None
-    limits = server.Limits(
-        max_body_bytes=args.max_body_bytes,
-        max_k=args.max_k,
-        max_query_chars=args.max_query_chars,
-        max_batch=args.max_batch,
-    )
+    limits = _limits(args, server.Limits)
     retriever = _load(args)
     if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         print(f"rapidrag: warning: serving on {args.host} without an API key", file=sys.stderr)
@@ -947,10 +971,18 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     sv.add_argument("--api-key", help="require this key on every route but /healthz (default: $RAPIDRAG_API_KEY)")
-    sv.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="larger bodies get 413 (8 MiB)")
-    sv.add_argument("--max-k", type=int, default=100, help="the largest k a search may ask (100)")
-    sv.add_argument("--max-query-chars", type=int, default=2000, help="the longest query (2000 characters)")
-    sv.add_argument("--max-batch", type=int, default=1000, help="documents per POST /documents (1000)")
+    sv.add_argument("--max-body-bytes", type=int, help="larger bodies get 413 (default 8 MiB)")
+    sv.add_argument("--max-k", type=int, help="the largest k a search may ask (default 100)")
+    sv.add_argument("--max-query-chars", type=int, help="the longest query (default 2000 characters)")
+    sv.add_argument("--max-batch", type=int, help="documents per POST /documents (default 1000)")
+    sv.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any request limit of rapidrag.server.Limits, e.g. max_context_tokens=8192, max_candidates=500, "
+        "max_budget_ms=2000, max_rerank_documents=100 (repeatable)",
+    )
     sv.add_argument(
         "--log-level",
         default="info",

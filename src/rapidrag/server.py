@@ -115,6 +115,9 @@ class Limits:
         ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be a positive int, got {getattr(self, name)!r}")
+        budget = self.max_budget_ms
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < float("inf"):
+            raise ValueError(f"Limits.max_budget_ms must be a positive number, got {budget!r}")
         if self.max_batch > RETRIEVER_BATCH:
             raise ValueError(f"Limits.max_batch is at most {RETRIEVER_BATCH} (one atomic step of the retriever)")
 
