@@ -507,3 +507,4 @@ def test_a_long_document_is_read_near_its_hits_with_the_same_pieces(embedder: ra
 def test_top_level_names_are_lazy() -> None:
     assert rapidrag.pack is pack and rapidrag.ground is ground and rapidrag.Context is Context
     assert re.search(r"\bground\b", " ".join(dir(rapidrag)))
+    assert not {"Any", "TYPE_CHECKING", "annotations"} & set(dir(rapidrag))  # typing's names are not the package's

@@ -74,4 +74,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public names and the submodules loaded so far (not the names this file imports for typing)."""
+    return sorted(
+        {n for n in globals() if not n.startswith("_")} - {"Any", "TYPE_CHECKING", "annotations"} | set(__all__)
+    )
