@@ -21,32 +21,37 @@ class RWLock:
         self._writer: int | None = None
         self._writes = 0  # the writer's depth
         self._waiting = 0  # writers waiting
-        self._local = threading.local()  # this thread's read depth
+        self._local = threading.local()  # this thread's read depth, and whether its outermost read counts
+        self._reading = _Reading(self)
 
-    @contextlib.contextmanager
-    def read(self) -> Iterator[None]:
-        me = threading.get_ident()
-        depth = getattr(self._local, "depth", 0)
-        if depth or self._writer == me:  # already inside: never wait on ourselves
-            self._local.depth = depth + 1
-            try:
-                yield
-            finally:
-                self._local.depth = depth
+    def read(self) -> _Reading:
+        """``with lock.read():`` reads (a plain context manager, not a generator: a search takes it several times)."""
+        return self._reading
+
+    def _enter_read(self) -> None:
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth:  # already reading: never wait on ourselves
+            local.depth = depth + 1
+            return
+        if self._writer == threading.get_ident():  # the writer reads what it is writing
+            local.depth, local.counted = 1, False
             return
         with self._cv:
             while self._writer is not None or self._waiting:
                 self._cv.wait()
             self._readers += 1
-        self._local.depth = 1
-        try:
-            yield
-        finally:
-            self._local.depth = 0
-            with self._cv:
-                self._readers -= 1
-                if not self._readers:
-                    self._cv.notify_all()
+        local.depth, local.counted = 1, True
+
+    def _exit_read(self) -> None:
+        local = self._local
+        local.depth -= 1
+        if local.depth or not local.counted:
+            return
+        with self._cv:
+            self._readers -= 1
+            if not self._readers:
+                self._cv.notify_all()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
@@ -72,3 +77,18 @@ class RWLock:
                 if not self._writes:
                     self._writer = None
                     self._cv.notify_all()
+
+
+class _Reading:
+    """``RWLock.read()``'s context manager."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: RWLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock._enter_read()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock._exit_read()

@@ -352,15 +352,18 @@ class Searcher:
         stages: dict[str, tuple[np.ndarray, np.ndarray]],
     ) -> list[Hit]:
         """The hits of ``rows``, each with the score of every stage that ranked it."""
-        by_stage: list[tuple[str, list[bool], list[float]]] = []
         if len(stages) == 1:  # one stage, not reranked: its scores are the hits' scores
-            by_stage.append((next(iter(stages)), [True] * len(rows), scores.tolist()))
-        else:
-            for name, (stage_rows, stage_values) in stages.items():
-                if len(stage_rows):
-                    match = stage_rows[None, :] == rows[:, None]  # a few hits against a few hundred rows
-                    found_at = stage_values[match.argmax(axis=1)].tolist()
-                    by_stage.append((name, match.any(axis=1).tolist(), found_at))
+            name = next(iter(stages))
+            return [
+                Hit(f.doc.id, f.chunk, f.text, f.start, f.end, score, {name: score}, f.doc.metadata)
+                for f, score in zip([found[r] for r in rows.tolist()], scores.tolist(), strict=True)
+            ]
+        by_stage: list[tuple[str, list[bool], list[float]]] = []
+        for name, (stage_rows, stage_values) in stages.items():
+            if len(stage_rows):
+                match = stage_rows[None, :] == rows[:, None]  # a few hits against a few hundred rows
+                found_at = stage_values[match.argmax(axis=1)].tolist()
+                by_stage.append((name, match.any(axis=1).tolist(), found_at))
         hits = []
         for i, (r, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True)):
             f = found[r]
