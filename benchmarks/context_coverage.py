@@ -8,10 +8,11 @@ rerank=False)``: the index's default mode, hybrid; no reranker even where the in
 (200 to 2,000 tokens, step 100; the tables show 500, 1,000 and 2,000) with each configuration: ``chunks``;
 ``window`` with ``window_tokens`` 128, 256 and 512 (a SciFact abstract whole, about); ``sentences`` with
 ``sentence_window`` 0, 1 and 2; all else at pack's defaults (merge on, dedupe 0.95, diversity 0, order by score).
-One extra row per configuration with ``diversity=0.3`` (the tables print the chosen configuration's). The baseline
-is plain top-k whole chunks: the first k hits of ``index.search(q, k, per_document=False, rerank=False)`` for k = 3,
-5, 10, written as pack writes them (``"[n] text"`` joined by blank lines) and counted with the same tokenizer (the
-index's embedder's).
+``--rerank``: every search (the baselines' too) reranked with the index's reranker, for a look at what a better
+ranking gives. One extra row per configuration with ``diversity=0.3`` (the tables print the chosen configuration's).
+The baseline is plain top-k whole chunks: the first k hits of ``index.search(q, k, per_document=False,
+rerank=False)`` for k = 3, 5, 10, written as pack writes them (``"[n] text"`` joined by blank lines) and counted
+with the same tokenizer (the index's embedder's).
 
 SciFact judges documents, not sentences (BEIR has no evidence sentences), so coverage is measured two ways:
 
@@ -96,7 +97,9 @@ def summarise(rows: list[tuple[bool, float, int]]) -> dict[str, float]:
     }
 
 
-def measure(index: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]], ids: list[str]) -> dict[str, Any]:
+def measure(
+    index: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]], ids: list[str], rerank: bool = False
+) -> dict[str, Any]:
     """Coverage of every configuration at every budget of the sweep, of the diversity rows and of the baselines,
     over ``ids``; also the searched hits, kept for timing."""
     from rapidrag.context import pack
@@ -113,11 +116,11 @@ def measure(index: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]
         for d in relevant:
             document = index.get(d)
             lengths[d] = len(document.text) if document is not None else 0
-        hits = index.search(text, 20, per_document=False, rerank=False)
+        hits = index.search(text, 20, per_document=False, rerank=rerank)
         hits_of[q] = hits
         reach.append(any(h.doc_id in relevant for h in hits))
         for k in TOP_K:
-            top = index.search(text, k, per_document=False, rerank=False)
+            top = index.search(text, k, per_document=False, rerank=rerank)
             joined = "\n\n".join(f"[{i}] {h.text}" for i, h in enumerate(top, 1))
             tokens = int(tok.count_tokens(joined)) if joined else 0
             cited, share = covered([(h.doc_id, h.start, h.end) for h in top], relevant, lengths)
@@ -231,6 +234,9 @@ def main() -> None:
     parser.add_argument("--index", required=True, help="a SciFact index (the README's default: untuned hybrid)")
     parser.add_argument("--split", choices=("train", "test", "both"), default="both")
     parser.add_argument("--max-queries", type=int, default=0, help="the first N judged queries only (0: all)")
+    parser.add_argument(
+        "--rerank", action="store_true", help="search with the index's reranker (fused at its weight), baselines too"
+    )
     parser.add_argument("--out", default="context_coverage.json")
     args = parser.parse_args()
 
@@ -244,9 +250,10 @@ def main() -> None:
     if index.embedder is None:
         raise SystemExit("the index needs its embedder (hybrid search and its tokenizer)")
     splits = ["train", "test"] if args.split == "both" else [args.split]
+    reranker = ("used" if args.rerank else "present, not used") if index.reranker is not None else "none"
     print(
-        f"index {args.index}: default mode {index.default_mode}, reranker "
-        f"{'present, not used' if index.reranker is not None else 'none'}; pack's DEFAULT_STRATEGY {DEFAULT_STRATEGY!r}"
+        f"index {args.index}: default mode {index.default_mode}, reranker {reranker}; "
+        f"pack's DEFAULT_STRATEGY {DEFAULT_STRATEGY!r}"
     )
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "index": args.index, "splits": {}}
     chosen = None
@@ -257,7 +264,7 @@ def main() -> None:
         if args.max_queries:
             ids = ids[: args.max_queries]
         print(f"{split}: {len(ids)} queries", flush=True)
-        result = measure(index, queries, qrels, ids)
+        result = measure(index, queries, qrels, ids, rerank=args.rerank)
         result["goal"] = goal(result)
         result["_ids"] = ids
         results[split] = result
