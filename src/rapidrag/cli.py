@@ -712,12 +712,12 @@ def _limits(args: argparse.Namespace, limits: Any) -> Any:
             raise CliError(f"--limit {item!r}: give NAME=VALUE with NAME one of {', '.join(sorted(kinds))}")
         if name in chosen:
             raise CliError(f"--limit {item!r}: {name} is given twice")
+        number = float if kinds[name] in (float, "float") else int
         try:
-            chosen[name] = float(value) if kinds[name] in (float, "float") else int(value)
+            chosen[name] = number(value)
         except ValueError:
-            raise CliError(
-                f"--limit {item!r}: {name} must be a {'number' if kinds[name] in (float, 'float') else 'whole number'}"
-            ) from None
+            kind = "number" if number is float else "whole number"
+            raise CliError(f"--limit {item!r}: {name} must be a {kind}") from None
     try:
         return limits(**chosen)
     except ValueError as e:

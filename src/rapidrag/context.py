@@ -438,9 +438,13 @@ class _DocumentCache:
                 return found
             entry = self._entries[id(text)] = _Document(text)  # the text is held, so its id is not reused meanwhile
             while len(self._entries) > self.capacity:
-                _, gone = self._entries.popitem(last=False)
-                self._offset_total -= sum(len(o) for _, o in gone.offsets.values())
+                self._forget_offsets(self._entries.popitem(last=False)[1])
             return entry
+
+    def _forget_offsets(self, entry: _Document) -> None:
+        """Let go of ``entry``'s token offsets (under the lock)."""
+        self._offset_total -= sum(len(o) for _, o in entry.offsets.values())
+        entry.offsets.clear()
 
     def spans(self, text: str, stretch: tuple[int, int]) -> list[tuple[int, int]]:
         """The sentences of ``text`` within ``stretch`` (from ``_stretch``): ``sentence_spans`` of the whole text, or
@@ -468,8 +472,7 @@ class _DocumentCache:
         if known is not None and known[0] is tok:
             return known[1]
         a, b = stretch
-        _, offsets = tok.encode(text[a:b] if (a, b) != (0, len(text)) else text, add_special_tokens=False,
-                                return_offsets=True)  # fmt: skip
+        _, offsets = tok.encode(text[a:b], add_special_tokens=False, return_offsets=True)  # the whole: not a copy
         offsets = np.asarray(offsets, dtype=np.int64) + a
         if len(offsets) <= self.offset_tokens // 4:
             with self._lock:
@@ -480,8 +483,7 @@ class _DocumentCache:
                 for old in list(self._entries.values()) if self._offset_total > self.offset_tokens else ():
                     if self._offset_total <= self.offset_tokens:
                         break
-                    self._offset_total -= sum(len(o) for _, o in old.offsets.values())
-                    old.offsets.clear()
+                    self._forget_offsets(old)
         return offsets
 
     def counts(self, text: str, tok: Any, spans: list[tuple[int, int]]) -> list[int]:
@@ -582,12 +584,9 @@ class _SentenceMatcher:
         key = (id(text), *stretch)
         found = self._by_text.get(key)
         if found is None or found[0] is not text:
-            lo, hi = (spans[0][0], spans[-1][1]) if spans else (0, len(text))
-            if (lo, hi) == (0, len(text)):
-                scored = self.scores(text, spans)
-            else:  # sentences begin and end at whitespace: the words in the slice are the text's own
-                scored = self.scores(text[lo:hi], [(a - lo, b - lo) for a, b in spans])
-            found = self._by_text[key] = (text, scored)
+            # Only the sentences' stretch is scanned; they begin and end at whitespace, so its words are the text's.
+            lo, hi = (spans[0][0], spans[-1][1]) if spans else (0, 0)
+            found = self._by_text[key] = (text, self.scores(text[lo:hi], [(a - lo, b - lo) for a, b in spans]))
         return spans, found[1]
 
 
@@ -838,12 +837,9 @@ def _cut(
             scores.append(score)
     if not spans:
         return None
-    counted: dict[int, int] = {}  # sentence -> tokens, counted when first needed: most cuts stop at the first
 
-    def count(i: int) -> int:
-        if i not in counted:
-            counted[i] = _DOCUMENTS.counts(piece.text_of, tok, [spans[i]])[0]
-        return counted[i]
+    def count(i: int) -> int:  # counted when first needed (most cuts stop at the first), kept by _DOCUMENTS
+        return _DOCUMENTS.counts(piece.text_of, tok, [spans[i]])[0]
 
     total = frame(citation, piece.doc_id)
     centre = max(range(len(spans)), key=lambda i: (scores[i], spans[i][0] <= piece.anchor < spans[i][1], -i))
