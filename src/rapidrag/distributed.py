@@ -54,6 +54,10 @@ __all__ = ["ShardUnavailableError", "ShardedRetriever", "is_sharded", "shard_of"
 SHARDED_VERSION = 1
 MISSING: Any = object()  # a shard's answer when none of its replicas is alive
 RECOVER_S = 60.0  # how long a replica that died is waited for (Ray restarts its actor) before it counts as lost
+# A shard sends the chunk texts of each stage's best ``want * FOUND_MARGIN`` rows with its lists: the hits are the
+# best rows after fusion, which can sit below a stage's top ``want``; with the margin 2, 16 of 300 hybrid searches
+# on SciFact needed a second round for them (152 without it, none with 3; benchmarks/sharded_overhead.py's index).
+FOUND_MARGIN = 2
 
 
 class ShardUnavailableError(RapidragError):
@@ -76,6 +80,7 @@ class ShardedRetriever(Searcher):
     backend : "local" (shards in this process) or "ray" (each shard a Ray actor).
     address : with ``backend="ray"``, the cluster to join ("auto", "ray://..." or "host:port"); None starts a
         local one on 127.0.0.1 for this process (or uses the one ``ray.init`` already started).
+    hedge_ms : with ``replicas`` > 1, a read not answered within this many ms is sent to a second replica too.
     **settings : the ``Retriever``'s settings (``index``, ``k1``, ``b``, ``title_weight``, ``fusion``,
         ``weights``, ``rrf_k``, ``rerank_weight``, ``rerank_depth``), the same in every shard.
     """
@@ -427,7 +432,7 @@ class ShardedRetriever(Searcher):
         # (under the read lock: no change moves the statistics meanwhile)
         statistics = self._statistics.of(self.analyzer(query)) if mode in ("lexical", "hybrid") else None
         missing: set[int] = set()
-        answers = self._all("shard_stages", query, qv, mode, selection, fetch, statistics, want)
+        answers = self._all("shard_stages", query, qv, mode, selection, fetch, statistics, want * FOUND_MARGIN)
         missing.update(i for i, a in enumerate(answers) if a is MISSING)
         if len(missing) == self.n_shards:
             raise ShardUnavailableError(f"no shard of the {self.n_shards} has a live replica")

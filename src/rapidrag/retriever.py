@@ -413,17 +413,18 @@ class Retriever(Searcher):
     def _found(self, rows: np.ndarray) -> dict[int, Found]:
         """What the reranker and the hits need of ``rows``, read from the chunk table (under the read lock)."""
         table, documents = self._chunks, self._documents
-        return {
-            r: Found(documents[d], c, a, b)
-            for r, d, c, a, b in zip(
-                rows.tolist(),
-                table.doc[rows].tolist(),
-                table.chunk[rows].tolist(),
-                table.start[rows].tolist(),
-                table.end[rows].tolist(),
-                strict=True,
-            )
-        }
+        found = {}
+        for r, d, c, a, b in zip(
+            rows.tolist(),
+            table.doc[rows].tolist(),
+            table.chunk[rows].tolist(),
+            table.start[rows].tolist(),
+            table.end[rows].tolist(),
+            strict=True,
+        ):
+            doc = documents[d]
+            found[r] = Found(doc.id, doc.metadata, c, a, b, doc.text[a:b])
+        return found
 
     def _lexical(
         self, query: str, fetch: int, mask: np.ndarray | None, statistics: Mapping[str, Statistics] | None = None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 import numpy as np
 
 from .chunks import first_of_each
-from .documents import Document, Hit, SearchResult
+from .documents import Hit, SearchResult
 from .fusion import reciprocal_rank_fusion, rerank_mix, weighted_fusion
 from .locking import RWLock
 from .store import model_name
@@ -61,16 +61,15 @@ class RerankerLike(Protocol):
 
 
 class Found(NamedTuple):
-    """A candidate row as the reranker and the hits see it: its document, chunk number and span."""
+    """A candidate row as the reranker and the hits see it: its document's id and metadata, its chunk number, span
+    and text (what a shard sends of a row: a chunk's text, not its whole document)."""
 
-    doc: Document
+    doc_id: str
+    metadata: dict[str, Any]
     chunk: int
     start: int
     end: int
-
-    @property
-    def text(self) -> str:
-        return self.doc.text[self.start : self.end]
+    text: str
 
 
 # The reranker's share when nothing chose one: fused with the first-stage score, since a reranker's order alone
@@ -355,7 +354,7 @@ class Searcher:
         if len(stages) == 1:  # one stage, not reranked: its scores are the hits' scores
             name = next(iter(stages))
             return [
-                Hit(f.doc.id, f.chunk, f.text, f.start, f.end, score, {name: score}, f.doc.metadata)
+                Hit(f.doc_id, f.chunk, f.text, f.start, f.end, score, {name: score}, f.metadata)
                 for f, score in zip([found[r] for r in rows.tolist()], scores.tolist(), strict=True)
             ]
         by_stage: list[tuple[str, list[bool], list[float]]] = []
@@ -368,5 +367,5 @@ class Searcher:
         for i, (r, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True)):
             f = found[r]
             stage = {name: values[i] for name, has, values in by_stage if has[i]}
-            hits.append(Hit(f.doc.id, f.chunk, f.text, f.start, f.end, score, stage, f.doc.metadata))
+            hits.append(Hit(f.doc_id, f.chunk, f.text, f.start, f.end, score, stage, f.metadata))
         return hits
