@@ -573,6 +573,10 @@ class _SentenceMatcher:
                 held[j].add(term_of[k])
         return [math.fsum(self.terms[t] for t in h) if h else 0.0 for h in held]  # exact, in any order of a set
 
+    def spans(self, text: str, start: int, end: int, neighbours: int = 0) -> list[tuple[int, int]]:
+        """The sentences of ``sentences`` without their scores."""
+        return _DOCUMENTS.spans(text, _stretch(text, start, end, NEAR + 500 * neighbours))
+
     def sentences(
         self, text: str, start: int, end: int, neighbours: int = 0
     ) -> tuple[list[tuple[int, int]], list[float]]:
@@ -580,7 +584,7 @@ class _SentenceMatcher:
         characters; with ``neighbours`` more each side in a longer one), kept across packs (``_DOCUMENTS``), and
         their ``scores``, kept for the pack's other pieces of the document."""
         stretch = _stretch(text, start, end, NEAR + 500 * neighbours)
-        spans = _DOCUMENTS.spans(text, stretch)
+        spans = self.spans(text, start, end, neighbours)
         key = (id(text), *stretch)
         found = self._by_text.get(key)
         if found is None or found[0] is not text:
@@ -829,19 +833,24 @@ def _cut(
     when not even one sentence fits. ``frame(citation, doc_id)``: the tokens of the template around the text."""
     if room < MIN_CUT_TOKENS:
         return None
-    whole, scored = matcher.sentences(piece.text_of, piece.start, piece.end)
-    spans, scores = [], []  # the piece's sentences (those it holds in part, cut to it), scored as whole sentences
-    for (a, b), score in zip(whole, scored, strict=True):
-        if a < piece.end and b > piece.start and piece.text_of[max(a, piece.start) : min(b, piece.end)].strip():
+    text = piece.text_of
+    held, spans = [], []  # the piece's sentences (those it holds in part, cut to it)
+    for i, (a, b) in enumerate(matcher.spans(text, piece.start, piece.end)):
+        if a < piece.end and b > piece.start and text[max(a, piece.start) : min(b, piece.end)].strip():
+            held.append(i)
             spans.append((max(a, piece.start), min(b, piece.end)))
-            scores.append(score)
     if not spans:
         return None
-
-    def count(i: int) -> int:  # counted when first needed (most cuts stop at the first), kept by _DOCUMENTS
-        return _DOCUMENTS.counts(piece.text_of, tok, [spans[i]])[0]
-
+    counts = _DOCUMENTS.counts(text, tok, spans)  # kept across packs
     total = frame(citation, piece.doc_id)
+    if total + min(counts) > room:  # not even the shortest sentence fits: the sentences need no scores
+        return None
+    scored = matcher.sentences(text, piece.start, piece.end)[1]  # scored as whole sentences
+    scores = [scored[i] for i in held]
+
+    def count(i: int) -> int:
+        return counts[i]
+
     centre = max(range(len(spans)), key=lambda i: (scores[i], spans[i][0] <= piece.anchor < spans[i][1], -i))
     lo = hi = centre
     total += count(centre)
