@@ -1,5 +1,7 @@
 """The floor of a sharded search on Ray: one round of calls to S actors that do nothing, gathered, as a search
-over S shards makes it. Run inside a private network namespace, as the Ray tests do:
+over S shards makes it; then the same round as a Ray compiled graph (the calls set up once over shared-memory
+channels), and what the compiled graph's actors cost while idle (their CPU seconds over 5 s without a round). Run
+inside a private network namespace, as the Ray tests do:
 
     unshare --net sh -c 'ip link set lo up && python benchmarks/ray_round_trip.py'
 """
@@ -26,6 +28,12 @@ def main() -> None:
         def call(self, x: object = None) -> object:
             return x
 
+        def cpu_seconds(self) -> float:
+            import resource
+
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            return usage.ru_utime + usage.ru_stime
+
     for n_actors in (1, 2, 4):
         actors = [Echo.remote() for _ in range(n_actors)]  # type: ignore[attr-defined]
         ray.get([a.call.remote() for a in actors])
@@ -37,6 +45,32 @@ def main() -> None:
                 times.append((time.perf_counter() - clock) * 1000)
             p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
             print(f"{n_actors} actors, argument {name}: one round p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+        compiled(ray, actors)
+        for actor in actors:
+            ray.kill(actor)
+
+
+def compiled(ray: object, actors: list[object]) -> None:
+    """The round as a compiled graph over ``actors``, and their CPU while the graph is up and idle."""
+    from ray.dag import InputNode, MultiOutputNode
+
+    with InputNode() as request:
+        dag = MultiOutputNode([a.call.bind(request) for a in actors])  # type: ignore[attr-defined]
+    graph = dag.experimental_compile()
+    for name, payload in (("none", None), ("a 384-float vector", np.zeros(384, np.float32))):
+        times = []
+        for _ in range(2000):
+            clock = time.perf_counter()
+            ray.get(graph.execute(payload))  # type: ignore[attr-defined]
+            times.append((time.perf_counter() - clock) * 1000)
+        p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
+        print(f"{len(actors)} actors, argument {name}, compiled graph: one round p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+    before = ray.get([a.cpu_seconds.remote() for a in actors])  # type: ignore[attr-defined]
+    time.sleep(5)
+    after = ray.get([a.cpu_seconds.remote() for a in actors])  # type: ignore[attr-defined]
+    busy = ", ".join(f"{b - a:.2f}" for a, b in zip(before, after, strict=True))
+    print(f"{len(actors)} actors in a compiled graph, idle for 5 s: CPU seconds per actor {busy}")
+    graph.teardown()
 
 
 if __name__ == "__main__":
