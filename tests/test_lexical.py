@@ -97,6 +97,30 @@ def test_incremental_changes_equal_a_fresh_index(scifact_texts: list[str]) -> No
     assert not set(search_all(grown, "vitamin")) & set(ids[10:60])
 
 
+def test_scores_follow_each_change_made_after_a_search() -> None:
+    """The rows' length normalisation is kept from one query to the next: an add, a delete and a new ``b`` after a
+    search must each be scored as the formula says, not with what was kept."""
+    index = BM25()
+    live = dict(list(DOCS.items())[:3])
+    index.add(list(live), list(live.values()))
+    query = "vitamin d bone supplements"
+    for change in ("add", "delete", "b"):
+        assert search_all(index, query) == pytest.approx(
+            reference_scores(index.analyzer, live, query, index.k1, index.b), rel=1e-5
+        )
+        if change == "add":
+            index.add(["d", "f"], [DOCS["d"], DOCS["f"]])
+            live.update({"d": DOCS["d"], "f": DOCS["f"]})
+        elif change == "delete":
+            index.delete(["a"])
+            del live["a"]
+        else:
+            index.b = 0.9
+    assert search_all(index, query) == pytest.approx(
+        reference_scores(index.analyzer, live, query, index.k1, 0.9), rel=1e-5
+    )
+
+
 def test_custom_analyzer() -> None:
     index = BM25(analyzer=str.split)
     index.add(["1", "2"], ["Bone LOSS", "bone gain"])

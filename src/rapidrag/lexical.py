@@ -168,6 +168,9 @@ class BM25:
         self._doc_terms: list[npt.NDArray[np.int64]] = []  # row -> its distinct term ids (for df on delete)
         self._segments: list[_Segment] = []
         self._total_length = 0.0
+        # Each row's length normalisation for the last (lengths, b, average length) scored with: the same from one
+        # query to the next until the index changes (the lengths array is replaced on a change, never written to).
+        self._norms: tuple[npt.NDArray[np.float32], float, float, npt.NDArray[np.float32]] | None = None
         # WordAnalyzer: the distinct surface words seen (native dictionary), and the term id of each (-1: stopword).
         self._words = _core.WordDictionary()
         self._surface_terms = np.zeros(0, dtype=np.int64)
@@ -420,7 +423,12 @@ class BM25:
         df = self._df[q].astype(np.float64) if stats is None else np.asarray([stats.df[t] for t in known], np.float64)
         weights = np.log1p((n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
         avgdl = total_length / n_live if total_length > 0 else 1.0
-        norms = (1.0 - self.b + self.b * self._lengths / avgdl).astype(np.float32)
+        kept = self._norms
+        if kept is not None and kept[0] is self._lengths and kept[1] == self.b and kept[2] == avgdl:
+            norms = kept[3]
+        else:
+            norms = (1.0 - self.b + self.b * self._lengths / avgdl).astype(np.float32)
+            self._norms = (self._lengths, self.b, avgdl, norms)
         accumulate = _kernels()
         for seg in self._segments:
             accumulate(scores, q, weights, seg.term_ptr, seg.docs, seg.tfs, norms, np.float32(self.k1))

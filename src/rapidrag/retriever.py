@@ -436,7 +436,8 @@ class Retriever(Searcher):
         scores = self.bm25.score_rows(terms, stats.get("bm25"))
         if self.bm25_title is not None:
             title = self.bm25_title.score_rows(terms, stats.get("bm25_title"))
-            scores = scores + np.float32(self.title_weight) * title
+            title *= np.float32(self.title_weight)  # (both arrays are this search's own)
+            scores += title
         return self.bm25.top_rows(scores, fetch, mask=mask)
 
     # -- as a shard of an index split across processes (rapidrag.distributed) -------------------------------------
