@@ -162,6 +162,26 @@ def test_the_generator_tokenizer_counts_the_budget(index: Retriever, tmp_path: P
     assert ctx.tokens == len(hf.encode(ctx.text, add_special_tokens=False).ids)
 
 
+@pytest.mark.parametrize("order", ["score", "edges"])
+def test_each_item_counts_its_tokens_with_its_own_citation_number(index: Retriever, tmp_path: Path, order: str) -> None:
+    """Pieces are counted before they get their place; where "[9]" and "[10]" tokenize differently, an item that
+    moved (the "edges" order, a piece dropped before it) must be counted again as written."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+
+    hf = HFTokenizer(models.BPE(unk_token="<unk>"))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.train_from_iterator([CELLS, VOLCANO, TEA] * 5, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>"]))
+    hf.save(str(tmp_path / "tokenizer.json"))
+    generator = Tokenizer.from_file(tmp_path / "tokenizer.json")
+    assert generator.count_tokens("[9] x") != generator.count_tokens("[10] x")  # the premise
+    ctx = index.context("stem cells", 2000, k=20, strategy="chunks", merge=False, dedupe=None, order=order,
+                        tokenizer=tmp_path / "tokenizer.json")  # fmt: skip
+    assert len(ctx.items) >= 10
+    for item in ctx.items:
+        assert item.tokens == generator.count_tokens(f"[{item.citation}] {item.text}")
+
+
 def test_without_a_source_the_hits_own_text_is_packed(index: Retriever) -> None:
     result = index.search("green tea catechins", 3, per_document=False)
     with pytest.raises(ValueError, match="tokenizer"):

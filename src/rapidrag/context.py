@@ -776,13 +776,13 @@ def _fit(
     separator: str,
     matcher: _SentenceMatcher,
     dropped: list[Dropped],
-) -> list[tuple[_Piece, int]]:
-    """Pieces best first while they fit (each with its tokens as written); one that does not fit whole is cut to
-    the sentences around its best that do."""
+) -> list[tuple[_Piece, int, int]]:
+    """Pieces best first while they fit, each with its tokens as written and the citation number they were counted
+    with; one that does not fit whole is cut to the sentences around its best that do."""
     sep = int(tok.count_tokens(separator)) if separator else 0
     texts = [_written(template, i + 1, p) for i, p in enumerate(pieces)]
     counts = _counts(tok, texts)
-    kept: list[tuple[_Piece, int]] = []
+    kept: list[tuple[_Piece, int, int]] = []
     used = 0
     frames: dict[tuple[int, str], int] = {}
 
@@ -792,7 +792,8 @@ def _fit(
             frames[key] = int(tok.count_tokens(template.format(citation=citation, doc_id=doc_id, text="")))
         return frames[key]
 
-    for piece, count in zip(pieces, counts, strict=True):
+    for i, (piece, count) in enumerate(zip(pieces, counts, strict=True)):
+        counted_as = i + 1
         room = budget - used - (sep if kept else 0)
         if count > room:
             cut = _cut(piece, room, tok, template, len(kept) + 1, matcher, frame)
@@ -800,8 +801,9 @@ def _fit(
                 dropped.append(Dropped(piece.doc_id, tuple(piece.chunk_ids), piece.score, "budget", tokens=count))
                 continue
             piece, count = cut
+            counted_as = len(kept) + 1
         used += count + (sep if kept else 0)
-        kept.append((piece, count))
+        kept.append((piece, count, counted_as))
     return kept
 
 
@@ -870,7 +872,7 @@ def _cut(
 
 
 def _assemble(
-    kept: list[tuple[_Piece, int]],
+    kept: list[tuple[_Piece, int, int]],
     budget: int,
     tok: Any,
     template: str,
@@ -880,31 +882,36 @@ def _assemble(
     duplicates: list[tuple[_Piece, _Piece, float]],
 ) -> tuple[list[ContextItem], str, int]:
     """The items in prompt order, numbered 1.. in that order, the text, and its exact token count (pieces are
-    counted one by one; should the whole text count more than their sum, the last is dropped until it fits)."""
+    counted one by one; should the whole text count more than their sum, the last is dropped until it fits). An
+    item whose number differs from the one it was counted with (a piece dropped before it, the "edges" order) is
+    counted again: "[9]" and "[10]" can differ in tokens."""
     while True:
         placed = kept[0::2] + kept[1::2][::-1] if order == "edges" else list(kept)
-        text = separator.join(_written(template, n, p) for n, (p, _) in enumerate(placed, 1))
+        text = separator.join(_written(template, n, p) for n, (p, _, _) in enumerate(placed, 1))
         tokens = int(tok.count_tokens(text)) if text else 0
         if tokens <= budget or not kept:
             break
-        piece, count = kept.pop()
+        piece, count, _ = kept.pop()
         dropped.append(Dropped(piece.doc_id, tuple(piece.chunk_ids), piece.score, "budget", tokens=count))
-    citation = {id(p): n for n, (p, _) in enumerate(placed, 1)}
+    citation = {id(p): n for n, (p, _, _) in enumerate(placed, 1)}
     for piece, kept_one, similarity in duplicates:
         of = citation.get(id(kept_one))
         dropped.append(Dropped(piece.doc_id, tuple(piece.chunk_ids), piece.score, "duplicate", None, of, similarity))
-    items = [
-        ContextItem(
-            citation=n,
-            doc_id=p.doc_id,
-            chunk_ids=tuple(p.chunk_ids),
-            start=p.base + p.start,
-            end=p.base + p.end,
-            text=p.text,
-            tokens=count,
-            score=p.score,
-            metadata=p.hit.metadata,
+    items = []
+    for n, (p, count, counted_as) in enumerate(placed, 1):
+        if counted_as != n and "{citation}" in template:
+            count = int(tok.count_tokens(_written(template, n, p)))
+        items.append(
+            ContextItem(
+                citation=n,
+                doc_id=p.doc_id,
+                chunk_ids=tuple(p.chunk_ids),
+                start=p.base + p.start,
+                end=p.base + p.end,
+                text=p.text,
+                tokens=count,
+                score=p.score,
+                metadata=p.hit.metadata,
+            )
         )
-        for n, (p, count) in enumerate(placed, 1)
-    ]
     return items, text, tokens
