@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,14 +149,21 @@ def test_order_edges_puts_the_best_first_and_the_second_last(index: Retriever) -
     assert [i.citation for i in edges.items] == list(range(1, len(edges.items) + 1))
 
 
-def test_the_generator_tokenizer_counts_the_budget(index: Retriever, tmp_path: Path) -> None:
+def _generator_tokenizer(folder: Path) -> Any:
+    """A small byte-level BPE trained on the test documents, saved as ``folder / "tokenizer.json"``: a generator's
+    tokenizer unlike the index's (it splits "10" in two, where it keeps "9" whole)."""
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import models, pre_tokenizers, trainers
 
     hf = HFTokenizer(models.BPE(unk_token="<unk>"))
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     hf.train_from_iterator([CELLS, VOLCANO, TEA] * 5, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>"]))
-    hf.save(str(tmp_path / "tokenizer.json"))
+    hf.save(str(folder / "tokenizer.json"))
+    return hf
+
+
+def test_the_generator_tokenizer_counts_the_budget(index: Retriever, tmp_path: Path) -> None:
+    hf = _generator_tokenizer(tmp_path)
     generator = Tokenizer.from_file(tmp_path / "tokenizer.json")
     ctx = index.context("stem cells", 60, tokenizer=tmp_path / "tokenizer.json")
     assert ctx.tokens == generator.count_tokens(ctx.text) <= 60
@@ -166,13 +174,7 @@ def test_the_generator_tokenizer_counts_the_budget(index: Retriever, tmp_path: P
 def test_each_item_counts_its_tokens_with_its_own_citation_number(index: Retriever, tmp_path: Path, order: str) -> None:
     """Pieces are counted before they get their place; where "[9]" and "[10]" tokenize differently, an item that
     moved (the "edges" order, a piece dropped before it) must be counted again as written."""
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import models, pre_tokenizers, trainers
-
-    hf = HFTokenizer(models.BPE(unk_token="<unk>"))
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    hf.train_from_iterator([CELLS, VOLCANO, TEA] * 5, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>"]))
-    hf.save(str(tmp_path / "tokenizer.json"))
+    _generator_tokenizer(tmp_path)
     generator = Tokenizer.from_file(tmp_path / "tokenizer.json")
     assert generator.count_tokens("[9] x") != generator.count_tokens("[10] x")  # the premise
     ctx = index.context("stem cells", 2000, k=20, strategy="chunks", merge=False, dedupe=None, order=order,

@@ -850,20 +850,17 @@ def _cut(
     scored = matcher.sentences(text, piece.start, piece.end)[1]  # scored as whole sentences
     scores = [scored[i] for i in held]
 
-    def count(i: int) -> int:
-        return counts[i]
-
     centre = max(range(len(spans)), key=lambda i: (scores[i], spans[i][0] <= piece.anchor < spans[i][1], -i))
     lo = hi = centre
-    total += count(centre)
+    total += counts[centre]
     if total > room:
         return None
     grown = True
     while grown:
         grown = False
         for j in (hi + 1, lo - 1):
-            if 0 <= j < len(spans) and total + count(j) <= room:
-                total += count(j)
+            if 0 <= j < len(spans) and total + counts[j] <= room:
+                total += counts[j]
                 lo, hi = min(lo, j), max(hi, j)
                 grown = True
     cut = replace(piece, start=spans[lo][0], end=spans[hi][1])
