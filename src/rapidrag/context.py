@@ -527,7 +527,8 @@ class _SentenceMatcher:
 
     def __init__(self, query: str | None, source: Any) -> None:
         self.terms: dict[str, float] = {}
-        self._by_text: dict[tuple[int, int, int], tuple[str, list[float]]] = {}
+        self._by_text: dict[int, tuple[str, dict[tuple[int, int], float]]] = {}  # sentence scores, per text
+        self._bounds: dict[int, tuple[list[tuple[int, int]], list[int], list[int]]] = {}
         if not query:
             return
         analyzer = getattr(source, "analyzer", None)
@@ -574,24 +575,33 @@ class _SentenceMatcher:
         return [math.fsum(self.terms[t] for t in h) if h else 0.0 for h in held]  # exact, in any order of a set
 
     def spans(self, text: str, start: int, end: int, neighbours: int = 0) -> list[tuple[int, int]]:
-        """The sentences of ``sentences`` without their scores."""
+        """The sentences around ``[start, end)`` of a document (all of them in a document of up to ``LONG_TEXT``
+        characters; with ``neighbours`` more each side in a longer one), kept across packs (``_DOCUMENTS``)."""
         return _DOCUMENTS.spans(text, _stretch(text, start, end, NEAR + 500 * neighbours))
 
-    def sentences(
-        self, text: str, start: int, end: int, neighbours: int = 0
-    ) -> tuple[list[tuple[int, int]], list[float]]:
-        """The sentences around ``[start, end)`` of a document (all of them in a document of up to ``LONG_TEXT``
-        characters; with ``neighbours`` more each side in a longer one), kept across packs (``_DOCUMENTS``), and
-        their ``scores``, kept for the pack's other pieces of the document."""
-        stretch = _stretch(text, start, end, NEAR + 500 * neighbours)
-        spans = self.spans(text, start, end, neighbours)
-        key = (id(text), *stretch)
-        found = self._by_text.get(key)
-        if found is None or found[0] is not text:
-            # Only the sentences' stretch is scanned; they begin and end at whitespace, so its words are the text's.
-            lo, hi = (spans[0][0], spans[-1][1]) if spans else (0, 0)
-            found = self._by_text[key] = (text, self.scores(text[lo:hi], [(a - lo, b - lo) for a, b in spans]))
-        return spans, found[1]
+    def overlapping(self, spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
+        """The run ``[first, stop)`` of ``spans`` (in order, not overlapping) that overlap ``[start, end)``, found by
+        bisection on their ends and starts (kept for the pack: a document's sentences can number hundreds)."""
+        bounds = self._bounds.get(id(spans))
+        if bounds is None or bounds[0] is not spans:
+            bounds = self._bounds[id(spans)] = (spans, [a for a, _ in spans], [b for _, b in spans])
+        _, starts, ends = bounds
+        return bisect.bisect_right(ends, start), bisect.bisect_left(starts, end)
+
+    def scores_of(self, text: str, spans: list[tuple[int, int]], first: int, stop: int) -> list[float]:
+        """``scores`` of the sentences ``spans[first:stop]`` of ``text``, each scored once a pack: only the stretch
+        they cover is scanned (a hit's sentences, not its whole document). They begin and end at whitespace, so
+        the words of the stretch are the text's, and a sentence's score depends on its own words only."""
+        known = self._by_text.get(id(text))
+        if known is None or known[0] is not text:
+            known = self._by_text[id(text)] = (text, {})
+        scored = known[1]
+        missing = [i for i in range(first, stop) if spans[i] not in scored]
+        if missing:
+            run = spans[missing[0] : missing[-1] + 1]
+            lo, hi = run[0][0], run[-1][1]
+            scored.update(zip(run, self.scores(text[lo:hi], [(a - lo, b - lo) for a, b in run]), strict=True))
+        return [scored[spans[i]] for i in range(first, stop)]
 
 
 def _piece(
@@ -649,11 +659,12 @@ def _window(text: str, start: int, end: int, window_tokens: int, tok: Any) -> tu
 
 def _sentences(text: str, start: int, end: int, sentence_window: int, matcher: _SentenceMatcher) -> tuple[int, int]:
     """The hit's best-matching sentence (the first without a query) and ``sentence_window`` sentences each side."""
-    spans, scores = matcher.sentences(text, start, end, sentence_window)
-    inside = [i for i, (a, b) in enumerate(spans) if a < end and b > start]
-    if not inside:
+    spans = matcher.spans(text, start, end, sentence_window)
+    first, stop = matcher.overlapping(spans, start, end)
+    if first >= stop:
         return start, end
-    best = max(inside, key=lambda i: (scores[i], -i))
+    scores = matcher.scores_of(text, spans, first, stop)
+    best = first + max(range(stop - first), key=lambda j: (scores[j], -j))
     lo, hi = max(0, best - sentence_window), min(len(spans) - 1, best + sentence_window)
     return spans[lo][0], spans[hi][1]
 
@@ -836,18 +847,21 @@ def _cut(
     if room < MIN_CUT_TOKENS:
         return None
     text = piece.text_of
+    whole = matcher.spans(text, piece.start, piece.end)
+    first, stop = matcher.overlapping(whole, piece.start, piece.end)
     held, spans = [], []  # the piece's sentences (those it holds in part, cut to it)
-    for i, (a, b) in enumerate(matcher.spans(text, piece.start, piece.end)):
-        if a < piece.end and b > piece.start and text[max(a, piece.start) : min(b, piece.end)].strip():
-            held.append(i)
-            spans.append((max(a, piece.start), min(b, piece.end)))
+    for i in range(first, stop):
+        a, b = max(whole[i][0], piece.start), min(whole[i][1], piece.end)
+        if text[a:b].strip():
+            held.append(i - first)
+            spans.append((a, b))
     if not spans:
         return None
     counts = _DOCUMENTS.counts(text, tok, spans)  # kept across packs
     total = frame(citation, piece.doc_id)
     if total + min(counts) > room:  # not even the shortest sentence fits: the sentences need no scores
         return None
-    scored = matcher.sentences(text, piece.start, piece.end)[1]  # scored as whole sentences
+    scored = matcher.scores_of(text, whole, first, stop)  # as whole sentences
     scores = [scored[i] for i in held]
 
     centre = max(range(len(spans)), key=lambda i: (scores[i], spans[i][0] <= piece.anchor < spans[i][1], -i))
