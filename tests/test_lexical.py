@@ -180,6 +180,33 @@ def test_equal_scores_come_in_row_order_so_short_lists_start_long_ones() -> None
         assert (np.diff(tied) > 0).all()
 
 
+def test_top_rows_equals_a_full_sort_by_score_then_row() -> None:
+    """The selection kernel against the plain definition (every allowed row with a score above 0, sorted by score
+    then row, cut at k), with many ties, dead rows, masks and every k from 1 past the row count."""
+    index = BM25(keyed=False)
+    index.add_rows(["bone"] * 300)
+    index.delete_rows(range(0, 300, 7))
+    rng = np.random.default_rng(1)
+    for trial in range(40):
+        scores = rng.choice(np.float32([0, 0.5, 1, 1.5, 2.25, 3]), size=300).astype(np.float32)
+        if trial % 3 == 0:
+            scores = rng.random(300, dtype=np.float32) * (rng.random(300) < 0.6)
+        mask = None if trial % 2 else rng.random(300) < 0.7
+        allowed = index._alive if mask is None else index._alive & mask
+        keep = np.flatnonzero((scores > 0) & allowed)
+        expected = keep[np.lexsort((keep, -scores[keep]))]
+        for k in (1, 2, 9, 10, 40, 299, 300, 1000):
+            rows, got = index.top_rows(scores, k, mask=mask)
+            assert rows.dtype == np.int64 and got.dtype == np.float32
+            assert rows.tolist() == expected[:k].tolist(), (trial, k)
+            assert got.tolist() == scores[expected[:k]].tolist()
+    with pytest.raises(ValueError, match="one value per row"):
+        index.top_rows(np.zeros(5, dtype=np.float32), 3)
+    with pytest.raises(ValueError, match="k must be"):
+        index.top_rows(np.zeros(300, dtype=np.float32), 0)
+    assert BM25(keyed=False).top_rows(np.zeros(0, dtype=np.float32), 5)[0].tolist() == []
+
+
 def test_bad_input_changes_nothing() -> None:
     index = BM25()
     index.add(["x"], ["some text"])

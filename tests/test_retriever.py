@@ -147,6 +147,21 @@ def test_chunks_follow_the_embedder_window(embedder: rapidrag.Embedder) -> None:
         assert embedder.tokenizer.count_tokens([h.text])[0] <= embedder.max_length - 2
 
 
+def test_first_of_each_keeps_the_first_row_of_each_document_in_order() -> None:
+    """Both ways of finding each document's first row (a dict for a search's few dozen rows, np.unique above 64)
+    against the plain loop."""
+    from rapidrag.chunks import first_of_each
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 5, 40, 64, 65, 300):
+        for distinct in (1, 3, max(1, n // 2), max(1, 2 * n)):
+            keys = rng.integers(0, distinct, n).astype(np.int64)
+            seen: set[int] = set()
+            expected = [i for i, key in enumerate(keys.tolist()) if not (key in seen or seen.add(key))]
+            got = first_of_each(keys)
+            assert got.dtype == np.int64 and got.tolist() == expected, (n, distinct)
+
+
 def test_a_lexical_search_fetches_again_when_its_documents_run_short(embedder: rapidrag.Embedder) -> None:
     """A lexical search without a reranker fetches 4k rows, and more when they hold fewer than k documents:
     the hits are the best chunk of each of the k best documents, as taking them from all rows gives; with filters

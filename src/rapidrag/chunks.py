@@ -20,8 +20,11 @@ IntArray = npt.NDArray[np.int64]
 def first_of_each(keys: IntArray) -> IntArray:
     """Positions of the first occurrence of each key in ``keys``, in order (with the documents of a ranked list of
     rows: the best row of each document)."""
-    if not len(keys):
-        return np.zeros(0, dtype=np.int64)
+    if len(keys) <= 64:  # a search's few dozen rows: a dict is faster than np.unique's sort (2.5 against 4 µs at 40)
+        first_at: dict[int, int] = {}
+        for i, key in enumerate(keys.tolist()):
+            first_at.setdefault(key, i)
+        return np.fromiter(first_at.values(), dtype=np.int64, count=len(first_at))
     _, first = np.unique(keys, return_index=True)
     return np.sort(first).astype(np.int64)
 
