@@ -190,6 +190,20 @@ def test_gain_interval() -> None:
         gain_interval([], [])
 
 
+def test_binary_cross_entropy_per_pair(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
+    """``loss="bce"`` trains each pair on its own (relevant 1, negatives 0); the record names the loss. It is a loss
+    on judgements, so a student (which learns its teacher's scores) refuses it, and an unknown loss is refused."""
+    report = run(tiny_data, tiny_init, tmp_path / "bce", loss="bce")
+    record = report.record
+    assert record["settings"]["loss"] == "binary cross-entropy per pair (relevant 1, negatives 0)"
+    # From a head that starts near 0, a pair's binary cross-entropy is near ln 2 (the listwise loss: ln 4 here).
+    assert abs(record["history"][0]["loss"] - np.log(2)) < 0.25 and 0 < record["final_loss"] < 1.0
+    with pytest.raises(ValueError, match="loss must be one of"):
+        run(tiny_data, tiny_init, tmp_path / "unknown", loss="hinge")
+    with pytest.raises(TrainingError, match="a student learns its teacher's scores"):
+        run(tiny_data, None, tmp_path / "student", teacher=report.path, loss="bce")
+
+
 def test_bad_input(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
     no_weights = tmp_path / "no_weights"
     no_weights.mkdir()

@@ -790,8 +790,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             common[name] = getattr(args, name)
     if args.what == "embedder":
-        if args.teacher or args.layers or args.distil_loss != "kl" or args.distil_queries:
-            raise CliError("--teacher, --layers, --distil-loss and --distil-queries are for rapidrag train reranker")
+        if args.teacher or args.layers or args.loss != "listwise" or args.distil_loss != "kl" or args.distil_queries:
+            raise CliError(
+                "--teacher, --layers, --loss, --distil-loss and --distil-queries are for rapidrag train reranker"
+            )
         if args.init is None:
             raise CliError("rapidrag train embedder needs --init (a checkpoint folder to start from)")
         report = train_embedder(args.src, args.queries, args.qrels, batch_size=args.batch_size, **common)
@@ -804,6 +806,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.qrels,
             teacher=args.teacher,
             layers=args.layers,
+            loss=args.loss,
             distil_loss=args.distil_loss,
             distil_queries=args.distil_queries,
             groups_per_batch=args.groups_per_batch,
@@ -1009,6 +1012,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--init", help="a Hugging Face checkpoint folder to start from (default: the --teacher)")
     tr.add_argument("--teacher", help="distil: a cross-encoder folder (from rapidrag train) whose scores to learn")
     tr.add_argument("--layers", type=_positive_int, help="keep this many encoder layers (a smaller, faster student)")
+    tr.add_argument(
+        "--loss",
+        choices=("listwise", "bce"),
+        default="listwise",
+        help="reranker, on the judgements: listwise softmax over each group (default), or binary cross-entropy per "
+        "pair (scores comparable across queries, for a check of support)",
+    )
     tr.add_argument(
         "--distil-loss",
         choices=("kl", "margin-mse"),

@@ -48,6 +48,10 @@ WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # fusion weights trie
 ONNX_TOLERANCE = 1e-4
 # What a student learns of its teacher's scores over each group (the relevant passage and its negatives).
 DISTIL_LOSSES = {"kl": "listwise KL to the teacher", "margin-mse": "Margin-MSE to the teacher"}
+LOSSES = {
+    "listwise": "listwise softmax cross-entropy",
+    "bce": "binary cross-entropy per pair (relevant 1, negatives 0)",
+}
 
 
 @dataclass
@@ -167,6 +171,7 @@ def train_reranker(
     out: str | os.PathLike[str],
     teacher: str | os.PathLike[str] | None = None,
     layers: int | None = None,
+    loss: str = "listwise",
     distil_loss: str = "kl",
     distil_queries: str | os.PathLike[str] | None = None,
     embedder: Any = None,
@@ -202,6 +207,10 @@ def train_reranker(
     step kept and the recommended fusion weight. Interrupted, the same call resumes from its last checkpoint (kept
     beside ``out`` until the run ends); ``out`` is written whole or not at all.
 
+    ``loss``: on the judgements, "listwise" (softmax cross-entropy over each group of the relevant passage and its
+    negatives: the order within a query) or "bce" (each pair on its own, relevant 1 and negatives 0: scores
+    comparable across queries, as a check of support such as ``rapidrag.ground``'s ``nli=`` wants).
+
     Distillation: with ``teacher`` (a cross-encoder folder with torch weights, such as one this function wrote),
     the student learns the teacher's scores over the same groups (listwise KL divergence between the two softmax
     distributions of each group, ``distil_loss="kl"``, or Margin-MSE, ``"margin-mse"``: the squared difference
@@ -226,6 +235,10 @@ def train_reranker(
         check_init(teacher_dir)
     if layers is not None and (not isinstance(layers, int) or layers < 1):
         raise ValueError(f"layers must be a positive int, got {layers!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    if loss != "listwise" and teacher_dir is not None:
+        raise TrainingError("loss is the loss on judgements; a student learns its teacher's scores (distil_loss)")
     if distil_loss not in DISTIL_LOSSES:
         raise ValueError(f"distil_loss must be one of {sorted(DISTIL_LOSSES)}, got {distil_loss!r}")
     if distil_queries is not None and teacher_dir is None:
@@ -296,7 +309,7 @@ def train_reranker(
         "teacher": str(teacher_dir.resolve()) if teacher_dir is not None else None,
         "layers": layers,
         "unlabelled_queries": len(unlabelled),
-        "loss": DISTIL_LOSSES[distil_loss] if teacher_dir is not None else "listwise softmax cross-entropy",
+        "loss": DISTIL_LOSSES[distil_loss] if teacher_dir is not None else LOSSES[loss],
         "data": data.sources,
         "max_length": max_length,
         "negatives": negatives,
@@ -330,6 +343,10 @@ def train_reranker(
             if teacher_model is not None:
                 with torch.no_grad():
                     target = teacher_model(**enc).logits.float().view(len(groups), 1 + negatives)
+        if teacher_model is None and loss == "bce":
+            labels = torch.zeros_like(logits)
+            labels[:, 0] = 1.0
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
         if teacher_model is None:
             return torch.nn.functional.cross_entropy(logits, torch.zeros(len(groups), dtype=torch.long))
         if distil_loss == "margin-mse":
