@@ -20,9 +20,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 import grounding_eval as ge
+import numpy as np
 
 
 def main() -> None:
