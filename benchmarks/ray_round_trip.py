@@ -1,8 +1,8 @@
 """The floor of a sharded search on Ray: one round of calls to S actors that do nothing, gathered, as a search
 over S shards makes it, gathered by one ``ray.get`` of every answer or, as a read with failover has to, by a
-``ray.wait`` and a ``ray.get`` for each actor in turn; then the same round as a Ray compiled graph (the calls set up once over shared-memory
-channels), and what the compiled graph's actors cost while idle (their CPU seconds over 5 s without a round). Run
-inside a private network namespace, as the Ray tests do:
+``ray.wait`` and a ``ray.get`` for each actor in turn; then the same round as a Ray compiled graph (the calls set up
+once over shared-memory channels), and what the compiled graph's actors cost while idle (their CPU seconds over 5 s
+without a round). Run inside a private network namespace, as the Ray tests do:
 
     unshare --net sh -c 'ip link set lo up && python benchmarks/ray_round_trip.py'
 """

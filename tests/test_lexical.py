@@ -181,8 +181,11 @@ def test_equal_scores_come_in_row_order_so_short_lists_start_long_ones() -> None
 
 
 def test_top_rows_equals_a_full_sort_by_score_then_row() -> None:
-    """The selection kernel against the plain definition (every allowed row with a score above 0, sorted by score
-    then row, cut at k), with many ties, dead rows, masks and every k from 1 past the row count."""
+    """The selection kernels against the plain definition (every allowed row with a score above 0, sorted by score
+    then row, cut at k; with groups, the first row of each group in that order), with many ties, dead rows, masks,
+    few and many groups, and every k from 1 past the row count."""
+    from rapidrag.chunks import first_of_each
+
     index = BM25(keyed=False)
     index.add_rows(["bone"] * 300)
     index.delete_rows(range(0, 300, 7))
@@ -200,6 +203,14 @@ def test_top_rows_equals_a_full_sort_by_score_then_row() -> None:
             assert rows.dtype == np.int64 and got.dtype == np.float32
             assert rows.tolist() == expected[:k].tolist(), (trial, k)
             assert got.tolist() == scores[expected[:k]].tolist()
+        groups = rng.integers(0, (3, 40, 300)[trial % 3], 300).astype(np.int64)
+        grouped = expected[first_of_each(groups[expected])]
+        for k in (1, 2, 3, 9, 10, 40, 300, 1000):
+            rows, got = index.top_rows(scores, k, mask=mask, groups=groups)
+            assert rows.tolist() == grouped[:k].tolist(), (trial, k)
+            assert got.tolist() == scores[grouped[:k]].tolist()
+    with pytest.raises(ValueError, match="groups must be an int64 array"):
+        index.top_rows(np.zeros(300, dtype=np.float32), 3, groups=np.zeros(300, dtype=np.int32))
     with pytest.raises(ValueError, match="one value per row"):
         index.top_rows(np.zeros(5, dtype=np.float32), 3)
     with pytest.raises(ValueError, match="k must be"):

@@ -162,12 +162,13 @@ def test_first_of_each_keeps_the_first_row_of_each_document_in_order() -> None:
             assert got.dtype == np.int64 and got.tolist() == expected, (n, distinct)
 
 
-def test_a_lexical_search_fetches_again_when_its_documents_run_short(embedder: rapidrag.Embedder) -> None:
-    """A lexical search without a reranker fetches 4k rows, and more when they hold fewer than k documents:
-    the hits are the best chunk of each of the k best documents, as taking them from all rows gives; with filters
-    and deletes too."""
+def test_a_search_keeps_the_best_chunk_of_each_of_the_k_best_documents(embedder: rapidrag.Embedder) -> None:
+    """The hits of a search without a reranker are the best chunk of each of the k best documents, as taking them
+    from all rows gives, though one document fills 60 rows: lexical (BM25 keeps each document's best row as it
+    selects) and dense (4k rows fetched, and more when they hold fewer than k documents); with filters and deletes
+    too."""
     chunker = rapidrag.Chunker(embedder.tokenizer, max_tokens=8)
-    r = Retriever(chunker=chunker)
+    r = Retriever(embedder, chunker=chunker)
     heavy = [{"id": f"heavy{i}", "text": " ".join(["bone marrow bone."] * 60), "year": i} for i in range(3)]
     light = [
         {"id": f"light{i}", "text": f"bone density {i} and other words of a long sentence.", "year": i}
@@ -176,16 +177,65 @@ def test_a_lexical_search_fetches_again_when_its_documents_run_short(embedder: r
     r.add(heavy + light)
     r.delete(["light3"])
     assert r.n_chunks > 100
-    for where in (None, {"year": {"$gte": 1}}):
-        everything = r.search("bone", k=10_000, per_document=False, filter=where, candidates=10_000)
-        best: list[tuple[str, int]] = []
-        for h in everything:
-            if h.doc_id not in {d for d, _ in best}:
-                best.append((h.doc_id, h.chunk_id))
-        for k in (1, 3, 5, 10, 30):
-            hits = r.search("bone", k=k, filter=where)
-            assert [(h.doc_id, h.chunk_id) for h in hits] == best[:k], (k, where)
-    assert len(r.search("bone", k=50)) == 42  # every live document, though each heavy one fills 60 rows
+    assert not r._chunks.one_per_document
+    for mode in ("lexical", "dense"):
+        for where in (None, {"year": {"$gte": 1}}):
+            everything = r.search("bone", k=10_000, mode=mode, per_document=False, filter=where, candidates=10_000)
+            best: list[tuple[str, float]] = []
+            for h in everything:
+                if h.doc_id not in {d for d, _ in best}:
+                    best.append((h.doc_id, round(h.score, 5)))
+            for k in (1, 3, 5, 10, 30):
+                hits = r.search("bone", k=k, mode=mode, filter=where)
+                # (a heavy document's rows tie: the dense scan may return another of them first)
+                assert [(h.doc_id, round(h.score, 5)) for h in hits] == best[:k], (mode, k, where)
+                if mode == "lexical":  # BM25's ties stay in row order: the chunk too
+                    first_chunk = {h.doc_id: h.chunk_id for h in reversed(everything)}
+                    assert [h.chunk_id for h in hits] == [first_chunk[h.doc_id] for h in hits]
+        assert len(r.search("bone", k=50, mode=mode)) == 42  # every live document, each heavy one of 60 rows
+
+
+def test_an_index_of_one_row_per_document_searches_as_one_that_does_not_know_it(
+    embedder: rapidrag.Embedder, tmp_path: Path
+) -> None:
+    """Without a chunker each document is one row: the chunk table says so, and a search then fetches k rows
+    instead of 4k and skips the best-row-per-document step; the hits are those of a search that assumes nothing.
+    A document of several chunks turns the flag off, and a saved index whose such documents were deleted loads
+    with it on again."""
+    docs = [{"id": f"d{i}", "text": f"vitamin D {i} and bone density, case {i % 7}.", "year": i} for i in range(60)]
+    r = Retriever(embedder)
+    r.add(docs)
+    assert r._chunks.one_per_document
+    for mode in ("lexical", "dense", "hybrid"):
+        for where in (None, {"year": {"$gte": 30}}):
+            for per_document in (True, False):
+                got = r.search("bone vitamin", k=8, mode=mode, filter=where, per_document=per_document)
+                r._chunks.one_per_document = False
+                try:
+                    want = r.search("bone vitamin", k=8, mode=mode, filter=where, per_document=per_document)
+                finally:
+                    r._chunks.one_per_document = True
+                assert [(h.doc_id, h.score) for h in got] == [(h.doc_id, h.score) for h in want], (mode, where)
+                assert len(got) == 8
+    r.chunker = rapidrag.Chunker(embedder.tokenizer, max_tokens=8)
+    r.add([{"id": "long", "text": " ".join(["bone marrow bone."] * 20)}])
+    assert not r._chunks.one_per_document
+    for mode in ("lexical", "dense", "hybrid"):
+        assert sum(h.doc_id == "long" for h in r.search("bone marrow", k=5, mode=mode)) == 1, mode
+    r.delete(["long"])
+    loaded = Retriever.load(r.save(tmp_path / "index"), embedder=embedder)
+    assert loaded._chunks.one_per_document
+
+
+def test_hits_made_the_fast_way_equal_hits_made_by_the_class() -> None:
+    from rapidrag.documents import Hit
+
+    fields = ("d1", 2, "some text", 3, 12, 1.5, {"bm25": 1.5}, {"year": 2020})
+    made, fast = Hit(*fields), Hit._new(*fields)
+    assert made == fast and vars(made) == vars(fast) and repr(made) == repr(fast)
+    assert fast.to_dict() == made.to_dict()
+    with pytest.raises(AttributeError):
+        fast.score = 2.0  # type: ignore[misc]
 
 
 def test_an_embedder_of_your_own_needs_no_token_counts(embedder: rapidrag.Embedder) -> None:

@@ -98,7 +98,8 @@ def check_spans(texts: Sequence[str], spans: Any, row_splits: Any) -> tuple[IntA
 class ChunkTable:
     """One entry per row, in the order rows were added (a row's number never changes, so every index keys its
     entries by it): ``doc``, the number of the row's document (-1 once deleted: the table's liveness), ``chunk``,
-    ``start`` and ``end``.
+    ``start`` and ``end``; and ``one_per_document``: True while no document has more than one row (each row's
+    document is then its own, so a ranked list of rows is already one per document).
 
     Appends replace the arrays (a reader holding the old ones sees a consistent table); ``kill`` marks rows in
     place, under the owner's write lock.
@@ -109,6 +110,7 @@ class ChunkTable:
         self.chunk: IntArray = np.zeros(0, dtype=np.int64)
         self.start: IntArray = np.zeros(0, dtype=np.int64)
         self.end: IntArray = np.zeros(0, dtype=np.int64)
+        self.one_per_document = True
 
     def __len__(self) -> int:
         return len(self.doc)
@@ -120,6 +122,10 @@ class ChunkTable:
     def append(self, doc: IntArray, chunk: IntArray, start: IntArray, end: IntArray) -> range:
         """Add rows; returns their numbers."""
         first = len(self.doc)
+        # A document's rows are numbered 0, 1, ... and a document is added once (an upsert adds a new one), so a
+        # chunk number above 0 is a second row of a document. (Deleting rows does not set the flag back: it says
+        # what may hold, and a table is rebuilt from its live rows on load.)
+        self.one_per_document = self.one_per_document and not np.any(chunk)
         self.doc = np.concatenate([self.doc, np.asarray(doc, dtype=np.int64)])
         self.chunk = np.concatenate([self.chunk, np.asarray(chunk, dtype=np.int64)])
         self.start = np.concatenate([self.start, np.asarray(start, dtype=np.int64)])
@@ -138,4 +144,5 @@ class ChunkTable:
     def from_arrays(cls, doc: IntArray, chunk: IntArray, start: IntArray, end: IntArray) -> ChunkTable:
         out = cls()
         out.append(doc, chunk, start, end)
+        out.one_per_document = not np.any(out.chunk[out.doc >= 0])  # the live rows only
         return out

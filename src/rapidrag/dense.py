@@ -241,7 +241,9 @@ class DenseIndex:
             if mask is None:
                 if self.kind == "flat":
                     scores, rows = self._index.search(queries, k)
-                    return rows.astype(np.int64), np.where(rows < 0, -np.inf, scores).astype(np.float32)
+                    if rows[:, -1].min() >= 0:  # every query found k rows (FAISS pads the end with -1)
+                        return rows.astype(np.int64, copy=False), scores
+                    return rows.astype(np.int64, copy=False), np.where(rows < 0, -np.inf, scores).astype(np.float32)
                 return self._approximate(queries, k, self._alive if self.dead else None, 1.0)
             if mask.dtype != np.bool_ or mask.ndim != 1:
                 raise ValueError(f"mask must be a 1-D bool array, got {mask.dtype} with shape {mask.shape}")

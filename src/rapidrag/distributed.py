@@ -433,11 +433,15 @@ class ShardedRetriever(Searcher):
         timings: dict[str, float],
         *,
         want: int = 0,
+        per_document: bool = False,
     ) -> Stages:
         # (under the read lock: no change moves the statistics meanwhile)
         statistics = self._statistics.of(self.analyzer(query)) if mode in ("lexical", "hybrid") else None
         missing: set[int] = set()
-        answers = self._all("shard_stages", query, qv, mode, selection, fetch, statistics, want * FOUND_MARGIN)
+        per_document = per_document and mode == "lexical"  # (a document's rows are all in one shard)
+        answers = self._all(
+            "shard_stages", query, qv, mode, selection, fetch, statistics, want * FOUND_MARGIN, per_document
+        )
         missing.update(i for i, a in enumerate(answers) if a is MISSING)
         if len(missing) == self.n_shards:
             raise ShardUnavailableError(f"no shard of the {self.n_shards} has a live replica")
@@ -451,7 +455,7 @@ class ShardedRetriever(Searcher):
             keys_of[name] = (rows, docs)
         s = self.n_shards
         found = {r * s + i: f for i, a in enumerate(answers) if i not in missing for r, f in a[1].items()}
-        return Stages(lists, _document_lookup(list(keys_of.values())), sorted(missing), found)
+        return Stages(lists, _document_lookup(list(keys_of.values())), per_document, sorted(missing), found)
 
     def _merge(
         self, parts: list[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]], fetch: int

@@ -147,18 +147,57 @@ def _kernels() -> Any:
                     floor = best[k - 1]
         return n
 
-    return accumulate, select
+    @numba.njit(cache=True, nogil=True)
+    def select_grouped(scores: Any, allowed: Any, groups: Any, rows: Any, best: Any) -> int:
+        # As select, keeping at most one row of each group: its best (by score, then the first in row order). The
+        # list's groups are kept beside it (a scan of them for each row that enters: 4.7 against 3.9 µs for 10 of
+        # SciFact's 9,625 rows; looked up through rows, 6.8).
+        k = rows.shape[0]
+        listed = np.empty(k, dtype=np.int64)
+        n = 0
+        floor = np.float32(0.0)
+        for i in range(scores.shape[0]):
+            s = scores[i]
+            if s > floor and allowed[i]:
+                g = groups[i]
+                j = n  # the position of the row's group in the list, or n if it has none there
+                for p in range(n):
+                    if listed[p] == g:
+                        j = p
+                        break
+                if j < n:
+                    if best[j] >= s:  # its group's row there scores as well, and came first
+                        continue
+                else:  # a new group: it takes the last place when the list is full
+                    j = n if n < k else k - 1
+                    n = min(n + 1, k)
+                while j > 0 and best[j - 1] < s:  # (over the group's old place, if it had one)
+                    best[j] = best[j - 1]
+                    rows[j] = rows[j - 1]
+                    listed[j] = listed[j - 1]
+                    j -= 1
+                best[j] = s
+                rows[j] = i
+                listed[j] = g
+                if n == k:
+                    floor = best[k - 1]
+        return n
+
+    return accumulate, select, select_grouped
 
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) the scoring kernel now rather than on the first search."""
     one = np.zeros(1, dtype=np.int64)
-    accumulate, select = _kernels()
+    accumulate, select, select_grouped = _kernels()
     accumulate(
         np.zeros(1, dtype=np.float32), one, np.ones(1, dtype=np.float32), np.zeros(2, dtype=np.int64),
         np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), np.ones(1, dtype=np.float32), np.float32(0.9),
     )  # fmt: skip
     select(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one.copy(), np.zeros(1, dtype=np.float32))
+    select_grouped(
+        np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one, one.copy(), np.zeros(1, dtype=np.float32)
+    )
 
 
 class BM25:
@@ -383,10 +422,16 @@ class BM25:
             return self.top_rows(self.score_rows(terms), k, mask=mask)
 
     def top_rows(
-        self, scores: npt.NDArray[np.float32], k: int, *, mask: npt.NDArray[np.bool_] | None = None
+        self,
+        scores: npt.NDArray[np.float32],
+        k: int,
+        *,
+        mask: npt.NDArray[np.bool_] | None = None,
+        groups: npt.NDArray[np.int64] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """The ``k`` best live rows of ``scores`` (one per row, as from ``score_rows``) with a score above 0, by
-        score and then by row."""
+        score and then by row. ``groups``: int64, one per row; then at most one row of each group is kept, its
+        first in that order (with the rows' documents: the best chunk of each document)."""
         n_rows = self.n_rows
         allowed = self._alive
         if mask is not None:
@@ -397,9 +442,17 @@ class BM25:
             raise ValueError(f"k must be a positive int, got {k!r}")
         if scores.shape != (n_rows,):
             raise ValueError(f"scores must have one value per row ({n_rows}), got shape {scores.shape}")
+        if groups is not None and (groups.dtype != np.int64 or groups.shape != (n_rows,)):
+            raise ValueError(f"groups must be an int64 array of shape ({n_rows},), got {groups.dtype} {groups.shape}")
         k = min(k, n_rows)
         rows, best = np.empty(k, dtype=np.int64), np.empty(k, dtype=np.float32)
-        n = _kernels()[1](np.ascontiguousarray(scores, dtype=np.float32), allowed, rows, best) if k else 0
+        if not k:
+            return rows, best
+        scores = np.ascontiguousarray(scores, dtype=np.float32)
+        if groups is None:
+            n = _kernels()[1](scores, allowed, rows, best)
+        else:
+            n = _kernels()[2](scores, allowed, np.ascontiguousarray(groups), rows, best)
         return rows[:n], best[:n]
 
     def statistics(self, terms: list[str]) -> Statistics:

@@ -379,6 +379,10 @@ class Retriever(Searcher):
     def _dense_is_exact(self) -> bool:
         return self.dense is not None and self.dense.kind == "flat"
 
+    @property
+    def _one_row_per_document(self) -> bool:
+        return self._chunks.one_per_document
+
     def _select(self, filter: Mapping[str, Any] | None) -> np.ndarray | None:
         return self.metadata.mask(filter) if filter is not None else None
 
@@ -393,22 +397,28 @@ class Retriever(Searcher):
         statistics: Mapping[str, Statistics] | None = None,
         *,
         want: int = 0,
+        per_document: bool = False,
     ) -> Stages:
         """Each first stage's ``fetch`` best rows and their scores, best first, among the rows the mask
         ``selection`` allows ("bm25", "dense"). ``statistics``: BM25's collection statistics to score with, per
-        field (a shard's searches use those of the whole index); None: this index's own."""
+        field (a shard's searches use those of the whole index); None: this index's own. ``per_document``: BM25's
+        best row of each document only (a lexical search)."""
         lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        per_document = per_document and mode == "lexical"
         if mode in ("lexical", "hybrid"):
             clock = time.perf_counter()
-            lists["bm25"] = self._lexical(query, fetch, selection, statistics)
+            lists["bm25"] = self._lexical(query, fetch, selection, statistics, per_document)
             timings["lexical_ms"] = (time.perf_counter() - clock) * 1000
         if qv is not None and self.dense is not None:
             clock = time.perf_counter()
             r, sc = self.dense.search(qv, fetch, mask=selection)
-            keep = r[0] >= 0
-            lists["dense"] = (r[0][keep], sc[0][keep])
+            if r[0, -1] >= 0:  # k rows found (FAISS pads the end with -1)
+                lists["dense"] = (r[0], sc[0])
+            else:
+                keep = r[0] >= 0
+                lists["dense"] = (r[0][keep], sc[0][keep])
             timings["dense_ms"] = (time.perf_counter() - clock) * 1000
-        return Stages(lists, self._chunks.doc.__getitem__)
+        return Stages(lists, self._chunks.doc.__getitem__, per_document)
 
     def _found(self, rows: np.ndarray) -> dict[int, Found]:
         """What the reranker and the hits need of ``rows``, read from the chunk table (under the read lock)."""
@@ -427,9 +437,15 @@ class Retriever(Searcher):
         return found
 
     def _lexical(
-        self, query: str, fetch: int, mask: np.ndarray | None, statistics: Mapping[str, Statistics] | None = None
+        self,
+        query: str,
+        fetch: int,
+        mask: np.ndarray | None,
+        statistics: Mapping[str, Statistics] | None = None,
+        per_document: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 rows and scores: the text field, plus the title field times ``title_weight`` when there is one."""
+        """BM25 rows and scores: the text field, plus the title field times ``title_weight`` when there is one
+        (``per_document``: the best row of each document only)."""
         # The retriever's read lock keeps BM25's writers out: its score and top-k methods run without BM25's lock.
         stats = statistics or {}
         terms = self.bm25.analyzer(query)
@@ -438,7 +454,7 @@ class Retriever(Searcher):
             title = self.bm25_title.score_rows(terms, stats.get("bm25_title"))
             title *= np.float32(self.title_weight)  # (both arrays are this search's own)
             scores += title
-        return self.bm25.top_rows(scores, fetch, mask=mask)
+        return self.bm25.top_rows(scores, fetch, mask=mask, groups=self._chunks.doc if per_document else None)
 
     # -- as a shard of an index split across processes (rapidrag.distributed) -------------------------------------
 
@@ -461,13 +477,17 @@ class Retriever(Searcher):
         fetch: int,
         statistics: Mapping[str, Statistics] | None,
         want: int = 0,
+        per_document: bool = False,
     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict[int, Found]]:
         """The first stages of a search as a shard runs them: per stage, its ``fetch`` best rows, their documents'
         numbers and their scores (BM25's with the whole index's ``statistics``), the filter applied inside; and
         ``_found`` of each stage's ``want`` best rows, which the hits will most likely need (sent along, it saves
         the coordinator a second round trip)."""
         with self._lock.read():
-            stages = self._first_stages(query, query_vector, mode, self._select(filter), fetch, {}, statistics)
+            selection = self._select(filter)
+            stages = self._first_stages(
+                query, query_vector, mode, selection, fetch, {}, statistics, per_document=per_document
+            )
             lists = {name: (rows, self._chunks.doc[rows], scores) for name, (rows, scores) in stages.lists.items()}
             best = np.unique(np.concatenate([rows[:want] for rows, _ in stages.lists.values()] or [np.zeros(0)]))
             return lists, self._found(best.astype(np.int64)) if want else {}

@@ -93,6 +93,7 @@ class Stages:
 
     lists: dict[str, tuple[np.ndarray, np.ndarray]]
     document_of: Callable[[np.ndarray], np.ndarray]
+    per_document: bool = False  # each list holds at most one row of a document (its best)
     missing: list[int] = field(default_factory=list)  # shards of a split index that could not answer
     found: dict[int, Found] = field(default_factory=dict)  # rows whose Found came with the stages (a split index)
 
@@ -122,6 +123,12 @@ class Searcher:
         """Whether dense search is exact (a flat index), so that a short list of it is the start of a long one."""
         raise NotImplementedError
 
+    @property
+    def _one_row_per_document(self) -> bool:
+        """Whether no document has more than one row, so that a ranked list of rows is one per document (read
+        under the read lock; an index that does not know says False)."""
+        return False
+
     def _select(self, filter: Mapping[str, Any] | None) -> Any:
         """``filter`` made ready for ``_first_stages`` (under the read lock)."""
         raise NotImplementedError
@@ -136,10 +143,12 @@ class Searcher:
         timings: dict[str, float],
         *,
         want: int = 0,
+        per_document: bool = False,
     ) -> Stages:
         """Each first stage's ``fetch`` best rows allowed by ``selection`` (under the read lock). ``want``: the hits
         will need ``_found`` of about this many best rows; an index whose rows are far away may send theirs along
-        (``Stages.found``)."""
+        (``Stages.found``). ``per_document`` (asked of a lexical search only): the best row of each document, the
+        ``fetch`` best of those (``Stages.per_document`` says whether it was done)."""
         raise NotImplementedError
 
     def _found(self, rows: np.ndarray) -> dict[int, Found]:
@@ -199,18 +208,23 @@ class Searcher:
             timings["embed_ms"] = (time.perf_counter() - clock) * 1000
         # Rows each first stage fetches: enough for ``candidates`` documents of a few chunks each. One exact stage
         # without a reranker (BM25, whose lists are by score then row, or a flat dense index) needs only ``k``
-        # documents: a short list is the start of a long one, and it is fetched again longer if they run short.
+        # documents: a short list is the start of a long one, and it is fetched again longer if they run short
+        # (``k`` rows are ``k`` documents when BM25 keeps the best row of each, or each has one row).
         exact = mode == "lexical" or (mode == "dense" and self._dense_is_exact)
         shallow = exact and not use_reranker
         wanted = min(k, candidates) if shallow else max(candidates, k)
-        fetch = wanted * (4 if per_document else 1)
+        grouped = shallow and per_document and mode == "lexical"
+        one_each = grouped or (shallow and self._one_row_per_document)
+        fetch = wanted * (4 if per_document and not one_each else 1)
         needed = max(k, self.rerank_depth if use_reranker else 0)
         with self._lock.read():
             clock = time.perf_counter()
             selection = self._select(filter)
             timings["filter_ms"] = (time.perf_counter() - clock) * 1000
             while True:
-                stages = self._first_stages(query, qv, mode, selection, fetch, timings, want=needed)
+                stages = self._first_stages(
+                    query, qv, mode, selection, fetch, timings, want=needed, per_document=grouped
+                )
                 clock = time.perf_counter()
                 ranked, final = self._fuse(stages, candidates, per_document)
                 if not shallow or len(ranked) >= wanted or len(next(iter(stages.lists.values()))[0]) < fetch:
@@ -309,9 +323,10 @@ class Searcher:
             stages.lists["fused"] = (rows, fused)
         else:
             rows, fused = lists[0]
-        order = first_of_each(stages.document_of(rows)) if per_document else np.arange(len(rows))
-        order = order[:candidates]
-        return rows[order], fused[order].astype(np.float64)
+        if per_document and not (stages.per_document or self._one_row_per_document):
+            order = first_of_each(stages.document_of(rows))[:candidates]
+            return rows[order], fused[order].astype(np.float64)
+        return rows[:candidates], fused[:candidates].astype(np.float64)
 
     def _rerank(
         self,
@@ -354,7 +369,7 @@ class Searcher:
         if len(stages) == 1:  # one stage, not reranked: its scores are the hits' scores
             name = next(iter(stages))
             return [
-                Hit(f.doc_id, f.chunk, f.text, f.start, f.end, score, {name: score}, f.metadata)
+                Hit._new(f.doc_id, f.chunk, f.text, f.start, f.end, score, {name: score}, f.metadata)
                 for f, score in zip([found[r] for r in rows.tolist()], scores.tolist(), strict=True)
             ]
         by_stage: list[tuple[str, list[bool], list[float]]] = []
@@ -367,5 +382,5 @@ class Searcher:
         for i, (r, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True)):
             f = found[r]
             stage = {name: values[i] for name, has, values in by_stage if has[i]}
-            hits.append(Hit(f.doc_id, f.chunk, f.text, f.start, f.end, score, stage, f.metadata))
+            hits.append(Hit._new(f.doc_id, f.chunk, f.text, f.start, f.end, score, stage, f.metadata))
         return hits
