@@ -474,7 +474,7 @@ def test_what_packing_keeps_of_a_document_is_what_it_would_compute(index: Retrie
     whole = (0, len(CELLS))
     spans = cache.spans(CELLS, whole)
     assert spans == sentence_spans(CELLS) and cache.spans(CELLS, whole) is spans
-    assert cache.counts(CELLS, tok, spans) == [tok.count_tokens(CELLS[a:b]) for a, b in spans]
+    assert cache.counts(tok, [(CELLS, a, b) for a, b in spans]) == [tok.count_tokens(CELLS[a:b]) for a, b in spans]
     _, offsets = tok.encode(VOLCANO, add_special_tokens=False, return_offsets=True)
     assert np.array_equal(cache.offsets(VOLCANO, tok, (0, len(VOLCANO))), offsets)
     assert cache._offset_total == 0  # over a quarter of the bound: not kept
@@ -496,6 +496,84 @@ def _long_document(sentences: int) -> str:
         topic = "volcano lava erupted" if i % 97 == 41 else "tea leaves were brewed"
         out.append(f"Sentence {i} says the {topic} on day {i}." + ("\n\n" if i % 5 == 4 else " "))
     return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("template", "separator"),
+    [
+        ("[{citation}] {text}", "\n\n"),
+        ("Source {citation} ({doc_id}):\n{text}\n", "\n---\n"),
+        ("Passage{citation}:{text}End", "and"),  # letters against the text: counts do not add up here
+        ("{text}", "x"),
+    ],
+)
+@pytest.mark.parametrize("strategy", ["chunks", "window", "sentences"])
+def test_counts_are_exact_whatever_the_template_and_separator(
+    index: Retriever, template: str, separator: str, strategy: str
+) -> None:
+    """Each item counts its text as written, and the context its whole text, by the tokenizer's own count, whether
+    counts add up (whitespace around the text and in the separator) or not."""
+    tok = index.embedder.tokenizer  # type: ignore[union-attr]
+    for budget in (60, 200, 1000):
+        ctx = index.context(
+            "stem cells volcano tea", budget, strategy=strategy, k=8, window_tokens=30, template=template,
+            separator=separator, order="edges",
+        )  # fmt: skip
+        assert ctx.tokens == (tok.count_tokens(ctx.text) if ctx.text else 0) <= budget
+        written = [template.format(citation=i.citation, doc_id=i.doc_id, text=i.text) for i in ctx.items]
+        assert ctx.text == separator.join(written)
+        assert [i.tokens for i in ctx.items] == [tok.count_tokens(w) for w in written]
+
+
+def test_counts_do_not_add_up_where_the_template_joins_the_text_to_a_word(index: Retriever) -> None:
+    """A template with letters against the text is counted as written: "z" + "ebra" is one word, "zebra"."""
+    from rapidrag.documents import Hit
+
+    tok = index.embedder.tokenizer  # type: ignore[union-attr]
+    hits = [Hit("a", 0, "ebra crossing", 0, 13, 1.0, {}, {}), Hit("b", 0, "ebra", 0, 4, 0.5, {}, {})]
+    ctx = pack(hits, 100, tokenizer=tok, template="z{text}", separator=" ", dedupe=None)
+    assert [i.tokens for i in ctx.items] == [2, 1]  # not 1 + 3 and 1 + 2
+    assert ctx.text == "zebra crossing zebra" and ctx.tokens == tok.count_tokens(ctx.text) == 3
+
+
+def test_spans_counted_from_a_windows_token_offsets_count_as_the_tokenizer_does(
+    index: Retriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a tokenizer that splits at whitespace, a span whose ends are at whitespace is counted from the token
+    offsets a window kept (the tokenizer is not called for it); any other span is counted. Every count equals the
+    tokenizer's own, over words that WordPiece splits, accents, CJK, punctuation, a special token, control
+    characters and a word past its longest."""
+    from rapidrag.context import _DocumentCache
+
+    tok = index.embedder.tokenizer  # type: ignore[union-attr]
+    assert tok.splits_at_whitespace
+    text = (
+        "Ünïcode naïve café [SEP] tokenization\tof 東京タワー and x\x1cy, unbelievably"
+        " " + "z" * 120 + " \u00a0 ends (here).\r\nNext line:\x00 done  "
+    ) * 3
+    cache = _DocumentCache(capacity=4, offset_tokens=1 << 16)
+    cache.offsets(text, tok, (0, len(text)))
+    rng = np.random.default_rng(0)
+    spaces = [i for i, c in enumerate(text) if c in " \t\n\r"]
+    starts, ends = np.asarray([0] + [i + 1 for i in spaces]), np.asarray([*spaces, len(text)])
+    pairs = zip(rng.choice(starts, 900), rng.choice(ends, 900), strict=True)
+    spans = [(int(a), int(b)) for a, b in pairs if a <= b][:300]
+    spans += [(int(min(a, b)), int(max(a, b))) for a, b in rng.integers(0, len(text) + 1, (300, 2))]
+    counted: list[str] = []
+    count_tokens = tok.count_tokens
+
+    def spy(texts: list[str], **kwargs: object) -> object:
+        counted.extend(texts)
+        return count_tokens(texts, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tok, "count_tokens", spy)
+    got = cache.counts(tok, [(text, a, b) for a, b in spans])
+    monkeypatch.undo()
+    assert got == [tok.count_tokens(text[a:b]) for a, b in spans]
+    at_spaces = {
+        (a, b) for a, b in spans if (a == 0 or text[a - 1] in " \t\n\r") and (b == len(text) or text[b] in " \t\n\r")
+    }  # the 300 chosen so, and a few of the random ones
+    assert len(at_spaces) > 200 and sorted(counted) == sorted(text[a:b] for a, b in set(spans) - at_spaces)
 
 
 @pytest.mark.parametrize("strategy", ["chunks", "window", "sentences"])

@@ -93,6 +93,9 @@ void register_encoder(py::module_& m) {
   py::class_<TextEncoder, std::shared_ptr<TextEncoder>>(m, "TextEncoder",
                                                        "A tokenizer model: encode texts, count tokens, batch rows.")
       .def_property_readonly("vocab_size", &TextEncoder::vocab_size)
+      .def_property_readonly("splits_at_whitespace", &TextEncoder::splits_at_whitespace,
+                             "True when a text cut at ASCII whitespace encodes as its parts do (no token, word or "
+                             "special token spans whitespace).")
       .def("token_to_id", &TextEncoder::token_to_id, py::arg("token"))
       .def("id_to_token", &TextEncoder::id_to_token, py::arg("id"))
       .def(

@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -311,8 +311,9 @@ def pack(
     duplicates: list[tuple[_Piece, _Piece, float]] = []
     if dedupe is not None or diversity > 0:
         pieces, duplicates = _select(pieces, source, dedupe, diversity)
-    kept = _fit(pieces, budget, tok, template, separator, matcher, dropped)
-    items, text, tokens = _assemble(kept, budget, tok, template, separator, order, dropped, duplicates)
+    counter = _Counter(tok, template, separator)
+    kept = _fit(pieces, budget, counter, matcher, dropped)
+    items, text, tokens = _assemble(kept, budget, counter, order, dropped, duplicates)
     settings = {
         "strategy": strategy,
         "window_tokens": window_tokens,
@@ -486,17 +487,50 @@ class _DocumentCache:
                     self._forget_offsets(old)
         return offsets
 
-    def counts(self, text: str, tok: Any, spans: list[tuple[int, int]]) -> list[int]:
-        """``tok``'s token count of each span ``text[a:b]``."""
-        entry = self._entry(text)
-        known = entry.counts.get(id(tok))
-        if known is None or known[0] is not tok:
-            known = entry.counts[id(tok)] = (tok, {})
-        counted = known[1]
-        new = [span for span in dict.fromkeys(spans) if span not in counted]
-        if new:
-            counted.update(zip(new, _counts(tok, [text[a:b] for a, b in new]), strict=True))
-        return [counted[span] for span in spans]
+    def counts(self, tok: Any, spans: Sequence[tuple[str, int, int]]) -> list[int]:
+        """``tok``'s token count of each ``text[a:b]`` (``spans`` of (text, a, b)), kept with the text's document
+        across packs. With a tokenizer that splits at whitespace, a span whose ends are at whitespace (or the
+        text's ends) is counted from the text's token offsets where a window already has them; the rest are
+        counted all at once."""
+        out: list[int] = []
+        missing: dict[tuple[int, int, int], tuple[dict[tuple[int, int], int], str, list[int]]] = {}
+        split = bool(getattr(tok, "splits_at_whitespace", False))
+        for i, (text, a, b) in enumerate(spans):
+            entry = self._entry(text)
+            known = entry.counts.get(id(tok))
+            if known is None or known[0] is not tok:
+                known = entry.counts[id(tok)] = (tok, {})
+            counted = known[1]
+            n = counted.get((a, b))
+            if n is None and split and entry.offsets:
+                n = _tokens_within(entry, tok, a, b)
+                if n is not None:
+                    counted[(a, b)] = n
+            if n is None:  # counted below, once however often it is asked for
+                missing.setdefault((id(text), a, b), (counted, text, []))[2].append(i)
+                n = -1
+            out.append(n)
+        if missing:
+            fresh = _counts(tok, [text[a:b] for (_, a, b), (_, text, _) in missing.items()])
+            for ((_, a, b), (counted, _, at)), n in zip(missing.items(), fresh, strict=True):
+                counted[(a, b)] = n
+                for i in at:
+                    out[i] = n
+        return out
+
+
+def _tokens_within(entry: _Document, tok: Any, a: int, b: int) -> int | None:
+    """The tokens of ``entry.text[a:b]`` read from token offsets kept for ``tok`` (one that splits at whitespace)
+    over a stretch that holds the span, if the span's ends are at whitespace or the text's ends (no word crosses
+    them, so the span's tokens are those of the whole within it); None otherwise."""
+    text = entry.text
+    if (a > 0 and text[a - 1] not in _CUT_SPACES) or (b < len(text) and text[b] not in _CUT_SPACES):
+        return None
+    for (_, first, stop), (kept_for, offsets) in entry.offsets.items():
+        if kept_for is tok and first <= a and b <= stop:
+            starts = offsets[:, 0]
+            return int(np.searchsorted(starts, b)) - int(np.searchsorted(starts, a))
+    return None
 
 
 _DOCUMENTS = _DocumentCache(4096, offset_tokens=1 << 21)
@@ -780,34 +814,19 @@ def _word_overlap(texts: list[str]) -> np.ndarray:
 
 
 def _fit(
-    pieces: list[_Piece],
-    budget: int,
-    tok: Any,
-    template: str,
-    separator: str,
-    matcher: _SentenceMatcher,
-    dropped: list[Dropped],
+    pieces: list[_Piece], budget: int, counter: _Counter, matcher: _SentenceMatcher, dropped: list[Dropped]
 ) -> list[tuple[_Piece, int, int]]:
     """Pieces best first while they fit, each with its tokens as written and the citation number they were counted
     with; one that does not fit whole is cut to the sentences around its best that do."""
-    sep = int(tok.count_tokens(separator)) if separator else 0
-    texts = [_written(template, i + 1, p) for i, p in enumerate(pieces)]
-    counts = _counts(tok, texts)
+    sep = counter.separator_tokens
+    counts = counter.written(pieces, list(range(1, len(pieces) + 1)))
     kept: list[tuple[_Piece, int, int]] = []
     used = 0
-    frames: dict[tuple[int, str], int] = {}
-
-    def frame(citation: int, doc_id: str) -> int:
-        key = (citation, doc_id if "{doc_id}" in template else "")
-        if key not in frames:
-            frames[key] = int(tok.count_tokens(template.format(citation=citation, doc_id=doc_id, text="")))
-        return frames[key]
-
     for i, (piece, count) in enumerate(zip(pieces, counts, strict=True)):
         counted_as = i + 1
         room = budget - used - (sep if kept else 0)
         if count > room:
-            cut = _cut(piece, room, tok, template, len(kept) + 1, matcher, frame)
+            cut = _cut(piece, room, counter, len(kept) + 1, matcher)
             if cut is None:
                 dropped.append(Dropped(piece.doc_id, tuple(piece.chunk_ids), piece.score, "budget", tokens=count))
                 continue
@@ -816,6 +835,65 @@ def _fit(
         used += count + (sep if kept else 0)
         kept.append((piece, count, counted_as))
     return kept
+
+
+class _Counter:
+    """The tokens of a pack's pieces as written (``template`` around the text) and of its whole text.
+
+    With a tokenizer whose tokens never span whitespace (``Tokenizer.splits_at_whitespace``: WordPiece), a template
+    with whitespace (or nothing) on each side of its one ``{text}`` and a separator with whitespace at both ends,
+    counts add up: a written piece counts its frame (the template without the text) plus its text's tokens, and the
+    whole text its items and separators. A piece's tokens are then read from its document's token offsets where a
+    window has them (its ends at whitespace), else counted once and kept with the document (``_DOCUMENTS``), so
+    that a document packed again is not counted again. Otherwise every written text is counted."""
+
+    def __init__(self, tok: Any, template: str, separator: str) -> None:
+        self.tok, self.template, self.separator = tok, template, separator
+        self.separator_tokens = int(tok.count_tokens(separator)) if separator else 0
+        before, _, after = template.partition("{text}")
+        framed = template.count("{text}") == 1 and _spaced_end(before, -1) and _spaced_end(after, 0)
+        self.adds = bool(getattr(tok, "splits_at_whitespace", False)) and framed
+        self.joins = self.adds and bool(separator) and _spaced_end(separator, 0) and _spaced_end(separator, -1)
+        self._frames: dict[tuple[int, str], int] = {}
+
+    def frame(self, citation: int, doc_id: str) -> int:
+        """The tokens of the template around the text, for this citation and document."""
+        return self.frames([citation], [doc_id])[0]
+
+    def frames(self, citations: list[int], doc_ids: list[str]) -> list[int]:
+        """``frame`` of each (citation, document), those not known yet counted at once."""
+        by_id = "{doc_id}" in self.template
+        keys = [(n, d if by_id else "") for n, d in zip(citations, doc_ids, strict=True)]
+        new = [key for key in dict.fromkeys(keys) if key not in self._frames]
+        if new:
+            texts = [self.template.format(citation=n, doc_id=d, text="") for n, d in new]
+            self._frames.update(zip(new, _counts(self.tok, texts), strict=True))
+        return [self._frames[key] for key in keys]
+
+    def written(self, pieces: list[_Piece], citations: list[int]) -> list[int]:
+        """The tokens of each piece written with its citation number."""
+        if not self.adds:
+            return _counts(self.tok, [_written(self.template, n, p) for n, p in zip(citations, pieces, strict=True)])
+        own = _DOCUMENTS.counts(self.tok, [(p.text_of, p.start, p.end) for p in pieces])
+        frames = self.frames(citations, [p.doc_id for p in pieces])
+        return [f + c for f, c in zip(frames, own, strict=True)]
+
+    def whole(self, text: str, counts: list[int]) -> int:
+        """The tokens of the pack's ``text``: its items' ``counts`` (each exact as written) joined."""
+        if len(counts) == 1:
+            return counts[0]
+        if self.joins:
+            return sum(counts) + self.separator_tokens * (len(counts) - 1)
+        return int(self.tok.count_tokens(text)) if text else 0
+
+
+def _spaced_end(text: str, at: int) -> bool:
+    """Whether ``text`` is empty or its character ``at`` (0 or -1) is ASCII whitespace, where a tokenizer that
+    splits at whitespace splits."""
+    return not text or text[at] in _CUT_SPACES
+
+
+_CUT_SPACES = frozenset(" \t\n\r")
 
 
 def _counts(tok: Any, texts: list[str]) -> list[int]:
@@ -834,16 +912,10 @@ def _written(template: str, citation: int, piece: _Piece) -> str:
 
 
 def _cut(
-    piece: _Piece,
-    room: int,
-    tok: Any,
-    template: str,
-    citation: int,
-    matcher: _SentenceMatcher,
-    frame: Callable[[int, str], int],
+    piece: _Piece, room: int, counter: _Counter, citation: int, matcher: _SentenceMatcher
 ) -> tuple[_Piece, int] | None:
     """``piece`` cut to the run of its sentences around its best that fits ``room`` tokens, with its tokens; None
-    when not even one sentence fits. ``frame(citation, doc_id)``: the tokens of the template around the text."""
+    when not even one sentence fits."""
     if room < MIN_CUT_TOKENS:
         return None
     text = piece.text_of
@@ -857,8 +929,8 @@ def _cut(
             spans.append((a, b))
     if not spans:
         return None
-    counts = _DOCUMENTS.counts(text, tok, spans)  # kept across packs
-    total = frame(citation, piece.doc_id)
+    counts = _DOCUMENTS.counts(counter.tok, [(text, a, b) for a, b in spans])  # kept across packs
+    total = counter.frame(citation, piece.doc_id)
     if total + min(counts) > room:  # not even the shortest sentence fits: the sentences need no scores
         return None
     scored = matcher.scores_of(text, whole, first, stop)  # as whole sentences
@@ -878,16 +950,14 @@ def _cut(
                 lo, hi = min(lo, j), max(hi, j)
                 grown = True
     cut = replace(piece, start=spans[lo][0], end=spans[hi][1])
-    exact = int(tok.count_tokens(_written(template, citation, cut)))
+    exact = counter.written([cut], [citation])[0]
     return (cut, exact) if exact <= room else None
 
 
 def _assemble(
     kept: list[tuple[_Piece, int, int]],
     budget: int,
-    tok: Any,
-    template: str,
-    separator: str,
+    counter: _Counter,
     order: Order,
     dropped: list[Dropped],
     duplicates: list[tuple[_Piece, _Piece, float]],
@@ -896,10 +966,18 @@ def _assemble(
     counted one by one; should the whole text count more than their sum, the last is dropped until it fits). An
     item whose number differs from the one it was counted with (a piece dropped before it, the "edges" order) is
     counted again: "[9]" and "[10]" can differ in tokens."""
+    template = counter.template
+    numbered = "{citation}" in template
     while True:
         placed = kept[0::2] + kept[1::2][::-1] if order == "edges" else list(kept)
-        text = separator.join(_written(template, n, p) for n, (p, _, _) in enumerate(placed, 1))
-        tokens = int(tok.count_tokens(text)) if text else 0
+        text = counter.separator.join(_written(template, n, p) for n, (p, _, _) in enumerate(placed, 1))
+        counts = [count for _, count, _ in placed]
+        renumbered = [i for i, (_, _, counted_as) in enumerate(placed) if counted_as != i + 1] if numbered else []
+        if renumbered:
+            again = counter.written([placed[i][0] for i in renumbered], [i + 1 for i in renumbered])
+            for i, count in zip(renumbered, again, strict=True):
+                counts[i] = count
+        tokens = counter.whole(text, counts) if text else 0
         if tokens <= budget or not kept:
             break
         piece, count, _ = kept.pop()
@@ -909,9 +987,7 @@ def _assemble(
         of = citation.get(id(kept_one))
         dropped.append(Dropped(piece.doc_id, tuple(piece.chunk_ids), piece.score, "duplicate", None, of, similarity))
     items = []
-    for n, (p, count, counted_as) in enumerate(placed, 1):
-        if counted_as != n and "{citation}" in template:
-            count = int(tok.count_tokens(_written(template, n, p)))
+    for n, ((p, _, _), count) in enumerate(zip(placed, counts, strict=True), 1):
         items.append(
             ContextItem(
                 citation=n,

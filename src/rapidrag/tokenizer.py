@@ -509,6 +509,14 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._core.vocab_size
 
+    @property
+    def splits_at_whitespace(self) -> bool:
+        """True when a text cut at ASCII whitespace (space, tab, newline, carriage return) has the tokens of its
+        parts: no token, word or special token spans whitespace, and whitespace makes none (WordPiece's BERT
+        pre-tokenization; byte-level BPE and SentencePiece carry a space into the next token, so they are False).
+        Counts then add up: text joined at whitespace counts the sum of its parts."""
+        return bool(self._core.splits_at_whitespace)
+
     def token_to_id(self, token: str) -> int | None:
         """Id of a token, or None when it is not in the vocabulary."""
         i = self._core.token_to_id(token)
