@@ -320,6 +320,20 @@ def test_cli_serve_binds_loopback_and_reads_the_key_from_the_environment(
     assert f"serving {len(DOCS)} documents" in log and f"at http://127.0.0.1:{port}" in log, log[:2000]
 
 
+def test_serve_freezes_what_it_loaded_before_it_runs(store: Retriever, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The garbage there is is collected, then what is loaded frozen out of full collections, then the server runs."""
+    import gc
+
+    from rapidrag import server
+
+    calls: list[Any] = []
+    monkeypatch.setattr(gc, "collect", lambda *args: calls.append("collect") or 0)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(("run", kwargs["host"], kwargs["port"])))
+    server.serve(store, port=8123)
+    assert calls == ["collect", "freeze", ("run", "127.0.0.1", 8123)]
+
+
 def test_metadata_has_one_json_encoding(
     client: httpx.Client, store: Retriever, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
