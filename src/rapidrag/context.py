@@ -10,6 +10,10 @@ cosine of the embeddings the index already stores, else the overlap of their wor
 (``diversity``); pieces are taken best first while they fit, a piece that does not fit whole is cut to the
 sentences around its best one that do; the kept pieces are ordered by score or with the best at both ends
 (``order="edges"``, against "lost in the middle").
+
+One module of about 1,000 lines because packing is one pipeline whose steps (pieces, merge, dedupe, fit, cut,
+assemble) share the piece, the document cache that keeps sentences, token offsets and counts across packs, and
+the token counter; the sentence rules (``sentences``) and the grounding check (``grounding``) live apart.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ Scoring is Lucene's BM25: for each query term t in document d,
 with N, df and avgdl over the live documents. The index is a list of segments: each ``add`` writes one segment (an
 inverted index of the new documents only), ``delete`` marks documents dead and updates the statistics, and segments
 are merged when there are more than ``MAX_SEGMENTS``, so that nothing is ever rebuilt whole on a change.
+
+The module runs to about 600 lines because BM25 is one concern here: the analyzer, the segments and their changes,
+the collection statistics (summed by an index split in shards) and the numba kernels that score and select rows
+over the index's own arrays.
 """
 
 from __future__ import annotations
