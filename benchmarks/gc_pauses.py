@@ -2,7 +2,7 @@
 
 A process that has loaded an index and its models tracks some 130,000 objects (the documents, and the modules of
 numpy, numba, ONNX Runtime and the web stack); a full (generation 2) collection walks all of them, and whichever
-request is running then waits. ``rapidrag serve`` freezes what it loaded (``rapidrag.server.freeze_loaded``: a
+request is running then waits. ``rapidrag serve`` freezes what it loaded (``rapidrag.process.freeze_loaded``: a
 collection, then ``gc.freeze()``), so that collections walk only what requests make. This runs the work of the
 service's ``/context`` route (a hybrid search for 20 hits without a reranker, packed into 1,000 tokens by pack's
 default; what packing keeps of documents emptied before each pass, so that every pass keeps new objects as a
@@ -41,7 +41,7 @@ def worker(args: argparse.Namespace) -> None:
     index.context(asked[0], 1000)  # imports and first calls, before the freeze as the service's warm-up
     tracked = len(gc.get_objects())
     if args.freeze:
-        from rapidrag.server import freeze_loaded
+        from rapidrag.process import freeze_loaded
 
         freeze_loaded()
     pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}

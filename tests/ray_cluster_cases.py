@@ -73,6 +73,12 @@ def test_ray_shards_answer_as_the_local_ones(
     remote.save(tmp_path / "ix")
     again = ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, reranker=None, backend="ray")
     same(results(again, shard_queries[:8]), results(local, shard_queries[:8]))
+    # Each actor froze what it loaded: a full collection walks only what came after (the searches' objects).
+    import ray
+
+    for group in again._shards:
+        state = ray.get(group[0].call.remote("collector"))
+        assert state["frozen"] > 10 * state["tracked"] > 0, state
 
 
 def test_a_replica_killed_mid_load_loses_no_query(

@@ -47,6 +47,7 @@ from .errors import IndexFormatError, RapidragError
 from .lexical import Statistics
 from .locking import RWLock
 from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapshot
+from .process import freeze_loaded
 from .retriever import Retriever
 from .search import EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages
 
@@ -770,13 +771,25 @@ class _ShardActor(_Shard):
     ) -> None:
         self._made = (spec, chunking, settings)
         super().__init__(self._open(part))
+        freeze_loaded()  # the actor's process lives for the index: full collections need not walk what it loaded
 
     def call(self, method: str, *args: Any, seq: int | None = None, **kwargs: Any) -> Any:
         if method == "restore":  # (part or None, its sequence number): back to the last snapshot
             self.retriever, self.applied, self._answers = self._open(args[0]), int(args[1]), {}
+            freeze_loaded()
             return self.applied
         if method == "memory":  # the actor process's resident memory, in bytes
             return _resident_bytes()
+        if method == "collector":  # objects frozen and still tracked, and two full collections' times (ms)
+            import gc
+            import time
+
+            tracked, times = len(gc.get_objects()), []
+            for _ in range(2):
+                clock = time.perf_counter()
+                gc.collect()
+                times.append((time.perf_counter() - clock) * 1000)
+            return {"frozen": gc.get_freeze_count(), "tracked": tracked, "full_ms": times}
         if method == "node":  # the Ray node the actor runs on
             import ray
 

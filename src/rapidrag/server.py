@@ -66,6 +66,7 @@ from .documents import Hit
 from .embedder import Embedder
 from .errors import RapidragError
 from .metrics import percentiles
+from .process import freeze_loaded
 from .reranker import Reranker
 from .retriever import Retriever, check_query
 
@@ -960,22 +961,9 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Serve ``retriever`` until interrupted (uvicorn, one process; searches in parallel on its thread pool).
-    What is loaded by then is frozen out of the garbage collector's full collections (``freeze_loaded``)."""
+    What is loaded by then is frozen out of the garbage collector's full collections (``process.freeze_loaded``)."""
     import uvicorn
 
     app = create_app(retriever, index_dir=index_dir, api_key=api_key, limits=limits)
     freeze_loaded()
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
-
-
-def freeze_loaded() -> None:
-    """Collect the garbage there is, then move every object the collector tracks out of its reach (``gc.freeze``):
-    what a service has loaded (the index, its models, the modules of numpy, numba, ONNX Runtime and the web stack;
-    some 133,000 objects with SciFact) lives as long as the process, yet each full collection walked it all, 70-75
-    ms here, while a request waited. Frozen, collections walk what requests make: ``benchmarks/gc_pauses.py``,
-    the work of /context over 1,200 requests, p99.9 7-10 ms against 55-59 as loaded (BENCHMARKS.md). A service
-    of your own that embeds rapidrag can call it once its index is loaded."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
