@@ -1,6 +1,8 @@
 """The floor of a sharded search on Ray: one round of calls to S actors that do nothing, gathered, as a search
 over S shards makes it, gathered by one ``ray.get`` of every answer or, as a read with failover has to, by a
-``ray.wait`` and a ``ray.get`` for each actor in turn; then the same round as a Ray compiled graph (the calls set up
+``ray.wait`` and a ``ray.get`` for each actor in turn; over a channel to each actor (``rapidrag.channels``, the
+connections a sharded index's searches read over: the argument pickled, sent, its echo read back from each); then
+the same round as a Ray compiled graph (the calls set up
 once over shared-memory channels), and what the compiled graph's actors cost while idle (their CPU seconds over 5 s
 without a round). Run inside a private network namespace, as the Ray tests do:
 
@@ -29,6 +31,14 @@ def main() -> None:
         def call(self, x: object = None) -> object:
             return x
 
+        def channel(self, key: bytes) -> tuple[str, int]:
+            import pickle
+
+            from rapidrag.channels import ChannelServer
+
+            self.server = ChannelServer(lambda payload: pickle.dumps(pickle.loads(payload)), key, "127.0.0.1")
+            return self.server.address
+
         def cpu_seconds(self) -> float:
             import resource
 
@@ -53,9 +63,39 @@ def main() -> None:
                     times.append((time.perf_counter() - clock) * 1000)
                 p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
                 print(f"{n_actors} actors, argument {name}, {gather}: one round p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+            over_channels(ray, actors, name, payload)
         compiled(ray, actors)
         for actor in actors:
             ray.kill(actor)
+
+
+def over_channels(ray: object, actors: list[object], name: str, payload: object) -> None:
+    """The round over a channel to each actor: the argument pickled once, sent to each, each echo read back."""
+    import pickle
+    from multiprocessing.connection import wait
+
+    from rapidrag.channels import Channels
+
+    key = os.urandom(32)
+    channels = Channels(key)
+    addresses = ray.get([a.channel.remote(key) for a in actors])  # type: ignore[attr-defined]
+    conns = [channels.connection(i, tuple(address), 2.0) for i, address in enumerate(addresses)]
+    times = []
+    for _ in range(2000):
+        clock = time.perf_counter()
+        request = pickle.dumps(payload, protocol=5)
+        for conn in conns:
+            conn.send_bytes(request)
+        left = list(conns)
+        while left:
+            for ready in wait(left):
+                pickle.loads(ready.recv_bytes())  # type: ignore[union-attr]
+                left.remove(ready)  # type: ignore[arg-type]
+        times.append((time.perf_counter() - clock) * 1000)
+    p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
+    print(f"{len(actors)} actors, argument {name}, a channel each: one round p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+    for i in range(len(conns)):
+        channels.drop(i)
 
 
 def compiled(ray: object, actors: list[object]) -> None:

@@ -1,7 +1,14 @@
 """What splitting an index in shards adds to a search: p50/p99 of lexical and hybrid searches on one index and on
 the same documents in 2 and 4 shards (``ShardedRetriever``), in this process (``--backend local``) or in Ray actors
 on a local cluster (``--backend ray``; run it inside a private network namespace, as the tests do:
-``unshare --net sh -c 'ip link set lo up && python benchmarks/sharded_overhead.py --backend ray ...'``).
+``unshare --net sh -c 'ip link set lo up && python benchmarks/sharded_overhead.py --backend ray ...'``). On Ray,
+each sharded index is timed two ways per round on the same actors, taking turns: its reads over the shard actors'
+channels (``rapidrag.channels``, the default) and through Ray calls (``channels = False``; not the reranked search).
+
+Besides lexical, hybrid and reranked hybrid searches, "hybrid, vector given" is a hybrid search whose query vector
+was embedded beforehand (as in wrapper_cost.py): what the shards add to a hybrid search without the embedding's
+run on the same cores just before (on one machine the embedder's threads and the shard processes share 2 cores
+and their caches; on a cluster the coordinator embeds on a machine of its own).
 
     python benchmarks/sharded_overhead.py --shared ../shared --docs 2000 --backend local --out sharded_local.json
 
@@ -20,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import GivenVectors
 
 
 def main() -> None:
@@ -81,15 +89,34 @@ def main() -> None:
     configs = {
         "lexical": {"mode": "lexical", "rerank": False},
         "hybrid": {"mode": "hybrid", "rerank": False},
+        "hybrid, vector given": {"mode": "hybrid", "rerank": False},
         f"hybrid + rerank, {args.rerank_budget_ms:g} ms budget": {
             "mode": "hybrid",
             "rerank": True,
             "budget_ms": args.rerank_budget_ms,
         },
     }
+    timed: list[tuple[str, Any, bool]] = []  # (name, index, channels)
+    for name, index in indexes.items():
+        if args.backend == "ray" and isinstance(index, ShardedRetriever):
+            timed += [(f"{name}, channels", index, True), (f"{name}, Ray calls", index, False)]
+        else:
+            timed.append((name, index, False))
+    vectors = dict(zip(texts, embedder.embed(texts), strict=True))
+    given = GivenVectors(embedder, vectors)
     for _ in range(args.rounds):
-        for name, index in indexes.items():
+        for name, index, channels in timed:
+            if isinstance(index, ShardedRetriever) and args.backend == "ray":
+                index.channels = channels
             for config, kwargs in configs.items():
+                if (
+                    kwargs.get("rerank")
+                    and isinstance(index, ShardedRetriever)
+                    and args.backend == "ray"
+                    and not channels
+                ):
+                    continue
+                index.embedder = given if config == "hybrid, vector given" else embedder
                 times = []
                 for q in texts:
                     clock = time.perf_counter()

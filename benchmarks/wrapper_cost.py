@@ -24,18 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-
-class _GivenVectors:
-    """An embedder that returns the vectors computed beforehand for each query."""
-
-    def __init__(self, inner: Any, vectors: dict[str, np.ndarray]) -> None:
-        self.dim, self.max_length, self.tokenizer = inner.dim, inner.max_length, inner.tokenizer
-        self.vectors = vectors
-
-    def embed(self, texts: list[str], **_: Any) -> np.ndarray:
-        return np.stack([self.vectors[t] for t in texts])
+from _common import GivenVectors
 
 
 def main() -> None:
@@ -56,7 +45,7 @@ def main() -> None:
     if retriever.dense is None or retriever.embedder is None:
         raise SystemExit("the index needs vectors and its embedder")
     vectors = {t: v for t, v in zip(texts, retriever.embedder.embed(texts), strict=True)}
-    retriever.embedder = _GivenVectors(retriever.embedder, vectors)
+    retriever.embedder = GivenVectors(retriever.embedder, vectors)
     bm25, faiss_index = retriever.bm25, retriever.dense._index
 
     table, documents = retriever._chunks, retriever._documents

@@ -81,6 +81,36 @@ def test_ray_shards_answer_as_the_local_ones(
         assert state["frozen"] > 10 * state["tracked"] > 0, state
 
 
+def test_searches_read_over_the_shard_actors_channels(
+    ray_cluster: Any, shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
+) -> None:
+    """A search's reads go over each shard actor's channel (``rapidrag.channels``, on the actor's loopback node
+    address) and give the answers Ray calls give; an error a shard raises comes back as itself."""
+    import ray
+
+    from rapidrag.errors import FilterError
+
+    index = ShardedRetriever(shard_embedder, n_shards=2, title_weight=0.5, backend="ray", address=ray_cluster.address)
+    index.add(shard_corpus[:80])
+    assert index.channels
+    modes = ("lexical", "hybrid")
+    over_channels = {mode: results(index, shard_queries[:6], mode=mode) for mode in modes}
+    assert index.channel_reads >= 2 * 12  # each search: both shards' stage lists
+    for group in index._shards:
+        host, port = ray.get(group[0].call.remote("channel"))
+        assert _loopback(host) and port > 0
+    index.channels = False
+    read = index.channel_reads
+    for mode in modes:
+        same(results(index, shard_queries[:6], mode=mode), over_channels[mode], atol=0.0)
+    assert index.channel_reads == read
+    index.channels = True
+    with pytest.raises(FilterError, match="unknown operator"):
+        index.search(shard_queries[0], filter={"year": {"$bogus": 1}})
+    same(results(index, shard_queries[:2]), results(index, shard_queries[:2]))  # the channels still answer
+    assert index.channel_reads > read
+
+
 def test_a_replica_killed_mid_load_loses_no_query(
     ray_cluster: Any, shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
 ) -> None:
@@ -111,6 +141,7 @@ def test_a_replica_killed_mid_load_loses_no_query(
     try:
         while len(seen) < 6:
             pass
+        assert index.channel_reads > 0  # the searches read over channels: the kill breaks one
         ray.kill(index._shards[0][0])
         count = len(seen)
         while len(seen) < count + 12:

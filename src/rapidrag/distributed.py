@@ -20,7 +20,9 @@ Backends: ``backend="local"`` keeps the shards in this process (tests, and the r
 to); ``backend="ray"`` makes each shard a Ray actor (the ``[ray]`` extra), on an existing cluster (``address``) or
 a local one started for the caller on 127.0.0.1, ``replicas`` per shard on different nodes.
 
-On Ray, failures: a read goes to one replica (and to a second when the first is slower than ``hedge_ms``); a
+On Ray, a search's reads (each shard's stage lists, the texts of hits) go over a direct connection to each shard
+actor (``rapidrag.channels``: a tenth of a Ray call's round), everything else through Ray calls. Failures: a read
+goes to one replica (and to a second when the first is slower than ``hedge_ms``); a
 change goes to every replica with the index's next sequence number, which a shard applies once, and is logged until
 the next save. Ray restarts a shard actor that dies; before it answers again the coordinator restores it to the
 last snapshot and replays the logged changes (``_recover``). The module runs past 500 lines because the
@@ -60,6 +62,9 @@ RECOVER_S = 60.0  # how long a replica that died is waited for (Ray restarts its
 # best rows after fusion, which can sit below a stage's top ``want``; with the margin 2, 16 of 300 hybrid searches
 # on SciFact needed a second round for them (152 without it, none with 3; benchmarks/sharded_overhead.py's index).
 FOUND_MARGIN = 2
+CHANNEL_READS = frozenset({"shard_stages", "shard_found"})  # the reads a search makes, sent over a shard's channel
+CHANNEL_WAIT_S = 30.0  # a read unanswered this long on a channel (no hedging) is asked again through Ray
+CONNECT_S = 2.0  # how long opening a channel may take (a port that drops packets would hang for minutes)
 
 
 class ShardUnavailableError(RapidragError):
@@ -83,6 +88,9 @@ class ShardedRetriever(Searcher):
     address : with ``backend="ray"``, the cluster to join ("auto", "ray://..." or "host:port"); None starts a
         local one on 127.0.0.1 for this process (or uses the one ``ray.init`` already started).
     hedge_ms : with ``replicas`` > 1, a read not answered within this many ms is sent to a second replica too.
+    channels : with ``backend="ray"``, send a search's reads over direct connections to the shard actors
+        (``rapidrag.channels``; a port of each actor's node must be reachable from this process, else the reads
+        go through Ray calls as with False).
     **settings : the ``Retriever``'s settings (``index``, ``k1``, ``b``, ``title_weight``, ``fusion``,
         ``weights``, ``rrf_k``, ``rerank_weight``, ``rerank_depth``), the same in every shard.
     """
@@ -98,6 +106,7 @@ class ShardedRetriever(Searcher):
         backend: Literal["local", "ray"] = "local",
         address: str | None = None,
         hedge_ms: float | None = None,
+        channels: bool = True,
         **settings: Any,
     ) -> None:
         if not isinstance(n_shards, int) or isinstance(n_shards, bool) or n_shards < 1:
@@ -118,11 +127,12 @@ class ShardedRetriever(Searcher):
         self._statistics = _GlobalStatistics()
         self._start_log(n_shards, None, 0)
         self.hedge_ms = _check_hedge(hedge_ms)
+        self._open_channels(channels, backend)
         if backend == "local":
             others = [Retriever(embedder, None, chunker, **settings) for _ in range(n_shards - 1)]
             self._shards: list[list[Any]] = [[_Shard(r)] for r in [first, *others]]
         else:
-            self._shards = _ray_shards(n_shards, replicas, embedder, chunker, settings, address)
+            self._shards = _ray_shards(n_shards, replicas, embedder, chunker, settings, address, self._authkey)
 
     # -- calls to the shards ---------------------------------------------------------------------------------------
 
@@ -195,15 +205,27 @@ class ShardedRetriever(Searcher):
         # A read's call and its answer travel as one pickled bytes object each: Ray serializes each argument of a
         # call on its own, and a search's eight took 0.27 ms more a round over 2 shards than one (BENCHMARKS.md).
         packed = {id(a): pickle.dumps((method, a, kwargs), protocol=5) for a in args}
+        direct: dict[int, Any] = {}
+        slow: dict[int, Any] = {}
+        if self._channels is not None and method in CHANNEL_READS:
+            direct, slow = self._read_direct(chosen, args, packed)
 
         def ask(replica: Any, a: tuple[Any, ...]) -> tuple[Any, Any]:
             return replica, replica.packed.remote(packed[id(a)])
 
-        sent: list[list[tuple[Any, Any]]] = [[ask(self._shards[i][0], a)] if self._shards[i] else []
-                                              for i, a in zip(chosen, args, strict=True)]  # fmt: skip
+        # The shards the channels did not answer, asked through Ray: the first live replica, or (slower than
+        # hedge_ms on its channel) the next one.
+        sent: list[list[tuple[Any, Any]]] = [
+            [] if i in direct or i in slow or not self._shards[i] else [ask(self._shards[i][0], a)]
+            for i, a in zip(chosen, args, strict=True)
+        ]
         out: list[Any] = []
         for i, a, pending in zip(chosen, args, sent, strict=True):
-            asked = {id(r) for r, _ in pending}
+            if i in direct:
+                out.append(direct[i])
+                continue
+            asked = {id(r) for r, _ in pending} | ({id(slow[i])} if i in slow else set())
+            self.hedged += i in slow
             answer: Any = MISSING
             restored = False
             while True:
@@ -233,6 +255,115 @@ class ShardedRetriever(Searcher):
             out.append(answer)
         return out
 
+    def _open_channels(self, channels: bool, backend: str) -> None:
+        """The direct connections of a search's reads (``rapidrag.channels``), with a new key for the actors."""
+        from .channels import Channels
+
+        self._authkey = os.urandom(32)
+        self._channels = Channels(self._authkey) if channels and backend == "ray" else None
+        self._addresses: dict[int, tuple[str, int] | None] = {}  # per replica; None: no channel reaches it
+
+    @property
+    def channels(self) -> bool:
+        """Whether a search's reads go over direct connections to the shard actors (settable; Ray only)."""
+        return self._channels is not None
+
+    @channels.setter
+    def channels(self, on: bool) -> None:
+        from .channels import Channels
+
+        if on and self.backend != "ray":
+            raise ValueError("channels are for shards in Ray actors (backend='ray')")
+        self._channels = Channels(self._authkey) if on else None
+
+    def _read_direct(
+        self, chosen: list[int], args: Sequence[tuple[Any, ...]], packed: dict[int, bytes]
+    ) -> tuple[dict[int, Any], dict[int, Any]]:
+        """A read on each shard's first live replica over its channel, all at once. Returns the answers by shard,
+        and by shard the replica that was slower than ``hedge_ms`` where the shard has another replica to ask (its
+        connection is closed: the late answer is not waited for). A shard whose channel did not open, or that is
+        not answered within ``CHANNEL_WAIT_S``, is left to Ray calls; a replica whose connection breaks (its
+        process is gone) is suspected. An error the read raised in a shard is raised here."""
+        from multiprocessing import AuthenticationError
+        from multiprocessing.connection import wait
+
+        from .channels import OK
+
+        assert self._channels is not None
+        channels = self._channels
+        waiting: dict[Any, tuple[int, Any, float]] = {}  # connection -> (shard, replica, deadline)
+        now = time.monotonic()
+        for i, a in zip(chosen, args, strict=True):
+            if not self._shards[i]:
+                continue
+            replica = self._shards[i][0]
+            address = self._channel_address(replica)
+            if address is None:
+                continue
+            try:
+                conn = channels.connection(id(replica), address, CONNECT_S)
+            except (OSError, EOFError, AuthenticationError):
+                channels.drop(id(replica))
+                self._addresses.pop(id(replica), None)  # asked again next time (the replica may have restarted)
+                continue
+            try:
+                conn.send_bytes(packed[id(a)])
+            except OSError:
+                self._lost_channel(i, replica)
+                continue
+            wait_s = self.hedge_ms / 1000 if self.hedge_ms is not None and len(self._shards[i]) > 1 else CHANNEL_WAIT_S
+            waiting[conn] = (i, replica, now + wait_s)
+        answers: dict[int, Any] = {}
+        slow: dict[int, Any] = {}
+        failure: BaseException | None = None
+        while waiting:
+            left = min(deadline for _, _, deadline in waiting.values()) - time.monotonic()
+            for ready in wait(list(waiting), timeout=max(0.0, left)):
+                i, replica, _ = waiting.pop(ready)
+                try:
+                    reply = ready.recv_bytes()  # type: ignore[union-attr]
+                except (EOFError, OSError):
+                    self._lost_channel(i, replica)
+                    continue
+                if reply[:1] == OK:
+                    answers[i] = pickle.loads(reply[1:])
+                    self.channel_reads += 1
+                else:  # (raised once every channel is read, so that none is left owing an answer)
+                    failure = pickle.loads(reply[1:])
+            now = time.monotonic()
+            for conn in [c for c, (_, _, deadline) in waiting.items() if deadline <= now]:
+                i, replica, _ = waiting.pop(conn)
+                channels.drop(id(replica))
+                if len(self._shards[i]) > 1 and self.hedge_ms is not None:
+                    slow[i] = replica
+        if failure is not None:
+            raise failure
+        return answers, slow
+
+    def _channel_address(self, replica: Any) -> tuple[str, int] | None:
+        """Where ``replica`` takes direct connections (asked of it once through Ray), or None."""
+        key = id(replica)
+        if key in self._addresses:
+            return self._addresses[key]
+        import ray
+        from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError, RayTaskError
+
+        try:
+            host, port = ray.get(replica.call.remote("channel"), timeout=CONNECT_S * 5)
+        except (RayActorError, ActorUnschedulableError, GetTimeoutError):  # dead, restarting or slow: Ray calls
+            return None
+        except RayTaskError:  # the actor could not listen: Ray calls for good
+            self._addresses[key] = None
+            return None
+        address = self._addresses[key] = (str(host), int(port))
+        return address
+
+    def _lost_channel(self, i: int, replica: Any) -> None:
+        """A replica's connection broke: its process is gone (or unreachable); suspected until restored."""
+        assert self._channels is not None
+        self._channels.drop(id(replica))
+        self._suspect(i, replica)
+
     def _restore_one(self, i: int) -> Any:
         """A replica of shard ``i`` that died, brought back; None if none comes back."""
         for replica in list(self._suspects[i]):
@@ -242,7 +373,9 @@ class ShardedRetriever(Searcher):
         return None
 
     def _suspect(self, i: int, replica: Any) -> None:
-        """A replica whose call failed: out of the shard's set until it is restored."""
+        """A replica whose call failed: out of the shard's set until it is restored (its channel's address asked
+        again then: Ray restarts an actor in a new process)."""
+        self._addresses.pop(id(replica), None)
         with self._replicas:
             if replica in self._shards[i]:
                 self._shards[i].remove(replica)
@@ -310,6 +443,7 @@ class ShardedRetriever(Searcher):
         self._recovering = threading.Lock()
         self.hedged = 0  # reads sent to a second replica because the first was slow
         self.recovered = 0  # replicas brought back after dying
+        self.channel_reads = 0  # reads answered over a shard actor's channel
 
     def _all(self, method: str, *args: Any) -> list[Any]:
         return self._each(method, [args] * self.n_shards)
@@ -440,9 +574,11 @@ class ShardedRetriever(Searcher):
         statistics = self._statistics.of(self.analyzer(query)) if mode in ("lexical", "hybrid") else None
         missing: set[int] = set()
         per_document = per_document and mode == "lexical"  # (a document's rows are all in one shard)
+        clock = time.perf_counter()
         answers = self._all(
             "shard_stages", query, qv, mode, selection, fetch, statistics, want * FOUND_MARGIN, per_document
         )
+        timings["shards_ms"] = (time.perf_counter() - clock) * 1000  # the round to the shards, their stages in it
         missing.update(i for i, a in enumerate(answers) if a is MISSING)
         if len(missing) == self.n_shards:
             raise ShardUnavailableError(f"no shard of the {self.n_shards} has a live replica")
@@ -524,8 +660,10 @@ class ShardedRetriever(Searcher):
         replicas: int = 1,
         address: str | None = None,
         hedge_ms: float | None = None,
+        channels: bool = True,
     ) -> ShardedRetriever:
-        """Open an index written by ``save``; ``embedder`` and ``reranker`` as for ``Retriever.load``."""
+        """Open an index written by ``save``; ``embedder`` and ``reranker`` as for ``Retriever.load``, the others as
+        for the constructor."""
         root = Path(path)
         _check_layout(replicas, backend)
         snap = read_snapshot(root, version=SHARDED_VERSION)
@@ -554,11 +692,12 @@ class ShardedRetriever(Searcher):
         out._lock = RWLock()
         out._start_log(len(shards), [str(p) for p in parts], int(info.get("seq", 0)))
         out.hedge_ms = _check_hedge(hedge_ms)
+        out._open_channels(channels, backend)
         if backend == "local":
             out._shards = [[_Shard(r)] for r in shards]
         else:
             saved = [str(p) for p in parts]
-            out._shards = _ray_shards(len(shards), replicas, None, None, out._settings, address, saved)
+            out._shards = _ray_shards(len(shards), replicas, None, None, out._settings, address, out._authkey, saved)
         if backend == "ray":  # each replica is at the snapshot's number
             out._require_all(out._all("set_applied", out._saved_seq), "open the shards")
         answers = out._all("all_statistics")
@@ -670,6 +809,7 @@ def _ray_shards(
     chunker: Any,
     settings: dict[str, Any],
     address: str | None,
+    authkey: bytes,
     parts: list[str] | None = None,
 ) -> list[list[Any]]:
     """Shard actors on a Ray cluster, ``replicas`` per shard (the cluster started on 127.0.0.1 when none is
@@ -704,7 +844,8 @@ def _ray_shards(
     def placed(i: int, j: int) -> Any:
         pinned = replicas > 1 and len(nodes) > 1
         where = NodeAffinitySchedulingStrategy(nodes[(i + j) % len(nodes)], soft=False) if pinned else "SPREAD"
-        return actor.options(scheduling_strategy=where).remote(spec, chunking, settings, parts[i] if parts else None)
+        part = parts[i] if parts else None
+        return actor.options(scheduling_strategy=where).remote(spec, chunking, settings, part, authkey)
 
     return [[placed(i, j) for j in range(replicas)] for i in range(n_shards)]
 
@@ -767,9 +908,16 @@ class _ShardActor(_Shard):
         return pickle.dumps(self.call(method, *args, **kwargs), protocol=5)
 
     def __init__(
-        self, spec: dict[str, Any] | None, chunking: dict[str, int] | None, settings: dict[str, Any], part: str | None
+        self,
+        spec: dict[str, Any] | None,
+        chunking: dict[str, int] | None,
+        settings: dict[str, Any],
+        part: str | None,
+        authkey: bytes,
     ) -> None:
         self._made = (spec, chunking, settings)
+        self._authkey = authkey
+        self._channel: Any = None  # a ChannelServer, once asked for
         super().__init__(self._open(part))
         freeze_loaded()  # the actor's process lives for the index: full collections need not walk what it loaded
 
@@ -778,6 +926,14 @@ class _ShardActor(_Shard):
             self.retriever, self.applied, self._answers = self._open(args[0]), int(args[1]), {}
             freeze_loaded()
             return self.applied
+        if method == "channel":  # the address of this actor's direct connections (opened on the first ask)
+            if self._channel is None:
+                import ray
+
+                from .channels import ChannelServer
+
+                self._channel = ChannelServer(self.packed, self._authkey, ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
+            return self._channel.address
         if method == "memory":  # the actor process's resident memory, in bytes
             return _resident_bytes()
         if method == "collector":  # objects frozen and still tracked, and two full collections' times (ms)
