@@ -74,7 +74,7 @@ def over_channels(ray: object, actors: list[object], name: str, payload: object)
     import pickle
     from multiprocessing.connection import wait
 
-    from rapidrag.channels import Channels
+    from rapidrag.channels import OK, Channels
 
     key = os.urandom(32)
     channels = Channels(key)
@@ -89,7 +89,10 @@ def over_channels(ray: object, actors: list[object], name: str, payload: object)
         left = list(conns)
         while left:
             for ready in wait(left):
-                pickle.loads(ready.recv_bytes())  # type: ignore[union-attr]
+                reply = ready.recv_bytes()  # type: ignore[union-attr]
+                if reply[:1] != OK:
+                    raise RuntimeError("an echo failed")
+                pickle.loads(reply[1:])
                 left.remove(ready)  # type: ignore[arg-type]
         times.append((time.perf_counter() - clock) * 1000)
     p50, p99 = np.percentile(times, 50), np.percentile(times, 99)

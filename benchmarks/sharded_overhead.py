@@ -3,7 +3,7 @@ the same documents in 2 and 4 shards (``ShardedRetriever``), in this process (``
 on a local cluster (``--backend ray``; run it inside a private network namespace, as the tests do:
 ``unshare --net sh -c 'ip link set lo up && python benchmarks/sharded_overhead.py --backend ray ...'``). On Ray,
 each sharded index is timed two ways per round on the same actors, taking turns: its reads over the shard actors'
-channels (``rapidrag.channels``, the default) and through Ray calls (``channels = False``; not the reranked search).
+channels (``rapidrag.channels``, the default) and through Ray calls (``channels = False``).
 
 Besides lexical, hybrid and reranked hybrid searches, "hybrid, vector given" is a hybrid search whose query vector
 was embedded beforehand (as in wrapper_cost.py): what the shards add to a hybrid search without the embedding's
@@ -109,13 +109,6 @@ def main() -> None:
             if isinstance(index, ShardedRetriever) and args.backend == "ray":
                 index.channels = channels
             for config, kwargs in configs.items():
-                if (
-                    kwargs.get("rerank")
-                    and isinstance(index, ShardedRetriever)
-                    and args.backend == "ray"
-                    and not channels
-                ):
-                    continue
                 index.embedder = given if config == "hybrid, vector given" else embedder
                 times = []
                 for q in texts:

@@ -1,11 +1,11 @@
 """Direct connections from the coordinator of an index split over Ray to its shard actors, for a search's reads.
 
-An ordinary Ray actor call costs about 0.8 ms a round over 2 actors on this project's 2-core machine, and 1.5 ms
-over 4 (a no-op; benchmarks/ray_round_trip.py), which a search over shards pays before any work. A shard actor also
-listens on a TCP port of its node; the coordinator sends a read there as one pickled (method, args, kwargs) and
-reads back the pickled answer: 0.04 / 0.09 ms a round in the same measurement. Ray stays the control plane: it
-places, starts and restarts the actors, carries every change (sequence numbers, the log) and every read that
-cannot take a connection, and the coordinator falls back to it when a connection breaks (the replica is then
+An ordinary Ray actor call to 2 actors at once took 1.35 ms a round (p50, no argument) on this project's 2-core
+machine, and 2.27 ms to 4 (benchmarks/ray_round_trip.py), which a search over shards pays before any work. A shard
+actor also listens on a TCP port of its node; the coordinator sends a read there as one pickled (method, args,
+kwargs) and reads back the pickled answer: 0.08 / 0.14 ms a round in the same measurement. Ray stays the control
+plane: it places, starts and restarts the actors, carries every change (sequence numbers, the log) and every read
+that cannot take a connection, and the coordinator falls back to it when a connection breaks (the replica is then
 treated as dead) or is slow (a hedged read).
 
 Connections are authenticated with a key the coordinator gives each actor (the HMAC challenge of
