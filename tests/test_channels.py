@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection
+from typing import Any
 
 import pytest
 
@@ -15,10 +16,17 @@ from rapidrag.channels import FAILED, OK, Channels, ChannelServer
 KEY = b"k" * 32
 
 
+class _Unpicklable(Exception):
+    def __reduce__(self) -> Any:
+        raise TypeError("not this one")
+
+
 def _answer(payload: bytes) -> bytes:
     method, args, _ = pickle.loads(payload)
     if method == "fail":
         raise KeyError(args[0])
+    if method == "fail oddly":
+        raise _Unpicklable("a lock inside")
     return pickle.dumps((method, args, threading.current_thread().name))
 
 
@@ -44,6 +52,9 @@ def test_frames_are_answered_and_errors_carried_back(server: ChannelServer) -> N
     assert reply[:1] == FAILED
     error = pickle.loads(reply[1:])
     assert isinstance(error, KeyError) and error.args == ("why",)
+    conn.send_bytes(pickle.dumps(("fail oddly", (), {})))  # an error that does not pickle: its type and message
+    error = pickle.loads(conn.recv_bytes()[1:])
+    assert isinstance(error, RuntimeError) and str(error) == "_Unpicklable: a lock inside"
     conn.send_bytes(pickle.dumps(("m", (1,), {})))  # the connection still serves after an error
     assert pickle.loads(conn.recv_bytes()[1:])[1] == (1,)
     assert channels.connection("r0", server.address, 2.0) is conn  # kept for this thread
@@ -92,3 +103,25 @@ def test_a_closed_server_refuses_new_connections(server: ChannelServer) -> None:
     server.close()
     with pytest.raises(OSError):
         Channels(KEY).connection("r0", server.address, 2.0)
+
+
+def test_a_peer_that_never_answers_the_handshake_is_given_up() -> None:
+    """A port that takes the connection and then says nothing (a hung process): the handshake fails within its
+    timeout instead of waiting for ever."""
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    raised: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            Channels(KEY).connection("r0", silent.getsockname()[:2], 0.2)
+        except BaseException as e:  # checked below, on the test's thread
+            raised.append(e)
+
+    attempt = threading.Thread(target=connect, daemon=True)
+    attempt.start()
+    attempt.join(30)  # (a handshake without its timeout would still be waiting: the test fails, not hangs)
+    silent.close()
+    assert not attempt.is_alive(), "the handshake waited past its timeout"
+    assert len(raised) == 1 and isinstance(raised[0], OSError), raised

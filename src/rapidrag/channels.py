@@ -17,8 +17,10 @@ pickled exception the read raised (raised again in the coordinator).
 
 from __future__ import annotations
 
+import os
 import pickle
 import socket
+import struct
 import threading
 from collections.abc import Callable
 from multiprocessing import AuthenticationError
@@ -30,10 +32,37 @@ __all__ = ["FAILED", "OK", "ChannelServer", "Channels"]
 OK, FAILED = b"\x00", b"\x01"
 
 
-def _connection(sock: socket.socket) -> Connection:
+HANDSHAKE_S = 10.0  # how long a side waits for the other's part of the handshake
+
+
+def _receive_timeout(sock: socket.socket, seconds: float) -> None:
+    """A kernel timeout on the socket's reads (0: none), which a ``Connection`` over its descriptor then meets as
+    an OSError: the handshake cannot hang on a peer that stops answering."""
+    whole = int(seconds)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+
+
+def _handshake(sock: socket.socket, authkey: bytes, *, server: bool, timeout: float) -> Connection:
+    """A ``Connection`` over ``sock`` once both sides have proved they hold ``authkey`` (each within
+    ``timeout``); the socket is closed when either fails (AuthenticationError, EOFError or OSError)."""
     sock.setblocking(True)  # (a connect timeout leaves the socket non-blocking)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a frame's header and body go out at once
-    return Connection(sock.detach())
+    _receive_timeout(sock, timeout)
+    conn = Connection(os.dup(sock.fileno()))
+    try:
+        if server:
+            deliver_challenge(conn, authkey)
+            answer_challenge(conn, authkey)
+        else:
+            answer_challenge(conn, authkey)
+            deliver_challenge(conn, authkey)
+        _receive_timeout(sock, 0)  # then a connection waits for its next frame as long as it takes
+    except BaseException:
+        conn.close()
+        raise
+    finally:
+        sock.close()  # (the connection keeps its own descriptor of the socket)
+    return conn
 
 
 class ChannelServer:
@@ -55,18 +84,19 @@ class ChannelServer:
             threading.Thread(target=self._serve, args=(sock,), name="rapidrag-channel-read", daemon=True).start()
 
     def _serve(self, sock: socket.socket) -> None:
-        conn = _connection(sock)
         try:
-            deliver_challenge(conn, self._authkey)
-            answer_challenge(conn, self._authkey)
+            conn = _handshake(sock, self._authkey, server=True, timeout=HANDSHAKE_S)
+        except (EOFError, OSError, AuthenticationError):  # a stranger without the key, or one that went quiet
+            return
+        try:
             while True:
                 payload = conn.recv_bytes()
                 try:
                     reply = OK + self._answer(payload)
                 except Exception as e:  # the read's own error, for the coordinator to raise
-                    reply = FAILED + pickle.dumps(e, protocol=5)
+                    reply = FAILED + _pickled_error(e)
                 conn.send_bytes(reply)
-        except (EOFError, OSError, AuthenticationError):  # closed by the coordinator, or a stranger without the key
+        except (EOFError, OSError):  # closed by the coordinator
             pass
         finally:
             conn.close()
@@ -78,6 +108,13 @@ class ChannelServer:
         except OSError:
             pass
         self._listener.close()
+
+
+def _pickled_error(error: Exception) -> bytes:
+    try:
+        return pickle.dumps(error, protocol=5)
+    except Exception:  # an exception that does not pickle: its type and message
+        return pickle.dumps(RuntimeError(f"{type(error).__name__}: {error}"), protocol=5)
 
 
 class Channels:
@@ -95,20 +132,16 @@ class Channels:
         return opened
 
     def connection(self, key: Any, address: tuple[str, int], timeout: float) -> Connection:
-        """This thread's connection for ``key`` at ``address``, opened within ``timeout`` seconds if new (OSError,
-        EOFError or multiprocessing's AuthenticationError when it cannot open)."""
+        """This thread's connection for ``key`` at ``address``; a new one connects, and waits for each step of the
+        handshake, at most ``timeout`` seconds (OSError, EOFError or multiprocessing's AuthenticationError when it
+        cannot open)."""
         opened = self._opened()
         kept = opened.get(key)
         if kept is not None and kept[0] == address:
             return kept[1]
         self.drop(key)  # (the replica's earlier process, restarted elsewhere)
-        conn = _connection(socket.create_connection(address, timeout=timeout))
-        try:
-            answer_challenge(conn, self._authkey)
-            deliver_challenge(conn, self._authkey)
-        except BaseException:
-            conn.close()
-            raise
+        sock = socket.create_connection(address, timeout=timeout)
+        conn = _handshake(sock, self._authkey, server=False, timeout=timeout)
         opened[key] = (address, conn)
         return conn
 
