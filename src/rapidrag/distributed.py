@@ -21,8 +21,8 @@ to); ``backend="ray"`` makes each shard a Ray actor (the ``[ray]`` extra), on an
 a local one started for the caller on 127.0.0.1, ``replicas`` per shard on different nodes.
 
 On Ray, a search's reads (each shard's stage lists, the texts of hits) go over a direct connection to each shard
-actor (``rapidrag.channels``: a tenth of a Ray call's round), everything else through Ray calls. Failures: a read
-goes to one replica (and to a second when the first is slower than ``hedge_ms``); a
+actor (``rapidrag.channels``: a sixteenth to a tenth of a Ray call's round here), everything else through Ray
+calls. Failures: a read goes to one replica (and to a second when the first is slower than ``hedge_ms``); a
 change goes to every replica with the index's next sequence number, which a shard applies once, and is logged until
 the next save. Ray restarts a shard actor that dies; before it answers again the coordinator restores it to the
 last snapshot and replays the logged changes (``_recover``). The module runs past 500 lines because the
@@ -214,9 +214,10 @@ class ShardedRetriever(Searcher):
             return replica, replica.packed.remote(packed[id(a)])
 
         # The shards the channels did not answer, asked through Ray: the first live replica, or (slower than
-        # hedge_ms on its channel) the next one.
+        # hedge_ms on its channel) the next one. (Each shard's replicas read once: another search may suspect one.)
+        first = {i: next(iter(list(self._shards[i])), None) for i in chosen}
         sent: list[list[tuple[Any, Any]]] = [
-            [] if i in direct or i in slow or not self._shards[i] else [ask(self._shards[i][0], a)]
+            [] if i in direct or i in slow or first[i] is None else [ask(first[i], a)]
             for i, a in zip(chosen, args, strict=True)
         ]
         out: list[Any] = []
@@ -294,9 +295,10 @@ class ShardedRetriever(Searcher):
         waiting: dict[Any, tuple[int, Any, float]] = {}  # connection -> (shard, replica, deadline)
         now = time.monotonic()
         for i, a in zip(chosen, args, strict=True):
-            if not self._shards[i]:
+            live = list(self._shards[i])  # (a copy: another search may suspect a replica meanwhile)
+            if not live:
                 continue
-            replica = self._shards[i][0]
+            replica = live[0]
             address = self._channel_address(replica)
             if address is None:
                 continue
@@ -311,7 +313,7 @@ class ShardedRetriever(Searcher):
             except OSError:
                 self._lost_channel(i, replica)
                 continue
-            wait_s = self.hedge_ms / 1000 if self.hedge_ms is not None and len(self._shards[i]) > 1 else CHANNEL_WAIT_S
+            wait_s = self.hedge_ms / 1000 if self.hedge_ms is not None and len(live) > 1 else CHANNEL_WAIT_S
             waiting[conn] = (i, replica, now + wait_s)
         answers: dict[int, Any] = {}
         slow: dict[int, Any] = {}
