@@ -40,7 +40,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -54,6 +54,9 @@ from .retriever import Retriever
 from .search import EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages
 
 __all__ = ["ShardUnavailableError", "ShardedRetriever", "is_sharded", "shard_of"]
+
+if TYPE_CHECKING:
+    from .channels import Channels
 
 SHARDED_VERSION = 1
 MISSING: Any = object()  # a shard's answer when none of its replicas is alive
@@ -208,7 +211,7 @@ class ShardedRetriever(Searcher):
         direct: dict[int, Any] = {}
         slow: dict[int, Any] = {}
         if self._channels is not None and method in CHANNEL_READS:
-            direct, slow = self._read_direct(chosen, args, packed)
+            direct, slow = self._read_direct(self._channels, chosen, args, packed)
 
         def ask(replica: Any, a: tuple[Any, ...]) -> tuple[Any, Any]:
             return replica, replica.packed.remote(packed[id(a)])
@@ -278,7 +281,7 @@ class ShardedRetriever(Searcher):
         self._channels = Channels(self._authkey) if on else None
 
     def _read_direct(
-        self, chosen: list[int], args: Sequence[tuple[Any, ...]], packed: dict[int, bytes]
+        self, channels: Channels, chosen: list[int], args: Sequence[tuple[Any, ...]], packed: dict[int, bytes]
     ) -> tuple[dict[int, Any], dict[int, Any]]:
         """A read on each shard's first live replica over its channel, all at once. Returns the answers by shard,
         and by shard the replica that was slower than ``hedge_ms`` where the shard has another replica to ask (its
@@ -290,9 +293,7 @@ class ShardedRetriever(Searcher):
 
         from .channels import OK
 
-        assert self._channels is not None
-        channels = self._channels
-        waiting: dict[Any, tuple[int, Any, float]] = {}  # connection -> (shard, replica, deadline)
+        waiting: dict[Any, tuple[int, Any, float, bool]] = {}  # connection -> (shard, replica, deadline, hedged)
         now = time.monotonic()
         for i, a in zip(chosen, args, strict=True):
             live = list(self._shards[i])  # (a copy: another search may suspect a replica meanwhile)
@@ -305,27 +306,27 @@ class ShardedRetriever(Searcher):
             try:
                 conn = channels.connection(id(replica), address, CONNECT_S)
             except (OSError, EOFError, AuthenticationError):
-                channels.drop(id(replica))
                 self._addresses.pop(id(replica), None)  # asked again next time (the replica may have restarted)
                 continue
             try:
                 conn.send_bytes(packed[id(a)])
             except OSError:
-                self._lost_channel(i, replica)
+                self._lost_channel(channels, i, replica)
                 continue
-            wait_s = self.hedge_ms / 1000 if self.hedge_ms is not None and len(live) > 1 else CHANNEL_WAIT_S
-            waiting[conn] = (i, replica, now + wait_s)
+            hedged = self.hedge_ms is not None and len(live) > 1
+            wait_s = self.hedge_ms / 1000 if hedged and self.hedge_ms is not None else CHANNEL_WAIT_S
+            waiting[conn] = (i, replica, now + wait_s, hedged)
         answers: dict[int, Any] = {}
         slow: dict[int, Any] = {}
         failure: BaseException | None = None
         while waiting:
-            left = min(deadline for _, _, deadline in waiting.values()) - time.monotonic()
+            left = min(deadline for _, _, deadline, _ in waiting.values()) - time.monotonic()
             for ready in wait(list(waiting), timeout=max(0.0, left)):
-                i, replica, _ = waiting.pop(ready)
+                i, replica, _, _ = waiting.pop(ready)
                 try:
                     reply = ready.recv_bytes()  # type: ignore[union-attr]
                 except (EOFError, OSError):
-                    self._lost_channel(i, replica)
+                    self._lost_channel(channels, i, replica)
                     continue
                 if reply[:1] == OK:
                     answers[i] = pickle.loads(reply[1:])
@@ -333,10 +334,10 @@ class ShardedRetriever(Searcher):
                 else:  # (raised once every channel is read, so that none is left owing an answer)
                     failure = pickle.loads(reply[1:])
             now = time.monotonic()
-            for conn in [c for c, (_, _, deadline) in waiting.items() if deadline <= now]:
-                i, replica, _ = waiting.pop(conn)
+            for conn in [c for c, (_, _, deadline, _) in waiting.items() if deadline <= now]:
+                i, replica, _, hedged = waiting.pop(conn)
                 channels.drop(id(replica))
-                if len(self._shards[i]) > 1 and self.hedge_ms is not None:
+                if hedged:
                     slow[i] = replica
         if failure is not None:
             raise failure
@@ -360,10 +361,9 @@ class ShardedRetriever(Searcher):
         address = self._addresses[key] = (str(host), int(port))
         return address
 
-    def _lost_channel(self, i: int, replica: Any) -> None:
+    def _lost_channel(self, channels: Channels, i: int, replica: Any) -> None:
         """A replica's connection broke: its process is gone (or unreachable); suspected until restored."""
-        assert self._channels is not None
-        self._channels.drop(id(replica))
+        channels.drop(id(replica))
         self._suspect(i, replica)
 
     def _restore_one(self, i: int) -> Any:
