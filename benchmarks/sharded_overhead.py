@@ -2,8 +2,11 @@
 the same documents in 2 and 4 shards (``ShardedRetriever``), in this process (``--backend local``) or in Ray actors
 on a local cluster (``--backend ray``; run it inside a private network namespace, as the tests do:
 ``unshare --net sh -c 'ip link set lo up && python benchmarks/sharded_overhead.py --backend ray ...'``). On Ray,
-each sharded index is timed two ways per round on the same actors, taking turns: its reads over the shard actors'
-channels (``rapidrag.channels``, the default) and through Ray calls (``channels = False``).
+each sharded index is timed three ways per round on the same actors, taking turns: its reads over the shard actors'
+channels (``rapidrag.channels``, the default), the same with the coordinator's embedder made with
+``spin_between_runs=False`` ("stop spinning": its ONNX Runtime threads stop spinning as soon as the query's run
+returns, instead of spinning on the cores the shard actors then need), and through Ray calls (``channels = False``).
+The single index keeps the default embedder.
 
 Besides lexical, hybrid and reranked hybrid searches, "hybrid, vector given" is a hybrid search whose query vector
 was embedded beforehand (as in wrapper_cost.py): what the shards add to a hybrid search without the embedding's
@@ -96,20 +99,30 @@ def main() -> None:
             "budget_ms": args.rerank_budget_ms,
         },
     }
-    timed: list[tuple[str, Any, bool]] = []  # (name, index, channels)
+    stopping = rapidrag.Embedder(
+        shared / "models" / "all-MiniLM-L6-v2",
+        quantized=True,
+        allow_spinning=not args.no_spinning,
+        spin_between_runs=False,
+    )
+    timed: list[tuple[str, Any, bool, Any]] = []  # (name, index, channels, the coordinator's embedder)
     for name, index in indexes.items():
         if args.backend == "ray" and isinstance(index, ShardedRetriever):
-            timed += [(f"{name}, channels", index, True), (f"{name}, Ray calls", index, False)]
+            timed += [
+                (f"{name}, channels", index, True, embedder),
+                (f"{name}, channels, stop spinning", index, True, stopping),
+                (f"{name}, Ray calls", index, False, embedder),
+            ]
         else:
-            timed.append((name, index, False))
+            timed.append((name, index, False, embedder))
     vectors = dict(zip(texts, embedder.embed(texts), strict=True))
-    given = GivenVectors(embedder, vectors)
     for _ in range(args.rounds):
-        for name, index, channels in timed:
+        for name, index, channels, coordinator in timed:
             if isinstance(index, ShardedRetriever) and args.backend == "ray":
                 index.channels = channels
+            given = GivenVectors(coordinator, vectors)
             for config, kwargs in configs.items():
-                index.embedder = given if config == "hybrid, vector given" else embedder
+                index.embedder = given if config == "hybrid, vector given" else coordinator
                 times = []
                 for q in texts:
                     clock = time.perf_counter()

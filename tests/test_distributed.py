@@ -78,6 +78,28 @@ def test_a_sharded_index_answers_as_one_index(
         assert [g.score for g in mine.sentences] == pytest.approx([g.score for g in one.sentences], abs=1e-5)
 
 
+def test_the_merge_of_the_shards_lists_keeps_their_order_at_a_cut_through_ties(
+    shard_embedder: rapidrag.Embedder,
+) -> None:
+    # The merge sorts only the rows that can be among the first ``fetch``: equal to sorting all of them (score
+    # down, then the row number across shards up), also where the cut falls inside a run of equal scores.
+    s = ShardedRetriever(shard_embedder, n_shards=3)
+    rng = np.random.default_rng(7)
+    for fetch in (1, 5, 17, 40, 200):
+        parts = []
+        for i in range(3):
+            scores = np.sort(rng.choice(np.float32([0.5, 1.0, 1.5, 2.0, 2.5]), size=40))[::-1].copy()
+            rows = rng.permutation(60)[:40]
+            rows = rows[np.lexsort((rows, -scores))]  # (a shard's list: score down, then row up)
+            parts.append((i, (rows, rows + 1000, scores)))
+        got_rows, got_docs, got_scores = s._merge(parts, fetch)
+        numbers = np.concatenate([r * 3 + i for i, (r, _, _) in parts])
+        every = np.concatenate([sc for _, (_, _, sc) in parts])
+        order = np.lexsort((numbers, -every))[:fetch]
+        assert got_rows.tolist() == numbers[order].tolist() and got_scores.tolist() == every[order].tolist()
+        assert got_docs.tolist() == (np.concatenate([d * 3 + i for i, (_, d, _) in parts])[order]).tolist()
+
+
 def test_per_shard_statistics_would_rank_differently(
     shard_embedder: rapidrag.Embedder,
     shard_corpus: list[dict[str, Any]],

@@ -70,6 +70,21 @@ def test_mean_pooling_of_last_hidden_state_matches_model_pooling(minilm_dir: Pat
     assert (a * b).sum(axis=1).min() > 0.99999
 
 
+def test_threads_that_stop_spinning_when_a_run_returns_embed_alike(
+    minilm_dir: Path, embedder: rapidrag.Embedder, scifact_texts: list[str]
+) -> None:
+    # spin_between_runs=False asks ONNX Runtime to stop the pool's spinning as each run returns (for a sharded
+    # index's coordinator); the default leaves its setting alone. Same vectors either way.
+    stopping = rapidrag.Embedder(minilm_dir, spin_between_runs=False)
+    config = "session.force_spinning_stop"
+    assert stopping.session.get_session_options().get_session_config_entry(config) == "1"
+    quiet = rapidrag.Embedder(minilm_dir, allow_spinning=False, spin_between_runs=False)  # nothing to stop
+    for session in (embedder.session, quiet.session):
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            session.get_session_options().get_session_config_entry(config)
+    np.testing.assert_allclose(stopping.embed(scifact_texts[:8]), embedder.embed(scifact_texts[:8]), atol=1e-6)
+
+
 def test_quantized_model_loads_and_agrees(minilm_dir: Path, embedder: rapidrag.Embedder) -> None:
     int8 = rapidrag.Embedder(minilm_dir, quantized=True, n_threads=1)
     texts = ["Vitamin D deficiency is associated with bone loss.", "The Eiffel tower is in Paris."]

@@ -145,9 +145,12 @@ def open_session(
     graph_optimization_level: GraphLevel,
     enable_mem_arena: bool,
     allow_spinning: bool,
+    spin_between_runs: bool = True,
     disabled_optimizers: Sequence[str] = DEFAULT_DISABLED_OPTIMIZERS,
 ) -> Any:
-    """An ONNX Runtime CPU session with one inter-op thread and ``n_threads`` intra-op threads (0 = one per core)."""
+    """An ONNX Runtime CPU session with one inter-op thread and ``n_threads`` intra-op threads (0 = one per core).
+    ``spin_between_runs`` False (with ``allow_spinning``): the threads spin during a run and stop as soon as it
+    returns."""
     import onnxruntime as ort  # type: ignore[import-untyped]
 
     levels = {
@@ -166,6 +169,8 @@ def open_session(
     # Spinning keeps idle pool threads busy-waiting for the next op: lowest latency when the model owns the
     # cores, wasted cycles when tokenizing, FAISS or other requests share them.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    if allow_spinning and not spin_between_runs:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     try:
         return ort.InferenceSession(
             str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers)
@@ -195,6 +200,7 @@ def load_model(
     graph_optimization_level: GraphLevel,
     enable_mem_arena: bool,
     allow_spinning: bool,
+    spin_between_runs: bool = True,
 ) -> tuple[Tokenizer, Any, list[str]]:
     """The folder's tokenizer, a session on ``onnx_file``, and the model inputs to feed (checked)."""
     from .tokenizer import Tokenizer
@@ -207,5 +213,6 @@ def load_model(
         graph_optimization_level=graph_optimization_level,
         enable_mem_arena=enable_mem_arena,
         allow_spinning=allow_spinning,
+        spin_between_runs=spin_between_runs,
     )
     return tokenizer, session, require_inputs(session, onnx_file, required_inputs)

@@ -605,6 +605,10 @@ class ShardedRetriever(Searcher):
         rows = np.concatenate([np.asarray(r, dtype=np.int64) * s + i for i, (r, _, _) in parts])
         docs = np.concatenate([np.asarray(d, dtype=np.int64) * s + i for i, (_, d, _) in parts])
         scores = np.concatenate([np.asarray(sc) for _, (_, _, sc) in parts])
+        if len(scores) > fetch:  # only the rows scoring at least the fetch-th best score are sorted
+            cut = np.partition(scores, len(scores) - fetch)[len(scores) - fetch]
+            keep = np.flatnonzero(scores >= cut)
+            rows, docs, scores = rows[keep], docs[keep], scores[keep]
         order = np.lexsort((rows, -scores))[:fetch]
         return rows[order], docs[order], scores[order]
 
@@ -615,7 +619,8 @@ class ShardedRetriever(Searcher):
         groups = [keys[keys % s == i] for i in asked]
         answers = self._each("shard_found", [(g // s,) for g in groups], shards=asked)
         self._require_all(answers, "read the hits' texts")
-        return {int(key): f for g, found in zip(groups, answers, strict=True) for key, f in zip(g, found, strict=True)}
+        pairs = (zip(g.tolist(), found, strict=True) for g, found in zip(groups, answers, strict=True))
+        return {key: Found._make(f) for each in pairs for key, f in each}
 
     # -- persistence -------------------------------------------------------------------------------------------------
 

@@ -84,6 +84,11 @@ class Embedder:
     allow_spinning : bool
         Let idle ONNX Runtime threads spin for the next op (lowest latency; turn off when other work shares
         the cores).
+    spin_between_runs : bool
+        With ``allow_spinning``, the threads also spin for a while after a run returns (ONNX Runtime's default:
+        the fastest for runs back to back). False: they stop as soon as it returns, which leaves the cores to what
+        follows the run; for the coordinator of an index sharded over processes on the same machine, whose
+        shards then search (BENCHMARKS.md, "Spinning between runs").
     model_file : str or path, optional
         The .onnx file to load instead of the default, relative to the folder or absolute (for example one made
         by ``rapidrag.quantize``).
@@ -101,6 +106,7 @@ class Embedder:
         graph_optimization_level: GraphLevel = "all",
         enable_mem_arena: bool = True,
         allow_spinning: bool = True,
+        spin_between_runs: bool = True,
         model_file: str | os.PathLike[str] | None = None,
     ) -> None:
         folder = resolve_model(path)
@@ -121,6 +127,7 @@ class Embedder:
             graph_optimization_level=graph_optimization_level,
             enable_mem_arena=enable_mem_arena,
             allow_spinning=allow_spinning,
+            spin_between_runs=spin_between_runs,
         )
         # A second session of one thread that does not spin, for short batches (a query) while searches run side
         # by side: they then embed their queries at once, one core each, instead of queueing for all the cores

@@ -158,7 +158,7 @@ class Reranker:
         Pairs per ONNX Runtime run are chosen so that a padded batch holds at most this many tokens (at least one
         pair). 1024 measured best overall here: fp32 models gain from larger batches (2048 was 5% faster than 512),
         int8 ones lose a little (512 was up to 8% faster than 2048) (benchmarks/bench_reranker.py).
-    n_threads, graph_optimization_level, enable_mem_arena, allow_spinning :
+    n_threads, graph_optimization_level, enable_mem_arena, allow_spinning, spin_between_runs :
         ONNX Runtime session settings, as for the Embedder.
     activation : "auto", "none" or "sigmoid"
         Applied to the logit. "auto": what the folder's ``config.json`` declares for sentence-transformers
@@ -178,6 +178,7 @@ class Reranker:
         graph_optimization_level: GraphLevel = "all",
         enable_mem_arena: bool = True,
         allow_spinning: bool = True,
+        spin_between_runs: bool = True,
         activation: Literal["auto", "none", "sigmoid"] = "auto",
     ) -> None:
         folder = resolve_model(path)
@@ -200,6 +201,7 @@ class Reranker:
             graph_optimization_level=graph_optimization_level,
             enable_mem_arena=enable_mem_arena,
             allow_spinning=allow_spinning,
+            spin_between_runs=spin_between_runs,
         )
         self._output = self.session.get_outputs()[0].name
         self._pad_id = self.tokenizer.pad_id

@@ -33,7 +33,17 @@ from .lexical import BM25, Statistics
 from .locking import RWLock
 from .metrics import evaluate, query_metrics
 from .progress import Progress
-from .search import DEFAULT_RERANK_WEIGHT, EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages, check_query
+from .search import (
+    DEFAULT_RERANK_WEIGHT,
+    EmbedderLike,
+    Found,
+    FoundFields,
+    Mode,
+    RerankerLike,
+    Searcher,
+    Stages,
+    check_query,
+)
 from .store import FORMAT_VERSION, MODELS_ENV, model_name
 
 if TYPE_CHECKING:
@@ -479,11 +489,11 @@ class Retriever(Searcher):
         statistics: Mapping[str, Statistics] | None,
         want: int = 0,
         per_document: bool = False,
-    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict[int, Found]]:
+    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict[int, FoundFields]]:
         """The first stages of a search as a shard runs them: per stage, its ``fetch`` best rows, their documents'
         numbers and their scores (BM25's with the whole index's ``statistics``), the filter applied inside; and
-        ``_found`` of each stage's ``want`` best rows, which the hits will most likely need (sent along, it saves
-        the coordinator a second round trip)."""
+        ``_found`` of each stage's ``want`` best rows as plain tuples, which the hits will most likely need (sent
+        along, it saves the coordinator a second round trip)."""
         with self._lock.read():
             selection = self._select(filter)
             stages = self._first_stages(
@@ -491,13 +501,15 @@ class Retriever(Searcher):
             )
             lists = {name: (rows, self._chunks.doc[rows], scores) for name, (rows, scores) in stages.lists.items()}
             best = np.unique(np.concatenate([rows[:want] for rows, _ in stages.lists.values()] or [np.zeros(0)]))
-            return lists, self._found(best.astype(np.int64)) if want else {}
+            found = self._found(best.astype(np.int64)) if want else {}
+            return lists, {r: (*f,) for r, f in found.items()}
 
-    def shard_found(self, rows: np.ndarray) -> list[Found]:
-        """What the reranker and the hits need of ``rows`` (rows of a ``shard_stages`` answer), in that order."""
+    def shard_found(self, rows: np.ndarray) -> list[FoundFields]:
+        """What the reranker and the hits need of ``rows`` (rows of a ``shard_stages`` answer), in that order, as
+        plain tuples."""
         with self._lock.read():
             found = self._found(np.asarray(rows, dtype=np.int64))
-        return [found[r] for r in np.asarray(rows).tolist()]
+        return [(*found[r],) for r in np.asarray(rows).tolist()]
 
     # -- persistence ---------------------------------------------------------------------------------------------
 

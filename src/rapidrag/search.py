@@ -72,6 +72,11 @@ class Found(NamedTuple):
     text: str
 
 
+# A Found as the plain tuple of its fields, as a shard sends it: a plain tuple pickles about 6x faster than a named
+# one (whose pickling calls back into Python for each), and the coordinator names only the few rows it uses.
+FoundFields = tuple[str, dict[str, Any], int, int, int, str]
+
+
 # The reranker's share when nothing chose one: fused with the first-stage score, since a reranker's order alone
 # can be worse than the first stage's (the shared cross-encoder's is, on SciFact). Chosen on SciFact train by
 # benchmarks/rerank_default.py: of the shares that gain over hybrid whatever number of candidates a budget lets
@@ -95,7 +100,7 @@ class Stages:
     document_of: Callable[[np.ndarray], np.ndarray]
     per_document: bool = False  # each list holds at most one row of a document (its best)
     missing: list[int] = field(default_factory=list)  # shards of a split index that could not answer
-    found: dict[int, Found] = field(default_factory=dict)  # rows whose Found came with the stages (a split index)
+    found: dict[int, FoundFields] = field(default_factory=dict)  # rows whose Found came with the stages (a split index)
 
 
 class Searcher:
@@ -272,11 +277,11 @@ class Searcher:
         )
         return pack(result, budget_tokens, source=self, query=query, **options)
 
-    def _found_of(self, rows: np.ndarray, known: dict[int, Found]) -> dict[int, Found]:
+    def _found_of(self, rows: np.ndarray, known: dict[int, FoundFields]) -> dict[int, Found]:
         """``_found`` of ``rows``, those that came with the stages taken from there."""
         if not known:
             return self._found(rows)
-        found = {r: known[r] for r in rows.tolist() if r in known}
+        found = {r: Found._make(known[r]) for r in rows.tolist() if r in known}
         rest = np.asarray([r for r in rows.tolist() if r not in found], dtype=np.int64)
         if len(rest):
             found.update(self._found(rest))
