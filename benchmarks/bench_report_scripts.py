@@ -1,9 +1,9 @@
 """The report scripts of benchmarks/ that are not pytest suites, run once on tiny inputs so that they do not rot.
 
-Only those that take seconds: attention_core.py, and dense_report.py on 2,000 vectors (random ones unless the gcide
-cache of dense_vectors.py is present). rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of
-SciFact and quantize the cross-encoder before their first figure, minutes on two cores; they are run by hand for
-BENCHMARKS.md.
+Only those that take seconds: attention_core.py, dense_report.py on 2,000 vectors (random ones unless the gcide
+cache of dense_vectors.py is present), and spin_between_runs.py on 5 queries. rerank_quality.py, rerank_cascade.py
+and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before their first figure, minutes on two
+cores; they are run by hand for BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -34,3 +34,14 @@ def test_report_script_runs(tmp_path: Path, script: str, args: list[str], keys: 
     subprocess.run([sys.executable, str(HERE / script), *args, "--out", str(out)], check=True, cwd=HERE, timeout=600)
     report = json.loads(out.read_text(encoding="utf-8"))
     assert keys <= set(report), sorted(report)
+
+
+def test_spin_between_runs_reports_both_embedders(tmp_path: Path, minilm_dir: Path) -> None:
+    out = tmp_path / "report.json"
+    shared = minilm_dir.parent.parent
+    args = ["--shared", str(shared), "--queries", "5", "--rounds", "1", "--out", str(out)]
+    subprocess.run([sys.executable, str(HERE / "spin_between_runs.py"), *args], check=True, cwd=HERE, timeout=600)
+    best = json.loads(out.read_text(encoding="utf-8"))["best"]
+    assert len(best) == 2
+    for cases in best.values():
+        assert len(cases) == 3 and all(0 < c["p50_ms"] <= c["p99_ms"] for c in cases.values())

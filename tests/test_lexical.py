@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rapidrag.lexical import BM25, MAX_SEGMENTS, WordAnalyzer
+from rapidrag.lexical import BM25, MAX_SEGMENTS, SELECT_MANY_FROM, WordAnalyzer
 
 DOCS = {
     "a": "Vitamin D deficiency causes bone loss in older adults.",
@@ -209,6 +209,23 @@ def test_top_rows_equals_a_full_sort_by_score_then_row() -> None:
             rows, got = index.top_rows(scores, k, mask=mask, groups=groups)
             assert rows.tolist() == grouped[:k].tolist(), (trial, k)
             assert got.tolist() == scores[grouped[:k]].tolist()
+    # Long lists (k >= SELECT_MANY_FROM) over many more rows than 2 k: the buffered kernel keeps its best k several
+    # times during the pass, with ties across each cut.
+    large = BM25(keyed=False)
+    large.add_rows(["bone"] * 3000)
+    large.delete_rows(range(0, 3000, 11))
+    for trial in range(6):
+        scores = rng.choice(np.float32([0, 0.5, 1, 1.5, 2.25, 3]), size=3000).astype(np.float32)
+        if trial % 2:
+            scores = rng.random(3000, dtype=np.float32) * (rng.random(3000) < 0.6)
+        mask = None if trial < 3 else rng.random(3000) < 0.8
+        allowed = large._alive if mask is None else large._alive & mask
+        keep = np.flatnonzero((scores > 0) & allowed)
+        expected = keep[np.lexsort((keep, -scores[keep]))]
+        for k in (SELECT_MANY_FROM - 1, SELECT_MANY_FROM, 300, 400, 1000, 2999):
+            rows, got = large.top_rows(scores, k, mask=mask)
+            assert rows.tolist() == expected[:k].tolist(), (trial, k)
+            assert got.tolist() == scores[expected[:k]].tolist()
     with pytest.raises(ValueError, match="groups must be an int64 array"):
         index.top_rows(np.zeros(300, dtype=np.float32), 3, groups=np.zeros(300, dtype=np.int32))
     with pytest.raises(ValueError, match="one value per row"):

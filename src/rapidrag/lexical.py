@@ -29,6 +29,10 @@ from .locking import RWLock
 __all__ = ["BM25", "ENGLISH_STOPWORDS", "Statistics", "WordAnalyzer"]
 
 MAX_SEGMENTS = 8
+# From this many rows a top-k takes the buffered selection (select_many) rather than the sorted list: 400 of
+# SciFact's 9,625 rows in 91 against 149 us, 400 of 941 (a shard's) in 25 against 30; even at 200, and 10 rows
+# take 16 against 8 (benchmarks/select_top_rows.py, BENCHMARKS.md).
+SELECT_MANY_FROM = 256
 # The English stopword list of Lucene's EnglishAnalyzer (also Pyserini's default for BEIR).
 ENGLISH_STOPWORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
@@ -152,6 +156,53 @@ def _kernels() -> Any:
         return n
 
     @numba.njit(cache=True, nogil=True)
+    def keep_best(rows: Any, best: Any, n: int, k: int) -> tuple[int, Any]:
+        # The k best of the first n rows/best (in row order), ties to the earlier row, moved to the front in row
+        # order; returns k and the k-th best score.
+        cut = -np.partition(-best[:n], k - 1)[k - 1]
+        ties = k
+        for j in range(n):
+            if best[j] > cut:
+                ties -= 1
+        m = 0
+        for j in range(n):
+            s = best[j]
+            if s > cut or (s == cut and ties > 0):
+                if s == cut:
+                    ties -= 1
+                rows[m] = rows[j]
+                best[m] = s
+                m += 1
+        return m, cut
+
+    @numba.njit(cache=True, nogil=True)
+    def select_many(scores: Any, allowed: Any, rows: Any, best: Any) -> int:
+        # As select, for a long list (a few hundred rows): the sorted list's insertions cost about k / 2 moves
+        # each while it fills. Rows above the floor go into a buffer of 2k in row order; a full buffer keeps its
+        # k best (a partition), whose last score becomes the floor; the k left are sorted once at the end (a
+        # stable sort: ties stay in row order).
+        k = rows.shape[0]
+        buffer_rows = np.empty(2 * k, dtype=np.int64)
+        buffer_best = np.empty(2 * k, dtype=np.float32)
+        n = 0
+        floor = np.float32(0.0)
+        for i in range(scores.shape[0]):
+            s = scores[i]
+            if s > floor and allowed[i]:
+                buffer_rows[n] = i
+                buffer_best[n] = s
+                n += 1
+                if n == 2 * k:
+                    n, floor = keep_best(buffer_rows, buffer_best, n, k)
+        if n > k:
+            n, floor = keep_best(buffer_rows, buffer_best, n, k)
+        order = np.argsort(-buffer_best[:n], kind="mergesort")
+        for j in range(n):
+            rows[j] = buffer_rows[order[j]]
+            best[j] = buffer_best[order[j]]
+        return n
+
+    @numba.njit(cache=True, nogil=True)
     def select_grouped(scores: Any, allowed: Any, groups: Any, rows: Any, best: Any) -> int:
         # As select, keeping at most one row of each group: its best (by score, then the first in row order). The
         # list's groups are kept beside it (a scan of them for each row that enters: 4.7 against 3.9 µs for 10 of
@@ -187,18 +238,19 @@ def _kernels() -> Any:
                     floor = best[k - 1]
         return n
 
-    return accumulate, select, select_grouped
+    return accumulate, select, select_grouped, select_many
 
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) the scoring kernel now rather than on the first search."""
     one = np.zeros(1, dtype=np.int64)
-    accumulate, select, select_grouped = _kernels()
+    accumulate, select, select_grouped, select_many = _kernels()
     accumulate(
         np.zeros(1, dtype=np.float32), one, np.ones(1, dtype=np.float32), np.zeros(2, dtype=np.int64),
         np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), np.ones(1, dtype=np.float32), np.float32(0.9),
     )  # fmt: skip
     select(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one.copy(), np.zeros(1, dtype=np.float32))
+    select_many(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one.copy(), np.zeros(1, dtype=np.float32))
     select_grouped(
         np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one, one.copy(), np.zeros(1, dtype=np.float32)
     )
@@ -454,7 +506,7 @@ class BM25:
             return rows, best
         scores = np.ascontiguousarray(scores, dtype=np.float32)
         if groups is None:
-            n = _kernels()[1](scores, allowed, rows, best)
+            n = _kernels()[1 if k < SELECT_MANY_FROM else 3](scores, allowed, rows, best)
         else:
             n = _kernels()[2](scores, allowed, np.ascontiguousarray(groups), rows, best)
         return rows[:n], best[:n]
