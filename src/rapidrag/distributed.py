@@ -218,7 +218,7 @@ class ShardedRetriever(Searcher):
 
         # The shards the channels did not answer, asked through Ray: the first live replica, or (slower than
         # hedge_ms on its channel) the next one. (Each shard's replicas read once: another search may suspect one.)
-        first = {i: next(iter(list(self._shards[i])), None) for i in chosen}
+        first = {i: next(iter(self._shards[i]), None) for i in chosen}
         sent: list[list[tuple[Any, Any]]] = [
             [] if i in direct or i in slow or first[i] is None else [ask(first[i], a)]
             for i, a in zip(chosen, args, strict=True)
