@@ -99,11 +99,15 @@ def main() -> None:
             "budget_ms": args.rerank_budget_ms,
         },
     }
-    stopping = rapidrag.Embedder(
-        shared / "models" / "all-MiniLM-L6-v2",
-        quantized=True,
-        allow_spinning=not args.no_spinning,
-        spin_between_runs=False,
+    stopping = (  # (timed on Ray only: in one process the shards run on the embedder's own thread)
+        rapidrag.Embedder(
+            shared / "models" / "all-MiniLM-L6-v2",
+            quantized=True,
+            allow_spinning=not args.no_spinning,
+            spin_between_runs=False,
+        )
+        if args.backend == "ray"
+        else None
     )
     timed: list[tuple[str, Any, bool, Any]] = []  # (name, index, channels, the coordinator's embedder)
     for name, index in indexes.items():

@@ -10,6 +10,7 @@
 
     python benchmarks/wrapper_cost.py --index scifact.idx --queries ../shared/data/beir/scifact --rounds 7
 
+To time a copy of the code (a folder holding the package with its built ``_core``), set ``RAPIDRAG_CODE=FOLDER``.
 The 300 test queries one at a time; the paths take turns, round after round; the fastest round of each is kept.
 """
 
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import GivenVectors
+from _common import GivenVectors, use_code_copy
 
 
 def main() -> None:
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", default="wrapper_cost.json")
     args = parser.parse_args()
+    use_code_copy()  # RAPIDRAG_CODE=FOLDER: time that copy of the package (code before and after a change)
 
     import rapidrag
     from rapidrag.beir import load_qrels, load_queries
@@ -77,6 +79,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "rapidrag": rapidrag.__version__,
+        "code": str(Path(rapidrag.__file__).parent),
         "queries": len(texts),
         "us_per_query": per_query,
         "lexical ratio": per_query["lexical: Retriever.search"] / per_query["lexical: BM25 index"],

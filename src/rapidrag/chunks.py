@@ -142,7 +142,8 @@ class ChunkTable:
 
     @classmethod
     def from_arrays(cls, doc: IntArray, chunk: IntArray, start: IntArray, end: IntArray) -> ChunkTable:
+        """A table of the given columns (copied: ``kill`` writes into ``doc``), its flag from the live rows only."""
         out = cls()
-        out.append(doc, chunk, start, end)
-        out.one_per_document = not np.any(out.chunk[out.doc >= 0])  # the live rows only
+        out.doc, out.chunk, out.start, out.end = (np.array(a, dtype=np.int64) for a in (doc, chunk, start, end))
+        out.one_per_document = not np.any(out.chunk[out.doc >= 0])
         return out
