@@ -3,7 +3,7 @@
 Only those that take seconds: attention_core.py, dense_report.py on 2,000 vectors (random ones unless the gcide
 cache of dense_vectors.py is present), and spin_between_runs.py on 5 queries. rerank_quality.py, rerank_cascade.py
 and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before their first figure, minutes on two
-cores; they are run by hand for BENCHMARKS.md.
+cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index of 300 gcide passages.
 """
 
 from __future__ import annotations
@@ -45,3 +45,14 @@ def test_spin_between_runs_reports_both_embedders(tmp_path: Path, minilm_dir: Pa
     assert len(best) == 2
     for cases in best.values():
         assert len(cases) == 3 and all(0 < c["p50_ms"] <= c["p99_ms"] for c in cases.values())
+
+
+def test_small_writes_reports_each_kind_of_write(tmp_path: Path, minilm_dir: Path) -> None:
+    out = tmp_path / "report.json"
+    shared = minilm_dir.parent.parent
+    args = ["--shared", str(shared), "--docs", "300", "--writes", "3", "--out", str(out)]
+    subprocess.run([sys.executable, str(HERE / "small_writes.py"), *args], check=True, cwd=HERE, timeout=600)
+    result = json.loads(out.read_text(encoding="utf-8"))["results"]["300"]
+    assert result["chunks"] >= 300
+    writes = {k: v for k, v in result.items() if k != "chunks"}
+    assert len(writes) == 3 and all(w["n"] == 3 and 0 < w["p50_ms"] <= w["p99_ms"] for w in writes.values())

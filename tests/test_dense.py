@@ -114,3 +114,97 @@ def test_flat_filters_are_exact_on_every_path() -> None:
         n = min(10, int(mask.sum()))
         assert (rows[:, :n] == expected[:, :n]).all() and (rows[:, n:] == -1).all()
         assert np.allclose(got[:, :n], np.take_along_axis(masked, expected, axis=1)[:, :n], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_rows_added_a_few_at_a_time_equal_rows_added_at_once(kind: str, data: tuple[np.ndarray, np.ndarray]) -> None:
+    # Small adds lengthen views over buffers that grow when full (no copy of every vector per add): the stored
+    # vectors, the live rows, searches (filtered ones score the stored vectors) and the saved state are those of one
+    # add of everything, across many growths of the buffers, with rows skipped and some removed on the way.
+    vectors, queries = data
+    rows = np.arange(0, 2 * 900, 2)  # every other row: rows never given stay dead
+    once, steps = DenseIndex(DIM, kind), DenseIndex(DIM, kind)
+    once.add(rows, vectors[: len(rows)])
+    for a in range(0, len(rows), 7):
+        steps.add(rows[a : a + 7], vectors[a : min(a + 7, len(rows))])
+        if a == 350:  # a remove between adds
+            for index in (once, steps):
+                index.remove(rows[:40])
+    once.remove(rows[:40])
+    assert len(steps) == len(once) == len(rows) - 40
+    assert np.array_equal(steps.vectors(rows), once.vectors(rows))
+    allowed = np.zeros(rows[-1] + 1, dtype=bool)
+    allowed[rows[::3]] = True
+    for mask in (None, allowed):
+        found_steps, scores_steps = steps.search(queries, 10, mask=mask)
+        found_once, scores_once = once.search(queries, 10, mask=mask)
+        assert np.array_equal(found_steps, found_once) and np.allclose(scores_steps, scores_once)
+        assert not np.isin(found_steps, rows[:40]).any()
+    info, arrays = steps.state()
+    _, arrays_once = once.state()
+    assert arrays["vectors"].shape == (rows[-1] + 1, DIM)  # the rows in use, not the buffer's room
+    assert np.array_equal(arrays["vectors"], arrays_once["vectors"])
+    assert np.array_equal(arrays["alive"], arrays_once["alive"])
+    loaded = DenseIndex.from_state(info, arrays)
+    loaded.add([rows[-1] + 5], vectors[-1:])  # a load's exact-size arrays grow as well
+    assert np.array_equal(loaded.vectors(rows[40:]), once.vectors(rows[40:]))
+    assert np.array_equal(loaded.vectors([rows[-1] + 5]), vectors[-1:]) and len(loaded) == len(once) + 1
+
+
+def test_a_flat_index_skips_its_removed_rows_until_it_drops_them(data: tuple[np.ndarray, np.ndarray]) -> None:
+    # Removed rows of a flat index stay in FAISS until there are enough to be worth FAISS's removal; every search
+    # (unfiltered, filtered, one whose best rows were all removed) answers as an index of the live rows alone,
+    # the saved state holds no removed row, and a removed row can be added again.
+    from rapidrag.dense import FLAT_TOMBSTONE_ROWS
+
+    vectors, queries = data
+    n = 3000
+    index = DenseIndex(DIM)
+    index.add(np.arange(n), vectors[:n])
+    best = np.unique(index.search(queries, 4)[0])  # every query's best 4 gone: at k 1 the over-fetch falls short
+    alive = np.ones(n, dtype=bool)
+
+    def check() -> None:
+        live = np.flatnonzero(alive)
+        reference = DenseIndex(DIM)
+        reference.add(live, vectors[live])
+        some = np.zeros(n, dtype=bool)
+        some[::3] = True
+        for mask in (None, some):
+            for k in (1, 10, 40):
+                rows, scores = index.search(queries, k, mask=mask)
+                want_rows, want_scores = reference.search(queries, k, mask=mask)
+                assert np.array_equal(rows, want_rows) and np.allclose(scores, want_scores)
+        assert len(index) == int(alive.sum())
+
+    for row in best.tolist():  # one at a time, as single documents are deleted
+        index.remove([row])
+        alive[row] = False
+    assert 0 < index.dead == len(best) <= FLAT_TOMBSTONE_ROWS
+    check()
+    info, arrays = index.state()
+    loaded = DenseIndex.from_state(info, arrays)
+    assert loaded.dead == 0 and np.array_equal(loaded.search(queries, 10)[0], index.search(queries, 10)[0])
+    index.add(best[:3], vectors[best[:3]])  # removed rows added again
+    alive[best[:3]] = True
+    check()
+    more = np.setdiff1d(np.arange(n), best)[: FLAT_TOMBSTONE_ROWS + 50]
+    index.remove(more)
+    alive[more] = False
+    assert index.dead < FLAT_TOMBSTONE_ROWS  # past the limit: dropped from FAISS
+    check()
+    index.remove(best[3:10])
+    alive[best[3:10]] = False
+    index.compact()
+    assert index.dead == 0
+    check()
+    # A small index whose removed rows outnumber its live ones: an over-fetch as long as the live rows still
+    # falls short (FAISS holds the removed ones too), and the search scores the live rows instead.
+    small = DenseIndex(DIM)
+    small.add(np.arange(40), vectors[:40])
+    gone = small.search(queries[:1], 30)[0][0]
+    small.remove(gone)
+    reference = DenseIndex(DIM)
+    live = np.setdiff1d(np.arange(40), gone)
+    reference.add(live, vectors[live])
+    assert np.array_equal(small.search(queries[:1], 3)[0], reference.search(queries[:1], 3)[0])
