@@ -124,6 +124,26 @@ def record(
     REPORT.append({"group": benchmark.group or "", "name": benchmark.name, **info})
 
 
+def stand_in_index(embedder: Any, docs: list[Any], step: int = 1024) -> tuple[Any, float]:
+    """A ``Retriever`` holding ``docs``, chunked by its chunker and stored with stand-in unit vectors (storing does
+    not look at them) in bulk adds of ``step`` documents, as ``Retriever.add`` stores; and the seconds the adds
+    took (the chunking left out)."""
+    import numpy as np
+
+    from rapidrag.chunks import document_spans
+    from rapidrag.retriever import Retriever
+
+    retriever = Retriever(embedder)
+    spans, row_splits = document_spans(retriever.chunker, [d.text for d in docs])
+    vectors = np.random.default_rng(0).standard_normal((len(spans), embedder.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    clock = time.perf_counter()
+    for a in range(0, len(docs), step):
+        lo, hi = int(row_splits[a]), int(row_splits[min(a + step, len(docs))])
+        retriever.add_embedded(docs[a : a + step], spans[lo:hi], row_splits[a : a + step + 1] - lo, vectors[lo:hi])
+    return retriever, time.perf_counter() - clock
+
+
 def use_code_copy() -> None:
     """In a side-by-side worker: import ``rapidrag`` from the copy in ``$RAPIDRAG_CODE`` (a folder holding the
     package with its built ``_core``), not from an editable install's redirect."""

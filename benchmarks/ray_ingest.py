@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from _common import stand_in_index
 
 
 def _in_private_network() -> None:
@@ -105,21 +105,9 @@ def pipeline(embedder: Any, docs: list[Any], folder: Path, args: argparse.Namesp
 
 
 def store_cost(embedder: Any, docs: list[Any]) -> float:
-    """Seconds that storing the documents' chunks takes a shard (one process, every document)."""
-    from rapidrag.chunks import document_spans
-    from rapidrag.retriever import Retriever
-
-    retriever = Retriever(embedder)
-    spans, row_splits = document_spans(retriever.chunker, [d.text for d in docs])
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((len(spans), embedder.dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    clock = time.perf_counter()
-    for a in range(0, len(docs), 1024):  # bulk adds of the pipeline's default size
-        lo, hi = int(row_splits[a]), int(row_splits[min(a + 1024, len(docs))])
-        part = row_splits[a : a + 1025] - lo
-        retriever.add_embedded(docs[a : a + 1024], spans[lo:hi], part, vectors[lo:hi])
-    return time.perf_counter() - clock
+    """Seconds that storing the documents' chunks takes a shard (one process, every document, in the pipeline's
+    default bulk adds of 1,024)."""
+    return stand_in_index(embedder, docs)[1]
 
 
 def scaling(n: int, best: dict[str, Any], args: argparse.Namespace, store_s: float) -> dict[str, Any]:

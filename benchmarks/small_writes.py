@@ -21,21 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import use_code_copy
-
-
-def build(embedder: Any, docs: list[Any]) -> Any:
-    from rapidrag.chunks import document_spans
-    from rapidrag.retriever import Retriever
-
-    retriever = Retriever(embedder)
-    spans, row_splits = document_spans(retriever.chunker, [d.text for d in docs])
-    vectors = np.random.default_rng(0).standard_normal((len(spans), embedder.dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    for a in range(0, len(docs), 1024):  # as Retriever.add stores: 1,024 documents at a time
-        lo, hi = int(row_splits[a]), int(row_splits[min(a + 1024, len(docs))])
-        retriever.add_embedded(docs[a : a + 1024], spans[lo:hi], row_splits[a : a + 1025] - lo, vectors[lo:hi])
-    return retriever
+from _common import stand_in_index, use_code_copy
 
 
 def timed(write: Any, items: list[Any]) -> dict[str, float]:
@@ -91,7 +77,7 @@ def main() -> None:
     embedder = rapidrag.Embedder(Path(args.shared) / "models" / "all-MiniLM-L6-v2", quantized=True)
     results: dict[str, Any] = {}
     for n in sizes:
-        results[str(n)] = writes(embedder, build(embedder, pool[:n]), pool, n, args.writes)
+        results[str(n)] = writes(embedder, stand_in_index(embedder, pool[:n])[0], pool, n, args.writes)
         print(n, json.dumps(results[str(n)]), flush=True)
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -174,14 +174,16 @@ class DenseIndex:
         if rows.min() < 0 or len(np.unique(rows)) != len(rows):
             raise ValueError("rows must be distinct ints >= 0")
         with self._lock.write():
-            end = int(rows.max()) + 1
-            if end > len(self._alive):
+            held, end = len(self._alive), int(rows.max()) + 1
+            if end > held:
                 self._grow(end)
             taken = rows[self._alive[rows]]
             if len(taken):
                 raise ValueError(f"rows already in the index: {taken[:5].tolist()}; remove them first")
-            if self._tombstones and np.isin(rows, np.concatenate(self._tombstones)).any():
-                self._drop_tombstones()  # a removed row added again: FAISS must not hold its id twice
+            # A removed row added again: FAISS must not hold its id twice. (Only rows below those held before can
+            # be removed ones; a retriever's adds are all above, and skip the look-up.)
+            if self._tombstones and rows.min() < held and np.isin(rows, np.concatenate(self._tombstones)).any():
+                self._drop_tombstones()
             self._threads(searching=False)
             if self._index is None:
                 self._index = self._new_index(train=vectors)
