@@ -81,23 +81,40 @@ def test_a_sharded_index_answers_as_one_index(
 def test_the_merge_of_the_shards_lists_keeps_their_order_at_a_cut_through_ties(
     shard_embedder: rapidrag.Embedder,
 ) -> None:
-    # The merge sorts only the rows that can be among the first ``fetch``: equal to sorting all of them (score
-    # down, then the row number across shards up), also where the cut falls inside a run of equal scores.
-    s = ShardedRetriever(shard_embedder, n_shards=3)
+    # The merge equals sorting all the shards' rows (score down, then the row number across shards up), also where
+    # the cut falls inside a run of equal scores, with lists of different lengths, an empty one, a shard missing,
+    # and a list whose equal scores are not in row order (FAISS's order of equal dense scores).
+    from rapidrag.distributed import _merge_kernel
+
+    s = ShardedRetriever(shard_embedder, n_shards=4)
     rng = np.random.default_rng(7)
     for fetch in (1, 5, 17, 40, 200):
-        parts = []
-        for i in range(3):
-            scores = np.sort(rng.choice(np.float32([0.5, 1.0, 1.5, 2.0, 2.5]), size=40))[::-1].copy()
-            rows = rng.permutation(60)[:40]
-            rows = rows[np.lexsort((rows, -scores))]  # (a shard's list: score down, then row up)
-            parts.append((i, (rows, rows + 1000, scores)))
-        got_rows, got_docs, got_scores = s._merge(parts, fetch)
-        numbers = np.concatenate([r * 3 + i for i, (r, _, _) in parts])
-        every = np.concatenate([sc for _, (_, _, sc) in parts])
-        order = np.lexsort((numbers, -every))[:fetch]
-        assert got_rows.tolist() == numbers[order].tolist() and got_scores.tolist() == every[order].tolist()
-        assert got_docs.tolist() == (np.concatenate([d * 3 + i for i, (_, d, _) in parts])[order]).tolist()
+        for shuffled in (False, True):
+            parts = []
+            for i, size in ((0, 40), (1, 25), (3, 0), (2, 40)):  # (shard 2 answers last; none is missing)
+                if i == 1 and fetch == 17:
+                    continue  # (a shard without a live replica sends nothing)
+                scores = np.sort(rng.choice(np.float32([0.5, 1.0, 1.5, 2.0, 2.5]), size=size))[::-1].copy()
+                rows = rng.permutation(60)[:size]
+                rows = rows[np.lexsort((rows, -scores))]  # (a shard's list: score down, then row up)
+                if shuffled and i == 2:  # equal scores in another order
+                    rows = rows[np.lexsort((-rows, -scores))]
+                parts.append((i, (rows, rows + 1000, scores)))
+            got_rows, got_docs, got_scores = s._merge(parts, fetch)
+            numbers = np.concatenate([r * 4 + i for i, (r, _, _) in parts])
+            every = np.concatenate([sc for _, (_, _, sc) in parts])
+            order = np.lexsort((numbers, -every))[:fetch]
+            assert got_rows.tolist() == numbers[order].tolist() and got_scores.tolist() == every[order].tolist()
+            assert got_docs.tolist() == (np.concatenate([d * 4 + i for i, (_, d, _) in parts])[order]).tolist()
+            # The kernel merges lists in order itself, and leaves a list out of order to the sort.
+            flat = [np.concatenate([p[j] for _, p in parts]).astype(np.int64) for j in (0, 1)]
+            splits = np.cumsum([0] + [len(p[0]) for _, p in parts])
+            n = min(fetch, len(every))
+            keys, out = np.empty((2, n), dtype=np.int64), np.empty(n, dtype=np.float32)
+            merged = _merge_kernel()(every, *flat, splits, np.array([i for i, _ in parts]), 4, keys, out)
+            assert merged == (-1 if shuffled else n)
+            if not shuffled:
+                assert keys[0].tolist() == got_rows.tolist() and out.tolist() == got_scores.tolist()
 
 
 def test_per_shard_statistics_would_rank_differently(

@@ -32,6 +32,7 @@ concern: what makes several processes answer as one index.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -573,12 +574,14 @@ class ShardedRetriever(Searcher):
         per_document: bool = False,
     ) -> Stages:
         # (under the read lock: no change moves the statistics meanwhile)
-        statistics = self._statistics.of(self.analyzer(query)) if mode in ("lexical", "hybrid") else None
+        # The query analysed once, here: the shards get its terms (their analyzers are this one).
+        terms = self.analyzer(query) if mode in ("lexical", "hybrid") else []
+        statistics = self._statistics.of(terms) if mode in ("lexical", "hybrid") else None
         missing: set[int] = set()
         per_document = per_document and mode == "lexical"  # (a document's rows are all in one shard)
         clock = time.perf_counter()
         answers = self._all(
-            "shard_stages", query, qv, mode, selection, fetch, statistics, want * FOUND_MARGIN, per_document
+            "shard_stages", terms, qv, mode, selection, fetch, statistics, want * FOUND_MARGIN, per_document
         )
         timings["shards_ms"] = (time.perf_counter() - clock) * 1000  # the round to the shards, their stages in it
         missing.update(i for i, a in enumerate(answers) if a is MISSING)
@@ -602,9 +605,21 @@ class ShardedRetriever(Searcher):
         """The shards' lists of one stage as one: rows and documents numbered across shards (x * S + shard), best
         first by score (then by that number), the first ``fetch``."""
         s = self.n_shards
-        rows = np.concatenate([np.asarray(r, dtype=np.int64) * s + i for i, (r, _, _) in parts])
-        docs = np.concatenate([np.asarray(d, dtype=np.int64) * s + i for i, (_, d, _) in parts])
+        # Each shard's list is best first, by score then row, as BM25's are: a merge of their heads (a few us
+        # against about 50 for the sort below, for 4 lists of 400). A list out of that order (equal dense scores
+        # in FAISS's order) is sorted instead.
+        local_rows = np.concatenate([np.asarray(r, dtype=np.int64) for _, (r, _, _) in parts])
+        local_docs = np.concatenate([np.asarray(d, dtype=np.int64) for _, (_, d, _) in parts])
         scores = np.concatenate([np.asarray(sc) for _, (_, _, sc) in parts])
+        row_splits = np.fromiter(itertools.accumulate((len(r) for _, (r, _, _) in parts), initial=0), np.int64)
+        shards = np.fromiter((i for i, _ in parts), np.int64)
+        n = min(fetch, len(scores))
+        merged = np.empty((2, n), dtype=np.int64), np.empty(n, dtype=scores.dtype)
+        taken = _merge_kernel()(scores, local_rows, local_docs, row_splits, shards, s, *merged)
+        if taken == n:
+            return merged[0][0], merged[0][1], merged[1]
+        shard_of = np.repeat(shards, np.diff(row_splits))
+        rows, docs = local_rows * s + shard_of, local_docs * s + shard_of
         if len(scores) > fetch:  # only the rows scoring at least the fetch-th best score are sorted
             cut = np.partition(scores, len(scores) - fetch)[len(scores) - fetch]
             keep = np.flatnonzero(scores >= cut)
@@ -723,6 +738,64 @@ class ShardedRetriever(Searcher):
         from .ray_ingest import ingest
 
         return ingest(source, self, **options)
+
+
+_MERGE: Any = None
+
+
+def _merge_kernel() -> Any:
+    """The numba kernel of ``ShardedRetriever._merge``, compiled (or loaded from numba's cache) on first use:
+    ``merge(scores, rows, docs, row_splits, shards, n_shards, out_keys, out_scores)`` merges the lists that
+    ``row_splits`` cuts the arrays into (list i from shard ``shards[i]``), best first by score, then by row key
+    (``row * n_shards + shard``), into ``out_keys`` (row keys, document keys) and ``out_scores`` until they are full,
+    and returns how many it wrote; or -1, having written nothing, when a list is not in that order itself."""
+    global _MERGE
+    if _MERGE is None:
+        import numba
+
+        @numba.njit(cache=True, nogil=True)
+        def merge(
+            scores: Any,
+            rows: Any,
+            docs: Any,
+            row_splits: Any,
+            shards: Any,
+            n_shards: int,
+            out_keys: Any,
+            out_scores: Any,
+        ) -> int:
+            n_lists = row_splits.shape[0] - 1
+            for i in range(n_lists):
+                for j in range(row_splits[i] + 1, row_splits[i + 1]):
+                    if scores[j] > scores[j - 1] or (scores[j] == scores[j - 1] and rows[j] < rows[j - 1]):
+                        return -1
+            heads = row_splits[:-1].copy()
+            n = 0
+            while n < out_scores.shape[0]:
+                best = -1
+                best_key = 0
+                for i in range(n_lists):
+                    h = heads[i]
+                    if h < row_splits[i + 1]:
+                        key = rows[h] * n_shards + shards[i]
+                        if (
+                            best < 0
+                            or scores[h] > scores[heads[best]]
+                            or (scores[h] == scores[heads[best]] and key < best_key)
+                        ):
+                            best, best_key = i, key
+                if best < 0:
+                    break
+                h = heads[best]
+                out_keys[0, n] = best_key
+                out_keys[1, n] = docs[h] * n_shards + shards[best]
+                out_scores[n] = scores[h]
+                heads[best] += 1
+                n += 1
+            return n
+
+        _MERGE = merge
+    return _MERGE
 
 
 def _resident_bytes() -> int:
