@@ -182,6 +182,20 @@ def test_reranking_runs_once_on_the_merged_candidates(
     same(got, results(one, shard_queries[:5]), atol=1e-3)
 
 
+def test_compact_drops_the_removed_rows_of_every_shard(
+    shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
+) -> None:
+    s = sharded(shard_embedder, shard_corpus, 3)
+    s.delete([d["id"] for d in shard_corpus[::5]])
+    held = [group[0].retriever.dense.dead for group in s._shards]
+    assert all(n > 0 for n in held), held  # (a flat index holds removed rows until they are many)
+    before = {mode: results(s, shard_queries, mode=mode) for mode in ("dense", "hybrid")}
+    s.compact()
+    assert [group[0].retriever.dense.dead for group in s._shards] == [0, 0, 0]
+    for mode, want in before.items():
+        same(results(s, shard_queries, mode=mode), want, atol=0)
+
+
 def test_save_and_load(
     shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str], tmp_path: Path
 ) -> None:

@@ -496,6 +496,12 @@ class ShardedRetriever(Searcher):
         with self._lock.write():
             return self._statistics.apply(self._each("delete", [([ids[i] for i in g],) for g in groups], write=True))
 
+    def compact(self) -> None:
+        """``Retriever.compact`` in every shard, on each replica: the dense indexes drop the deleted rows they
+        still hold (HNSW's tombstones). Searches give the same results before and after."""
+        with self._lock.write():
+            self._require_all(self._each("compact", [()] * self.n_shards, write=True), "compact")
+
     # -- reading -----------------------------------------------------------------------------------------------------
 
     def get(self, doc_id: str) -> Document | None:
@@ -930,7 +936,7 @@ def _ray_shards(
     return [[placed(i, j) for j in range(replicas)] for i in range(n_shards)]
 
 
-WRITES = frozenset({"add", "upsert", "delete", "add_embedded"})  # the calls that change a shard
+WRITES = frozenset({"add", "upsert", "delete", "add_embedded", "compact"})  # the calls that change a shard
 KEPT_ANSWERS = 64  # a shard keeps the answers of its last writes, for a retried one (applied once, answered again)
 
 
