@@ -91,7 +91,7 @@ def test_the_merge_of_the_shards_lists_keeps_their_order_at_a_cut_through_ties(
     for fetch in (1, 5, 17, 40, 200):
         for shuffled in (False, True):
             parts = []
-            for i, size in ((0, 40), (1, 25), (3, 0), (2, 40)):  # (shard 2 answers last; none is missing)
+            for i, size in ((0, 40), (1, 25), (3, 0), (2, 40)):  # (lists in the order the shards answered)
                 if i == 1 and fetch == 17:
                     continue  # (a shard without a live replica sends nothing)
                 scores = np.sort(rng.choice(np.float32([0.5, 1.0, 1.5, 2.0, 2.5]), size=size))[::-1].copy()

@@ -581,8 +581,9 @@ class ShardedRetriever(Searcher):
     ) -> Stages:
         # (under the read lock: no change moves the statistics meanwhile)
         # The query analysed once, here: the shards get its terms (their analyzers are this one).
-        terms = self.analyzer(query) if mode in ("lexical", "hybrid") else []
-        statistics = self._statistics.of(terms) if mode in ("lexical", "hybrid") else None
+        lexical = mode in ("lexical", "hybrid")
+        terms = self.analyzer(query) if lexical else []
+        statistics = self._statistics.of(terms) if lexical else None
         missing: set[int] = set()
         per_document = per_document and mode == "lexical"  # (a document's rows are all in one shard)
         clock = time.perf_counter()
