@@ -86,7 +86,7 @@ def overhead(index: DenseIndex, queries: np.ndarray, k: int, reps: int) -> dict[
         candidates = [raw_search(index, params, q, fetch)[1].astype(np.int64) for q in qs]
         variants["faiss refine*k"] = lambda i: raw_search(index, params, qs[i], fetch)[1]
         variants["rescore only"] = lambda i: index._rescore(qs[i], candidates[i], k)[0]
-        vectors = index._vectors
+        vectors = index.vectors(np.arange(len(index._alive)))
 
         def by_hand(i: int) -> np.ndarray:
             """FAISS for the same candidates, re-scored in numpy as a user would (gather, product, top k)."""
@@ -110,7 +110,7 @@ def overhead(index: DenseIndex, queries: np.ndarray, k: int, reps: int) -> dict[
         hand = out["faiss refine*k + numpy re-score"]
         out["rapidrag"]["ratio_p50_vs_by_hand"] = round(out["rapidrag"]["p50_us"] / hand["p50_us"], 3)
         out["rapidrag"]["ratio_mean_vs_by_hand"] = round(out["rapidrag"]["mean_us"] / hand["mean_us"], 3)
-    truth = exact_topk(index._vectors, None, queries, k)
+    truth = exact_topk(index.vectors(np.arange(len(index._alive))), None, queries, k)
     for name in ("rapidrag", "faiss k") + (("faiss refine*k + numpy re-score",) if index.kind == "ivfpq" else ()):
         out[name][f"recall@{k}"] = round(recall(np.vstack(run["results"][name])[:, :k], truth), 4)
     return out
@@ -139,7 +139,7 @@ def filtered(index: DenseIndex, queries: np.ndarray, mask: np.ndarray, selectivi
         if index.kind != "flat":
             variants["in-index forced"] = forced
     run = interleaved(variants, len(qs), reps)
-    truth = exact_topk(index._vectors, mask, queries, k)
+    truth = exact_topk(index.vectors(np.arange(len(index._alive))), mask, queries, k)
     n_allowed = int(mask.sum())
     exact = index.kind == "flat" or (
         selectivity < 1 and n_allowed <= max(index.exact_fraction * len(index), index.exact_rows)

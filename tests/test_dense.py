@@ -168,14 +168,16 @@ def test_a_flat_index_skips_its_removed_rows_until_it_drops_them(data: tuple[np.
         live = np.flatnonzero(alive)
         reference = DenseIndex(DIM)
         reference.add(live, vectors[live])
-        some = np.zeros(n, dtype=bool)
-        some[::3] = True
-        for mask in (None, some):
+        some, few = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        some[::3] = True  # (an over-fetched scan)
+        few[::10] = True  # (the allowed rows' stored vectors scored: read from FAISS's storage by slot)
+        for mask in (None, some, few):
             for k in (1, 10, 40):
                 rows, scores = index.search(queries, k, mask=mask)
                 want_rows, want_scores = reference.search(queries, k, mask=mask)
                 assert np.array_equal(rows, want_rows) and np.allclose(scores, want_scores)
         assert len(index) == int(alive.sum())
+        assert np.array_equal(index.vectors(live), vectors[live])
 
     for row in best.tolist():  # one at a time, as single documents are deleted
         index.remove([row])
@@ -208,3 +210,39 @@ def test_a_flat_index_skips_its_removed_rows_until_it_drops_them(data: tuple[np.
     live = np.setdiff1d(np.arange(40), gone)
     reference.add(live, vectors[live])
     assert np.array_equal(small.search(queries[:1], 3)[0], reference.search(queries[:1], 3)[0])
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_flat_and_hnsw_indexes_hold_their_vectors_once(kind: str, data: tuple[np.ndarray, np.ndarray]) -> None:
+    # The vectors are FAISS's, read through a view by slot: no array of the index's own holds another copy, and
+    # the view follows FAISS's storage through adds, removals that renumber it, compaction and a load.
+    vectors, queries = data
+    n = 2000
+    index = DenseIndex(DIM, kind)
+    index.add(np.arange(n), vectors[:n])
+
+    def own_bytes(x: DenseIndex) -> int:
+        arrays = [a for a in vars(x).values() if isinstance(a, np.ndarray)]
+        arrays += [a for t in vars(x).values() if isinstance(t, tuple) for a in t if isinstance(a, np.ndarray)]
+        return sum({id(a): a.nbytes for a in arrays if a.flags.owndata}.values())
+
+    assert own_bytes(index) < vectors[:n].nbytes // 4  # (a slot and a live flag a row)
+    gone = np.arange(0, n, 3)
+    index.remove(gone)
+    index.compact()  # flat: FAISS renumbers its vectors; HNSW: a new graph over the live ones
+    kept = np.setdiff1d(np.arange(n), gone)
+    assert np.array_equal(index.vectors(kept), vectors[kept])
+    index.add(np.arange(n, n + 500), vectors[n : n + 500])
+    live = np.setdiff1d(np.arange(n + 500), gone)
+    assert np.array_equal(index.vectors(live), vectors[live])
+    assert not index.vectors(gone).any()  # removed rows: zeros
+    loaded = DenseIndex.from_state(*index.state())
+    assert own_bytes(loaded) < vectors[:n].nbytes // 4
+    assert np.array_equal(loaded.vectors(live), vectors[live])
+    few = np.zeros(n + 500, dtype=bool)
+    few[live[::20]] = True  # narrow: exact scores of the allowed rows' stored vectors
+    for x in (index, loaded):
+        rows, scores = x.search(queries, 5, mask=few)
+        want = np.where(few, queries @ vectors[: n + 500].T, -np.inf)
+        assert np.array_equal(rows, np.argsort(-want, axis=1, kind="stable")[:, :5])
+        assert np.allclose(scores, np.take_along_axis(want, rows, axis=1), atol=1e-5)

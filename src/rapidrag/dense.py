@@ -1,10 +1,11 @@
 """Dense vector search over FAISS: flat, HNSW and IVF-PQ by inner product, with deletes and in-search filters.
 
 Rows (int64 document rows of the caller) are the FAISS ids (``IndexIDMap2`` for flat and HNSW; IVF-PQ stores ids
-itself). The index keeps its own copy of the
-vectors, which serves three purposes: exact search when a filter leaves few rows (graph and inverted-file search
-lose recall when most of the collection is filtered out), rebuilding HNSW without its deleted rows
-(``compact``), and IVF-PQ training.
+itself). The stored vectors serve exact search when a filter leaves few rows (graph and inverted-file search lose
+recall when most of the collection is filtered out), rebuilding HNSW without its deleted rows (``compact``),
+IVF-PQ's training and re-scoring, and ``vectors``. Flat and HNSW indexes hold them once: in FAISS's own storage,
+read through a view with each row's slot there (a copy beside FAISS doubled the memory of a dense index). IVF-PQ
+keeps a copy by row, since its codes are lossy.
 
 - flat: exact; removed rows stay in FAISS, skipped by searches, until there are enough of them to be worth
   FAISS's removal (which moves every vector after the first removed one): ``FLAT_TOMBSTONE_ROWS``.
@@ -99,10 +100,14 @@ class DenseIndex:
         self.nlist, self.pq_m, self.nprobe = nlist, pq_m, nprobe
         self.exact_fraction, self.exact_rows, self.refine = exact_fraction, exact_rows, refine
         # By row: views of the first rows of buffers that grow by half when full, so that adding a few rows to a
-        # large index copies none of its vectors (``_grow``).
-        self._vectors = np.zeros((0, dim), dtype=np.float32)
+        # large index copies none of its vectors (``_grow``). ``_rowwise``: IVF-PQ's vectors, else each row's slot
+        # in FAISS's storage (-1: none), whose vectors ``_stored`` views.
+        self._rowwise: npt.NDArray[Any] = (
+            np.zeros((0, dim), dtype=np.float32) if kind == "ivfpq" else np.zeros(0, dtype=np.int64)
+        )
         self._alive = np.zeros(0, dtype=bool)
-        self._buffers = (self._vectors, self._alive)
+        self._buffers = (self._rowwise, self._alive)
+        self._stored: F32Array = np.zeros((0, dim), dtype=np.float32)
         self._tombstones: list[IntArray] = []  # flat: rows removed, still in FAISS
         self._n_live = 0  # kept with _alive: counting 10^5 flags on every search costs more than the search
         self._plain_params: tuple[Any, Any] | None = None
@@ -187,33 +192,67 @@ class DenseIndex:
             self._threads(searching=False)
             if self._index is None:
                 self._index = self._new_index(train=vectors)
+            held_before = int(self._index.ntotal)
             self._index.add_with_ids(vectors, rows)
-            self._vectors[rows] = vectors
+            if self.kind == "ivfpq":
+                self._rowwise[rows] = vectors
+            else:
+                self._rowwise[rows] = np.arange(held_before, held_before + len(rows))
+                self._view_storage()
             self._alive[rows] = True
             self._n_live += len(rows)
 
     def _grow(self, n_rows: int) -> None:
-        """Make room for rows up to ``n_rows``: the views ``_vectors`` and ``_alive`` lengthened over their buffers
-        (new rows zero and dead), copied into buffers half again as large only when full: a document added to a
-        large index copies no vectors (a copy of them all took 8 ms at 21,000 rows). The room ahead is zeroed
-        memory that is not resident until rows are written to it (np.zeros: pages mapped on first write); a load
-        sizes the arrays exactly."""
-        vectors, alive = self._buffers
+        """Make room for rows up to ``n_rows``: the views ``_rowwise`` and ``_alive`` lengthened over their buffers
+        (new rows dead, without a vector or slot), copied into buffers half again as large only when full: a
+        document added to a large index copies no vectors (a copy of them all took 8 ms at 21,000 rows). IVF-PQ's
+        room ahead is zeroed memory that is not resident until rows are written to it (np.zeros: pages mapped on
+        first write); a load sizes the arrays exactly."""
+        rowwise, alive = self._buffers
         if n_rows > len(alive):
             size = max(n_rows, len(alive) + len(alive) // 2)
-            vectors, alive = np.zeros((size, self.dim), dtype=np.float32), np.zeros(size, dtype=bool)
-            vectors[: len(self._alive)] = self._vectors
+            shape = (size, self.dim) if self.kind == "ivfpq" else (size,)
+            rowwise = np.zeros(shape, dtype=np.float32) if self.kind == "ivfpq" else np.full(shape, -1, dtype=np.int64)
+            alive = np.zeros(size, dtype=bool)
+            rowwise[: len(self._alive)] = self._rowwise
             alive[: len(self._alive)] = self._alive
-            self._buffers = (vectors, alive)
-        self._vectors, self._alive = vectors[:n_rows], alive[:n_rows]
+            self._buffers = (rowwise, alive)
+        self._rowwise, self._alive = rowwise[:n_rows], alive[:n_rows]
+
+    def _view_storage(self) -> None:
+        """(Flat, HNSW; under the write lock, after FAISS's storage changed: it may have moved.) ``_stored``: a view
+        of the vectors FAISS holds, by slot. Valid until the next change, which only a writer makes."""
+        faiss = self.faiss
+        flat = self._inner if self.kind == "flat" else faiss.downcast_index(self._inner.storage)
+        n = int(flat.ntotal)
+        if not n:
+            self._stored = np.zeros((0, self.dim), dtype=np.float32)
+            return
+        self._stored = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+
+    def _slots_from_map(self) -> None:
+        """(Flat, HNSW; under the write lock, after FAISS renumbered its vectors) each row's slot, from the id map."""
+        ids = self.faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        self._rowwise[:] = -1
+        self._rowwise[ids] = np.arange(len(ids))
+        self._view_storage()
+
+    def _vectors_of(self, rows: IntArray) -> F32Array:
+        """(Under a lock) the stored vectors of held ``rows``: a copy."""
+        out: F32Array = self._rowwise[rows] if self.kind == "ivfpq" else self._stored[self._rowwise[rows]]
+        return out
 
     def vectors(self, rows: Any) -> F32Array:
-        """The stored vectors of ``rows`` (int64 [n]): float32 [n, dim], a copy."""
+        """The stored vectors of ``rows`` (int64 [n]): float32 [n, dim], a copy; zeros for a row not in the index
+        (never added, or removed)."""
         picked = np.ascontiguousarray(rows, dtype=np.int64)
         if picked.ndim != 1 or (len(picked) and (picked.min() < 0 or picked.max() >= len(self._alive))):
             raise IndexError(f"rows must be a 1-d array of rows below {len(self._alive)}")
         with self._lock.read():
-            return self._vectors[picked]
+            held = self._alive[picked]
+            out = np.zeros((len(picked), self.dim), dtype=np.float32)
+            out[held] = self._vectors_of(picked[held])
+            return out
 
     def remove(self, rows: Any) -> int:
         """Remove rows (unknown ones are ignored); returns how many were removed."""
@@ -238,6 +277,7 @@ class DenseIndex:
         if self._tombstones:
             self._index.remove_ids(self.faiss.IDSelectorBatch(np.concatenate(self._tombstones)))
             self._tombstones = []
+            self._slots_from_map()
 
     def compact(self) -> None:
         """Drop the removed rows that searches still skip: HNSW's graph rebuilt from the live rows, a flat index's
@@ -248,10 +288,15 @@ class DenseIndex:
                 return
             self._threads(searching=False)
             live = np.flatnonzero(self._alive).astype(np.int64)
-            train = self._vectors[live] if self.kind == "ivfpq" and len(live) else None
+            vectors = self._vectors_of(live)  # (a copy: HNSW's storage goes with its old index)
+            train = vectors if self.kind == "ivfpq" and len(live) else None
             self._index = None if self.kind == "ivfpq" and train is None else self._new_index(train=train)
             if len(live):
-                self._index.add_with_ids(self._vectors[live], live)
+                self._index.add_with_ids(vectors, live)
+            if self.kind == "hnsw":
+                self._rowwise[:] = -1
+                self._rowwise[live] = np.arange(len(live))
+                self._view_storage()
 
     @property
     def dead(self) -> int:
@@ -376,7 +421,11 @@ class DenseIndex:
     def _exact(self, queries: F32Array, rows: IntArray, k: int) -> tuple[IntArray, F32Array]:
         """The best ``k`` of ``rows`` for each query, by exact inner product."""
         scores = np.empty((len(queries), len(rows)), dtype=np.float32)
-        _kernels()(queries, self._vectors, np.ascontiguousarray(rows, dtype=np.int64), scores)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if self.kind == "ivfpq":
+            _kernels()(queries, self._rowwise, rows, scores)
+        else:
+            _kernels()(queries, self._stored, np.ascontiguousarray(self._rowwise[rows]), scores)
         take = min(k, len(rows))
         top = (
             np.argpartition(-scores, take - 1, axis=1)[:, :take]
@@ -397,10 +446,14 @@ class DenseIndex:
                  "exact_fraction", "exact_rows", "refine")  # fmt: skip
 
     def state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
-        """The index as (settings, arrays): the vectors by row, the live rows, and the serialized FAISS index."""
+        """The index as (settings, arrays): the vectors by row (zeros for rows not in the index), the live rows,
+        and the serialized FAISS index."""
         with self._lock.read():
             info = {name: getattr(self, name) for name in self._SETTINGS}
-            arrays = {"vectors": self._vectors.copy(), "alive": self._alive.copy()}  # both change in place
+            vectors = np.zeros((len(self._alive), self.dim), dtype=np.float32)
+            live = np.flatnonzero(self._alive)
+            vectors[live] = self._vectors_of(live)
+            arrays = {"vectors": vectors, "alive": self._alive.copy()}  # (a copy: it changes in place)
             if self._index is not None:
                 index = self._index
                 if self.kind == "flat" and self._tombstones:  # saved as if dropped (a read may not change it)
@@ -420,9 +473,10 @@ class DenseIndex:
             )
         if alive.shape != (len(vectors),):
             raise ValueError("saved live-row mask does not match the vectors")
-        out._vectors, out._alive = np.ascontiguousarray(vectors), alive.astype(bool)
-        out._buffers = (out._vectors, out._alive)
+        out._alive = alive.astype(bool)
         out._n_live = int(np.count_nonzero(out._alive))
+        out._rowwise = np.ascontiguousarray(vectors) if out.kind == "ivfpq" else np.full(len(alive), -1, np.int64)
+        out._buffers = (out._rowwise, out._alive)
         if "faiss" in arrays:
             index = out.faiss.deserialize_index(np.ascontiguousarray(arrays["faiss"], dtype=np.uint8))
             if index.d != out.dim:
@@ -431,6 +485,12 @@ class DenseIndex:
             if index.ntotal < live or (out.kind != "hnsw" and index.ntotal != live):
                 raise ValueError(f"saved FAISS index holds {index.ntotal} vectors for {live} live rows")
             out._index = index
+            if out.kind != "ivfpq":  # the vectors are FAISS's: the saved copy by row is not kept
+                out._inner = out.faiss.downcast_index(index.index)
+                ids = out.faiss.vector_to_array(index.id_map)
+                if len(ids) and (ids.min() < 0 or ids.max() >= len(alive) or not alive[ids].sum() == live):
+                    raise ValueError("saved FAISS index holds rows that the live-row mask does not")
+                out._slots_from_map()
         elif out.kind != "ivfpq" or alive.any():
             raise ValueError("the saved dense index has no FAISS index")
         return out
