@@ -97,6 +97,34 @@ def test_incremental_changes_equal_a_fresh_index(scifact_texts: list[str]) -> No
     assert not set(search_all(grown, "vitamin")) & set(ids[10:60])
 
 
+def test_single_adds_merge_small_segments_and_leave_large_ones(scifact_texts: list[str]) -> None:
+    # Segments merge by size tier: documents added one at a time to a large index merge small segments among
+    # themselves and never the large first one (which the whole-index merge every few adds did), the number of
+    # segments stays bounded, and the index answers as one built in a single add, deletes included.
+    texts = scifact_texts[:1200]
+    ids = [f"doc{i}" for i in range(len(texts))]
+    grown = BM25()
+    grown.add(ids[:1000], texts[:1000])
+    first = grown._segments[0]
+    counts = []
+    for i in range(1000, 1200):
+        grown.add([ids[i]], [texts[i]])
+        counts.append(len(grown._segments))
+        if i == 1100:
+            grown.delete(ids[1050:1060])
+    assert grown._segments[0] is first  # never merged again
+    assert max(counts) <= 3 * 4 and min(counts[100:]) < max(counts)  # merges happen, among the small ones
+    assert sum(len(s.docs) for s in grown._segments[1:]) < len(first.docs) // 4
+    live = [i for i in range(1200) if not 1050 <= i < 1060]
+    fresh = BM25()
+    fresh.add([ids[i] for i in live], [texts[i] for i in live])
+    for query in ["vitamin d bone loss", "cancer cells", "randomized trial of aspirin", "protein expression"]:
+        a, b = search_all(grown, query), search_all(fresh, query)
+        assert a.keys() == b.keys()
+        for doc_id in a:
+            assert a[doc_id] == pytest.approx(b[doc_id], rel=1e-5)
+
+
 def test_scores_follow_each_change_made_after_a_search() -> None:
     """The rows' length normalisation is kept from one query to the next: an add, a delete and a new ``b`` after a
     search must each be scored as the formula says, not with what was kept."""

@@ -5,8 +5,11 @@ Scoring is Lucene's BM25: for each query term t in document d,
     idf(t) * tf / (tf + k1 * (1 - b + b * dl / avgdl)),   idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))
 
 with N, df and avgdl over the live documents. The index is a list of segments: each ``add`` writes one segment (an
-inverted index of the new documents only), ``delete`` marks documents dead and updates the statistics, and segments
-are merged when there are more than ``MAX_SEGMENTS``, so that nothing is ever rebuilt whole on a change.
+inverted index of the new documents only), ``delete`` marks documents dead and updates the statistics, and the
+newest segments of one size tier are merged once there are ``MERGE_FACTOR`` of them (a logarithmic merge, as
+Lucene's): tier t holds segments of ``MERGE_UNIT * MERGE_FACTOR**(t-1)`` to ``MERGE_FACTOR`` times that many
+postings, so a few segments per tier cover any size, most adds merge nothing or a few small segments, and a large
+segment is merged again only when its tier fills, never every few adds.
 
 The module runs to about 600 lines because BM25 is one concern here: the analyzer, the segments and their changes,
 the collection statistics (summed by an index split in shards) and the numba kernels that score and select rows
@@ -16,6 +19,7 @@ over the index's own arrays.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +32,11 @@ from .locking import RWLock
 
 __all__ = ["BM25", "ENGLISH_STOPWORDS", "Statistics", "WordAnalyzer"]
 
-MAX_SEGMENTS = 8
+# Segments merge by size tier: MERGE_FACTOR of one tier at the end become one (module docstring). Before, every
+# ninth add merged the whole index: one-document adds at 132,000 gcide chunks had a p99 of 66-72 ms (BENCHMARKS.md).
+MERGE_FACTOR = 4
+MERGE_UNIT = 4096  # postings: smaller segments are tier 0 (a passage has some 60)
+MAX_SEGMENTS = 24  # more (only if segments come in sizes the tiers do not foresee) and all are merged
 # From this many rows a top-k takes the buffered selection (select_many) rather than the sorted list: 400 of
 # SciFact's 9,625 rows in 91 against 149 us, 400 of 941 (a shard's) in 25 against 30; even at 200, and 10 rows
 # take 16 against 8 (benchmarks/select_top_rows.py, BENCHMARKS.md).
@@ -435,22 +443,39 @@ class BM25:
         self._alive = np.concatenate([self._alive, np.ones(n_docs, dtype=bool)])
         self._n_live += n_docs
         self._total_length += float(lengths.sum())
-        if len(self._segments) > MAX_SEGMENTS:
-            self._merge()
+        self._merge_tiers()
         return start
 
-    def _merge(self) -> None:
-        """Merge all segments into one, dropping the postings of deleted documents."""
+    def _merge_tiers(self) -> None:
+        """Merge the newest segments while ``MERGE_FACTOR`` or more at the end are of the last one's tier or below
+        (all of them past ``MAX_SEGMENTS``)."""
+        segments = self._segments
+        while len(segments) > 1:
+            if len(segments) > MAX_SEGMENTS:
+                self._merge()
+                return
+            tier = _tier(len(segments[-1].docs))
+            first = len(segments) - 1
+            while first > 0 and _tier(len(segments[first - 1].docs)) <= tier:
+                first -= 1
+            if len(segments) - first < MERGE_FACTOR:
+                return
+            self._merge(first)
+
+    def _merge(self, first: int = 0) -> None:
+        """Merge the segments from ``first`` on into one, dropping the postings of deleted documents."""
+        if len(self._segments) - first < 2:
+            return
         n_terms = len(self.vocab)
         terms, docs, tfs = [], [], []
-        for seg in self._segments:
+        for seg in self._segments[first:]:
             counts = np.diff(seg.term_ptr)
             terms.append(np.repeat(np.arange(len(counts), dtype=np.int64), counts))
             docs.append(seg.docs)
             tfs.append(seg.tfs)
         all_docs = np.concatenate(docs)
         keep = self._alive[all_docs]
-        self._segments = [
+        self._segments[first:] = [
             _build_segment(np.concatenate(terms)[keep], all_docs[keep], np.concatenate(tfs)[keep], n_terms)
         ]
 
@@ -639,6 +664,13 @@ class BM25:
     def __repr__(self) -> str:
         rows = "" if self.keyed else ", rows only"
         return f"BM25({len(self)} documents, {len(self.vocab)} terms, k1={self.k1}, b={self.b}{rows})"
+
+
+def _tier(postings: int) -> int:
+    """A segment's size tier (``MERGE_UNIT``, ``MERGE_FACTOR``)."""
+    if postings < MERGE_UNIT:
+        return 0
+    return int(math.log(postings / MERGE_UNIT) / math.log(MERGE_FACTOR)) + 1
 
 
 def _build_segment(
