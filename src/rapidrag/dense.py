@@ -211,8 +211,8 @@ class DenseIndex:
         rowwise, alive = self._buffers
         if n_rows > len(alive):
             size = max(n_rows, len(alive) + len(alive) // 2)
-            shape = (size, self.dim) if self.kind == "ivfpq" else (size,)
-            rowwise = np.zeros(shape, dtype=np.float32) if self.kind == "ivfpq" else np.full(shape, -1, dtype=np.int64)
+            ivfpq = self.kind == "ivfpq"
+            rowwise = np.zeros((size, self.dim), dtype=np.float32) if ivfpq else np.full(size, -1, dtype=np.int64)
             alive = np.zeros(size, dtype=bool)
             rowwise[: len(self._alive)] = self._rowwise
             alive[: len(self._alive)] = self._alive
@@ -294,9 +294,7 @@ class DenseIndex:
             if len(live):
                 self._index.add_with_ids(vectors, live)
             if self.kind == "hnsw":
-                self._rowwise[:] = -1
-                self._rowwise[live] = np.arange(len(live))
-                self._view_storage()
+                self._slots_from_map()
 
     @property
     def dead(self) -> int:
@@ -488,7 +486,7 @@ class DenseIndex:
             if out.kind != "ivfpq":  # the vectors are FAISS's: the saved copy by row is not kept
                 out._inner = out.faiss.downcast_index(index.index)
                 ids = out.faiss.vector_to_array(index.id_map)
-                if len(ids) and (ids.min() < 0 or ids.max() >= len(alive) or not alive[ids].sum() == live):
+                if len(ids) and (ids.min() < 0 or ids.max() >= len(alive) or alive[ids].sum() != live):
                     raise ValueError("saved FAISS index holds rows that the live-row mask does not")
                 out._slots_from_map()
         elif out.kind != "ivfpq" or alive.any():
