@@ -125,6 +125,41 @@ def test_single_adds_merge_small_segments_and_leave_large_ones(scifact_texts: li
             assert a[doc_id] == pytest.approx(b[doc_id], rel=1e-5)
 
 
+def test_a_single_add_costs_what_its_document_holds(scifact_texts: list[str]) -> None:
+    # Adding one document to a large index must not copy or allocate arrays the size of the index: its segment is
+    # sized by its own postings (not by the vocabulary, as a term pointer per vocabulary term was), and the rows'
+    # lengths, live flags and the document frequencies grow in place (moved to a larger buffer only now and then).
+    # The saved form (a pointer per vocabulary term) and the answers stay those of one index built at once.
+    texts = scifact_texts[:1300]
+    ids = [f"doc{i}" for i in range(len(texts))]
+    grown = BM25()
+    grown.add(ids[:1000], texts[:1000])
+    moves = 0
+    for i in range(1000, 1300):
+        before = (grown._lengths, grown._alive, grown._df)
+        grown.add([ids[i]], [texts[i]])
+        added = grown._segments[-1] if len(grown._segments[-1].docs) < 400 else None
+        if added is not None and set(added.docs.tolist()) == {i}:
+            postings = len(added.docs)
+            assert len(added.terms) == postings and len(added.term_ptr) == postings + 1  # one posting per term
+        after = (grown._lengths, grown._alive, grown._df)
+        moves += sum(not np.shares_memory(a, b) for a, b in zip(before, after, strict=True))
+        assert grown._lengths[i] > 0 and grown._alive[i]
+    assert len(grown.vocab) > 5000 and moves <= 3 * 3  # each of the three arrays moved at most a few times
+    grown.delete(ids[1100:1110])
+    again = BM25.from_state(*grown.state())
+    live = [i for i in range(1300) if not 1100 <= i < 1110]
+    fresh = BM25()
+    fresh.add([ids[i] for i in live], [texts[i] for i in live])
+    saved = grown.state()[1]  # the saved form: a pointer per vocabulary term, over the merged postings
+    assert saved["term_ptr"].shape == (len(grown.vocab) + 1,) and saved["term_ptr"][-1] == len(saved["docs"])
+    for query in ["vitamin d bone loss", "cancer cells", "randomized trial of aspirin", "protein expression"]:
+        a, b, c = search_all(grown, query), search_all(fresh, query), search_all(again, query)
+        assert a.keys() == b.keys() == c.keys()
+        for doc_id in a:
+            assert a[doc_id] == pytest.approx(b[doc_id], rel=1e-5) and c[doc_id] == pytest.approx(b[doc_id], rel=1e-5)
+
+
 def test_scores_follow_each_change_made_after_a_search() -> None:
     """The rows' length normalisation is kept from one query to the next: an add, a delete and a new ``b`` after a
     search must each be scored as the formula says, not with what was kept."""

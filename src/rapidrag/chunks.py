@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .growing import GrowingArray
+
 __all__ = ["ChunkTable", "Span", "check_spans", "document_spans", "first_of_each", "whole"]
 
 IntArray = npt.NDArray[np.int64]
@@ -101,15 +103,14 @@ class ChunkTable:
     ``start`` and ``end``; and ``one_per_document``: True while no document has more than one row (each row's
     document is then its own, so a ranked list of rows is already one per document).
 
-    Appends replace the arrays (a reader holding the old ones sees a consistent table); ``kill`` marks rows in
-    place, under the owner's write lock.
+    Appends make the columns longer views (``GrowingArray``: a reader holding the old ones sees a consistent table,
+    and an append to a large table copies none of its rows); ``kill`` marks rows in place, under the owner's write
+    lock.
     """
 
     def __init__(self) -> None:
-        self.doc: IntArray = np.zeros(0, dtype=np.int64)
-        self.chunk: IntArray = np.zeros(0, dtype=np.int64)
-        self.start: IntArray = np.zeros(0, dtype=np.int64)
-        self.end: IntArray = np.zeros(0, dtype=np.int64)
+        self._columns = tuple(GrowingArray(np.zeros(0, dtype=np.int64)) for _ in range(4))
+        self.doc, self.chunk, self.start, self.end = (c.array for c in self._columns)
         self.one_per_document = True
 
     def __len__(self) -> int:
@@ -126,10 +127,9 @@ class ChunkTable:
         # chunk number above 0 is a second row of a document. (Deleting rows does not set the flag back: it says
         # what may hold, and a table is rebuilt from its live rows on load.)
         self.one_per_document = self.one_per_document and not np.any(chunk)
-        self.doc = np.concatenate([self.doc, np.asarray(doc, dtype=np.int64)])
-        self.chunk = np.concatenate([self.chunk, np.asarray(chunk, dtype=np.int64)])
-        self.start = np.concatenate([self.start, np.asarray(start, dtype=np.int64)])
-        self.end = np.concatenate([self.end, np.asarray(end, dtype=np.int64)])
+        self.doc, self.chunk, self.start, self.end = (
+            c.append(values) for c, values in zip(self._columns, (doc, chunk, start, end), strict=True)
+        )
         return range(first, len(self.doc))
 
     def kill(self, rows: range | IntArray) -> None:
@@ -144,6 +144,7 @@ class ChunkTable:
     def from_arrays(cls, doc: IntArray, chunk: IntArray, start: IntArray, end: IntArray) -> ChunkTable:
         """A table of the given columns (copied: ``kill`` writes into ``doc``), its flag from the live rows only."""
         out = cls()
-        out.doc, out.chunk, out.start, out.end = (np.array(a, dtype=np.int64) for a in (doc, chunk, start, end))
+        out._columns = tuple(GrowingArray(np.array(a, dtype=np.int64)) for a in (doc, chunk, start, end))
+        out.doc, out.chunk, out.start, out.end = (c.array for c in out._columns)
         out.one_per_document = not np.any(out.chunk[out.doc >= 0])
         return out

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .cores import CORES
+from .growing import GrowingArray
 from .locking import RWLock
 
 __all__ = ["DenseIndex"]
@@ -99,14 +100,11 @@ class DenseIndex:
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self.nlist, self.pq_m, self.nprobe = nlist, pq_m, nprobe
         self.exact_fraction, self.exact_rows, self.refine = exact_fraction, exact_rows, refine
-        # By row: views of the first rows of buffers that grow by half when full, so that adding a few rows to a
-        # large index copies none of its vectors (``_grow``). ``_rowwise``: IVF-PQ's vectors, else each row's slot
-        # in FAISS's storage (-1: none), whose vectors ``_stored`` views.
-        self._rowwise: npt.NDArray[Any] = (
-            np.zeros((0, dim), dtype=np.float32) if kind == "ivfpq" else np.zeros(0, dtype=np.int64)
-        )
-        self._alive = np.zeros(0, dtype=bool)
-        self._buffers = (self._rowwise, self._alive)
+        # By row: views over GrowingArrays, so that adding a few rows to a large index copies none of its vectors
+        # (``_grow``). ``_rowwise``: IVF-PQ's vectors, else each row's slot in FAISS's storage (-1: none), whose
+        # vectors ``_stored`` views.
+        self._by_row = self._new_by_row(np.zeros(0, dtype=bool), None)
+        self._rowwise, self._alive = (a.array for a in self._by_row)
         self._stored: F32Array = np.zeros((0, dim), dtype=np.float32)
         self._tombstones: list[IntArray] = []  # flat: rows removed, still in FAISS
         self._n_live = 0  # kept with _alive: counting 10^5 flags on every search costs more than the search
@@ -202,22 +200,20 @@ class DenseIndex:
             self._alive[rows] = True
             self._n_live += len(rows)
 
+    def _new_by_row(self, alive: npt.NDArray[np.bool_], vectors: F32Array | None) -> tuple[GrowingArray, GrowingArray]:
+        """The by-row arrays over ``alive``: IVF-PQ's ``vectors`` (or none), else slots to be set (-1: none)."""
+        n = len(alive)
+        if self.kind == "ivfpq":
+            rowwise = GrowingArray(np.zeros((n, self.dim), np.float32) if vectors is None else vectors)
+        else:
+            rowwise = GrowingArray(np.full(n, -1, dtype=np.int64), fill=-1)
+        return rowwise, GrowingArray(alive)
+
     def _grow(self, n_rows: int) -> None:
-        """Make room for rows up to ``n_rows``: the views ``_rowwise`` and ``_alive`` lengthened over their buffers
-        (new rows dead, without a vector or slot), copied into buffers half again as large only when full: a
-        document added to a large index copies no vectors (a copy of them all took 8 ms at 21,000 rows). IVF-PQ's
-        room ahead is zeroed memory that is not resident until rows are written to it (np.zeros: pages mapped on
-        first write); a load sizes the arrays exactly."""
-        rowwise, alive = self._buffers
-        if n_rows > len(alive):
-            size = max(n_rows, len(alive) + len(alive) // 2)
-            ivfpq = self.kind == "ivfpq"
-            rowwise = np.zeros((size, self.dim), dtype=np.float32) if ivfpq else np.full(size, -1, dtype=np.int64)
-            alive = np.zeros(size, dtype=bool)
-            rowwise[: len(self._alive)] = self._rowwise
-            alive[: len(self._alive)] = self._alive
-            self._buffers = (rowwise, alive)
-        self._rowwise, self._alive = rowwise[:n_rows], alive[:n_rows]
+        """Make room for rows up to ``n_rows`` (new rows dead, without a vector or slot): a document added to a
+        large index copies no vectors (a copy of them all took 8 ms at 21,000 rows). IVF-PQ's room ahead is
+        zeroed memory that is not resident until rows are written to it; a load sizes the arrays exactly."""
+        self._rowwise, self._alive = (a.resize(n_rows) for a in self._by_row)
 
     def _view_storage(self) -> None:
         """(Flat, HNSW; under the write lock, after FAISS's storage changed: it may have moved.) ``_stored``: a view
@@ -471,10 +467,10 @@ class DenseIndex:
             )
         if alive.shape != (len(vectors),):
             raise ValueError("saved live-row mask does not match the vectors")
-        out._alive = alive.astype(bool)
+        kept = np.ascontiguousarray(vectors) if out.kind == "ivfpq" else None  # (flat, HNSW: FAISS holds them)
+        out._by_row = out._new_by_row(alive.astype(bool), kept)
+        out._rowwise, out._alive = (a.array for a in out._by_row)
         out._n_live = int(np.count_nonzero(out._alive))
-        out._rowwise = np.ascontiguousarray(vectors) if out.kind == "ivfpq" else np.full(len(alive), -1, np.int64)
-        out._buffers = (out._rowwise, out._alive)
         if "faiss" in arrays:
             index = out.faiss.deserialize_index(np.ascontiguousarray(arrays["faiss"], dtype=np.uint8))
             if index.d != out.dim:

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import FilterError
+from .growing import GrowingArray
 
 __all__ = ["FilterError", "MetadataIndex", "check_metadata", "flatten_metadata"]
 
@@ -62,29 +63,42 @@ def _as_date(value: Any) -> float | None:
 class _Column:
     """One field's values, split by kind so that every operator is one numpy expression."""
 
+    num: npt.NDArray[np.float64]
+    codes: npt.NDArray[np.int32]
+    flag: npt.NDArray[np.int8]
+    when: npt.NDArray[np.float64]
+    null: Mask
+    present: Mask
+
     def __init__(self, n: int) -> None:
-        self.num = np.full(n, np.nan)  # int and float (not bool)
-        self.codes = np.full(n, -1, dtype=np.int32)  # str values, dictionary-encoded; -1 absent
+        # By row, each a view over a GrowingArray (rows added one document at a time copy none of the others):
+        # ``num`` int and float values (not bool); ``codes`` str values, dictionary-encoded (-1 absent); ``flag``
+        # bool values as 0/1 (-1 absent); ``when`` dates, from datetime/date values and ISO strings; ``null`` the
+        # value None; ``present`` any value.
+        self._by_row = {
+            name: GrowingArray(np.full(n, fill, dtype=dtype), fill)
+            for name, fill, dtype in (
+                ("num", np.nan, np.float64),
+                ("codes", -1, np.int32),
+                ("flag", -1, np.int8),
+                ("when", np.nan, np.float64),
+                ("null", False, bool),
+                ("present", False, bool),
+            )
+        }
+        self.num, self.codes, self.flag, self.when, self.null, self.present = (a.array for a in self._by_row.values())
         self.strings: list[str] = []
         self.string_codes: dict[str, int] = {}
-        self.flag = np.full(n, -1, dtype=np.int8)  # bool: 0/1, -1 absent
-        self.when = np.full(n, np.nan)  # dates, from datetime/date values and ISO strings
-        self.null = np.zeros(n, dtype=bool)  # the value None
-        self.present = np.zeros(n, dtype=bool)
         # List values: their elements in a column of their own, each with the row it belongs to (-1 once cleared).
         self.elements: _Column | None = None
-        self.element_row = np.zeros(0, dtype=np.int64)
+        self._element_row = GrowingArray(np.zeros(0, dtype=np.int64))
+        self.element_row = self._element_row.array
 
     def grow(self, n: int) -> None:
-        extra = n - len(self.present)
-        if extra <= 0:
-            return
-        self.num = np.concatenate([self.num, np.full(extra, np.nan)])
-        self.codes = np.concatenate([self.codes, np.full(extra, -1, dtype=np.int32)])
-        self.flag = np.concatenate([self.flag, np.full(extra, -1, dtype=np.int8)])
-        self.when = np.concatenate([self.when, np.full(extra, np.nan)])
-        self.null = np.concatenate([self.null, np.zeros(extra, dtype=bool)])
-        self.present = np.concatenate([self.present, np.zeros(extra, dtype=bool)])
+        if n > len(self.present):
+            self.num, self.codes, self.flag, self.when, self.null, self.present = (
+                a.resize(n) for a in self._by_row.values()
+            )
 
     def set(self, row: int, value: Any) -> None:
         self.present[row] = True
@@ -117,7 +131,7 @@ class _Column:
             self.elements = _Column(0)
         first = len(self.element_row)
         self.elements.grow(first + len(values))
-        self.element_row = np.concatenate([self.element_row, np.full(len(values), row, dtype=np.int64)])
+        self.element_row = self._element_row.append(np.full(len(values), row, dtype=np.int64))
         for i, value in enumerate(values):
             self.elements.set(first + i, value)
 

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from .growing import GrowingArray
 from .locking import RWLock
 
 __all__ = ["BM25", "ENGLISH_STOPWORDS", "Statistics", "WordAnalyzer"]
@@ -112,11 +113,31 @@ class Statistics:
 
 @dataclass
 class _Segment:
-    """An inverted index of some documents: postings of global term t are ``docs/tfs[term_ptr[t]:term_ptr[t+1]]``."""
+    """An inverted index of some documents: the postings of ``terms[i]`` (global term ids, ascending: those the
+    documents hold) are ``docs/tfs[term_ptr[i]:term_ptr[i+1]]``. A segment's arrays grow with its postings, not
+    with the vocabulary, so that the small segment of one added document costs what the document does."""
 
-    term_ptr: npt.NDArray[np.int64]  # [n_terms_at_build + 1]
+    terms: npt.NDArray[np.int64]
+    term_ptr: npt.NDArray[np.int64]  # [len(terms) + 1]
     docs: npt.NDArray[np.int32]  # global document rows
     tfs: npt.NDArray[np.float32]
+
+    @classmethod
+    def from_dense(cls, term_ptr: npt.NDArray[Any], docs: npt.NDArray[Any], tfs: npt.NDArray[Any]) -> _Segment:
+        """A segment of the saved form, whose ``term_ptr`` has an entry for every term of the vocabulary."""
+        counts = np.diff(term_ptr.astype(np.int64))
+        terms = np.flatnonzero(counts).astype(np.int64)
+        ptr = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(counts[terms], out=ptr[1:])
+        return cls(terms, ptr, docs.astype(np.int32), tfs.astype(np.float32))
+
+    def dense_term_ptr(self, n_terms: int) -> npt.NDArray[np.int64]:
+        """``term_ptr`` with an entry for each of the ``n_terms`` terms of the vocabulary (the saved form)."""
+        counts = np.zeros(n_terms, dtype=np.int64)
+        counts[self.terms] = np.diff(self.term_ptr)
+        out = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(counts, out=out[1:])
+        return out
 
 
 @functools.cache
@@ -126,15 +147,24 @@ def _kernels() -> Any:
 
     @numba.njit(cache=True, nogil=True)
     def accumulate(
-        scores: Any, terms: Any, weights: Any, term_ptr: Any, docs: Any, tfs: Any, norms: Any, k1: float
+        scores: Any,
+        terms: Any,
+        weights: Any,
+        segment_terms: Any,
+        term_ptr: Any,
+        docs: Any,
+        tfs: Any,
+        norms: Any,
+        k1: float,
     ) -> None:
-        n_terms = term_ptr.shape[0] - 1
+        n_terms = segment_terms.shape[0]
         for j in range(terms.shape[0]):
             t = terms[j]
-            if t >= n_terms:
+            i = np.searchsorted(segment_terms, t)
+            if i == n_terms or segment_terms[i] != t:
                 continue
             w = weights[j]
-            for p in range(term_ptr[t], term_ptr[t + 1]):
+            for p in range(term_ptr[i], term_ptr[i + 1]):
                 d = docs[p]
                 tf = tfs[p]
                 scores[d] += w * tf / (tf + k1 * norms[d])
@@ -254,7 +284,7 @@ def warm_up() -> None:
     one = np.zeros(1, dtype=np.int64)
     accumulate, select, select_grouped, select_many = _kernels()
     accumulate(
-        np.zeros(1, dtype=np.float32), one, np.ones(1, dtype=np.float32), np.zeros(2, dtype=np.int64),
+        np.zeros(1, dtype=np.float32), one, np.ones(1, dtype=np.float32), one, np.zeros(2, dtype=np.int64),
         np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), np.ones(1, dtype=np.float32), np.float32(0.9),
     )  # fmt: skip
     select(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one.copy(), np.zeros(1, dtype=np.float32))
@@ -291,18 +321,22 @@ class BM25:
         self.ids: list[str] = []  # row -> document id (keyed only)
         self.rows: dict[str, int] = {}  # live document id -> row (keyed only)
         self._n_live = 0
-        self._lengths = np.zeros(0, dtype=np.float32)
-        self._alive = np.zeros(0, dtype=bool)
-        self._df = np.zeros(0, dtype=np.int64)
+        # By row (length, live) and by term id (document frequency): views over GrowingArrays, so that adding a
+        # document to a large index copies none of the rows or terms it holds.
+        self._rows_of = (GrowingArray(np.zeros(0, dtype=np.float32)), GrowingArray(np.zeros(0, dtype=bool)))
+        self._lengths, self._alive = (a.array for a in self._rows_of)
+        self._df_of = GrowingArray(np.zeros(0, dtype=np.int64))
+        self._df = self._df_of.array
         self._doc_terms: list[npt.NDArray[np.int64]] = []  # row -> its distinct term ids (for df on delete)
         self._segments: list[_Segment] = []
         self._total_length = 0.0
         # Each row's length normalisation for the last (lengths, b, average length) scored with: the same from one
-        # query to the next until the index changes (the lengths array is replaced on a change, never written to).
+        # query to the next until the index changes (an add makes the lengths a new view; none is written to).
         self._norms: tuple[npt.NDArray[np.float32], float, float, npt.NDArray[np.float32]] | None = None
         # WordAnalyzer: the distinct surface words seen (native dictionary), and the term id of each (-1: stopword).
         self._words = _core.WordDictionary()
-        self._surface_terms = np.zeros(0, dtype=np.int64)
+        self._surface_terms_of = GrowingArray(np.zeros(0, dtype=np.int64))
+        self._surface_terms = self._surface_terms_of.array
         self._lock = RWLock()
 
     def __len__(self) -> int:
@@ -410,7 +444,7 @@ class BM25:
                 stems = self.analyzer.stem([new[i] for i in kept])
                 for i, stem in zip(kept, stems, strict=True):
                     terms[i] = self._term_id(stem)
-                self._surface_terms = np.concatenate([self._surface_terms, terms])
+                self._surface_terms = self._surface_terms_of.append(terms)
             flat = self._surface_terms[surface]
             doc_idx = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(splits))
             keep = flat >= 0
@@ -435,12 +469,11 @@ class BM25:
         lengths = np.bincount(doc_idx, minlength=n_docs).astype(np.float32)
         bounds = np.searchsorted(docs, np.arange(1, n_docs))
         self._doc_terms.extend(np.split(term_arr, bounds))
-        if len(self._df) < n_terms:
-            self._df = np.concatenate([self._df, np.zeros(n_terms - len(self._df), dtype=np.int64)])
+        self._df = self._df_of.resize(n_terms)
         np.add.at(self._df, term_arr, 1)
-        self._segments.append(_build_segment(term_arr, docs + start, tfs, n_terms))
-        self._lengths = np.concatenate([self._lengths, lengths])
-        self._alive = np.concatenate([self._alive, np.ones(n_docs, dtype=bool)])
+        self._segments.append(_build_segment(term_arr, docs + start, tfs))
+        self._lengths = self._rows_of[0].append(lengths)
+        self._alive = self._rows_of[1].append(np.ones(n_docs, dtype=bool))
         self._n_live += n_docs
         self._total_length += float(lengths.sum())
         self._merge_tiers()
@@ -466,17 +499,15 @@ class BM25:
         """Merge the segments from ``first`` on into one, dropping the postings of deleted documents."""
         if len(self._segments) - first < 2:
             return
-        n_terms = len(self.vocab)
         terms, docs, tfs = [], [], []
         for seg in self._segments[first:]:
-            counts = np.diff(seg.term_ptr)
-            terms.append(np.repeat(np.arange(len(counts), dtype=np.int64), counts))
+            terms.append(np.repeat(seg.terms, np.diff(seg.term_ptr)))
             docs.append(seg.docs)
             tfs.append(seg.tfs)
         all_docs = np.concatenate(docs)
         keep = self._alive[all_docs]
         self._segments[first:] = [
-            _build_segment(np.concatenate(terms)[keep], all_docs[keep], np.concatenate(tfs)[keep], n_terms)
+            _build_segment(np.concatenate(terms)[keep], all_docs[keep], np.concatenate(tfs)[keep])
         ]
 
     # -- search --------------------------------------------------------------------------------------------------
@@ -589,7 +620,7 @@ class BM25:
             self._norms = (self._lengths, self.b, avgdl, norms)
         accumulate = _kernels()[0]
         for seg in self._segments:
-            accumulate(scores, q, weights, seg.term_ptr, seg.docs, seg.tfs, norms, np.float32(self.k1))
+            accumulate(scores, q, weights, seg.terms, seg.term_ptr, seg.docs, seg.tfs, norms, np.float32(self.k1))
         return scores
 
     # -- persistence -------------------------------------------------------------------------------------------
@@ -602,7 +633,7 @@ class BM25:
         with self._lock.read():
             if len(self._segments) > 1:
                 self._merge()
-            seg = self._segments[0] if self._segments else _build_segment(*_empty_postings(), len(self.vocab))
+            seg = self._segments[0] if self._segments else _build_segment(*_empty_postings())
             stop = self.analyzer.stopwords
             info: dict[str, Any] = {
                 "k1": self.k1,
@@ -615,7 +646,7 @@ class BM25:
             }
             n_terms = np.asarray([len(t) for t in self._doc_terms], dtype=np.int64)
             arrays: dict[str, npt.NDArray[Any]] = {
-                "term_ptr": seg.term_ptr,
+                "term_ptr": seg.dense_term_ptr(len(self.vocab)),
                 "docs": seg.docs,
                 "tfs": seg.tfs,
                 "lengths": self._lengths,
@@ -649,15 +680,16 @@ class BM25:
             raise ValueError(f"inconsistent BM25 index: {', '.join(bad)}")
         out.vocab = {t: i for i, t in enumerate(vocab)}
         out._terms = vocab
-        out._alive = arrays["alive"].astype(bool)
+        out._rows_of = (GrowingArray(arrays["lengths"].astype(np.float32)), GrowingArray(arrays["alive"].astype(bool)))
+        out._lengths, out._alive = (a.array for a in out._rows_of)
         out._n_live = int(np.count_nonzero(out._alive))
         if keyed:
             out.ids = ids
             out.rows = {ids[r]: r for r in np.flatnonzero(out._alive).tolist()}
-        out._lengths = arrays["lengths"].astype(np.float32)
-        out._df = arrays["df"].astype(np.int64)
+        out._df_of = GrowingArray(arrays["df"].astype(np.int64))
+        out._df = out._df_of.array
         out._doc_terms = np.split(arrays["doc_terms"].astype(np.int64), np.cumsum(counts)[:-1]) if n_rows else []
-        out._segments = [_Segment(term_ptr.astype(np.int64), docs.astype(np.int32), tfs.astype(np.float32))]
+        out._segments = [_Segment.from_dense(term_ptr, docs, tfs)]
         out._total_length = float(info["total_length"])
         return out
 
@@ -673,14 +705,13 @@ def _tier(postings: int) -> int:
     return int(math.log(postings / MERGE_UNIT) / math.log(MERGE_FACTOR)) + 1
 
 
-def _build_segment(
-    terms: npt.NDArray[np.int64], docs: npt.NDArray[Any], tfs: npt.NDArray[Any], n_terms: int
-) -> _Segment:
+def _build_segment(terms: npt.NDArray[np.int64], docs: npt.NDArray[Any], tfs: npt.NDArray[Any]) -> _Segment:
+    """The segment of postings (term, doc, tf), each term's postings in the order given."""
     order = np.argsort(terms, kind="stable")
-    counts = np.bincount(terms, minlength=n_terms)
-    term_ptr = np.zeros(n_terms + 1, dtype=np.int64)
-    np.cumsum(counts, out=term_ptr[1:])
-    return _Segment(term_ptr, docs[order].astype(np.int32), tfs[order].astype(np.float32))
+    by_term = terms[order].astype(np.int64)
+    firsts = np.flatnonzero(by_term[1:] != by_term[:-1]) + 1  # where each term's postings start, past the first
+    term_ptr = np.concatenate([[0], firsts, [len(by_term)]]).astype(np.int64) if len(by_term) else np.zeros(1, np.int64)
+    return _Segment(by_term[term_ptr[:-1]], term_ptr, docs[order].astype(np.int32), tfs[order].astype(np.float32))
 
 
 def _empty_postings() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]]:
