@@ -146,6 +146,7 @@ def test_a_single_add_costs_what_its_document_holds(scifact_texts: list[str]) ->
         moves += sum(not np.shares_memory(a, b) for a, b in zip(before, after, strict=True))
         assert grown._lengths[i] > 0 and grown._alive[i]
     assert len(grown.vocab) > 5000 and moves <= 3 * 3  # each of the three arrays moved at most a few times
+    assert {s.terms is None for s in grown._segments} == {True, False}  # pointers by term id and by term held
     grown.delete(ids[1100:1110])
     again = BM25.from_state(*grown.state())
     live = [i for i in range(1300) if not 1100 <= i < 1110]

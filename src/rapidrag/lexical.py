@@ -113,31 +113,31 @@ class Statistics:
 
 @dataclass
 class _Segment:
-    """An inverted index of some documents: the postings of ``terms[i]`` (global term ids, ascending: those the
-    documents hold) are ``docs/tfs[term_ptr[i]:term_ptr[i+1]]``. A segment's arrays grow with its postings, not
-    with the vocabulary, so that the small segment of one added document costs what the document does."""
+    """An inverted index of some documents: the postings of term ``terms[i]`` (global term ids, ascending: those the
+    documents hold) are ``docs/tfs[term_ptr[i]:term_ptr[i+1]]``; or, with ``terms`` None, those of term ``t`` are
+    at ``term_ptr[t]:term_ptr[t+1]`` (none for ``t`` past its end). A segment's arrays grow with its postings, not
+    with the vocabulary: the small segment of one added document costs what the document does. Pointers by term id
+    are kept where they cost no more than four times the terms held (large segments: no search to find a term)."""
 
-    terms: npt.NDArray[np.int64]
-    term_ptr: npt.NDArray[np.int64]  # [len(terms) + 1]
+    terms: npt.NDArray[np.int64] | None
+    term_ptr: npt.NDArray[np.int64]
     docs: npt.NDArray[np.int32]  # global document rows
     tfs: npt.NDArray[np.float32]
 
-    @classmethod
-    def from_dense(cls, term_ptr: npt.NDArray[Any], docs: npt.NDArray[Any], tfs: npt.NDArray[Any]) -> _Segment:
-        """A segment of the saved form, whose ``term_ptr`` has an entry for every term of the vocabulary."""
-        counts = np.diff(term_ptr.astype(np.int64))
-        terms = np.flatnonzero(counts).astype(np.int64)
-        ptr = np.zeros(len(terms) + 1, dtype=np.int64)
-        np.cumsum(counts[terms], out=ptr[1:])
-        return cls(terms, ptr, docs.astype(np.int32), tfs.astype(np.float32))
+    def term_ids(self) -> npt.NDArray[np.int64]:
+        """The term id of each entry of ``term_ptr``."""
+        return np.arange(len(self.term_ptr) - 1, dtype=np.int64) if self.terms is None else self.terms
 
     def dense_term_ptr(self, n_terms: int) -> npt.NDArray[np.int64]:
         """``term_ptr`` with an entry for each of the ``n_terms`` terms of the vocabulary (the saved form)."""
         counts = np.zeros(n_terms, dtype=np.int64)
-        counts[self.terms] = np.diff(self.term_ptr)
+        counts[self.term_ids()] = np.diff(self.term_ptr)
         out = np.zeros(n_terms + 1, dtype=np.int64)
         np.cumsum(counts, out=out[1:])
         return out
+
+
+_BY_ID = np.zeros(0, dtype=np.int64)  # what the scoring kernel gets as a by-id segment's ``terms``
 
 
 @functools.cache
@@ -156,13 +156,19 @@ def _kernels() -> Any:
         tfs: Any,
         norms: Any,
         k1: float,
+        by_id: bool,
     ) -> None:
-        n_terms = segment_terms.shape[0]
+        n_terms = term_ptr.shape[0] - 1
         for j in range(terms.shape[0]):
             t = terms[j]
-            i = np.searchsorted(segment_terms, t)
-            if i == n_terms or segment_terms[i] != t:
-                continue
+            if by_id:
+                i = t
+                if i >= n_terms:
+                    continue
+            else:
+                i = np.searchsorted(segment_terms, t)
+                if i == n_terms or segment_terms[i] != t:
+                    continue
             w = weights[j]
             for p in range(term_ptr[i], term_ptr[i + 1]):
                 d = docs[p]
@@ -286,6 +292,7 @@ def warm_up() -> None:
     accumulate(
         np.zeros(1, dtype=np.float32), one, np.ones(1, dtype=np.float32), one, np.zeros(2, dtype=np.int64),
         np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), np.ones(1, dtype=np.float32), np.float32(0.9),
+        False,
     )  # fmt: skip
     select(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one.copy(), np.zeros(1, dtype=np.float32))
     select_many(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one.copy(), np.zeros(1, dtype=np.float32))
@@ -501,7 +508,7 @@ class BM25:
             return
         terms, docs, tfs = [], [], []
         for seg in self._segments[first:]:
-            terms.append(np.repeat(seg.terms, np.diff(seg.term_ptr)))
+            terms.append(np.repeat(seg.term_ids(), np.diff(seg.term_ptr)))
             docs.append(seg.docs)
             tfs.append(seg.tfs)
         all_docs = np.concatenate(docs)
@@ -618,9 +625,10 @@ class BM25:
         else:
             norms = (1.0 - self.b + self.b * self._lengths / avgdl).astype(np.float32)
             self._norms = (self._lengths, self.b, avgdl, norms)
-        accumulate = _kernels()[0]
+        accumulate, k1 = _kernels()[0], np.float32(self.k1)
         for seg in self._segments:
-            accumulate(scores, q, weights, seg.terms, seg.term_ptr, seg.docs, seg.tfs, norms, np.float32(self.k1))
+            held = _BY_ID if seg.terms is None else seg.terms
+            accumulate(scores, q, weights, held, seg.term_ptr, seg.docs, seg.tfs, norms, k1, seg.terms is None)
         return scores
 
     # -- persistence -------------------------------------------------------------------------------------------
@@ -689,7 +697,7 @@ class BM25:
         out._df_of = GrowingArray(arrays["df"].astype(np.int64))
         out._df = out._df_of.array
         out._doc_terms = np.split(arrays["doc_terms"].astype(np.int64), np.cumsum(counts)[:-1]) if n_rows else []
-        out._segments = [_Segment.from_dense(term_ptr, docs, tfs)]
+        out._segments = [_Segment(None, term_ptr.astype(np.int64), docs.astype(np.int32), tfs.astype(np.float32))]
         out._total_length = float(info["total_length"])
         return out
 
@@ -709,9 +717,18 @@ def _build_segment(terms: npt.NDArray[np.int64], docs: npt.NDArray[Any], tfs: np
     """The segment of postings (term, doc, tf), each term's postings in the order given."""
     order = np.argsort(terms, kind="stable")
     by_term = terms[order].astype(np.int64)
+    docs, tfs = docs[order].astype(np.int32), tfs[order].astype(np.float32)
     firsts = np.flatnonzero(by_term[1:] != by_term[:-1]) + 1  # where each term's postings start, past the first
     term_ptr = np.concatenate([[0], firsts, [len(by_term)]]).astype(np.int64) if len(by_term) else np.zeros(1, np.int64)
-    return _Segment(by_term[term_ptr[:-1]], term_ptr, docs[order].astype(np.int32), tfs[order].astype(np.float32))
+    held = by_term[term_ptr[:-1]]
+    span = int(held[-1]) + 1 if len(held) else 0
+    if span > 4 * len(held):
+        return _Segment(held, term_ptr, docs, tfs)
+    counts = np.zeros(span, dtype=np.int64)
+    counts[held] = np.diff(term_ptr)
+    by_id = np.zeros(span + 1, dtype=np.int64)
+    np.cumsum(counts, out=by_id[1:])
+    return _Segment(None, by_id, docs, tfs)
 
 
 def _empty_postings() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]]:
