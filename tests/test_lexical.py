@@ -161,6 +161,25 @@ def test_a_single_add_costs_what_its_document_holds(scifact_texts: list[str]) ->
             assert a[doc_id] == pytest.approx(b[doc_id], rel=1e-5) and c[doc_id] == pytest.approx(b[doc_id], rel=1e-5)
 
 
+def test_an_index_of_few_live_documents_saves_and_loads(scifact_texts: list[str]) -> None:
+    # Most documents deleted: the merged segment holds few of the vocabulary's terms, so it keeps its pointers by
+    # the terms it holds, and the saved form (a pointer per vocabulary term) must be made from those.
+    texts, ids = scifact_texts[:500], [f"doc{i}" for i in range(500)]
+    index = BM25()
+    index.add(ids[:490], texts[:490])
+    index.add(ids[490:], texts[490:])
+    index.delete(ids[:490])  # (the save merges the two segments, dropping the deleted documents' postings)
+    again = BM25.from_state(*index.state())
+    assert index._segments[0].terms is not None and len(index._segments) == 1
+    fresh = BM25()
+    fresh.add(ids[490:], texts[490:])
+    for query in [texts[495][:80], texts[491][:80], "vitamin d bone loss"]:
+        a, b = search_all(again, query), search_all(fresh, query)
+        assert a.keys() == b.keys() and len(a) > 0
+        for doc_id in a:
+            assert a[doc_id] == pytest.approx(b[doc_id], rel=1e-5)
+
+
 def test_scores_follow_each_change_made_after_a_search() -> None:
     """The rows' length normalisation is kept from one query to the next: an add, a delete and a new ``b`` after a
     search must each be scored as the formula says, not with what was kept."""
