@@ -145,3 +145,55 @@ def test_metadata_that_cannot_be_filtered_is_refused(meta: dict[str, Any], messa
         check_metadata(meta)
     with pytest.raises(TypeError, match=message):
         MetadataIndex().add([meta])
+
+
+def test_rows_added_at_once_one_by_one_or_in_parts_hold_the_same() -> None:
+    # add() sorts each field's values by kind and sets a kind at a time: the rows must end where they belong,
+    # whatever the batches, and equality must follow the kinds as a plain-Python reading of the values does.
+    rng = np.random.default_rng(7)
+    choices: list[Any] = [
+        "a", "b", "2021-03-04", "2021-03-04T10:00:00Z", True, False, 0, 1, 1.0, 2.5, None,
+        np.int64(1), np.float32(2.5), np.bool_(True), date(2021, 3, 4), datetime(2020, 1, 1, tzinfo=timezone.utc),
+    ]  # fmt: skip
+
+    def value() -> Any:
+        if rng.random() < 0.2:
+            return [choices[i] for i in rng.integers(0, len(choices), rng.integers(0, 4))]
+        return choices[rng.integers(0, len(choices))]
+
+    metas: list[dict[str, Any] | None] = [
+        None if rng.random() < 0.1 else {f: value() for f in ("x", "y", "n.z") if rng.random() < 0.7}
+        for _ in range(300)
+    ]
+    at_once, one_by_one, in_parts = MetadataIndex(), MetadataIndex(), MetadataIndex()
+    at_once.add(metas)
+    for meta in metas:
+        one_by_one.add([meta])
+    for a in range(0, 300, 37):
+        in_parts.add(metas[a : a + 37])
+
+    def plain(v: Any) -> Any:
+        return v.item() if isinstance(v, np.generic) else v
+
+    def equal(v: Any, q: Any) -> bool:
+        v = plain(v)
+        if isinstance(v, list):
+            return any(equal(e, q) for e in v)
+        if isinstance(q, bool) or isinstance(v, bool):
+            return type(q) is type(v) and v == q
+        if q is None or v is None:
+            return v is q
+        if isinstance(v, str) or isinstance(q, str):
+            return isinstance(v, str) and isinstance(q, str) and v == q
+        if isinstance(v, (int, float)) and isinstance(q, (int, float)):
+            return float(v) == float(q)
+        return False  # a date equals no str, number, bool or None given
+
+    for field in ("x", "y", "n.z"):
+        for q in ["a", "2021-03-04", True, False, 0, 1, 2.5, None]:
+            expected = [i for i, m in enumerate(metas) if m is not None and field in m and equal(m[field], q)]
+            for index in (at_once, one_by_one, in_parts):
+                assert np.flatnonzero(index.mask({field: q})).tolist() == expected, (field, q)
+        for spec in ({field: {"$gte": "2021-01-01"}}, {field: {"$lt": 2}}, {field: {"$ne": "b"}}):
+            masks = [index.mask(spec) for index in (at_once, one_by_one, in_parts)]
+            assert np.array_equal(masks[0], masks[1]) and np.array_equal(masks[0], masks[2]), spec

@@ -39,6 +39,17 @@ __all__ = ["FilterError", "MetadataIndex", "check_metadata", "flatten_metadata"]
 Mask = npt.NDArray[np.bool_]
 _COMPARE = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
 _FIELD_OPS = {"$eq", "$ne", "$in", "$nin", *_COMPARE}
+# The kinds a value is stored as, by its type; bool before int (a bool is an int), datetime before date.
+_KIND: dict[type, str] = {
+    list: "list",
+    tuple: "list",
+    bool: "flag",
+    int: "num",
+    float: "num",
+    str: "str",
+    datetime: "date",
+    date: "date",
+}
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
@@ -89,6 +100,7 @@ class _Column:
         self.num, self.codes, self.flag, self.when, self.null, self.present = (a.array for a in self._by_row.values())
         self.strings: list[str] = []
         self.string_codes: dict[str, int] = {}
+        self._string_when = GrowingArray(np.zeros(0, dtype=np.float64))  # by code: the str as a date (NaN: not one)
         # List values: their elements in a column of their own, each with the row it belongs to (-1 once cleared).
         self.elements: _Column | None = None
         self._element_row = GrowingArray(np.zeros(0, dtype=np.int64))
@@ -100,40 +112,59 @@ class _Column:
                 a.resize(n) for a in self._by_row.values()
             )
 
-    def set(self, row: int, value: Any) -> None:
-        self.present[row] = True
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, (list, tuple)):
-            self._set_list(row, value)
-        elif value is None:
-            self.null[row] = True
-        elif isinstance(value, bool):
-            self.flag[row] = int(value)
-        elif isinstance(value, (int, float)):
-            self.num[row] = float(value)
-        elif isinstance(value, str):
-            code = self.string_codes.get(value)
-            if code is None:
-                code = self.string_codes[value] = len(self.strings)
-                self.strings.append(value)
-            self.codes[row] = code
-            when = _as_date(value)
-            if when is not None:
-                self.when[row] = when
-        elif isinstance(value, (date, datetime)):
-            self.when[row] = _as_date(value)
-        else:
-            self.present[row] = False
+    def set_many(self, rows: list[int], values: list[Any]) -> None:
+        """Set each of ``rows`` (new rows, set once) to its value: sorted by kind in one pass, then an array
+        assignment per kind (a str is parsed as a date once, when first seen)."""
+        kinds: dict[str, tuple[list[int], list[Any]]] = {k: ([], []) for k in ("num", "flag", "str", "date", "list")}
+        nulls = []
+        for row, value in zip(rows, values, strict=True):
+            if isinstance(value, np.generic):
+                value = value.item()
+            kind = _KIND.get(type(value))
+            if kind is None and value is not None:  # a subclass: by isinstance, in the order of _KIND
+                kind = next((k for t, k in _KIND.items() if isinstance(value, t)), None)
+                if kind is None:
+                    raise TypeError(f"metadata value {value!r} cannot be filtered (see check_metadata)")
+            if kind is None:
+                nulls.append(row)
+            else:
+                kinds[kind][0].append(row)
+                kinds[kind][1].append(value)
+        self.present[rows] = True
+        self.null[nulls] = True
+        for kind, (at, given) in kinds.items():
+            if not at:
+                continue
+            if kind == "num":
+                self.num[at] = np.asarray(given, dtype=np.float64)
+            elif kind == "flag":
+                self.flag[at] = np.asarray(given, dtype=np.int8)
+            elif kind == "str":
+                codes = np.asarray([self._code(v) for v in given], dtype=np.int32)
+                self.codes[at] = codes
+                self.when[at] = self._string_when.array[codes]
+            elif kind == "date":
+                self.when[at] = [_as_date(v) for v in given]
+            else:
+                self._set_lists(at, given)
 
-    def _set_list(self, row: int, values: Sequence[Any]) -> None:
+    def _code(self, value: str) -> int:
+        code = self.string_codes.get(value)
+        if code is None:
+            code = self.string_codes[value] = len(self.strings)
+            self.strings.append(value)
+            when = _as_date(value)
+            self._string_when.append([np.nan if when is None else when])
+        return code
+
+    def _set_lists(self, rows: list[int], lists: list[Sequence[Any]]) -> None:
         if self.elements is None:
             self.elements = _Column(0)
         first = len(self.element_row)
-        self.elements.grow(first + len(values))
-        self.element_row = self._element_row.append(np.full(len(values), row, dtype=np.int64))
-        for i, value in enumerate(values):
-            self.elements.set(first + i, value)
+        counts = [len(values) for values in lists]
+        self.element_row = self._element_row.append(np.repeat(np.asarray(rows, dtype=np.int64), counts))
+        self.elements.grow(len(self.element_row))
+        self.elements.set_many(list(range(first, len(self.element_row))), [v for values in lists for v in values])
 
     def _rows_of(self, element_hit: Mask) -> Mask:
         """Rows with at least one element in ``element_hit``."""
@@ -206,13 +237,20 @@ class MetadataIndex:
         self.n += len(rows)
         for column in self.columns.values():
             column.grow(self.n)
+        by_field: dict[str, tuple[list[int], list[Any]]] = {}
         for k, meta in enumerate(rows):
             if meta is None:
                 continue
             if not isinstance(meta, Mapping):
                 raise TypeError(f"metadata of row {start + k} must be a dict, not {type(meta).__name__}")
             for field, value in flatten_metadata(meta).items():
-                self._column(field).set(start + k, value)
+                entry = by_field.get(field)
+                if entry is None:
+                    entry = by_field[field] = ([], [])
+                entry[0].append(start + k)
+                entry[1].append(value)
+        for field, (at, values) in by_field.items():
+            self._column(field).set_many(at, values)
 
     def clear(self, row: int) -> None:
         """Forget the metadata of ``row`` (a deleted document)."""
