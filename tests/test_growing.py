@@ -42,10 +42,10 @@ def test_a_document_at_a_time_moves_the_chunk_table_and_metadata_rarely() -> Non
     metadata.add([{"lang": "en"}])
     moves = 0
     for d in range(500):
-        held = (table.doc, table.start, metadata.columns["lang"].codes, metadata.columns["lang"].present)
+        held = (table.doc, table.start, metadata.columns["lang"].codes, metadata.columns["lang"].null)
         table.append(np.array([d, d]), np.array([0, 1]), np.array([0, 5]), np.array([5, 9]))
         metadata.add([{"lang": "en", "year": d}, {"lang": "fr", "year": d}])
-        now = (table.doc, table.start, metadata.columns["lang"].codes, metadata.columns["lang"].present)
+        now = (table.doc, table.start, metadata.columns["lang"].codes, metadata.columns["lang"].null)
         moves += sum(not np.shares_memory(a, b) for a, b in zip(held, now, strict=True))
     assert moves <= 4 * 20  # four arrays, each moved about log(1000) / log(1.5) times, not 500
     table.kill(np.array([0, 1]))

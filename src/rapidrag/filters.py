@@ -79,13 +79,12 @@ class _Column:
     flag: npt.NDArray[np.int8]
     when: npt.NDArray[np.float64]
     null: Mask
-    present: Mask
 
     def __init__(self, n: int) -> None:
         # By row, each a view over a GrowingArray (rows added one document at a time copy none of the others):
         # ``num`` int and float values (not bool); ``codes`` str values, dictionary-encoded (-1 absent); ``flag``
         # bool values as 0/1 (-1 absent); ``when`` dates, from datetime/date values and ISO strings; ``null`` the
-        # value None; ``present`` any value.
+        # value None.
         self._by_row = {
             name: GrowingArray(np.full(n, fill, dtype=dtype), fill)
             for name, fill, dtype in (
@@ -94,10 +93,9 @@ class _Column:
                 ("flag", -1, np.int8),
                 ("when", np.nan, np.float64),
                 ("null", False, bool),
-                ("present", False, bool),
             )
         }
-        self.num, self.codes, self.flag, self.when, self.null, self.present = (a.array for a in self._by_row.values())
+        self.num, self.codes, self.flag, self.when, self.null = (a.array for a in self._by_row.values())
         self.strings: list[str] = []
         self.string_codes: dict[str, int] = {}
         self._string_when = GrowingArray(np.zeros(0, dtype=np.float64))  # by code: the str as a date (NaN: not one)
@@ -107,10 +105,8 @@ class _Column:
         self.element_row = self._element_row.array
 
     def grow(self, n: int) -> None:
-        if n > len(self.present):
-            self.num, self.codes, self.flag, self.when, self.null, self.present = (
-                a.resize(n) for a in self._by_row.values()
-            )
+        if n > len(self.null):
+            self.num, self.codes, self.flag, self.when, self.null = (a.resize(n) for a in self._by_row.values())
 
     def set_many(self, rows: list[int], values: list[Any]) -> None:
         """Set each of ``rows`` (new rows, set once) to its value: sorted by kind in one pass, then an array
@@ -130,7 +126,6 @@ class _Column:
             else:
                 kinds[kind][0].append(row)
                 kinds[kind][1].append(value)
-        self.present[rows] = True
         self.null[nulls] = True
         for kind, (at, given) in kinds.items():
             if not at:
@@ -168,7 +163,7 @@ class _Column:
 
     def _rows_of(self, element_hit: Mask) -> Mask:
         """Rows with at least one element in ``element_hit``."""
-        out = np.zeros(len(self.present), dtype=bool)
+        out = np.zeros(len(self.null), dtype=bool)
         rows = self.element_row[element_hit]
         out[rows[rows >= 0]] = True
         return out
@@ -179,7 +174,6 @@ class _Column:
         self.flag[row] = -1
         self.when[row] = np.nan
         self.null[row] = False
-        self.present[row] = False
         if self.elements is not None:
             for element in np.flatnonzero(self.element_row == row).tolist():
                 self.elements.clear(element)
