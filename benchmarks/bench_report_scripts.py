@@ -1,7 +1,8 @@
 """The report scripts of benchmarks/ that are not pytest suites, run once on tiny inputs so that they do not rot.
 
 Only those that take seconds: attention_core.py, dense_report.py on 2,000 vectors (random ones unless the gcide
-cache of dense_vectors.py is present), dense_memory.py on 2,000, and spin_between_runs.py on 5 queries.
+cache of dense_vectors.py is present), dense_memory.py on 2,000, metadata_index.py on 2,000 rows, and
+spin_between_runs.py on 5 queries.
 rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before
 their first figure, minutes on two cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index
 of 300 gcide passages.
@@ -29,6 +30,11 @@ HERE = Path(__file__).resolve().parent
         ),
         ("dense_report.py", ["--docs", "2000", "--queries", "5", "--reps", "1"], {"kinds", "mask_ms"}),
         ("dense_memory.py", ["--rows", "2000", "--rounds", "1"], {"best", "rounds"}),
+        (
+            "metadata_index.py",
+            ["--rows", "2000", "--writes", "20", "--rounds", "1"],
+            {"bulk add s (best)", "single add ms p50 / p99 (best round)", "mask ms (best)"},
+        ),
     ],
 )
 def test_report_script_runs(tmp_path: Path, script: str, args: list[str], keys: set[str]) -> None:

@@ -72,7 +72,8 @@ def _as_date(value: Any) -> float | None:
 
 
 class _Column:
-    """One field's values, split by kind so that every operator is one numpy expression."""
+    """One field's values, split by kind so that every operator is one numpy expression. A column ends at the last
+    row given a value for it (an add grows only the fields it sets): rows past its end hold no value."""
 
     num: npt.NDArray[np.float64]
     codes: npt.NDArray[np.int32]
@@ -111,7 +112,7 @@ class _Column:
     def set_many(self, rows: list[int], values: list[Any]) -> None:
         """Set each of ``rows`` (new rows, set once) to its value: sorted by kind in one pass, then an array
         assignment per kind (a str is parsed as a date once, when first seen)."""
-        kinds: dict[str, tuple[list[int], list[Any]]] = {k: ([], []) for k in ("num", "flag", "str", "date", "list")}
+        kinds: dict[str, tuple[list[int], list[Any]]] = {}
         nulls = []
         for row, value in zip(rows, values, strict=True):
             if isinstance(value, np.generic):
@@ -124,32 +125,33 @@ class _Column:
             if kind is None:
                 nulls.append(row)
             else:
-                kinds[kind][0].append(row)
-                kinds[kind][1].append(value)
-        self.null[nulls] = True
+                at, given = kinds.setdefault(kind, ([], []))
+                at.append(row)
+                given.append(value)
+        _put(self.null, nulls, [True] * len(nulls))
         for kind, (at, given) in kinds.items():
-            if not at:
-                continue
             if kind == "num":
-                self.num[at] = np.asarray(given, dtype=np.float64)
+                _put(self.num, at, given)
             elif kind == "flag":
-                self.flag[at] = np.asarray(given, dtype=np.int8)
+                _put(self.flag, at, given)
             elif kind == "str":
-                codes = np.asarray([self._code(v) for v in given], dtype=np.int32)
-                self.codes[at] = codes
-                self.when[at] = self._string_when.array[codes]
+                codes = [self._code(v) for v in given]
+                new = self.strings[len(self._string_when.array) :]
+                if new:
+                    self._string_when.append([np.nan if (w := _as_date(v)) is None else w for v in new])
+                _put(self.codes, at, codes)
+                _put(self.when, at, self._string_when.array[codes])
             elif kind == "date":
-                self.when[at] = [_as_date(v) for v in given]
+                _put(self.when, at, [_as_date(v) for v in given])
             else:
                 self._set_lists(at, given)
 
     def _code(self, value: str) -> int:
+        """``value``'s code, a new one (its str appended to ``strings``) if it is new."""
         code = self.string_codes.get(value)
         if code is None:
             code = self.string_codes[value] = len(self.strings)
             self.strings.append(value)
-            when = _as_date(value)
-            self._string_when.append([np.nan if when is None else when])
         return code
 
     def _set_lists(self, rows: list[int], lists: list[Sequence[Any]]) -> None:
@@ -169,11 +171,12 @@ class _Column:
         return out
 
     def clear(self, row: int) -> None:
-        self.num[row] = np.nan
-        self.codes[row] = -1
-        self.flag[row] = -1
-        self.when[row] = np.nan
-        self.null[row] = False
+        if row < len(self.null):  # (rows past the column's end hold no value)
+            self.num[row] = np.nan
+            self.codes[row] = -1
+            self.flag[row] = -1
+            self.when[row] = np.nan
+            self.null[row] = False
         if self.elements is not None:
             for element in np.flatnonzero(self.element_row == row).tolist():
                 self.elements.clear(element)
@@ -217,6 +220,15 @@ class _Column:
             return np.asarray(fn(self.num, float(value)), dtype=bool)
 
 
+def _put(array: npt.NDArray[Any], rows: list[int], values: Sequence[Any] | npt.NDArray[Any]) -> None:
+    """``array[rows] = values``; one row by item assignment (a fancy-index assignment costs some µs more, which a
+    document written at a time would pay per field)."""
+    if len(rows) == 1:
+        array[rows[0]] = values[0]
+    elif rows:
+        array[rows] = values
+
+
 class MetadataIndex:
     """Metadata of documents by row, stored by field for fast filter evaluation."""
 
@@ -229,8 +241,6 @@ class MetadataIndex:
         their elements. Values that cannot be filtered raise TypeError (``check_metadata`` says so first)."""
         start = self.n
         self.n += len(rows)
-        for column in self.columns.values():
-            column.grow(self.n)
         by_field: dict[str, tuple[list[int], list[Any]]] = {}
         for k, meta in enumerate(rows):
             if meta is None:
@@ -244,7 +254,9 @@ class MetadataIndex:
                 entry[0].append(start + k)
                 entry[1].append(value)
         for field, (at, values) in by_field.items():
-            self._column(field).set_many(at, values)
+            column = self._column(field)
+            column.grow(self.n)  # (only the fields given: a column ends at its last row with a value)
+            column.set_many(at, values)
 
     def clear(self, row: int) -> None:
         """Forget the metadata of ``row`` (a deleted document)."""
@@ -286,8 +298,9 @@ class MetadataIndex:
 
     def _field(self, field: str, condition: Any, where: str) -> Mask:
         column = self.columns.get(field) or _Column(self.n)
+        n = self.n
         if not (isinstance(condition, Mapping) and any(str(k).startswith("$") for k in condition)):
-            return column.equals(_check_value(condition, where))
+            return _fit(column.equals(_check_value(condition, where)), n)
         out = np.ones(self.n, dtype=bool)
         for op, value in condition.items():
             at = f"{where}[{op!r}]"
@@ -298,18 +311,27 @@ class MetadataIndex:
                     raise FilterError(f"{at}: {op} takes a list, got {value!r}")
                 hit = np.zeros(self.n, dtype=bool)
                 for i, item in enumerate(value):
-                    hit |= column.equals(_check_value(item, f"{at}[{i}]"))
+                    hit |= _fit(column.equals(_check_value(item, f"{at}[{i}]")), n)
                 out &= hit if op == "$in" else ~hit
             elif op == "$eq":
-                out &= column.equals(_check_value(value, at))
+                out &= _fit(column.equals(_check_value(value, at)), n)
             elif op == "$ne":
-                out &= ~column.equals(_check_value(value, at))
+                out &= ~_fit(column.equals(_check_value(value, at)), n)
             else:
                 value = _check_value(value, at)
                 if value is None or isinstance(value, bool):
                     raise FilterError(f"{at}: {op} compares numbers, strings or dates, got {value!r}")
-                out &= column.compare(op, value)
+                out &= _fit(column.compare(op, value), n)
         return out
+
+
+def _fit(hit: Mask, n: int) -> Mask:
+    """A column's ``hit`` over all ``n`` rows: rows past the column's end hold no value (they match nothing)."""
+    if len(hit) == n:
+        return hit
+    out = np.zeros(n, dtype=bool)
+    out[: len(hit)] = hit
+    return out
 
 
 def _check_value(value: Any, where: str) -> Any:
