@@ -39,13 +39,13 @@ def test_a_document_at_a_time_moves_the_chunk_table_and_metadata_rarely() -> Non
     # Before GrowingArray, each append copied every column of the table and of the metadata index (O(rows) a
     # write); now they move only when their buffer is full.
     table, metadata = ChunkTable(), MetadataIndex()
-    metadata.add([{"lang": "en"}])
+    metadata.add([{"lang": "en", "year": 0}])
     moves = 0
     for d in range(500):
-        held = (table.doc, table.start, metadata.columns["lang"].codes, metadata.columns["lang"].null)
+        held = (table.doc, table.start, metadata.columns["lang"].held("codes"), metadata.columns["year"].held("num"))
         table.append(np.array([d, d]), np.array([0, 1]), np.array([0, 5]), np.array([5, 9]))
         metadata.add([{"lang": "en", "year": d}, {"lang": "fr", "year": d}])
-        now = (table.doc, table.start, metadata.columns["lang"].codes, metadata.columns["lang"].null)
+        now = (table.doc, table.start, metadata.columns["lang"].held("codes"), metadata.columns["year"].held("num"))
         moves += sum(not np.shares_memory(a, b) for a, b in zip(held, now, strict=True))
     assert moves <= 4 * 20  # four arrays, each moved about log(1000) / log(1.5) times, not 500
     table.kill(np.array([0, 1]))

@@ -39,6 +39,14 @@ __all__ = ["FilterError", "MetadataIndex", "check_metadata", "flatten_metadata"]
 Mask = npt.NDArray[np.bool_]
 _COMPARE = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
 _FIELD_OPS = {"$eq", "$ne", "$in", "$nin", *_COMPARE}
+# Each by-row array of a column: its fill (no value) and dtype.
+_FILLS: dict[str, tuple[Any, Any]] = {
+    "num": (np.nan, np.float64),
+    "codes": (-1, np.int32),
+    "flag": (-1, np.int8),
+    "when": (np.nan, np.float64),
+    "null": (False, np.bool_),
+}
 # The kinds a value is stored as, by its type; bool before int (a bool is an int), datetime before date.
 _KIND: dict[type, str] = {
     list: "list",
@@ -73,30 +81,16 @@ def _as_date(value: Any) -> float | None:
 
 class _Column:
     """One field's values, split by kind so that every operator is one numpy expression. A column ends at the last
-    row given a value for it (an add grows only the fields it sets): rows past its end hold no value."""
+    row given a value for it (an add grows only the fields it sets): rows past its end hold no value.
 
-    num: npt.NDArray[np.float64]
-    codes: npt.NDArray[np.int32]
-    flag: npt.NDArray[np.int8]
-    when: npt.NDArray[np.float64]
-    null: Mask
+    By row, each over a GrowingArray (rows added one document at a time copy none of the others) and made when the
+    first value of its kind comes (a field of one kind holds one array, not five): ``num`` int and float values
+    (not bool); ``codes`` str values, dictionary-encoded (-1 absent); ``flag`` bool values as 0/1 (-1 absent);
+    ``when`` dates, from datetime/date values and ISO strings; ``null`` the value None."""
 
     def __init__(self, n: int) -> None:
-        # By row, each a view over a GrowingArray (rows added one document at a time copy none of the others):
-        # ``num`` int and float values (not bool); ``codes`` str values, dictionary-encoded (-1 absent); ``flag``
-        # bool values as 0/1 (-1 absent); ``when`` dates, from datetime/date values and ISO strings; ``null`` the
-        # value None.
-        self._by_row = {
-            name: GrowingArray(np.full(n, fill, dtype=dtype), fill)
-            for name, fill, dtype in (
-                ("num", np.nan, np.float64),
-                ("codes", -1, np.int32),
-                ("flag", -1, np.int8),
-                ("when", np.nan, np.float64),
-                ("null", False, bool),
-            )
-        }
-        self.num, self.codes, self.flag, self.when, self.null = (a.array for a in self._by_row.values())
+        self.n = n  # rows
+        self._by_row: dict[str, GrowingArray] = {}
         self.strings: list[str] = []
         self.string_codes: dict[str, int] = {}
         self._string_when = GrowingArray(np.zeros(0, dtype=np.float64))  # by code: the str as a date (NaN: not one)
@@ -106,8 +100,22 @@ class _Column:
         self.element_row = self._element_row.array
 
     def grow(self, n: int) -> None:
-        if n > len(self.null):
-            self.num, self.codes, self.flag, self.when, self.null = (a.resize(n) for a in self._by_row.values())
+        if n > self.n:
+            self.n = n
+            for array in self._by_row.values():
+                array.resize(n)
+
+    def held(self, kind: str) -> npt.NDArray[Any] | None:
+        """The array of ``kind`` ("num", "codes", "flag", "when", "null"), or None if no value of it was given."""
+        array = self._by_row.get(kind)
+        return None if array is None else array.array
+
+    def _writable(self, kind: str) -> npt.NDArray[Any]:
+        array = self._by_row.get(kind)
+        if array is None:
+            fill, dtype = _FILLS[kind]
+            array = self._by_row[kind] = GrowingArray(np.full(self.n, fill, dtype=dtype), fill)
+        return array.array
 
     def set_many(self, rows: list[int], values: list[Any]) -> None:
         """Set each of ``rows`` (new rows, set once) to its value: sorted by kind in one pass, then an array
@@ -128,21 +136,22 @@ class _Column:
                 at, given = kinds.setdefault(kind, ([], []))
                 at.append(row)
                 given.append(value)
-        _put(self.null, nulls, [True] * len(nulls))
+        if nulls:
+            _put(self._writable("null"), nulls, [True] * len(nulls))
         for kind, (at, given) in kinds.items():
-            if kind == "num":
-                _put(self.num, at, given)
-            elif kind == "flag":
-                _put(self.flag, at, given)
+            if kind in ("num", "flag"):
+                _put(self._writable(kind), at, given)
             elif kind == "str":
                 codes = [self._code(v) for v in given]
                 new = self.strings[len(self._string_when.array) :]
                 if new:
                     self._string_when.append([np.nan if (w := _as_date(v)) is None else w for v in new])
-                _put(self.codes, at, codes)
-                _put(self.when, at, self._string_when.array[codes])
+                _put(self._writable("codes"), at, codes)
+                when = self._string_when.array[codes]
+                if not np.isnan(when).all():
+                    _put(self._writable("when"), at, when)
             elif kind == "date":
-                _put(self.when, at, [_as_date(v) for v in given])
+                _put(self._writable("when"), at, [_as_date(v) for v in given])
             else:
                 self._set_lists(at, given)
 
@@ -165,18 +174,15 @@ class _Column:
 
     def _rows_of(self, element_hit: Mask) -> Mask:
         """Rows with at least one element in ``element_hit``."""
-        out = np.zeros(len(self.null), dtype=bool)
+        out = np.zeros(self.n, dtype=bool)
         rows = self.element_row[element_hit]
         out[rows[rows >= 0]] = True
         return out
 
     def clear(self, row: int) -> None:
-        if row < len(self.null):  # (rows past the column's end hold no value)
-            self.num[row] = np.nan
-            self.codes[row] = -1
-            self.flag[row] = -1
-            self.when[row] = np.nan
-            self.null[row] = False
+        if row < self.n:  # (rows past the column's end hold no value)
+            for kind, array in self._by_row.items():
+                array.array[row] = _FILLS[kind][0]
         if self.elements is not None:
             for element in np.flatnonzero(self.element_row == row).tolist():
                 self.elements.clear(element)
@@ -195,29 +201,36 @@ class _Column:
         return hit
 
     def _equals(self, value: Any) -> Mask:
+        target: Any
         if value is None:
-            return self.null.copy()
-        if isinstance(value, bool):
-            hit = self.flag == int(value)
+            kind, target = "null", True
+        elif isinstance(value, bool):
+            kind, target = "flag", int(value)
         elif isinstance(value, (int, float)):
-            hit = self.num == float(value)
+            kind, target = "num", float(value)
         elif isinstance(value, str):
-            hit = self.codes == self.string_codes.get(value, -2)
+            kind, target = "codes", self.string_codes.get(value, -2)
         else:
-            hit = self.when == _as_date(value)
-        return np.asarray(hit, dtype=bool)
+            kind, target = "when", _as_date(value)
+        array = self.held(kind)
+        return np.zeros(self.n, dtype=bool) if array is None else np.asarray(array == target, dtype=bool)
 
     def _compare(self, op: str, value: Any) -> Mask:
         fn = _COMPARE[op]
         when = _as_date(value)
+        kind = "when" if when is not None else "codes" if isinstance(value, str) else "num"
+        array = self.held(kind)
+        if array is None:
+            return np.zeros(self.n, dtype=bool)
         with np.errstate(invalid="ignore"):
             if when is not None:
-                return np.asarray(fn(self.when, when), dtype=bool)  # NaN (absent) compares False
+                return np.asarray(fn(array, when), dtype=bool)  # NaN (absent) compares False
             if isinstance(value, str):
                 # Compare each distinct string once; code -1 (no str) maps to the appended False.
                 hits = np.array([bool(fn(s, value)) for s in self.strings] + [False], dtype=bool)
-                return hits[self.codes]
-            return np.asarray(fn(self.num, float(value)), dtype=bool)
+                out: Mask = hits[array]
+                return out
+            return np.asarray(fn(array, float(value)), dtype=bool)
 
 
 def _put(array: npt.NDArray[Any], rows: list[int], values: Sequence[Any] | npt.NDArray[Any]) -> None:
