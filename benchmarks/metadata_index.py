@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,11 @@ def main() -> None:
                 index.mask(spec)
             masks[json.dumps(spec)] = min(masks[json.dumps(spec)], (time.perf_counter() - clock) / 10)
     best = single[int(np.argmin([np.median(t) for t in single]))]
+    tracemalloc.start()  # (apart from the timed rounds: tracing slows allocation)
+    held = MetadataIndex()
+    held.add(rows[: args.rows])
+    held_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -101,6 +107,7 @@ def main() -> None:
         "rare fields": args.rare_fields,
         "bulk add s (best)": min(bulk),
         "bulk add us per row (best)": min(bulk) / args.rows * 1e6,
+        "MB held after the bulk add": held_bytes / 1e6,
         "single add ms p50 / p99 (best round)": [float(np.percentile(best, p)) * 1e3 for p in (50, 99)],
         "single add ms max (best round)": float(np.max(best)) * 1e3,
         "mask ms (best)": {spec: seconds * 1e3 for spec, seconds in masks.items()},
