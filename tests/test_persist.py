@@ -302,18 +302,19 @@ def test_moved_models_are_found_by_name(
     assert any("fingerprint differs" in str(w.message) for w in caught)
 
 
-def test_an_index_of_format_1_still_loads(minilm_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_index_of_an_older_format_still_loads(minilm_dir: Path, tmp_path: Path, version: int) -> None:
     """``tests/data/index-v1`` was written by rapidrag at commit 1054f86 (format 1, whose BM25 keyed its rows by
-    strings): the first six documents of ``index-v1-source.jsonl`` added with ``Retriever(Embedder(minilm), None,
-    Chunker(tokenizer, max_tokens=16, overlap=4), title_weight=0.5)``, d4 deleted, d3 upserted with its seventh
-    line, saved. It loads, and every mode (with
-    and without a filter) searches as an index built now from the same steps does; a save writes the current
-    format, which loads again."""
+    strings), ``tests/data/index-v2`` at 72f9a1d (format 2, whose dense index saved its vectors by row beside
+    FAISS's file): the first six documents of ``index-v1-source.jsonl`` added with ``Retriever(Embedder(minilm),
+    None, Chunker(tokenizer, max_tokens=16, overlap=4), title_weight=0.5)``, d4 deleted, d3 upserted with its
+    seventh line, saved. Each loads, and every mode (with and without a filter) searches as an index built now from
+    the same steps does; a save writes the current format, which loads again."""
     import shutil
 
     embedder = rapidrag.Embedder(minilm_dir)
-    fixture = tmp_path / "index-v1"
-    shutil.copytree(Path(__file__).parent / "data" / "index-v1", fixture)
+    fixture = tmp_path / f"index-v{version}"
+    shutil.copytree(Path(__file__).parent / "data" / f"index-v{version}", fixture)
     old = Retriever.load(fixture, embedder=embedder, reranker=None)
     fresh = Retriever(embedder, None, rapidrag.Chunker(embedder.tokenizer, max_tokens=16, overlap=4), title_weight=0.5)
     source = [

@@ -440,14 +440,15 @@ class DenseIndex:
                  "exact_fraction", "exact_rows", "refine")  # fmt: skip
 
     def state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
-        """The index as (settings, arrays): the vectors by row (zeros for rows not in the index), the live rows,
-        and the serialized FAISS index."""
+        """The index as (settings, arrays): the live rows, the serialized FAISS index, and for IVF-PQ (whose codes
+        are lossy) the vectors by row (zeros for rows not in the index). A flat or HNSW index's vectors are those
+        in FAISS's file, by the rows of its id map: saved once (index format 3; format 2 saved them by row too,
+        which ``from_state`` still reads)."""
         with self._lock.read():
             info = {name: getattr(self, name) for name in self._SETTINGS}
-            vectors = np.zeros((len(self._alive), self.dim), dtype=np.float32)
-            live = np.flatnonzero(self._alive)
-            vectors[live] = self._vectors_of(live)
-            arrays = {"vectors": vectors, "alive": self._alive.copy()}  # (a copy: it changes in place)
+            arrays = {"alive": self._alive.copy()}  # (a copy: it changes in place)
+            if self.kind == "ivfpq":
+                arrays["vectors"] = np.where(self._alive[:, None], self._rowwise, np.float32(0))
             if self._index is not None:
                 index = self._index
                 if self.kind == "flat" and self._tombstones:  # saved as if dropped (a read may not change it)
@@ -460,14 +461,19 @@ class DenseIndex:
     def from_state(cls, info: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> DenseIndex:
         """Rebuild an index saved by ``state``; inconsistent parts raise ValueError."""
         out = cls(**{name: info[name] for name in cls._SETTINGS})
-        vectors, alive = arrays["vectors"], arrays["alive"]
-        if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != out.dim:
-            raise ValueError(
-                f"saved vectors are {vectors.dtype} {list(vectors.shape)}, expected float32 [n, {out.dim}]"
-            )
-        if alive.shape != (len(vectors),):
-            raise ValueError("saved live-row mask does not match the vectors")
-        kept = np.ascontiguousarray(vectors) if out.kind == "ivfpq" else None  # (flat, HNSW: FAISS holds them)
+        alive = arrays["alive"]
+        if alive.dtype != np.bool_ or alive.ndim != 1:
+            raise ValueError(f"saved live-row mask is {alive.dtype} {list(alive.shape)}, expected bool [n]")
+        kept = None  # (flat, HNSW: FAISS holds the vectors; format 2's copy by row, if there, is not kept)
+        if out.kind == "ivfpq" or "vectors" in arrays:
+            vectors = arrays["vectors"]
+            if vectors.dtype != np.float32 or vectors.shape != (len(alive), out.dim):
+                raise ValueError(
+                    f"saved vectors are {vectors.dtype} {list(vectors.shape)}, expected float32 [{len(alive)}, "
+                    f"{out.dim}] (one per row of the live-row mask)"
+                )
+            if out.kind == "ivfpq":
+                kept = np.ascontiguousarray(vectors)
         out._by_row = out._new_by_row(alive.astype(bool), kept)
         out._rowwise, out._alive = (a.array for a in out._by_row)
         out._n_live = int(np.count_nonzero(out._alive))

@@ -2,9 +2,11 @@
 FAISS indexes, the settings) and the models recorded in it, found again at load by path, by name under
 ``RAPIDRAG_MODELS`` and by fingerprint.
 
-Format versions: 1, the first; 2 (current), the same files, but the BM25 indexes of an index keep no string ids
-(``"ids": null``): they are keyed by the chunk table's rows, as every index is. Version 1 is still read (its ids,
-the rows' numbers written as strings, are checked and dropped).
+Format versions: 1, the first; 2, the same files, but the BM25 indexes of an index keep no string ids (``"ids":
+null``): they are keyed by the chunk table's rows, as every index is; 3 (current), a flat or HNSW dense index saves
+its vectors once, in FAISS's file (versions 1 and 2 also saved them by row in ``dense.npz``, about doubling its
+size; IVF-PQ, whose codes are lossy, still does). Versions 1 and 2 are still read (version 1's ids, the rows'
+numbers written as strings, are checked and dropped; the vectors by row are not kept).
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from .persist import read_snapshot, save_arrays, write_snapshot
 
 __all__ = ["FORMAT_VERSION", "MODELS_ENV", "load", "model_name", "save"]
 
-FORMAT_VERSION = 2
-READS_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READS_VERSIONS = (1, 2, 3)
 MODELS_ENV = "RAPIDRAG_MODELS"
 
 
