@@ -334,7 +334,9 @@ class BM25:
         self._lengths, self._alive = (a.array for a in self._rows_of)
         self._df_of = GrowingArray(np.zeros(0, dtype=np.int64))
         self._df = self._df_of.array
-        self._doc_terms: list[npt.NDArray[np.int64]] = []  # row -> its distinct term ids (for df on delete)
+        # Each row's distinct term ids (for df on delete), row after row, and the row pointers into them.
+        self._doc_terms_of = GrowingArray(np.zeros(0, dtype=np.int64))
+        self._doc_terms_row_splits = GrowingArray(np.zeros(1, dtype=np.int64))
         self._segments: list[_Segment] = []
         self._total_length = 0.0
         # Each row's length normalisation for the last (lengths, b, average length) scored with: the same from one
@@ -428,7 +430,8 @@ class BM25:
             if not self._alive[row]:
                 continue
             self._alive[row] = False
-            self._df[self._doc_terms[row]] -= 1
+            splits = self._doc_terms_row_splits.array
+            self._df[self._doc_terms_of.array[splits[row] : splits[row + 1]]] -= 1
             self._total_length -= float(self._lengths[row])
             removed += 1
         self._n_live -= removed
@@ -474,8 +477,9 @@ class BM25:
         keys, tfs = np.unique(doc_idx * n_terms + terms, return_counts=True)  # sorted by document, then term
         docs, term_arr = keys // n_terms, keys % n_terms
         lengths = np.bincount(doc_idx, minlength=n_docs).astype(np.float32)
-        bounds = np.searchsorted(docs, np.arange(1, n_docs))
-        self._doc_terms.extend(np.split(term_arr, bounds))
+        ends = np.searchsorted(docs, np.arange(1, n_docs + 1)) + len(self._doc_terms_of.array)
+        self._doc_terms_of.append(term_arr)
+        self._doc_terms_row_splits.append(ends)
         self._df = self._df_of.resize(n_terms)
         np.add.at(self._df, term_arr, 1)
         self._segments.append(_build_segment(term_arr, docs + start, tfs))
@@ -652,7 +656,6 @@ class BM25:
                 "ids": self.ids if self.keyed else None,  # None: rows only
                 "total_length": self._total_length,
             }
-            n_terms = np.asarray([len(t) for t in self._doc_terms], dtype=np.int64)
             arrays: dict[str, npt.NDArray[Any]] = {
                 "term_ptr": seg.dense_term_ptr(len(self.vocab)),
                 "docs": seg.docs,
@@ -660,8 +663,8 @@ class BM25:
                 "lengths": self._lengths,
                 "alive": self._alive.copy(),  # copies: deletes change these two in place
                 "df": self._df.copy(),
-                "doc_terms": np.concatenate(self._doc_terms) if self._doc_terms else np.zeros(0, dtype=np.int64),
-                "doc_term_counts": n_terms,
+                "doc_terms": self._doc_terms_of.array,  # (appended to, never changed)
+                "doc_term_counts": np.diff(self._doc_terms_row_splits.array),
             }
             return info, arrays
 
@@ -696,7 +699,8 @@ class BM25:
             out.rows = {ids[r]: r for r in np.flatnonzero(out._alive).tolist()}
         out._df_of = GrowingArray(arrays["df"].astype(np.int64))
         out._df = out._df_of.array
-        out._doc_terms = np.split(arrays["doc_terms"].astype(np.int64), np.cumsum(counts)[:-1]) if n_rows else []
+        out._doc_terms_of = GrowingArray(arrays["doc_terms"].astype(np.int64))
+        out._doc_terms_row_splits = GrowingArray(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
         out._segments = [_Segment(None, term_ptr.astype(np.int64), docs.astype(np.int32), tfs.astype(np.float32))]
         out._total_length = float(info["total_length"])
         return out
