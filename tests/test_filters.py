@@ -103,6 +103,12 @@ def test_non_dict_inputs(index: MetadataIndex) -> None:
         index.mask([("a", 1)])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="row 1"):
         MetadataIndex().add([{}, "not a dict"])  # type: ignore[list-item]
+    held = MetadataIndex()
+    held.add([{"a": 1}])
+    for bad in ([{"a": 2}, "not a dict"], [{"a": 2}, {"b": {1, 2}}]):
+        with pytest.raises(TypeError):
+            held.add(bad)  # type: ignore[arg-type]
+        assert held.n == 1 and rows(held, {"a": 2}) == [] and rows(held, {"a": 1}) == [0]  # nothing stored
     assert issubclass(FilterError, ValueError)
 
 

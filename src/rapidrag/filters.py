@@ -253,19 +253,23 @@ class MetadataIndex:
         """Append the metadata of new rows (None or {} for none); dicts are filtered by dotted paths and lists by
         their elements. Values that cannot be filtered raise TypeError (``check_metadata`` says so first)."""
         start = self.n
-        self.n += len(rows)
         by_field: dict[str, tuple[list[int], list[Any]]] = {}
+        flat_of: dict[int, dict[str, Any]] = {}  # by the dict's id: a document's rows share its metadata dict
         for k, meta in enumerate(rows):
             if meta is None:
                 continue
             if not isinstance(meta, Mapping):
                 raise TypeError(f"metadata of row {start + k} must be a dict, not {type(meta).__name__}")
-            for field, value in flatten_metadata(meta).items():
+            flat = flat_of.get(id(meta))
+            if flat is None:
+                flat = flat_of[id(meta)] = flatten_metadata(meta)
+            for field, value in flat.items():
                 entry = by_field.get(field)
                 if entry is None:
                     entry = by_field[field] = ([], [])
                 entry[0].append(start + k)
                 entry[1].append(value)
+        self.n += len(rows)  # (after every row is read: a bad one changes nothing)
         for field, (at, values) in by_field.items():
             column = self._column(field)
             column.grow(self.n)  # (only the fields given: a column ends at its last row with a value)
