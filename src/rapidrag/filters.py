@@ -254,15 +254,15 @@ class MetadataIndex:
         their elements. Values that cannot be filtered raise TypeError (``check_metadata`` says so first)."""
         start = self.n
         by_field: dict[str, tuple[list[int], list[Any]]] = {}
-        flat_of: dict[int, dict[str, Any]] = {}  # by the dict's id: a document's rows share its metadata dict
+        last: Any = None  # the last metadata flattened, and its fields: a document's rows come together
+        flat: dict[str, Any] = {}
         for k, meta in enumerate(rows):
             if meta is None:
                 continue
             if not isinstance(meta, Mapping):
                 raise TypeError(f"metadata of row {start + k} must be a dict, not {type(meta).__name__}")
-            flat = flat_of.get(id(meta))
-            if flat is None:
-                flat = flat_of[id(meta)] = flatten_metadata(meta)
+            if meta is not last:
+                last, flat = meta, flatten_metadata(meta)
             for field, value in flat.items():
                 entry = by_field.get(field)
                 if entry is None:
