@@ -78,6 +78,28 @@ def test_a_sharded_index_answers_as_one_index(
         assert [g.score for g in mine.sentences] == pytest.approx([g.score for g in one.sentences], abs=1e-5)
 
 
+def test_hits_beyond_the_rows_sent_ahead_are_read_in_a_second_round(
+    shard_embedder: rapidrag.Embedder,
+    shard_corpus: list[dict[str, Any]],
+    shard_queries: list[str],
+    single: Retriever,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rapidrag.distributed as distributed
+
+    # Each stage's texts sent ahead: twice a shard's share of the whole index's margin, at most all of it.
+    assert [distributed.found_ahead(10, n) for n in (1, 2, 3, 4, 8)] == [20, 20, 14, 10, 5]
+    assert distributed.found_ahead(0, 4) == 0
+    monkeypatch.setattr(distributed, "FOUND_MARGIN", 1)  # 5 rows a stage over 4 shards: hits fall beyond them
+    s = sharded(shard_embedder, shard_corpus, 4)
+    read_after: list[int] = []
+    found = s._found
+    monkeypatch.setattr(s, "_found", lambda rows: read_after.append(len(rows)) or found(rows))
+    for mode in ("lexical", "dense", "hybrid"):
+        same(results(s, shard_queries, mode=mode), results(single, shard_queries, mode=mode))
+    assert read_after and sum(read_after) > 0  # some searches read hits in a second round, with the same answers
+
+
 def test_the_merge_of_the_shards_lists_keeps_their_order_at_a_cut_through_ties(
     shard_embedder: rapidrag.Embedder,
 ) -> None:

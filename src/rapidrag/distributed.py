@@ -62,9 +62,12 @@ if TYPE_CHECKING:
 SHARDED_VERSION = 1
 MISSING: Any = object()  # a shard's answer when none of its replicas is alive
 RECOVER_S = 60.0  # how long a replica that died is waited for (Ray restarts its actor) before it counts as lost
-# A shard sends the chunk texts of each stage's best ``want * FOUND_MARGIN`` rows with its lists: the hits are the
-# best rows after fusion, which can sit below a stage's top ``want``; with the margin 2, 16 of 300 hybrid searches
-# on SciFact needed a second round for them (152 without it, none with 3; benchmarks/sharded_overhead.py's index).
+# A shard sends the chunk texts of the rows the hits will most likely be with its lists (sent along, they save a
+# second round). The hits are the best rows after fusion, within about a stage's first ``want * FOUND_MARGIN``
+# rows of the whole index, of which a shard holds its share: so it sends each stage's best ``found_ahead(want, S)``
+# rows, twice its share (never more than the whole index's margin). Over 2 shards (20 rows a stage for 10 hits),
+# 16 of 300 hybrid searches on SciFact needed a second round for a hit (152 with 10 rows); over 4 shards (10 rows),
+# 27 of 300 (none with 15), and the answers are half as large (benchmarks/sharded_overhead.py's index; BENCHMARKS.md).
 FOUND_MARGIN = 2
 CHANNEL_READS = frozenset({"shard_stages", "shard_found"})  # the reads a search makes, sent over a shard's channel
 CHANNEL_WAIT_S = 30.0  # a read unanswered this long on a channel (no hedging) is asked again through Ray
@@ -73,6 +76,12 @@ CONNECT_S = 2.0  # how long opening a channel may take (a port that drops packet
 
 class ShardUnavailableError(RapidragError):
     """A shard has no live replica left for what was asked (a change, or a search with no shard at all)."""
+
+
+def found_ahead(want: int, n_shards: int) -> int:
+    """How many of each stage's best rows a shard sends the texts of with its lists, for ``want`` hits: twice its
+    share of the whole index's ``want * FOUND_MARGIN`` (see FOUND_MARGIN), at most all of them; 0 for none."""
+    return min(want * FOUND_MARGIN, -(-2 * want * FOUND_MARGIN // n_shards))
 
 
 def shard_of(doc_id: str, n_shards: int) -> int:
@@ -587,9 +596,8 @@ class ShardedRetriever(Searcher):
         missing: set[int] = set()
         per_document = per_document and mode == "lexical"  # (a document's rows are all in one shard)
         clock = time.perf_counter()
-        answers = self._all(
-            "shard_stages", terms, qv, mode, selection, fetch, statistics, want * FOUND_MARGIN, per_document
-        )
+        ahead = found_ahead(want, self.n_shards)
+        answers = self._all("shard_stages", terms, qv, mode, selection, fetch, statistics, ahead, per_document)
         timings["shards_ms"] = (time.perf_counter() - clock) * 1000  # the round to the shards, their stages in it
         missing.update(i for i, a in enumerate(answers) if a is MISSING)
         if len(missing) == self.n_shards:
