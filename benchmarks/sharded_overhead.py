@@ -15,6 +15,9 @@ and their caches; on a cluster the coordinator embeds on a machine of its own).
 
     python benchmarks/sharded_overhead.py --shared ../shared --docs 2000 --backend local --out sharded_local.json
 
+``--only`` (repeated) times only some kinds of search and ``--ways`` only some of the three ways on Ray: a quicker
+run, for a before/after pair of the installed code.
+
 The first ``--docs`` SciFact documents (the judged ones first), the shared embedder (int8), the 300 test queries
 one at a time after a warm-up pass; the indexes take turns, round after round, and each keeps its best round.
 """
@@ -47,7 +50,41 @@ def main() -> None:
         help="the embedder (every index's, so the coordinator's) with allow_spinning=False: its idle threads sleep "
         "instead of spinning on the cores the shard actors need",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="time only this kind of search (repeated; 'lexical', 'hybrid', 'hybrid, vector given', 'hybrid + "
+        "rerank'): a quicker run, for before/after pairs",
+    )
+    parser.add_argument(
+        "--ways",
+        nargs="+",
+        choices=("channels", "stop spinning", "Ray calls"),
+        default=["channels", "stop spinning", "Ray calls"],
+        help="on Ray, the ways each sharded index is timed (default: all three)",
+    )
     args = parser.parse_args()
+
+    configs = {
+        "lexical": {"mode": "lexical", "rerank": False},
+        "hybrid": {"mode": "hybrid", "rerank": False},
+        "hybrid, vector given": {"mode": "hybrid", "rerank": False},
+        f"hybrid + rerank, {args.rerank_budget_ms:g} ms budget": {
+            "mode": "hybrid",
+            "rerank": True,
+            "budget_ms": args.rerank_budget_ms,
+        },
+    }
+
+    def short(name: str) -> str:  # (the rerank search's name without its budget)
+        return name.split(",")[0] if "rerank" in name else name
+
+    unknown = [c for c in args.only if c not in {short(name) for name in configs}]
+    if unknown:
+        raise SystemExit(f"--only {unknown[0]!r}: not one of {[short(name) for name in configs]}")
+    if args.only:
+        configs = {name: kw for name, kw in configs.items() if short(name) in args.only}
 
     import rapidrag
     from rapidrag.beir import load_corpus, load_qrels, load_queries
@@ -89,16 +126,6 @@ def main() -> None:
     for index in indexes.values():  # warm-up
         for q in texts[:50]:
             index.search(q, k=10, mode="hybrid")
-    configs = {
-        "lexical": {"mode": "lexical", "rerank": False},
-        "hybrid": {"mode": "hybrid", "rerank": False},
-        "hybrid, vector given": {"mode": "hybrid", "rerank": False},
-        f"hybrid + rerank, {args.rerank_budget_ms:g} ms budget": {
-            "mode": "hybrid",
-            "rerank": True,
-            "budget_ms": args.rerank_budget_ms,
-        },
-    }
     stopping = (  # (timed on Ray only: in one process the shards run on the embedder's own thread)
         rapidrag.Embedder(
             shared / "models" / "all-MiniLM-L6-v2",
@@ -112,11 +139,12 @@ def main() -> None:
     timed: list[tuple[str, Any, bool, Any]] = []  # (name, index, channels, the coordinator's embedder)
     for name, index in indexes.items():
         if args.backend == "ray" and isinstance(index, ShardedRetriever):
-            timed += [
-                (f"{name}, channels", index, True, embedder),
-                (f"{name}, channels, stop spinning", index, True, stopping),
-                (f"{name}, Ray calls", index, False, embedder),
-            ]
+            ways = {
+                "channels": (f"{name}, channels", index, True, embedder),
+                "stop spinning": (f"{name}, channels, stop spinning", index, True, stopping),
+                "Ray calls": (f"{name}, Ray calls", index, False, embedder),
+            }
+            timed += [ways[w] for w in args.ways]
         else:
             timed.append((name, index, False, embedder))
     vectors = dict(zip(texts, embedder.embed(texts), strict=True))
