@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,25 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_new_process_loads_the_search_kernels_from_numbas_cache(tmp_path: Path) -> None:
+    # The kernels of search and fusion are compiled once: a second process loads every one of them from numba's
+    # cache (a kernel calling another through a closure had been compiled anew in each process, ~2 s a start).
+    code = (
+        "import json; from rapidrag import dense, fusion, lexical; "
+        "from rapidrag.retriever import _warm_up; _warm_up(); "
+        "kernels = {f.__name__: f for f in (*lexical._kernels(), dense._kernels(), *fusion._kernels())}; "
+        "print(json.dumps({n: [len(f.stats.cache_hits), len(f.stats.cache_misses)] for n, f in kernels.items()}))"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)]
+    runs.append(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env))
+    first, second = (json.loads(r.stdout) for r in runs)
+    assert set(first) == {"accumulate", "select", "select_grouped", "select_many", "score_rows", "rrf", "weighted"}
+    assert all(misses > 0 for _, misses in first.values())  # compiled in the first process (an empty cache)
+    assert {name: misses for name, (_, misses) in second.items() if misses} == {}
+    assert all(hits > 0 for hits, _ in second.values())
 
 
 def test_the_training_package_imports_no_framework() -> None:

@@ -1,0 +1,68 @@
+"""A fresh process's start: open a saved index (its embedder too, no reranker) and answer a first lexical and a
+first hybrid search, as ``rapidrag query`` or a new worker of a service does. One or more copies of the code side by
+side (before and after a change): each start is its own process, the copies in turn, round after round; each copy
+keeps its fastest round (and every round is printed).
+
+    python benchmarks/start_up.py --index scifact.idx --code before=/path/to/old/src --code after=src \\
+        --rounds 5 --out start_up.json
+
+A copy is a folder that holds the ``rapidrag`` package (with its built ``_core``). numba's cache is warm for each
+copy after its first round (as on a machine where rapidrag has run once); the rounds after the first are what a
+user sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from _common import side_by_side, side_by_side_options, use_code_copy
+
+
+def worker(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    use_code_copy()
+    import rapidrag
+    from rapidrag.retriever import Retriever
+
+    imported = time.perf_counter()
+    retriever = Retriever.load(args.index, reranker=None)
+    loaded = time.perf_counter()
+    lexical = retriever.search(args.query, k=5, mode="lexical")
+    searched = time.perf_counter()
+    hybrid = retriever.search(args.query, k=5, mode="hybrid")
+    done = time.perf_counter()
+    if not lexical or not hybrid:
+        raise SystemExit(f"no hits for {args.query!r}")
+    ms = {
+        "import_ms": (imported - started) * 1000,
+        "load_ms": (loaded - imported) * 1000,
+        "first_lexical_ms": (searched - loaded) * 1000,
+        "first_hybrid_ms": (done - searched) * 1000,
+        "total_ms": (done - started) * 1000,
+    }
+    print(
+        json.dumps(
+            {"rapidrag": str(Path(rapidrag.__file__).parent), "start": {**ms, "starts_per_s": 1000 / ms["total_ms"]}}
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--query", default="vitamin D deficiency and bone loss")
+    side_by_side_options(parser, rounds=5, out="start_up.json")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    argv = ["--index", args.index, "--query", args.query]
+    best = side_by_side(__file__, args.code, args.rounds, argv, "starts_per_s", args.out)
+    print(json.dumps(best, indent=1))
+
+
+if __name__ == "__main__":
+    main()
