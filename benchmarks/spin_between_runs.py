@@ -1,7 +1,8 @@
 """What ``spin_between_runs=False`` costs where nothing else needs the cores: one query's embedding (p50, p99), the
 queries back to back and with a pause between them (as a service sees them), and a hybrid search on one index,
-for an embedder with ONNX Runtime's default (its threads spin for a while after a run) and one whose threads stop
-spinning as each run returns. Both embedders live in this process and take turns, round after round; each keeps
+for an embedder with ONNX Runtime's default (its threads spin for a while after a run), one whose threads stop
+spinning as each run returns, and one of a single intra-op thread (no pool: nothing spins, nothing to wake). The
+embedders live in this process and take turns, round after round; each keeps
 its best round.
 
     python benchmarks/spin_between_runs.py --shared ../shared --index scifact.idx --rounds 3
@@ -44,6 +45,7 @@ def main() -> None:
     embedders = {
         "spinning between runs (default)": rapidrag.Embedder(model, quantized=True),
         "stop spinning as a run returns": rapidrag.Embedder(model, quantized=True, spin_between_runs=False),
+        "one thread (no pool)": rapidrag.Embedder(model, quantized=True, n_threads=1),
     }
     index = Retriever.load(args.index, reranker=None) if args.index else None
     for embedder in embedders.values():  # warm-up
