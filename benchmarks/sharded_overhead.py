@@ -2,13 +2,11 @@
 the same documents in 2 and 4 shards (``ShardedRetriever``), in this process (``--backend local``) or in Ray actors
 on a local cluster (``--backend ray``; run it inside a private network namespace, as the tests do:
 ``unshare --net sh -c 'ip link set lo up && python benchmarks/sharded_overhead.py --backend ray ...'``). On Ray,
-each sharded index is timed five ways per round on the same actors, taking turns: its reads over the shard actors'
+each sharded index is timed four ways per round on the same actors, taking turns: its reads over the shard actors'
 channels (``rapidrag.channels``, the default), the same with the coordinator's embedder made with
 ``spin_between_runs=False`` ("stop spinning": its ONNX Runtime threads stop spinning as soon as the query's run
 returns, instead of spinning on the cores the shard actors then need), the same with an embedder of one intra-op
-thread ("one thread": no pool, so nothing spins and nothing is woken), the same with ``spin_between_runs="auto"``
-("auto": a query back to back with the last run on threads that stop as it returns), and through Ray calls
-(``channels = False``).
+thread ("one thread": no pool, so nothing spins and nothing is woken), and through Ray calls (``channels = False``).
 The single index keeps the default embedder.
 
 Besides lexical, hybrid and reranked hybrid searches, "hybrid, vector given" is a hybrid search whose query vector
@@ -18,7 +16,7 @@ and their caches; on a cluster the coordinator embeds on a machine of its own).
 
     python benchmarks/sharded_overhead.py --shared ../shared --docs 2000 --backend local --out sharded_local.json
 
-``--only`` (repeated) times only some kinds of search and ``--ways`` only some of the five ways on Ray: a quicker
+``--only`` (repeated) times only some kinds of search and ``--ways`` only some of the four ways on Ray: a quicker
 run, for a before/after pair of the installed code.
 
 The first ``--docs`` SciFact documents (the judged ones first), the shared embedder (int8), the 300 test queries
@@ -63,9 +61,9 @@ def main() -> None:
     parser.add_argument(
         "--ways",
         nargs="+",
-        choices=("channels", "stop spinning", "one thread", "auto", "Ray calls"),
-        default=["channels", "stop spinning", "one thread", "auto", "Ray calls"],
-        help="on Ray, the ways each sharded index is timed (default: all five)",
+        choices=("channels", "stop spinning", "one thread", "Ray calls"),
+        default=["channels", "stop spinning", "one thread", "Ray calls"],
+        help="on Ray, the ways each sharded index is timed (default: all four)",
     )
     args = parser.parse_args()
 
@@ -139,11 +137,6 @@ def main() -> None:
         if args.backend == "ray"
         else None
     )
-    auto = (  # spin_between_runs="auto": threads that stop for a query back to back with the last run
-        rapidrag.Embedder(shared / "models" / "all-MiniLM-L6-v2", quantized=True, spin_between_runs="auto")
-        if args.backend == "ray"
-        else None
-    )
     solo = (  # one intra-op thread: no pool whose threads could spin or have to be woken
         rapidrag.Embedder(shared / "models" / "all-MiniLM-L6-v2", quantized=True, n_threads=1)
         if args.backend == "ray"
@@ -156,7 +149,6 @@ def main() -> None:
                 "channels": (f"{name}, channels", index, True, embedder),
                 "stop spinning": (f"{name}, channels, stop spinning", index, True, stopping),
                 "one thread": (f"{name}, channels, one thread", index, True, solo),
-                "auto": (f"{name}, channels, auto", index, True, auto),
                 "Ray calls": (f"{name}, Ray calls", index, False, embedder),
             }
             timed += [ways[w] for w in args.ways]

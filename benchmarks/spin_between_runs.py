@@ -1,9 +1,8 @@
 """What ``spin_between_runs=False`` costs where nothing else needs the cores: one query's embedding (p50, p99), the
 queries back to back and with a pause between them (as a service sees them), and a hybrid search on one index,
 for an embedder with ONNX Runtime's default (its threads spin for a while after a run), one whose threads stop
-spinning as each run returns, one of a single intra-op thread (no pool: nothing spins, nothing to wake), and one
-with ``spin_between_runs="auto"`` (a query back to back with the last run on threads that stop, else on spinning
-ones). The embedders live in this process and take turns, round after round; each keeps
+spinning as each run returns, and one of a single intra-op thread (no pool: nothing spins, nothing to wake). The
+embedders live in this process and take turns, round after round; each keeps
 its best round.
 
     python benchmarks/spin_between_runs.py --shared ../shared --index scifact.idx --rounds 3
@@ -47,7 +46,6 @@ def main() -> None:
         "spinning between runs (default)": rapidrag.Embedder(model, quantized=True),
         "stop spinning as a run returns": rapidrag.Embedder(model, quantized=True, spin_between_runs=False),
         "one thread (no pool)": rapidrag.Embedder(model, quantized=True, n_threads=1),
-        'spin_between_runs="auto"': rapidrag.Embedder(model, quantized=True, spin_between_runs="auto"),
     }
     index = Retriever.load(args.index, reranker=None) if args.index else None
     for embedder in embedders.values():  # warm-up

@@ -23,10 +23,6 @@ F32Array = npt.NDArray[np.float32]
 REQUIRED_INPUTS = ("input_ids", "attention_mask")
 SOLO_MAX_ROWS = 4  # batches up to this many texts may run on the one-thread session when the cores are busy
 CONTENTION_MEMORY_S = 1.0  # after short batches found the cores busy, they use the one-thread session this long
-# With spin_between_runs="auto": a short batch that starts within this long of the last run's end runs on the session
-# whose threads stop spinning as it returns (queries back to back: the cores are busy, waking its threads is cheap);
-# after a longer pause, on the spinning one (stopped threads woken on idle vCPUs cost milliseconds: BENCHMARKS.md)
-BACK_TO_BACK_S = 0.003
 
 
 # sentence-transformers' pooling modes, as its Pooling module's configuration names them.
@@ -88,13 +84,11 @@ class Embedder:
     allow_spinning : bool
         Let idle ONNX Runtime threads spin for the next op (lowest latency; turn off when other work shares
         the cores).
-    spin_between_runs : bool or "auto"
+    spin_between_runs : bool
         With ``allow_spinning``, the threads also spin for a while after a run returns (ONNX Runtime's default:
         the fastest for runs back to back). False: they stop as soon as it returns, which leaves the cores to what
         follows the run; for the coordinator of an index sharded over processes on the same machine, whose
-        shards then search (BENCHMARKS.md, "Spinning between runs"), but a query after a pause then waits for its
-        threads to wake. "auto": a second session whose threads stop; a query that comes within
-        ``BACK_TO_BACK_S`` of the last run's end runs on it, one after a longer pause on the spinning one.
+        shards then search (BENCHMARKS.md, "Spinning between runs").
     model_file : str or path, optional
         The .onnx file to load instead of the default, relative to the folder or absolute (for example one made
         by ``rapidrag.quantize``).
@@ -112,7 +106,7 @@ class Embedder:
         graph_optimization_level: GraphLevel = "all",
         enable_mem_arena: bool = True,
         allow_spinning: bool = True,
-        spin_between_runs: bool | Literal["auto"] = True,
+        spin_between_runs: bool = True,
         model_file: str | os.PathLike[str] | None = None,
     ) -> None:
         folder = resolve_model(path)
@@ -122,8 +116,6 @@ class Embedder:
         if not isinstance(max_length, int) or max_length < 2:
             raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
         self.n_threads = _check_threads(n_threads, 0)
-        if spin_between_runs not in (True, False, "auto"):
-            raise ValueError(f"spin_between_runs must be True, False or 'auto', got {spin_between_runs!r}")
         self.max_length = max_length
         self.folder, self.model_path = folder, onnx_file  # remembered by a saved index
         self.normalize = normalize
@@ -135,19 +127,8 @@ class Embedder:
             graph_optimization_level=graph_optimization_level,
             enable_mem_arena=enable_mem_arena,
             allow_spinning=allow_spinning,
-            spin_between_runs=spin_between_runs is not False,
+            spin_between_runs=spin_between_runs,
         )
-        self._stopping: Any = None  # with spin_between_runs="auto": a session whose threads stop as a run returns
-        self._last_end = -math.inf  # when a run of this embedder last returned
-        if spin_between_runs == "auto" and allow_spinning and (self.n_threads or CORES.cores) > 1:
-            self._stopping = open_session(
-                onnx_file,
-                n_threads=self.n_threads or CORES.cores,
-                graph_optimization_level=graph_optimization_level,
-                enable_mem_arena=enable_mem_arena,
-                allow_spinning=True,
-                spin_between_runs=False,
-            )
         # A second session of one thread that does not spin, for short batches (a query) while searches run side
         # by side: they then embed their queries at once, one core each, instead of queueing for all the cores
         # (and a session's spinning threads would take the core another run needs: BENCHMARKS.md).
@@ -225,25 +206,19 @@ class Embedder:
     def _session_run(self, feed: dict[str, Any]) -> Any:
         """The model's outputs for ``feed``. A short batch (a query) runs on all the session's threads when the
         cores are free and none was busy in the last ``CONTENTION_MEMORY_S``; otherwise on the one-thread session
-        as soon as one core is (searches side by side then each use one core). Longer batches wait for all. With
-        spin_between_runs="auto", a short batch back to back with the last run uses the session that stops spinning."""
+        as soon as one core is (searches side by side then each use one core). Longer batches wait for all."""
         rows = len(next(iter(feed.values())))
         if self._solo is not None and rows <= SOLO_MAX_ROWS:
             now = time.perf_counter()
             if now - self._contended_at > CONTENTION_MEMORY_S:
-                back_to_back = self._stopping is not None and now - self._last_end < BACK_TO_BACK_S
                 with CORES.use(self.n_threads, deadline=now) as granted:
                     if granted:
-                        out = (self._stopping if back_to_back else self.session).run([self._output], feed)
-                        self._last_end = time.perf_counter()
-                        return out
+                        return self.session.run([self._output], feed)
                 self._contended_at = now
             with CORES.use(1):
                 return self._solo.run([self._output], feed)
         with CORES.use(self.n_threads):
-            out = self.session.run([self._output], feed)
-        self._last_end = time.perf_counter()
-        return out
+            return self.session.run([self._output], feed)
 
     def __repr__(self) -> str:
         return f"Embedder(dim={getattr(self, 'dim', '?')}, pooling={self.pooling!r}, max_length={self.max_length})"
