@@ -144,6 +144,21 @@ def stand_in_index(embedder: Any, docs: list[Any], step: int = 1024) -> tuple[An
     return retriever, time.perf_counter() - clock
 
 
+def local_ray(num_cpus: int = 2) -> Any:
+    """Start a local Ray cluster of ``num_cpus`` CPUs on 127.0.0.1 (usage statistics off) and return the ``ray``
+    module; exits if a node advertises another address (run the script inside a private network namespace:
+    ``unshare --net sh -c 'ip link set lo up && python ...'``)."""
+    import ray
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, num_cpus=num_cpus)
+    nodes = [n["NodeManagerAddress"] for n in ray.nodes()]  # type: ignore[no-untyped-call]
+    if not all(a.startswith("127.") for a in nodes):
+        ray.shutdown()
+        raise SystemExit(f"Ray is not on loopback ({nodes}): run this inside a private network namespace")
+    return ray
+
+
 def use_code_copy() -> None:
     """In a side-by-side worker: import ``rapidrag`` from the copy in ``$RAPIDRAG_CODE`` (a folder holding the
     package with its built ``_core``), not from an editable install's redirect."""

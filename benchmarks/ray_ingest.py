@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import stand_in_index
+from _common import local_ray, stand_in_index
 
 
 def _in_private_network() -> None:
@@ -68,11 +68,7 @@ def pipeline(embedder: Any, docs: list[Any], folder: Path, args: argparse.Namesp
     from rapidrag.distributed import ShardedRetriever
 
     clock = time.perf_counter()
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, num_cpus=args.cpus)
-    nodes = [n["NodeManagerAddress"] for n in ray.nodes()]
-    if not all(a.startswith("127.") for a in nodes):
-        ray.shutdown()
-        raise SystemExit(f"Ray is not on loopback ({nodes})")
+    local_ray(args.cpus)
     started = time.perf_counter() - clock
     try:
         clock = time.perf_counter()

@@ -15,16 +15,11 @@ import os
 import time
 
 import numpy as np
+from _common import local_ray
 
 
 def main() -> None:
-    import ray
-
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, num_cpus=2)
-    nodes = [n["NodeManagerAddress"] for n in ray.nodes()]  # type: ignore[no-untyped-call]
-    if not all(a.startswith("127.") for a in nodes):
-        raise SystemExit(f"Ray is not on loopback ({nodes}): run this inside a private network namespace")
+    ray = local_ray()
 
     @ray.remote(num_cpus=0)
     class Echo:

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import local_ray
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,17 +34,11 @@ def main() -> None:
     parser.add_argument("--out", default="ray_shard_gc.json")
     args = parser.parse_args()
 
-    import ray
-
     import rapidrag
     from rapidrag.beir import load_corpus
     from rapidrag.distributed import ShardedRetriever
 
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, num_cpus=2)
-    nodes = [n["NodeManagerAddress"] for n in ray.nodes()]
-    if not all(a.startswith("127.") for a in nodes):
-        raise SystemExit(f"Ray is not on loopback ({nodes}): run this inside a private network namespace")
+    ray = local_ray()
 
     @ray.remote
     class Probe:

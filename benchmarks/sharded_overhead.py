@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import GivenVectors
+from _common import GivenVectors, local_ray
 
 
 def main() -> None:
@@ -93,13 +93,7 @@ def main() -> None:
     from rapidrag.retriever import Retriever
 
     if args.backend == "ray":
-        import ray
-
-        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, num_cpus=2)
-        nodes = [n["NodeManagerAddress"] for n in ray.nodes()]
-        if not all(a.startswith("127.") for a in nodes):
-            raise SystemExit(f"Ray is not on loopback ({nodes}): run this inside a private network namespace")
+        ray = local_ray()
     shared = Path(args.shared)
     scifact = shared / "data" / "beir" / "scifact"
     qrels = load_qrels(scifact / "qrels" / "test.tsv")

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import local_ray
 
 
 def _zombie(pid: int) -> bool:
@@ -40,19 +41,13 @@ def main() -> None:
     parser.add_argument("--out", default="sharded_start.json")
     args = parser.parse_args()
 
-    import ray
-
     import rapidrag
     from rapidrag.beir import load_corpus, load_queries
     from rapidrag.distributed import ShardedRetriever
 
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     clock = time.perf_counter()
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    ray = local_ray()
     cluster_s = time.perf_counter() - clock
-    nodes = [n["NodeManagerAddress"] for n in ray.nodes()]  # type: ignore[no-untyped-call]
-    if not all(a.startswith("127.") for a in nodes):
-        raise SystemExit(f"Ray is not on loopback ({nodes}): run this inside a private network namespace")
     shared = Path(args.shared)
     scifact = shared / "data" / "beir" / "scifact"
     docs = load_corpus(scifact)[: args.docs]
@@ -69,6 +64,8 @@ def main() -> None:
         opened = time.perf_counter()
         first = index.search(queries[r], k=10, mode="hybrid")
         searched = time.perf_counter()
+        if first.missing_shards or not first:
+            raise SystemExit("the first search did not answer from every shard")
         pid = ray.get(index._shards[0][0].__ray_call__.remote(lambda _actor: os.getpid()))
         os.kill(pid, signal.SIGKILL)
         while Path(f"/proc/{pid}").exists() and not _zombie(pid):
@@ -81,8 +78,6 @@ def main() -> None:
             if not again.missing_shards:
                 break
         back = time.perf_counter()
-        if first.missing_shards or not first:
-            raise SystemExit("the first search did not answer from every shard")
         rounds.append(
             {
                 "load_s": opened - clock,

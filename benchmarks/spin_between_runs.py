@@ -2,8 +2,7 @@
 queries back to back and with a pause between them (as a service sees them), and a hybrid search on one index,
 for an embedder with ONNX Runtime's default (its threads spin for a while after a run), one whose threads stop
 spinning as each run returns, and one of a single intra-op thread (no pool: nothing spins, nothing to wake). The
-embedders live in this process and take turns, round after round; each keeps
-its best round.
+embedders live in this process and take turns, round after round; each keeps its best round.
 
     python benchmarks/spin_between_runs.py --shared ../shared --index scifact.idx --rounds 3
 

@@ -37,9 +37,10 @@ def test_a_new_process_loads_the_search_kernels_from_numbas_cache(tmp_path: Path
         "print(json.dumps({n: [len(f.stats.cache_hits), len(f.stats.cache_misses)] for n, f in kernels.items()}))"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)]
-    runs.append(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env))
-    first, second = (json.loads(r.stdout) for r in runs)
+    run = [sys.executable, "-c", code]
+    first, second = (
+        json.loads(subprocess.run(run, capture_output=True, text=True, check=True, env=env).stdout) for _ in range(2)
+    )
     assert set(first) == {"accumulate", "select", "select_grouped", "select_many", "score_rows", "rrf", "weighted"}
     assert all(misses > 0 for _, misses in first.values())  # compiled in the first process (an empty cache)
     assert {name: misses for name, (_, misses) in second.items() if misses} == {}
