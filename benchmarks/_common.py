@@ -199,6 +199,7 @@ def side_by_side(script: str, code: list[str], rounds: int, argv: list[str], rat
             env = dict(os.environ)
             if folder:
                 env["RAPIDRAG_CODE"] = str(Path(folder).resolve())
+            env["RAPIDRAG_CODE_NAME"] = name  # (a worker may pick its own input by it)
             cmd = [sys.executable, script, "--worker", *argv]
             line = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
             result = json.loads(line)

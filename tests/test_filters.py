@@ -203,3 +203,64 @@ def test_rows_added_at_once_one_by_one_or_in_parts_hold_the_same() -> None:
         for spec in ({field: {"$gte": "2021-01-01"}}, {field: {"$lt": 2}}, {field: {"$ne": "b"}}):
             masks = [index.mask(spec) for index in (at_once, one_by_one, in_parts)]
             assert np.array_equal(masks[0], masks[1]) and np.array_equal(masks[0], masks[2]), spec
+
+
+def _masks(index: MetadataIndex, specs: list[dict[str, Any]]) -> list[list[int]]:
+    return [np.flatnonzero(index.mask(spec)).tolist() for spec in specs]
+
+
+def test_the_state_opens_as_the_same_index_which_then_changes_as_the_original() -> None:
+    # A saved index opens its metadata from this state instead of adding every document's metadata again: the
+    # columns (every kind, strings and their dates, list elements, cleared rows) must come back exactly, through
+    # the .npz archive the index file uses, and take further adds and clears as the original does.
+    import io
+
+    rng = np.random.default_rng(11)
+    choices: list[Any] = [
+        "a", "b", "2021-03-04", True, False, 0, 1, 2.5, None, date(2021, 3, 4), ["a", 1, "2020-01-01"], ["b"], [],
+    ]  # fmt: skip
+    metas: list[dict[str, Any] | None] = [
+        None if rng.random() < 0.1 else {f: choices[rng.integers(0, len(choices))] for f in "xyz" if rng.random() < 0.6}
+        for _ in range(200)
+    ]
+    metas += [{"x": {"deep": "a"}, "w": "only here"}]
+    original = MetadataIndex()
+    original.add(metas[:150])
+    for row in (3, 40, 41, 149):
+        original.clear(row)
+    original.add(metas[150:])
+    info, arrays = original.state()
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    with np.load(io.BytesIO(buffer.getvalue()), allow_pickle=False) as z:
+        restored = MetadataIndex.from_state(info, {k: z[k] for k in z.files})
+    specs: list[dict[str, Any]] = [
+        {field: q} for field in ("x", "y", "z", "x.deep", "w") for q in ["a", "b", True, 0, 1, 2.5, None, "2020-01-01"]
+    ]
+    specs += [{"x": {"$gte": "2021-01-01"}}, {"y": {"$lt": 2}}, {"z": {"$ne": "b"}}, {"x": {"$gt": "a"}}]
+    specs += [{"$or": [{"x": "a"}, {"y": {"$nin": ["b", 1]}}]}, {"y": {"$in": [False, "2021-03-04"]}}]
+    assert restored.n == original.n == 201
+    assert _masks(restored, specs) == _masks(original, specs)
+    assert sum(map(len, _masks(original, specs))) > 500  # the filters select rows
+    for index in (original, restored):
+        index.clear(7)
+        index.add([{"x": "a", "y": [1, "b"]}, None, {"z": date(2021, 3, 4), "v": 5}])
+        index.clear(201)
+    specs.append({"v": 5})
+    assert _masks(restored, specs) == _masks(original, specs)
+    assert restored.state()[0] == original.state()[0]
+
+
+def test_a_state_that_does_not_hold_is_refused() -> None:
+    index = MetadataIndex()
+    index.add([{"x": "a", "tags": ["p", "q"]}, {"x": "b", "n": 2}])
+    info, arrays = index.state()
+    bad = dict(arrays, **{"0.codes": np.array([0, 5], dtype=np.int32)})  # a code past the string table
+    with pytest.raises(ValueError, match="string code outside"):
+        MetadataIndex.from_state(info, bad)
+    with pytest.raises(ValueError, match=r"'2.num' is float32\[2\], not float64\[2\]"):
+        MetadataIndex.from_state(info, dict(arrays, **{"2.num": arrays["2.num"].astype(np.float32)}))
+    with pytest.raises(ValueError, match="'1.element_row' is missing"):
+        MetadataIndex.from_state(info, {k: v for k, v in arrays.items() if k != "1.element_row"})
+    with pytest.raises(ValueError, match="a list element of a row outside"):
+        MetadataIndex.from_state(info, dict(arrays, **{"1.element_row": np.array([0, 9], dtype=np.int64)}))

@@ -3,6 +3,7 @@ a document's metadata as JSON (dates tagged, non-finite floats kept) and reads i
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Iterable, Mapping
@@ -12,7 +13,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Document", "Hit", "SearchResult", "check_documents", "decode_metadata", "encode_metadata", "title_and_text"]
+__all__ = [
+    "FIELDS",
+    "TAG",
+    "Document",
+    "DocumentList",
+    "Hit",
+    "SearchResult",
+    "check_documents",
+    "decode_metadata",
+    "encode_metadata",
+    "line_start",
+    "saved_line",
+    "title_and_text",
+]
+
+TAG = "__rapidrag__"  # the key of a saved metadata value that JSON has no type for: {TAG: "date", "value": ...}
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,103 @@ class Document:
         if not isinstance(metadata, Mapping):
             raise ValueError(f"documents[{index}]: metadata must be a dict, got {type(metadata).__name__}")
         return cls(str(doc_id), text, dict(metadata), title)
+
+
+FIELDS = frozenset(("id", "text", "metadata", "title"))  # a Document's, as saved
+
+
+def saved_line(doc: Document) -> str:
+    """``doc`` as one line of an index's ``documents.jsonl``: a JSON object, its id first (``DocumentList.saved``
+    checks lines against their ids by that start), the metadata encoded (``encode_metadata``)."""
+    return json.dumps({"id": doc.id, "text": doc.text, "title": doc.title, "metadata": encode_metadata(doc)})
+
+
+def line_start(doc_id: str) -> str:
+    """How the saved line of the document ``doc_id`` begins."""
+    return '{"id": ' + json.dumps(doc_id) + ","
+
+
+class DocumentList:
+    """An index's documents by number (None: a deleted one), where a document loaded from a saved index stays its
+    saved line until first read: a load parses no document (on a 126k-passage index, half a second of JSON), a
+    search parses those it returns the first time (a few µs each), and a save writes the lines it still holds as
+    they are. A list of Documents otherwise (``append``, ``[n] = None``)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: list[Document | str | None] = []
+
+    @classmethod
+    def saved(cls, lines: list[str], ids: list[str]) -> DocumentList:
+        """The documents of ``documents.jsonl``'s ``lines``, whose ids are ``ids`` (checked: each line begins
+        with its id); ValueError names the first line that does not."""
+        if len(lines) != len(ids):
+            raise ValueError(f"{len(lines)} documents where {len(ids)} ids were saved")
+        for number, (line, doc_id) in enumerate(zip(lines, ids, strict=True)):
+            if not (isinstance(doc_id, str) and line.startswith(line_start(doc_id))):
+                raise ValueError(f"document line {number + 1} is not the document {doc_id!r}")
+        out = cls()
+        out._items = list(lines)
+        return out
+
+    @classmethod
+    def of(cls, documents: Iterable[Document | None]) -> DocumentList:
+        out = cls()
+        out._items = list(documents)
+        return out
+
+    def copy(self) -> DocumentList:
+        """A shallow copy (what a save writes while writers go on)."""
+        out = DocumentList()
+        out._items = list(self._items)
+        return out
+
+    @property
+    def held(self) -> list[Document | str | None]:
+        """The list itself, for a hot loop that reads documents a lookup at a time: an item that is a ``str`` is
+        a line not parsed yet, which ``self[number]`` parses."""
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, number: int) -> Document | None:
+        item = self._items[number]
+        if type(item) is str:
+            item = self._items[number] = _parse_line(item, number)
+        return item  # type: ignore[return-value]
+
+    def __setitem__(self, number: int, doc: Document | None) -> None:
+        self._items[number] = doc
+
+    def append(self, doc: Document) -> None:
+        self._items.append(doc)
+
+    def live(self) -> list[int]:
+        """The numbers of the documents not deleted."""
+        return [number for number, item in enumerate(self._items) if item is not None]
+
+    def line(self, number: int) -> str:
+        """The document's line for ``documents.jsonl``: as it was read if it was not parsed since, else encoded
+        again (its metadata, which its owner may have changed, checked again)."""
+        item = self._items[number]
+        if item is None:
+            raise KeyError(f"document {number} was deleted")
+        return item if type(item) is str else saved_line(item)  # type: ignore[arg-type]
+
+
+def _parse_line(line: str, number: int) -> Document:
+    from .errors import IndexFormatError
+
+    try:
+        item = json.loads(line)
+        if not (isinstance(item, dict) and item.keys() == FIELDS):
+            raise ValueError(f"fields {sorted(item) if isinstance(item, dict) else type(item).__name__}")
+        metadata = decode_metadata(item["metadata"]) if TAG in line else item["metadata"]
+        return Document(item["id"], item["text"], metadata, item["title"])
+    except ValueError as e:  # (json's errors too)
+        raise IndexFormatError(f"saved document {number}: not a document line ({e})") from None
 
 
 def title_and_text(title: str, text: str) -> str:
@@ -144,11 +257,11 @@ def _encode_value(value: Any, doc_id: str, key: str) -> Any:
             raise ValueError(f"document {doc_id!r}: metadata {key!r} is an int too large for a float64 ({bits} bits)")
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else {"__rapidrag__": "float", "value": repr(value)}
+        return value if math.isfinite(value) else {TAG: "float", "value": repr(value)}
     if isinstance(value, datetime):
-        return {"__rapidrag__": "datetime", "value": value.isoformat()}
+        return {TAG: "datetime", "value": value.isoformat()}
     if isinstance(value, date):
-        return {"__rapidrag__": "date", "value": value.isoformat()}
+        return {TAG: "date", "value": value.isoformat()}
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (list, tuple)):
@@ -165,7 +278,7 @@ def decode_metadata(raw: Any) -> Any:
     if isinstance(raw, list):
         return [decode_metadata(v) for v in raw]
     if isinstance(raw, dict):
-        tag = raw.get("__rapidrag__")
+        tag = raw.get(TAG)
         if tag == "datetime":
             return datetime.fromisoformat(raw["value"])
         if tag == "date":

@@ -155,6 +155,47 @@ class _Column:
             else:
                 self._set_lists(at, given)
 
+    def state(self, prefix: str, arrays: dict[str, npt.NDArray[Any]]) -> dict[str, Any]:
+        """What ``from_state`` needs: the JSON part returned, the arrays (copies) put in ``arrays`` under
+        ``prefix``."""
+        info: dict[str, Any] = {"n": self.n, "kinds": list(self._by_row), "strings": list(self.strings)}
+        for kind, array in self._by_row.items():
+            arrays[prefix + kind] = array.array.copy()
+        arrays[prefix + "string_when"] = self._string_when.array.copy()
+        if self.elements is not None:
+            arrays[prefix + "element_row"] = self.element_row.copy()
+            info["elements"] = self.elements.state(prefix + "e.", arrays)
+        return info
+
+    @classmethod
+    def from_state(cls, info: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]], prefix: str) -> _Column:
+        """The column ``state`` saved, checked (ValueError names what does not hold)."""
+        n, strings = int(info["n"]), info["strings"]
+        if n < 0 or not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
+            raise ValueError(f"metadata column {prefix!r}: a bad row count or string table")
+        column = cls(n)
+        column.strings = list(strings)
+        column.string_codes = {s: code for code, s in enumerate(strings)}
+        if len(column.string_codes) != len(strings):
+            raise ValueError(f"metadata column {prefix!r}: a string is listed twice")
+        column._string_when = GrowingArray(_saved(arrays, prefix + "string_when", np.float64, len(strings)))
+        for kind in info["kinds"]:
+            if kind not in _FILLS:
+                raise ValueError(f"metadata column {prefix!r}: unknown kind {kind!r}")
+            fill, dtype = _FILLS[kind]
+            column._by_row[kind] = GrowingArray(_saved(arrays, prefix + kind, dtype, n), fill)
+        codes = column.held("codes")
+        if codes is not None and len(codes) and (codes.min() < -1 or codes.max() >= len(strings)):
+            raise ValueError(f"metadata column {prefix!r}: a string code outside its table")
+        if info.get("elements") is not None:
+            elements = cls.from_state(info["elements"], arrays, prefix + "e.")
+            row = _saved(arrays, prefix + "element_row", np.int64, elements.n)
+            if len(row) and (row.min() < -1 or row.max() >= n):
+                raise ValueError(f"metadata column {prefix!r}: a list element of a row outside the column")
+            column.elements, column._element_row = elements, GrowingArray(row)
+            column.element_row = column._element_row.array
+        return column
+
     def _code(self, value: str) -> int:
         """``value``'s code, a new one (its str appended to ``strings``) if it is new."""
         code = self.string_codes.get(value)
@@ -233,6 +274,16 @@ class _Column:
             return np.asarray(fn(array, float(value)), dtype=bool)
 
 
+def _saved(arrays: Mapping[str, npt.NDArray[Any]], name: str, dtype: Any, n: int) -> npt.NDArray[Any]:
+    """The saved array ``name``, checked to hold ``n`` values of ``dtype``; writable (a clear writes into it)."""
+    array = arrays.get(name)
+    if array is None:
+        raise ValueError(f"metadata array {name!r} is missing")
+    if array.dtype != dtype or array.shape != (n,):
+        raise ValueError(f"metadata array {name!r} is {array.dtype}{list(array.shape)}, not {np.dtype(dtype)}[{n}]")
+    return array if array.flags.writeable else array.copy()
+
+
 def _put(array: npt.NDArray[Any], rows: list[int], values: Sequence[Any] | npt.NDArray[Any]) -> None:
     """``array[rows] = values``; one row by item assignment (a fancy-index assignment costs some µs more, which a
     document written at a time would pay per field)."""
@@ -274,6 +325,25 @@ class MetadataIndex:
             column = self._column(field)
             column.grow(self.n)  # (only the fields given: a column ends at its last row with a value)
             column.set_many(at, values)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        """The index as JSON (row count, fields in order, each field's kinds and strings) and arrays (copies, named
+        by the field's position): what ``from_state`` opens without reading any document's metadata again."""
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        fields = [[field, column.state(f"{i}.", arrays)] for i, (field, column) in enumerate(self.columns.items())]
+        return {"n": self.n, "fields": fields}, arrays
+
+    @classmethod
+    def from_state(cls, info: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) -> MetadataIndex:
+        out = cls()
+        out.n = int(info["n"])
+        for i, (field, column) in enumerate(info["fields"]):
+            if not isinstance(field, str) or field in out.columns:
+                raise ValueError(f"metadata field {field!r}: not a str, or listed twice")
+            out.columns[field] = _Column.from_state(column, arrays, f"{i}.")
+            if out.columns[field].n > out.n:
+                raise ValueError(f"metadata field {field!r} holds more rows than the index")
+        return out
 
     def clear(self, row: int) -> None:
         """Forget the metadata of ``row`` (a deleted document)."""

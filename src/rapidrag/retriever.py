@@ -26,7 +26,7 @@ import numpy as np
 from . import store
 from .chunks import ChunkTable, check_spans, document_spans
 from .dense import DenseIndex
-from .documents import Document, Hit, SearchResult, check_documents
+from .documents import Document, DocumentList, Hit, SearchResult, check_documents
 from .filters import MetadataIndex
 from .fusion import reciprocal_rank_fusion, weighted_fusion
 from .lexical import BM25, Statistics
@@ -138,7 +138,7 @@ class Retriever(Searcher):
         self.fusion, self.weights, self.rrf_k = fusion, (float(weights[0]), float(weights[1])), rrf_k
         self.rerank_weight, self.rerank_depth = rerank_weight, rerank_depth
         self._chunks = ChunkTable()  # per row: its document's number (-1: deleted), chunk number, span
-        self._documents: list[Document | None] = []  # by number (None: deleted)
+        self._documents = DocumentList()  # by number (None: deleted)
         self._doc_rows: list[range] = []  # by number: the document's rows (added together, so contiguous)
         self._docs: dict[str, int] = {}  # id -> number, of the live documents
         self._lock = RWLock()
@@ -444,6 +444,7 @@ class Retriever(Searcher):
     def _found_fields(self, rows: np.ndarray) -> dict[int, FoundFields]:
         """``_found`` of ``rows`` as plain tuples (what a shard sends: about half the time of named ones)."""
         table, documents = self._chunks, self._documents
+        held = documents.held  # (a list lookup a hit; a document still a saved line is parsed once, here)
         found = {}
         for r, d, c, a, b in zip(
             rows.tolist(),
@@ -453,7 +454,9 @@ class Retriever(Searcher):
             table.end[rows].tolist(),
             strict=True,
         ):
-            doc = documents[d]
+            doc = held[d]
+            if type(doc) is str:
+                doc = documents[d]
             found[r] = (doc.id, doc.metadata, c, a, b, doc.text[a:b])
         return found
 
