@@ -80,3 +80,4 @@ def test_start_up_times_each_phase_of_a_new_process(tmp_path: Path, minilm_dir: 
     phases = ("import_ms", "load_ms", "first_lexical_ms", "first_hybrid_ms")
     assert all(start[p] > 0 for p in phases)
     assert abs(sum(start[p] for p in phases) - start["total_ms"]) < 1e-6 * start["total_ms"] + 1e-3
+    assert start["resident_mib"] > 0 and start["steady_lexical_us"] > 0
