@@ -181,13 +181,15 @@ def test_an_index_of_few_live_documents_saves_and_loads(scifact_texts: list[str]
 
 
 def test_scores_follow_each_change_made_after_a_search() -> None:
-    """The rows' length normalisation is kept from one query to the next: an add, a delete and a new ``b`` after a
-    search must each be scored as the formula says, not with what was kept."""
+    """The rows' length normalisation is kept from one query to the next (and made ahead by ``prepare``, as a load
+    does): an add, a delete and a new ``b`` after a search must each be scored as the formula says, not with what
+    was kept."""
     index = BM25()
     live = dict(list(DOCS.items())[:3])
     index.add(list(live), list(live.values()))
     query = "vitamin d bone supplements"
     for change in ("add", "delete", "b"):
+        index.prepare()
         assert search_all(index, query) == pytest.approx(
             reference_scores(index.analyzer, live, query, index.k1, index.b), rel=1e-5
         )

@@ -485,18 +485,28 @@ class BM25:
         q = np.asarray([self.vocab[t] for t in known], dtype=np.int64)
         df = self._df[q].astype(np.float64) if stats is None else np.asarray([stats.df[t] for t in known], np.float64)
         weights = np.log1p((n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
-        avgdl = total_length / n_live if total_length > 0 else 1.0
-        kept = self._norms
-        if kept is not None and kept[0] is self._lengths and kept[1] == self.b and kept[2] == avgdl:
-            norms = kept[3]
-        else:
-            norms = (1.0 - self.b + self.b * self._lengths / avgdl).astype(np.float32)
-            self._norms = (self._lengths, self.b, avgdl, norms)
+        norms = self._length_norms(total_length / n_live if total_length > 0 else 1.0)
         accumulate, k1 = _kernels()[0], np.float32(self.k1)
         for seg in self._segments:
             held = _BY_ID if seg.terms is None else seg.terms
             accumulate(scores, q, weights, held, seg.term_ptr, seg.docs, seg.tfs, norms, k1, seg.terms is None)
         return scores
+
+    def _length_norms(self, avgdl: float) -> npt.NDArray[np.float32]:
+        """Each row's length normalisation, 1 - b + b * length / avgdl, kept until the lengths, b or avgdl change
+        (a query's scoring reads it; made again it costs a pass over every row)."""
+        kept = self._norms
+        if kept is not None and kept[0] is self._lengths and kept[1] == self.b and kept[2] == avgdl:
+            return kept[3]
+        norms = (1.0 - self.b + self.b * self._lengths / avgdl).astype(np.float32)
+        self._norms = (self._lengths, self.b, avgdl, norms)
+        return norms
+
+    def prepare(self) -> None:
+        """Make now what the first query would otherwise make: the length normalisation with this index's own
+        statistics (0.5 ms over 126k rows: a load does it, so that the first search is as fast as the next)."""
+        if self._n_live:
+            self._length_norms(self._total_length / self._n_live if self._total_length > 0 else 1.0)
 
     # -- persistence -------------------------------------------------------------------------------------------
 

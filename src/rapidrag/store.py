@@ -215,7 +215,9 @@ def _bm25(snap: Any, name: str) -> BM25:
         if ids != [str(r) for r in range(len(ids or []))]:
             raise ValueError(f"{name}: the ids of a format-1 index must be its rows' numbers")
         info["ids"] = None
-    return BM25.from_state(info, snap.arrays(f"{name}.npz"))
+    out = BM25.from_state(info, snap.arrays(f"{name}.npz"))
+    out.prepare()
+    return out
 
 
 def _document_rows(owner: np.ndarray, n_docs: int) -> list[range]:
