@@ -411,15 +411,17 @@ def test_loaded_documents_are_parsed_when_read_and_saved_as_they_were(tmp_path: 
     r = Retriever()
     docs = make_docs(60)
     docs[3] = Document(docs[3].id, docs[3].text, {"when": date(2024, 5, 1), "inf": float("inf")}, "A title")
+    docs[5] = Document(docs[5].id, docs[5].text + " Café au lait, 東京", {"place": "Zürich"})  # parsed at load
     r.add(docs)
     r.delete([docs[10].id])
     saved = r.save(tmp_path / "ix")
     loaded = Retriever.load(saved)
     held = loaded._documents.held
-    assert len(held) == 59 and all(type(item) is str for item in held)
+    assert len(held) == 59 and [n for n, item in enumerate(held) if type(item) is not str] == [5]
+    assert held[5] == r.get(docs[5].id)
     hits = loaded.search(docs[7].text[:60], k=3, mode="lexical")
     parsed = {number for number, item in enumerate(held) if isinstance(item, Document)}
-    assert {loaded._docs[h.doc_id] for h in hits} == parsed and hits[0].doc_id == docs[7].id
+    assert {loaded._docs[h.doc_id] for h in hits} | {5} == parsed and hits[0].doc_id == docs[7].id
     assert loaded.get(docs[3].id) == r.get(docs[3].id) and loaded.get(docs[3].id).metadata["when"] == date(2024, 5, 1)
 
     def data(root: Path, name: str) -> bytes:

@@ -82,9 +82,9 @@ def line_start(doc_id: str) -> str:
 
 class DocumentList:
     """An index's documents by number (None: a deleted one), where a document loaded from a saved index stays its
-    saved line until first read: a load parses no document (on a 126k-passage index, half a second of JSON), a
-    search parses those it returns the first time (a few µs each), and a save writes the lines it still holds as
-    they are. A list of Documents otherwise (``append``, ``[n] = None``)."""
+    saved line until first read: a load parses no document of ASCII text (on a 126k-passage index, half a second
+    of JSON), a search parses those it returns the first time (a few µs each), and a save writes the lines it still
+    holds as they are. A list of Documents otherwise (``append``, ``[n] = None``)."""
 
     __slots__ = ("_items",)
 
@@ -97,11 +97,13 @@ class DocumentList:
         with its id); ValueError names the first line that does not."""
         if len(lines) != len(ids):
             raise ValueError(f"{len(lines)} documents where {len(ids)} ids were saved")
+        out = cls()
         for number, (line, doc_id) in enumerate(zip(lines, ids, strict=True)):
             if not (isinstance(doc_id, str) and line.startswith(line_start(doc_id))):
                 raise ValueError(f"document line {number + 1} is not the document {doc_id!r}")
-        out = cls()
-        out._items = list(lines)
+            # A line that escapes characters beyond ASCII (six bytes each, \uXXXX) is parsed now: kept as a line, a
+            # text in another script would take up to three times the memory of the same text parsed.
+            out._items.append(_parse_line(line, number) if "\\u" in line else line)
         return out
 
     @classmethod
