@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "FIELDS",
-    "TAG",
     "Document",
     "DocumentList",
     "Hit",
@@ -92,24 +90,22 @@ class DocumentList:
         self._items: list[Document | str | None] = []
 
     @classmethod
-    def saved(cls, lines: list[str], ids: list[str]) -> DocumentList:
+    def saved(cls, lines: list[str], ids: list[str] | None = None) -> DocumentList:
         """The documents of ``documents.jsonl``'s ``lines``, whose ids are ``ids`` (checked: each line begins
-        with its id); ValueError names the first line that does not."""
+        with its id; ValueError names the first line that does not). ``ids`` None (formats 1-3, which saved none):
+        every line parsed now."""
+        out = cls()
+        if ids is None:
+            out._items = [_parse_line(line, number) for number, line in enumerate(lines)]
+            return out
         if len(lines) != len(ids):
             raise ValueError(f"{len(lines)} documents where {len(ids)} ids were saved")
-        out = cls()
         for number, (line, doc_id) in enumerate(zip(lines, ids, strict=True)):
             if not (isinstance(doc_id, str) and line.startswith(line_start(doc_id))):
                 raise ValueError(f"document line {number + 1} is not the document {doc_id!r}")
             # A line that escapes characters beyond ASCII (six bytes each, \uXXXX) is parsed now: kept as a line, a
             # text in another script would take up to three times the memory of the same text parsed.
             out._items.append(_parse_line(line, number) if "\\u" in line else line)
-        return out
-
-    @classmethod
-    def of(cls, documents: Iterable[Document | None]) -> DocumentList:
-        out = cls()
-        out._items = list(documents)
         return out
 
     def copy(self) -> DocumentList:
@@ -138,10 +134,6 @@ class DocumentList:
 
     def append(self, doc: Document) -> None:
         self._items.append(doc)
-
-    def live(self) -> list[int]:
-        """The numbers of the documents not deleted."""
-        return [number for number, item in enumerate(self._items) if item is not None]
 
     def line(self, number: int) -> str:
         """The document's line for ``documents.jsonl``: as it was read if it was not parsed since, else encoded

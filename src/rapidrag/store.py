@@ -25,7 +25,7 @@ import numpy as np
 
 from .chunks import ChunkTable
 from .dense import DenseIndex
-from .documents import FIELDS, TAG, Document, DocumentList, decode_metadata
+from .documents import DocumentList
 from .errors import IndexFormatError, RapidragError
 from .filters import MetadataIndex
 from .lexical import BM25
@@ -154,16 +154,17 @@ def load(
         n_rows = int(cfg["rows"])
         if owner.shape != (n_rows,) or chunk.shape != (n_rows,) or span.shape != (n_rows, 2):
             raise ValueError("chunk table does not match the recorded number of rows")
-        text = snap.read("documents.jsonl").decode("utf-8")
-        parsed: list[Document] = []  # (formats 1-3: every document, parsed at once)
+        lines = snap.read("documents.jsonl").decode("utf-8").splitlines()
+        if len(lines) != cfg["documents"]:
+            raise ValueError(f"{len(lines)} documents where {cfg['documents']} were saved")
         if snap.version >= 4:  # the documents parsed as they are read; their ids saved apart
             ids = snap.json("ids.json")
             if not isinstance(ids, list) or len(ids) != cfg["documents"]:
                 raise ValueError(f"ids.json does not list the {cfg['documents']} documents saved")
-            docs = DocumentList.saved(text.splitlines(), ids)
+            docs = DocumentList.saved(lines, ids)
         else:
-            parsed = _documents(text, cfg["documents"])
-            docs, ids = DocumentList.of(parsed), [doc.id for doc in parsed]
+            docs = DocumentList.saved(lines)  # (every document parsed now)
+            ids = [doc.id for doc in docs.held]  # type: ignore[union-attr]
         if len(owner) and owner.max() >= len(docs):
             raise ValueError(f"a row belongs to document {int(owner.max())} of {len(docs)}")
         out._chunks = ChunkTable.from_arrays(owner, chunk, span[:, 0], span[:, 1])
@@ -177,7 +178,7 @@ def load(
             if out.metadata.n != n_rows:
                 raise ValueError(f"the metadata index holds {out.metadata.n} rows where the table has {n_rows}")
         else:
-            out.metadata.add([parsed[d].metadata if d >= 0 else None for d in owner.tolist()])
+            out.metadata.add([docs.held[d].metadata if d >= 0 else None for d in owner.tolist()])
         if out.bm25.n_rows != n_rows or len(out.bm25) != int(np.count_nonzero(owner >= 0)):
             raise ValueError("the BM25 index does not match the chunk table")
         if out.dense is not None and len(out.dense) != len(out.bm25):
@@ -189,22 +190,6 @@ def load(
             raise
         raise IndexFormatError(f"{path}: the saved index is inconsistent ({type(e).__name__}: {e})") from None
     return out
-
-
-def _documents(text: str, saved: int) -> list[Document]:
-    """The documents of a ``documents.jsonl`` of format 1-3, all parsed: its lines as one JSON array (half the time
-    of a parse per line), the metadata decoded only where a value was tagged (a date, a datetime, a float that is
-    not finite)."""
-    lines = text.splitlines()
-    if len(lines) != saved:
-        raise ValueError(f"{len(lines)} documents where {saved} were saved")
-    items = json.loads("[" + ",".join(lines) + "]") if lines else []
-    if len(items) != saved or not all(isinstance(item, dict) and item.keys() == FIELDS for item in items):
-        raise ValueError(f"documents.jsonl holds something other than one document a line (fields {sorted(FIELDS)})")
-    if TAG in text:
-        for item in items:
-            item["metadata"] = decode_metadata(item["metadata"])
-    return [Document(item["id"], item["text"], item["metadata"], item["title"]) for item in items]
 
 
 def _bm25(snap: Any, name: str) -> BM25:
