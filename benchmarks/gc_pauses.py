@@ -1,7 +1,7 @@
 """Pauses of Python's garbage collector in a search service, with and without ``gc.freeze()`` after loading.
 
 A process that has loaded an index and its models tracks some 130,000 objects (the documents, and the modules of
-numpy, numba, ONNX Runtime and the web stack); a full (generation 2) collection walks all of them, and whichever
+numpy, ONNX Runtime and the web stack); a full (generation 2) collection walks all of them, and whichever
 request is running then waits. ``rapidrag serve`` freezes what it loaded (``rapidrag.process.freeze_loaded``: a
 collection, then ``gc.freeze()``), so that collections walk only what requests make. This runs the work of the
 service's ``/context`` route (a hybrid search for 20 hits without a reranker, packed into 1,000 tokens by pack's

@@ -1,7 +1,7 @@
 """What a full collection of Python's garbage collector costs in a Ray shard actor, as loaded and frozen.
 
 A shard actor is a Ray worker process holding one shard of an index (its documents, BM25, FAISS, the embedder) and
-the modules of Ray, numpy, numba and ONNX Runtime. A full (generation 2) collection walks every object it tracks
+the modules of Ray, numpy and ONNX Runtime. A full (generation 2) collection walks every object it tracks
 while the shard's answer to a search waits; ``_ShardActor`` freezes what it loaded (``process.freeze_loaded``).
 This saves an index of ``--docs`` SciFact documents in ``--shards`` shards, loads each shard's folder in an actor
 of its own, times a full collection there as loaded and then after ``freeze_loaded``, and reads what the index's

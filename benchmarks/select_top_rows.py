@@ -28,16 +28,16 @@ def main() -> None:
     parser.add_argument("--out", default="select_top_rows.json")
     args = parser.parse_args()
 
+    from rapidrag import _core
     from rapidrag.beir import load_qrels, load_queries
-    from rapidrag.lexical import SELECT_MANY_FROM, _kernels
+    from rapidrag.lexical import SELECT_MANY_FROM
     from rapidrag.retriever import Retriever
 
     index = Retriever.load(args.index, reranker=None)
     queries = load_queries(args.queries)
     texts = [queries[q] for q in load_qrels(Path(args.queries) / "qrels" / "test.tsv")]
     scores = [index.bm25.score_rows(index.bm25.analyzer(q)) for q in texts]
-    _, select, _, select_many = _kernels()
-    kernels = {"sorted list": select, "buffered": select_many}
+    kernels = {"sorted list": _core.bm25_select, "buffered": _core.bm25_select_many}
     report: dict[str, dict[str, dict[str, float]]] = {}
     for rows_name, n in (("all rows", len(scores[0])), ("a shard's rows", args.shard_rows)):
         cut = [np.ascontiguousarray(s[:n]) for s in scores]
@@ -45,7 +45,7 @@ def main() -> None:
         report[f"{rows_name} ({n})"] = table = {}
         for k in (10, 40, 100, 200, 400):
             out = {name: (np.empty(k, dtype=np.int64), np.empty(k, dtype=np.float32)) for name in kernels}
-            for s in cut:  # (also compiles)
+            for s in cut:
                 found = [(kernel(s, allowed, *out[name]), out[name][0].copy()) for name, kernel in kernels.items()]
                 if found[0][0] != found[1][0] or (found[0][1][: found[0][0]] != found[1][1][: found[1][0]]).any():
                     raise SystemExit(f"the kernels disagree at k={k}")

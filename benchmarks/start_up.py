@@ -11,9 +11,10 @@ writes, when a change moves the format. An index without an embedder answers the
 reported: the process's resident memory after the load and the first searches, and the lexical search's µs once
 warm (5 queries 40 times, best of 3 passes: what a change to the load must not slow).
 
-A copy is a folder that holds the ``rapidrag`` package (with its built ``_core``). numba's cache is warm for each
-copy after its first round (as on a machine where rapidrag has run once); the rounds after the first are what a
-user sees.
+A copy is a folder that holds the ``rapidrag`` package (with its built ``_core``). A copy of the code from before
+its search kernels moved into the native core (2026-12-04) compiles them with numba in its first round and loads
+them from numba's cache after it (as on a machine where rapidrag has run once): its rounds after the first are what
+a user sees.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def test_the_merge_of_the_shards_lists_keeps_their_order_at_a_cut_through_ties(
     # The merge equals sorting all the shards' rows (score down, then the row number across shards up), also where
     # the cut falls inside a run of equal scores, with lists of different lengths, an empty one, a shard missing,
     # and a list whose equal scores are not in row order (FAISS's order of equal dense scores).
-    from rapidrag.distributed import _merge_kernel
+    from rapidrag import _core
 
     s = ShardedRetriever(shard_embedder, n_shards=4)
     rng = np.random.default_rng(7)
@@ -133,7 +133,8 @@ def test_the_merge_of_the_shards_lists_keeps_their_order_at_a_cut_through_ties(
             splits = np.cumsum([0] + [len(p[0]) for _, p in parts])
             n = min(fetch, len(every))
             keys, out = np.empty((2, n), dtype=np.int64), np.empty(n, dtype=np.float32)
-            merged = _merge_kernel()(every, *flat, splits, np.array([i for i, _ in parts]), 4, keys, out)
+            shards = np.array([i for i, _ in parts])
+            merged = _core.merge_shard_lists(every, *flat, splits, shards, 4, keys[0], keys[1], out)
             assert merged == (-1 if shuffled else n)
             if not shuffled:
                 assert keys[0].tolist() == got_rows.tolist() and out.tolist() == got_scores.tolist()

@@ -1,4 +1,4 @@
-"""rapidrag.fusion: the numba kernels against the formulas written out in Python."""
+"""rapidrag.fusion: the native kernels against the formulas written out in Python."""
 
 from __future__ import annotations
 

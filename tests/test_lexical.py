@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -400,3 +402,39 @@ def test_native_word_prefixes_find_the_longest_term_beginning_each_word(
     assert starts.tolist() == [0, 5, 12, 16, 25] and ids.tolist() == [1, 0, 3, 2, 1]
     with pytest.raises(TypeError):
         _core.word_prefixes("text", "terms")  # type: ignore[arg-type]
+
+
+def test_the_native_kernels_refuse_arrays_they_would_misread() -> None:
+    # The kernels take arrays as they are (an output converted to another dtype would be written in a copy and
+    # lost), and a damaged segment (a posting past the rows, a pointer past the postings) is refused, not followed.
+    from rapidrag import _core
+
+    index = BM25()
+    index.add(["a", "b"], ["zebra stripes", "zebra"])
+    seg = index._segments[0]
+    q = np.asarray([index.vocab["zebra"]], dtype=np.int64)
+    weights, norms = np.ones(1, dtype=np.float32), np.ones(2, dtype=np.float32)
+    scores = np.zeros(2, dtype=np.float32)
+    _core.bm25_accumulate(scores, norms, q, weights, seg.terms, seg.term_ptr, seg.docs, seg.tfs, 0.9)
+    assert (scores > 0).all()
+    with pytest.raises(TypeError):
+        wide: Any = scores.astype(np.float64)
+        _core.bm25_accumulate(wide, norms, q, weights, seg.terms, seg.term_ptr, seg.docs, seg.tfs, 0.9)
+    with pytest.raises(ValueError, match="damaged"):
+        _core.bm25_accumulate(scores[:1], norms[:1], q, weights, seg.terms, seg.term_ptr, seg.docs, seg.tfs, 0.9)
+    with pytest.raises(ValueError, match="damaged"):
+        bad_ptr = seg.term_ptr.copy()
+        at = int(q[0]) if seg.terms is None else int(np.searchsorted(seg.terms, q[0]))
+        bad_ptr[at + 1] = len(seg.docs) + 5  # the query term's postings would run past the segment's
+        _core.bm25_accumulate(scores, norms, q, weights, seg.terms, bad_ptr, seg.docs, seg.tfs, 0.9)
+    with pytest.raises(ValueError, match="norms"):
+        _core.bm25_accumulate(scores, norms[:1], q, weights, seg.terms, seg.term_ptr, seg.docs, seg.tfs, 0.9)
+    rows, best = np.empty(2, dtype=np.int64), np.empty(2, dtype=np.float32)
+    with pytest.raises(TypeError):
+        _core.bm25_select(scores, np.ones(2, dtype=np.int8), rows, best)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="allowed"):
+        _core.bm25_select(scores, np.ones(3, dtype=np.bool_), rows, best)
+    with pytest.raises(ValueError, match="best"):
+        _core.bm25_select(scores, np.ones(2, dtype=np.bool_), rows, best[:1])
+    with pytest.raises(ValueError, match="row_splits"):
+        _core.fuse_reciprocal_rank(np.arange(3), np.asarray([0, 2], dtype=np.int64), np.ones(1), 60.0)

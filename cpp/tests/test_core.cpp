@@ -1,7 +1,8 @@
 // Core test program, no Python: checks the tokenizers and chunker on a small built-in vocabulary, and on
-// random text for the chunker's invariants. Built with -DRAPIDRAG_BUILD_TESTS=ON, and run under
+// random text for the chunker's invariants; the search kernels (BM25, fusion, the shards' merge) against sorts. Built with -DRAPIDRAG_BUILD_TESTS=ON, and run under
 // AddressSanitizer and UndefinedBehaviorSanitizer in CI (-DRAPIDRAG_SANITIZE=ON).
 // Optional argument: a vocab.txt, to run the random-text checks on a real vocabulary too.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -11,6 +12,9 @@
 #include <vector>
 
 #include "rapidrag/batch.hpp"
+#include "rapidrag/bm25.hpp"
+#include "rapidrag/fusion.hpp"
+#include "rapidrag/merge.hpp"
 #include "rapidrag/bpe.hpp"
 #include "rapidrag/chunker.hpp"
 #include "rapidrag/unicode.hpp"
@@ -477,6 +481,80 @@ void test_normalizer(int rounds) {
   }
 }
 
+// The rows a selection must give: allowed, above 0, best first by score then row; at most one per group.
+std::vector<int64_t> sorted_best(const std::vector<float>& scores, const std::vector<char>& allowed,
+                                 const std::vector<int64_t>* groups, size_t k) {
+  std::vector<int64_t> order;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (allowed[i] && scores[i] > 0) order.push_back(static_cast<int64_t>(i));
+  }
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+  std::vector<int64_t> out, seen;
+  for (int64_t r : order) {
+    if (groups && std::find(seen.begin(), seen.end(), (*groups)[r]) != seen.end()) continue;
+    if (groups) seen.push_back((*groups)[r]);
+    out.push_back(r);
+    if (out.size() == k) break;
+  }
+  return out;
+}
+
+void test_search_kernels(int rounds) {
+  std::mt19937 rng(11);
+  for (int round = 0; round < rounds; ++round) {
+    const size_t n = 1 + rng() % 700, k = 1 + rng() % 300;
+    std::vector<float> scores(n);
+    std::vector<char> allowed(n);
+    std::vector<int64_t> groups(n);
+    for (size_t i = 0; i < n; ++i) {
+      scores[i] = static_cast<float>(rng() % 6) * 0.5f;  // many ties, and zeros
+      allowed[i] = rng() % 5 != 0;
+      groups[i] = static_cast<int64_t>(rng() % (1 + n / 3));
+    }
+    const bool* ok = reinterpret_cast<const bool*>(allowed.data());
+    std::vector<int64_t> rows(k);
+    std::vector<float> best(k);
+    CHECK(sorted_best(scores, allowed, nullptr, k) ==
+          std::vector<int64_t>(rows.begin(), rows.begin() + bm25::select(scores.data(), ok, n, rows.data(), best.data(), k)));
+    CHECK(sorted_best(scores, allowed, nullptr, k) ==
+          std::vector<int64_t>(rows.begin(), rows.begin() + bm25::select_many(scores.data(), ok, n, rows.data(), best.data(), k)));
+    const size_t m = bm25::select_grouped(scores.data(), ok, groups.data(), n, rows.data(), best.data(), k);
+    CHECK(sorted_best(scores, allowed, &groups, k) == std::vector<int64_t>(rows.begin(), rows.begin() + m));
+  }
+  // Scoring: a posting past the rows or a pointer past the postings is refused, not written.
+  const int64_t terms[] = {0, 2}, ptr[] = {0, 2, 3, 4}, bad_ptr[] = {0, 2, 3, 9};
+  const int32_t docs[] = {0, 1, 1, 2}, bad_docs[] = {0, 1, 1, 5};
+  const float tfs[] = {1, 2, 1, 3}, weights[] = {1.0f, 0.5f}, norms[] = {1, 1, 1};
+  float got[3] = {0, 0, 0};
+  CHECK(bm25::accumulate(got, 3, norms, terms, weights, 2, {nullptr, ptr, 3, docs, tfs, 4}, 1.0f));
+  CHECK(got[0] == 0.5f && got[1] == 2.0f / 3.0f && got[2] == 0.5f * 3.0f / 4.0f);
+  CHECK(!bm25::accumulate(got, 3, norms, terms, weights, 2, {nullptr, ptr, 3, bad_docs, tfs, 4}, 1.0f));
+  CHECK(!bm25::accumulate(got, 3, norms, terms, weights, 2, {nullptr, bad_ptr, 3, docs, tfs, 4}, 1.0f));
+  const int64_t held[] = {0, 1, 2};  // the same segment with its terms named: the same scores
+  float named[3] = {0, 0, 0};
+  CHECK(bm25::accumulate(named, 3, norms, terms, weights, 2, {held, ptr, 3, docs, tfs, 4}, 1.0f));
+  CHECK(std::equal(named, named + 3, std::vector<float>{0.5f, 2.0f / 3.0f, 0.375f}.begin()));
+  // Fusion: RRF sums weight / (rrf_k + rank); rows come back ascending, once.
+  const int64_t lists[] = {5, 3, 3, 9}, splits[] = {0, 2, 4};
+  const double w[] = {1.0, 2.0};
+  std::vector<int64_t> fused_rows;
+  std::vector<double> fused;
+  fusion::reciprocal_rank(lists, splits, 2, w, 0.0, fused_rows, fused);
+  CHECK((fused_rows == std::vector<int64_t>{3, 5, 9}) && (fused == std::vector<double>{0.5 + 2.0, 1.0, 1.0}));
+  const double raw[] = {2.0, 1.0, 7.0, 7.0};
+  fusion::weighted(lists, raw, splits, 2, w, false, fused_rows, fused);  // the second list's scores are equal: 1
+  CHECK((fused == std::vector<double>{0.0 + 2.0, 1.0 + 0.0, 0.0 + 2.0}));
+  // The merge: heads by score, then by row key; a list out of order is refused.
+  const float s[] = {3, 1, 3, 2};
+  const int64_t r[] = {4, 1, 2, 0}, d[] = {0, 1, 2, 3}, sp[] = {0, 2, 4}, sh[] = {1, 0};
+  int64_t out_rows[4], out_docs[4];
+  float out_scores[4];
+  CHECK(shards::merge(s, r, d, sp, sh, 2, 2, out_rows, out_docs, out_scores, 4) == 4);
+  CHECK((std::vector<int64_t>(out_rows, out_rows + 4) == std::vector<int64_t>{4, 9, 0, 3}));
+  const float unordered[] = {1, 3, 3, 2};
+  CHECK(shards::merge(unordered, r, d, sp, sh, 2, 2, out_rows, out_docs, out_scores, 4) == -1);
+}
+
 std::vector<std::string> read_vocab(const char* path) {
   std::ifstream f(path);
   std::vector<std::string> v;
@@ -499,6 +577,7 @@ int main(int argc, char** argv) {
   test_sentencepiece_bpe(300);
   test_unigram(300);
   test_normalizer(2000);
+  test_search_kernels(400);
   if (argc > 1) test_chunker(make(read_vocab(argv[1])), 50);
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);

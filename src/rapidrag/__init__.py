@@ -1,7 +1,7 @@
 """rapidrag: latency-optimized retrieval for retrieval-augmented generation, with a native core.
 
 Importing the package is light: the native core loads on first use of a component, and nothing heavy
-(FAISS, ONNX Runtime, numba) is imported here.
+(FAISS, ONNX Runtime) is imported here.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ import numpy as np
 import numpy.typing as npt
 
 _I64 = npt.NDArray[np.int64]
+_I32 = npt.NDArray[np.int32]
+_F32 = npt.NDArray[np.float32]
+_F64 = npt.NDArray[np.float64]
+_Bool = npt.NDArray[np.bool_]
 
 class Layout:
     def __init__(
@@ -126,6 +130,35 @@ class Chunker:
 def split_words(text: str) -> list[str]: ...
 def word_prefixes(text: str, terms: list[str]) -> tuple[_I64, _I64]: ...
 def sentence_marks(text: str, start: int, stop: int) -> tuple[list[tuple[int, int, int, int]], list[int]]: ...
+
+# The search path's kernels (arrays pass as they are: C-contiguous, of exactly these dtypes).
+def bm25_accumulate(
+    scores: _F32,
+    norms: _F32,
+    terms: _I64,
+    weights: _F32,
+    segment_terms: _I64 | None,
+    term_ptr: _I64,
+    docs: _I32,
+    tfs: _F32,
+    k1: float,
+) -> None: ...
+def bm25_select(scores: _F32, allowed: _Bool, rows: _I64, best: _F32) -> int: ...
+def bm25_select_many(scores: _F32, allowed: _Bool, rows: _I64, best: _F32) -> int: ...
+def bm25_select_grouped(scores: _F32, allowed: _Bool, groups: _I64, rows: _I64, best: _F32) -> int: ...
+def fuse_reciprocal_rank(rows: _I64, row_splits: _I64, weights: _F64, rrf_k: float) -> tuple[_I64, _F64]: ...
+def fuse_weighted(rows: _I64, scores: _F64, row_splits: _I64, weights: _F64, zscore: bool) -> tuple[_I64, _F64]: ...
+def merge_shard_lists(
+    scores: _F32,
+    rows: _I64,
+    docs: _I64,
+    row_splits: _I64,
+    shards: _I64,
+    n_shards: int,
+    out_rows: _I64,
+    out_docs: _I64,
+    out_scores: _F32,
+) -> int: ...
 
 class WordDictionary:
     def __init__(self) -> None: ...

@@ -78,7 +78,8 @@ def set_cores(n: int) -> None:
     It sizes what is created afterwards (ONNX Runtime sessions and tokenizers asked for ``n_threads=0``, FAISS
     index builds) and, at once, the budget that every model run takes its threads from, so that searches running
     in several threads never use more than ``n`` cores for models together. FAISS searches use one OpenMP thread
-    per calling thread and the numba kernels run single-threaded in the calling thread, so neither adds threads.
+    per calling thread and the native search kernels run single-threaded in the calling thread, so neither adds
+    threads.
     Set it before loading models: a session keeps the intra-op threads it was created with.
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:

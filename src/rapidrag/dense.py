@@ -16,7 +16,6 @@ keeps a copy by row, since its codes are lossy.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -64,8 +63,8 @@ class DenseIndex:
         0.12 ms (benchmarks/bench_pipeline.py). Raise it for large batches of queries. OpenMP keeps the setting
         per calling thread, so searches set it for themselves; building and adding use the cores of ``set_cores``.
 
-    Exact scores (the filtered fallback, IVF-PQ re-scoring) come from a numba kernel over the stored vectors,
-    single-threaded and without copying the rows it scores.
+    Exact scores (the filtered fallback, IVF-PQ re-scoring) come from FAISS's inner products by row over the stored
+    vectors, single-threaded and without copying the rows it scores.
     """
 
     def __init__(
@@ -416,10 +415,14 @@ class DenseIndex:
         """The best ``k`` of ``rows`` for each query, by exact inner product."""
         scores = np.empty((len(queries), len(rows)), dtype=np.float32)
         rows = np.ascontiguousarray(rows, dtype=np.int64)
-        if self.kind == "ivfpq":
-            _kernels()(queries, self._rowwise, rows, scores)
-        else:
-            _kernels()(queries, self._stored, np.ascontiguousarray(self._rowwise[rows]), scores)
+        vectors, at = (self._rowwise, rows) if self.kind == "ivfpq" else (self._stored, self._rowwise[rows])
+        if len(rows):
+            # FAISS's exact inner products by row (SIMD; queries spread over its OpenMP threads): at[i, j] is the
+            # vector of query i's j-th row.
+            at = np.ascontiguousarray(np.broadcast_to(at, scores.shape), dtype=np.int64)
+            queries = np.ascontiguousarray(queries, dtype=np.float32)
+            ptr, inner_products = self.faiss.swig_ptr, self.faiss.fvec_inner_products_by_idx  # type: ignore[attr-defined]  # (not in FAISS's type stubs)
+            inner_products(ptr(scores), ptr(queries), ptr(vectors), ptr(at), self.dim, len(queries), len(rows))
         take = min(k, len(rows))
         top = (
             np.argpartition(-scores, take - 1, axis=1)[:, :take]
@@ -501,29 +504,3 @@ class DenseIndex:
 
 def _empty(n_queries: int, k: int) -> tuple[IntArray, F32Array]:
     return np.full((n_queries, k), -1, dtype=np.int64), np.full((n_queries, k), -np.inf, dtype=np.float32)
-
-
-@functools.cache
-def _kernels() -> Any:
-    """The numba kernel, compiled (or loaded from numba's cache) on first use."""
-    import numba
-
-    # fastmath lets LLVM vectorise the dot product's sum (it reorders the additions; nothing else changes).
-    @numba.njit(cache=True, nogil=True, fastmath=True)
-    def score_rows(queries: Any, vectors: Any, rows: Any, out: Any) -> None:
-        d = queries.shape[1]
-        for i in range(queries.shape[0]):
-            for j in range(rows.shape[0]):
-                r = rows[j]
-                acc = np.float32(0.0)
-                for t in range(d):
-                    acc += queries[i, t] * vectors[r, t]
-                out[i, j] = acc
-
-    return score_rows
-
-
-def warm_up() -> None:
-    """Compile (or load from numba's cache) the exact-scoring kernel now rather than on the first search."""
-    one = np.zeros((1, 4), dtype=np.float32)
-    _kernels()(one, one, np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.float32))

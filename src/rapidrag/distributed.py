@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from . import _core
 from .documents import Document, check_documents
 from .errors import IndexFormatError, RapidragError
 from .lexical import Statistics
@@ -629,10 +630,12 @@ class ShardedRetriever(Searcher):
         row_splits = np.fromiter(itertools.accumulate((len(r) for _, (r, _, _) in parts), initial=0), np.int64)
         shards = np.fromiter((i for i, _ in parts), np.int64)
         n = min(fetch, len(scores))
-        merged = np.empty((2, n), dtype=np.int64), np.empty(n, dtype=scores.dtype)
-        taken = _merge_kernel()(scores, local_rows, local_docs, row_splits, shards, s, *merged)
-        if taken == n:
-            return merged[0][0], merged[0][1], merged[1]
+        merged = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.float32)
+        if (
+            scores.dtype == np.float32
+            and _core.merge_shard_lists(scores, local_rows, local_docs, row_splits, shards, s, *merged) == n
+        ):
+            return merged
         shard_of = np.repeat(shards, np.diff(row_splits))
         rows, docs = local_rows * s + shard_of, local_docs * s + shard_of
         if len(scores) > fetch:  # only the rows scoring at least the fetch-th best score are sorted
@@ -753,64 +756,6 @@ class ShardedRetriever(Searcher):
         from .ray_ingest import ingest
 
         return ingest(source, self, **options)
-
-
-_MERGE: Any = None
-
-
-def _merge_kernel() -> Any:
-    """The numba kernel of ``ShardedRetriever._merge``, compiled (or loaded from numba's cache) on first use:
-    ``merge(scores, rows, docs, row_splits, shards, n_shards, out_keys, out_scores)`` merges the lists that
-    ``row_splits`` cuts the arrays into (list i from shard ``shards[i]``), best first by score, then by row key
-    (``row * n_shards + shard``), into ``out_keys`` (row keys, document keys) and ``out_scores`` until they are full,
-    and returns how many it wrote; or -1, having written nothing, when a list is not in that order itself."""
-    global _MERGE
-    if _MERGE is None:
-        import numba
-
-        @numba.njit(cache=True, nogil=True)
-        def merge(
-            scores: Any,
-            rows: Any,
-            docs: Any,
-            row_splits: Any,
-            shards: Any,
-            n_shards: int,
-            out_keys: Any,
-            out_scores: Any,
-        ) -> int:
-            n_lists = row_splits.shape[0] - 1
-            for i in range(n_lists):
-                for j in range(row_splits[i] + 1, row_splits[i + 1]):
-                    if scores[j] > scores[j - 1] or (scores[j] == scores[j - 1] and rows[j] < rows[j - 1]):
-                        return -1
-            heads = row_splits[:-1].copy()
-            n = 0
-            while n < out_scores.shape[0]:
-                best = -1
-                best_key = 0
-                for i in range(n_lists):
-                    h = heads[i]
-                    if h < row_splits[i + 1]:
-                        key = rows[h] * n_shards + shards[i]
-                        if (
-                            best < 0
-                            or scores[h] > scores[heads[best]]
-                            or (scores[h] == scores[heads[best]] and key < best_key)
-                        ):
-                            best, best_key = i, key
-                if best < 0:
-                    break
-                h = heads[best]
-                out_keys[0, n] = best_key
-                out_keys[1, n] = docs[h] * n_shards + shards[best]
-                out_scores[n] = scores[h]
-                heads[best] += 1
-                n += 1
-            return n
-
-        _MERGE = merge
-    return _MERGE
 
 
 def _resident_bytes() -> int:

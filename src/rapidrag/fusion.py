@@ -1,4 +1,5 @@
-"""Fusion of ranked lists: reciprocal rank fusion and a normalised weighted sum of scores (numba kernels).
+"""Fusion of ranked lists: reciprocal rank fusion and a normalised weighted sum of scores (kernels in the native
+core, ``cpp/src/fusion.cpp``).
 
 Each input is one retriever's result for one query: ``rows`` (int64 document rows, best first) and, for the weighted
 sum, their ``scores``. A document missing from a list gets nothing from it under RRF, and the list's lowest
@@ -13,54 +14,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import _core
+
 __all__ = ["reciprocal_rank_fusion", "rerank_mix", "weighted_fusion", "zscore"]
 
 IntArray = npt.NDArray[np.int64]
 F32Array = npt.NDArray[np.float32]
-_KERNELS: Any = None
-
-
-def _kernels() -> Any:
-    global _KERNELS
-    if _KERNELS is None:
-        import numba
-
-        @numba.njit(cache=True, nogil=True)
-        def rrf(rows: Any, row_splits: Any, weights: Any, rrf_k: float) -> Any:
-            uniq = np.unique(rows)
-            fused = np.zeros(uniq.shape[0], dtype=np.float64)
-            for j in range(row_splits.shape[0] - 1):
-                for r in range(row_splits[j], row_splits[j + 1]):
-                    pos = np.searchsorted(uniq, rows[r])
-                    fused[pos] += weights[j] / (rrf_k + (r - row_splits[j]) + 1.0)
-            return uniq, fused
-
-        @numba.njit(cache=True, nogil=True)
-        def weighted(rows: Any, scores: Any, row_splits: Any, weights: Any, zscore: bool) -> Any:
-            uniq = np.unique(rows)
-            fused = np.zeros(uniq.shape[0], dtype=np.float64)
-            for j in range(row_splits.shape[0] - 1):
-                lo, hi = row_splits[j], row_splits[j + 1]
-                if hi == lo:
-                    continue
-                s = scores[lo:hi].astype(np.float64)
-                if zscore:
-                    sd = s.std()
-                    norm = (s - s.mean()) / sd if sd > 0 else np.zeros(hi - lo)
-                    floor = norm.min()
-                else:
-                    span = s.max() - s.min()
-                    norm = (s - s.min()) / span if span > 0 else np.ones(hi - lo)
-                    floor = 0.0
-                # Every fused document starts at this list's floor, then its own rows raise it.
-                fused += weights[j] * floor
-                for r in range(lo, hi):
-                    pos = np.searchsorted(uniq, rows[r])
-                    fused[pos] += weights[j] * (norm[r - lo] - floor)
-            return uniq, fused
-
-        _KERNELS = (rrf, weighted)
-    return _KERNELS
 
 
 def _pack(lists: Sequence[Any], weights: Sequence[float] | None, name: str) -> tuple[IntArray, IntArray, Any]:
@@ -96,7 +55,7 @@ def reciprocal_rank_fusion(
     rows, row_splits, w = _pack(rankings, weights, "reciprocal_rank_fusion")
     if len(rows) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    uniq, fused = _kernels()[0](rows, row_splits, w, float(rrf_k))
+    uniq, fused = _core.fuse_reciprocal_rank(rows, row_splits, w, float(rrf_k))
     return _ranked(uniq, fused, top_k)
 
 
@@ -120,7 +79,7 @@ def weighted_fusion(
     scores = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for _, s in results])
     if not np.isfinite(scores).all():
         raise ValueError("weighted_fusion: scores must be finite")
-    uniq, fused = _kernels()[1](rows, scores, row_splits, w, normalization == "zscore")
+    uniq, fused = _core.fuse_weighted(rows, scores, row_splits, w, normalization == "zscore")
     return _ranked(uniq, fused, top_k)
 
 

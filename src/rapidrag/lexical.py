@@ -1,4 +1,4 @@
-"""BM25 lexical search: a word analyzer and an incremental inverted index with numba scoring kernels.
+"""BM25 lexical search: a word analyzer and an incremental inverted index scored by the native core.
 
 Scoring is Lucene's BM25: for each query term t in document d,
 
@@ -12,13 +12,12 @@ postings, so a few segments per tier cover any size, most adds merge nothing or 
 segment is merged again only when its tier fills, never every few adds.
 
 The module runs to about 600 lines because BM25 is one concern here: the analyzer, the segments and their changes,
-and the collection statistics (summed by an index split in shards); the numba kernels that score and select rows
-over the index's own arrays are in ``_lexical_kernels``.
+and the collection statistics (summed by an index split in shards); the kernels that score and select rows over
+the index's own arrays are in the native core (``cpp/src/bm25.cpp``).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -135,33 +134,6 @@ class _Segment:
         out = np.zeros(n_terms + 1, dtype=np.int64)
         np.cumsum(counts, out=out[1:])
         return out
-
-
-_BY_ID = np.zeros(0, dtype=np.int64)  # what the scoring kernel gets as a by-id segment's ``terms``
-
-
-@functools.cache
-def _kernels() -> Any:
-    """The numba kernels (scoring, selection), compiled (or loaded from numba's cache) on first use."""
-    from . import _lexical_kernels as k
-
-    return k.accumulate, k.select, k.select_grouped, k.select_many
-
-
-def warm_up() -> None:
-    """Compile (or load from numba's cache) the scoring kernel now rather than on the first search."""
-    one = np.zeros(1, dtype=np.int64)
-    accumulate, select, select_grouped, select_many = _kernels()
-    accumulate(
-        np.zeros(1, dtype=np.float32), one, np.ones(1, dtype=np.float32), one, np.zeros(2, dtype=np.int64),
-        np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), np.ones(1, dtype=np.float32), np.float32(0.9),
-        False,
-    )  # fmt: skip
-    select(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one.copy(), np.zeros(1, dtype=np.float32))
-    select_many(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one.copy(), np.zeros(1, dtype=np.float32))
-    select_grouped(
-        np.ones(1, dtype=np.float32), np.ones(1, dtype=np.bool_), one, one.copy(), np.zeros(1, dtype=np.float32)
-    )
 
 
 class BM25:
@@ -436,9 +408,9 @@ class BM25:
             return rows, best
         scores = np.ascontiguousarray(scores, dtype=np.float32)
         if groups is None:
-            n = _kernels()[1 if k < SELECT_MANY_FROM else 3](scores, allowed, rows, best)
+            n = (_core.bm25_select if k < SELECT_MANY_FROM else _core.bm25_select_many)(scores, allowed, rows, best)
         else:
-            n = _kernels()[2](scores, allowed, np.ascontiguousarray(groups), rows, best)
+            n = _core.bm25_select_grouped(scores, allowed, np.ascontiguousarray(groups), rows, best)
         return rows[:n], best[:n]
 
     def statistics(self, terms: list[str]) -> Statistics:
@@ -486,10 +458,8 @@ class BM25:
         df = self._df[q].astype(np.float64) if stats is None else np.asarray([stats.df[t] for t in known], np.float64)
         weights = np.log1p((n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
         norms = self._length_norms(total_length / n_live if total_length > 0 else 1.0)
-        accumulate, k1 = _kernels()[0], np.float32(self.k1)
         for seg in self._segments:
-            held = _BY_ID if seg.terms is None else seg.terms
-            accumulate(scores, q, weights, held, seg.term_ptr, seg.docs, seg.tfs, norms, k1, seg.terms is None)
+            _core.bm25_accumulate(scores, norms, q, weights, seg.terms, seg.term_ptr, seg.docs, seg.tfs, self.k1)
         return scores
 
     def _length_norms(self, avgdl: float) -> npt.NDArray[np.float32]:

@@ -28,7 +28,6 @@ from .chunks import ChunkTable, check_spans, document_spans
 from .dense import DenseIndex
 from .documents import Document, DocumentList, Hit, SearchResult, check_documents
 from .filters import MetadataIndex
-from .fusion import reciprocal_rank_fusion, weighted_fusion
 from .lexical import BM25, Statistics
 from .locking import RWLock
 from .metrics import evaluate, query_metrics
@@ -559,7 +558,6 @@ class Retriever(Searcher):
         reranker can be left out with None. ``chunker``: "auto" rebuilds the recorded chunk settings.
         """
         out: Retriever = store.load(cls, path, embedder=embedder, reranker=reranker, chunker=chunker)
-        _warm_up()
         return out
 
     def __repr__(self) -> str:
@@ -611,14 +609,3 @@ def _chunk_texts(docs: list[Document], spans: np.ndarray, row_splits: np.ndarray
     return [
         docs[o].text[a:b] for o, a, b in zip(owner.tolist(), spans[:, 0].tolist(), spans[:, 1].tolist(), strict=True)
     ]
-
-
-def _warm_up() -> None:
-    """Load the numba kernels of search and fusion now (about a second), so that the first search is as fast as
-    the next ones."""
-    from . import dense, lexical
-
-    lexical.warm_up()
-    dense.warm_up()
-    reciprocal_rank_fusion([np.arange(2), np.arange(2)])
-    weighted_fusion([(np.arange(2), np.ones(2, dtype=np.float32)), (np.arange(2), np.ones(2, dtype=np.float32))])
