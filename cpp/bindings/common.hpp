@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,21 @@ inline std::vector<TextRef> text_refs(const py::list& texts, const std::string& 
   for (size_t i = 0; i < texts.size(); ++i) refs.push_back(text_ref(texts[i], name + "[" + std::to_string(i) + "]"));
   return refs;
 }
+
+// The GIL released around a call only when its work is large (kReleaseGilFrom rows, postings or characters and
+// more). Released around a call of a few µs, it lets another thread take the GIL, and the caller then waits to take
+// it back: two threads searching a small index handed it over several times a search.
+constexpr size_t kReleaseGilFrom = size_t{1} << 16;
+
+class ReleaseGilIf {
+ public:
+  explicit ReleaseGilIf(bool release) {
+    if (release) released_.emplace();
+  }
+
+ private:
+  std::optional<py::gil_scoped_release> released_;
+};
 
 // A copy of v as a numpy int64 array.
 inline py::array_t<int64_t> to_array(const std::vector<int64_t>& v) {

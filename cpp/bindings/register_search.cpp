@@ -1,6 +1,6 @@
 // The search path's kernels: BM25's scoring and selection, fusion, the merge of a sharded index's lists. Arrays
 // pass without conversion (a wrong dtype or layout is a TypeError, so an output array is never silently copied);
-// the kernels run without the GIL.
+// BM25's kernels run without the GIL over large indexes (ReleaseGilIf).
 #include <pybind11/stl.h>
 
 #include <optional>
@@ -66,7 +66,7 @@ void bind_select(py::module_& m, const char* name, Select kernel, const char* do
       name,
       [kernel](const Array<float>& scores, const Array<bool>& allowed, Array<int64_t> rows, Array<float> best) {
         const auto [n, k] = check_selection(scores, allowed, rows, best);
-        py::gil_scoped_release release;
+        const ReleaseGilIf release(n >= kReleaseGilFrom);
         return kernel(scores.data(), allowed.data(), n, rows.mutable_data(), best.mutable_data(), k);
       },
       py::arg("scores").noconvert(), py::arg("allowed").noconvert(), py::arg("rows").noconvert(),
@@ -95,7 +95,7 @@ void register_search(py::module_& m) {
                                     docs.data(), tfs.data(), static_cast<size_t>(docs.shape(0))};
         bool ok;
         {
-          py::gil_scoped_release release;
+          const ReleaseGilIf release(static_cast<size_t>(n_rows) >= kReleaseGilFrom);
           ok = bm25::accumulate(scores.mutable_data(), static_cast<size_t>(n_rows), norms.data(), terms.data(),
                                 weights.data(), static_cast<size_t>(terms.shape(0)), segment, k1);
         }
@@ -116,7 +116,7 @@ void register_search(py::module_& m) {
          Array<float> best) {
         const auto [n, k] = check_selection(scores, allowed, rows, best);
         check_length(groups, static_cast<py::ssize_t>(n), "groups", "one per row");
-        py::gil_scoped_release release;
+        const ReleaseGilIf release(n >= kReleaseGilFrom);
         return bm25::select_grouped(scores.data(), allowed.data(), groups.data(), n, rows.mutable_data(),
                                     best.mutable_data(), k);
       },
@@ -131,7 +131,6 @@ void register_search(py::module_& m) {
         std::vector<int64_t> fused_rows;
         std::vector<double> fused;
         {
-          py::gil_scoped_release release;
           fusion::reciprocal_rank(rows.data(), row_splits.data(), n_lists, weights.data(), rrf_k, fused_rows, fused);
         }
         return py::make_tuple(to_numpy(fused_rows), to_numpy(fused));
@@ -148,7 +147,6 @@ void register_search(py::module_& m) {
         std::vector<int64_t> fused_rows;
         std::vector<double> fused;
         {
-          py::gil_scoped_release release;
           fusion::weighted(rows.data(), scores.data(), row_splits.data(), n_lists, weights.data(), zscore, fused_rows,
                            fused);
         }
@@ -173,7 +171,6 @@ void register_search(py::module_& m) {
         check_length(out_scores, n_out, "out_scores", "the merged list's");
         check_length(out_rows, n_out, "out_rows", "as many as out_scores");
         check_length(out_docs, n_out, "out_docs", "as many as out_scores");
-        py::gil_scoped_release release;
         return shards::merge(scores.data(), rows.data(), docs.data(), row_splits.data(), shards.data(), n_lists,
                              n_shards, out_rows.mutable_data(), out_docs.mutable_data(), out_scores.mutable_data(),
                              static_cast<size_t>(n_out));

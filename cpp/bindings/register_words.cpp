@@ -15,7 +15,7 @@ void register_words(py::module_& m) {
         const TextRef ref = text_ref(text, "text");
         std::vector<std::string> words;
         {
-          py::gil_scoped_release release;
+          const ReleaseGilIf release(ref.length >= kReleaseGilFrom);
           words = split_words(ref);
         }
         py::list out(words.size());
