@@ -247,3 +247,18 @@ def test_flat_and_hnsw_indexes_hold_their_vectors_once(kind: str, data: tuple[np
         want = np.where(few, queries @ vectors[: n + 500].T, -np.inf)
         assert np.array_equal(rows, np.argsort(-want, axis=1, kind="stable")[:, :5])
         assert np.allclose(scores, np.take_along_axis(want, rows, axis=1), atol=1e-5)
+
+
+def test_the_exact_kernel_refuses_rows_outside_the_vectors() -> None:
+    from rapidrag import _core
+
+    vectors = np.eye(4, dtype=np.float32)
+    out = np.empty((1, 2), dtype=np.float32)
+    _core.exact_inner_products(vectors[1:2], vectors, np.asarray([1, 2], dtype=np.int64), out)
+    assert out.tolist() == [[1.0, 0.0]]
+    with pytest.raises(ValueError, match="rows must be rows of vectors"):
+        _core.exact_inner_products(vectors[1:2], vectors, np.asarray([1, 4], dtype=np.int64), out)
+    with pytest.raises(ValueError, match="out must have shape"):
+        _core.exact_inner_products(vectors[1:2], vectors, np.asarray([1], dtype=np.int64), out)
+    with pytest.raises(TypeError):
+        _core.exact_inner_products(vectors[1:2].astype(np.float64), vectors, np.asarray([1, 2], dtype=np.int64), out)

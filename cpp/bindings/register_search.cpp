@@ -1,4 +1,5 @@
-// The search path's kernels: BM25's scoring and selection, fusion, the merge of a sharded index's lists. Arrays
+// The search path's kernels: BM25's scoring and selection, exact inner products, fusion, the merge of a sharded
+// index's lists. Arrays
 // pass without conversion (a wrong dtype or layout is a TypeError, so an output array is never silently copied);
 // BM25's kernels run without the GIL over large indexes (ReleaseGilIf).
 #include <pybind11/stl.h>
@@ -10,6 +11,7 @@
 
 #include "common.hpp"
 #include "rapidrag/bm25.hpp"
+#include "rapidrag/exact.hpp"
 #include "rapidrag/fusion.hpp"
 #include "rapidrag/merge.hpp"
 
@@ -123,6 +125,30 @@ void register_search(py::module_& m) {
       py::arg("scores").noconvert(), py::arg("allowed").noconvert(), py::arg("groups").noconvert(),
       py::arg("rows").noconvert(), py::arg("best").noconvert(),
       "As bm25_select, keeping at most one row of each group (its best; the first in row order on a tie).");
+  m.def(
+      "exact_inner_products",
+      [](const py::array_t<float, py::array::c_style>& queries, const py::array_t<float, py::array::c_style>& vectors,
+         const Array<int64_t>& rows, py::array_t<float, py::array::c_style> out) {
+        if (queries.ndim() != 2 || vectors.ndim() != 2 || queries.shape(1) != vectors.shape(1)) {
+          throw py::value_error("queries and vectors must be 2-D with the same number of columns");
+        }
+        check_length(rows, rows.ndim() == 1 ? rows.shape(0) : -1, "rows", "the rows to score");
+        if (out.ndim() != 2 || out.shape(0) != queries.shape(0) || out.shape(1) != rows.shape(0)) {
+          throw py::value_error("out must have shape (len(queries), len(rows))");
+        }
+        const size_t n_rows = static_cast<size_t>(rows.shape(0)), dim = static_cast<size_t>(queries.shape(1));
+        bool ok;
+        {
+          const ReleaseGilIf release(n_rows * dim >= kReleaseGilFrom);
+          ok = exact::inner_products(queries.data(), static_cast<size_t>(queries.shape(0)), vectors.data(),
+                                     static_cast<size_t>(vectors.shape(0)), rows.data(), n_rows, dim,
+                                     out.mutable_data());
+        }
+        if (!ok) throw py::value_error("rows must be rows of vectors (0 <= row < len(vectors))");
+      },
+      py::arg("queries").noconvert(), py::arg("vectors").noconvert(), py::arg("rows").noconvert(),
+      py::arg("out").noconvert(),
+      "out[i, j] = queries[i] . vectors[rows[j]] (float32; the vectors read where they are).");
   m.def(
       "fuse_reciprocal_rank",
       [](const Array<int64_t>& rows, const Array<int64_t>& row_splits, const Array<double>& weights, double rrf_k) {

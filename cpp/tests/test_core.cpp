@@ -1,5 +1,6 @@
 // Core test program, no Python: checks the tokenizers and chunker on a small built-in vocabulary, and on
-// random text for the chunker's invariants; the search kernels (BM25, fusion, the shards' merge) against sorts. Built with -DRAPIDRAG_BUILD_TESTS=ON, and run under
+// random text for the chunker's invariants; the search kernels (BM25, exact inner products, fusion, the shards'
+// merge) against sorts and sums written out. Built with -DRAPIDRAG_BUILD_TESTS=ON, and run under
 // AddressSanitizer and UndefinedBehaviorSanitizer in CI (-DRAPIDRAG_SANITIZE=ON).
 // Optional argument: a vocab.txt, to run the random-text checks on a real vocabulary too.
 #include <algorithm>
@@ -13,6 +14,7 @@
 
 #include "rapidrag/batch.hpp"
 #include "rapidrag/bm25.hpp"
+#include "rapidrag/exact.hpp"
 #include "rapidrag/fusion.hpp"
 #include "rapidrag/merge.hpp"
 #include "rapidrag/bpe.hpp"
@@ -534,6 +536,29 @@ void test_search_kernels(int rounds) {
   float named[3] = {0, 0, 0};
   CHECK(bm25::accumulate(named, 3, norms, terms, weights, 2, {held, ptr, 3, docs, tfs, 4}, 1.0f));
   CHECK(std::equal(named, named + 3, std::vector<float>{0.5f, 2.0f / 3.0f, 0.375f}.begin()));
+  // Exact inner products: every row count around the kernel's groups of four, dimensions with and without a tail.
+  for (size_t dim : {1u, 7u, 16u, 384u}) {
+    std::vector<float> vectors(50 * dim), queries(2 * dim);
+    for (float& x : vectors) x = static_cast<float>(static_cast<int>(rng() % 9) - 4) * 0.25f;  // sums exact in float
+    for (float& x : queries) x = static_cast<float>(static_cast<int>(rng() % 9) - 4) * 0.5f;
+    for (size_t n_rows = 0; n_rows <= 9; ++n_rows) {
+      std::vector<int64_t> picked(n_rows);
+      for (int64_t& r : picked) r = static_cast<int64_t>(rng() % 50);
+      std::vector<float> got(2 * n_rows, -1.0f);
+      CHECK(exact::inner_products(queries.data(), 2, vectors.data(), 50, picked.data(), n_rows, dim, got.data()));
+      for (size_t i = 0; i < 2; ++i) {
+        for (size_t j = 0; j < n_rows; ++j) {
+          float want = 0.0f;
+          for (size_t t = 0; t < dim; ++t) want += queries[i * dim + t] * vectors[static_cast<size_t>(picked[j]) * dim + t];
+          CHECK(got[i * n_rows + j] == want);
+        }
+      }
+    }
+    const int64_t outside[] = {3, 50};
+    float untouched[2] = {-1.0f, -1.0f};
+    CHECK(!exact::inner_products(queries.data(), 1, vectors.data(), 50, outside, 2, dim, untouched));
+    CHECK(untouched[0] == -1.0f);
+  }
   // Fusion: RRF sums weight / (rrf_k + rank); rows come back ascending, once.
   const int64_t lists[] = {5, 3, 3, 9}, splits[] = {0, 2, 4};
   const double w[] = {1.0, 2.0};

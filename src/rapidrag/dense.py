@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from . import _core
 from .cores import CORES
 from .growing import GrowingArray
 from .locking import RWLock
@@ -63,8 +64,8 @@ class DenseIndex:
         0.12 ms (benchmarks/bench_pipeline.py). Raise it for large batches of queries. OpenMP keeps the setting
         per calling thread, so searches set it for themselves; building and adding use the cores of ``set_cores``.
 
-    Exact scores (the filtered fallback, IVF-PQ re-scoring) come from FAISS's inner products by row over the stored
-    vectors, single-threaded and without copying the rows it scores.
+    Exact scores (the filtered fallback, IVF-PQ re-scoring) come from the native core's inner products by row over
+    the stored vectors (``cpp/src/exact.cpp``), single-threaded and without copying the rows it scores.
     """
 
     def __init__(
@@ -416,13 +417,7 @@ class DenseIndex:
         scores = np.empty((len(queries), len(rows)), dtype=np.float32)
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         vectors, at = (self._rowwise, rows) if self.kind == "ivfpq" else (self._stored, self._rowwise[rows])
-        if len(rows):
-            # FAISS's exact inner products by row (SIMD; queries spread over its OpenMP threads): at[i, j] is the
-            # vector of query i's j-th row.
-            at = np.ascontiguousarray(np.broadcast_to(at, scores.shape), dtype=np.int64)
-            queries = np.ascontiguousarray(queries, dtype=np.float32)
-            ptr, inner_products = self.faiss.swig_ptr, self.faiss.fvec_inner_products_by_idx  # type: ignore[attr-defined]  # (not in FAISS's type stubs)
-            inner_products(ptr(scores), ptr(queries), ptr(vectors), ptr(at), self.dim, len(queries), len(rows))
+        _core.exact_inner_products(np.ascontiguousarray(queries, dtype=np.float32), vectors, at, scores)
         take = min(k, len(rows))
         top = (
             np.argpartition(-scores, take - 1, axis=1)[:, :take]
