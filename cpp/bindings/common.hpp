@@ -52,9 +52,10 @@ class ReleaseGilIf {
   std::optional<py::gil_scoped_release> released_;
 };
 
-// A copy of v as a numpy int64 array.
-inline py::array_t<int64_t> to_array(const std::vector<int64_t>& v) {
-  py::array_t<int64_t> out(static_cast<py::ssize_t>(v.size()));
+// A copy of v as a numpy array.
+template <typename T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
   std::copy(v.begin(), v.end(), out.mutable_data());
   return out;
 }

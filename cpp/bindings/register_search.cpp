@@ -42,13 +42,6 @@ size_t check_row_splits(const Array<int64_t>& row_splits, py::ssize_t n) {
   return n_lists;
 }
 
-template <typename T>
-py::array_t<T> to_numpy(const std::vector<T>& v) {
-  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
-  std::copy(v.begin(), v.end(), out.mutable_data());
-  return out;
-}
-
 // A selection's arrays: scores and allowed of n rows, rows and best of k; returns (n, k).
 std::pair<size_t, size_t> check_selection(const Array<float>& scores, const Array<bool>& allowed,
                                           const Array<int64_t>& rows, const Array<float>& best) {
@@ -159,7 +152,7 @@ void register_search(py::module_& m) {
         {
           fusion::reciprocal_rank(rows.data(), row_splits.data(), n_lists, weights.data(), rrf_k, fused_rows, fused);
         }
-        return py::make_tuple(to_numpy(fused_rows), to_numpy(fused));
+        return py::make_tuple(to_array(fused_rows), to_array(fused));
       },
       py::arg("rows").noconvert(), py::arg("row_splits").noconvert(), py::arg("weights").noconvert(),
       py::arg("rrf_k"), "(each fused row ascending, its RRF score) of the lists row_splits cuts rows into.");
@@ -176,7 +169,7 @@ void register_search(py::module_& m) {
           fusion::weighted(rows.data(), scores.data(), row_splits.data(), n_lists, weights.data(), zscore, fused_rows,
                            fused);
         }
-        return py::make_tuple(to_numpy(fused_rows), to_numpy(fused));
+        return py::make_tuple(to_array(fused_rows), to_array(fused));
       },
       py::arg("rows").noconvert(), py::arg("scores").noconvert(), py::arg("row_splits").noconvert(),
       py::arg("weights").noconvert(), py::arg("zscore"),
