@@ -536,12 +536,12 @@ void test_search_kernels(int rounds) {
   float named[3] = {0, 0, 0};
   CHECK(bm25::accumulate(named, 3, norms, terms, weights, 2, {held, ptr, 3, docs, tfs, 4}, 1.0f));
   CHECK(std::equal(named, named + 3, std::vector<float>{0.5f, 2.0f / 3.0f, 0.375f}.begin()));
-  // Exact inner products: every row count around the kernel's groups of four, dimensions with and without a tail.
+  // Exact inner products: every row count around the kernel's groups of eight, dimensions with and without a tail.
   for (size_t dim : {1u, 7u, 16u, 384u}) {
     std::vector<float> vectors(50 * dim), queries(2 * dim);
     for (float& x : vectors) x = static_cast<float>(static_cast<int>(rng() % 9) - 4) * 0.25f;  // sums exact in float
     for (float& x : queries) x = static_cast<float>(static_cast<int>(rng() % 9) - 4) * 0.5f;
-    for (size_t n_rows = 0; n_rows <= 9; ++n_rows) {
+    for (size_t n_rows = 0; n_rows <= 21; ++n_rows) {
       std::vector<int64_t> picked(n_rows);
       for (int64_t& r : picked) r = static_cast<int64_t>(rng() % 50);
       std::vector<float> got(2 * n_rows, -1.0f);
