@@ -350,9 +350,9 @@ class Retriever(Searcher):
         return self.add(documents, batch_size=batch_size, progress=progress, _replace=True)
 
     def compact(self) -> None:
-        """Drop the dense index's deleted rows that it still holds and skips (HNSW keeps them as tombstones until
-        then, which costs search time, not results; a flat index drops them by itself in batches); a no-op for
-        IVF-PQ, whose deletes remove the vectors."""
+        """Drop the dense index's deleted rows that it still holds and skips (HNSW keeps them in its graph until
+        then, which costs memory and search time, a wider beam or an exact search of the live rows, not results;
+        a flat index drops them by itself in batches); a no-op for IVF-PQ, whose deletes remove the vectors."""
         if self.dense is not None and self.dense.dead:
             with self._lock.write():
                 self.dense.compact()
