@@ -2,7 +2,8 @@
 
 Only those that take seconds: attention_core.py, dense_report.py on 2,000 vectors (random ones unless the gcide
 cache of dense_vectors.py is present), dense_memory.py on 2,000, metadata_index.py on 2,000 rows, and
-spin_between_runs.py on 5 queries, start_up.py on an index of 20 documents.
+spin_between_runs.py on 5 queries, start_up.py on an index of 20 documents, hnsw_removed.py and exact_scores.py on
+4,000 random vectors.
 rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before
 their first figure, minutes on two cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index
 of 300 gcide passages.
@@ -81,3 +82,34 @@ def test_start_up_times_each_phase_of_a_new_process(tmp_path: Path, minilm_dir: 
     assert all(start[p] > 0 for p in phases)
     assert abs(sum(start[p] for p in phases) - start["total_ms"]) < 1e-6 * start["total_ms"] + 1e-3
     assert start["resident_mib"] > 0 and start["steady_lexical_us"] > 0
+
+
+@pytest.fixture
+def small_vectors(tmp_path: Path) -> tuple[Path, Path]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(20, 32))
+    x = centers[rng.integers(0, 20, 4020)] + 0.5 * rng.normal(size=(4020, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    np.save(tmp_path / "vectors.npy", x[:4000])
+    np.save(tmp_path / "queries.npy", x[4000:])
+    return tmp_path / "vectors.npy", tmp_path / "queries.npy"
+
+
+def test_hnsw_removed_reports_recall_at_each_share(tmp_path: Path, small_vectors: tuple[Path, Path]) -> None:
+    out = tmp_path / "report.json"
+    args = ["--vectors", str(small_vectors[0]), "--query-vectors", str(small_vectors[1]), "--rounds", "1"]
+    subprocess.run([sys.executable, str(HERE / "hnsw_removed.py"), *args, "--out", str(out)], check=True, cwd=HERE)
+    cases = json.loads(out.read_text(encoding="utf-8"))["best"]["current"]
+    assert len(cases) == 10 and cases["removed 99%"]["live_rows"] == 40
+    assert all(0.9 <= c["recall_at_10"] <= 1 and 0 < c["p50_us"] <= c["p99_us"] for c in cases.values())
+
+
+def test_exact_scores_reports_each_size(tmp_path: Path, small_vectors: tuple[Path, Path]) -> None:
+    out = tmp_path / "report.json"
+    args = ["--vectors", str(small_vectors[0]), "--query-vectors", str(small_vectors[1]), "--rounds", "1"]
+    subprocess.run([sys.executable, str(HERE / "exact_scores.py"), *args, "--out", str(out)], check=True, cwd=HERE)
+    cases = json.loads(out.read_text(encoding="utf-8"))["best"]["current"]
+    assert set(cases) == {"scores of 126 rows", "scores of 1,260 rows", "flat search, 1% kept", "flat search, 10% kept"}
+    assert all(c["us"] > 0 for c in cases.values())

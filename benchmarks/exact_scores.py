@@ -2,9 +2,10 @@
 and IVF-PQ's re-scoring), and a flat index's filtered search that uses them, for one or more copies of the code.
 
 Over vectors in a .npy file (float32 [n, dim]; the 125,984 gcide passages that ``benchmarks/dense_vectors.py``
-writes) and query vectors in another (the first 100): the scores of 126, 1,260 and 12,600 rows spread over the
-matrix (a seeded sample, in row order, as a filter's allowed rows are), one query at a time; then
-``DenseIndex.search`` on a flat index with a filter keeping 1% and 10% of the rows (exact over the allowed rows).
+writes) and query vectors in another (the first 100): the scores of 126, 1,260 and 12,600 rows (those of these
+sizes the file holds) spread over the matrix (a seeded sample, in row order, as a filter's allowed rows are), one
+query at a time; then ``DenseIndex.search`` on a flat index with a filter keeping 1% and 10% of the rows (exact
+over the allowed rows).
 Each copy runs in its own process, in turn, round after round, and keeps its fastest round.
 
     python benchmarks/exact_scores.py --vectors /tmp/rapidrag-bench-cache/gcide-minilm-int8.npy \\
@@ -45,7 +46,7 @@ def worker(args: argparse.Namespace) -> None:
     queries = np.ascontiguousarray(np.load(args.query_vectors)[:100], dtype=np.float32)
     rng = np.random.default_rng(0)
     out: dict[str, object] = {"rapidrag": str(Path(rapidrag.__file__).parent)}
-    for n in (126, 1_260, 12_600):
+    for n in (n for n in (126, 1_260, 12_600) if n <= len(vectors)):
         rows = np.sort(rng.choice(len(vectors), n, replace=False)).astype(np.int64)
         scores = np.empty((1, n), dtype=np.float32)
         us = best_of(
