@@ -100,6 +100,7 @@ def test_api_key_on_every_route_but_healthz(server: Server) -> None:
             ("POST", "/documents", {"documents": [{"id": "x", "text": "x"}]}),
             ("DELETE", "/documents/vit", None),
             ("POST", "/save", None),
+            ("POST", "/compact", None),
             ("GET", "/stats", None),
             ("GET", "/openapi.json", None),
         ]:
@@ -221,6 +222,31 @@ def test_stats_and_save_without_a_folder(client: httpx.Client, store: Retriever)
             assert c.post("/search", json={"query": "bone"}).status_code == 200  # no key configured: open
     finally:
         bare.stop()
+
+
+def test_compact_drops_the_vectors_of_deleted_documents(minilm_dir: Path) -> None:
+    # An HNSW index keeps a deleted document's vectors in its graph (skipped by searches) until compacted: /stats
+    # counts them, POST /compact drops them, and the answers stay those of the index.
+    hnsw = Retriever(embedder=rapidrag.Embedder(minilm_dir, quantized=True), index="hnsw")
+    hnsw.add(DOCS)
+    served = Server(create_app(hnsw, api_key=KEY, limits=LIMITS))
+    try:
+        with httpx.Client(base_url=served.url, headers=AUTH, timeout=60) as c:
+            assert c.get("/stats").json()["removed_vectors"] == 0
+            assert c.delete("/documents/vit").json() == {"deleted": 1}
+            assert c.get("/stats").json()["removed_vectors"] == 1 and hnsw.dense is not None and hnsw.dense.dead == 1
+            body = {"query": "vitamin D and bone loss", "mode": "dense", "k": 3}
+            before = [h["doc_id"] for h in c.post("/search", json=body).json()["hits"]]
+            assert "vit" not in before and len(before) == 3
+            done = c.post("/compact").json()
+            assert done["dropped_vectors"] == 1 and done["seconds"] >= 0
+            assert c.get("/stats").json()["removed_vectors"] == 0 and hnsw.dense.dead == 0
+            assert [h["doc_id"] for h in c.post("/search", json=body).json()["hits"]] == before
+            assert c.post("/compact").json()["dropped_vectors"] == 0
+        with httpx.Client(base_url=served.url, timeout=60) as anonymous:
+            assert_clean_error(anonymous.post("/compact"), 401, "API key")
+    finally:
+        served.stop()
 
 
 def test_searches_see_whole_updates(client: httpx.Client, server: Server) -> None:

@@ -11,8 +11,8 @@ keeps a copy by row, since its codes are lossy.
   FAISS's removal (which moves every vector after the first removed one): ``FLAT_TOMBSTONE_ROWS``.
 - hnsw: deletes are tombstones, excluded from every search by an ID selector, with the beam widened by the share
   of the graph still live (as for a filter) and the live rows searched exactly once few are left
-  (``exact_fraction``, ``exact_rows``); ``compact()`` rebuilds the graph from the live vectors (call it when many rows are
-  dead: tombstones cost search time and memory, not results).
+  (``exact_fraction``, ``exact_rows``); ``compact()`` rebuilds the graph from the live vectors (call it when many
+  rows are dead: tombstones cost search time and memory, not results).
 - ivfpq: trained on the first ``add`` (at least 39 vectors per list); deletes remove the codes.
 """
 

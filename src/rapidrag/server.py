@@ -1,7 +1,8 @@
 """The HTTP retrieval service: ``rapidrag serve DIR`` (``pip install 'rapidrag[serve]'``: FastAPI on uvicorn).
 
 Routes (JSON): ``POST /search``, ``POST /documents`` (add or replace), ``DELETE /documents/{id}``, ``POST /save``,
-``GET /stats`` and ``GET /healthz``; ``POST /context`` (the generator's context: hits packed to a token budget with
+``POST /compact`` (the dense index drops the vectors of deleted documents it still holds), ``GET /stats`` and
+``GET /healthz``; ``POST /context`` (the generator's context: hits packed to a token budget with
 citations, and the query's cost at given prices) and ``POST /ground`` (an answer's sentences checked against a
 context); the OpenAPI schema at ``/openapi.json``. Routes in the shape of hosted model
 APIs, so that their clients can point here: ``POST /v2/rerank`` (Cohere v2), ``POST /v1/rerank`` (Cohere v1 and
@@ -757,11 +758,22 @@ def create_app(
             raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, failed) from None
         return {"saved": True, "seconds": time.perf_counter() - started}
 
+    @app.post("/compact", dependencies=guarded, summary="drop the vectors of deleted documents still held")
+    def compact() -> dict[str, Any]:
+        # An HNSW index keeps deleted rows in its graph until compacted (searches skip them, at a cost in time and
+        # memory); a flat one drops them by itself in batches. Searches wait while the graph is rebuilt.
+        started, before = time.perf_counter(), _removed_vectors(retriever)
+        retriever.compact()
+        after = _removed_vectors(retriever)
+        dropped = None if before is None or after is None else before - after
+        return {"dropped_vectors": dropped, "seconds": time.perf_counter() - started}
+
     @app.get("/stats", dependencies=guarded, summary="counts and stage latency percentiles (ms)")
     def get_stats() -> dict[str, Any]:
         return {
             "documents": len(retriever),
             "chunks": retriever.n_chunks,
+            "removed_vectors": _removed_vectors(retriever),
             "searches": stats.searches,
             "uptime_s": time.time() - stats.started,
             "latency_ms": stats.percentiles(),
@@ -967,3 +979,11 @@ def serve(
     app = create_app(retriever, index_dir=index_dir, api_key=api_key, limits=limits)
     freeze_loaded()
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+
+
+def _removed_vectors(retriever: Any) -> int | None:
+    """The vectors of deleted rows the dense index still holds and skips (0 without a dense index); None for an
+    index that does not say (a sharded one)."""
+    if not hasattr(retriever, "dense"):
+        return None
+    return int(retriever.dense.dead) if retriever.dense is not None else 0
