@@ -212,9 +212,10 @@ def test_compact_drops_the_removed_rows_of_every_shard(
     s.delete([d["id"] for d in shard_corpus[::5]])
     held = [group[0].retriever.dense.dead for group in s._shards]
     assert all(n > 0 for n in held), held  # (a flat index holds removed rows until they are many)
+    assert s.removed_vectors == sum(held)
     before = {mode: results(s, shard_queries, mode=mode) for mode in ("dense", "hybrid")}
     s.compact()
-    assert [group[0].retriever.dense.dead for group in s._shards] == [0, 0, 0]
+    assert [group[0].retriever.dense.dead for group in s._shards] == [0, 0, 0] and s.removed_vectors == 0
     for mode, want in before.items():
         same(results(s, shard_queries, mode=mode), want, atol=0)
 

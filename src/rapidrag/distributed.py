@@ -532,6 +532,14 @@ class ShardedRetriever(Searcher):
         return int(sum(answers))
 
     @property
+    def removed_vectors(self) -> int:
+        """Vectors of deleted chunks the shards' dense indexes still hold and skip (``Retriever.removed_vectors``),
+        over all shards."""
+        answers = self._all("removed_vectors")
+        self._require_all(answers, "count the removed vectors")
+        return int(sum(answers))
+
+    @property
     def analyzer(self) -> Any:
         """BM25's word analyzer, the shards' (each shard's BM25 has the default one)."""
         from .lexical import WordAnalyzer
@@ -916,6 +924,8 @@ class _Shard:
             return len(self.retriever)
         if method == "chunks":
             return self.retriever.n_chunks
+        if method == "removed_vectors":
+            return self.retriever.removed_vectors
         if method == "taken":  # which of these ids the shard holds
             return [doc_id for doc_id in args[0] if self.retriever.get(doc_id) is not None]
         fields = {"bm25": self.retriever.bm25}

@@ -203,6 +203,12 @@ class Retriever(Searcher):
         """Indexed chunks of the live documents."""
         return len(self.bm25)
 
+    @property
+    def removed_vectors(self) -> int:
+        """Vectors of deleted chunks that the dense index still holds and skips (an HNSW index's until
+        ``compact()``, a flat index's until it drops them in a batch); 0 without vectors."""
+        return int(self.dense.dead) if self.dense is not None else 0
+
     # -- changes -------------------------------------------------------------------------------------------------
 
     def add(

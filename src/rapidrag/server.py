@@ -762,18 +762,16 @@ def create_app(
     def compact() -> dict[str, Any]:
         # An HNSW index keeps deleted rows in its graph until compacted (searches skip them, at a cost in time and
         # memory); a flat one drops them by itself in batches. Searches wait while the graph is rebuilt.
-        started, before = time.perf_counter(), _removed_vectors(retriever)
+        started, before = time.perf_counter(), retriever.removed_vectors
         retriever.compact()
-        after = _removed_vectors(retriever)
-        dropped = None if before is None or after is None else before - after
-        return {"dropped_vectors": dropped, "seconds": time.perf_counter() - started}
+        return {"dropped_vectors": before - retriever.removed_vectors, "seconds": time.perf_counter() - started}
 
     @app.get("/stats", dependencies=guarded, summary="counts and stage latency percentiles (ms)")
     def get_stats() -> dict[str, Any]:
         return {
             "documents": len(retriever),
             "chunks": retriever.n_chunks,
-            "removed_vectors": _removed_vectors(retriever),
+            "removed_vectors": retriever.removed_vectors,
             "searches": stats.searches,
             "uptime_s": time.time() - stats.started,
             "latency_ms": stats.percentiles(),
@@ -979,11 +977,3 @@ def serve(
     app = create_app(retriever, index_dir=index_dir, api_key=api_key, limits=limits)
     freeze_loaded()
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
-
-
-def _removed_vectors(retriever: Any) -> int | None:
-    """The vectors of deleted rows the dense index still holds and skips (0 without a dense index); None for an
-    index that does not say (a sharded one)."""
-    if not hasattr(retriever, "dense"):
-        return None
-    return int(retriever.dense.dead) if retriever.dense is not None else 0
