@@ -1,7 +1,6 @@
 // The search path's kernels: BM25's scoring and selection, exact inner products, fusion, the merge of a sharded
-// index's lists. Arrays
-// pass without conversion (a wrong dtype or layout is a TypeError, so an output array is never silently copied);
-// BM25's kernels run without the GIL over large indexes (ReleaseGilIf).
+// index's lists. Arrays pass without conversion (a wrong dtype or layout is a TypeError, so an output array is never
+// silently copied); the kernels run without the GIL over large indexes (ReleaseGilIf).
 #include <pybind11/stl.h>
 
 #include <optional>
