@@ -2,8 +2,8 @@
 
 Only those that take seconds: attention_core.py, dense_report.py on 2,000 vectors (random ones unless the gcide
 cache of dense_vectors.py is present), dense_memory.py on 2,000, metadata_index.py on 2,000 rows, and
-spin_between_runs.py on 5 queries, start_up.py on an index of 20 documents, hnsw_removed.py and exact_scores.py on
-4,000 random vectors.
+spin_between_runs.py on 5 queries, start_up.py on an index of 20 documents, hnsw_removed.py, hnsw_compact.py and
+exact_scores.py on 4,000 random vectors.
 rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before
 their first figure, minutes on two cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index
 of 300 gcide passages.
@@ -104,6 +104,18 @@ def test_hnsw_removed_reports_recall_at_each_share(tmp_path: Path, small_vectors
     cases = json.loads(out.read_text(encoding="utf-8"))["best"]["current"]
     assert len(cases) == 10 and cases["removed 99%"]["live_rows"] == 40
     assert all(0.9 <= c["recall_at_10"] <= 1 and 0 < c["p50_us"] <= c["p99_us"] for c in cases.values())
+
+
+def test_hnsw_compact_reports_what_waited(tmp_path: Path, small_vectors: tuple[Path, Path]) -> None:
+    out = tmp_path / "report.json"
+    args = ["--vectors", str(small_vectors[0]), "--query-vectors", str(small_vectors[1]), "--rows", "3000"]
+    subprocess.run(
+        [sys.executable, str(HERE / "hnsw_compact.py"), *args, "--rounds", "1", "--out", str(out)], check=True, cwd=HERE
+    )
+    (case,) = json.loads(out.read_text(encoding="utf-8"))["best"]["current"].values()
+    assert case["removed_rows_before"] == 1500 and case["removed_rows_after"] == 0
+    assert case["compact_s"] > 0 and case["search_p50_ms_before"] > 0 and case["search_p50_ms_after"] > 0
+    assert case["search_max_ms_during"] >= case["search_p50_ms_during"] >= 0
 
 
 def test_exact_scores_reports_each_size(tmp_path: Path, small_vectors: tuple[Path, Path]) -> None:

@@ -290,3 +290,112 @@ def test_the_exact_kernel_refuses_rows_outside_the_vectors() -> None:
         _core.exact_inner_products(vectors[1:2], vectors, np.asarray([1], dtype=np.int64), out)
     with pytest.raises(TypeError):
         _core.exact_inner_products(vectors[1:2].astype(np.float64), vectors, np.asarray([1, 2], dtype=np.int64), out)
+
+
+def _scores_are_of_current_vectors(
+    index: DenseIndex, queries: np.ndarray, current: np.ndarray, alive: np.ndarray, **search: object
+) -> None:
+    # Every hit is a live row, scored with the vector it holds now (an old node of a row added again would give
+    # the old vector's score); and a graph search still finds the exact top 10 of the live rows.
+    rows, scores = index.search(queries, 10, **search)  # type: ignore[arg-type]
+    assert (rows >= 0).all() and alive[rows].all()
+    want = np.einsum("qd,qkd->qk", queries, current[rows])
+    assert np.allclose(scores, want, atol=1e-5)
+    allowed = alive & search["mask"] if "mask" in search else alive  # type: ignore[operator]
+    assert recall(rows, exact(current, queries, 10, allowed)) >= 0.95
+
+
+@pytest.mark.parametrize("exact_rows", [20_000, 0])  # the live rows searched exactly; through the graph
+def test_hnsw_row_removed_and_added_again_is_searched_with_its_new_vector(
+    data: tuple[np.ndarray, np.ndarray], exact_rows: int
+) -> None:
+    vectors, queries = data
+    n = 2000
+    index = DenseIndex(DIM, "hnsw", exact_rows=exact_rows)
+    index.add(np.arange(n), vectors[:n])
+    current, alive = vectors[:n].copy(), np.ones(n, dtype=bool)
+    best = np.unique(index.search(queries, 1)[0][:, 0])
+    index.remove(best)
+    # Each best row comes back as a vector far from its queries: its old node, still in the graph, must not answer.
+    moved = -vectors[best]
+    index.add(best, moved)
+    current[best] = moved
+    assert index.dead == len(best)  # (the old nodes, until compacted)
+    half = np.arange(n) % 2 == 0
+    for load in (False, True):
+        x = DenseIndex.from_state(*index.state()) if load else index
+        _scores_are_of_current_vectors(x, queries, current, alive)
+        _scores_are_of_current_vectors(x, queries, current, alive, mask=half)
+        assert np.array_equal(x.vectors(best), moved)
+    index.compact()
+    assert index.dead == 0
+    _scores_are_of_current_vectors(index, queries, current, alive)
+
+
+def test_an_hnsw_index_saved_with_a_row_held_twice_loads_with_its_newest_vector(
+    data: tuple[np.ndarray, np.ndarray],
+) -> None:
+    # Versions before the fix above added a removed row again as a second node under the same id, and saved it so.
+    import faiss
+
+    vectors, queries = data
+    n = 500
+    graph = faiss.IndexIDMap2(faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT))
+    graph.add_with_ids(vectors[:n], np.arange(n, dtype=np.int64))
+    best = np.arange(5)
+    graph.add_with_ids(-vectors[best], best.astype(np.int64))
+    info, _ = DenseIndex(DIM, "hnsw", exact_rows=0).state()
+    arrays = {"alive": np.ones(n, dtype=bool), "faiss": faiss.serialize_index(graph)}
+    loaded = DenseIndex.from_state(info, arrays)
+    current = vectors[:n].copy()
+    current[best] = -vectors[best]
+    assert loaded.dead == len(best) and np.array_equal(loaded.vectors(best), current[best])
+    _scores_are_of_current_vectors(loaded, current[best], current, np.ones(n, dtype=bool))
+
+
+def test_hnsw_compaction_runs_beside_searches_and_writes(
+    data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The graph is rebuilt under no lock: a search from another thread finishes while it is built, and the writes
+    # made meanwhile (rows added, removed, removed and added again with a new vector) are all in the new graph.
+    import threading
+
+    vectors, queries = data
+    n = 3000
+    index = DenseIndex(DIM, "hnsw", exact_rows=0)
+    index.add(np.arange(n), vectors[:n])
+    current, alive = vectors[: n + 500].copy(), np.zeros(n + 500, dtype=bool)
+    alive[:n] = True
+    index.remove(np.arange(0, n, 4))  # the rows the rebuild drops
+    alive[:n:4] = False
+    build = DenseIndex._build
+    searched: list[np.ndarray] = []
+
+    def build_while_others_work(self: DenseIndex, rows: np.ndarray, vecs: np.ndarray) -> object:
+        reader = threading.Thread(target=lambda: searched.append(self.search(queries, 10)[0]))
+        reader.start()
+        reader.join(timeout=120)
+        assert not reader.is_alive(), "a search waited for the graph's rebuild"
+        assert len(searched) == 1 and alive[searched[0]].all()
+        self.add(np.arange(n, n + 500), vectors[n : n + 500])  # added meanwhile
+        alive[n:] = True
+        self.remove(np.arange(1, 200, 4))  # removed meanwhile
+        alive[1:200:4] = False
+        again = np.arange(2, 200, 4)  # rows of the copy, removed and added again with new vectors
+        self.remove(again)
+        self.add(again, -vectors[again])
+        current[again] = -vectors[again]
+        return build(self, rows, vecs)
+
+    monkeypatch.setattr(DenseIndex, "_build", build_while_others_work)
+    index.compact()
+    assert len(searched) == 1
+    # Held and skipped: the rows removed during the rebuild, and the copied nodes of those added again.
+    assert len(index) == alive.sum() and index.dead == 2 * len(np.arange(1, 200, 4))
+    live = np.flatnonzero(alive)
+    assert np.array_equal(index.vectors(live), current[live])
+    _scores_are_of_current_vectors(index, queries, current, alive)
+    monkeypatch.setattr(DenseIndex, "_build", build)
+    index.compact()
+    assert index.dead == 0
+    _scores_are_of_current_vectors(index, queries, current, alive)

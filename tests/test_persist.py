@@ -92,6 +92,39 @@ def test_dense_round_trip(tmp_path: Path, embedder: rapidrag.Embedder, kind: str
     assert len([p for p in (tmp_path / "ix").iterdir() if p.name.startswith("gen-")]) == 1
 
 
+def test_searches_and_writes_go_on_while_hnsw_is_compacted(
+    embedder: rapidrag.Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Retriever.compact holds no lock of the retriever while the graph is rebuilt: a search and an upsert from
+    # another thread finish meanwhile, and the index answers afterwards as it did before, the upsert included.
+    import threading
+
+    from rapidrag.dense import DenseIndex
+
+    r = Retriever(embedder, index="hnsw")
+    r.add(make_docs(300))
+    r.delete([f"d{i}" for i in range(0, 300, 3)])
+    before = results(r, mode="hybrid")
+    build, done = DenseIndex._build, []
+
+    def build_while_others_work(self: DenseIndex, rows: np.ndarray, vectors: np.ndarray) -> object:
+        def work() -> None:
+            done.append(results(r, mode="hybrid"))
+            r.upsert(make_docs(1, start=400))
+            done.append(results(r, mode="dense"))
+
+        other = threading.Thread(target=work)
+        other.start()
+        other.join(timeout=120)
+        assert not other.is_alive(), "a search or a write waited for the graph's rebuild"
+        return build(self, rows, vectors)
+
+    monkeypatch.setattr(DenseIndex, "_build", build_while_others_work)
+    r.compact()
+    assert len(done) == 2 and done[0] == before
+    assert r.dense.dead == 0 and r.get("d400") is not None and results(r, mode="dense") == done[1]
+
+
 def test_models_are_remembered(tmp_path: Path, embedder: rapidrag.Embedder, reranker_dir: Path) -> None:
     reranker = rapidrag.Reranker(reranker_dir, quantized=True, max_length=128)
     r = Retriever(embedder, reranker, rerank_weight=0.5, fusion="weighted", weights=(0.4, 0.6))

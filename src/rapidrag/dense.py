@@ -11,13 +11,15 @@ keeps a copy by row, since its codes are lossy.
   FAISS's removal (which moves every vector after the first removed one): ``FLAT_TOMBSTONE_ROWS``.
 - hnsw: deletes are tombstones, excluded from every search by an ID selector, with the beam widened by the share
   of the graph still live (as for a filter) and the live rows searched exactly once few are left
-  (``exact_fraction``, ``exact_rows``); ``compact()`` rebuilds the graph from the live vectors (call it when many
-  rows are dead: tombstones cost search time and memory, not results).
+  (``exact_fraction``, ``exact_rows``); a removed row added again gets a new node (the old one is unlinked from
+  it); ``compact()`` rebuilds the graph from the live vectors beside searches and writes (call it when many rows
+  are dead: tombstones cost search time and memory, not results).
 - ivfpq: trained on the first ``add`` (at least 39 vectors per list); deletes remove the codes.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Literal
 
 import numpy as np
@@ -113,8 +115,13 @@ class DenseIndex:
         self._tombstones: list[IntArray] = []  # flat: rows removed, still in FAISS
         self._n_live = 0  # kept with _alive: counting 10^5 flags on every search costs more than the search
         self._plain_params: tuple[Any, Any] | None = None
-        self._index: Any = None if kind == "ivfpq" else self._new_index()
+        self._index: Any = None
+        self._inner: Any = None  # (flat, HNSW) the index the id map wraps, which holds the vectors
+        if kind != "ivfpq":
+            self._use(self._new_index())
         self._lock = RWLock()
+        self._compacting = threading.Lock()  # one graph rebuild at a time
+        self._added_since: list[IntArray] | None = None  # rows added while a rebuild runs (``compact``)
 
     def __len__(self) -> int:
         return self._n_live
@@ -154,8 +161,12 @@ class DenseIndex:
             # IVF takes ids itself, and its remove_ids does not renumber: an IndexIDMap around it would map
             # results to the wrong ids after a removal.
             return inner
-        self._inner = inner  # the map does not own the wrapped index: keep it alive with the map
-        return faiss.IndexIDMap2(inner)
+        return faiss.IndexIDMap2(inner)  # (FAISS's wrapper keeps ``inner`` alive with the map)
+
+    def _use(self, index: Any) -> None:
+        """(Flat, HNSW; under the write lock or before the index is shared) search ``index`` (an id map) from now."""
+        self._index = index
+        self._inner = self.faiss.downcast_index(index.index)
 
     # -- changes -------------------------------------------------------------------------------------------------
 
@@ -194,6 +205,11 @@ class DenseIndex:
             self._threads(searching=False)
             if self._index is None:
                 self._index = self._new_index(train=vectors)
+            if self.kind == "hnsw" and rows.min() < held:
+                # A removed row added again: its old node stays in the graph until ``compact``, unlinked from
+                # the row (searches never return it), and the row gets a new node.
+                old = self._rowwise[rows]
+                self._unlink(self._index, old[old >= 0])
             held_before = int(self._index.ntotal)
             self._index.add_with_ids(vectors, rows)
             if self.kind == "ivfpq":
@@ -203,6 +219,17 @@ class DenseIndex:
                 self._view_storage()
             self._alive[rows] = True
             self._n_live += len(rows)
+            if self._added_since is not None:
+                self._added_since.append(rows)
+
+    def _unlink(self, index: Any, slots: IntArray) -> None:
+        """(HNSW, under the write lock) give the nodes at ``slots`` of ``index`` no row: FAISS's id -1, which no
+        ID selector admits and which a search reports as no hit (HNSW cannot take a node out of its graph)."""
+        if len(slots):
+            faiss = self.faiss
+            ids = faiss.vector_to_array(index.id_map)
+            ids[slots] = -1
+            faiss.copy_array_to_vector(ids, index.id_map)
 
     def _new_by_row(self, alive: npt.NDArray[np.bool_], vectors: F32Array | None) -> tuple[GrowingArray, GrowingArray]:
         """The by-row arrays over ``alive``: IVF-PQ's ``vectors`` (or none), else slots to be set (-1: none)."""
@@ -231,10 +258,12 @@ class DenseIndex:
         self._stored = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
 
     def _slots_from_map(self) -> None:
-        """(Flat, HNSW; under the write lock, after FAISS renumbered its vectors) each row's slot, from the id map."""
+        """(Flat, HNSW; under the write lock, after FAISS renumbered its vectors) each row's slot, from the id map
+        (HNSW's nodes unlinked from their row, id -1, have none)."""
         ids = self.faiss.vector_to_array(self._index.id_map).astype(np.int64)
         self._rowwise[:] = -1
-        self._rowwise[ids] = np.arange(len(ids))
+        linked = ids >= 0
+        self._rowwise[ids[linked]] = np.flatnonzero(linked)
         self._view_storage()
 
     def _vectors_of(self, rows: IntArray) -> F32Array:
@@ -281,20 +310,54 @@ class DenseIndex:
 
     def compact(self) -> None:
         """Drop the removed rows that searches still skip: HNSW's graph rebuilt from the live rows, a flat index's
-        removed vectors taken out of FAISS (IVF-PQ holds none)."""
-        with self._lock.write():
-            if self.kind == "flat":
-                self._drop_tombstones()
-                return
-            self._threads(searching=False)
-            live = np.flatnonzero(self._alive).astype(np.int64)
-            vectors = self._vectors_of(live)  # (a copy: HNSW's storage goes with its old index)
-            train = vectors if self.kind == "ivfpq" and len(live) else None
-            self._index = None if self.kind == "ivfpq" and train is None else self._new_index(train=train)
-            if len(live):
-                self._index.add_with_ids(vectors, live)
-            if self.kind == "hnsw":
+        removed vectors taken out of FAISS (IVF-PQ holds none).
+
+        HNSW's rebuild (tens of seconds for 100,000 vectors) runs beside searches and writes: the live vectors
+        are copied under the read lock, the new graph is built under no lock, and the write lock is taken only to
+        add to it the rows added meanwhile and to put it in place (rows removed meanwhile are skipped there as
+        in the old graph). Both graphs are in memory until then."""
+        if self.kind != "hnsw":
+            with self._lock.write():
+                if self.kind == "flat":
+                    self._drop_tombstones()
+                    return
+                self._threads(searching=False)  # (IVF-PQ: trained again on the live rows)
+                live = np.flatnonzero(self._alive).astype(np.int64)
+                vectors = self._vectors_of(live)
+                self._index = self._new_index(train=vectors) if len(live) else None
+                if len(live):
+                    self._index.add_with_ids(vectors, live)
+            return
+        with self._compacting:
+            with self._lock.read():
+                live = np.flatnonzero(self._alive).astype(np.int64)
+                vectors = self._vectors_of(live)  # (a copy: the old graph's storage changes with its writes)
+                self._added_since = []
+            try:
+                fresh = self._build(live, vectors)
+            except BaseException:
+                with self._lock.write():
+                    self._added_since = None
+                raise
+            with self._lock.write():
+                added, self._added_since = self._added_since, None
+                if added:
+                    rows = np.unique(np.concatenate(added))
+                    rows = rows[self._alive[rows]]
+                    # A row of the copy removed and added again meanwhile: its copied node is unlinked.
+                    again = np.isin(rows, live)
+                    self._unlink(fresh, np.searchsorted(live, rows[again]))
+                    fresh.add_with_ids(self._vectors_of(rows), rows)
+                self._use(fresh)
                 self._slots_from_map()
+
+    def _build(self, rows: IntArray, vectors: F32Array) -> Any:
+        """(HNSW, under no lock) a new graph of ``vectors`` under ``rows``, on ``set_cores``'s cores."""
+        self._threads(searching=False)
+        fresh = self._new_index()
+        if len(rows):
+            fresh.add_with_ids(vectors, rows)
+        return fresh
 
     @property
     def dead(self) -> int:
@@ -502,14 +565,28 @@ class DenseIndex:
                 raise ValueError(f"saved FAISS index holds {index.ntotal} vectors for {live} live rows")
             out._index = index
             if out.kind != "ivfpq":  # the vectors are FAISS's: the saved copy by row is not kept
-                out._inner = out.faiss.downcast_index(index.index)
+                out._use(index)
                 ids = out.faiss.vector_to_array(index.id_map)
+                if out.kind == "hnsw":
+                    ids = out._unlink_stale(ids)
                 if len(ids) and (ids.min() < 0 or ids.max() >= len(alive) or alive[ids].sum() != live):
                     raise ValueError("saved FAISS index holds rows that the live-row mask does not")
                 out._slots_from_map()
         elif out.kind != "ivfpq" or alive.any():
             raise ValueError("the saved dense index has no FAISS index")
         return out
+
+    def _unlink_stale(self, ids: IntArray) -> IntArray:
+        """(HNSW, at load) the rows of the graph's linked nodes (``ids``: its id map). A row held by two nodes (a
+        removed row added again, saved by versions that did not unlink its old node; their searches could return
+        the old vector) keeps its last node, the newest: the others are unlinked here."""
+        linked = np.flatnonzero(ids >= 0)
+        newest_first = linked[::-1]
+        _, first = np.unique(ids[newest_first], return_index=True)
+        if len(first) < len(linked):
+            self._unlink(self._index, np.setdiff1d(linked, newest_first[first]))
+            linked = np.sort(newest_first[first])
+        return ids[linked]
 
     def __repr__(self) -> str:
         return f"DenseIndex({self.kind}, dim={self.dim}, {len(self)} vectors)"

@@ -358,10 +358,10 @@ class Retriever(Searcher):
     def compact(self) -> None:
         """Drop the dense index's deleted rows that it still holds and skips (HNSW keeps them in its graph until
         then, which costs memory and search time, a wider beam or an exact search of the live rows, not results;
-        a flat index drops them by itself in batches); a no-op for IVF-PQ, whose deletes remove the vectors."""
+        a flat index drops them by itself in batches); a no-op for IVF-PQ, whose deletes remove the vectors.
+        Searches and writes go on while HNSW's graph is rebuilt (``DenseIndex.compact``)."""
         if self.dense is not None and self.dense.dead:
-            with self._lock.write():
-                self.dense.compact()
+            self.dense.compact()  # (under the dense index's own lock: the retriever's would hold searches back)
 
     @property
     def analyzer(self) -> Any:
