@@ -82,6 +82,7 @@ def worker(args: argparse.Namespace) -> None:
             "search_p99_ms_during": _ms(searches, 99),
             "search_max_ms_during": max(searches, default=0.0) * 1e3,
             "writes_during": len(writes),
+            "write_p50_ms_during": _ms(writes, 50),
             "write_max_ms_during": max(writes, default=0.0) * 1e3,
             "search_p50_ms_before": before,
             "search_p50_ms_after": p50_search(),

@@ -357,19 +357,25 @@ def test_hnsw_compaction_runs_beside_searches_and_writes(
     data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The graph is rebuilt under no lock: a search from another thread finishes while it is built, and the writes
-    # made meanwhile (rows added, removed, removed and added again with a new vector) are all in the new graph.
+    # made meanwhile (rows added, removed, removed and added again with a new vector), during the rebuild and
+    # during the rounds that add the rows added meanwhile, are all in the new graph.
     import threading
 
     vectors, queries = data
     n = 3000
     index = DenseIndex(DIM, "hnsw", exact_rows=0)
     index.add(np.arange(n), vectors[:n])
-    current, alive = vectors[: n + 500].copy(), np.zeros(n + 500, dtype=bool)
+    current, alive = vectors[: n + 520].copy(), np.zeros(n + 520, dtype=bool)
     alive[:n] = True
     index.remove(np.arange(0, n, 4))  # the rows the rebuild drops
     alive[:n:4] = False
-    build = DenseIndex._build
+    build, add_to = DenseIndex._build, DenseIndex._add_to
     searched: list[np.ndarray] = []
+
+    def add_again(x: DenseIndex, rows: np.ndarray) -> None:  # removed, then added with new vectors
+        x.remove(rows)
+        x.add(rows, -vectors[rows])
+        current[rows] = -vectors[rows]
 
     def build_while_others_work(self: DenseIndex, rows: np.ndarray, vecs: np.ndarray) -> object:
         reader = threading.Thread(target=lambda: searched.append(self.search(queries, 10)[0]))
@@ -378,24 +384,36 @@ def test_hnsw_compaction_runs_beside_searches_and_writes(
         assert not reader.is_alive(), "a search waited for the graph's rebuild"
         assert len(searched) == 1 and alive[searched[0]].all()
         self.add(np.arange(n, n + 500), vectors[n : n + 500])  # added meanwhile
-        alive[n:] = True
+        alive[n : n + 500] = True
         self.remove(np.arange(1, 200, 4))  # removed meanwhile
         alive[1:200:4] = False
-        again = np.arange(2, 200, 4)  # rows of the copy, removed and added again with new vectors
-        self.remove(again)
-        self.add(again, -vectors[again])
-        current[again] = -vectors[again]
+        add_again(self, np.arange(2, 200, 4))  # rows of the copy
         return build(self, rows, vecs)
 
+    rounds: list[int] = []
+
+    def add_while_others_write(self: DenseIndex, fresh: object, rows: np.ndarray, vecs: np.ndarray) -> None:
+        rounds.append(len(rows))
+        if len(rounds) == 1:  # (the first round, beside writes: 10 more rows, one of the round's added again)
+            self.add(np.arange(n + 500, n + 510), vectors[n + 500 : n + 510])
+            add_again(self, np.array([n]))
+        elif len(rounds) == 2:  # (the second, of 11 rows: the last beside writes; the rest under the write lock)
+            self.add(np.arange(n + 510, n + 520), vectors[n + 510 : n + 520])
+            add_again(self, np.array([n + 500]))
+        alive[n : n + 500 + 10 * min(len(rounds), 2)] = True
+        add_to(self, fresh, rows, vecs)
+
     monkeypatch.setattr(DenseIndex, "_build", build_while_others_work)
+    monkeypatch.setattr(DenseIndex, "_add_to", add_while_others_write)
     index.compact()
-    assert len(searched) == 1
-    # Held and skipped: the rows removed during the rebuild, and the copied nodes of those added again.
-    assert len(index) == alive.sum() and index.dead == 2 * len(np.arange(1, 200, 4))
+    assert len(searched) == 1 and rounds == [500 + 50, 10 + 1, 10 + 1]
+    # Held and skipped: the rows removed during the rebuild, and the nodes of rows added again (50 of the copy, one
+    # of each round).
+    assert len(index) == alive.sum() and index.dead == 50 + 50 + 2
     live = np.flatnonzero(alive)
     assert np.array_equal(index.vectors(live), current[live])
     _scores_are_of_current_vectors(index, queries, current, alive)
-    monkeypatch.setattr(DenseIndex, "_build", build)
+    monkeypatch.undo()
     index.compact()
     assert index.dead == 0
     _scores_are_of_current_vectors(index, queries, current, alive)

@@ -1,6 +1,7 @@
 // The search path's kernels: BM25's scoring and selection, exact inner products, fusion, the merge of a sharded
 // index's lists. Arrays pass without conversion (a wrong dtype or layout is a TypeError, so an output array is never
-// silently copied); the kernels run without the GIL over large indexes (ReleaseGilIf).
+// silently copied). BM25's kernels and the exact products run without the GIL over large inputs (ReleaseGilIf);
+// fusion and the merge, over a few hundred rows each, keep it.
 #include <pybind11/stl.h>
 
 #include <optional>

@@ -40,6 +40,9 @@ FLAT_POST_FILTER_FRACTION = 0.2
 # a sixteenth of its vectors: FAISS's removal shifts every vector after the first removed one and rebuilds its id
 # map (24 ms at 132,000 rows), so removing one document at a time paid that each time.
 FLAT_TOMBSTONE_ROWS = 256
+# HNSW's compaction adds the rows added during its rebuild in rounds beside searches while a round finds more than
+# CATCH_UP_ROWS (at most CATCH_UP_ROUNDS rounds), and the rest under the write lock.
+CATCH_UP_ROWS, CATCH_UP_ROUNDS = 16, 8
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
@@ -223,8 +226,9 @@ class DenseIndex:
                 self._added_since.append(rows)
 
     def _unlink(self, index: Any, slots: IntArray) -> None:
-        """(HNSW, under the write lock) give the nodes at ``slots`` of ``index`` no row: FAISS's id -1, which no
-        ID selector admits and which a search reports as no hit (HNSW cannot take a node out of its graph)."""
+        """(HNSW; under the write lock if ``index`` is searched) give the nodes at ``slots`` of ``index`` no row:
+        FAISS's id -1, which no ID selector admits and which a search reports as no hit (HNSW cannot take a node
+        out of its graph)."""
         if len(slots):
             faiss = self.faiss
             ids = faiss.vector_to_array(index.id_map)
@@ -313,9 +317,10 @@ class DenseIndex:
         removed vectors taken out of FAISS (IVF-PQ holds none).
 
         HNSW's rebuild (tens of seconds for 100,000 vectors) runs beside searches and writes: the live vectors
-        are copied under the read lock, the new graph is built under no lock, and the write lock is taken only to
-        add to it the rows added meanwhile and to put it in place (rows removed meanwhile are skipped there as
-        in the old graph). Both graphs are in memory until then."""
+        are copied under the read lock and the new graph is built under no lock; the rows added meanwhile are
+        added to it under the read lock while they are many, and the write lock is taken only for the last few
+        and to put the new graph in place (rows removed meanwhile are skipped there as in the old one). Both
+        graphs are in memory until then."""
         if self.kind != "hnsw":
             with self._lock.write():
                 if self.kind == "flat":
@@ -335,21 +340,37 @@ class DenseIndex:
                 self._added_since = []
             try:
                 fresh = self._build(live, vectors)
-            except BaseException:
+                # The rows added meanwhile, in rounds under the read lock while they are many (adding a few hundred
+                # rows to a large graph takes a few hundred ms), the last few under the write lock.
+                for _ in range(CATCH_UP_ROUNDS):
+                    with self._lock.read():
+                        rows, vectors = self._added_meanwhile()
+                    self._add_to(fresh, rows, vectors)
+                    if len(rows) <= CATCH_UP_ROWS:
+                        break
+                with self._lock.write():
+                    self._add_to(fresh, *self._added_meanwhile())
+                    self._use(fresh)
+                    self._slots_from_map()
+            finally:
                 with self._lock.write():
                     self._added_since = None
-                raise
-            with self._lock.write():
-                added, self._added_since = self._added_since, None
-                if added:
-                    rows = np.unique(np.concatenate(added))
-                    rows = rows[self._alive[rows]]
-                    # A row of the copy removed and added again meanwhile: its copied node is unlinked.
-                    again = np.isin(rows, live)
-                    self._unlink(fresh, np.searchsorted(live, rows[again]))
-                    fresh.add_with_ids(self._vectors_of(rows), rows)
-                self._use(fresh)
-                self._slots_from_map()
+
+    def _added_meanwhile(self) -> tuple[IntArray, F32Array]:
+        """(Under a lock, during ``compact``) the rows added since the last call that are still live, and their
+        vectors (a copy)."""
+        added, self._added_since = self._added_since, []
+        rows = np.unique(np.concatenate(added)) if added else np.zeros(0, dtype=np.int64)
+        rows = rows[self._alive[rows]]
+        return rows, self._vectors_of(rows)
+
+    def _add_to(self, fresh: Any, rows: IntArray, vectors: F32Array) -> None:
+        """(During ``compact``) add ``rows`` to the graph being made; a row it holds already (removed and added
+        again meanwhile) has its node there unlinked first."""
+        if len(rows):
+            held = self.faiss.vector_to_array(fresh.id_map)
+            self._unlink(fresh, np.flatnonzero(np.isin(held, rows)))
+            fresh.add_with_ids(vectors, rows)
 
     def _build(self, rows: IntArray, vectors: F32Array) -> Any:
         """(HNSW, under no lock) a new graph of ``vectors`` under ``rows``, on ``set_cores``'s cores."""
