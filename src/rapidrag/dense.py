@@ -335,6 +335,8 @@ class DenseIndex:
             return
         with self._compacting:
             with self._lock.read():
+                if not self.dead:  # (nothing to drop: none removed, or another call compacted it meanwhile)
+                    return
                 live = np.flatnonzero(self._alive).astype(np.int64)
                 vectors = self._vectors_of(live)  # (a copy: the old graph's storage changes with its writes)
                 self._added_since = []
