@@ -405,7 +405,7 @@ def test_hnsw_compaction_runs_beside_searches_and_writes(
 
     monkeypatch.setattr(DenseIndex, "_build", build_while_others_work)
     monkeypatch.setattr(DenseIndex, "_add_to", add_while_others_write)
-    index.compact()
+    assert index.compact() == len(range(0, n, 4))  # (the rows removed when it began)
     assert len(searched) == 1 and rounds == [500 + 50, 10 + 1, 10 + 1]
     # Held and skipped: the rows removed during the rebuild, and the nodes of rows added again (50 of the copy, one
     # of each round).
@@ -414,12 +414,11 @@ def test_hnsw_compaction_runs_beside_searches_and_writes(
     assert np.array_equal(index.vectors(live), current[live])
     _scores_are_of_current_vectors(index, queries, current, alive)
     monkeypatch.undo()
-    index.compact()
-    assert index.dead == 0
+    assert index.compact() == 50 + 50 + 2 and index.dead == 0
     _scores_are_of_current_vectors(index, queries, current, alive)
 
     def no_build(*_: object) -> None:
         raise AssertionError("a graph without removed rows was rebuilt")
 
     monkeypatch.setattr(DenseIndex, "_build", no_build)
-    index.compact()  # nothing to drop: no rebuild
+    assert index.compact() == 0  # nothing to drop: no rebuild

@@ -206,15 +206,32 @@ def test_reranking_runs_once_on_the_merged_candidates(
 
 
 def test_compact_drops_the_removed_rows_of_every_shard(
-    shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str]
+    shard_embedder: rapidrag.Embedder,
+    shard_corpus: list[dict[str, Any]],
+    shard_queries: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import threading
+
     s = sharded(shard_embedder, shard_corpus, 3)
     s.delete([d["id"] for d in shard_corpus[::5]])
     held = [group[0].retriever.dense.dead for group in s._shards]
     assert all(n > 0 for n in held), held  # (a flat index holds removed rows until they are many)
     assert s.removed_vectors == sum(held)
     before = {mode: results(s, shard_queries, mode=mode) for mode in ("dense", "hybrid")}
-    s.compact()
+    # Searches go on while the shards compact (the coordinator holds its read lock, not its write lock).
+    compact, searched = Retriever.compact, []
+
+    def compact_while_searched(self: Retriever) -> int:
+        reader = threading.Thread(target=lambda: searched.append(results(s, shard_queries, mode="hybrid")))
+        reader.start()
+        reader.join(timeout=120)
+        assert not reader.is_alive(), "a search waited for a shard's compaction"
+        return compact(self)
+
+    monkeypatch.setattr(Retriever, "compact", compact_while_searched)
+    assert s.compact() == sum(held)
+    assert searched == [before["hybrid"]] * 3
     assert [group[0].retriever.dense.dead for group in s._shards] == [0, 0, 0] and s.removed_vectors == 0
     for mode, want in before.items():
         same(results(s, shard_queries, mode=mode), want, atol=0)

@@ -312,9 +312,9 @@ class DenseIndex:
             self._tombstones = []
             self._slots_from_map()
 
-    def compact(self) -> None:
+    def compact(self) -> int:
         """Drop the removed rows that searches still skip: HNSW's graph rebuilt from the live rows, a flat index's
-        removed vectors taken out of FAISS (IVF-PQ holds none).
+        removed vectors taken out of FAISS (IVF-PQ holds none). Returns how many vectors it dropped.
 
         HNSW's rebuild (tens of seconds for 100,000 vectors) runs beside searches and writes: the live vectors
         are copied under the read lock and the new graph is built under no lock; the rows added meanwhile are
@@ -323,20 +323,22 @@ class DenseIndex:
         graphs are in memory until then."""
         if self.kind != "hnsw":
             with self._lock.write():
+                dropped = self.dead
                 if self.kind == "flat":
                     self._drop_tombstones()
-                    return
+                    return dropped
                 self._threads(searching=False)  # (IVF-PQ: trained again on the live rows)
                 live = np.flatnonzero(self._alive).astype(np.int64)
                 vectors = self._vectors_of(live)
                 self._index = self._new_index(train=vectors) if len(live) else None
                 if len(live):
                     self._index.add_with_ids(vectors, live)
-            return
+            return dropped
         with self._compacting:
             with self._lock.read():
-                if not self.dead:  # (nothing to drop: none removed, or another call compacted it meanwhile)
-                    return
+                dropped = self.dead
+                if not dropped:  # (nothing to drop: none removed, or another call compacted it meanwhile)
+                    return 0
                 live = np.flatnonzero(self._alive).astype(np.int64)
                 vectors = self._vectors_of(live)  # (a copy: the old graph's storage changes with its writes)
                 self._added_since = []
@@ -357,6 +359,7 @@ class DenseIndex:
             finally:
                 with self._lock.write():
                     self._added_since = None
+            return dropped
 
     def _added_meanwhile(self) -> tuple[IntArray, F32Array]:
         """(Under a lock, during ``compact``) the rows added since the last call that are still live, and their

@@ -454,6 +454,9 @@ class ShardedRetriever(Searcher):
         self._suspects: list[list[Any]] = [[] for _ in range(n_shards)]
         self._replicas = threading.Lock()  # guards the replica lists (searches fail over side by side)
         self._recovering = threading.Lock()
+        # A compaction is logged as a write but runs under the read lock (searches go on): it and a save, which
+        # resets the log under the read lock too, take turns.
+        self._compacting = threading.Lock()
         self.hedged = 0  # reads sent to a second replica because the first was slow
         self.recovered = 0  # replicas brought back after dying
         self.channel_reads = 0  # reads answered over a shard actor's channel
@@ -506,11 +509,15 @@ class ShardedRetriever(Searcher):
         with self._lock.write():
             return self._statistics.apply(self._each("delete", [([ids[i] for i in g],) for g in groups], write=True))
 
-    def compact(self) -> None:
+    def compact(self) -> int:
         """``Retriever.compact`` in every shard, on each replica: the dense indexes drop the deleted rows they
-        still hold (HNSW's tombstones). Searches give the same results before and after."""
-        with self._lock.write():
-            self._require_all(self._each("compact", [()] * self.n_shards, write=True), "compact")
+        still hold (HNSW's tombstones); returns how many vectors were dropped (one replica's count a shard).
+        Searches go on meanwhile, with the same results before and after; writes and saves wait (a compaction
+        is logged as a write is, so that a replica restored later compacts too)."""
+        with self._compacting, self._lock.read():
+            answers = self._each("compact", [()] * self.n_shards, write=True)
+            self._require_all(answers, "compact")
+            return sum(count for count, _ in answers)  # (a change's answer: its count, BM25's statistics since)
 
     # -- reading -----------------------------------------------------------------------------------------------------
 
@@ -675,7 +682,7 @@ class ShardedRetriever(Searcher):
         # the manifest naming the previous parts, untouched (the new ones are removed by the next save).
         stamp = f"{time.time_ns():x}"
         parts = [str((root / f"{PART_PREFIX}{i:03d}-{stamp}").resolve()) for i in range(self.n_shards)]
-        with self._lock.read():
+        with self._compacting, self._lock.read():
             self._require_all(self._each("save", [(p,) for p in parts]), "save")
             config = {
                 "sharded": {

@@ -355,13 +355,15 @@ class Retriever(Searcher):
         Each batch's old versions are removed and new ones added under one lock: a search sees either."""
         return self.add(documents, batch_size=batch_size, progress=progress, _replace=True)
 
-    def compact(self) -> None:
+    def compact(self) -> int:
         """Drop the dense index's deleted rows that it still holds and skips (HNSW keeps them in its graph until
         then, which costs memory and search time, a wider beam or an exact search of the live rows, not results;
         a flat index drops them by itself in batches); a no-op for IVF-PQ, whose deletes remove the vectors.
-        Searches and writes go on while HNSW's graph is rebuilt (``DenseIndex.compact``)."""
-        if self.dense is not None and self.dense.dead:
-            self.dense.compact()  # (under the dense index's own lock: the retriever's would hold searches back)
+        Searches and writes go on while HNSW's graph is rebuilt (``DenseIndex.compact``). Returns how many vectors
+        it dropped."""
+        if self.dense is None or not self.dense.dead:
+            return 0
+        return self.dense.compact()  # (under the dense index's own lock: the retriever's would hold searches back)
 
     @property
     def analyzer(self) -> Any:

@@ -761,10 +761,10 @@ def create_app(
     @app.post("/compact", dependencies=guarded, summary="drop the vectors of deleted documents still held")
     def compact() -> dict[str, Any]:
         # An HNSW index keeps deleted rows in its graph until compacted (searches skip them, at a cost in time and
-        # memory); a flat one drops them by itself in batches. Searches and writes go on while the graph is rebuilt.
-        started, before = time.perf_counter(), retriever.removed_vectors
-        retriever.compact()
-        return {"dropped_vectors": before - retriever.removed_vectors, "seconds": time.perf_counter() - started}
+        # memory); a flat one drops them by itself in batches. Searches go on while the graph is rebuilt.
+        started = time.perf_counter()
+        dropped = retriever.compact()
+        return {"dropped_vectors": dropped, "seconds": time.perf_counter() - started}
 
     @app.get("/stats", dependencies=guarded, summary="counts and stage latency percentiles (ms)")
     def get_stats() -> dict[str, Any]:
