@@ -266,6 +266,11 @@ def test_bad_documents_change_nothing() -> None:
             "'c'.*not valid Unicode",
         ),
         ([{"id": "b", "text": "fine"}, {"id": "b", "text": "twice"}], ValueError, "twice"),
+        (
+            [{"id": "b", "text": "fine"}, {"id": "c", "text": "other"}, {"id": "b", "text": "again"}],
+            ValueError,
+            r"documents\[0\] and documents\[2\] have the same id 'b'",
+        ),
         ([{"id": "b", "text": 5}], ValueError, "str 'text'"),
         ([{"id": "b", "text": "x", "metadata": [1]}], ValueError, "metadata must be a dict"),
         ([42], TypeError, r"documents\[0\]"),

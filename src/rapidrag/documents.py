@@ -315,7 +315,11 @@ def check_documents(documents: Iterable[Any]) -> list[Document]:
                     f"documents[{i}] ({doc.id!r}): {name} is not valid Unicode ({e.reason} at index {e.start})"
                 ) from None
         out.append(doc)
-    ids = [d.id for d in out]
-    if len(set(ids)) != len(ids):
-        raise ValueError("the same document id appears twice in one add")
+    first: dict[str, int] = {}
+    for i, doc in enumerate(out):
+        if first.setdefault(doc.id, i) != i:
+            raise ValueError(
+                f"documents[{first[doc.id]}] and documents[{i}] have the same id {doc.id!r}: an id given twice in "
+                "one call (to replace a document, upsert it in a later call)"
+            )
     return out
