@@ -606,3 +606,10 @@ def test_top_level_names_are_lazy() -> None:
     assert rapidrag.pack is pack and rapidrag.ground is ground and rapidrag.Context is Context
     assert re.search(r"\bground\b", " ".join(dir(rapidrag)))
     assert not {"Any", "TYPE_CHECKING", "annotations"} & set(dir(rapidrag))  # typing's names are not the package's
+
+
+def test_a_lexical_index_without_a_tokenizer_says_how_to_give_one() -> None:
+    lexical = Retriever()
+    lexical.add([{"id": "a", "text": "Etna is a volcano in Sicily."}])
+    with pytest.raises(ValueError, match=r"no tokenizer to count the budget with.*tokenizer=, or --tokenizer PATH"):
+        pack(lexical.search("Etna", 1), 100, source=lexical)

@@ -400,8 +400,9 @@ def _tokenizer(tokenizer: Any, source: Any) -> Any:
         if found is not None:
             return found
     raise ValueError(
-        "no tokenizer to count the budget with: pass tokenizer= (the generator's, or any that "
-        "rapidrag.Tokenizer.from_file loads), or a source index that has an embedder or chunker"
+        "no tokenizer to count the budget with: give one (tokenizer=, or --tokenizer PATH on the command line: the "
+        "generator's, or any file rapidrag.Tokenizer.from_file loads), or pack from an index that has an embedder "
+        "or a chunker"
     )
 
 
