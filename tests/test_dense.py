@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from rapidrag.dense import DenseIndex
 
@@ -330,6 +333,17 @@ def test_hnsw_row_removed_and_added_again_is_searched_with_its_new_vector(
     index.compact()
     assert index.dead == 0
     _scores_are_of_current_vectors(index, queries, current, alive)
+    # A row added again twice after the last row was added: an unlinked node (id -1) now comes after the last
+    # row's in the graph, and a load must not take it for any row's.
+    index.add([n], vectors[n : n + 1])
+    current, alive = np.concatenate([current, vectors[n : n + 1]]), np.append(alive, True)
+    for _ in range(2):
+        index.remove([7])
+        index.add([7], -current[7:8])
+        current[7] = -current[7]
+    loaded = DenseIndex.from_state(*index.state())
+    assert loaded.dead == 2 and np.array_equal(loaded.vectors(np.arange(n + 1)), current)
+    _scores_are_of_current_vectors(loaded, queries, current, alive)
 
 
 def test_an_hnsw_index_saved_with_a_row_held_twice_loads_with_its_newest_vector(
@@ -422,3 +436,75 @@ def test_hnsw_compaction_runs_beside_searches_and_writes(
 
     monkeypatch.setattr(DenseIndex, "_build", no_build)
     assert index.compact() == 0  # nothing to drop: no rebuild
+
+
+class _HnswWrites(RuleBasedStateMachine):
+    """Random adds, removals, rows removed and added again with new vectors, compactions and loads of an HNSW
+    index, against a model of which rows are live and the vector each holds now: every hit is a live row scored
+    with its current vector, and ``dead`` counts the nodes not linked to a live row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng(7)
+        self.index = DenseIndex(DIM, "hnsw", exact_rows=0)  # (through the graph, never exact over the live rows)
+        self.current = np.zeros((0, DIM), dtype=np.float32)
+        self.alive = np.zeros(0, dtype=bool)
+        self.replaced = np.zeros((0, DIM), dtype=np.float32)  # vectors rows held before they were added again
+
+    def _vectors(self, n: int) -> np.ndarray:
+        return unit(self.rng, n)
+
+    @rule(n=st.integers(1, 40))
+    def add_new(self, n: int) -> None:
+        rows = np.arange(len(self.alive), len(self.alive) + n)
+        vectors = self._vectors(n)
+        self.index.add(rows, vectors)
+        self.current = np.concatenate([self.current, vectors])
+        self.alive = np.concatenate([self.alive, np.ones(n, dtype=bool)])
+
+    @rule(share=st.floats(0.05, 0.6))
+    def remove(self, share: float) -> None:
+        live = np.flatnonzero(self.alive)
+        gone = live[self.rng.random(len(live)) < share]
+        assert self.index.remove(gone) == len(gone)
+        self.alive[gone] = False
+
+    @rule(share=st.floats(0.1, 1.0))
+    def add_again(self, share: float) -> None:
+        removed = np.flatnonzero(~self.alive)
+        back = removed[self.rng.random(len(removed)) < share]
+        vectors = self._vectors(len(back))
+        self.index.add(back, vectors)
+        self.replaced = np.concatenate([self.replaced, self.current[back]])[-20:]
+        self.current[back] = vectors
+        self.alive[back] = True
+
+    @rule()
+    def compact(self) -> None:
+        dead = self.index.dead
+        assert self.index.compact() == dead and self.index.dead == 0
+
+    @rule()
+    def save_and_load(self) -> None:
+        dead = self.index.dead
+        self.index = DenseIndex.from_state(*self.index.state())
+        assert self.index.dead == dead
+
+    @invariant()
+    def answers_are_of_current_vectors(self) -> None:
+        assert len(self.index) == int(self.alive.sum())
+        if not self.alive.any():
+            return
+        # The current vectors of a few live rows, and old vectors of rows added again (their old nodes must not
+        # answer for them).
+        queries = np.concatenate([self.current[np.flatnonzero(self.alive)[:5]], self.replaced])
+        k = min(5, int(self.alive.sum()))
+        rows, scores = self.index.search(queries, k)
+        assert (rows >= 0).all() and self.alive[rows].all()
+        assert np.allclose(scores, np.einsum("qd,qkd->qk", queries, self.current[rows]), atol=1e-5)
+        assert recall(rows, exact(self.current, queries, k, self.alive)) >= 0.9
+        assert np.array_equal(self.index.vectors(np.flatnonzero(self.alive)), self.current[self.alive])
+
+
+test_hnsw_writes_against_a_model = _HnswWrites.TestCase
+test_hnsw_writes_against_a_model.settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
