@@ -152,6 +152,9 @@ def test_lexical_index_without_models(
         (["query", "{tmp}/ix", "x", "--filter", '{"year": {"$bogus": 1}}'], "$bogus"),
         (["query", "{tmp}/ix", "x", "--mode", "dense"], "needs an embedder"),
         (["eval", "{tmp}/ix", "--queries", "{tmp}/nothing.jsonl", "--qrels", "{tmp}/q.tsv"], "does not exist"),
+        (["index", "{tmp}/x", "--out", "{tmp}/ix2", "--lexical", "--index-option", "ef_search=64"], "--lexical"),
+        (["index", "{tmp}/x", "--out", "{tmp}/ix2", "--index-option", "beam=64"], "NAME one of ef_construction"),
+        (["index", "{tmp}/x", "--out", "{tmp}/ix2", "--index-option", "ef_search=wide"], "a whole number"),
     ],
 )
 def test_errors_are_one_line(
@@ -483,3 +486,20 @@ def test_serve_takes_every_request_limit_by_name() -> None:
     ):
         with pytest.raises(CliError, match=message):
             limits(*flags)
+
+
+def test_index_options_from_the_command_line(
+    folder: Path, minilm_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rapidrag index --index-option NAME=VALUE`` sets the FAISS index's settings, which the saved index keeps; a
+    value the index refuses is one line naming it."""
+    from rapidrag.retriever import Retriever
+
+    out = tmp_path / "ix"
+    base = ["index", str(folder), "--out", str(out), "--embedder", str(minilm_dir), "--index", "hnsw"]
+    assert main([*base, "--index-option", "ef_search=300", "--index-option", "hnsw-m=16"]) == 0
+    loaded = Retriever.load(out, reranker=None)
+    assert loaded.dense is not None and (loaded.dense.ef_search, loaded.dense.hnsw_m) == (300, 16)
+    capsys.readouterr()
+    assert main([*base, "--force", "--index-option", "ef_search=0"]) == 2
+    assert "ef_search must be an int >= 1, got 0" in capsys.readouterr().err

@@ -508,3 +508,34 @@ class _HnswWrites(RuleBasedStateMachine):
 
 test_hnsw_writes_against_a_model = _HnswWrites.TestCase
 test_hnsw_writes_against_a_model.settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"ef_search": 0}, ValueError, r"ef_search must be an int >= 1, got 0"),
+        ({"hnsw_m": 1}, ValueError, r"hnsw_m must be an int >= 2"),
+        ({"nprobe": 2.5}, ValueError, r"nprobe must be an int >= 1 or None, got 2.5"),
+        ({"refine": True}, ValueError, r"refine must be an int >= 1"),
+        ({"exact_fraction": 1.5}, ValueError, r"exact_fraction must be a number from 0 to 1"),
+        ({"exact_rows": -1}, ValueError, r"exact_rows must be an int >= 0"),
+        ({"n_threads": -2}, ValueError, r"n_threads must be an int >= 0 or None"),
+        ({"pq_m": 5}, ValueError, r"pq_m \(5\) must divide dim \(32\)"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(options: dict[str, object], error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        DenseIndex(DIM, "hnsw", **options)  # type: ignore[arg-type]
+
+
+def test_index_options_are_checked_by_name_and_kept() -> None:
+    from rapidrag.dense import check_options
+
+    with pytest.raises(ValueError, match=r"unknown index option 'beam': known are hnsw_m, ef_construction"):
+        check_options({"beam": 3, "ef_search": 64})
+    with pytest.raises(TypeError, match="index_options must be a dict"):
+        check_options([("ef_search", 64)])  # type: ignore[arg-type]
+    index = DenseIndex(DIM, "hnsw", **check_options({"ef_search": np.int64(300), "hnsw_m": 16}))
+    assert (index.ef_search, index.hnsw_m) == (300, 16) and type(index.ef_search) is int
+    loaded = DenseIndex.from_state(*index.state())
+    assert (loaded.ef_search, loaded.hnsw_m) == (300, 16)

@@ -470,3 +470,20 @@ def test_loaded_documents_are_parsed_when_read_and_saved_as_they_were(tmp_path: 
     with pytest.raises(TypeError, match=f"{docs[3].id!r}.*'bad'"):
         loaded.save(tmp_path / "all parsed")
     assert Retriever.load(tmp_path / "all parsed").get(docs[3].id) == r.get(docs[3].id)
+
+
+def test_index_options_are_saved_with_the_index(tmp_path: Path, embedder: rapidrag.Embedder) -> None:
+    r = Retriever(embedder, index="hnsw", index_options={"ef_search": 256, "hnsw_m": 16, "exact_rows": 0})
+    r.add(make_docs(60))
+    r.save(tmp_path / "ix")
+    loaded = Retriever.load(tmp_path / "ix", embedder=embedder)
+    assert loaded.dense is not None and (loaded.dense.ef_search, loaded.dense.hnsw_m, loaded.dense.exact_rows) == (
+        256,
+        16,
+        0,
+    )
+    assert results(loaded, mode="dense") == results(r, mode="dense")
+    with pytest.raises(ValueError, match="index_options set the dense index: a retriever without an embedder"):
+        Retriever(index_options={"ef_search": 64})
+    with pytest.raises(ValueError, match="unknown index option 'efsearch'"):
+        Retriever(embedder, index="hnsw", index_options={"efsearch": 64})

@@ -232,6 +232,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         check_destination(out)  # before the work, not after it
     except FileExistsError as e:
         raise CliError(f"--out {e}") from None
+    from .dense import OPTIONS
+
+    options = _name_values("--index-option", args.index_option, dict(OPTIONS), {})
+    if options and args.lexical:
+        raise CliError("--index-option sets the dense index, and a --lexical index has none")
     start = time.perf_counter()
     if args.lexical:
         embedder = reranker = None
@@ -252,10 +257,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
         retriever: Any = ShardedRetriever(
             embedder, reranker, n_shards=args.shards, backend="ray" if args.ray else "local", address=args.ray,
-            index=args.index,
+            index=args.index, index_options=options,
         )  # fmt: skip
     else:
-        retriever = Retriever(embedder, reranker, index=args.index)
+        retriever = Retriever(embedder, reranker, index=args.index, index_options=options)
     start = time.perf_counter()
     pipeline = None
     if args.ray:  # a Ray Data pipeline: chunked and embedded on an actor pool, added to the shards in bulk, saved
@@ -705,23 +710,30 @@ def _limits(args: argparse.Namespace, limits: Any) -> Any:
     for name in ("max_body_bytes", "max_k", "max_query_chars", "max_batch"):
         if getattr(args, name) is not None:
             chosen[name] = getattr(args, name)
-    for item in args.limit:
+    try:
+        return limits(**_name_values("--limit", args.limit, kinds, chosen))
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def _name_values(flag: str, items: list[str], kinds: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
+    """``chosen`` with the ``NAME=VALUE`` items of a repeated ``flag`` added, each NAME one of ``kinds`` (its value
+    an int, or a float where the kind is float; "none" for None); a name given twice, unknown, or with a value
+    of the wrong kind is refused by name."""
+    for item in items:
         name, sep, value = item.partition("=")
         name = name.strip().replace("-", "_")
         if not sep or name not in kinds:
-            raise CliError(f"--limit {item!r}: give NAME=VALUE with NAME one of {', '.join(sorted(kinds))}")
+            raise CliError(f"{flag} {item!r}: give NAME=VALUE with NAME one of {', '.join(sorted(kinds))}")
         if name in chosen:
-            raise CliError(f"--limit {item!r}: {name} is given twice")
+            raise CliError(f"{flag} {item!r}: {name} is given twice")
         number = float if kinds[name] in (float, "float") else int
         try:
-            chosen[name] = number(value)
+            chosen[name] = None if value.strip().lower() == "none" else number(value)
         except ValueError:
             kind = "number" if number is float else "whole number"
-            raise CliError(f"--limit {item!r}: {name} must be a {kind}") from None
-    try:
-        return limits(**chosen)
-    except ValueError as e:
-        raise CliError(str(e)) from None
+            raise CliError(f"{flag} {item!r}: {name} must be a {kind}") from None
+    return chosen
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -867,6 +879,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--lexical", action="store_true", help="BM25 only, no models")
     i.add_argument("--index", default="flat", choices=("flat", "hnsw", "ivfpq"), help="FAISS index (default flat)")
+    i.add_argument(
+        "--index-option",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a setting of the FAISS index, repeatable: ef_search, hnsw_m, ef_construction (HNSW), nprobe, nlist, "
+        "pq_m, refine (IVF-PQ), exact_fraction, exact_rows (filters), n_threads",
+    )
     i.add_argument("--force", action="store_true", help="replace an index already at --out")
     i.add_argument(
         "--shards", type=_positive_int, default=1, help="split the index in this many shards (default 1: one index)"

@@ -20,6 +20,7 @@ keeps a copy by row, since its codes are lossy.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -30,7 +31,7 @@ from .cores import CORES
 from .growing import GrowingArray
 from .locking import RWLock
 
-__all__ = ["DenseIndex"]
+__all__ = ["OPTIONS", "DenseIndex", "check_options"]
 
 Kind = Literal["flat", "hnsw", "ivfpq"]
 # A flat index answers a filter that keeps at least this fraction of the rows by over-fetching from its unfiltered
@@ -45,6 +46,12 @@ FLAT_TOMBSTONE_ROWS = 256
 CATCH_UP_ROWS, CATCH_UP_ROUNDS = 16, 8
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
+# DenseIndex's settings beyond its dimension and kind, and the type of each (``Retriever(index_options=...)``,
+# ``rapidrag index --index-option NAME=VALUE``).
+OPTIONS: dict[str, type] = {
+    "hnsw_m": int, "ef_construction": int, "ef_search": int, "nlist": int, "pq_m": int, "nprobe": int,
+    "exact_fraction": float, "exact_rows": int, "refine": int, "n_threads": int,
+}  # fmt: skip
 
 
 class DenseIndex:
@@ -99,16 +106,25 @@ class DenseIndex:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if kind not in ("flat", "hnsw", "ivfpq"):
             raise ValueError(f"kind must be 'flat', 'hnsw' or 'ivfpq', got {kind!r}")
-        if pq_m is not None and dim % pq_m:
-            raise ValueError(f"pq_m ({pq_m}) must divide dim ({dim})")
+        if (
+            not isinstance(exact_fraction, (int, float, np.floating))
+            or isinstance(exact_fraction, bool)
+            or not (0 <= exact_fraction <= 1)
+        ):
+            raise ValueError(f"exact_fraction must be a number from 0 to 1, got {exact_fraction!r}")
         self.faiss = faiss
-        if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 0):
-            raise ValueError(f"n_threads must be an int >= 0 or None, got {n_threads!r}")
-        self.n_threads = n_threads
         self.dim, self.kind = dim, kind
-        self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
-        self.nlist, self.pq_m, self.nprobe = nlist, pq_m, nprobe
-        self.exact_fraction, self.exact_rows, self.refine = exact_fraction, exact_rows, refine
+        self.hnsw_m = _whole("hnsw_m", hnsw_m, 2)
+        self.ef_construction = _whole("ef_construction", ef_construction, 1)
+        self.ef_search = _whole("ef_search", ef_search, 1)
+        self.nlist = _whole("nlist", nlist, 1, optional=True)
+        self.pq_m = _whole("pq_m", pq_m, 1, optional=True)
+        self.nprobe = _whole("nprobe", nprobe, 1, optional=True)
+        self.exact_fraction, self.exact_rows = float(exact_fraction), _whole("exact_rows", exact_rows, 0)
+        self.refine = _whole("refine", refine, 1)
+        self.n_threads = _whole("n_threads", n_threads, 0, optional=True)
+        if self.pq_m is not None and dim % self.pq_m:
+            raise ValueError(f"pq_m ({pq_m}) must divide dim ({dim})")
         # By row: views over GrowingArrays, so that adding a few rows to a large index copies none of its vectors
         # (``_grow``). ``_rowwise``: IVF-PQ's vectors, else each row's slot in FAISS's storage (-1: none), whose
         # vectors ``_stored`` views.
@@ -616,6 +632,28 @@ class DenseIndex:
 
     def __repr__(self) -> str:
         return f"DenseIndex({self.kind}, dim={self.dim}, {len(self)} vectors)"
+
+
+def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` (None: none) as a dict of ``DenseIndex`` settings, their names checked against ``OPTIONS``;
+    their values are checked by ``DenseIndex``."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"index_options must be a dict, not {type(options).__name__}")
+    unknown = sorted(str(name) for name in options if name not in OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown index option {', '.join(map(repr, unknown))}: known are {', '.join(OPTIONS)}")
+    return dict(options)
+
+
+def _whole(name: str, value: Any, least: int, *, optional: bool = False) -> Any:
+    """``value`` as an int of at least ``least`` (None allowed when ``optional``); ValueError names ``name``."""
+    if optional and value is None:
+        return None
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+        raise ValueError(f"{name} must be an int >= {least}{' or None' if optional else ''}, got {value!r}")
+    return int(value)
 
 
 def _empty(n_queries: int, k: int) -> tuple[IntArray, F32Array]:

@@ -105,8 +105,8 @@ class ShardedRetriever(Searcher):
     channels : with ``backend="ray"``, send a search's reads over direct connections to the shard actors
         (``rapidrag.channels``; a port of each actor's node must be reachable from this process, else the reads
         go through Ray calls as with False).
-    **settings : the ``Retriever``'s settings (``index``, ``k1``, ``b``, ``title_weight``, ``fusion``,
-        ``weights``, ``rrf_k``, ``rerank_weight``, ``rerank_depth``), the same in every shard.
+    **settings : the ``Retriever``'s settings (``index``, ``index_options``, ``k1``, ``b``, ``title_weight``,
+        ``fusion``, ``weights``, ``rrf_k``, ``rerank_weight``, ``rerank_depth``), the same in every shard.
     """
 
     def __init__(

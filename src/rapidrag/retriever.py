@@ -25,7 +25,7 @@ import numpy as np
 
 from . import store
 from .chunks import ChunkTable, check_spans, document_spans
-from .dense import DenseIndex
+from .dense import DenseIndex, check_options
 from .documents import Document, DocumentList, Hit, SearchResult, check_documents
 from .filters import MetadataIndex
 from .lexical import BM25, Statistics
@@ -78,6 +78,10 @@ class Retriever(Searcher):
     chunker : rapidrag.Chunker, optional
         Default: chunks of the embedder's window (``max_length`` - 2 tokens); without an embedder, no chunking.
     index : "flat", "hnsw" or "ivfpq"
+    index_options : settings of the dense index (``rapidrag.dense.OPTIONS``: ``ef_search``, ``hnsw_m``,
+        ``ef_construction``, ``nprobe``, ``nlist``, ``pq_m``, ``refine``, ``exact_fraction``, ``exact_rows``,
+        ``n_threads``; see ``DenseIndex``), saved with the index. A search-time one (``ef_search``, ``nprobe``,
+        ``refine``, ``exact_*``) can be changed later on ``retriever.dense``.
     k1, b : BM25 parameters.
     title_weight : weight of the title field in BM25 (0 = no title field; the title still counts as part of
         the text for BEIR documents).
@@ -99,6 +103,7 @@ class Retriever(Searcher):
         chunker: Chunker | None = None,
         *,
         index: Literal["flat", "hnsw", "ivfpq"] = "flat",
+        index_options: Mapping[str, Any] | None = None,
         k1: float = 0.9,
         b: float = 0.4,
         title_weight: float = 0.0,
@@ -132,7 +137,10 @@ class Retriever(Searcher):
         self.bm25 = BM25(k1=k1, b=b, keyed=False)  # every index is keyed by the chunk table's rows
         self.title_weight = float(title_weight)
         self.bm25_title = BM25(k1=k1, b=b, keyed=False) if self.title_weight > 0 else None
-        self.dense = DenseIndex(embedder.dim, index) if embedder is not None else None
+        options = check_options(index_options)
+        if options and embedder is None:
+            raise ValueError("index_options set the dense index: a retriever without an embedder has none")
+        self.dense = DenseIndex(embedder.dim, index, **options) if embedder is not None else None
         self.metadata = MetadataIndex()
         self.fusion, self.weights, self.rrf_k = fusion, (float(weights[0]), float(weights[1])), rrf_k
         self.rerank_weight, self.rerank_depth = rerank_weight, rerank_depth
