@@ -29,14 +29,14 @@ from _common import side_by_side, side_by_side_options, use_code_copy
 WRITE_EVERY = 50  # searches between two one-row adds
 
 
-def _ms(times: list[float], q: float) -> float:
-    return float(np.percentile(times, q)) * 1e3 if times else 0.0
-
-
 def worker(args: argparse.Namespace) -> None:
     use_code_copy()
     import rapidrag
     from rapidrag.dense import DenseIndex
+    from rapidrag.metrics import percentiles
+
+    def ms(times: list[float]) -> dict[str, float]:  # p50, p99, max, ... of times in seconds; zeros for none
+        return percentiles([t * 1e3 for t in times]) or dict.fromkeys(("p50", "p99", "max"), 0.0)
 
     vectors = np.ascontiguousarray(np.load(args.vectors)[: args.rows + 1000], dtype=np.float32)
     spare, vectors = vectors[args.rows :], vectors[: args.rows]  # rows added during the compaction
@@ -51,7 +51,7 @@ def worker(args: argparse.Namespace) -> None:
             clock = time.perf_counter()
             index.search(v[None, :], 10)
             times.append(time.perf_counter() - clock)
-        return _ms(times, 50)
+        return ms(times)["p50"]
 
     before = p50_search()
     dead = index.dead
@@ -70,6 +70,7 @@ def worker(args: argparse.Namespace) -> None:
             writes.append(time.perf_counter() - clock)
     compaction.join()
     seconds = time.perf_counter() - started
+    during, written = ms(searches), ms(writes)
     out = {
         "rapidrag": str(Path(rapidrag.__file__).parent),
         f"compact {len(vectors):,} rows, half removed": {
@@ -78,12 +79,12 @@ def worker(args: argparse.Namespace) -> None:
             "removed_rows_after": index.dead,
             "searches_during": len(searches),
             "searches_per_s_during": len(searches) / seconds,
-            "search_p50_ms_during": _ms(searches, 50),
-            "search_p99_ms_during": _ms(searches, 99),
-            "search_max_ms_during": max(searches, default=0.0) * 1e3,
+            "search_p50_ms_during": during["p50"],
+            "search_p99_ms_during": during["p99"],
+            "search_max_ms_during": during["max"],
             "writes_during": len(writes),
-            "write_p50_ms_during": _ms(writes, 50),
-            "write_max_ms_during": max(writes, default=0.0) * 1e3,
+            "write_p50_ms_during": written["p50"],
+            "write_max_ms_during": written["max"],
             "search_p50_ms_before": before,
             "search_p50_ms_after": p50_search(),
         },

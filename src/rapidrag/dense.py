@@ -557,8 +557,8 @@ class DenseIndex:
 
     # -- persistence -------------------------------------------------------------------------------------------
 
-    _SETTINGS = ("dim", "kind", "hnsw_m", "ef_construction", "ef_search", "nlist", "pq_m", "nprobe",
-                 "exact_fraction", "exact_rows", "refine")  # fmt: skip
+    # What a save keeps: the settings but the thread count, which belongs to the machine.
+    _SETTINGS = ("dim", "kind", *(name for name in OPTIONS if name != "n_threads"))
 
     def state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
         """The index as (settings, arrays): the live rows, the serialized FAISS index, and for IVF-PQ (whose codes
