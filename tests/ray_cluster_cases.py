@@ -80,6 +80,12 @@ def test_ray_shards_answer_as_the_local_ones(
     for group in again._shards:
         state = ray.get(group[0].call.remote("collector"))
         assert state["frozen"] > 10 * state["tracked"] > 0, state
+    # Search settings given at the load reach every shard actor (a restored one opens its part with them too).
+    tuned = ShardedRetriever.load(
+        tmp_path / "ix", embedder=shard_embedder, reranker=None, backend="ray", index_options={"n_threads": 2}
+    )
+    assert tuned._all("index_options") == [{"n_threads": 2}] * 3
+    same(results(tuned, shard_queries[:8]), results(local, shard_queries[:8]))
 
 
 def test_searches_read_over_the_shard_actors_channels(

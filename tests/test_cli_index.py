@@ -220,6 +220,7 @@ def test_bench_report_and_plot(
     assert "throughput, queries/s" in table
     body = json.loads(report.read_text())
     assert body["cold_start"]["first_answer_ms"] >= body["cold_start"]["load_ms"] > 0
+    assert body["dense_index"] == {"kind": "flat", "n_threads": 1} and "dense index flat: n_threads=1\n" in table
     # The first search of the fresh process ran under the first budget, and the report says how it did.
     cold = body["cold_start"]
     assert cold["first_budget_ms"] == 50 and "rerank_ms" in cold["first_search_stages_ms"]
@@ -503,3 +504,51 @@ def test_index_options_from_the_command_line(
     capsys.readouterr()
     assert main([*base, "--force", "--index-option", "ef_search=0"]) == 2
     assert "ef_search must be an int >= 1, got 0" in capsys.readouterr().err
+
+
+def test_search_settings_of_a_loaded_index_from_the_command_line(
+    folder: Path, minilm_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--index-option`` on the commands that open an index sets its search settings for that run (the saved
+    index is unchanged); settings that fix how the index is built, or an index without vectors, are refused."""
+    from rapidrag.cli import _load, build_parser
+    from rapidrag.retriever import Retriever
+
+    out = tmp_path / "ix"
+    assert main(["index", str(folder), "--out", str(out), "--embedder", str(minilm_dir), "--index", "hnsw"]) == 0
+    opened = _load(build_parser().parse_args(["query", str(out), "q", "--index-option", "ef_search=40"]))
+    assert opened.index_options["ef_search"] == 40 and opened.dense.ef_search == 40
+    assert Retriever.load(out, reranker=None).index_options["ef_search"] == 128  # the saved setting
+    capsys.readouterr()
+    assert main(["query", str(out), "vitamin and iron", "--index-option", "ef_search=40", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert hits and hits == json.loads(_query_json(out, "vitamin and iron", capsys))["hits"]
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps({"_id": f"q{i}", "text": f"vitamin {i} and iron"}) for i in range(3)))
+    bench = ["bench", str(out), "--queries", str(queries), "--concurrency", "1", "--out", str(tmp_path / "b.json")]
+    assert main([*bench, "--index-option", "ef_search=40", "--index-option", "n_threads=2"]) == 0
+    settings = "hnsw_m=32, ef_construction=200, ef_search=40, exact_fraction=0.1, exact_rows=20000, n_threads=2"
+    assert f"dense index hnsw: {settings}\n" in capsys.readouterr().out
+    report = json.loads((tmp_path / "b.json").read_text())["dense_index"]
+    assert report == {"kind": "hnsw", "hnsw_m": 32, "ef_construction": 200, "ef_search": 40, "exact_fraction": 0.1,
+                      "exact_rows": 20000, "n_threads": 2}  # fmt: skip
+    for flags, message in (
+        (["--index-option", "hnsw_m=8"], "--index-option: index option hnsw_m fixes how the index is built"),
+        (["--index-option", "nprobe=8"], "index option nprobe is not used by a hnsw index; a hnsw index's searches"),
+        (["--index-option", "ef_search=0"], "--index-option: ef_search must be an int >= 1, got 0"),
+        (["--index-option", "beam=3"], "--index-option 'beam=3': give NAME=VALUE with NAME one of"),
+    ):
+        assert main(["query", str(out), "vitamin", *flags]) == 2
+        assert message in capsys.readouterr().err
+    lexical = tmp_path / "lexical"
+    assert main(["index", str(folder), "--out", str(lexical), "--lexical"]) == 0
+    capsys.readouterr()
+    assert main(["query", str(lexical), "vitamin", "--index-option", "ef_search=64"]) == 2
+    assert f"--index-option: index_options set the dense index, and {lexical} is lexical only" in (
+        capsys.readouterr().err
+    )
+
+
+def _query_json(index: Path, query: str, capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["query", str(index), query, "--json"]) == 0
+    return capsys.readouterr().out

@@ -539,3 +539,54 @@ def test_index_options_are_checked_by_name_and_kept() -> None:
     assert (index.ef_search, index.hnsw_m) == (300, 16) and type(index.ef_search) is int
     loaded = DenseIndex.from_state(*index.state())
     assert (loaded.ef_search, loaded.hnsw_m) == (300, 16)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("hnsw", "ef_search"), ("ivfpq", "nprobe")])
+def test_search_settings_change_on_a_built_index(kind: str, name: str, data: tuple[np.ndarray, np.ndarray]) -> None:
+    """``set_options`` changes what the next searches read (the beam, the lists probed), and a save keeps it."""
+    vectors, queries = data
+    index = DenseIndex(DIM, kind, hnsw_m=8, ef_search=1, nprobe=1, pq_m=8 if kind == "ivfpq" else None)
+    index.add(np.arange(len(vectors)), vectors)
+    truth = exact(vectors, queries, 10, np.ones(len(vectors), dtype=bool))
+    low = recall(index.search(queries, 10)[0], truth)
+    assert low < 0.9  # (so the check below can fail)
+    index.set_options(**{name: 256 if kind == "hnsw" else index.nlist})
+    high = recall(index.search(queries, 10)[0], truth)
+    assert high >= (0.95 if kind == "hnsw" else 0.9) and high > low
+    loaded = DenseIndex.from_state(*index.state())
+    assert getattr(loaded, name) == getattr(index, name)
+    assert (loaded.search(queries, 10)[0] == index.search(queries, 10)[0]).all()
+
+
+def test_set_options_refuses_what_a_built_index_cannot_change() -> None:
+    from rapidrag.errors import IndexOptionError
+
+    flat, hnsw = DenseIndex(DIM, "flat"), DenseIndex(DIM, "hnsw", ef_search=64)
+    with pytest.raises(IndexOptionError, match="index option ef_search is not used by a flat index; a flat "
+                       "index's searches take n_threads"):  # fmt: skip
+        flat.set_options(ef_search=128)
+    with pytest.raises(IndexOptionError, match=r"index option hnsw_m fixes how the index is built: rebuild it"):
+        hnsw.set_options(hnsw_m=16)
+    with pytest.raises(IndexOptionError, match="unknown index option 'beam'"):
+        hnsw.set_options(beam=3)
+    with pytest.raises(IndexOptionError, match=r"exact_rows must be an int >= 0, got -1"):
+        hnsw.set_options(ef_search=256, exact_rows=-1)
+    assert hnsw.ef_search == 64  # nothing changed by a refused call
+    hnsw.set_options(ef_search=np.int64(256), exact_fraction=0, n_threads=None)
+    assert (hnsw.ef_search, hnsw.exact_fraction, hnsw.n_threads) == (256, 0.0, None) and type(hnsw.ef_search) is int
+
+
+def test_ivfpq_lists_probed_are_checked_against_its_lists(data: tuple[np.ndarray, np.ndarray]) -> None:
+    from rapidrag.errors import IndexOptionError
+
+    vectors, _ = data
+    index = DenseIndex(DIM, "ivfpq", nlist=40, nprobe=2, pq_m=8)
+    index.set_options(nprobe=None)  # before training: chosen then
+    index.add(np.arange(len(vectors)), vectors)
+    assert index.nprobe == 30  # three quarters of the 40 lists
+    index.set_options(nprobe=4, refine=8)
+    assert (index.nprobe, index.refine) == (4, 8)
+    with pytest.raises(IndexOptionError, match="nprobe must be at most the index's 40 lists, got 41"):
+        index.set_options(nprobe=41)
+    index.set_options(nprobe=None)  # trained: the default again
+    assert index.nprobe == 30

@@ -259,6 +259,22 @@ def test_save_and_load(
         ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder)
 
 
+def test_a_loaded_sharded_index_takes_search_settings(
+    shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str], tmp_path: Path
+) -> None:
+    """``index_options`` given to ``ShardedRetriever.load`` set every shard's dense index (``Retriever.load``'s)."""
+    s = ShardedRetriever(shard_embedder, n_shards=2, index="hnsw", index_options={"ef_search": 200})
+    s.add(shard_corpus[:120])
+    s.save(tmp_path / "ix")
+    assert ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder).index_options["ef_search"] == 200
+    loaded = ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, index_options={"ef_search": 64})
+    assert loaded.index_options["ef_search"] == 64
+    assert [shard.retriever.dense.ef_search for (shard,) in loaded._shards] == [64, 64]
+    same(results(loaded, shard_queries[:4], mode="dense"), results(s, shard_queries[:4], mode="dense"))
+    with pytest.raises(rapidrag.errors.IndexOptionError, match="ef_construction fixes how the index is built"):
+        ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, index_options={"ef_construction": 8})
+
+
 def test_a_save_stopped_half_way_leaves_the_previous_index(
     shard_embedder: rapidrag.Embedder,
     shard_corpus: list[dict[str, Any]],

@@ -487,3 +487,15 @@ def test_index_options_are_saved_with_the_index(tmp_path: Path, embedder: rapidr
         Retriever(index_options={"ef_search": 64})
     with pytest.raises(ValueError, match="unknown index option 'efsearch'"):
         Retriever(embedder, index="hnsw", index_options={"efsearch": 64})
+    # A loaded index takes other search settings (the saved file unchanged); not those that fix how it was built.
+    wider = Retriever.load(tmp_path / "ix", embedder=embedder, index_options={"ef_search": 32, "exact_rows": 5})
+    assert (wider.index_options["ef_search"], wider.index_options["exact_rows"]) == (32, 5)
+    assert Retriever.load(tmp_path / "ix", embedder=embedder).index_options["ef_search"] == 256
+    assert results(wider, mode="dense") == results(r, mode="dense")  # (60 documents: found at either width)
+    with pytest.raises(rapidrag.errors.IndexOptionError, match="index option hnsw_m fixes how the index is built"):
+        Retriever.load(tmp_path / "ix", embedder=embedder, index_options={"hnsw_m": 8})
+    lexical = Retriever()
+    lexical.add(make_docs(5))
+    lexical.save(tmp_path / "lexical")
+    with pytest.raises(rapidrag.errors.IndexOptionError, match="lexical only"):
+        Retriever.load(tmp_path / "lexical", index_options={"ef_search": 32})

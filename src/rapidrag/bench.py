@@ -73,9 +73,11 @@ def run(
         from .context import pack
 
     ids = list(queries)
+    options = retriever.index_options
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "dense_index": {"kind": retriever.index_kind, **options} if options else None,
         "queries": len(ids),
         "k": k,
         "candidates": candidates,

@@ -314,9 +314,16 @@ def _load(args: argparse.Namespace, *, lexical: bool = False, rerank: bool = Tru
                 where = {"backend": "ray", "address": args.ray}
     if getattr(args, "ray", None) and not where:
         raise CliError(f"--ray: {path} is not a sharded index (made with rapidrag index --shards)")
+    from .dense import OPTIONS
+    from .errors import IndexOptionError
+
+    options = _name_values("--index-option", getattr(args, "index_option", []), dict(OPTIONS), {})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        retriever = opener.load(path, embedder=embedder, reranker=reranker, **where)
+        try:
+            retriever = opener.load(path, embedder=embedder, reranker=reranker, index_options=options, **where)
+        except IndexOptionError as e:
+            raise CliError(f"--index-option: {e}") from None
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     return retriever
@@ -529,6 +536,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"first answer {cold['first_answer_ms']:.0f} ms after the start"
     )
     stage_names = ["embed", "lexical", "dense", "fusion", "rerank"]
+    dense = dict(report["dense_index"] or {})
+    if dense:  # the settings the searches ran with (--index-option)
+        kind = dense.pop("kind")
+        print(f"dense index {kind}: {', '.join(f'{name}={value}' for name, value in dense.items())}")
     print(f"{report['queries']} queries, k={args.k}, {args.candidates} candidates; times in ms (p99 per stage)")
     header = f"{'configuration':<34}{'p50':>8}{'p95':>8}{'p99':>8}" + "".join(f"{s:>9}" for s in stage_names)
     print(header + ("  nDCG@10" if qrels is not None else ""))
@@ -858,6 +869,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--reranker", metavar="PATH", help=f"reranker model folder or .onnx file ({recorded})")
         command.add_argument(
             "--ray", metavar="ADDRESS", help="a sharded index: open its shards as actors on the Ray cluster at ADDRESS"
+        )
+        command.add_argument(
+            "--index-option",
+            metavar="NAME=VALUE",
+            action="append",
+            default=[],
+            help="a search setting of the FAISS index instead of the saved one, repeatable: ef_search (HNSW), "
+            "nprobe, refine (IVF-PQ), exact_fraction, exact_rows (filters), n_threads",
         )
 
     def prices(command: argparse.ArgumentParser) -> None:

@@ -28,10 +28,11 @@ import numpy.typing as npt
 
 from . import _core
 from .cores import CORES
+from .errors import IndexOptionError
 from .growing import GrowingArray
 from .locking import RWLock
 
-__all__ = ["OPTIONS", "DenseIndex", "check_options"]
+__all__ = ["BUILD_OPTIONS", "OPTIONS", "SEARCH_OPTIONS", "DenseIndex", "check_options"]
 
 Kind = Literal["flat", "hnsw", "ivfpq"]
 # A flat index answers a filter that keeps at least this fraction of the rows by over-fetching from its unfiltered
@@ -52,6 +53,20 @@ OPTIONS: dict[str, type] = {
     "hnsw_m": int, "ef_construction": int, "ef_search": int, "nlist": int, "pq_m": int, "nprobe": int,
     "exact_fraction": float, "exact_rows": int, "refine": int, "n_threads": int,
 }  # fmt: skip
+# The settings each kind uses: those its searches read, which a built index can change (``DenseIndex.set_options``;
+# ``Retriever.load(index_options=...)`` and ``--index-option`` on a loaded index), and those that fix how it is built.
+SEARCH_OPTIONS: dict[str, frozenset[str]] = {
+    "flat": frozenset({"n_threads"}),
+    "hnsw": frozenset({"ef_search", "exact_fraction", "exact_rows", "n_threads"}),
+    "ivfpq": frozenset({"nprobe", "refine", "exact_fraction", "exact_rows", "n_threads"}),
+}
+BUILD_OPTIONS: dict[str, frozenset[str]] = {
+    "flat": frozenset(), "hnsw": frozenset({"hnsw_m", "ef_construction"}), "ivfpq": frozenset({"nlist", "pq_m"}),
+}  # fmt: skip
+# Each whole-number setting's least value, and those that may be None (chosen when the index is trained, or FAISS's).
+_LEAST = {"hnsw_m": 2, "ef_construction": 1, "ef_search": 1, "nlist": 1, "pq_m": 1, "nprobe": 1, "exact_rows": 0,
+          "refine": 1, "n_threads": 0}  # fmt: skip
+_OPTIONAL = frozenset({"nlist", "pq_m", "nprobe", "n_threads"})
 
 
 class DenseIndex:
@@ -106,23 +121,18 @@ class DenseIndex:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if kind not in ("flat", "hnsw", "ivfpq"):
             raise ValueError(f"kind must be 'flat', 'hnsw' or 'ivfpq', got {kind!r}")
-        if (
-            not isinstance(exact_fraction, (int, float, np.floating))
-            or isinstance(exact_fraction, bool)
-            or not (0 <= exact_fraction <= 1)
-        ):
-            raise ValueError(f"exact_fraction must be a number from 0 to 1, got {exact_fraction!r}")
         self.faiss = faiss
         self.dim, self.kind = dim, kind
-        self.hnsw_m = _whole("hnsw_m", hnsw_m, 2)
-        self.ef_construction = _whole("ef_construction", ef_construction, 1)
-        self.ef_search = _whole("ef_search", ef_search, 1)
-        self.nlist = _whole("nlist", nlist, 1, optional=True)
-        self.pq_m = _whole("pq_m", pq_m, 1, optional=True)
-        self.nprobe = _whole("nprobe", nprobe, 1, optional=True)
-        self.exact_fraction, self.exact_rows = float(exact_fraction), _whole("exact_rows", exact_rows, 0)
-        self.refine = _whole("refine", refine, 1)
-        self.n_threads = _whole("n_threads", n_threads, 0, optional=True)
+        self.hnsw_m = _option("hnsw_m", hnsw_m)
+        self.ef_construction = _option("ef_construction", ef_construction)
+        self.ef_search = _option("ef_search", ef_search)
+        self.nlist = _option("nlist", nlist)
+        self.pq_m = _option("pq_m", pq_m)
+        self.nprobe = _option("nprobe", nprobe)
+        self.exact_fraction = _option("exact_fraction", exact_fraction)
+        self.exact_rows = _option("exact_rows", exact_rows)
+        self.refine = _option("refine", refine)
+        self.n_threads = _option("n_threads", n_threads)
         if self.pq_m is not None and dim % self.pq_m:
             raise ValueError(f"pq_m ({pq_m}) must divide dim ({dim})")
         # By row: views over GrowingArrays, so that adding a few rows to a large index copies none of its vectors
@@ -144,6 +154,38 @@ class DenseIndex:
 
     def __len__(self) -> int:
         return self._n_live
+
+    def options(self) -> dict[str, Any]:
+        """The settings this kind of index uses (``BUILD_OPTIONS`` and ``SEARCH_OPTIONS``), by name."""
+        used = BUILD_OPTIONS[self.kind] | SEARCH_OPTIONS[self.kind]
+        return {name: getattr(self, name) for name in OPTIONS if name in used}
+
+    def set_options(self, **options: Any) -> None:
+        """Change settings that searches read (``SEARCH_OPTIONS`` of this index's kind: ``ef_search`` for HNSW,
+        ``nprobe`` and ``refine`` for IVF-PQ, ``exact_fraction``, ``exact_rows``, ``n_threads``), checked as the
+        constructor checks them; the next searches use them and a save keeps them. A setting that fixes how the
+        index is built (``hnsw_m``, ``ef_construction``, ``nlist``, ``pq_m``) or that this kind does not use is
+        refused by name (``IndexOptionError``, a ValueError), and then nothing is changed."""
+        changeable = SEARCH_OPTIONS[self.kind]
+        checked = {}
+        for name, value in check_options(options).items():
+            if name not in changeable:
+                why = (
+                    "fixes how the index is built: rebuild it (rapidrag index --index-option) to change it"
+                    if name in BUILD_OPTIONS[self.kind]
+                    else f"is not used by a {self.kind} index"
+                )
+                raise IndexOptionError(
+                    f"index option {name} {why}; a {self.kind} index's searches take {', '.join(sorted(changeable))}"
+                )
+            checked[name] = _option(name, value)
+        if self.nlist is not None and "nprobe" in checked:  # trained: None is the default again
+            nprobe = checked["nprobe"] = checked["nprobe"] or _default_nprobe(self.nlist)
+            if nprobe > self.nlist:
+                raise IndexOptionError(f"nprobe must be at most the index's {self.nlist} lists, got {nprobe}")
+        with self._lock.write():
+            for name, value in checked.items():
+                setattr(self, name, value)
 
     def _threads(self, searching: bool) -> None:
         """Set the calling thread's OpenMP threads for the FAISS call that follows."""
@@ -176,7 +218,7 @@ class DenseIndex:
             inner = faiss.IndexIVFPQ(quantizer, self.dim, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
             inner.train(train)
             self.nlist, self.pq_m = nlist, pq_m
-            self.nprobe = self.nprobe or min(nlist, max(16, 3 * nlist // 4))
+            self.nprobe = self.nprobe or _default_nprobe(nlist)
             # IVF takes ids itself, and its remove_ids does not renumber: an IndexIDMap around it would map
             # results to the wrong ids after a removal.
             return inner
@@ -643,17 +685,28 @@ def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         raise TypeError(f"index_options must be a dict, not {type(options).__name__}")
     unknown = sorted(str(name) for name in options if name not in OPTIONS)
     if unknown:
-        raise ValueError(f"unknown index option {', '.join(map(repr, unknown))}: known are {', '.join(OPTIONS)}")
+        raise IndexOptionError(f"unknown index option {', '.join(map(repr, unknown))}: known are {', '.join(OPTIONS)}")
     return dict(options)
 
 
-def _whole(name: str, value: Any, least: int, *, optional: bool = False) -> Any:
-    """``value`` as an int of at least ``least`` (None allowed when ``optional``); ValueError names ``name``."""
+def _option(name: str, value: Any) -> Any:
+    """``value`` of the setting ``name`` checked (``IndexOptionError`` naming it) and normalised: a number from 0
+    to 1 for ``exact_fraction``, else an int of at least its ``_LEAST`` (or None where ``_OPTIONAL``)."""
+    if name == "exact_fraction":
+        if not isinstance(value, (int, float, np.floating)) or isinstance(value, bool) or not (0 <= value <= 1):
+            raise IndexOptionError(f"exact_fraction must be a number from 0 to 1, got {value!r}")
+        return float(value)
+    least, optional = _LEAST[name], name in _OPTIONAL
     if optional and value is None:
         return None
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
-        raise ValueError(f"{name} must be an int >= {least}{' or None' if optional else ''}, got {value!r}")
+        raise IndexOptionError(f"{name} must be an int >= {least}{' or None' if optional else ''}, got {value!r}")
     return int(value)
+
+
+def _default_nprobe(nlist: int) -> int:
+    """IVF lists probed per query unless set: three quarters of ``nlist``, at least 16 (see ``DenseIndex``)."""
+    return min(nlist, max(16, 3 * nlist // 4))
 
 
 def _empty(n_queries: int, k: int) -> tuple[IntArray, F32Array]:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from . import _core
+from .dense import check_options
 from .documents import Document, check_documents
 from .errors import IndexFormatError, RapidragError
 from .lexical import Statistics
@@ -54,6 +55,7 @@ from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapsh
 from .process import freeze_loaded
 from .retriever import Retriever
 from .search import EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages
+from .store import READS_VERSIONS
 
 __all__ = ["ShardUnavailableError", "ShardedRetriever", "is_sharded", "shard_of"]
 
@@ -539,6 +541,13 @@ class ShardedRetriever(Searcher):
         return int(sum(answers))
 
     @property
+    def index_options(self) -> dict[str, Any]:
+        """The shards' dense index settings (the same in every shard: ``Retriever.index_options``)."""
+        answers = self._all("index_options")
+        self._require_all(answers, "read the index options")
+        return dict(answers[0])
+
+    @property
     def removed_vectors(self) -> int:
         """Vectors of deleted chunks the shards' dense indexes still hold and skip (``Retriever.removed_vectors``),
         over all shards."""
@@ -716,9 +725,10 @@ class ShardedRetriever(Searcher):
         address: str | None = None,
         hedge_ms: float | None = None,
         channels: bool = True,
+        index_options: Mapping[str, Any] | None = None,
     ) -> ShardedRetriever:
-        """Open an index written by ``save``; ``embedder`` and ``reranker`` as for ``Retriever.load``, the others as
-        for the constructor."""
+        """Open an index written by ``save``; ``embedder``, ``reranker`` and ``index_options`` (search settings of
+        every shard's dense index) as for ``Retriever.load``, the others as for the constructor."""
         root = Path(path)
         _check_layout(replicas, backend)
         snap = read_snapshot(root, version=SHARDED_VERSION)
@@ -730,9 +740,16 @@ class ShardedRetriever(Searcher):
         if len(parts) != info["n_shards"] or missing:
             raise IndexFormatError(f"{root}: the index has {info['n_shards']} shards; missing: {missing or parts}")
         # The models once: the first part opens them, the others share its embedder; the coordinator reranks.
-        first = Retriever.load(parts[0], embedder=embedder, reranker=reranker)
+        # (With Ray, the actors open the parts: here only the first, for its models and settings.)
+        options = check_options(index_options)
+        first = Retriever.load(parts[0], embedder=embedder, reranker=reranker, index_options=options)
         shared = first.embedder if first.embedder is not None else None
-        shards = [first] + [Retriever.load(p, embedder=shared, reranker=None) for p in parts[1:]]
+        shards = [first]
+        if backend == "local":
+            shards += [Retriever.load(p, embedder=shared, reranker=None, index_options=options) for p in parts[1:]]
+        else:  # each part's manifest checked here, where its error can be read
+            for part in parts[1:]:
+                read_snapshot(part, version=READS_VERSIONS)
         out = cls.__new__(cls)
         Searcher.__init__(out)
         out.embedder, out.chunker, out.reranker = first.embedder, first.chunker, first.reranker
@@ -741,18 +758,20 @@ class ShardedRetriever(Searcher):
         out.fusion, out.weights, out.rrf_k = first.fusion, first.weights, first.rrf_k
         out.rerank_weight, out.rerank_depth = first.rerank_weight, first.rerank_depth
         out.tuned_on = snap.config.get("tuned_on")
-        out.n_shards, out.replicas, out.backend, out.address = len(shards), replicas, backend, address
+        out.n_shards, out.replicas, out.backend, out.address = len(parts), replicas, backend, address
         out._settings = dict(snap.config.get("settings") or {})
         out._has_dense = first.dense is not None
         out._lock = RWLock()
-        out._start_log(len(shards), [str(p) for p in parts], int(info.get("seq", 0)))
+        out._start_log(len(parts), [str(p) for p in parts], int(info.get("seq", 0)))
         out.hedge_ms = _check_hedge(hedge_ms)
         out._open_channels(channels, backend)
         if backend == "local":
             out._shards = [[_Shard(r)] for r in shards]
         else:
             saved = [str(p) for p in parts]
-            out._shards = _ray_shards(len(shards), replicas, None, None, out._settings, address, out._authkey, saved)
+            out._shards = _ray_shards(
+                len(parts), replicas, None, None, out._settings, address, out._authkey, saved, options
+            )
         if backend == "ray":  # each replica is at the snapshot's number
             out._require_all(out._all("set_applied", out._saved_seq), "open the shards")
         answers = out._all("all_statistics")
@@ -866,9 +885,10 @@ def _ray_shards(
     address: str | None,
     authkey: bytes,
     parts: list[str] | None = None,
+    index_options: dict[str, Any] | None = None,
 ) -> list[list[Any]]:
     """Shard actors on a Ray cluster, ``replicas`` per shard (the cluster started on 127.0.0.1 when none is
-    running and no ``address`` is given)."""
+    running and no ``address`` is given), opening the saved ``parts`` when given (with ``index_options``)."""
     try:
         import ray
     except ImportError:
@@ -900,7 +920,7 @@ def _ray_shards(
         pinned = replicas > 1 and len(nodes) > 1
         where = NodeAffinitySchedulingStrategy(nodes[(i + j) % len(nodes)], soft=False) if pinned else "SPREAD"
         part = parts[i] if parts else None
-        return actor.options(scheduling_strategy=where).remote(spec, chunking, settings, part, authkey)
+        return actor.options(scheduling_strategy=where).remote(spec, chunking, settings, part, authkey, index_options)
 
     return [[placed(i, j) for j in range(replicas)] for i in range(n_shards)]
 
@@ -933,6 +953,8 @@ class _Shard:
             return self.retriever.n_chunks
         if method == "removed_vectors":
             return self.retriever.removed_vectors
+        if method == "index_options":
+            return self.retriever.index_options
         if method == "taken":  # which of these ids the shard holds
             return [doc_id for doc_id in args[0] if self.retriever.get(doc_id) is not None]
         fields = {"bm25": self.retriever.bm25}
@@ -971,8 +993,10 @@ class _ShardActor(_Shard):
         settings: dict[str, Any],
         part: str | None,
         authkey: bytes,
+        index_options: dict[str, Any] | None = None,
     ) -> None:
         self._made = (spec, chunking, settings)
+        self._index_options = index_options  # a loaded part's search settings (a restored one keeps them)
         self._authkey = authkey
         self._channel: Any = None  # a ChannelServer, once asked for
         super().__init__(self._open(part))
@@ -1018,7 +1042,7 @@ class _ShardActor(_Shard):
 
     def _open(self, part: str | None) -> Retriever:
         if part is not None:
-            return Retriever.load(part, reranker=None)
+            return Retriever.load(part, reranker=None, index_options=self._index_options)
         spec, chunking, settings = self._made
         embedder = chunker = None
         if spec is not None:

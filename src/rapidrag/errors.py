@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["DataFormatError", "FilterError", "IndexFormatError", "ModelError", "RapidragError", "VocabularyError"]
+__all__ = [
+    "DataFormatError", "FilterError", "IndexFormatError", "IndexOptionError", "ModelError", "RapidragError",
+    "VocabularyError",
+]  # fmt: skip
 
 
 class RapidragError(Exception):
@@ -23,6 +26,10 @@ class ModelError(RapidragError, ValueError):
 
 class IndexFormatError(RapidragError, ValueError):
     """A saved index that cannot be loaded: missing, truncated, corrupted, or of another format version."""
+
+
+class IndexOptionError(RapidragError, ValueError):
+    """A setting of the dense index that is unknown, out of range, or that a built index cannot change."""
 
 
 class FilterError(RapidragError, ValueError):

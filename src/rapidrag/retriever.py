@@ -27,6 +27,7 @@ from . import store
 from .chunks import ChunkTable, check_spans, document_spans
 from .dense import DenseIndex, check_options
 from .documents import Document, DocumentList, Hit, SearchResult, check_documents
+from .errors import IndexOptionError
 from .filters import MetadataIndex
 from .lexical import BM25, Statistics
 from .locking import RWLock
@@ -139,7 +140,7 @@ class Retriever(Searcher):
         self.bm25_title = BM25(k1=k1, b=b, keyed=False) if self.title_weight > 0 else None
         options = check_options(index_options)
         if options and embedder is None:
-            raise ValueError("index_options set the dense index: a retriever without an embedder has none")
+            raise IndexOptionError("index_options set the dense index: a retriever without an embedder has none")
         self.dense = DenseIndex(embedder.dim, index, **options) if embedder is not None else None
         self.metadata = MetadataIndex()
         self.fusion, self.weights, self.rrf_k = fusion, (float(weights[0]), float(weights[1])), rrf_k
@@ -216,6 +217,11 @@ class Retriever(Searcher):
         """Vectors of deleted chunks that the dense index still holds and skips (an HNSW index's until
         ``compact()``, a flat index's until it drops them in a batch); 0 without vectors."""
         return int(self.dense.dead) if self.dense is not None else 0
+
+    @property
+    def index_options(self) -> dict[str, Any]:
+        """The dense index's settings, those its kind uses (``DenseIndex.options``); empty without vectors."""
+        return self.dense.options() if self.dense is not None else {}
 
     # -- changes -------------------------------------------------------------------------------------------------
 
@@ -566,14 +572,22 @@ class Retriever(Searcher):
         embedder: Any = "auto",
         reranker: Any = "auto",
         chunker: Any = "auto",
+        index_options: Mapping[str, Any] | None = None,
     ) -> Retriever:
         """Open an index written by ``save``; searches give the results they gave before the save.
 
         ``embedder``, ``reranker``: "auto" opens the models that built the index (from the paths it recorded),
         or pass the objects (a different model file gives a warning; a different dimension, an error); a
         reranker can be left out with None. ``chunker``: "auto" rebuilds the recorded chunk settings.
+        ``index_options``: search settings of the dense index to use instead of the saved ones (``ef_search``,
+        ``nprobe``, ``refine``, ``exact_fraction``, ``exact_rows``, ``n_threads``: ``DenseIndex.set_options``).
         """
+        options = check_options(index_options)
         out: Retriever = store.load(cls, path, embedder=embedder, reranker=reranker, chunker=chunker)
+        if options:
+            if out.dense is None:
+                raise IndexOptionError(f"index_options set the dense index, and {path} is lexical only")
+            out.dense.set_options(**options)
         return out
 
     def __repr__(self) -> str:
