@@ -3,7 +3,8 @@
 Only those that take seconds: attention_core.py, dense_report.py on 2,000 vectors (random ones unless the gcide
 cache of dense_vectors.py is present), dense_memory.py on 2,000, metadata_index.py on 2,000 rows, and
 spin_between_runs.py on 5 queries, start_up.py on an index of 20 documents, hnsw_removed.py, hnsw_compact.py and
-exact_scores.py on 4,000 random vectors.
+exact_scores.py on 4,000 random vectors, search_settings.py on 2,000, sharded_load.py on a lexical index of 20
+documents in 2 shards (Ray, in a private network namespace).
 rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before
 their first figure, minutes on two cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index
 of 300 gcide passages.
@@ -31,6 +32,7 @@ HERE = Path(__file__).resolve().parent
         ),
         ("dense_report.py", ["--docs", "2000", "--queries", "5", "--reps", "1"], {"kinds", "mask_ms"}),
         ("dense_memory.py", ["--rows", "2000", "--rounds", "1"], {"best", "rounds"}),
+        ("search_settings.py", ["--kind", "hnsw", "--docs", "2000", "--queries", "5"], {"kind", "results"}),
         (
             "metadata_index.py",
             ["--rows", "2000", "--writes", "20", "--rounds", "1"],
@@ -125,3 +127,25 @@ def test_exact_scores_reports_each_size(tmp_path: Path, small_vectors: tuple[Pat
     cases = json.loads(out.read_text(encoding="utf-8"))["best"]["current"]
     assert set(cases) == {"scores of 126 rows", "scores of 1,260 rows", "flat search, 1% kept", "flat search, 10% kept"}
     assert all(c["us"] > 0 for c in cases.values())
+
+
+def test_sharded_load_reports_the_coordinators_memory(tmp_path: Path) -> None:
+    import shlex
+    import shutil
+
+    from rapidrag.cli import main
+
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.fail("sharded_load.py runs Ray inside a private network: it needs unshare and ip")
+    source = tmp_path / "docs.jsonl"
+    source.write_text(
+        "".join(json.dumps({"_id": f"d{i}", "text": f"passage {i} about an animal"}) + "\n" for i in range(20))
+    )
+    assert main(["index", str(source), "--out", str(tmp_path / "ix"), "--lexical", "--shards", "2"]) == 0
+    out = tmp_path / "report.json"
+    script = [sys.executable, str(HERE / "sharded_load.py"), "--index", str(tmp_path / "ix"), "--query", "animal"]
+    inner = f"ip link set lo up && {shlex.join([*script, '--rounds', '1', '--out', str(out)])}"
+    subprocess.run(["unshare", "--net", "sh", "-c", inner], check=True, cwd=HERE, timeout=600)
+    load = json.loads(out.read_text(encoding="utf-8"))["best"]["current"]["load"]
+    assert load["shards"] == 2 and load["documents"] == 20 and load["load_s"] > 0
+    assert load["coordinator_peak_mib"] > 0 and load["first_lexical_ms"] > 0

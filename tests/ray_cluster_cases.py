@@ -86,6 +86,14 @@ def test_ray_shards_answer_as_the_local_ones(
     )
     assert tuned._all("index_options") == [{"n_threads": 2}] * 3
     same(results(tuned, shard_queries[:8]), results(local, shard_queries[:8]))
+    # The coordinator opens the first part's models and settings only (the actors open the parts): a setting the
+    # index refuses, or a damaged part, is still an error that names it, raised before any actor starts.
+    with pytest.raises(rapidrag.errors.IndexOptionError, match="ef_search is not used by a flat index"):
+        ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, backend="ray", index_options={"ef_search": 8})
+    manifest = sorted((tmp_path / "ix").glob("part-002*"))[0] / "MANIFEST.json"
+    manifest.write_text(manifest.read_text().replace('"documents": ', '"documents": 1', 1))  # (a count changed)
+    with pytest.raises(rapidrag.errors.IndexFormatError, match="part-002.*checksum mismatch"):
+        ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, reranker=None, backend="ray")
 
 
 def test_searches_read_over_the_shard_actors_channels(

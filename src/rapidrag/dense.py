@@ -79,7 +79,7 @@ class DenseIndex:
     nlist, pq_m, nprobe : IVF lists (default: about the square root of the first batch, at most 1/39 of it),
         PQ sub-quantizers (default: dim / 8), lists probed per query (default: three quarters of the lists, at
         least 16). Chosen for recall@10 of at least 0.99 against exact search: on 126k gcide passages (354 lists,
-        384 dimensions, k = 10, one thread; benchmarks/ivfpq_sweep.py) 88 lists and ``refine`` 16 gave 0.933 in
+        384 dimensions, k = 10, one thread; benchmarks/search_settings.py) 88 lists and ``refine`` 16 gave 0.933 in
         1.0 ms p50, 176 and 64 gave 0.989 in 2.0 ms, 264 and 64 gave 0.996 in 3.3 ms (exact flat search: 8.6 ms).
         Lower both for speed.
     exact_fraction, exact_rows : a filter that leaves at most this fraction of the rows the index holds (removed
@@ -621,9 +621,14 @@ class DenseIndex:
             return info, arrays
 
     @classmethod
+    def empty(cls, info: dict[str, Any]) -> DenseIndex:
+        """An empty index with the settings of one saved by ``state`` (``info``)."""
+        return cls(**{name: info[name] for name in cls._SETTINGS})
+
+    @classmethod
     def from_state(cls, info: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> DenseIndex:
         """Rebuild an index saved by ``state``; inconsistent parts raise ValueError."""
-        out = cls(**{name: info[name] for name in cls._SETTINGS})
+        out = cls.empty(info)
         alive = arrays["alive"]
         if alive.dtype != np.bool_ or alive.ndim != 1:
             raise ValueError(f"saved live-row mask is {alive.dtype} {list(alive.shape)}, expected bool [n]")

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from . import _core
+from . import _core, store
 from .dense import check_options
 from .documents import Document, check_documents
 from .errors import IndexFormatError, RapidragError
@@ -740,15 +740,19 @@ class ShardedRetriever(Searcher):
         if len(parts) != info["n_shards"] or missing:
             raise IndexFormatError(f"{root}: the index has {info['n_shards']} shards; missing: {missing or parts}")
         # The models once: the first part opens them, the others share its embedder; the coordinator reranks.
-        # (With Ray, the actors open the parts: here only the first, for its models and settings.)
+        # With Ray the actors open the parts: here the first part's models and settings only, and each part's
+        # manifest checked (where its error can be read).
         options = check_options(index_options)
-        first = Retriever.load(parts[0], embedder=embedder, reranker=reranker, index_options=options)
+        local = backend == "local"
+        first = store.load(
+            Retriever, parts[0], embedder=embedder, reranker=reranker, index_options=options, contents=local
+        )
         shared = first.embedder if first.embedder is not None else None
         shards = [first]
-        if backend == "local":
-            shards += [Retriever.load(p, embedder=shared, reranker=None, index_options=options) for p in parts[1:]]
-        else:  # each part's manifest checked here, where its error can be read
-            for part in parts[1:]:
+        for part in parts[1:]:
+            if local:
+                shards.append(Retriever.load(part, embedder=shared, reranker=None, index_options=options))
+            else:
                 read_snapshot(part, version=READS_VERSIONS)
         out = cls.__new__(cls)
         Searcher.__init__(out)

@@ -582,12 +582,9 @@ class Retriever(Searcher):
         ``index_options``: search settings of the dense index to use instead of the saved ones (``ef_search``,
         ``nprobe``, ``refine``, ``exact_fraction``, ``exact_rows``, ``n_threads``: ``DenseIndex.set_options``).
         """
-        options = check_options(index_options)
-        out: Retriever = store.load(cls, path, embedder=embedder, reranker=reranker, chunker=chunker)
-        if options:
-            if out.dense is None:
-                raise IndexOptionError(f"index_options set the dense index, and {path} is lexical only")
-            out.dense.set_options(**options)
+        out: Retriever = store.load(
+            cls, path, embedder=embedder, reranker=reranker, chunker=chunker, index_options=index_options
+        )
         return out
 
     def __repr__(self) -> str:

@@ -18,15 +18,16 @@ import contextlib
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .chunks import ChunkTable
-from .dense import DenseIndex
+from .dense import DenseIndex, check_options
 from .documents import DocumentList
-from .errors import IndexFormatError, RapidragError
+from .errors import IndexFormatError, IndexOptionError, RapidragError
 from .filters import MetadataIndex
 from .lexical import BM25
 from .persist import read_snapshot, save_arrays, write_snapshot
@@ -105,8 +106,13 @@ def load(
     embedder: Any = "auto",
     reranker: Any = "auto",
     chunker: Any = "auto",
+    index_options: Mapping[str, Any] | None = None,
+    contents: bool = True,
 ) -> Any:
-    """Open an index written by ``save`` as an instance of ``cls`` (see ``Retriever.load``)."""
+    """Open an index written by ``save`` as an instance of ``cls`` (see ``Retriever.load``). ``contents``: False
+    opens its models and settings only, its indexes left empty (a sharded index's coordinator on Ray, whose shard
+    actors open the parts)."""
+    options = check_options(index_options)
     snap = read_snapshot(path, version=READS_VERSIONS)
     if isinstance(snap.config.get("sharded"), dict):
         n = snap.config["sharded"].get("n_shards")
@@ -144,11 +150,18 @@ def load(
         out.tuned_on = cfg.get("tuned_on")
         if out.tuned_on and "reranker" not in out.tuned_on and (cfg["reranker"] or {}).get("model_file"):
             out.tuned_on["reranker"] = _name_and_file(cfg["reranker"])[0]  # tuned before this was recorded
+        if cfg["dense"] is not None:
+            dense = cfg["dense"]
+            out.dense = DenseIndex.from_state(dense, snap.arrays("dense.npz")) if contents else DenseIndex.empty(dense)
+        if options:
+            if out.dense is None:
+                raise IndexOptionError(f"index_options set the dense index, and {path} is lexical only")
+            out.dense.set_options(**options)
+        if not contents:
+            return out
         out.bm25 = _bm25(snap, "bm25")
         if out.title_weight > 0:
             out.bm25_title = _bm25(snap, "bm25_title")
-        if cfg["dense"] is not None:
-            out.dense = DenseIndex.from_state(cfg["dense"], snap.arrays("dense.npz"))
         rows = snap.arrays("rows.npz")
         owner, chunk, span = rows["document"], rows["chunk"], rows["span"]
         n_rows = int(cfg["rows"])
