@@ -360,6 +360,22 @@ def test_serve_freezes_what_it_loaded_before_it_runs(store: Retriever, monkeypat
     assert calls == ["collect", "freeze", ("run", "127.0.0.1", 8123)]
 
 
+def test_cli_serve_takes_search_settings_for_the_index(
+    index_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rapidrag serve DIR --index-option NAME=VALUE`` serves the index with that search setting, and says so."""
+    from rapidrag import server
+    from rapidrag.cli import main
+
+    served: list[Any] = []
+    monkeypatch.setattr(server, "serve", lambda retriever, **kwargs: served.append(retriever))
+    assert main(["serve", str(index_dir), "--index-option", "n_threads=2"]) == 0
+    assert served[0].index_options == {"n_threads": 2}
+    assert "dense index flat: n_threads=2\n" in capsys.readouterr().out
+    assert main(["serve", str(index_dir), "--index-option", "ef_search=64"]) == 2
+    assert "--index-option: index option ef_search is not used by a flat index" in capsys.readouterr().err
+
+
 def test_metadata_has_one_json_encoding(
     client: httpx.Client, store: Retriever, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -536,10 +536,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"first answer {cold['first_answer_ms']:.0f} ms after the start"
     )
     stage_names = ["embed", "lexical", "dense", "fusion", "rerank"]
-    dense = dict(report["dense_index"] or {})
-    if dense:  # the settings the searches ran with (--index-option)
-        kind = dense.pop("kind")
-        print(f"dense index {kind}: {', '.join(f'{name}={value}' for name, value in dense.items())}")
+    if report["dense_index"]:  # the settings the searches ran with (--index-option)
+        print(_dense_settings(retriever))
     print(f"{report['queries']} queries, k={args.k}, {args.candidates} candidates; times in ms (p99 per stage)")
     header = f"{'configuration':<34}{'p50':>8}{'p95':>8}{'p99':>8}" + "".join(f"{s:>9}" for s in stage_names)
     print(header + ("  nDCG@10" if qrels is not None else ""))
@@ -711,6 +709,12 @@ def cmd_ground(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dense_settings(retriever: Any) -> str:
+    """One line of the dense index's kind and the settings it searches with (``--index-option``)."""
+    settings = ", ".join(f"{name}={value}" for name, value in retriever.index_options.items())
+    return f"dense index {retriever.index_kind}: {settings}"
+
+
 def _limits(args: argparse.Namespace, limits: Any) -> Any:
     """The server's ``Limits`` from ``--max-body-bytes``, ``--max-k``, ``--max-query-chars``, ``--max-batch`` and
     ``--limit NAME=VALUE`` (any field); a name given twice, unknown, or with a value of the wrong kind is refused."""
@@ -759,6 +763,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"rapidrag: warning: serving on {args.host} without an API key", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
     search = retriever.default_mode + (" + rerank" if retriever.reranker is not None else "")
+    if args.index_option:
+        print(_dense_settings(retriever))
     print(
         f"serving {len(retriever):,} documents ({retriever.n_chunks:,} chunks, {search}) of {args.index_dir} "
         f"at http://{host}:{args.port} (POST /search, GET /healthz; Ctrl-C stops)",
