@@ -153,7 +153,10 @@ def test_lexical_index_without_models(
         (["query", "{tmp}/ix", "x", "--mode", "dense"], "needs an embedder"),
         (["eval", "{tmp}/ix", "--queries", "{tmp}/nothing.jsonl", "--qrels", "{tmp}/q.tsv"], "does not exist"),
         (["index", "{tmp}/x", "--out", "{tmp}/ix2", "--lexical", "--index-option", "ef_search=64"], "--lexical"),
-        (["index", "{tmp}/x", "--out", "{tmp}/ix2", "--index-option", "beam=64"], "NAME one of ef_construction"),
+        (
+            ["index", "{tmp}/x", "--out", "{tmp}/ix2", "--index-option", "beam=64"],
+            "NAME one of compact_fraction, ef_construction",
+        ),
         (["index", "{tmp}/x", "--out", "{tmp}/ix2", "--index-option", "ef_search=wide"], "a whole number"),
     ],
 )
@@ -527,14 +530,15 @@ def test_search_settings_of_a_loaded_index_from_the_command_line(
     queries.write_text("\n".join(json.dumps({"_id": f"q{i}", "text": f"vitamin {i} and iron"}) for i in range(3)))
     bench = ["bench", str(out), "--queries", str(queries), "--concurrency", "1", "--out", str(tmp_path / "b.json")]
     assert main([*bench, "--index-option", "ef_search=40", "--index-option", "n_threads=2"]) == 0
-    settings = "hnsw_m=32, ef_construction=200, ef_search=40, exact_fraction=0.1, exact_rows=20000, n_threads=2"
+    settings = "hnsw_m=32, ef_construction=200, ef_search=40, exact_fraction=0.1, exact_rows=20000, n_threads=2, "
+    settings += "compact_fraction=None"
     assert f"dense index hnsw: {settings}\n" in capsys.readouterr().out
     report = json.loads((tmp_path / "b.json").read_text())["dense_index"]
     assert report == {"kind": "hnsw", "hnsw_m": 32, "ef_construction": 200, "ef_search": 40, "exact_fraction": 0.1,
-                      "exact_rows": 20000, "n_threads": 2}  # fmt: skip
+                      "exact_rows": 20000, "n_threads": 2, "compact_fraction": None}  # fmt: skip
     for flags, message in (
         (["--index-option", "hnsw_m=8"], "--index-option: index option hnsw_m fixes how the index is built"),
-        (["--index-option", "nprobe=8"], "index option nprobe is not used by a hnsw index; a hnsw index's searches"),
+        (["--index-option", "nprobe=8"], "index option nprobe is not used by a hnsw index; a built hnsw index takes"),
         (["--index-option", "ef_search=0"], "--index-option: ef_search must be an int >= 1, got 0"),
         (["--index-option", "beam=3"], "--index-option 'beam=3': give NAME=VALUE with NAME one of"),
     ):

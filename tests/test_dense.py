@@ -562,8 +562,8 @@ def test_set_options_refuses_what_a_built_index_cannot_change() -> None:
     from rapidrag.errors import IndexOptionError
 
     flat, hnsw = DenseIndex(DIM, "flat"), DenseIndex(DIM, "hnsw", ef_search=64)
-    with pytest.raises(IndexOptionError, match="index option ef_search is not used by a flat index; a flat "
-                       "index's searches take n_threads"):  # fmt: skip
+    with pytest.raises(IndexOptionError, match="index option ef_search is not used by a flat index; a built flat "
+                       "index takes n_threads"):  # fmt: skip
         flat.set_options(ef_search=128)
     with pytest.raises(IndexOptionError, match=r"index option hnsw_m fixes how the index is built: rebuild it"):
         hnsw.set_options(hnsw_m=16)
@@ -590,3 +590,61 @@ def test_ivfpq_lists_probed_are_checked_against_its_lists(data: tuple[np.ndarray
         index.set_options(nprobe=41)
     index.set_options(nprobe=None)  # trained: the default again
     assert index.nprobe == 30
+
+
+def test_hnsw_compacts_by_itself_past_compact_fraction(
+    data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``compact_fraction``, the writes that leave that share of the graph removed (removals, re-adds) start
+    ``compact`` in a background thread, one at a time; searches see only live rows throughout."""
+    import rapidrag.dense
+
+    monkeypatch.setattr(rapidrag.dense, "COMPACT_MIN_ROWS", 100)
+    vectors, queries = data
+    n = 2000
+    index = DenseIndex(DIM, "hnsw", compact_fraction=0.25)
+    index.add(np.arange(n), vectors[:n])
+    index.remove(np.arange(0, 400))  # 20% of the graph: not due
+    assert index.compacting is None and index.dead == 400
+    index.remove(np.arange(400, 600))  # 30%: due
+    thread = index._background  # (the thread started; ``compacting`` is it while it runs)
+    assert thread is not None and thread.name == "rapidrag-compact"
+    thread.join(timeout=120)
+    assert index.compacting is None and index.dead == 0 and len(index) == n - 600
+    alive = np.zeros(len(vectors), dtype=bool)
+    alive[600:n] = True
+    assert recall(index.search(queries, 10)[0], exact(vectors, queries, 10, alive)) >= 0.95
+    # Rows added again leave their old nodes behind: those count too (460 of 1,860 nodes, 25%).
+    index.remove(np.arange(600, 1060))
+    index.add(np.arange(600, 700), vectors[600:700])
+    assert index._background is not None and index._background is not thread
+    thread = index._background
+    thread.join(timeout=120)
+    assert index.dead == 0 and len(index) == n - 600 - 360
+    # Below COMPACT_MIN_ROWS nothing is due, whatever the share; None turns it off.
+    monkeypatch.setattr(rapidrag.dense, "COMPACT_MIN_ROWS", 10_000)
+    index.remove(np.arange(1060, 1600))
+    assert index._background is thread and index.dead == 540
+    monkeypatch.setattr(rapidrag.dense, "COMPACT_MIN_ROWS", 100)
+    index.set_options(compact_fraction=None)
+    index.remove(np.arange(1600, 1700))
+    assert index._background is thread and index.dead == 640
+    index.set_options(compact_fraction=0.5)  # (a change of the setting looks again: 640 of 1,040 nodes is due)
+    assert index._background is not None and index._background is not thread
+    index._background.join(timeout=120)
+    assert index.dead == 0 and len(index) == 400
+
+
+def test_compact_fraction_is_checked_saved_and_read_from_older_saves() -> None:
+    from rapidrag.errors import IndexOptionError
+
+    with pytest.raises(IndexOptionError, match="compact_fraction must be a number above 0 and at most 1, or None"):
+        DenseIndex(DIM, "hnsw", compact_fraction=0)
+    with pytest.raises(IndexOptionError, match="index option compact_fraction is not used by a flat index"):
+        DenseIndex(DIM, "flat").set_options(compact_fraction=0.2)
+    index = DenseIndex(DIM, "hnsw", compact_fraction=0.3)
+    index.add(np.arange(3), unit(np.random.default_rng(2), 3))
+    info, arrays = index.state()
+    assert DenseIndex.from_state(info, arrays).compact_fraction == 0.3
+    del info["compact_fraction"]  # as versions before the setting saved it
+    assert DenseIndex.from_state(info, arrays).compact_fraction is None

@@ -499,3 +499,35 @@ def test_index_options_are_saved_with_the_index(tmp_path: Path, embedder: rapidr
     lexical.save(tmp_path / "lexical")
     with pytest.raises(rapidrag.errors.IndexOptionError, match="lexical only"):
         Retriever.load(tmp_path / "lexical", index_options={"ef_search": 32})
+
+
+def test_an_hnsw_retriever_compacts_by_itself_with_compact_fraction(
+    tmp_path: Path, embedder: rapidrag.Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``index_options={"compact_fraction": f}``: the deletes that leave that share of the graph removed start its
+    compaction in the background (``DenseIndex.compacting``); searches answer as without it; the setting is saved,
+    and a loaded index can be given it."""
+    import rapidrag.dense
+
+    monkeypatch.setattr(rapidrag.dense, "COMPACT_MIN_ROWS", 10)
+    docs = make_docs(60)
+    auto = Retriever(embedder, index="hnsw", index_options={"compact_fraction": 0.25})
+    manual = Retriever(embedder, index="hnsw")
+    for r in (auto, manual):
+        r.add(docs)
+        r.delete([d.id for d in docs[:10]])  # 10 of 60 rows: not due
+    assert auto.removed_vectors == 10 and auto.dense is not None and auto.dense._background is None
+    for r in (auto, manual):
+        r.delete([d.id for d in docs[10:20]])  # due at the 15th of 60 (deleted one document at a time)
+    assert auto.dense._background is not None
+    auto.dense._background.join(timeout=120)
+    # (the 5 deleted after it started: dropped by it, or removed rows of the new graph, below the share again)
+    assert auto.removed_vectors <= 5 and manual.removed_vectors == 20
+    assert results(auto, mode="dense") == results(manual, mode="dense")
+    auto.save(tmp_path / "auto")
+    assert Retriever.load(tmp_path / "auto", embedder=embedder).index_options["compact_fraction"] == 0.25
+    manual.save(tmp_path / "manual")
+    opened = Retriever.load(tmp_path / "manual", embedder=embedder, index_options={"compact_fraction": 0.3})
+    assert opened.dense is not None and opened.dense._background is not None  # 20 of 60 is due at once
+    opened.dense._background.join(timeout=120)
+    assert opened.removed_vectors == 0

@@ -881,8 +881,8 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="NAME=VALUE",
             action="append",
             default=[],
-            help="a search setting of the FAISS index instead of the saved one, repeatable: ef_search (HNSW), "
-            "nprobe, refine (IVF-PQ), exact_fraction, exact_rows (filters), n_threads",
+            help="a setting of the FAISS index instead of the saved one, repeatable: ef_search, compact_fraction "
+            "(HNSW), nprobe, refine (IVF-PQ), exact_fraction, exact_rows (filters), n_threads",
         )
 
     def prices(command: argparse.ArgumentParser) -> None:
@@ -909,8 +909,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         action="append",
         default=[],
-        help="a setting of the FAISS index, repeatable: ef_search, hnsw_m, ef_construction (HNSW), nprobe, nlist, "
-        "pq_m, refine (IVF-PQ), exact_fraction, exact_rows (filters), n_threads",
+        help="a setting of the FAISS index, repeatable: ef_search, hnsw_m, ef_construction, compact_fraction (HNSW), "
+        "nprobe, nlist, pq_m, refine (IVF-PQ), exact_fraction, exact_rows (filters), n_threads",
     )
     i.add_argument("--force", action="store_true", help="replace an index already at --out")
     i.add_argument(

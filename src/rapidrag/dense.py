@@ -19,6 +19,7 @@ keeps a copy by row, since its codes are lossy.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -32,7 +33,7 @@ from .errors import IndexOptionError
 from .growing import GrowingArray
 from .locking import RWLock
 
-__all__ = ["BUILD_OPTIONS", "OPTIONS", "SEARCH_OPTIONS", "DenseIndex", "check_options"]
+__all__ = ["BUILD_OPTIONS", "OPTIONS", "RUNTIME_OPTIONS", "DenseIndex", "check_options"]
 
 Kind = Literal["flat", "hnsw", "ivfpq"]
 # A flat index answers a filter that keeps at least this fraction of the rows by over-fetching from its unfiltered
@@ -45,19 +46,23 @@ FLAT_TOMBSTONE_ROWS = 256
 # HNSW's compaction adds the rows added during its rebuild in rounds beside searches while a round finds more than
 # CATCH_UP_ROWS (at most CATCH_UP_ROUNDS rounds), and the rest under the write lock.
 CATCH_UP_ROWS, CATCH_UP_ROUNDS = 16, 8
+# ``compact_fraction``: HNSW compacts by itself once its removed rows are that share of its graph and at least
+# this many.
+COMPACT_MIN_ROWS = 1000
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 # DenseIndex's settings beyond its dimension and kind, and the type of each (``Retriever(index_options=...)``,
 # ``rapidrag index --index-option NAME=VALUE``).
 OPTIONS: dict[str, type] = {
     "hnsw_m": int, "ef_construction": int, "ef_search": int, "nlist": int, "pq_m": int, "nprobe": int,
-    "exact_fraction": float, "exact_rows": int, "refine": int, "n_threads": int,
+    "exact_fraction": float, "exact_rows": int, "refine": int, "n_threads": int, "compact_fraction": float,
 }  # fmt: skip
-# The settings each kind uses: those its searches read, which a built index can change (``DenseIndex.set_options``;
-# ``Retriever.load(index_options=...)`` and ``--index-option`` on a loaded index), and those that fix how it is built.
-SEARCH_OPTIONS: dict[str, frozenset[str]] = {
+# The settings each kind uses: those it reads as it runs (its searches, its upkeep), which a built index can change
+# (``DenseIndex.set_options``; ``Retriever.load(index_options=...)`` and ``--index-option`` on a loaded index), and
+# those that fix how it is built.
+RUNTIME_OPTIONS: dict[str, frozenset[str]] = {
     "flat": frozenset({"n_threads"}),
-    "hnsw": frozenset({"ef_search", "exact_fraction", "exact_rows", "n_threads"}),
+    "hnsw": frozenset({"ef_search", "exact_fraction", "exact_rows", "n_threads", "compact_fraction"}),
     "ivfpq": frozenset({"nprobe", "refine", "exact_fraction", "exact_rows", "n_threads"}),
 }
 BUILD_OPTIONS: dict[str, frozenset[str]] = {
@@ -94,6 +99,10 @@ class DenseIndex:
         it (``IndexIDMap2`` translating ids) waited 16 ms for a descheduled thread where the search itself took
         0.12 ms (benchmarks/bench_pipeline.py). Raise it for large batches of queries. OpenMP keeps the setting
         per calling thread, so searches set it for themselves; building and adding use the cores of ``set_cores``.
+    compact_fraction : HNSW compacts by itself (``compact`` in a background thread, beside searches and writes)
+        once its removed rows are at least this share of its graph's nodes and at least ``COMPACT_MIN_ROWS``.
+        None (the default): only when ``compact()`` is called. The rebuild holds both graphs in memory and takes
+        the cores for as long as it runs (tens of seconds at 100,000 rows), so it is the caller's to choose.
 
     Exact scores (the filtered fallback, IVF-PQ re-scoring) come from the native core's inner products by row over
     the stored vectors (``cpp/src/exact.cpp``), single-threaded and without copying the rows it scores.
@@ -114,6 +123,7 @@ class DenseIndex:
         exact_rows: int = 20_000,
         refine: int = 64,
         n_threads: int | None = 1,
+        compact_fraction: float | None = None,
     ) -> None:
         import faiss
 
@@ -133,6 +143,7 @@ class DenseIndex:
         self.exact_rows = _option("exact_rows", exact_rows)
         self.refine = _option("refine", refine)
         self.n_threads = _option("n_threads", n_threads)
+        self.compact_fraction = _option("compact_fraction", compact_fraction)
         if self.pq_m is not None and dim % self.pq_m:
             raise ValueError(f"pq_m ({pq_m}) must divide dim ({dim})")
         # By row: views over GrowingArrays, so that adding a few rows to a large index copies none of its vectors
@@ -151,22 +162,25 @@ class DenseIndex:
         self._lock = RWLock()
         self._compacting = threading.Lock()  # one graph rebuild at a time
         self._added_since: list[IntArray] | None = None  # rows added while a rebuild runs (``compact``)
+        self._background: threading.Thread | None = None  # a compaction started by ``compact_fraction``
+        self._starting = threading.Lock()  # (one such thread at a time)
 
     def __len__(self) -> int:
         return self._n_live
 
     def options(self) -> dict[str, Any]:
-        """The settings this kind of index uses (``BUILD_OPTIONS`` and ``SEARCH_OPTIONS``), by name."""
-        used = BUILD_OPTIONS[self.kind] | SEARCH_OPTIONS[self.kind]
+        """The settings this kind of index uses (``BUILD_OPTIONS`` and ``RUNTIME_OPTIONS``), by name."""
+        used = BUILD_OPTIONS[self.kind] | RUNTIME_OPTIONS[self.kind]
         return {name: getattr(self, name) for name in OPTIONS if name in used}
 
     def set_options(self, **options: Any) -> None:
-        """Change settings that searches read (``SEARCH_OPTIONS`` of this index's kind: ``ef_search`` for HNSW,
-        ``nprobe`` and ``refine`` for IVF-PQ, ``exact_fraction``, ``exact_rows``, ``n_threads``), checked as the
-        constructor checks them; the next searches use them and a save keeps them. A setting that fixes how the
-        index is built (``hnsw_m``, ``ef_construction``, ``nlist``, ``pq_m``) or that this kind does not use is
-        refused by name (``IndexOptionError``, a ValueError), and then nothing is changed."""
-        changeable = SEARCH_OPTIONS[self.kind]
+        """Change settings the index reads as it runs (``RUNTIME_OPTIONS`` of its kind: ``ef_search`` and
+        ``compact_fraction`` for HNSW, ``nprobe`` and ``refine`` for IVF-PQ, ``exact_fraction``, ``exact_rows``,
+        ``n_threads``), checked as the constructor checks them; the next searches use them and a save keeps
+        them. A setting that fixes how the index is built (``hnsw_m``, ``ef_construction``, ``nlist``, ``pq_m``)
+        or that this kind does not use is refused by name (``IndexOptionError``, a ValueError), and then nothing
+        is changed."""
+        changeable = RUNTIME_OPTIONS[self.kind]
         checked = {}
         for name, value in check_options(options).items():
             if name not in changeable:
@@ -176,7 +190,7 @@ class DenseIndex:
                     else f"is not used by a {self.kind} index"
                 )
                 raise IndexOptionError(
-                    f"index option {name} {why}; a {self.kind} index's searches take {', '.join(sorted(changeable))}"
+                    f"index option {name} {why}; a built {self.kind} index takes {', '.join(sorted(changeable))}"
                 )
             checked[name] = _option(name, value)
         if self.nlist is not None and "nprobe" in checked:  # trained: None is the default again
@@ -186,6 +200,7 @@ class DenseIndex:
         with self._lock.write():
             for name, value in checked.items():
                 setattr(self, name, value)
+        self._compact_when_due()
 
     def _threads(self, searching: bool) -> None:
         """Set the calling thread's OpenMP threads for the FAISS call that follows."""
@@ -282,6 +297,9 @@ class DenseIndex:
             self._n_live += len(rows)
             if self._added_since is not None:
                 self._added_since.append(rows)
+            readded = self.kind == "hnsw" and rows.min() < held
+        if readded:  # (a re-added row's old node is a removed one)
+            self._compact_when_due()
 
     def _unlink(self, index: Any, slots: IntArray) -> None:
         """(HNSW; under the write lock if ``index`` is searched) give the nodes at ``slots`` of ``index`` no row:
@@ -361,7 +379,36 @@ class DenseIndex:
                     self._drop_tombstones()
             elif self.kind == "ivfpq":
                 self._index.remove_ids(self.faiss.IDSelectorBatch(rows))
-            return len(rows)
+        self._compact_when_due()
+        return len(rows)
+
+    def _compact_when_due(self) -> None:
+        """(HNSW, after a change) start ``compact`` in a background thread when ``compact_fraction`` says it is
+        due and none is running. ``compacting`` is that thread while it runs."""
+        fraction, index = self.compact_fraction, self._index
+        if fraction is None or self.kind != "hnsw" or index is None:
+            return
+        dead = self.dead
+        if dead < COMPACT_MIN_ROWS or dead < fraction * int(index.ntotal):
+            return
+        with self._starting:
+            if self._background is not None and self._background.is_alive():
+                return
+            self._background = threading.Thread(target=self._compact_in_background, name="rapidrag-compact")
+            self._background.daemon = True
+            self._background.start()
+
+    def _compact_in_background(self) -> None:
+        try:
+            self.compact()
+        except Exception:  # (a thread's error reaches no caller: logged, and the next due write tries again)
+            logging.getLogger("rapidrag.dense").exception("the background compaction of an HNSW index failed")
+
+    @property
+    def compacting(self) -> threading.Thread | None:
+        """The compaction ``compact_fraction`` started, while it runs (``join()`` waits for it); else None."""
+        thread = self._background
+        return thread if thread is not None and thread.is_alive() else None
 
     def _drop_tombstones(self) -> None:
         """Remove a flat index's removed rows from FAISS (under the write lock)."""
@@ -622,8 +669,9 @@ class DenseIndex:
 
     @classmethod
     def empty(cls, info: dict[str, Any]) -> DenseIndex:
-        """An empty index with the settings of one saved by ``state`` (``info``)."""
-        return cls(**{name: info[name] for name in cls._SETTINGS})
+        """An empty index with the settings of one saved by ``state`` (``info``; a setting saved by none of the
+        versions that wrote it, such as ``compact_fraction`` before it was one, takes its default)."""
+        return cls(**{name: info[name] for name in cls._SETTINGS if name in info or name in ("dim", "kind")})
 
     @classmethod
     def from_state(cls, info: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> DenseIndex:
@@ -697,9 +745,14 @@ def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
 def _option(name: str, value: Any) -> Any:
     """``value`` of the setting ``name`` checked (``IndexOptionError`` naming it) and normalised: a number from 0
     to 1 for ``exact_fraction``, else an int of at least its ``_LEAST`` (or None where ``_OPTIONAL``)."""
-    if name == "exact_fraction":
-        if not isinstance(value, (int, float, np.floating)) or isinstance(value, bool) or not (0 <= value <= 1):
+    if name in ("exact_fraction", "compact_fraction"):
+        if name == "compact_fraction" and value is None:
+            return None
+        number = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+        if name == "exact_fraction" and not (number and 0 <= value <= 1):
             raise IndexOptionError(f"exact_fraction must be a number from 0 to 1, got {value!r}")
+        if name == "compact_fraction" and not (number and 0 < value <= 1):
+            raise IndexOptionError(f"compact_fraction must be a number above 0 and at most 1, or None, got {value!r}")
         return float(value)
     least, optional = _LEAST[name], name in _OPTIONAL
     if optional and value is None:
