@@ -3,8 +3,8 @@
 Only those that take seconds: attention_core.py, dense_report.py on 2,000 vectors (random ones unless the gcide
 cache of dense_vectors.py is present), dense_memory.py on 2,000, metadata_index.py on 2,000 rows, and
 spin_between_runs.py on 5 queries, start_up.py on an index of 20 documents, hnsw_removed.py, hnsw_compact.py and
-exact_scores.py on 4,000 random vectors, search_settings.py on 2,000, sharded_load.py on a lexical index of 20
-documents in 2 shards (Ray, in a private network namespace).
+exact_scores.py on 4,000 random vectors, hnsw_churn.py on 2,800 of them, search_settings.py on 2,000,
+sharded_load.py on a lexical index of 20 documents in 2 shards (Ray, in a private network namespace).
 rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before
 their first figure, minutes on two cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index
 of 300 gcide passages.
@@ -149,3 +149,14 @@ def test_sharded_load_reports_the_coordinators_memory(tmp_path: Path) -> None:
     load = json.loads(out.read_text(encoding="utf-8"))["best"]["current"]["load"]
     assert load["shards"] == 2 and load["documents"] == 20 and load["load_s"] > 0
     assert load["coordinator_peak_mib"] > 0 and load["first_lexical_ms"] > 0
+
+
+def test_hnsw_churn_reports_each_setting(tmp_path: Path, small_vectors: tuple[Path, Path]) -> None:
+    out = tmp_path / "report.json"
+    args = ["--vectors", str(small_vectors[0]), "--query-vectors", str(small_vectors[1]), "--rows", "2000"]
+    args += ["--rounds", "4", "--per-round", "200", "--queries", "5", "--setting", "none", "--setting", "0.2"]
+    subprocess.run([sys.executable, str(HERE / "hnsw_churn.py"), *args, "--out", str(out)], check=True, cwd=HERE)
+    results = json.loads(out.read_text(encoding="utf-8"))["results"]
+    assert [r["compact_fraction"] for r in results] == [None, 0.2]
+    assert all(len(r["trace"]) == 4 and r["search_ms"]["p50"] > 0 for r in results)
+    assert results[0]["largest_removed_share"] == pytest.approx(800 / 2800)

@@ -592,6 +592,43 @@ def test_ivfpq_lists_probed_are_checked_against_its_lists(data: tuple[np.ndarray
     assert index.nprobe == 30
 
 
+def test_hnsw_compaction_holds_back_writes_not_searches_for_its_last_rows(
+    data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a rebuild adds the last rows written meanwhile, a search answers and a write waits: a write that went
+    on then would land in the old graph only, after the rows were taken, and be lost with it at the swap."""
+    import threading
+
+    vectors, queries = data
+    n = 2000
+    index = DenseIndex(DIM, "hnsw", exact_rows=0)
+    index.add(np.arange(n), vectors[:n])
+    index.remove(np.arange(0, n, 3))
+    add_to = DenseIndex._add_to
+    calls: list[int] = []
+    searched: list[np.ndarray] = []
+    writer = threading.Thread(target=lambda: index.add(np.array([n]), vectors[n : n + 1]))
+
+    def last_round_beside_others(self: DenseIndex, fresh: object, rows: np.ndarray, vecs: np.ndarray) -> None:
+        calls.append(len(rows))
+        if len(calls) == 2:  # the last rows (none were written meanwhile: the first round found none either)
+            reader = threading.Thread(target=lambda: searched.append(self.search(queries, 10)[0]))
+            reader.start()
+            reader.join(timeout=120)
+            assert not reader.is_alive(), "a search waited for the last rows of the rebuild"
+            writer.start()
+            writer.join(timeout=1.0)  # (given the time to land in the old graph, if it is not held back)
+        add_to(self, fresh, rows, vecs)
+
+    monkeypatch.setattr(DenseIndex, "_add_to", last_round_beside_others)
+    index.compact()
+    writer.join(timeout=120)
+    assert calls == [0, 0] and len(searched) == 1
+    assert index.dead == 0 and len(index) == n - len(range(0, n, 3)) + 1
+    rows, scores = index.search(vectors[n : n + 1], 1)
+    assert rows[0, 0] == n and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
 def test_hnsw_compacts_by_itself_past_compact_fraction(
     data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:

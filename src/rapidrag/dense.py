@@ -44,7 +44,7 @@ FLAT_POST_FILTER_FRACTION = 0.2
 # map (24 ms at 132,000 rows), so removing one document at a time paid that each time.
 FLAT_TOMBSTONE_ROWS = 256
 # HNSW's compaction adds the rows added during its rebuild in rounds beside searches while a round finds more than
-# CATCH_UP_ROWS (at most CATCH_UP_ROUNDS rounds), and the rest under the write lock.
+# CATCH_UP_ROWS (at most CATCH_UP_ROUNDS rounds), and the rest with writes held back (searches go on).
 CATCH_UP_ROWS, CATCH_UP_ROUNDS = 16, 8
 # ``compact_fraction``: HNSW compacts by itself once its removed rows are that share of its graph and at least
 # this many.
@@ -161,6 +161,9 @@ class DenseIndex:
             self._use(self._new_index())
         self._lock = RWLock()
         self._compacting = threading.Lock()  # one graph rebuild at a time
+        # Held by each write (before the write lock), and by a rebuild while it adds the last rows written
+        # meanwhile: writes wait for those, searches do not.
+        self._writing = threading.Lock()
         self._added_since: list[IntArray] | None = None  # rows added while a rebuild runs (``compact``)
         self._background: threading.Thread | None = None  # a compaction started by ``compact_fraction``
         self._starting = threading.Lock()  # (one such thread at a time)
@@ -267,7 +270,7 @@ class DenseIndex:
             return
         if rows.min() < 0 or len(np.unique(rows)) != len(rows):
             raise ValueError("rows must be distinct ints >= 0")
-        with self._lock.write():
+        with self._writing, self._lock.write():
             held, end = len(self._alive), int(rows.max()) + 1
             if end > held:
                 self._grow(end)
@@ -366,7 +369,7 @@ class DenseIndex:
     def remove(self, rows: Any) -> int:
         """Remove rows (unknown ones are ignored); returns how many were removed."""
         rows = np.asarray(rows, dtype=np.int64).ravel()
-        with self._lock.write():
+        with self._writing, self._lock.write():
             rows = rows[(rows >= 0) & (rows < len(self._alive))]
             rows = rows[self._alive[rows]]
             if not len(rows):
@@ -423,9 +426,9 @@ class DenseIndex:
 
         HNSW's rebuild (tens of seconds for 100,000 vectors) runs beside searches and writes: the live vectors
         are copied under the read lock and the new graph is built under no lock; the rows added meanwhile are
-        added to it under the read lock while they are many, and the write lock is taken only for the last few
-        and to put the new graph in place (rows removed meanwhile are skipped there as in the old one). Both
-        graphs are in memory until then."""
+        added to it in rounds while they are many, then the last ones with writes held back (searches go on), and
+        the write lock is taken only to put the new graph in place (rows removed meanwhile are skipped there as in
+        the old one). Both graphs are in memory until then."""
         if self.kind != "hnsw":
             with self._lock.write():
                 dropped = self.dead
@@ -449,18 +452,22 @@ class DenseIndex:
                 self._added_since = []
             try:
                 fresh = self._build(live, vectors)
-                # The rows added meanwhile, in rounds under the read lock while they are many (adding a few hundred
-                # rows to a large graph takes a few hundred ms), the last few under the write lock.
+                # The rows added meanwhile, in rounds beside searches and writes while they are many (adding a few
+                # hundred rows to a large graph takes a few hundred ms); then the last ones with writes held back
+                # (searches go on), and the write lock only to put the new graph in place.
                 for _ in range(CATCH_UP_ROUNDS):
                     with self._lock.read():
                         rows, vectors = self._added_meanwhile()
                     self._add_to(fresh, rows, vectors)
                     if len(rows) <= CATCH_UP_ROWS:
                         break
-                with self._lock.write():
-                    self._add_to(fresh, *self._added_meanwhile())
-                    self._use(fresh)
-                    self._slots_from_map()
+                with self._writing:
+                    with self._lock.read():
+                        rows, vectors = self._added_meanwhile()
+                    self._add_to(fresh, rows, vectors)
+                    with self._lock.write():
+                        self._use(fresh)
+                        self._slots_from_map()
             finally:
                 with self._lock.write():
                     self._added_since = None
