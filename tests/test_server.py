@@ -213,6 +213,7 @@ def test_stats_and_save_without_a_folder(client: httpx.Client, store: Retriever)
     client.post("/search", json={"query": "heart attack", "rerank": False})
     stats = client.get("/stats").json()
     assert stats["documents"] == len(store) and stats["chunks"] == store.n_chunks and stats["searches"] >= 1
+    assert stats["dense_index"] == {"kind": "flat", "n_threads": 1}
     total = stats["latency_ms"]["total"]
     assert 0 < total["p50"] <= total["p95"] <= total["p99"] and total["count"] >= 1
     bare = Server(create_app(store))
@@ -232,7 +233,9 @@ def test_compact_drops_the_vectors_of_deleted_documents(minilm_dir: Path) -> Non
     served = Server(create_app(hnsw, api_key=KEY, limits=LIMITS))
     try:
         with httpx.Client(base_url=served.url, headers=AUTH, timeout=60) as c:
-            assert c.get("/stats").json()["removed_vectors"] == 0
+            stats = c.get("/stats").json()
+            assert stats["removed_vectors"] == 0 and stats["dense_index"] == {"kind": "hnsw", **hnsw.index_options}
+            assert stats["dense_index"]["ef_search"] == 128 and stats["dense_index"]["compact_fraction"] is None
             assert c.delete("/documents/vit").json() == {"deleted": 1}
             assert c.get("/stats").json()["removed_vectors"] == 1 and hnsw.dense is not None and hnsw.dense.dead == 1
             body = {"query": "vitamin D and bone loss", "mode": "dense", "k": 3}

@@ -766,12 +766,14 @@ def create_app(
         dropped = retriever.compact()
         return {"dropped_vectors": dropped, "seconds": time.perf_counter() - started}
 
-    @app.get("/stats", dependencies=guarded, summary="counts and stage latency percentiles (ms)")
+    @app.get("/stats", dependencies=guarded, summary="counts, the dense index's settings, stage latency (ms)")
     def get_stats() -> dict[str, Any]:
+        options = retriever.index_options  # (those it serves with: the saved ones, or serve's --index-option)
         return {
             "documents": len(retriever),
             "chunks": retriever.n_chunks,
             "removed_vectors": retriever.removed_vectors,
+            "dense_index": {"kind": retriever.index_kind, **options} if options else None,
             "searches": stats.searches,
             "uptime_s": time.time() - stats.started,
             "latency_ms": stats.percentiles(),
