@@ -225,9 +225,18 @@ std::vector<ChunkSpan> Chunker::split_impl(const CharT* text, const TextRef& ref
     if (!exact_start || !exact_end || count > max_tokens_) {
       count = recount(a, b);
       while (count > max_tokens_ && c > s + 1) {
-        size_t prev = c - 1;
-        while (prev > s && level[prev] == kShared) --prev;
-        if (prev == s) break;
+        // An earlier cut: the best one the window allows before c (the highest level, the latest on ties), so
+        // that a chunk whose text counts more tokens than the document's (it starts inside a word) still ends
+        // at a word; else the token before c.
+        size_t prev = 0;
+        for (size_t t = s + overlap_ + 1; t < c; ++t) {
+          if (level[t] != kShared && (prev == 0 || level[t] >= level[prev])) prev = t;
+        }
+        if (prev == 0) {
+          prev = c - 1;
+          while (prev > s && level[prev] == kShared) --prev;
+        }
+        if (prev <= s) break;
         c = prev;
         b = chunk_end(c);
         count = recount(a, b);
