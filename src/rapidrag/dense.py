@@ -75,7 +75,9 @@ BUILD_OPTIONS: dict[str, frozenset[str]] = {
 # Each whole-number setting's least value, and those that may be None (chosen when the index is trained, or FAISS's).
 _LEAST = {"hnsw_m": 2, "ef_construction": 1, "ef_search": 1, "nlist": 1, "pq_m": 1, "nprobe": 1, "exact_rows": 0,
           "refine": 1, "n_threads": 0}  # fmt: skip
-_OPTIONAL = frozenset({"nlist", "pq_m", "nprobe", "n_threads"})
+_OPTIONAL = frozenset({"nlist", "pq_m", "nprobe", "n_threads", "compact_fraction"})
+# The settings that are shares: whether 0 is refused, and how the error says the range.
+_FRACTIONS = {"exact_fraction": (False, "from 0 to 1"), "compact_fraction": (True, "above 0 and at most 1, or None")}
 
 
 class DenseIndex:
@@ -682,7 +684,7 @@ class DenseIndex:
     def empty(cls, info: dict[str, Any]) -> DenseIndex:
         """An empty index with the settings of one saved by ``state`` (``info``; a setting saved by none of the
         versions that wrote it, such as ``compact_fraction`` before it was one, takes its default)."""
-        return cls(**{name: info[name] for name in cls._SETTINGS if name in info or name in ("dim", "kind")})
+        return cls(**{name: info[name] for name in cls._SETTINGS if name in info})
 
     @classmethod
     def from_state(cls, info: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> DenseIndex:
@@ -754,20 +756,17 @@ def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _option(name: str, value: Any) -> Any:
-    """``value`` of the setting ``name`` checked (``IndexOptionError`` naming it) and normalised: a number from 0
-    to 1 for ``exact_fraction``, else an int of at least its ``_LEAST`` (or None where ``_OPTIONAL``)."""
-    if name in ("exact_fraction", "compact_fraction"):
-        if name == "compact_fraction" and value is None:
-            return None
+    """``value`` of the setting ``name`` checked (``IndexOptionError`` naming it) and normalised: None where
+    ``_OPTIONAL``, a share in the range ``_FRACTIONS`` gives, else an int of at least its ``_LEAST``."""
+    if name in _OPTIONAL and value is None:
+        return None
+    if name in _FRACTIONS:
+        above_zero, wording = _FRACTIONS[name]
         number = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-        if name == "exact_fraction" and not (number and 0 <= value <= 1):
-            raise IndexOptionError(f"exact_fraction must be a number from 0 to 1, got {value!r}")
-        if name == "compact_fraction" and not (number and 0 < value <= 1):
-            raise IndexOptionError(f"compact_fraction must be a number above 0 and at most 1, or None, got {value!r}")
+        if not (number and (value > 0 if above_zero else value >= 0) and value <= 1):
+            raise IndexOptionError(f"{name} must be a number {wording}, got {value!r}")
         return float(value)
     least, optional = _LEAST[name], name in _OPTIONAL
-    if optional and value is None:
-        return None
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
         raise IndexOptionError(f"{name} must be an int >= {least}{' or None' if optional else ''}, got {value!r}")
     return int(value)
