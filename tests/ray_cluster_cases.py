@@ -173,6 +173,19 @@ def test_a_replica_killed_mid_load_loses_no_query(
     partial = index.search(shard_queries[0], k=10)
     assert partial.missing_shards == [0] and partial
     assert all(shard_of(h.doc_id, 2) == 1 for h in partial)
+    # What is made of a partial answer says so: a context, an evaluation, the service's answers.
+    context = index.context(shard_queries[0], 200)
+    assert context.missing_shards == [0] and "shards 0 of the index did not answer" in context.to_markdown()
+    judged = {"q": {partial[0].doc_id: 1}}
+    assert rapidrag.evaluate(index, {"q": shard_queries[0]}, judged)["partial_answers"] == 1
+    from fastapi.testclient import TestClient
+
+    from rapidrag.server import create_app
+
+    with TestClient(create_app(index)) as app:
+        answer = app.post("/search", json={"query": shard_queries[0], "k": 10}).json()
+        assert answer["missing_shards"] == [0] and [h["doc_id"] for h in answer["hits"]] == [h.doc_id for h in partial]
+        assert app.post("/context", json={"query": shard_queries[0]}).json()["context"]["missing_shards"] == [0]
     with pytest.raises(ShardUnavailableError, match="shard"):
         index.add([{"id": d, "text": "more"} for d in ("x1", "x2", "x3", "x4") if shard_of(d, 2) == 0][:1])
 

@@ -338,6 +338,52 @@ def test_the_command_line_opens_a_sharded_folder(
     assert "is not a sharded index" in capsys.readouterr().err
 
 
+def test_the_command_line_says_when_an_answer_is_partial(
+    shard_corpus: list[dict[str, Any]],
+    vocab_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A shard left without a live replica (here: its answers to searches replaced by the coordinator's MISSING,
+    as a Ray shard whose replicas all died gives): ``query`` and ``context`` answer from the other shards, and say
+    on stderr and in their JSON which shard is missing."""
+    import json
+
+    from rapidrag.cli import main
+    from rapidrag.distributed import MISSING
+
+    s = ShardedRetriever(None, n_shards=2)
+    s.add(shard_corpus[:120])
+    s.save(tmp_path / "ix")
+    whole = s.search("insulin and glucose in diabetes", k=5)
+    real = ShardedRetriever._all
+
+    def shard_one_lost(self: ShardedRetriever, method: str, *args: Any) -> list[Any]:
+        answers = real(self, method, *args)
+        return [MISSING if method == "shard_stages" and i == 1 else a for i, a in enumerate(answers)]
+
+    monkeypatch.setattr(ShardedRetriever, "_all", shard_one_lost)
+    assert main(["query", str(tmp_path / "ix"), "insulin and glucose in diabetes", "--json", "-k", "5"]) == 0
+    out, err = capsys.readouterr()
+    printed = json.loads(out)
+    assert printed["missing_shards"] == [1] and printed["hits"]
+    assert "a partial answer: shards 1 of 2 did not answer" in err
+    assert {h["doc_id"] for h in printed["hits"]} != {h.doc_id for h in whole}  # (the lost shard held some)
+    argv = [
+        "context",
+        str(tmp_path / "ix"),
+        "insulin and glucose in diabetes",
+        "--budget",
+        "200",
+        "--tokenizer",
+        str(vocab_path),
+    ]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "shards 1 of the index did not answer" in out and "a partial answer: shards 1 of 2" in err
+
+
 def test_bad_input(shard_embedder: rapidrag.Embedder) -> None:
     with pytest.raises(ValueError, match="n_shards"):
         ShardedRetriever(shard_embedder, n_shards=0)

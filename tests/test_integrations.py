@@ -131,6 +131,45 @@ def test_llama_index_filters_are_mapped(store: Retriever) -> None:
         rr_llama.RapidragRetriever("not a retriever")  # type: ignore[arg-type]
 
 
+def test_both_adapters_take_an_index_split_in_shards(
+    minilm_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``ShardedRetriever`` (the same documents in 3 shards) behind either adapter gives the documents, spans
+    and scores of one index; a partial answer (a shard without a live replica, as the coordinator marks it) is
+    logged; anything else is refused by name."""
+    from rapidrag.distributed import MISSING, ShardedRetriever
+
+    embedder = rapidrag.Embedder(minilm_dir)  # (fp32: int8's per-batch ranges would move each shard's vectors)
+    store, sharded = Retriever(embedder), ShardedRetriever(embedder, n_shards=3)
+    store.add(DOCS)
+    sharded.add(DOCS)
+    for query in ("vitamin D and bone loss", "heart attack"):
+        one = rr_langchain.RapidragRetriever(retriever=store, k=3).invoke(query)
+        split = rr_langchain.RapidragRetriever(retriever=sharded, k=3).invoke(query)
+        assert [(d.id, d.metadata["start"], d.metadata["end"]) for d in split] == [
+            (d.id, d.metadata["start"], d.metadata["end"]) for d in one
+        ]
+        assert [d.metadata["score"] for d in split] == pytest.approx([d.metadata["score"] for d in one], abs=1e-5)
+        nodes = rr_llama.RapidragRetriever(sharded, k=3).retrieve(query)
+        assert [n.node.ref_doc_id for n in nodes] == [d.id for d in one]
+    assert not [r for r in caplog.records if r.name == "rapidrag.integrations"]
+    real = ShardedRetriever._all
+
+    def shard_lost(self: ShardedRetriever, method: str, *args: Any) -> list[Any]:
+        answers = real(self, method, *args)
+        return [MISSING if method == "shard_stages" and i == 0 else a for i, a in enumerate(answers)]
+
+    monkeypatch.setattr(ShardedRetriever, "_all", shard_lost)
+    with caplog.at_level("WARNING", logger="rapidrag.integrations"):
+        rr_langchain.RapidragRetriever(retriever=sharded, mode="lexical").invoke("bone loss")
+        rr_llama.RapidragRetriever(sharded, mode="lexical").retrieve("bone loss")
+    warned = [r.getMessage() for r in caplog.records if r.name == "rapidrag.integrations"]
+    assert warned == ["a partial answer to 'bone loss': shards [0] of the index did not answer"] * 2
+    for adapter in (lambda r: rr_langchain.RapidragRetriever(retriever=r), rr_llama.RapidragRetriever):
+        with pytest.raises(TypeError, match="rapidrag.Retriever or a rapidrag.distributed.ShardedRetriever, not dict"):
+            adapter({"id": "x"})
+
+
 def test_import_rapidrag_stays_light() -> None:
     """The frameworks and the server stack load only with their own modules."""
     import subprocess

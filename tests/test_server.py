@@ -252,6 +252,74 @@ def test_compact_drops_the_vectors_of_deleted_documents(minilm_dir: Path) -> Non
         served.stop()
 
 
+def test_an_index_split_in_shards_is_served_as_one(
+    minilm_dir: Path, reranker_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``ShardedRetriever`` behind the same routes: searches, contexts and grounding answer as the library does
+    (the answers say no shard is missing), writes reach the owning shards, ``/save`` writes a sharded folder that
+    opens as one, ``/stats`` gives the layout; and ``rapidrag serve`` opens a sharded folder."""
+    from rapidrag.cli import main
+    from rapidrag.distributed import ShardedRetriever
+
+    embedder = rapidrag.Embedder(minilm_dir, quantized=True)
+    index = ShardedRetriever(embedder, rapidrag.Reranker(reranker_dir, quantized=True), n_shards=2)
+    index.add(DOCS)
+    folder = tmp_path / "sharded"
+    served = Server(create_app(index, index_dir=folder, api_key=KEY, limits=LIMITS))
+    try:
+        with httpx.Client(base_url=served.url, headers=AUTH, timeout=60) as c:
+            for body in (
+                {"query": "vitamin D and bone loss", "k": 3, "rerank": False},
+                {"query": "iron", "mode": "lexical"},
+            ):
+                answer = c.post("/search", json=body).json()
+                direct = index.search(**body)
+                assert [(h["doc_id"], h["start"], h["end"]) for h in answer["hits"]] == [
+                    (h.doc_id, h.start, h.end) for h in direct
+                ]
+                assert [h["score"] for h in answer["hits"]] == pytest.approx([h.score for h in direct], abs=1e-6)
+                assert answer["missing_shards"] == []
+            reranked = c.post("/search", json={"query": "bone loss", "budget_ms": 500}).json()
+            assert "rerank" in reranked["hits"][0]["scores"] and reranked["missing_shards"] == []
+            packed = c.post("/context", json={"query": "what causes anemia", "budget_tokens": 60}).json()["context"]
+            assert packed["items"][0]["doc_id"] == "iron" and packed["missing_shards"] == []
+            assert packed["tokens"] <= 60
+            grounded = c.post(
+                "/ground", json={"answer": "Iron deficiency causes anemia.", "query": "what causes anemia"}
+            ).json()
+            assert grounded["grounding"]["sentences"][0]["status"] == "supported"
+            stats = c.get("/stats").json()
+            assert stats["shards"] == {"n_shards": 2, "replicas": 1, "backend": "local"}
+            assert stats["documents"] == len(DOCS) and stats["chunks"] == index.n_chunks
+            new = [{"id": "scurvy", "text": "Scurvy comes from a lack of vitamin C.", "metadata": {"year": 1753}}]
+            assert c.post("/documents", json={"documents": new}).json() == {"documents": 1, "chunks": 1}
+            assert c.post("/search", json={"query": "scurvy", "k": 1}).json()["hits"][0]["doc_id"] == "scurvy"
+            assert c.delete("/documents/heart").json() == {"deleted": 1} and index.get("heart") is None
+            assert_clean_error(c.delete("/documents/heart"), 404, "no document 'heart'")
+            assert c.post("/save").json()["saved"] is True
+        reopened = ShardedRetriever.load(folder)
+        assert reopened.n_shards == 2 and len(reopened) == len(index) == len(DOCS)
+        query = "vitamin D and bone loss"
+        assert [h.doc_id for h in reopened.search(query, rerank=False)] == [
+            h.doc_id for h in index.search(query, rerank=False)
+        ]
+    finally:
+        served.stop()
+    # The command line opens the sharded folder and serves it (uvicorn's run replaced, the app built as serve does).
+    apps: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    monkeypatch.setattr("rapidrag.server.freeze_loaded", lambda: None)
+    assert main(["serve", str(folder), "--port", "8123"]) == 0
+    from fastapi.testclient import TestClient
+
+    with TestClient(apps[0]) as app:
+        stats = app.get("/stats").json()
+        assert stats["shards"] == {"n_shards": 2, "replicas": 1, "backend": "local"}
+        assert stats["documents"] == len(DOCS)
+        hits = app.post("/search", json={"query": "scurvy vitamin C", "k": 1}).json()["hits"]
+        assert hits[0]["doc_id"] == "scurvy"
+
+
 def test_searches_see_whole_updates(client: httpx.Client, server: Server) -> None:
     """Readers search while a writer replaces a pair of documents version by version (one request each) and adds
     and deletes other documents: every search sees both documents of the pair, at one version, and every hit's

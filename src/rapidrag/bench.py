@@ -90,6 +90,7 @@ def run(
         stages: dict[str, list[float]] = {}
         quality = []
         reranked = []
+        partial = 0
         costs: list[Any] = []
         with_throughput = not config.rerank or config.budget_ms is not None  # not the unbudgeted rerank
         runs = len(ids) * (1 + (len(concurrency) if with_throughput else 0))
@@ -97,6 +98,7 @@ def run(
         for done, q in enumerate(ids, 1):
             bar.update(done)
             hits = retriever.search(queries[q], k=k, candidates=candidates, **kwargs)
+            partial += bool(hits.missing_shards)
             for stage, ms in hits.timings.items():
                 stages.setdefault(stage.removesuffix("_ms"), []).append(ms)
             if context_budget is not None:
@@ -119,6 +121,8 @@ def run(
             entry["judged"] = len(quality)
         if reranked:
             entry["reranked_in_top_k"] = float(np.mean(reranked))
+        if partial:  # (an index split in shards, some of which did not answer these searches)
+            entry["partial_answers"] = partial
         if costs:
             entry["context"] = {
                 "budget_tokens": context_budget,

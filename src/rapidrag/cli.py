@@ -380,12 +380,15 @@ def cmd_query(args: argparse.Namespace) -> int:
     mode = args.mode or retriever.default_mode
     rerank = False if args.no_rerank else None
     hits = retriever.search(query, k=args.k, mode=mode, filter=search_filter, rerank=rerank, budget_ms=args.budget_ms)
+    if hits.missing_shards:
+        _partial(hits.missing_shards, retriever)
     if args.json:
         body = {
             "query": query,
             "mode": mode,
             "hits": [h.to_dict() for h in hits],
             "timings_ms": hits.timings,
+            "missing_shards": hits.missing_shards,
         }
         print(json.dumps(body, ensure_ascii=False, indent=1))
         return 0
@@ -442,6 +445,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         m = evaluate(retriever, queries, qrels, mode=mode, rerank=rerank, progress=label)
         seconds = time.perf_counter() - start
         print(f"{label:<18}{m['ndcg@10']:>9.4f}{m['recall@100']:>12.4f}{m['mrr@10']:>9.4f}{seconds:>8.1f}s")
+        if m.get("partial_answers"):
+            print(
+                f"warning: {label}: {m['partial_answers']:.0f} of {len(judged)} queries were answered without some "
+                "of the index's shards (no live replica): these figures are of partial answers",
+                file=sys.stderr,
+            )
     if not any(rerank for _, rerank in rows):
         print("(no reranked row: --rerank adds one for each mode asked)")
     return 0
@@ -550,6 +559,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if "ndcg@10" in entry:
             line += f"  {entry['ndcg@10']:.4f}"
         print(line)
+        if entry.get("partial_answers"):
+            print(
+                f"warning: {name}: {entry['partial_answers']} of {report['queries']} searches were answered without "
+                "some of the index's shards (no live replica)",
+                file=sys.stderr,
+            )
     if args.context_budget is not None:
         print(
             f"context of at most {args.context_budget} tokens per query (prices per million tokens: "
@@ -656,6 +671,8 @@ def cmd_context(args: argparse.Namespace) -> int:
     check_query(args.query)
     retriever = _load(args, lexical=args.mode == "lexical", rerank=not args.no_rerank)
     context = _make_context(args, retriever, args.query)
+    if context.missing_shards:
+        _partial(context.missing_shards, retriever)
     cost = context.cost(args.price_in, args.price_out, output_tokens=args.output_tokens)
     if args.format == "json":
         body = {"query": args.query, "context": context.to_dict(), "cost": cost.to_dict()}
@@ -707,6 +724,15 @@ def cmd_ground(args: argparse.Namespace) -> int:
     for item in context.items:
         print(f"[{item.citation}] {item.doc_id} (characters {item.start}-{item.end})")
     return 0
+
+
+def _partial(missing: list[int], retriever: Any) -> None:
+    """Say on stderr that a search of an index split in shards was answered without ``missing``."""
+    shards = ", ".join(map(str, missing))
+    print(
+        f"warning: a partial answer: shards {shards} of {retriever.n_shards} did not answer (no live replica)",
+        file=sys.stderr,
+    )
 
 
 def _dense_settings(retriever: Any) -> str:

@@ -134,7 +134,9 @@ class Cost:
 class Context:
     """The prompt's context: ``text`` (the items, each behind its citation marker, in prompt order), the
     ``items``, the ``tokens`` of ``text`` (never more than ``budget_tokens``), what was ``dropped`` and why, and
-    the settings that made it. An empty context (nothing fitted) is not an error: ``dropped`` says why."""
+    the settings that made it. An empty context (nothing fitted) is not an error: ``dropped`` says why.
+    ``missing_shards``: the shards of an index split in shards that did not answer the search (its
+    ``SearchResult.missing_shards``), so that a context packed from a partial answer says it is one."""
 
     text: str
     items: list[ContextItem]
@@ -143,6 +145,7 @@ class Context:
     dropped: list[Dropped]
     settings: dict[str, Any]
     pack_ms: float = 0.0
+    missing_shards: list[int] = field(default_factory=list)
 
     def cost(
         self,
@@ -171,6 +174,7 @@ class Context:
             "dropped": [d.to_dict() for d in self.dropped],
             "settings": self.settings,
             "pack_ms": self.pack_ms,
+            "missing_shards": self.missing_shards,
         }
 
     @classmethod
@@ -211,6 +215,7 @@ class Context:
                 dropped,
                 dict(data.get("settings") or {}),
                 float(data.get("pack_ms") or 0.0),
+                [int(i) for i in data.get("missing_shards") or []],
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not a rapidrag context (as Context.to_dict writes it): {type(e).__name__} {e}") from None
@@ -233,6 +238,9 @@ class Context:
                 lines.append(f"- left out as a near-duplicate of {of}: {d.doc_id} (similarity {d.similarity:.3f})")
             elif d.reason == "missing":
                 lines.append(f"- left out, no longer in the index: {d.doc_id}")
+        if self.missing_shards:
+            shards = ", ".join(map(str, self.missing_shards))
+            lines.append(f"- a partial search: shards {shards} of the index did not answer")
         return "\n".join(lines)
 
 
@@ -329,7 +337,8 @@ def pack(
         "tokenizer": getattr(tok, "name", None) or type(tok).__name__,
     }
     elapsed = (time.perf_counter() - started) * 1000
-    return Context(text, items, tokens, budget, dropped, settings, elapsed)
+    missing = [int(i) for i in getattr(result, "missing_shards", ())]
+    return Context(text, items, tokens, budget, dropped, settings, elapsed, missing)
 
 
 # -- checks ------------------------------------------------------------------------------------------------------

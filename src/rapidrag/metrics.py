@@ -23,19 +23,25 @@ def evaluate(
 ) -> dict[str, float]:
     """nDCG@10, recall@100 and MRR@10 over the queries that have judgements (BEIR protocol: graded gains,
     log2 discount, relevance > 0 counts as relevant). ``progress``: a label for a progress bar on stderr (drawn
-    when it is a terminal)."""
+    when it is a terminal). An index split in shards that answered some queries without some of its shards
+    (``SearchResult.missing_shards``) adds ``partial_answers``, how many: the figures are of partial answers."""
     rows = []
+    partial = 0
     depth = max(100, k)
     judged = [(qid, rel) for qid, rel in qrels.items() if qid in queries]
     show = None if progress else False
     with Progress(len(judged), progress or "", unit="queries", enabled=show, erase=True) as bar:
         for done, (qid, rel) in enumerate(judged, 1):
             hits = retriever.search(queries[qid], k=depth, candidates=depth, **search_kwargs)
+            partial += bool(getattr(hits, "missing_shards", None))
             rows.append(query_metrics([h.doc_id for h in hits], rel))
             bar.update(done)
     if not rows:
         raise ValueError("none of the judged queries is among the queries given")
-    return {name: float(np.mean([r[name] for r in rows])) for name in ("ndcg@10", "recall@100", "mrr@10")}
+    out = {name: float(np.mean([r[name] for r in rows])) for name in ("ndcg@10", "recall@100", "mrr@10")}
+    if partial:
+        out["partial_answers"] = partial
+    return out
 
 
 def query_metrics(ranked: Sequence[str], rel: Mapping[str, int]) -> dict[str, float]:

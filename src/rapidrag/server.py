@@ -9,6 +9,10 @@ APIs, so that their clients can point here: ``POST /v2/rerank`` (Cohere v2), ``P
 Jina), ``POST /rerank`` (Hugging Face text-embeddings-inference), all scored by the index's reranker, and
 ``POST /v1/embeddings`` (OpenAI) by its embedder. ``GET /metrics``: Prometheus text format 0.0.4.
 
+The index is one (``Retriever``) or split in shards (``rapidrag.distributed.ShardedRetriever``, in this process or
+on a Ray cluster): the routes are the same, and a search's answer (and a context's) says which shards could not
+answer (``missing_shards``, empty for a whole answer), so that a partial answer is never a silent one.
+
 - Searches run in parallel on the server's thread pool (the native and ONNX Runtime stages release the GIL, and
   ``rapidrag._onnx.CORES`` keeps their threads within the cores). Writes go through the retriever's lock: a
   request's documents (at most ``max_batch``, within one of the retriever's atomic batches) become visible to
@@ -46,7 +50,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 try:
     from fastapi import Depends, FastAPI, HTTPException, Request, status
@@ -70,6 +74,10 @@ from .metrics import percentiles
 from .process import freeze_loaded
 from .reranker import Reranker
 from .retriever import Retriever, check_query
+from .search import Searcher
+
+if TYPE_CHECKING:
+    from .distributed import ShardedRetriever
 
 __all__ = ["Limits", "create_app", "serve"]
 
@@ -481,15 +489,19 @@ class _JSON(JSONResponse):
 
 
 def create_app(
-    retriever: Retriever,
+    retriever: "Retriever | ShardedRetriever",
     *,
     index_dir: str | os.PathLike[str] | None = None,
     api_key: str | None = None,
     limits: Limits | None = None,
 ) -> FastAPI:
-    """The service over ``retriever``; ``POST /save`` writes to ``index_dir`` (409 without one)."""
-    if not isinstance(retriever, Retriever):
-        raise TypeError(f"retriever must be a rapidrag.Retriever, not {type(retriever).__name__}")
+    """The service over ``retriever`` (one index, or one split in shards); ``POST /save`` writes to ``index_dir``
+    (409 without one)."""
+    if not isinstance(retriever, Searcher):  # (Retriever and ShardedRetriever: the two kinds of index)
+        raise TypeError(
+            f"retriever must be a rapidrag.Retriever or a rapidrag.distributed.ShardedRetriever, not "
+            f"{type(retriever).__name__}"
+        )
     if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
         raise ValueError("api_key must be a non-empty str (or None for no key)")
     lim = limits or Limits()
@@ -513,6 +525,10 @@ def create_app(
     class SearchResponse(BaseModel):
         hits: list[Hit]
         timings_ms: dict[str, float]
+        missing_shards: list[int] = Field(
+            default_factory=list,
+            description="an index split in shards: those that could not answer, so the hits are a partial answer",
+        )
 
     class Prices(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -678,6 +694,7 @@ def create_app(
         return {
             "hits": [h.to_dict() for h in hits],  # the CLI's encoding too
             "timings_ms": {stage.removesuffix("_ms"): ms for stage, ms in hits.timings.items()},
+            "missing_shards": hits.missing_shards,
         }
 
     def packed(body: ContextRequest) -> tuple[Any, dict[str, float]]:
@@ -774,6 +791,7 @@ def create_app(
             "chunks": retriever.n_chunks,
             "removed_vectors": retriever.removed_vectors,
             "dense_index": {"kind": retriever.index_kind, **options} if options else None,
+            "shards": _layout(retriever),
             "searches": stats.searches,
             "uptime_s": time.time() - stats.started,
             "latency_ms": stats.percentiles(),
@@ -958,12 +976,19 @@ def _error(request: Request, code: int, message: str, headers: Mapping[str, str]
     return JSONResponse(content, status_code=code, headers=headers)
 
 
+def _layout(retriever: Any) -> dict[str, Any] | None:
+    """An index split in shards: how many, their replicas and where they run (None for one index)."""
+    if isinstance(retriever, Retriever):
+        return None
+    return {"n_shards": retriever.n_shards, "replicas": retriever.replicas, "backend": retriever.backend}
+
+
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def serve(
-    retriever: Retriever,
+    retriever: "Retriever | ShardedRetriever",
     *,
     index_dir: str | os.PathLike[str] | None = None,
     host: str = "127.0.0.1",

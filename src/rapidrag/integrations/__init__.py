@@ -4,10 +4,13 @@ its module is: ``rapidrag.integrations.langchain`` (``pip install 'rapidrag[lang
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["hit_metadata", "search_params"]
+__all__ = ["check_retriever", "hit_metadata", "search_params", "warn_if_partial"]
+
+log = logging.getLogger("rapidrag.integrations")
 
 SEARCH_OPTIONS = frozenset({"k", "filter", "mode", "rerank", "candidates", "budget_ms", "per_document"})
 
@@ -33,3 +36,24 @@ def hit_metadata(hit: Any) -> dict[str, Any]:
         "score": hit.score,
         "scores": dict(hit.scores),
     }
+
+
+def check_retriever(retriever: Any) -> Any:
+    """``retriever`` if it is an index the adapters search (a ``rapidrag.Retriever``, or a
+    ``rapidrag.distributed.ShardedRetriever``: the same search), else a TypeError naming what was given."""
+    from ..search import Searcher
+
+    if not isinstance(retriever, Searcher):
+        raise TypeError(
+            "retriever must be a rapidrag.Retriever or a rapidrag.distributed.ShardedRetriever, not "
+            f"{type(retriever).__name__}"
+        )
+    return retriever
+
+
+def warn_if_partial(hits: Sequence[Any], query: str) -> None:
+    """Log a warning when an index split in shards answered without some of them (``missing_shards``): the
+    frameworks' document lists have no place to say so."""
+    missing = getattr(hits, "missing_shards", None)
+    if missing:
+        log.warning("a partial answer to %r: shards %s of the index did not answer", query, missing)

@@ -13,24 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
     from langchain_core.documents import Document
     from langchain_core.retrievers import BaseRetriever
-    from pydantic import ConfigDict, Field
+    from pydantic import BeforeValidator, ConfigDict, Field
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("the LangChain adapter needs langchain-core: pip install 'rapidrag[langchain]'") from e
 
-from ..retriever import Retriever
-from . import hit_metadata, search_params
+from ..search import Searcher
+from . import check_retriever, hit_metadata, search_params, warn_if_partial
 
 __all__ = ["RapidragRetriever"]
 
 
 class RapidragRetriever(BaseRetriever):
-    """LangChain ``BaseRetriever`` over a ``rapidrag.Retriever``.
+    """LangChain ``BaseRetriever`` over a ``rapidrag.Retriever`` (or a ``ShardedRetriever``).
 
     ``k``, ``filter`` (a Mongo-style metadata filter), ``mode``, ``rerank``, ``candidates`` and ``budget_ms`` are
     the defaults of every search; ``invoke(query, **options)`` overrides any of them for one call.
@@ -38,7 +38,7 @@ class RapidragRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    retriever: Retriever
+    retriever: Annotated[Searcher, BeforeValidator(check_retriever)]
     k: int = Field(default=4, ge=1)
     filter: dict[str, Any] | None = None
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
@@ -58,6 +58,7 @@ class RapidragRetriever(BaseRetriever):
 
     def _search(self, query: str, options: dict[str, Any]) -> list[Document]:
         hits = self.retriever.search(query, **search_params(self._defaults(), options))
+        warn_if_partial(hits, query)
         return [Document(page_content=h.text, metadata=hit_metadata(h), id=h.doc_id) for h in hits]
 
     def _get_relevant_documents(

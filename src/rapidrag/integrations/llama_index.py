@@ -26,8 +26,8 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("the LlamaIndex adapter needs llama-index-core: pip install 'rapidrag[llama-index]'") from e
 
-from ..retriever import Retriever
-from . import hit_metadata, search_params
+from ..search import Searcher
+from . import check_retriever, hit_metadata, search_params, warn_if_partial
 
 __all__ = ["RapidragRetriever", "to_mongo_filter"]
 
@@ -70,12 +70,12 @@ def to_mongo_filter(filters: MetadataFilters | Mapping[str, Any] | None) -> dict
 
 
 class RapidragRetriever(BaseRetriever):
-    """LlamaIndex ``BaseRetriever`` over a ``rapidrag.Retriever``; ``k``, ``filter``, ``mode``, ``rerank``,
-    ``candidates`` and ``budget_ms`` are the settings of every search."""
+    """LlamaIndex ``BaseRetriever`` over a ``rapidrag.Retriever`` (or a ``ShardedRetriever``); ``k``, ``filter``,
+    ``mode``, ``rerank``, ``candidates`` and ``budget_ms`` are the settings of every search."""
 
     def __init__(
         self,
-        retriever: Retriever,
+        retriever: Searcher,
         k: int = 4,
         filter: MetadataFilters | Mapping[str, Any] | None = None,
         mode: str = "hybrid",
@@ -84,8 +84,7 @@ class RapidragRetriever(BaseRetriever):
         budget_ms: float | None = None,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(retriever, Retriever):
-            raise TypeError(f"retriever must be a rapidrag.Retriever, not {type(retriever).__name__}")
+        check_retriever(retriever)
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         self.retriever = retriever
@@ -108,6 +107,7 @@ class RapidragRetriever(BaseRetriever):
             "budget_ms": self.budget_ms,
         }
         hits = self.retriever.search(query_bundle.query_str, **search_params(defaults, {}))
+        warn_if_partial(hits, query_bundle.query_str)
         return [
             NodeWithScore(
                 node=TextNode(
