@@ -201,7 +201,10 @@ def side_by_side(script: str, code: list[str], rounds: int, argv: list[str], rat
                 env["RAPIDRAG_CODE"] = str(Path(folder).resolve())
             env["RAPIDRAG_CODE_NAME"] = name  # (a worker may pick its own input by it)
             cmd = [sys.executable, script, "--worker", *argv]
-            line = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if done.returncode != 0 or not done.stdout.strip():  # (say why: the worker's own error)
+                raise SystemExit(f"{name}: the worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+            line = done.stdout.splitlines()[-1]
             result = json.loads(line)
             if folder and not result["rapidrag"].startswith(str(Path(folder).resolve())):
                 raise SystemExit(f"{name}: ran {result['rapidrag']}, not the copy in {folder}")
