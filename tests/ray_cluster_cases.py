@@ -203,7 +203,7 @@ def test_a_shard_killed_mid_load_comes_back_with_every_write(
 ) -> None:
     """One replica per shard. A shard actor killed (Ray restarts it) while documents are being added: the add
     completes, and the restarted actor, restored from the last snapshot plus the writes logged since (each applied
-    once), answers as an index that never failed."""
+    once, a change of settings too), answers as an index that never failed."""
     import threading
     import time
 
@@ -219,6 +219,7 @@ def test_a_shard_killed_mid_load_comes_back_with_every_write(
         r.upsert([{**d, "text": d["text"] + " logged after the snapshot"} for d in docs[30:45]])
         r.delete([docs[1]["id"], docs[41]["id"]])
         r.compact()  # (logged with the writes: the restarted shard replays it too)
+        r.configure(k1=1.5, b=0.6, fusion="weighted", weights=(0.6, 0.4))  # (what rapidrag tune tries; logged too)
     errors: list[BaseException] = []
 
     def load() -> None:

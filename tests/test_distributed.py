@@ -311,10 +311,10 @@ def test_a_save_stopped_half_way_leaves_the_previous_index(
 
 
 def test_the_command_line_opens_a_sharded_folder(
-    shard_corpus: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    shard_corpus: list[dict[str, Any]], scifact_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``rapidrag index --shards`` writes a sharded index; ``rapidrag query`` reads its manifest and opens it as
-    it opens one index."""
+    """``rapidrag index --shards`` writes a sharded index; ``rapidrag query``, ``eval``, ``bench`` and ``tune``
+    read its manifest and open it as they open one index."""
     import json
 
     from rapidrag.cli import main
@@ -331,6 +331,17 @@ def test_the_command_line_opens_a_sharded_folder(
     printed = json.loads(capsys.readouterr().out)
     want = s.search("insulin and glucose in diabetes", k=5)
     assert [h["doc_id"] for h in printed["hits"]] == [h.doc_id for h in want] and len(want) == 5
+    judged = ["--queries", str(scifact_dir), "--qrels", str(scifact_dir / "qrels" / "test.tsv")]
+    assert main(["eval", str(tmp_path / "ix"), *judged]) == 0
+    assert "lexical" in capsys.readouterr().out
+    report = tmp_path / "bench.json"
+    assert main(["bench", str(tmp_path / "ix"), *judged, "--out", str(report), "--concurrency", "1"]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("configuration"))
+    assert header.split()[4:6] == ["embed", "shards"]  # (the round to the shards in place of their stages)
+    assert list(json.loads(report.read_text())["configs"]) == ["lexical"]
+    assert main(["tune", str(tmp_path / "ix"), *judged, "--max-queries", "20"]) == 0
+    assert "bm25" in capsys.readouterr().out
+    assert ShardedRetriever.load(tmp_path / "ix").tuned_on is not None
     one = tmp_path / "one"
     assert main(["index", str(source), "--out", str(one), "--lexical"]) == 0
     capsys.readouterr()
@@ -382,6 +393,54 @@ def test_the_command_line_says_when_an_answer_is_partial(
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert "shards 1 of the index did not answer" in out and "a partial answer: shards 1 of 2" in err
+
+
+def test_tuning_a_sharded_index_chooses_what_one_index_chooses(
+    shard_embedder: rapidrag.Embedder,
+    shard_corpus: list[dict[str, Any]],
+    single: Retriever,
+    scifact_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """``tune`` (and ``configure``, which it calls) on a sharded index: the settings reach every shard, each
+    setting tried scores what it scores on one index over the same documents, so the same settings are chosen;
+    the tuned index saves and reopens with them. Bad settings are refused before anything changes."""
+    from rapidrag.beir import load_qrels, load_queries
+    from rapidrag.tuning import tune
+
+    one = Retriever.load(single.save(tmp_path / "one"), embedder=shard_embedder, reranker=None)
+    split = sharded(shard_embedder, shard_corpus, 2)
+    queries = load_queries(scifact_dir)
+    qrels = dict(list(load_qrels(scifact_dir / "qrels" / "test.tsv").items())[:25])
+    want, got = tune(one, queries, qrels), tune(split, queries, qrels)
+    assert [s.name for s in got.steps] == ["bm25", "fusion"] and got.settings == want.settings
+    for g, w in zip(got.steps, want.steps, strict=True):
+        assert [setting for setting, _ in g.tried] == [setting for setting, _ in w.tried]
+        np.testing.assert_allclose([v for _, v in g.tried], [v for _, v in w.tried], rtol=0, atol=1e-12)
+    assert len({v for s in got.steps for _, v in s.tried}) > 2  # (the grid moves the score: the check can fail)
+    assert (split.fusion, split.weights, split.title_weight) == (one.fusion, one.weights, one.title_weight)
+    for shard in split._shards:
+        assert shard[0].retriever.bm25.k1 == one.bm25.k1 and shard[0].retriever.bm25.b == one.bm25.b
+    reopened = ShardedRetriever.load(split.save(tmp_path / "split"), embedder=shard_embedder, reranker=None)
+    assert reopened.tuned_on is not None and reopened.tuned_on["settings"] == want.settings
+    assert (reopened.fusion, reopened.weights) == (one.fusion, one.weights)
+    asked = [queries[q] for q in qrels][:8]
+    same(results(reopened, asked), results(one, asked))
+    # Refused by name, nothing changed.
+    before = results(split, asked[:2], mode="lexical")
+    for bad, error, needle in [
+        ({"k1": -1}, ValueError, "k1 must be a number > 0"),
+        ({"weights": (1.0,)}, ValueError, "weights must be two numbers"),
+        ({"top_k": 3}, TypeError, "unknown setting.*top_k"),
+    ]:
+        with pytest.raises(error, match=needle):
+            split.configure(**bad)
+    assert results(split, asked[:2], mode="lexical") == before
+    plain = ShardedRetriever(None, n_shards=2)
+    plain.add([{"id": "a", "text": "alpha"}])
+    assert not plain.has_title_field and split.has_title_field
+    with pytest.raises(ValueError, match="no title field"):
+        plain.configure(title_weight=1.0)
 
 
 def test_bad_input(shard_embedder: rapidrag.Embedder) -> None:

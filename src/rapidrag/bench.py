@@ -34,7 +34,7 @@ class Config:
 
 
 def default_configs(retriever: Any, budgets: Sequence[float] = (100.0, 500.0)) -> list[Config]:
-    if retriever.dense is None:
+    if retriever.default_mode == "lexical":  # (no vectors: one index or one split in shards)
         configs = [Config("lexical", "lexical", False)]
         if retriever.reranker is not None:
             configs.append(Config("lexical + rerank", "lexical", True))

@@ -545,6 +545,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"first answer {cold['first_answer_ms']:.0f} ms after the start"
     )
     stage_names = ["embed", "lexical", "dense", "fusion", "rerank"]
+    if any("shards" in entry["stages_ms"] for entry in report["configs"].values()):
+        stage_names[1:3] = ["shards"]  # (a split index: the round to its shards, their stages in it)
     if report["dense_index"]:  # the settings the searches ran with (--index-option)
         print(_dense_settings(retriever))
     print(f"{report['queries']} queries, k={args.k}, {args.candidates} candidates; times in ms (p99 per stage)")

@@ -53,7 +53,7 @@ from .lexical import Statistics
 from .locking import RWLock
 from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapshot
 from .process import freeze_loaded
-from .retriever import Retriever
+from .retriever import CONFIGURABLE, Retriever, check_settings
 from .search import EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages
 from .store import READS_VERSIONS
 
@@ -521,6 +521,42 @@ class ShardedRetriever(Searcher):
             self._require_all(answers, "compact")
             return sum(count for count, _ in answers)  # (a change's answer: its count, BM25's statistics since)
 
+    def configure(self, **settings: Any) -> None:
+        """``Retriever.configure`` for the whole index (what ``rapidrag tune`` tries; the same names, checked the
+        same way before anything changes): BM25's ``k1``, ``b`` and ``title_weight`` in every shard, where the
+        lexical stage scores; ``fusion``, ``weights``, ``rerank_weight`` and ``rerank_depth`` here, where they
+        are used, and in the shards too, whose first part's settings a saved index reopens with. A change to every
+        shard (each replica; logged, so that a restored replica has it too)."""
+        unknown = sorted(set(settings) - CONFIGURABLE)
+        if unknown:
+            known = ", ".join(sorted(CONFIGURABLE))
+            raise TypeError(f"configure() got unknown setting(s) {', '.join(unknown)} (known: {known})")
+        # None keeps a setting, as in Retriever.configure; rerank_weight=None sets it (back) to None.
+        given = {name: value for name, value in settings.items() if value is not None or name == "rerank_weight"}
+        check_settings(**given)
+        title = given.get("title_weight")
+        if title is not None and title > 0 and not self.has_title_field:
+            raise ValueError(
+                f"title_weight {title!r}: this index has no title field (it is made when indexing, with "
+                "title_weight > 0)"
+            )
+        with self._compacting, self._lock.write():
+            self._require_all(self._each("configure", [()] * self.n_shards, write=True, **given), "configure")
+            for name, value in given.items():
+                if name == "weights":
+                    value = (float(value[0]), float(value[1]))
+                elif name in ("title_weight", "rerank_weight") and value is not None:
+                    value = float(value)
+                if name not in ("k1", "b"):  # (those two live in the shards' BM25 alone)
+                    setattr(self, name, value)
+
+    @property
+    def has_title_field(self) -> bool:
+        """Whether BM25 has a title field (``Retriever.has_title_field``; the same in every shard)."""
+        answers = self._all("has_title_field")
+        self._require_all(answers, "read the fields")
+        return bool(answers[0])
+
     # -- reading -----------------------------------------------------------------------------------------------------
 
     def get(self, doc_id: str) -> Document | None:
@@ -929,7 +965,7 @@ def _ray_shards(
     return [[placed(i, j) for j in range(replicas)] for i in range(n_shards)]
 
 
-WRITES = frozenset({"add", "upsert", "delete", "add_embedded", "compact"})  # the calls that change a shard
+WRITES = frozenset({"add", "upsert", "delete", "add_embedded", "compact", "configure"})  # the calls that change a shard
 KEPT_ANSWERS = 64  # a shard keeps the answers of its last writes, for a retried one (applied once, answered again)
 
 
@@ -959,6 +995,8 @@ class _Shard:
             return self.retriever.removed_vectors
         if method == "index_options":
             return self.retriever.index_options
+        if method == "has_title_field":
+            return self.retriever.has_title_field
         if method == "taken":  # which of these ids the shard holds
             return [doc_id for doc_id in args[0] if self.retriever.get(doc_id) is not None]
         fields = {"bm25": self.retriever.bm25}

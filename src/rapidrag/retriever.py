@@ -114,7 +114,7 @@ class Retriever(Searcher):
         rerank_weight: float | None = None,
         rerank_depth: int = 20,
     ) -> None:
-        _check_settings(
+        check_settings(
             title_weight=title_weight,
             fusion=fusion,
             weights=weights,
@@ -170,7 +170,7 @@ class Retriever(Searcher):
         """Change search settings after indexing (what ``rapidrag tune`` tries), checked as the constructor checks
         them; None (for ``rerank_weight``: left out) keeps a setting. The title field's weight can change (0 turns
         it off), not whether the index has one (that is fixed when documents are indexed)."""
-        _check_settings(
+        check_settings(
             k1=k1,
             b=b,
             title_weight=title_weight,
@@ -179,7 +179,7 @@ class Retriever(Searcher):
             rerank_depth=rerank_depth,
             **({} if rerank_weight is Retriever._UNSET else {"rerank_weight": rerank_weight}),
         )
-        if title_weight is not None and title_weight > 0 and self.bm25_title is None:
+        if title_weight is not None and title_weight > 0 and not self.has_title_field:
             raise ValueError(
                 f"title_weight {title_weight!r}: this index has no title field (it is made when indexing, with "
                 "title_weight > 0)"
@@ -211,6 +211,11 @@ class Retriever(Searcher):
     def n_chunks(self) -> int:
         """Indexed chunks of the live documents."""
         return len(self.bm25)
+
+    @property
+    def has_title_field(self) -> bool:
+        """Whether BM25 has a title field (made when the documents are indexed with ``title_weight`` > 0)."""
+        return self.bm25_title is not None
 
     @property
     def removed_vectors(self) -> int:
@@ -593,9 +598,11 @@ class Retriever(Searcher):
 
 
 _MISSING: Any = object()
+# The search settings ``configure`` changes after indexing (what ``rapidrag tune`` tries).
+CONFIGURABLE = frozenset({"k1", "b", "title_weight", "fusion", "weights", "rerank_weight", "rerank_depth"})
 
 
-def _check_settings(
+def check_settings(
     *,
     k1: Any = None,
     b: Any = None,

@@ -7,7 +7,8 @@ previous ones (coordinate ascent on nDCG@10):
 2. the fusion (RRF or a normalised weighted sum) and the dense weight, by hybrid nDCG@10;
 3. the reranker's share of the final score and how many candidates it reranks, by hybrid + rerank nDCG@10.
 
-The chosen settings are left on the retriever (``save`` keeps them), and what chose them in its ``tuned_on``: the
+``retriever`` is a ``Retriever`` or a ``ShardedRetriever`` (each setting reaches its shards). The chosen settings
+are left on the retriever (``save`` keeps them), and what chose them in its ``tuned_on``: the
 reranker's share is used with the reranker it was chosen with only (another one brings its own recommendation).
 Query embeddings and reranker scores are computed once and reused across the grid, so the cost is about one
 hybrid + rerank pass over the queries plus cheap re-rankings. Tune on queries that are not the ones you report:
@@ -145,7 +146,7 @@ def tune(
         result.settings.update(chosen)
         say(f"{name}: {chosen} nDCG@10 {before:.4f} -> {after:.4f} ({after - before:+.4f})")
 
-    titles = [0.0, 0.5, 1.0] if retriever.bm25_title is not None else [retriever.title_weight]
+    titles = [0.0, 0.5, 1.0] if retriever.has_title_field else [retriever.title_weight]
     bm25_grid = [
         {"k1": k1, "b": b, "title_weight": tw}
         for k1, b, tw in itertools.product((0.9, 1.2, 1.5), (0.4, 0.6, 0.75), titles)
@@ -159,7 +160,7 @@ def tune(
     steps: list[tuple[str, list[dict[str, Any]], Callable[[Any, Mapping[str, Any]], None], dict[str, Any]]] = [
         ("bm25", bm25_grid, _bm25, {"mode": "lexical", "rerank": False})
     ]
-    if retriever.dense is not None:
+    if retriever.default_mode == "hybrid":  # (the index has vectors)
         steps.append(("fusion", fusion_grid, _fusion, {"mode": "hybrid", "rerank": False}))
     if reranker is not None:
         mode = retriever.default_mode
