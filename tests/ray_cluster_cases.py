@@ -186,6 +186,10 @@ def test_a_replica_killed_mid_load_loses_no_query(
         answer = app.post("/search", json={"query": shard_queries[0], "k": 10}).json()
         assert answer["missing_shards"] == [0] and [h["doc_id"] for h in answer["hits"]] == [h.doc_id for h in partial]
         assert app.post("/context", json={"query": shard_queries[0]}).json()["context"]["missing_shards"] == [0]
+        lost = next(d for d in ("x1", "x2", "x3", "x4") if shard_of(d, 2) == 0)
+        refused = app.post("/documents", json={"documents": [{"id": lost, "text": "more"}]})
+        assert refused.status_code == 503 and "no replica took the change" in refused.json()["detail"]
+        assert app.get("/stats").status_code == 503
     with pytest.raises(ShardUnavailableError, match="shard"):
         index.add([{"id": d, "text": "more"} for d in ("x1", "x2", "x3", "x4") if shard_of(d, 2) == 0][:1])
 
@@ -379,9 +383,9 @@ def test_ingestion_through_ray_data_equals_add(
 def test_rapidrag_index_with_ray_ingests_through_the_pipeline(
     ray_cluster: Any, shard_corpus: list[dict[str, Any]], shard_queries: list[str], tmp_path: Path, capsys: Any
 ) -> None:
-    """``rapidrag index SRC --shards 2 --ray ADDRESS`` reads SRC as without Ray (a repeated id skipped and
-    reported), ingests through the pipeline, and writes the sharded folder that ``rapidrag query`` opens; it
-    answers as one index of the same file."""
+    """``rapidrag index SRC --shards 2 --ray ADDRESS --replicas 2`` reads SRC as without Ray (a repeated id skipped
+    and reported), ingests through the pipeline into two replicas of each shard, and writes the sharded folder
+    that ``rapidrag query`` opens (also with two replicas, hedged); it answers as one index of the same file."""
     import json
 
     from rapidrag.cli import main
@@ -392,9 +396,10 @@ def test_rapidrag_index_with_ray_ingests_through_the_pipeline(
     lines = [json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}) for d in shard_corpus[:120]]
     source.write_text("\n".join([*lines, lines[7]]) + "\n")
     argv = ["index", str(source), "--out", str(tmp_path / "ix"), "--lexical", "--shards", "2"]
-    assert main([*argv, "--ray", ray_cluster.address]) == 0
+    assert main([*argv, "--ray", ray_cluster.address, "--replicas", "2"]) == 0
     printed = capsys.readouterr()
-    assert "2 shards on Ray" in printed.out and "pipeline" in printed.out and "duplicate id" in printed.err
+    assert "2 shards x 2 replicas on Ray" in printed.out and "pipeline" in printed.out
+    assert "duplicate id" in printed.err
     one = Retriever()
     one.add(Ingest(source).unique())
     loaded = ShardedRetriever.load(tmp_path / "ix")
@@ -405,4 +410,8 @@ def test_rapidrag_index_with_ray_ingests_through_the_pipeline(
     assert main(["query", str(tmp_path / "ix"), query, "--json", "-k", "5", "--ray", ray_cluster.address]) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]
     assert [h["doc_id"] for h in hits] == [h.doc_id for h in one.search(query, k=5)]
+    # With two replicas of each shard and hedged reads (--replicas, --hedge-ms): the same answer.
+    copies = ["--ray", ray_cluster.address, "--replicas", "2", "--hedge-ms", "50"]
+    assert main(["query", str(tmp_path / "ix"), query, "--json", "-k", "5", *copies]) == 0
+    assert [h["doc_id"] for h in json.loads(capsys.readouterr().out)["hits"]] == [h["doc_id"] for h in hits]
     assert main(["query", str(tmp_path / "ix" / "nothing"), query, "--ray", ray_cluster.address]) == 2

@@ -257,9 +257,10 @@ def test_an_index_split_in_shards_is_served_as_one(
 ) -> None:
     """A ``ShardedRetriever`` behind the same routes: searches, contexts and grounding answer as the library does
     (the answers say no shard is missing), writes reach the owning shards, ``/save`` writes a sharded folder that
-    opens as one, ``/stats`` gives the layout; and ``rapidrag serve`` opens a sharded folder."""
+    opens as one, ``/stats`` gives the layout, an index that cannot answer is a 503; and ``rapidrag serve`` opens a
+    sharded folder."""
     from rapidrag.cli import main
-    from rapidrag.distributed import ShardedRetriever
+    from rapidrag.distributed import MISSING, ShardedRetriever
 
     embedder = rapidrag.Embedder(minilm_dir, quantized=True)
     index = ShardedRetriever(embedder, rapidrag.Reranker(reranker_dir, quantized=True), n_shards=2)
@@ -297,6 +298,16 @@ def test_an_index_split_in_shards_is_served_as_one(
             assert c.delete("/documents/heart").json() == {"deleted": 1} and index.get("heart") is None
             assert_clean_error(c.delete("/documents/heart"), 404, "no document 'heart'")
             assert c.post("/save").json()["saved"] is True
+            # No shard with a live replica (the coordinator's mark for each, as a Ray index whose actors all died
+            # gives): 503 with Retry-After, naming it, for a search and for a count over every shard.
+            real = ShardedRetriever._all
+            with monkeypatch.context() as m:
+                m.setattr(
+                    ShardedRetriever, "_all", lambda self, method, *args: [MISSING] * len(real(self, method, *args))
+                )
+                for response in (c.post("/search", json={"query": "bone"}), c.get("/stats")):
+                    assert_clean_error(response, 503, "live replica")
+                    assert response.headers["retry-after"] == "1"
         reopened = ShardedRetriever.load(folder)
         assert reopened.n_shards == 2 and len(reopened) == len(index) == len(DOCS)
         query = "vitamin D and bone loss"

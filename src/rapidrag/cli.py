@@ -237,6 +237,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     options = _name_values("--index-option", args.index_option, dict(OPTIONS), {})
     if options and args.lexical:
         raise CliError("--index-option sets the dense index, and a --lexical index has none")
+    if args.replicas > 1 and not args.ray:
+        raise CliError("--replicas needs --ray ADDRESS (a shard's replicas are Ray actors on different nodes)")
     start = time.perf_counter()
     if args.lexical:
         embedder = reranker = None
@@ -256,8 +258,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         from .distributed import ShardedRetriever
 
         retriever: Any = ShardedRetriever(
-            embedder, reranker, n_shards=args.shards, backend="ray" if args.ray else "local", address=args.ray,
-            index=args.index, index_options=options,
+            embedder, reranker, n_shards=args.shards, replicas=args.replicas, backend="ray" if args.ray else "local",
+            address=args.ray, index=args.index, index_options=options,
         )  # fmt: skip
     else:
         retriever = Retriever(embedder, reranker, index=args.index, index_options=options)
@@ -273,7 +275,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     tokens = int(embedder.tokenizer.count_tokens([d.text for d in docs]).sum()) if embedder else None
     kind = f"hybrid ({args.index}, {embedder.dim}-d)" if embedder else "lexical only"
     if args.shards > 1 or args.ray:
-        kind += f", {args.shards} shards" + (f" on Ray at {args.ray}" if args.ray else "")
+        copies = f" x {args.replicas} replicas" if args.replicas > 1 else ""
+        kind += f", {args.shards} shards{copies}" + (f" on Ray at {args.ray}" if args.ray else "")
     print(f"indexed     {args.src} -> {out} ({kind})")
     print(
         f"documents   {len(docs):,} from {ingest.files:,} file{'s' if ingest.files != 1 else ''} "
@@ -314,6 +317,11 @@ def _load(args: argparse.Namespace, *, lexical: bool = False, rerank: bool = Tru
                 where = {"backend": "ray", "address": args.ray}
     if getattr(args, "ray", None) and not where:
         raise CliError(f"--ray: {path} is not a sharded index (made with rapidrag index --shards)")
+    for flag, name in (("--replicas", "replicas"), ("--hedge-ms", "hedge_ms")):
+        if getattr(args, name, None) is not None:
+            if not where:
+                raise CliError(f"{flag} needs --ray ADDRESS (a shard's replicas are Ray actors on different nodes)")
+            where[name] = getattr(args, name)
     from .dense import OPTIONS
     from .errors import IndexOptionError
 
@@ -346,6 +354,16 @@ def _whole(minimum: int) -> Any:
 
 _positive_int = _whole(1)
 _count = _whole(0)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def _price(text: str) -> float:
@@ -905,6 +923,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--ray", metavar="ADDRESS", help="a sharded index: open its shards as actors on the Ray cluster at ADDRESS"
         )
         command.add_argument(
+            "--replicas", type=_positive_int, help="with --ray: copies of each shard, on different nodes (default 1)"
+        )
+        command.add_argument(
+            "--hedge-ms",
+            type=_positive_float,
+            metavar="MS",
+            help="with --ray and --replicas 2 or more: a shard's read not answered within MS goes to a second replica",
+        )
+        command.add_argument(
             "--index-option",
             metavar="NAME=VALUE",
             action="append",
@@ -945,6 +972,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--shards", type=_positive_int, default=1, help="split the index in this many shards (default 1: one index)"
     )
     i.add_argument("--ray", metavar="ADDRESS", help="put the shards in Ray actors on the cluster at ADDRESS ('auto')")
+    i.add_argument(
+        "--replicas", type=_positive_int, default=1, help="with --ray: copies of each shard, on different nodes"
+    )
     i.set_defaults(func=cmd_index)
     q = sub.add_parser("query", help="search an index")
     index_dir(q)

@@ -48,7 +48,7 @@ import numpy as np
 from . import _core, store
 from .dense import check_options
 from .documents import Document, check_documents
-from .errors import IndexFormatError, RapidragError
+from .errors import IndexFormatError, ShardUnavailableError
 from .lexical import Statistics
 from .locking import RWLock
 from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapshot
@@ -75,10 +75,6 @@ FOUND_MARGIN = 2
 CHANNEL_READS = frozenset({"shard_stages", "shard_found"})  # the reads a search makes, sent over a shard's channel
 CHANNEL_WAIT_S = 30.0  # a read unanswered this long on a channel (no hedging) is asked again through Ray
 CONNECT_S = 2.0  # how long opening a channel may take (a port that drops packets would hang for minutes)
-
-
-class ShardUnavailableError(RapidragError):
-    """A shard has no live replica left for what was asked (a change, or a search with no shard at all)."""
 
 
 def found_ahead(want: int, n_shards: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "DataFormatError", "FilterError", "IndexFormatError", "IndexOptionError", "ModelError", "RapidragError",
-    "VocabularyError",
+    "ShardUnavailableError", "VocabularyError",
 ]  # fmt: skip
 
 
@@ -34,3 +34,8 @@ class IndexOptionError(RapidragError, ValueError):
 
 class FilterError(RapidragError, ValueError):
     """A malformed metadata filter; the message names the path to the bad part."""
+
+
+class ShardUnavailableError(RapidragError):
+    """A shard of an index split in shards has no live replica left for what was asked (a change, or a search
+    with no shard at all): the index cannot answer now, which no change of the request mends."""

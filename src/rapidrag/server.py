@@ -20,6 +20,9 @@ answer (``missing_shards``, empty for a whole answer), so that a partial answer 
 - With an API key (``--api-key`` or ``RAPIDRAG_API_KEY``), every route but ``/healthz`` needs it, ``/metrics``
   included (a Prometheus scrape sends it with ``authorization: {credentials: KEY}``), as
   ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, compared in constant time.
+- An index split in shards that cannot do what was asked (a shard with no live replica left: a change for it, or
+  a search with none at all) answers 503 with ``Retry-After``; a search that some shards answered is a 200 that
+  names the others (``missing_shards``).
 - Limits: the body size (413), ``k``, ``candidates``, the query's length, the documents per request, the texts per
   rerank or embeddings request and each text's length (422), each answered with a message saying which. Errors
   are ``{"detail": message}`` (on ``/v1/embeddings`` with OpenAI's ``{"error": {"message", ...}}`` beside it, the
@@ -69,7 +72,7 @@ import numpy.typing as npt
 
 from .documents import Hit
 from .embedder import Embedder
-from .errors import RapidragError
+from .errors import RapidragError, ShardUnavailableError
 from .metrics import percentiles
 from .process import freeze_loaded
 from .reranker import Reranker
@@ -666,12 +669,21 @@ def create_app(
             return _error(request, exc.status_code, str(exc.detail), exc.headers)
         return await http_exception_handler(request, exc)
 
+    @app.exception_handler(ShardUnavailableError)
+    async def unavailable(request: Request, exc: ShardUnavailableError) -> JSONResponse:
+        # A shard of a split index with no live replica: the index cannot answer this now (503, try again).
+        return _error(request, 503, str(exc), {"Retry-After": "1"})
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("error serving %s %s", request.method, request.url.path)
         return _error(request, 500, "internal error (logged by the server)")
 
-    def _unprocessable(e: Exception) -> HTTPException:
+    def _unprocessable(e: Exception) -> Exception:
+        """A request's bad input: 422 with its message (the index being unable to answer is not: its error goes on
+        to the 503 handler)."""
+        if isinstance(e, ShardUnavailableError):
+            return e
         return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e))
 
     @app.get("/healthz", summary="liveness: the index is loaded")
@@ -769,6 +781,8 @@ def create_app(
         started = time.perf_counter()
         try:
             retriever.save(save_dir)
+        except ShardUnavailableError:
+            raise
         except (RapidragError, OSError) as e:
             log.error("save failed: %s", e)
             failed = "the save failed (logged by the server)"
