@@ -131,6 +131,17 @@ def test_llama_index_filters_are_mapped(store: Retriever) -> None:
         rr_llama.RapidragRetriever("not a retriever")  # type: ignore[arg-type]
 
 
+def test_both_adapters_search_in_the_index_s_own_mode_by_default() -> None:
+    """Without ``mode``, an adapter searches as the index does by default (``Retriever.default_mode``): a lexical
+    index answers (it was a 'needs an embedder' error), and ``mode`` still picks one."""
+    lexical = Retriever()
+    lexical.add(DOCS)
+    assert [d.id for d in rr_langchain.RapidragRetriever(retriever=lexical, k=2).invoke("iron anemia")] == ["iron"]
+    assert [n.node.ref_doc_id for n in rr_llama.RapidragRetriever(lexical, k=2).retrieve("iron anemia")] == ["iron"]
+    with pytest.raises(ValueError, match="needs an embedder"):
+        rr_langchain.RapidragRetriever(retriever=lexical, mode="dense").invoke("iron")
+
+
 def test_both_adapters_take_an_index_split_in_shards(
     minilm_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -41,7 +41,7 @@ class RapidragRetriever(BaseRetriever):
     retriever: Annotated[Searcher, BeforeValidator(check_retriever)]
     k: int = Field(default=4, ge=1)
     filter: dict[str, Any] | None = None
-    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    mode: Literal["hybrid", "dense", "lexical"] | None = None  # None: the index's (hybrid when it has vectors)
     rerank: bool | None = None
     candidates: int = Field(default=100, ge=1)
     budget_ms: float | None = Field(default=None, gt=0)

@@ -71,14 +71,15 @@ def to_mongo_filter(filters: MetadataFilters | Mapping[str, Any] | None) -> dict
 
 class RapidragRetriever(BaseRetriever):
     """LlamaIndex ``BaseRetriever`` over a ``rapidrag.Retriever`` (or a ``ShardedRetriever``); ``k``, ``filter``,
-    ``mode``, ``rerank``, ``candidates`` and ``budget_ms`` are the settings of every search."""
+    ``mode`` (None: the index's, hybrid when it has vectors), ``rerank``, ``candidates`` and ``budget_ms`` are the
+    settings of every search."""
 
     def __init__(
         self,
         retriever: Searcher,
         k: int = 4,
         filter: MetadataFilters | Mapping[str, Any] | None = None,
-        mode: str = "hybrid",
+        mode: str | None = None,
         rerank: bool | None = None,
         candidates: int = 100,
         budget_ms: float | None = None,
