@@ -224,6 +224,7 @@ def test_a_shard_killed_mid_load_comes_back_with_every_write(
         r.delete([docs[1]["id"], docs[41]["id"]])
         r.compact()  # (logged with the writes: the restarted shard replays it too)
         r.configure(k1=1.5, b=0.6, fusion="weighted", weights=(0.6, 0.4))  # (what rapidrag tune tries; logged too)
+        r.set_index_options(n_threads=2)  # (POST /index-options; logged too)
     errors: list[BaseException] = []
 
     def load() -> None:
@@ -247,6 +248,7 @@ def test_a_shard_killed_mid_load_comes_back_with_every_write(
     assert index.statistics(shard_queries[0]) == twin.statistics(shard_queries[0])
     ray.kill(index._shards[1][0], no_restart=False)  # killed between changes: the next search restores it
     same(results(index, shard_queries[:4]), results(twin, shard_queries[:4]))
+    assert index._all("index_options") == twin._all("index_options") and index.index_options["n_threads"] == 2
     assert index.recovered >= 2
 
 

@@ -246,8 +246,28 @@ def test_compact_drops_the_vectors_of_deleted_documents(minilm_dir: Path) -> Non
             assert c.get("/stats").json()["removed_vectors"] == 0 and hnsw.dense.dead == 0
             assert [h["doc_id"] for h in c.post("/search", json=body).json()["hits"]] == before
             assert c.post("/compact").json()["dropped_vectors"] == 0
+            # The search settings change while it serves: checked (422 naming the problem, nothing changed).
+            changed = c.post("/index-options", json={"ef_search": 16, "compact_fraction": 0.25}).json()["dense_index"]
+            assert changed == {**stats["dense_index"], "ef_search": 16, "compact_fraction": 0.25}
+            assert hnsw.dense.ef_search == 16 and c.get("/stats").json()["dense_index"] == changed
+            assert [h["doc_id"] for h in c.post("/search", json=body).json()["hits"]] == before
+            for bad, needle in [
+                ({"hnsw_m": 8}, "hnsw_m fixes how the index is built"),
+                ({"ef_search": 32, "nprobe": 4}, "nprobe is not used by a hnsw index"),
+                ({"ef_search": 0}, "ef_search must be an int >= 1"),
+                ({"n_threads": 10**6}, "n_threads must be at most 1024"),
+                ({"ef_search": "many"}, "body.ef_search"),
+                ({}, "give the settings to change"),
+            ]:
+                assert_clean_error(c.post("/index-options", json=bad), 422, needle)
+            assert c.get("/stats").json()["dense_index"] == changed
+            assert (
+                c.post("/index-options", json={"compact_fraction": None}).json()["dense_index"]["compact_fraction"]
+                is None
+            )
         with httpx.Client(base_url=served.url, timeout=60) as anonymous:
             assert_clean_error(anonymous.post("/compact"), 401, "API key")
+            assert_clean_error(anonymous.post("/index-options", json={"ef_search": 8}), 401, "API key")
     finally:
         served.stop()
 
@@ -292,6 +312,13 @@ def test_an_index_split_in_shards_is_served_as_one(
             stats = c.get("/stats").json()
             assert stats["shards"] == {"n_shards": 2, "replicas": 1, "backend": "local"}
             assert stats["documents"] == len(DOCS) and stats["chunks"] == index.n_chunks
+            # A change of search settings reaches every shard; a refused one none.
+            assert c.post("/index-options", json={"n_threads": 2}).json()["dense_index"]["n_threads"] == 2
+            assert [shard[0].retriever.dense.n_threads for shard in index._shards] == [2, 2]
+            assert_clean_error(
+                c.post("/index-options", json={"n_threads": 1, "ef_search": 8}), 422, "not used by a flat"
+            )
+            assert [shard[0].retriever.dense.n_threads for shard in index._shards] == [2, 2]
             new = [{"id": "scurvy", "text": "Scurvy comes from a lack of vitamin C.", "metadata": {"year": 1753}}]
             assert c.post("/documents", json={"documents": new}).json() == {"documents": 1, "chunks": 1}
             assert c.post("/search", json={"query": "scurvy", "k": 1}).json()["hits"][0]["doc_id"] == "scurvy"

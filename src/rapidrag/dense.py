@@ -76,6 +76,7 @@ BUILD_OPTIONS: dict[str, frozenset[str]] = {
 _LEAST = {"hnsw_m": 2, "ef_construction": 1, "ef_search": 1, "nlist": 1, "pq_m": 1, "nprobe": 1, "exact_rows": 0,
           "refine": 1, "n_threads": 0}  # fmt: skip
 _OPTIONAL = frozenset({"nlist", "pq_m", "nprobe", "n_threads", "compact_fraction"})
+MAX_THREADS = 1024  # n_threads above this is refused: OpenMP would start that many threads for each search
 # The settings that are shares: whether 0 is refused, and how the error says the range.
 _FRACTIONS = {"exact_fraction": (False, "from 0 to 1"), "compact_fraction": (True, "above 0 and at most 1, or None")}
 
@@ -769,6 +770,8 @@ def _option(name: str, value: Any) -> Any:
     least, optional = _LEAST[name], name in _OPTIONAL
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
         raise IndexOptionError(f"{name} must be an int >= {least}{' or None' if optional else ''}, got {value!r}")
+    if name == "n_threads" and value > MAX_THREADS:
+        raise IndexOptionError(f"n_threads must be at most {MAX_THREADS}, got {value!r}")
     return int(value)
 
 

@@ -46,9 +46,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from . import _core, store
-from .dense import check_options
+from .dense import DenseIndex, check_options
 from .documents import Document, check_documents
-from .errors import IndexFormatError, ShardUnavailableError
+from .errors import IndexFormatError, IndexOptionError, ShardUnavailableError
 from .lexical import Statistics
 from .locking import RWLock
 from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapshot
@@ -579,6 +579,18 @@ class ShardedRetriever(Searcher):
         self._require_all(answers, "read the index options")
         return dict(answers[0])
 
+    def set_index_options(self, **options: Any) -> dict[str, Any]:
+        """``Retriever.set_index_options`` in every shard (each replica; logged, so that a restored replica has
+        them too): checked here first, so that a refused setting changes no shard. Returns the settings now in
+        use."""
+        if not self._has_dense:
+            raise IndexOptionError("index options set the dense index, and this index is lexical only")
+        dim = self.embedder.dim if self.embedder is not None else 0
+        DenseIndex(dim, self.index_kind, **self.index_options).set_options(**options)  # (the check alone)
+        with self._compacting, self._lock.write():
+            self._require_all(self._each("set_index_options", [()] * self.n_shards, write=True, **options), "set")
+        return self.index_options
+
     @property
     def removed_vectors(self) -> int:
         """Vectors of deleted chunks the shards' dense indexes still hold and skip (``Retriever.removed_vectors``),
@@ -961,7 +973,8 @@ def _ray_shards(
     return [[placed(i, j) for j in range(replicas)] for i in range(n_shards)]
 
 
-WRITES = frozenset({"add", "upsert", "delete", "add_embedded", "compact", "configure"})  # the calls that change a shard
+# The calls that change a shard (sequence-numbered, logged until the next save, replayed on a restored replica).
+WRITES = frozenset({"add", "upsert", "delete", "add_embedded", "compact", "configure", "set_index_options"})
 KEPT_ANSWERS = 64  # a shard keeps the answers of its last writes, for a retried one (applied once, answered again)
 
 

@@ -228,6 +228,16 @@ class Retriever(Searcher):
         """The dense index's settings, those its kind uses (``DenseIndex.options``); empty without vectors."""
         return self.dense.options() if self.dense is not None else {}
 
+    def set_index_options(self, **options: Any) -> dict[str, Any]:
+        """Change the dense index's search settings while it serves (``DenseIndex.set_options``: ``ef_search``,
+        ``compact_fraction``, ``nprobe``, ``refine``, ``exact_fraction``, ``exact_rows``, ``n_threads``; all
+        checked before any changes, a build setting refused by name); a save keeps them. Returns the settings
+        now in use (``index_options``)."""
+        if self.dense is None:
+            raise IndexOptionError("index options set the dense index, and this index is lexical only")
+        self.dense.set_options(**options)
+        return self.index_options
+
     # -- changes -------------------------------------------------------------------------------------------------
 
     def add(

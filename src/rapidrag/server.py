@@ -1,7 +1,8 @@
 """The HTTP retrieval service: ``rapidrag serve DIR`` (``pip install 'rapidrag[serve]'``: FastAPI on uvicorn).
 
 Routes (JSON): ``POST /search``, ``POST /documents`` (add or replace), ``DELETE /documents/{id}``, ``POST /save``,
-``POST /compact`` (the dense index drops the vectors of deleted documents it still holds), ``GET /stats`` and
+``POST /compact`` (the dense index drops the vectors of deleted documents it still holds), ``POST /index-options``
+(the dense index's search settings, such as ``ef_search``, changed while serving), ``GET /stats`` and
 ``GET /healthz``; ``POST /context`` (the generator's context: hits packed to a token budget with
 citations, and the query's cost at given prices) and ``POST /ground`` (an answer's sentences checked against a
 context); the OpenAPI schema at ``/openapi.json``. Routes in the shape of hosted model
@@ -796,6 +797,18 @@ def create_app(
         started = time.perf_counter()
         dropped = retriever.compact()
         return {"dropped_vectors": dropped, "seconds": time.perf_counter() - started}
+
+    @app.post("/index-options", dependencies=guarded, summary="change the dense index's search settings")
+    def set_index_options(body: dict[str, int | float | None]) -> dict[str, Any]:
+        # The settings searches read (ef_search, compact_fraction, nprobe, refine, exact_fraction, exact_rows,
+        # n_threads): all checked before any changes; the next searches use them, and POST /save keeps them.
+        if not body:
+            raise _unprocessable(ValueError('give the settings to change, such as {"ef_search": 64}'))
+        try:
+            options = retriever.set_index_options(**body)
+        except BAD_INPUT as e:
+            raise _unprocessable(e) from None
+        return {"dense_index": {"kind": retriever.index_kind, **options}}
 
     @app.get("/stats", dependencies=guarded, summary="counts, the dense index's settings, stage latency (ms)")
     def get_stats() -> dict[str, Any]:
