@@ -151,7 +151,10 @@ def local_ray(num_cpus: int = 2) -> Any:
     import ray
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, num_cpus=num_cpus)
+    # address="local": a new cluster, never one already running on this machine (which ray.init() would join)
+    ray.init(
+        address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, num_cpus=num_cpus
+    )
     nodes = [n["NodeManagerAddress"] for n in ray.nodes()]  # type: ignore[no-untyped-call]
     if not all(a.startswith("127.") for a in nodes):
         ray.shutdown()

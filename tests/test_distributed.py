@@ -449,6 +449,35 @@ def test_tuning_a_sharded_index_chooses_what_one_index_chooses(
         plain.configure(title_weight=1.0)
 
 
+def test_without_an_address_ray_starts_a_cluster_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``address=None`` starts a new local cluster on 127.0.0.1 (``address="local"``), never joining one that runs
+    on this machine, which ``ray.init()`` without an address would find (``RAY_ADDRESS``, or the file of the last
+    cluster started; a benchmark in CI joined the test session's cluster that way); an address is joined, and one
+    that does not answer is a ConnectionError naming it."""
+    ray = pytest.importorskip("ray")
+    from rapidrag.distributed import init_ray
+
+    calls: list[dict[str, Any]] = []
+
+    def init(**kwargs: Any) -> None:
+        calls.append(kwargs)
+        if kwargs["address"] == "127.0.0.1:1":
+            raise ConnectionError("could not connect")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # (what ray.init() without an address would join)
+    init_ray(None)
+    assert calls[-1]["address"] == "local" and calls[-1]["_node_ip_address"] == "127.0.0.1"
+    init_ray("10.0.0.1:6379")
+    assert calls[-1]["address"] == "10.0.0.1:6379"
+    with pytest.raises(ConnectionError, match="no Ray cluster answers at '127.0.0.1:1'"):
+        init_ray("127.0.0.1:1")
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    init_ray(None)  # (Ray running in this process already: used as it is)
+    assert len(calls) == 3
+
+
 def test_bad_input(shard_embedder: rapidrag.Embedder) -> None:
     with pytest.raises(ValueError, match="n_shards"):
         ShardedRetriever(shard_embedder, n_shards=0)

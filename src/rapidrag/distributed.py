@@ -924,6 +924,24 @@ def _document_lookup(pairs: list[tuple[np.ndarray, np.ndarray]]) -> Callable[[np
     return document_of
 
 
+def init_ray(address: str | None) -> None:
+    """Ray for this process, unless it runs already: joined to the cluster at ``address``, or with None a new
+    local cluster on 127.0.0.1 (``address="local"``: ``ray.init()`` without one would join any cluster it finds
+    on this machine, through ``RAY_ADDRESS`` or the file of the last one started)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        return
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except ConnectionError as e:
+        raise ConnectionError(f"no Ray cluster answers at {address!r}: {e}") from None
+
+
 def _ray_shards(
     n_shards: int,
     replicas: int,
@@ -935,23 +953,15 @@ def _ray_shards(
     parts: list[str] | None = None,
     index_options: dict[str, Any] | None = None,
 ) -> list[list[Any]]:
-    """Shard actors on a Ray cluster, ``replicas`` per shard (the cluster started on 127.0.0.1 when none is
-    running and no ``address`` is given), opening the saved ``parts`` when given (with ``index_options``)."""
+    """Shard actors on a Ray cluster, ``replicas`` per shard (``init_ray``: a new one on 127.0.0.1 when this
+    process has none and no ``address`` is given), opening the saved ``parts`` when given (with ``index_options``)."""
     try:
         import ray
     except ImportError:
         raise ImportError("backend='ray' needs Ray: pip install 'rapidrag[ray]'") from None
     from .store import _model_spec
 
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        if address is None:
-            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
-        else:
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except ConnectionError as e:
-                raise ConnectionError(f"no Ray cluster answers at {address!r}: {e}") from None
+    init_ray(address)
     spec = json.loads(json.dumps(_model_spec(embedder))) if embedder is not None else None
     chunking = {"max_tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker is not None else None
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

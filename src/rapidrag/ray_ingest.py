@@ -397,15 +397,9 @@ def _ray(index: ShardedRetriever) -> tuple[Any, Any]:
         import ray.data
     except ImportError as e:
         raise ImportError(f"ingest through Ray needs Ray with Ray Data: pip install 'rapidrag[ray]' ({e})") from None
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        if index.address is None:
-            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
-        else:
-            try:
-                ray.init(address=index.address, log_to_driver=False)
-            except ConnectionError as e:
-                raise ConnectionError(f"no Ray cluster answers at {index.address!r}: {e}") from None
+    from .distributed import init_ray
+
+    init_ray(index.address)
     with warnings.catch_warnings():
         # Ray Data's settings object, made on first use, sets fields that Ray itself deprecates (and so warns
         # whatever the caller does): made here, once, with those warnings of its own left out.
