@@ -347,6 +347,8 @@ def test_the_command_line_opens_a_sharded_folder(
     capsys.readouterr()
     assert main(["query", str(one), "insulin", "--ray", "127.0.0.1:1"]) == 2  # refused before any connection
     assert "is not a sharded index" in capsys.readouterr().err
+    with pytest.raises(rapidrag.errors.IndexFormatError, match="one index, not split in shards: open it with"):
+        ShardedRetriever.load(one)
     for argv in (
         ["query", str(tmp_path / "ix"), "insulin", "--replicas", "2"],
         ["index", str(source), "--out", str(tmp_path / "r"), "--lexical", "--shards", "2", "--replicas", "2"],

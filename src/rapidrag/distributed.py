@@ -775,7 +775,14 @@ class ShardedRetriever(Searcher):
         every shard's dense index) as for ``Retriever.load``, the others as for the constructor."""
         root = Path(path)
         _check_layout(replicas, backend)
-        snap = read_snapshot(root, version=SHARDED_VERSION)
+        try:
+            snap = read_snapshot(root, version=SHARDED_VERSION)
+        except IndexFormatError:
+            if _one_index(root):  # (say so, rather than name a format version)
+                raise IndexFormatError(
+                    f"{root}: one index, not split in shards: open it with rapidrag.Retriever.load"
+                ) from None
+            raise
         info = snap.config.get("sharded")
         if not isinstance(info, dict):
             raise IndexFormatError(f"{root}: not a sharded index (open it with Retriever.load)")
@@ -876,6 +883,15 @@ def is_sharded(path: str | os.PathLike[str]) -> bool:
     except (OSError, IndexFormatError):
         return False
     return isinstance(snap.config.get("sharded"), dict)
+
+
+def _one_index(path: Path) -> bool:
+    """Whether ``path`` holds an index saved by ``Retriever.save``."""
+    try:
+        read_snapshot(path, version=READS_VERSIONS)
+    except (OSError, IndexFormatError):
+        return False
+    return True
 
 
 class _GlobalStatistics:
