@@ -347,7 +347,9 @@ def test_the_command_line_opens_a_sharded_folder(
     capsys.readouterr()
     assert main(["query", str(one), "insulin", "--ray", "127.0.0.1:1"]) == 2  # refused before any connection
     assert "is not a sharded index" in capsys.readouterr().err
-    with pytest.raises(rapidrag.errors.IndexFormatError, match="one index, not split in shards: open it with"):
+    from rapidrag.errors import IndexFormatError
+
+    with pytest.raises(IndexFormatError, match="one index, not split in shards: open it with"):
         ShardedRetriever.load(one)
     for argv in (
         ["query", str(tmp_path / "ix"), "insulin", "--replicas", "2"],
