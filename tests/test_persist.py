@@ -72,6 +72,32 @@ def test_lexical_round_trip(tmp_path: Path) -> None:
     assert results(loaded, mode="lexical") == results(r, mode="lexical")
 
 
+def test_unsaved_changes_count_what_the_last_save_does_not_hold(tmp_path: Path) -> None:
+    """``unsaved_changes``: 0 for a new or loaded index and after a save; each write that changed the index (a
+    batch added or replaced, a delete that removed something, a change of settings) counts; a refused write, a
+    delete of unknown ids and a search do not. The same for an index split in shards."""
+    from rapidrag.distributed import ShardedRetriever
+
+    for r in (Retriever(), ShardedRetriever(None, n_shards=2)):
+        assert r.unsaved_changes == 0
+        r.add(make_docs(10))
+        assert r.unsaved_changes == 1
+        with pytest.raises(ValueError, match="already indexed"):
+            r.add([Document("d1", "again")])
+        r.delete(["no such id"])
+        r.search("vitamin", mode="lexical")
+        assert r.unsaved_changes == 1
+        r.save(tmp_path / type(r).__name__)
+        assert r.unsaved_changes == 0
+        r.upsert([Document("d2", "replaced")])
+        r.delete(["d3"])
+        r.configure(k1=1.5)
+        assert r.unsaved_changes == 3
+        assert type(r).load(tmp_path / type(r).__name__).unsaved_changes == 0
+        r.save(tmp_path / type(r).__name__)
+        assert r.unsaved_changes == 0
+
+
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
 def test_dense_round_trip(tmp_path: Path, embedder: rapidrag.Embedder, kind: str) -> None:
     r = Retriever(embedder, index=kind)  # type: ignore[arg-type]

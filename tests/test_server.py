@@ -455,6 +455,41 @@ def test_cli_serve_binds_loopback_and_reads_the_key_from_the_environment(
     assert f"serving {len(DOCS)} documents" in log and f"at http://127.0.0.1:{port}" in log, log[:2000]
 
 
+def test_changes_not_saved_are_saved_or_named_as_the_server_stops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``/stats`` counts the changes the last save does not hold; as the server stops, ``save_on_exit`` saves them
+    to its folder, and without it a warning says how many are lost (the folder keeps its last save)."""
+    from fastapi.testclient import TestClient
+
+    for save_on_exit in (True, False):
+        index = Retriever()
+        index.add(DOCS)
+        folder = index.save(tmp_path / f"saved-{save_on_exit}")
+        served = create_app(index, index_dir=folder, save_on_exit=save_on_exit)
+        with caplog.at_level("INFO", logger="rapidrag.server"), TestClient(served) as app:  # (the log as it stops too)
+            assert app.get("/stats").json()["unsaved_changes"] == 0
+            new = {"documents": [{"id": "scurvy", "text": "Scurvy comes from a lack of vitamin C."}]}
+            assert app.post("/documents", json=new).status_code == 200
+            assert app.delete("/documents/heart").status_code == 200
+            assert app.get("/stats").json()["unsaved_changes"] == 2
+        reopened = Retriever.load(folder)
+        said = [r.getMessage() for r in caplog.records if r.name == "rapidrag.server"]
+        if save_on_exit:
+            assert reopened.get("scurvy") is not None and reopened.get("heart") is None
+            assert said == [f"saved 2 changes to {folder} as the server stops"]
+        else:
+            assert reopened.get("scurvy") is None and reopened.get("heart") is not None
+            assert len(said) == 1 and said[0].startswith("2 changes since the last save are not saved and are lost")
+        caplog.clear()
+    saved = Retriever()
+    with TestClient(create_app(saved)):  # nothing changed: nothing to say
+        pass
+    assert not [r for r in caplog.records if r.name == "rapidrag.server"]
+    with pytest.raises(ValueError, match="save_on_exit needs index_dir"):
+        create_app(saved, save_on_exit=True)
+
+
 def test_serve_freezes_what_it_loaded_before_it_runs(store: Retriever, monkeypatch: pytest.MonkeyPatch) -> None:
     """The garbage there is is collected, then what is loaded frozen out of full collections, then the server runs."""
     import gc
@@ -483,6 +518,16 @@ def test_cli_serve_takes_search_settings_for_the_index(
     assert "dense index flat: n_threads=2\n" in capsys.readouterr().out
     assert main(["serve", str(index_dir), "--index-option", "ef_search=64"]) == 2
     assert "--index-option: index option ef_search is not used by a flat index" in capsys.readouterr().err
+
+
+def test_cli_serve_saves_on_exit_when_asked(index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rapidrag import server
+    from rapidrag.cli import main
+
+    asked: list[Any] = []
+    monkeypatch.setattr(server, "serve", lambda retriever, **kwargs: asked.append(kwargs["save_on_exit"]))
+    assert main(["serve", str(index_dir)]) == 0 and main(["serve", str(index_dir), "--save-on-exit"]) == 0
+    assert asked == [False, True]
 
 
 def test_metadata_has_one_json_encoding(

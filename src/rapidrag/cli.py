@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -811,6 +812,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     search = retriever.default_mode + (" + rerank" if retriever.reranker is not None else "")
     if args.index_option:
         print(_dense_settings(retriever))
+    # rapidrag's own log lines (an error's traceback, what happens to unsaved changes as it stops) beside uvicorn's
+    logger = logging.getLogger("rapidrag")
+    if not any(getattr(h, "rapidrag_serve", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        handler.rapidrag_serve = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(args.log_level.upper())
     print(
         f"serving {len(retriever):,} documents ({retriever.n_chunks:,} chunks, {search}) of {args.index_dir} "
         f"at http://{host}:{args.port} (POST /search, GET /healthz; Ctrl-C stops)",
@@ -824,6 +833,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         api_key=api_key,
         limits=limits,
         log_level=args.log_level,
+        save_on_exit=args.save_on_exit,
     )
     return 0
 
@@ -1088,6 +1098,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="any request limit of rapidrag.server.Limits, e.g. max_context_tokens=8192, max_candidates=500, "
         "max_budget_ms=2000, max_rerank_documents=100 (repeatable)",
+    )
+    sv.add_argument(
+        "--save-on-exit",
+        action="store_true",
+        help="as the server stops, save the changes made through it since the last save (POST /save) to DIR",
     )
     sv.add_argument(
         "--log-level",

@@ -447,6 +447,7 @@ class ShardedRetriever(Searcher):
         import threading
 
         self._seq = self._saved_seq = seq
+        self._changes = self._saved_changes = 0  # changes made (unsaved_changes), and how many the last save holds
         self._parts: list[str | None] = list(parts) if parts is not None else [None] * n_shards
         self._log: list[list[tuple[int, str, tuple[Any, ...], dict[str, Any]]]] = [[] for _ in range(n_shards)]
         self._suspects: list[list[Any]] = [[] for _ in range(n_shards)]
@@ -496,6 +497,7 @@ class ShardedRetriever(Searcher):
                 if taken:
                     raise ValueError(f"documents already indexed: {taken[:5]}; use upsert to replace them")
             added = self._each(method, [([docs[i] for i in g],) for g in groups], write=True, batch_size=batch_size)
+            self._changes += bool(docs)
             return self._statistics.apply(added)
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -505,7 +507,9 @@ class ShardedRetriever(Searcher):
         ids = list(ids)
         groups = self._route(ids)
         with self._lock.write():
-            return self._statistics.apply(self._each("delete", [([ids[i] for i in g],) for g in groups], write=True))
+            removed = self._statistics.apply(self._each("delete", [([ids[i] for i in g],) for g in groups], write=True))
+            self._changes += bool(removed)
+            return removed
 
     def compact(self) -> int:
         """``Retriever.compact`` in every shard, on each replica: the dense indexes drop the deleted rows they
@@ -538,6 +542,7 @@ class ShardedRetriever(Searcher):
             )
         with self._compacting, self._lock.write():
             self._require_all(self._each("configure", [()] * self.n_shards, write=True, **given), "configure")
+            self._changes += 1
             for name, value in given.items():
                 if name == "weights":
                     value = (float(value[0]), float(value[1]))
@@ -589,7 +594,14 @@ class ShardedRetriever(Searcher):
         DenseIndex(dim, self.index_kind, **self.index_options).set_options(**options)  # (the check alone)
         with self._compacting, self._lock.write():
             self._require_all(self._each("set_index_options", [()] * self.n_shards, write=True, **options), "set")
+            self._changes += 1
         return self.index_options
+
+    @property
+    def unsaved_changes(self) -> int:
+        """Changes (``Retriever.unsaved_changes``: a batch added or replaced, a delete that removed documents, a
+        change of settings) since the index was made, loaded or last saved: 0 when its last save holds all of it."""
+        return self._changes - self._saved_changes
 
     @property
     def removed_vectors(self) -> int:
@@ -750,6 +762,7 @@ class ShardedRetriever(Searcher):
             out = write_snapshot(root, {}, config, version=SHARDED_VERSION)
             with self._recovering:  # a replica that dies from now on restarts from these parts
                 self._parts, self._saved_seq = list(parts), self._seq
+                self._saved_changes = self._changes
                 self._log = [[] for _ in range(self.n_shards)]
         kept = {Path(p).name for p in parts}
         for old in root.iterdir():  # the parts of an earlier save with more shards, no longer in the manifest

@@ -150,6 +150,7 @@ class Retriever(Searcher):
         self._doc_rows: list[range] = []  # by number: the document's rows (added together, so contiguous)
         self._docs: dict[str, int] = {}  # id -> number, of the live documents
         self._lock = RWLock()
+        self._changes = self._saved_changes = 0  # changes made, and how many of them the last save holds
         self._model_specs: dict[str, Any] = {}  # set by load: the models recorded in the index
         # Which judgements chose the weights (set by ``rapidrag tune``; kept by save): {"qrels", "sha256", ...}.
         self.tuned_on: dict[str, Any] | None = None
@@ -185,6 +186,7 @@ class Retriever(Searcher):
                 "title_weight > 0)"
             )
         with self._lock.write():
+            self._changes += 1
             for index in (self.bm25, self.bm25_title):
                 if index is not None:
                     index.k1 = float(k1) if k1 is not None else index.k1
@@ -236,7 +238,15 @@ class Retriever(Searcher):
         if self.dense is None:
             raise IndexOptionError("index options set the dense index, and this index is lexical only")
         self.dense.set_options(**options)
+        with self._lock.write():
+            self._changes += 1
         return self.index_options
+
+    @property
+    def unsaved_changes(self) -> int:
+        """Changes (a batch added or replaced, a delete that removed documents, a change of settings) since the
+        index was made, loaded or last saved: 0 when its last save holds all of it."""
+        return self._changes - self._saved_changes
 
     # -- changes -------------------------------------------------------------------------------------------------
 
@@ -333,6 +343,7 @@ class Retriever(Searcher):
         start, end = spans[:, 0], spans[:, 1]
         texts = _chunk_texts(docs, spans, row_splits)
         with self._lock.write():
+            changes = self._changes  # (a batch replaced is one change, its delete included)
             if replace:
                 self.delete([d.id for d in docs])
             else:
@@ -353,6 +364,7 @@ class Retriever(Searcher):
                 self._docs[doc.id] = first_number + k
                 self._documents.append(doc)
                 self._doc_rows.append(range(bounds[k], bounds[k + 1]))
+            self._changes = changes + 1
         return len(rows)
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -376,6 +388,7 @@ class Retriever(Searcher):
                 self._chunks.kill(rows)
                 self._documents[number] = None
                 removed += 1
+            self._changes += bool(removed)
         return removed
 
     def upsert(self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None) -> int:

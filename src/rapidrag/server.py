@@ -21,6 +21,9 @@ answer (``missing_shards``, empty for a whole answer), so that a partial answer 
 - With an API key (``--api-key`` or ``RAPIDRAG_API_KEY``), every route but ``/healthz`` needs it, ``/metrics``
   included (a Prometheus scrape sends it with ``authorization: {credentials: KEY}``), as
   ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, compared in constant time.
+- Changes made through the service are in memory until ``POST /save``; ``/stats`` counts those the last save
+  does not hold (``unsaved_changes``), and as the service stops it saves them with ``save_on_exit`` (``serve
+  --save-on-exit``), else logs a warning saying how many are lost.
 - An index split in shards that cannot do what was asked (a shard with no live replica left: a change for it, or
   a search with none at all) answers 503 with ``Retry-After``; a search that some shards answered is a 200 that
   names the others (``missing_shards``).
@@ -43,6 +46,7 @@ reference APIs' shapes and the Reranker's and Embedder's calls.
 import base64
 import bisect
 import collections
+import contextlib
 import hashlib
 import hmac
 import json
@@ -51,7 +55,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -498,9 +502,11 @@ def create_app(
     index_dir: str | os.PathLike[str] | None = None,
     api_key: str | None = None,
     limits: Limits | None = None,
+    save_on_exit: bool = False,
 ) -> FastAPI:
     """The service over ``retriever`` (one index, or one split in shards); ``POST /save`` writes to ``index_dir``
-    (409 without one)."""
+    (409 without one). When the service stops with changes its last save does not hold (``unsaved_changes``), it
+    saves them to ``index_dir`` with ``save_on_exit``, else logs a warning that they are lost."""
     if not isinstance(retriever, Searcher):  # (Retriever and ShardedRetriever: the two kinds of index)
         raise TypeError(
             f"retriever must be a rapidrag.Retriever or a rapidrag.distributed.ShardedRetriever, not "
@@ -510,6 +516,8 @@ def create_app(
         raise ValueError("api_key must be a non-empty str (or None for no key)")
     lim = limits or Limits()
     save_dir = Path(index_dir) if index_dir is not None else None
+    if save_on_exit and save_dir is None:
+        raise ValueError("save_on_exit needs index_dir: the folder to save to")
     stats = _Stats()
     metrics = _Metrics()
     default_mode = retriever.default_mode
@@ -647,6 +655,11 @@ def create_app(
                 status.HTTP_401_UNAUTHORIZED, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"}
             )
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        _on_exit(retriever, save_dir if save_on_exit else None)
+
     guarded = [Depends(authorize)]
     app = FastAPI(
         title="rapidrag",
@@ -654,6 +667,7 @@ def create_app(
         openapi_url=None,  # served below, behind the API key
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -817,6 +831,7 @@ def create_app(
             "documents": len(retriever),
             "chunks": retriever.n_chunks,
             "removed_vectors": retriever.removed_vectors,
+            "unsaved_changes": retriever.unsaved_changes,
             "dense_index": {"kind": retriever.index_kind, **options} if options else None,
             "shards": _layout(retriever),
             "searches": stats.searches,
@@ -1003,6 +1018,28 @@ def _error(request: Request, code: int, message: str, headers: Mapping[str, str]
     return JSONResponse(content, status_code=code, headers=headers)
 
 
+def _on_exit(retriever: Any, save_dir: Path | None) -> None:
+    """(As the service stops) save the changes the last save does not hold to ``save_dir``, or with None say on
+    the log that they are lost."""
+    count = retriever.unsaved_changes
+    if not count:
+        return
+    changes = f"{count} change{'s' if count != 1 else ''}"
+    if save_dir is None:
+        log.warning(
+            "%s since the last save are not saved and are lost as the server stops (POST /save first, or serve "
+            "with --save-on-exit)",
+            changes,
+        )
+        return
+    try:
+        retriever.save(save_dir)
+    except (RapidragError, OSError):
+        log.exception("saving %s to %s as the server stops failed: the last save stays", changes, save_dir)
+        return
+    log.info("saved %s to %s as the server stops", changes, save_dir)
+
+
 def _layout(retriever: Any) -> dict[str, Any] | None:
     """An index split in shards: how many, their replicas and where they run (None for one index)."""
     if isinstance(retriever, Retriever):
@@ -1023,11 +1060,13 @@ def serve(
     api_key: str | None = None,
     limits: Limits | None = None,
     log_level: str = "info",
+    save_on_exit: bool = False,
 ) -> None:
     """Serve ``retriever`` until interrupted (uvicorn, one process; searches in parallel on its thread pool).
-    What is loaded by then is frozen out of the garbage collector's full collections (``process.freeze_loaded``)."""
+    What is loaded by then is frozen out of the garbage collector's full collections (``process.freeze_loaded``).
+    ``save_on_exit``: as in ``create_app``."""
     import uvicorn
 
-    app = create_app(retriever, index_dir=index_dir, api_key=api_key, limits=limits)
+    app = create_app(retriever, index_dir=index_dir, api_key=api_key, limits=limits, save_on_exit=save_on_exit)
     freeze_loaded()
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)

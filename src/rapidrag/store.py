@@ -43,6 +43,7 @@ def save(retriever: Any, path: str | os.PathLike[str], after_file: Any = None) -
     """Write ``retriever`` to the folder ``path`` atomically (``rapidrag.persist``): the documents, the chunk table,
     the BM25 and FAISS indexes, the settings and which models built it; ``after_file`` is a test hook."""
     with retriever._lock.read():
+        changes = retriever._changes  # (what this save holds)
         bm25_info, bm25_arrays = retriever.bm25.state()
         title_state = retriever.bm25_title.state() if retriever.bm25_title is not None else None
         dense_state = retriever.dense.state() if retriever.dense is not None else None
@@ -96,7 +97,9 @@ def save(retriever: Any, path: str | os.PathLike[str], after_file: Any = None) -
         "rows": len(owner),
         "tuned_on": retriever.tuned_on,
     }
-    return write_snapshot(path, files, config, version=FORMAT_VERSION, after_file=after_file)
+    out = write_snapshot(path, files, config, version=FORMAT_VERSION, after_file=after_file)
+    retriever._saved_changes = max(retriever._saved_changes, changes)
+    return out
 
 
 def load(
