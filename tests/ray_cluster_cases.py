@@ -142,6 +142,7 @@ def test_a_replica_killed_mid_load_loses_no_query(
     index = ShardedRetriever(shard_embedder, n_shards=2, replicas=2, backend="ray", address=ray_cluster.address)
     index.add(docs)
     want = results(index, shard_queries[:6])
+    assert index.missing_shards() == []
     seen: list[Any] = []
     stop = threading.Event()
 
@@ -190,6 +191,8 @@ def test_a_replica_killed_mid_load_loses_no_query(
         refused = app.post("/documents", json={"documents": [{"id": lost, "text": "more"}]})
         assert refused.status_code == 503 and "no replica took the change" in refused.json()["detail"]
         assert app.get("/stats").status_code == 503
+        assert app.get("/readyz").json() == {"status": "degraded", "missing_shards": [0]}
+    assert index.missing_shards() == [0]
     with pytest.raises(ShardUnavailableError, match="shard"):
         index.add([{"id": d, "text": "more"} for d in ("x1", "x2", "x3", "x4") if shard_of(d, 2) == 0][:1])
 

@@ -95,6 +95,7 @@ def assert_clean_error(response: httpx.Response, code: int, *needles: str) -> No
 def test_api_key_on_every_route_but_healthz(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as anonymous:
         assert anonymous.get("/healthz").json() == {"status": "ok"}
+        assert anonymous.get("/readyz").json() == {"status": "ready", "missing_shards": []}  # (one index: always)
         for method, path, body in [
             ("POST", "/search", {"query": "bone"}),
             ("POST", "/documents", {"documents": [{"id": "x", "text": "x"}]}),
@@ -327,6 +328,7 @@ def test_an_index_split_in_shards_is_served_as_one(
             assert c.post("/save").json()["saved"] is True
             # No shard with a live replica (the coordinator's mark for each, as a Ray index whose actors all died
             # gives): 503 with Retry-After, naming it, for a search and for a count over every shard.
+            assert c.get("/readyz").json() == {"status": "ready", "missing_shards": []}
             real = ShardedRetriever._all
             with monkeypatch.context() as m:
                 m.setattr(
@@ -335,6 +337,9 @@ def test_an_index_split_in_shards_is_served_as_one(
                 for response in (c.post("/search", json={"query": "bone"}), c.get("/stats")):
                     assert_clean_error(response, 503, "live replica")
                     assert response.headers["retry-after"] == "1"
+                not_ready = c.get("/readyz")
+                assert not_ready.status_code == 503
+                assert not_ready.json() == {"status": "degraded", "missing_shards": [0, 1]}
         reopened = ShardedRetriever.load(folder)
         assert reopened.n_shards == 2 and len(reopened) == len(index) == len(DOCS)
         query = "vitamin D and bone loss"

@@ -597,6 +597,13 @@ class ShardedRetriever(Searcher):
             self._changes += 1
         return self.index_options
 
+    def missing_shards(self) -> list[int]:
+        """The shards that have no live replica now (one round to every shard: a replica found dead is restored
+        where Ray can restart it); empty when every shard answers. What ``SearchResult.missing_shards`` would
+        name for a search now, and ``rapidrag serve``'s ``GET /readyz``."""
+        with self._lock.read():
+            return [i for i, answer in enumerate(self._all("applied")) if answer is MISSING]
+
     @property
     def unsaved_changes(self) -> int:
         """Changes (``Retriever.unsaved_changes``: a batch added or replaced, a delete that removed documents, a

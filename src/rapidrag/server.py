@@ -2,8 +2,9 @@
 
 Routes (JSON): ``POST /search``, ``POST /documents`` (add or replace), ``DELETE /documents/{id}``, ``POST /save``,
 ``POST /compact`` (the dense index drops the vectors of deleted documents it still holds), ``POST /index-options``
-(the dense index's search settings, such as ``ef_search``, changed while serving), ``GET /stats`` and
-``GET /healthz``; ``POST /context`` (the generator's context: hits packed to a token budget with
+(the dense index's search settings, such as ``ef_search``, changed while serving), ``GET /stats``,
+``GET /healthz`` (liveness) and ``GET /readyz`` (readiness: 503 while a shard of a split index has no live
+replica); ``POST /context`` (the generator's context: hits packed to a token budget with
 citations, and the query's cost at given prices) and ``POST /ground`` (an answer's sentences checked against a
 context); the OpenAPI schema at ``/openapi.json``. Routes in the shape of hosted model
 APIs, so that their clients can point here: ``POST /v2/rerank`` (Cohere v2), ``POST /v1/rerank`` (Cohere v1 and
@@ -18,8 +19,8 @@ answer (``missing_shards``, empty for a whole answer), so that a partial answer 
   ``rapidrag._onnx.CORES`` keeps their threads within the cores). Writes go through the retriever's lock: a
   request's documents (at most ``max_batch``, within one of the retriever's atomic batches) become visible to
   searches all at once, replacing their old versions in the same step.
-- With an API key (``--api-key`` or ``RAPIDRAG_API_KEY``), every route but ``/healthz`` needs it, ``/metrics``
-  included (a Prometheus scrape sends it with ``authorization: {credentials: KEY}``), as
+- With an API key (``--api-key`` or ``RAPIDRAG_API_KEY``), every route but ``/healthz`` and ``/readyz`` needs
+  it, ``/metrics`` included (a Prometheus scrape sends it with ``authorization: {credentials: KEY}``), as
   ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, compared in constant time.
 - Changes made through the service are in memory until ``POST /save``; ``/stats`` counts those the last save
   does not hold (``unsaved_changes``), and as the service stops it saves them with ``save_on_exit`` (``serve
@@ -704,6 +705,13 @@ def create_app(
     @app.get("/healthz", summary="liveness: the index is loaded")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", summary="readiness: every shard of the index can answer (503 naming those that cannot)")
+    def readyz() -> JSONResponse:
+        missing = retriever.missing_shards() if not isinstance(retriever, Retriever) else []
+        if missing:  # (searches answer from the other shards, partial answers that say so)
+            return JSONResponse({"status": "degraded", "missing_shards": missing}, status_code=503)
+        return JSONResponse({"status": "ready", "missing_shards": []})
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=guarded)
     def openapi() -> dict[str, Any]:
