@@ -515,7 +515,10 @@ class ShardedRetriever(Searcher):
         """``Retriever.compact`` in every shard, on each replica: the dense indexes drop the deleted rows they
         still hold (HNSW's tombstones); returns how many vectors were dropped (one replica's count a shard).
         Searches go on meanwhile, with the same results before and after; writes and saves wait (a compaction
-        is logged as a write is, so that a replica restored later compacts too)."""
+        is logged as a write is, so that a replica restored later compacts too), for as long as the slowest
+        shard's HNSW rebuild takes. An index that takes writes while it serves is better left to compact by
+        itself: ``index_options={"compact_fraction": ...}`` has each shard rebuild in the background, beside its
+        writes."""
         with self._compacting, self._lock.read():
             answers = self._each("compact", [()] * self.n_shards, write=True)
             self._require_all(answers, "compact")
