@@ -546,13 +546,7 @@ class ShardedRetriever(Searcher):
         with self._compacting, self._lock.write():
             self._require_all(self._each("configure", [()] * self.n_shards, write=True, **given), "configure")
             self._changes += 1
-            for name, value in given.items():
-                if name == "weights":
-                    value = (float(value[0]), float(value[1]))
-                elif name in ("title_weight", "rerank_weight") and value is not None:
-                    value = float(value)
-                if name not in ("k1", "b"):  # (those two live in the shards' BM25 alone)
-                    setattr(self, name, value)
+            self._use_settings(given)  # (k1 and b live in the shards' BM25 alone)
 
     @property
     def has_title_field(self) -> bool:

@@ -185,22 +185,17 @@ class Retriever(Searcher):
                 f"title_weight {title_weight!r}: this index has no title field (it is made when indexing, with "
                 "title_weight > 0)"
             )
+        given = {"title_weight": title_weight, "fusion": fusion, "weights": weights, "rerank_depth": rerank_depth}
+        given = {name: value for name, value in given.items() if value is not None}
+        if rerank_weight is not Retriever._UNSET:
+            given["rerank_weight"] = rerank_weight
         with self._lock.write():
             self._changes += 1
             for index in (self.bm25, self.bm25_title):
                 if index is not None:
                     index.k1 = float(k1) if k1 is not None else index.k1
                     index.b = float(b) if b is not None else index.b
-            if title_weight is not None:
-                self.title_weight = float(title_weight)
-            if fusion is not None:
-                self.fusion = fusion
-            if weights is not None:
-                self.weights = (float(weights[0]), float(weights[1]))
-            if rerank_weight is not Retriever._UNSET:
-                self.rerank_weight = None if rerank_weight is None else float(rerank_weight)
-            if rerank_depth is not None:
-                self.rerank_depth = rerank_depth
+            self._use_settings(given)
 
     def __len__(self) -> int:
         return len(self._docs)

@@ -33,6 +33,7 @@ __all__ = [
     "RerankerLike",
     "Searcher",
     "Stages",
+    "check_index",
     "check_query",
 ]
 
@@ -159,6 +160,18 @@ class Searcher:
     def _found(self, rows: np.ndarray) -> dict[int, Found]:
         """What the reranker and the hits need of ``rows`` (under the read lock)."""
         raise NotImplementedError
+
+    def _use_settings(self, settings: Mapping[str, Any]) -> None:
+        """(``configure``, under the write lock, the values checked) keep the search settings ``settings`` names:
+        ``title_weight``, ``fusion``, ``weights``, ``rerank_weight`` (None too) and ``rerank_depth``; BM25's ``k1``
+        and ``b`` are the index's own to place."""
+        for name, value in settings.items():
+            if name == "weights":
+                value = (float(value[0]), float(value[1]))
+            elif name in ("title_weight", "rerank_weight") and value is not None:
+                value = float(value)
+            if name not in ("k1", "b"):
+                setattr(self, name, value)
 
     # -- the stages ----------------------------------------------------------------------------------------------
 
@@ -389,3 +402,14 @@ class Searcher:
             stage = {name: values[i] for name, has, values in by_stage if has[i]}
             hits.append(Hit._new(f.doc_id, f.chunk, f.text, f.start, f.end, score, stage, f.metadata))
         return hits
+
+
+def check_index(retriever: Any) -> Any:
+    """``retriever`` if it is an index to search (a ``rapidrag.Retriever``, or a
+    ``rapidrag.distributed.ShardedRetriever``: the same search), else a TypeError naming what was given."""
+    if not isinstance(retriever, Searcher):
+        raise TypeError(
+            "retriever must be a rapidrag.Retriever or a rapidrag.distributed.ShardedRetriever, not "
+            f"{type(retriever).__name__}"
+        )
+    return retriever

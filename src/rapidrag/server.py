@@ -83,7 +83,7 @@ from .metrics import percentiles
 from .process import freeze_loaded
 from .reranker import Reranker
 from .retriever import Retriever, check_query
-from .search import Searcher
+from .search import check_index
 
 if TYPE_CHECKING:
     from .distributed import ShardedRetriever
@@ -96,7 +96,9 @@ API_KEY_ENV = "RAPIDRAG_API_KEY"
 STATS_WINDOW = 10_000  # searches whose stage times /stats summarises
 RETRIEVER_BATCH = 1024  # documents the retriever makes visible in one step (Retriever.add)
 # What the retriever raises for input it refuses (a bad filter, document or value): answered 422 with its message.
-BAD_INPUT = (RapidragError, ValueError, TypeError, OverflowError)
+# A request's bad input (422): every input error of rapidrag is a ValueError; ShardUnavailableError, the index unable
+# to answer now, is not, and goes on to its 503 handler.
+BAD_INPUT = (ValueError, TypeError, OverflowError)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -508,11 +510,7 @@ def create_app(
     """The service over ``retriever`` (one index, or one split in shards); ``POST /save`` writes to ``index_dir``
     (409 without one). When the service stops with changes its last save does not hold (``unsaved_changes``), it
     saves them to ``index_dir`` with ``save_on_exit``, else logs a warning that they are lost."""
-    if not isinstance(retriever, Searcher):  # (Retriever and ShardedRetriever: the two kinds of index)
-        raise TypeError(
-            f"retriever must be a rapidrag.Retriever or a rapidrag.distributed.ShardedRetriever, not "
-            f"{type(retriever).__name__}"
-        )
+    check_index(retriever)
     if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
         raise ValueError("api_key must be a non-empty str (or None for no key)")
     lim = limits or Limits()
@@ -695,11 +693,7 @@ def create_app(
         log.exception("error serving %s %s", request.method, request.url.path)
         return _error(request, 500, "internal error (logged by the server)")
 
-    def _unprocessable(e: Exception) -> Exception:
-        """A request's bad input: 422 with its message (the index being unable to answer is not: its error goes on
-        to the 503 handler)."""
-        if isinstance(e, ShardUnavailableError):
-            return e
+    def _unprocessable(e: Exception) -> HTTPException:
         return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e))
 
     @app.get("/healthz", summary="liveness: the index is loaded")

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_retriever", "hit_metadata", "search_params", "warn_if_partial"]
+__all__ = ["hit_metadata", "search_params", "warn_if_partial"]
 
 log = logging.getLogger("rapidrag.integrations")
 
@@ -36,19 +36,6 @@ def hit_metadata(hit: Any) -> dict[str, Any]:
         "score": hit.score,
         "scores": dict(hit.scores),
     }
-
-
-def check_retriever(retriever: Any) -> Any:
-    """``retriever`` if it is an index the adapters search (a ``rapidrag.Retriever``, or a
-    ``rapidrag.distributed.ShardedRetriever``: the same search), else a TypeError naming what was given."""
-    from ..search import Searcher
-
-    if not isinstance(retriever, Searcher):
-        raise TypeError(
-            "retriever must be a rapidrag.Retriever or a rapidrag.distributed.ShardedRetriever, not "
-            f"{type(retriever).__name__}"
-        )
-    return retriever
 
 
 def warn_if_partial(hits: Sequence[Any], query: str) -> None:

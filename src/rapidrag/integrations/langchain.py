@@ -23,8 +23,8 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("the LangChain adapter needs langchain-core: pip install 'rapidrag[langchain]'") from e
 
-from ..search import Searcher
-from . import check_retriever, hit_metadata, search_params, warn_if_partial
+from ..search import Searcher, check_index
+from . import hit_metadata, search_params, warn_if_partial
 
 __all__ = ["RapidragRetriever"]
 
@@ -38,7 +38,7 @@ class RapidragRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    retriever: Annotated[Searcher, BeforeValidator(check_retriever)]
+    retriever: Annotated[Searcher, BeforeValidator(check_index)]
     k: int = Field(default=4, ge=1)
     filter: dict[str, Any] | None = None
     mode: Literal["hybrid", "dense", "lexical"] | None = None  # None: the index's (hybrid when it has vectors)

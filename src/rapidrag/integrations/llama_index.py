@@ -26,8 +26,8 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("the LlamaIndex adapter needs llama-index-core: pip install 'rapidrag[llama-index]'") from e
 
-from ..search import Searcher
-from . import check_retriever, hit_metadata, search_params, warn_if_partial
+from ..search import Searcher, check_index
+from . import hit_metadata, search_params, warn_if_partial
 
 __all__ = ["RapidragRetriever", "to_mongo_filter"]
 
@@ -85,7 +85,7 @@ class RapidragRetriever(BaseRetriever):
         budget_ms: float | None = None,
         **kwargs: Any,
     ) -> None:
-        check_retriever(retriever)
+        check_index(retriever)
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         self.retriever = retriever
