@@ -295,6 +295,37 @@ def test_yaml_front_matter_types_and_bad_front_matter(tmp_path: Path) -> None:
     assert "c.md: metadata 'rows'[0] is a list" in problems and "that field dropped" in problems
 
 
+def test_documents_with_no_text_are_skipped_and_counted_apart_from_parts_dropped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty file, a blank one, a front matter with nothing under it and a jsonl line with no text are skipped
+    and named (an empty document would come up in dense searches as a hit with no text); a document ingested with
+    a part dropped (a front matter that is not YAML) is not counted as skipped; a title alone is text."""
+    from rapidrag.ingest import Ingest
+
+    src = tmp_path / "notes"
+    src.mkdir()
+    (src / "empty.txt").write_text("")
+    (src / "blank.md").write_text("  \n\t\n")
+    (src / "only-tags.md").write_text("---\ntags: [a]\n---\n\n")
+    (src / "titled.md").write_text("---\ntitle: A title alone\n---\n")
+    (src / "bad-yaml.md").write_text("---\ntags: [unclosed\n---\nStill indexed.")
+    (src / "text.txt").write_text("Words to find.")
+    lines = [{"id": "j1", "text": "Some words."}, {"id": "j2", "text": " "}, {"_id": "j3", "title": "", "text": ""}]
+    (src / "docs.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    ingest = Ingest(src)
+    assert sorted(d.id for d in ingest) == ["bad-yaml.md", "j1", "text.txt", "titled.md"]
+    assert ingest.skipped == 5 and len(ingest.problems) == 6
+    problems = " | ".join(ingest.problems)
+    for name in ("empty.txt: no text", "blank.md: no text", "only-tags.md: no text", "docs.jsonl:2: no text"):
+        assert name in problems
+    assert "docs.jsonl:3: no text (document 'j3')" in problems
+    assert main(["index", str(src), "--out", str(tmp_path / "ix"), "--lexical"]) == 0
+    out, err = capsys.readouterr()
+    assert "documents   4 from 7 files (5 skipped, 1 with a part dropped, read in" in out
+    assert "warning: empty.txt: no text" in err and "warning: bad-yaml.md: front matter ignored" in err
+
+
 def test_blank_queries_and_bad_k_are_refused(
     built: tuple[Path, int, str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

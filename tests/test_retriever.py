@@ -11,6 +11,7 @@ import pytest
 from shard_helpers import results, same
 
 import rapidrag
+from rapidrag.errors import IndexFormatError
 from rapidrag.filters import FilterError
 from rapidrag.retriever import FORMAT_VERSION, Document, Retriever, evaluate
 
@@ -82,6 +83,41 @@ def test_delete_and_upsert(embedder: rapidrag.Embedder) -> None:
         r.add([{"id": "iron", "text": "again"}])
     with pytest.raises(ValueError, match="needs an 'id'"):
         r.add([{"text": "no id"}])
+
+
+def test_a_document_with_no_text_is_kept_but_never_a_hit(embedder: rapidrag.Embedder, tmp_path: Path) -> None:
+    """An empty or blank document gets no vector (the embedding of nothing came up in dense searches as a hit with
+    no text, ahead of real ones for a vague query): ``get`` returns it, no mode finds it, before and after a save,
+    and its chunk has no stored vector (NaN); given text by an upsert it is found, and blank again it is not."""
+    r = Retriever(embedder=embedder)
+    r.add([*DOCS, {"id": "empty", "text": ""}, {"id": "blank", "text": " \n\t "}])
+    blank = {"empty", "blank"}
+
+    def found(retriever: Retriever, query: str = "what is it") -> set[str]:
+        modes = ("dense", "hybrid", "lexical")
+        return {h.doc_id for mode in modes for h in retriever.search(query, k=10, mode=mode)}  # type: ignore[arg-type]
+
+    assert not found(r) & blank and "vit" in found(r, "vitamin")
+    assert r.get("empty") == Document("empty", "", {}) and r.get("blank") is not None
+    assert np.isnan(r.chunk_vectors([("empty", 0), ("blank", 0)])).all()  # type: ignore[arg-type]
+    assert not np.isnan(r.chunk_vectors([("vit", 0)])).any()  # type: ignore[arg-type]
+    r.save(tmp_path / "ix")
+    loaded = Retriever.load(tmp_path / "ix", embedder=embedder)
+    assert not found(loaded) & blank and loaded.get("blank") is not None
+    loaded.upsert([{"id": "empty", "text": "What is it? A riddle about riddles."}])
+    assert "empty" in found(loaded)
+    loaded.upsert([{"id": "empty", "text": "   "}])
+    assert "empty" not in found(loaded) and len(loaded) == len(DOCS) + 2
+    # A load still refuses a dense index holding a vector of a row the chunk table does not have (deleted).
+    from rapidrag.persist import read_snapshot, write_snapshot
+
+    r.delete(["vit"])
+    r.save(tmp_path / "deleted")
+    full, deleted = (read_snapshot(tmp_path / name, version=FORMAT_VERSION) for name in ("ix", "deleted"))
+    files = {**{n: deleted.read(n) for n in deleted.files}, "dense.npz": full.read("dense.npz")}
+    write_snapshot(tmp_path / "bad", files, deleted.config, version=FORMAT_VERSION)
+    with pytest.raises(IndexFormatError, match="inconsistent.*dense index holds vectors of rows"):
+        Retriever.load(tmp_path / "bad", embedder=embedder)
 
 
 def test_lexical_only_and_bad_input() -> None:

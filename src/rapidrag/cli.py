@@ -251,7 +251,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     for problem in ingest.problems[:MAX_WARNINGS]:
         print(f"warning: {problem}", file=sys.stderr)
     if len(ingest.problems) > MAX_WARNINGS:
-        print(f"warning: ... and {len(ingest.problems) - MAX_WARNINGS:,} more skipped", file=sys.stderr)
+        print(f"warning: ... and {len(ingest.problems) - MAX_WARNINGS:,} more", file=sys.stderr)
     if not docs:
         raise CliError(f"no documents to index in {args.src}")
     read_s = time.perf_counter() - start
@@ -279,9 +279,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         copies = f" x {args.replicas} replicas" if args.replicas > 1 else ""
         kind += f", {args.shards} shards{copies}" + (f" on Ray at {args.ray}" if args.ray else "")
     print(f"indexed     {args.src} -> {out} ({kind})")
+    n_dropped = len(ingest.problems) - ingest.skipped  # (parts of documents left out: a front matter, a field)
+    dropped = f", {n_dropped:,} with a part dropped" if n_dropped else ""
     print(
         f"documents   {len(docs):,} from {ingest.files:,} file{'s' if ingest.files != 1 else ''} "
-        f"({len(ingest.problems)} skipped, read in {read_s:.1f} s)"
+        f"({ingest.skipped:,} skipped{dropped}, read in {read_s:.1f} s)"
     )
     print(f"chunks      {chunks:,}" + (f"  ({tokens:,} tokens)" if tokens is not None else ""))
     print(f"time        {index_s:.1f} s ({len(docs) / max(index_s, 1e-9):,.0f} documents/s)")

@@ -361,17 +361,24 @@ class DenseIndex:
         out: F32Array = self._rowwise[rows] if self.kind == "ivfpq" else self._stored[self._rowwise[rows]]
         return out
 
-    def vectors(self, rows: Any) -> F32Array:
-        """The stored vectors of ``rows`` (int64 [n]): float32 [n, dim], a copy; zeros for a row not in the index
-        (never added, or removed)."""
+    def vectors(self, rows: Any, *, missing: float = 0.0) -> F32Array:
+        """The stored vectors of ``rows`` (int64 [n]): float32 [n, dim], a copy; ``missing`` (zeros by default) for
+        a row without one (never added, or removed)."""
         picked = np.ascontiguousarray(rows, dtype=np.int64)
-        if picked.ndim != 1 or (len(picked) and (picked.min() < 0 or picked.max() >= len(self._alive))):
-            raise IndexError(f"rows must be a 1-d array of rows below {len(self._alive)}")
+        if picked.ndim != 1 or (len(picked) and picked.min() < 0):
+            raise IndexError("rows must be a 1-d array of rows (ints >= 0)")
         with self._lock.read():
-            held = self._alive[picked]
-            out = np.zeros((len(picked), self.dim), dtype=np.float32)
+            n = len(self._alive)
+            held = picked < n
+            held[held] = self._alive[picked[held]]
+            out = np.full((len(picked), self.dim), missing, dtype=np.float32)
             out[held] = self._vectors_of(picked[held])
             return out
+
+    def held_rows(self) -> IntArray:
+        """The rows that have a vector, ascending."""
+        with self._lock.read():
+            return np.flatnonzero(self._alive).astype(np.int64)
 
     def remove(self, rows: Any) -> int:
         """Remove rows (unknown ones are ignored); returns how many were removed."""

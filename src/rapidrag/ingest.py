@@ -4,8 +4,10 @@ Each document gets metadata from its source: jsonl fields (all but id/_id, title
 object), Markdown front matter (YAML between ``---`` lines: ``tags: [a, b]`` is a list, ``date: 2024-01-31`` a
 date), the HTML ``<title>``, and always ``source`` (the path relative to the folder, with ``:line`` for jsonl) and
 ``modified`` (the file's modification date, ISO 8601). Files of other types, files that cannot be read as UTF-8
-text and malformed jsonl lines are skipped and reported (with their line number); metadata fields that filters
-could not use are dropped and reported; the rest is ingested. ``Ingest.problems`` lists what was skipped.
+text, documents with no text (an empty file, a jsonl line whose text is blank) and malformed jsonl lines are
+skipped and reported (with their line number); front matter that is not YAML and metadata fields that filters
+could not use are dropped and reported, their document ingested. ``Ingest.problems`` lists both, ``Ingest.skipped``
+counts what was left out.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ def _suffix(path: Path) -> str:
 
 @dataclass
 class Ingest:
-    """Documents from ``src`` (a folder or one file), read lazily by iterating; ``problems`` fills as it goes."""
+    """Documents from ``src`` (a folder or one file), read lazily by iterating; ``problems`` fills as it goes:
+    what was skipped (files, jsonl lines, repeated ids: ``skipped`` counts them) and what was dropped from a document
+    still ingested (a front matter, a metadata field)."""
 
     src: Path
     problems: list[str] = field(default_factory=list)
     files: int = 0
+    skipped: int = 0
 
     def __post_init__(self) -> None:
         self.src = Path(self.src)
@@ -75,6 +80,12 @@ class Ingest:
             yield doc
 
     def _skip(self, message: str) -> None:
+        """A file, line or document left out, and why."""
+        self.problems.append(message)
+        self.skipped += 1
+
+    def _drop(self, message: str) -> None:
+        """Part of a document left out (the document is ingested), and why."""
         self.problems.append(message)
 
     def _usable(self, meta: dict[str, Any], where: str) -> dict[str, Any]:
@@ -84,7 +95,7 @@ class Ingest:
             try:
                 check_metadata({key: meta[key]})
             except TypeError as e:
-                self._skip(f"{where}: {e}; that field dropped")
+                self._drop(f"{where}: {e}; that field dropped")
                 del meta[key]
         return meta
 
@@ -116,11 +127,14 @@ class Ingest:
                 try:
                     meta.update(_front_matter(match.group(1)))
                 except ValueError as e:
-                    self._skip(f"{name}: front matter ignored: {e}")
+                    self._drop(f"{name}: front matter ignored: {e}")
                 text = text[match.end() :]
                 title = str(meta.pop("title", "") or "")
         elif kind in (".html", ".htm"):
             title, text = _html_text(text)
+        if not text.strip() and not title.strip():
+            self._skip(f"{name}: no text")
+            return
         meta.update(source=name, modified=modified)
         yield Document(name, f"{title}\n\n{text}" if title else text, self._usable(meta, name), title)
 
@@ -130,6 +144,9 @@ class Ingest:
                 doc = Document.from_dict(obj, lineno)
             except ValueError as e:
                 self._skip(f"{name}:{lineno}: {str(e).split(': ', 1)[-1]}")
+                continue
+            if not doc.text.strip():
+                self._skip(f"{name}:{lineno}: no text (document {doc.id!r})")
                 continue
             meta = dict(doc.metadata)
             meta.setdefault("source", f"{name}:{lineno}")

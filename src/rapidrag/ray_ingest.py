@@ -62,7 +62,7 @@ class IngestReport:
     seconds: float
     actors: int
     stages: dict[str, float] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)  # what the reader skipped (a path read as ``rapidrag index``)
+    problems: list[str] = field(default_factory=list)  # what the reader skipped or dropped (``Ingest.problems``)
     first_output_s: float = 0.0  # from the start to the pipeline's first output (actors started, models opened)
 
     @property

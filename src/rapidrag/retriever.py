@@ -352,7 +352,13 @@ class Retriever(Searcher):
             if self.bm25_title is not None:
                 self.bm25_title.add_rows([docs[o].title for o in owner.tolist()])
             if self.dense is not None and vectors is not None:
-                self.dense.add(np.asarray(rows), vectors)
+                # A chunk with no text (an empty document) gets no vector: the embedding of nothing would come up
+                # in dense searches as a hit with no text. ``get`` still returns its document.
+                texted = np.fromiter((not t.isspace() and t != "" for t in texts), dtype=bool, count=len(texts))
+                if texted.all():
+                    self.dense.add(np.asarray(rows), vectors)
+                else:
+                    self.dense.add(np.asarray(rows)[texted], vectors[texted])
             self.metadata.add([docs[o].metadata for o in owner.tolist()])
             bounds = (row_splits + rows.start).tolist()
             for k, doc in enumerate(docs):
@@ -409,7 +415,8 @@ class Retriever(Searcher):
 
     def chunk_vectors(self, keys: Iterable[tuple[str, int]]) -> np.ndarray | None:
         """The stored embeddings of chunks given as (document id, chunk number): float32 [n, dim], a row of NaN
-        for a chunk not in the index; None when the index has no vectors."""
+        for a chunk not in the index or without a vector (a chunk with no text has none); None when the index has
+        no vectors."""
         if self.dense is None:
             return None
         wanted = list(keys)
@@ -419,7 +426,7 @@ class Retriever(Searcher):
                 number = self._docs.get(doc_id)
                 if number is not None and 0 <= chunk_id < len(self._doc_rows[number]):
                     rows[i] = self._doc_rows[number][chunk_id]
-            out = self.dense.vectors(np.where(rows >= 0, rows, 0))
+            out = self.dense.vectors(np.where(rows >= 0, rows, 0), missing=np.nan)  # (a chunk with no text has none)
         out[rows < 0] = np.nan
         return out
 

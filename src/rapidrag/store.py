@@ -197,8 +197,10 @@ def load(
             out.metadata.add([docs.held[d].metadata if d >= 0 else None for d in owner.tolist()])
         if out.bm25.n_rows != n_rows or len(out.bm25) != int(np.count_nonzero(owner >= 0)):
             raise ValueError("the BM25 index does not match the chunk table")
-        if out.dense is not None and len(out.dense) != len(out.bm25):
-            raise ValueError("the dense index does not match the chunk table")
+        if out.dense is not None:  # (every live row has a vector but those of chunks with no text)
+            held = out.dense.held_rows()
+            if len(held) and (held[-1] >= n_rows or (owner[held] < 0).any()):
+                raise ValueError("the dense index holds vectors of rows the chunk table does not have")
     except IndexFormatError:
         raise
     except (KeyError, TypeError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -99,8 +99,8 @@ def load_training_data(
         name: {"path": str(Path(p).resolve()), "sha256": _sha256(Path(p))}
         for name, p in (("corpus", corpus), ("queries", queries), ("qrels", qrels))
     }
-    if ingest.problems:
-        dropped["corpus lines or files skipped"] = len(ingest.problems)
+    if ingest.skipped:
+        dropped["corpus lines or files skipped"] = ingest.skipped
     return TrainingData(documents, {q: query_text[q] for q in kept}, kept, dropped, sources)
 
 
