@@ -3,6 +3,7 @@ BM25, exact merge of the shards' lists), in this process and across Ray actors o
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -257,6 +258,49 @@ def test_save_and_load(
     (tmp_path / "ix" / again[1]).rename(tmp_path / "gone")
     with pytest.raises(rapidrag.errors.IndexFormatError, match="missing"):
         ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder)
+
+
+def test_a_sharded_index_reopens_with_its_reranker(
+    shard_embedder: rapidrag.Embedder,
+    reranker_dir: Path,
+    shard_corpus: list[dict[str, Any]],
+    shard_queries: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The coordinator reranks, so its manifest records the reranker (the parts, the shards', have none): opened
+    as it was saved, a sharded index reranks as one index does (it used to come back without its reranker);
+    reranker=None leaves it out; when it cannot be found the load says so, and a save keeps it recorded."""
+    import warnings
+
+    reranker = rapidrag.Reranker(reranker_dir, max_length=128)
+    s = ShardedRetriever(shard_embedder, reranker, n_shards=2, title_weight=0.5)
+    s.add(shard_corpus[:60])
+    s.save(tmp_path / "ix")
+    loaded = ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder)
+    assert loaded.reranker is not None and loaded.reranker.folder == reranker.folder
+    assert loaded.reranker.max_length == 128  # (with the settings it was saved with)
+    hits = loaded.search(shard_queries[0], k=5)
+    assert all("rerank" in h.scores for h in hits)
+    same(results(loaded, shard_queries[:3]), results(s, shard_queries[:3]), atol=1e-4)
+    assert ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder, reranker=None).reranker is None
+    moved = tmp_path / "models-moved"  # the reranker's folder gone, and not under RAPIDRAG_MODELS
+    monkeypatch.setenv("RAPIDRAG_MODELS", str(moved))
+    spec = json.loads((tmp_path / "ix" / "MANIFEST.json").read_text())["config"]["reranker"]
+    assert spec["folder"] == str(Path(reranker_dir).resolve())
+    text = (tmp_path / "ix" / "MANIFEST.json").read_text().replace(spec["folder"], str(moved / "gone"))
+    manifest = json.loads(text)
+    from rapidrag.distributed import SHARDED_VERSION
+    from rapidrag.persist import write_snapshot
+
+    write_snapshot(tmp_path / "ix", {}, manifest["config"], version=SHARDED_VERSION)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        blind = ShardedRetriever.load(tmp_path / "ix", embedder=shard_embedder)
+    assert blind.reranker is None and any("reranker" in str(w.message) for w in caught)
+    blind.save(tmp_path / "again")
+    kept = json.loads((tmp_path / "again" / "MANIFEST.json").read_text())["config"]["reranker"]
+    assert kept["folder"] == str(moved / "gone") and kept["sha256"] == spec["sha256"]
 
 
 def test_a_loaded_sharded_index_takes_search_settings(

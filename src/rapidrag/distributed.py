@@ -133,6 +133,7 @@ class ShardedRetriever(Searcher):
         self.rerank_weight, self.rerank_depth = first.rerank_weight, first.rerank_depth
         self.tuned_on: dict[str, Any] | None = None
         self.n_shards, self.replicas, self.backend, self.address = n_shards, replicas, backend, address
+        self._reranker_spec: dict[str, Any] | None = None  # (loaded without the reranker it records: kept at a save)
         self._settings = dict(settings)
         self._has_dense = first.dense is not None
         self._lock = RWLock()  # searches read; a change (which may span shards) writes
@@ -762,6 +763,8 @@ class ShardedRetriever(Searcher):
                 },
                 "settings": self._settings,
                 "tuned_on": self.tuned_on,
+                # The coordinator reranks: its reranker is recorded here (the parts, the shards', have none).
+                "reranker": store.model_spec(self.reranker) or self._reranker_spec,
             }
             out = write_snapshot(root, {}, config, version=SHARDED_VERSION)
             with self._recovering:  # a replica that dies from now on restarts from these parts
@@ -812,9 +815,10 @@ class ShardedRetriever(Searcher):
         # manifest checked (where its error can be read).
         options = check_options(index_options)
         local = backend == "local"
-        first = store.load(
-            Retriever, parts[0], embedder=embedder, reranker=reranker, index_options=options, contents=local
-        )
+        first = store.load(Retriever, parts[0], embedder=embedder, reranker=None, index_options=options, contents=local)
+        # The reranker the manifest records (an index saved before it did records none: then only one given).
+        recorded = snap.config.get("reranker")
+        opened = store.open_model(recorded, reranker, "reranker")
         shared = first.embedder if first.embedder is not None else None
         shards = [first]
         for part in parts[1:]:
@@ -824,8 +828,8 @@ class ShardedRetriever(Searcher):
                 read_snapshot(part, version=READS_VERSIONS)
         out = cls.__new__(cls)
         Searcher.__init__(out)
-        out.embedder, out.chunker, out.reranker = first.embedder, first.chunker, first.reranker
-        first.reranker = None
+        out.embedder, out.chunker, out.reranker = first.embedder, first.chunker, opened
+        out._reranker_spec = recorded if opened is None and reranker == "auto" else None
         out.index_kind, out.title_weight = first.index_kind, first.title_weight
         out.fusion, out.weights, out.rrf_k = first.fusion, first.weights, first.rrf_k
         out.rerank_weight, out.rerank_depth = first.rerank_weight, first.rerank_depth
@@ -992,10 +996,10 @@ def _ray_shards(
         import ray
     except ImportError:
         raise ImportError("backend='ray' needs Ray: pip install 'rapidrag[ray]'") from None
-    from .store import _model_spec
+    from .store import model_spec
 
     init_ray(address)
-    spec = json.loads(json.dumps(_model_spec(embedder))) if embedder is not None else None
+    spec = json.loads(json.dumps(model_spec(embedder))) if embedder is not None else None
     chunking = {"max_tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker is not None else None
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -1140,9 +1144,9 @@ class _ShardActor(_Shard):
         spec, chunking, settings = self._made
         embedder = chunker = None
         if spec is not None:
-            from .store import _build_model
+            from .store import build_model
 
-            embedder = _build_model("embedder", spec, Path(spec["folder"]), Path(spec["model_file"]))
+            embedder = build_model("embedder", spec, Path(spec["folder"]), Path(spec["model_file"]))
             if chunking is not None:
                 from .chunker import Chunker
 

@@ -303,10 +303,10 @@ class _ChunkEmbed:
         self.chunker: Any = None
         self.n_shards, self.batch_size = n_shards, batch_size
         if spec is not None:
-            from .store import _build_model
+            from .store import build_model
 
             folder, model_file = Path(spec["folder"]), Path(spec["model_file"])
-            self.embedder = _build_model("embedder", spec, folder, model_file, n_threads=n_threads)
+            self.embedder = build_model("embedder", spec, folder, model_file, n_threads=n_threads)
             if chunking is not None:
                 from .chunker import Chunker
 
@@ -381,9 +381,9 @@ def _read(source: Any) -> tuple[list[Document], list[str]]:
 
 def _models(index: ShardedRetriever) -> tuple[dict[str, Any] | None, dict[str, int] | None]:
     """How an actor opens the index's embedder (its recorded spec, as JSON would carry it) and chunker."""
-    from .store import _model_spec
+    from .store import model_spec
 
-    spec = json.loads(json.dumps(_model_spec(index.embedder))) if index.embedder is not None else None
+    spec = json.loads(json.dumps(model_spec(index.embedder))) if index.embedder is not None else None
     chunker = index.chunker
     chunking = {"max_tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker is not None else None
     return spec, chunking

@@ -32,7 +32,7 @@ from .filters import MetadataIndex
 from .lexical import BM25
 from .persist import read_snapshot, save_arrays, write_snapshot
 
-__all__ = ["FORMAT_VERSION", "MODELS_ENV", "load", "model_name", "save"]
+__all__ = ["FORMAT_VERSION", "MODELS_ENV", "build_model", "load", "model_name", "model_spec", "open_model", "save"]
 
 FORMAT_VERSION = 4
 READS_VERSIONS = (1, 2, 3, 4)
@@ -90,8 +90,8 @@ def save(retriever: Any, path: str | os.PathLike[str], after_file: Any = None) -
         "chunker": {"max_tokens": retriever.chunker.max_tokens, "overlap": retriever.chunker.overlap}
         if retriever.chunker is not None
         else retriever._model_specs.get("chunker"),
-        "embedder": _model_spec(retriever.embedder) or retriever._model_specs.get("embedder"),
-        "reranker": _model_spec(retriever.reranker) or retriever._model_specs.get("reranker"),
+        "embedder": model_spec(retriever.embedder) or retriever._model_specs.get("embedder"),
+        "reranker": model_spec(retriever.reranker) or retriever._model_specs.get("reranker"),
         "dense": dense_state[0] if dense_state is not None else None,
         "documents": len(lines),
         "rows": len(owner),
@@ -126,8 +126,8 @@ def load(
         cfg = snap.config
         settings = dict(cfg["retriever"])
         asked = {"embedder": embedder, "reranker": reranker}
-        embedder = _open_model(cfg["embedder"], embedder, "embedder")
-        reranker = _open_model(cfg["reranker"], reranker, "reranker")
+        embedder = open_model(cfg["embedder"], embedder, "embedder")
+        reranker = open_model(cfg["reranker"], reranker, "reranker")
         opened = {"embedder": embedder, "reranker": reranker}
         if cfg["dense"] is not None and embedder is not None and embedder.dim != cfg["dense"]["dim"]:
             raise ValueError(f"the index holds {cfg['dense']['dim']}-d vectors; the embedder gives {embedder.dim}-d")
@@ -241,7 +241,7 @@ def _document_rows(owner: np.ndarray, n_docs: int) -> list[range]:
     return [range(a, b + 1) for a, b in zip(first.tolist(), last.tolist(), strict=True)]
 
 
-def _model_spec(model: Any) -> dict[str, Any] | None:
+def model_spec(model: Any) -> dict[str, Any] | None:
     """How to reopen ``model`` (an Embedder or Reranker): its path, its folder's name and its file's name in it
     (to find it again under ``RAPIDRAG_MODELS`` after a move), and a fingerprint of its weights."""
     if model is None:
@@ -309,13 +309,13 @@ def _locate_model(spec: dict[str, Any], role: str) -> tuple[Path, Path] | str:
     )
 
 
-def _open_model(spec: dict[str, Any] | None, given: Any, role: str) -> Any:
+def open_model(spec: dict[str, Any] | None, given: Any, role: str) -> Any:
     """The model for a loaded index: ``given`` (a model object, or a path or name to open with the recorded
     settings), None, or for "auto" the one recorded in ``spec`` (None, with a warning, when it cannot be found)."""
     if given is None:
         return None
     if isinstance(given, (str, os.PathLike)) and given != "auto":
-        return _warn_if_other(_build_model(role, spec, *_model_at(Path(given), spec)), spec, role)
+        return _warn_if_other(build_model(role, spec, *_model_at(Path(given), spec)), spec, role)
     if given != "auto":
         return _warn_if_other(given, spec, role)
     if spec is None:
@@ -327,7 +327,7 @@ def _open_model(spec: dict[str, Any] | None, given: Any, role: str) -> Any:
     if isinstance(found, str):
         warnings.warn(found + "; loaded without it", stacklevel=3)
         return None
-    model = _build_model(role, spec, *found)
+    model = build_model(role, spec, *found)
     if spec.get("sha256") and found[1] != Path(spec["model_file"]):
         model._fingerprint = spec["sha256"]  # found by name and checked against it: no second hash at save
     return model
@@ -366,7 +366,7 @@ def _model_at(path: Path, spec: dict[str, Any] | None) -> tuple[Path, Path]:
     return folder, find_model_file(folder, False, None)
 
 
-def _build_model(role: str, spec: dict[str, Any] | None, folder: Path, model_file: Path, **options: Any) -> Any:
+def build_model(role: str, spec: dict[str, Any] | None, folder: Path, model_file: Path, **options: Any) -> Any:
     """An Embedder or Reranker on ``model_file`` with the settings the index recorded; ``options``: settings of
     this process that change no result (``n_threads``)."""
     spec = spec or {}
