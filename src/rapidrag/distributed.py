@@ -53,7 +53,7 @@ from .lexical import Statistics
 from .locking import RWLock
 from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapshot
 from .process import freeze_loaded
-from .retriever import CONFIGURABLE, Retriever, check_settings
+from .retriever import CONFIGURABLE, Retriever, checked_configure
 from .search import EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages
 from .store import READS_VERSIONS
 
@@ -535,15 +535,7 @@ class ShardedRetriever(Searcher):
         if unknown:
             known = ", ".join(sorted(CONFIGURABLE))
             raise TypeError(f"configure() got unknown setting(s) {', '.join(unknown)} (known: {known})")
-        # None keeps a setting, as in Retriever.configure; rerank_weight=None sets it (back) to None.
-        given = {name: value for name, value in settings.items() if value is not None or name == "rerank_weight"}
-        check_settings(**given)
-        title = given.get("title_weight")
-        if title is not None and title > 0 and not self.has_title_field:
-            raise ValueError(
-                f"title_weight {title!r}: this index has no title field (it is made when indexing, with "
-                "title_weight > 0)"
-            )
+        given = checked_configure(self, settings)
         with self._compacting, self._lock.write():
             self._require_all(self._each("configure", [()] * self.n_shards, write=True, **given), "configure")
             self._changes += 1
@@ -601,12 +593,6 @@ class ShardedRetriever(Searcher):
         name for a search now, and ``rapidrag serve``'s ``GET /readyz``."""
         with self._lock.read():
             return [i for i, answer in enumerate(self._all("applied")) if answer is MISSING]
-
-    @property
-    def unsaved_changes(self) -> int:
-        """Changes (``Retriever.unsaved_changes``: a batch added or replaced, a delete that removed documents, a
-        change of settings) since the index was made, loaded or last saved: 0 when its last save holds all of it."""
-        return self._changes - self._saved_changes
 
     @property
     def removed_vectors(self) -> int:

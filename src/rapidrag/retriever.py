@@ -114,7 +114,7 @@ class Retriever(Searcher):
         rerank_weight: float | None = None,
         rerank_depth: int = 20,
     ) -> None:
-        check_settings(
+        _check_settings(
             title_weight=title_weight,
             fusion=fusion,
             weights=weights,
@@ -171,30 +171,19 @@ class Retriever(Searcher):
         """Change search settings after indexing (what ``rapidrag tune`` tries), checked as the constructor checks
         them; None (for ``rerank_weight``: left out) keeps a setting. The title field's weight can change (0 turns
         it off), not whether the index has one (that is fixed when documents are indexed)."""
-        check_settings(
-            k1=k1,
-            b=b,
-            title_weight=title_weight,
-            fusion=fusion,
-            weights=weights,
-            rerank_depth=rerank_depth,
-            **({} if rerank_weight is Retriever._UNSET else {"rerank_weight": rerank_weight}),
-        )
-        if title_weight is not None and title_weight > 0 and not self.has_title_field:
-            raise ValueError(
-                f"title_weight {title_weight!r}: this index has no title field (it is made when indexing, with "
-                "title_weight > 0)"
-            )
-        given = {"title_weight": title_weight, "fusion": fusion, "weights": weights, "rerank_depth": rerank_depth}
-        given = {name: value for name, value in given.items() if value is not None}
+        settings: dict[str, Any] = {
+            "k1": k1, "b": b, "title_weight": title_weight, "fusion": fusion, "weights": weights,
+            "rerank_depth": rerank_depth,
+        }  # fmt: skip
         if rerank_weight is not Retriever._UNSET:
-            given["rerank_weight"] = rerank_weight
+            settings["rerank_weight"] = rerank_weight
+        given = checked_configure(self, settings)
         with self._lock.write():
             self._changes += 1
             for index in (self.bm25, self.bm25_title):
                 if index is not None:
-                    index.k1 = float(k1) if k1 is not None else index.k1
-                    index.b = float(b) if b is not None else index.b
+                    index.k1 = float(given.get("k1", index.k1))
+                    index.b = float(given.get("b", index.b))
             self._use_settings(given)
 
     def __len__(self) -> int:
@@ -236,12 +225,6 @@ class Retriever(Searcher):
         with self._lock.write():
             self._changes += 1
         return self.index_options
-
-    @property
-    def unsaved_changes(self) -> int:
-        """Changes (a batch added or replaced, a delete that removed documents, a change of settings) since the
-        index was made, loaded or last saved: 0 when its last save holds all of it."""
-        return self._changes - self._saved_changes
 
     # -- changes -------------------------------------------------------------------------------------------------
 
@@ -627,7 +610,7 @@ _MISSING: Any = object()
 CONFIGURABLE = frozenset({"k1", "b", "title_weight", "fusion", "weights", "rerank_weight", "rerank_depth"})
 
 
-def check_settings(
+def _check_settings(
     *,
     k1: Any = None,
     b: Any = None,
@@ -660,6 +643,20 @@ def check_settings(
         raise ValueError(f"weights must be two numbers >= 0 (lexical, dense), got {weights!r}")
     if rerank_depth is not None and (not isinstance(rerank_depth, int) or rerank_depth < 1):
         raise ValueError(f"rerank_depth must be a positive int, got {rerank_depth!r}")
+
+
+def checked_configure(index: Any, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a ``configure`` of ``index`` (one index, or one split in shards) is given, checked as the
+    constructor checks them: those to change (None keeps a setting; ``rerank_weight=None`` sets it to None). A title
+    weight above 0 is refused on an index without a title field, which only indexing makes."""
+    given = {name: value for name, value in settings.items() if value is not None or name == "rerank_weight"}
+    _check_settings(**given)
+    title = given.get("title_weight")
+    if title is not None and title > 0 and not index.has_title_field:
+        raise ValueError(
+            f"title_weight {title!r}: this index has no title field (it is made when indexing, with title_weight > 0)"
+        )
+    return given
 
 
 def _chunk_texts(docs: list[Document], spans: np.ndarray, row_splits: np.ndarray) -> list[str]:

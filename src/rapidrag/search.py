@@ -117,6 +117,14 @@ class Searcher:
     rerank_depth: int
     tuned_on: dict[str, Any] | None
     _lock: RWLock
+    _changes: int  # changes made (a batch added or replaced, a delete that removed documents, a change of settings)
+    _saved_changes: int  # how many of them the last save holds
+
+    @property
+    def unsaved_changes(self) -> int:
+        """Changes (a batch added or replaced, a delete that removed documents, a change of settings) since the
+        index was made, loaded or last saved: 0 when its last save holds all of it."""
+        return self._changes - self._saved_changes
 
     # -- hooks ---------------------------------------------------------------------------------------------------
 
