@@ -13,6 +13,7 @@ import pytest
 from rapidrag.beir import load_corpus, load_qrels, load_queries
 from rapidrag.cli import main
 from rapidrag.errors import DataFormatError, RapidragError
+from rapidrag.ingest import Ingest
 
 
 def test_import_is_light() -> None:
@@ -92,16 +93,20 @@ def test_cli_chunk_folder(tmp_path: Path, minilm_dir: Path, capsys: pytest.Captu
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("First paragraph. It has two sentences.\n\nSecond paragraph here.", encoding="utf-8")
-    (docs / "b.md").write_text("# Title\n\nSome *markdown* text.", encoding="utf-8")
+    (docs / "b.md").write_text("---\ntags: [x]\n---\n# Title\n\nSome *markdown* text.", encoding="utf-8")
     (docs / "c.txt").write_bytes(b"\xff\xfe not utf-8")
+    (docs / "d.html").write_text("<html><title>T</title><p>An <b>HTML</b> page.</p></html>", encoding="utf-8")
     out = tmp_path / "chunks.jsonl"
     code = main(["chunk", str(docs), "--tokenizer", str(minilm_dir), "--max-tokens", "8", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0
-    assert "documents   2" in captured.out
-    assert "skipped" in captured.err and "c.txt" in captured.err
+    assert "documents   3" in captured.out and "1 skipped" in captured.out
+    assert "c.txt: not UTF-8 text" in captured.err
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    texts = {"a.txt": (docs / "a.txt").read_text(encoding="utf-8"), "b.md": (docs / "b.md").read_text(encoding="utf-8")}
+    # the spans are of each document's text as rapidrag index reads it, so they are the index's citations
+    texts = {d.id: d.text for d in Ingest(docs)}
+    assert set(texts) == {"a.txt", "b.md", "d.html"} and "tags" not in texts["b.md"] and "<b>" not in texts["d.html"]
+    assert {r["doc_id"] for r in rows} == set(texts)
     assert rows and all(r["n_tokens"] <= 8 for r in rows)
     for r in rows:
         assert texts[r["doc_id"]][r["start"] : r["end"]] == r["text"]
@@ -113,6 +118,12 @@ def test_cli_beir_corpus(tmp_path: Path, minilm_dir: Path, capsys: pytest.Captur
         f.write(json.dumps({"_id": "d1", "title": "Vitamin D", "text": "Bone loss in older adults."}) + "\n")
     assert main(["chunk", str(corpus), "--tokenizer", str(minilm_dir / "vocab.txt")]) == 0
     assert "documents   1" in capsys.readouterr().out
+    bad = tmp_path / "bad.jsonl"  # a malformed line is skipped and named, as rapidrag index does
+    bad.write_text(json.dumps({"_id": "1", "text": "ok"}) + "\n{not json\n", encoding="utf-8")
+    assert main(["chunk", str(bad), "--tokenizer", str(minilm_dir / "vocab.txt")]) == 0
+    captured = capsys.readouterr()
+    assert "documents   1" in captured.out and "1 skipped" in captured.out
+    assert "bad.jsonl:2: not valid JSON" in captured.err
 
 
 @pytest.mark.parametrize(
@@ -120,8 +131,8 @@ def test_cli_beir_corpus(tmp_path: Path, minilm_dir: Path, capsys: pytest.Captur
     [
         (["chunk", "/no/such/corpus.jsonl"], "no such file or folder"),
         (["chunk", "{src}", "--tokenizer", "/no/such/vocab.txt"], "tokenizer not found"),
-        (["chunk", "{empty}", "--tokenizer", "{vocab}"], "no .txt or .md files"),
-        (["chunk", "{bad}", "--tokenizer", "{vocab}"], "bad.jsonl:2: not valid JSON"),
+        (["chunk", "{empty}", "--tokenizer", "{vocab}"], "no .txt, .md"),
+        (["chunk", "{blank}", "--tokenizer", "{vocab}"], "no documents in"),
         (["chunk", "{src}", "--tokenizer", "{vocab}", "--overlap", "300"], "overlap must satisfy"),
     ],
 )
@@ -131,14 +142,19 @@ def test_cli_errors_are_one_line(
     (tmp_path / "empty").mkdir()
     src = tmp_path / "corpus.jsonl"
     src.write_text(json.dumps({"_id": "1", "text": "hello"}) + "\n", encoding="utf-8")
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"_id": "1", "text": "ok"}) + "\n{not json\n", encoding="utf-8")
-    fmt = {"src": str(src), "empty": str(tmp_path / "empty"), "bad": str(bad), "vocab": str(minilm_dir / "vocab.txt")}
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text(json.dumps({"_id": "1", "text": " "}) + "\n", encoding="utf-8")
+    fmt = {
+        "src": str(src),
+        "empty": str(tmp_path / "empty"),
+        "blank": str(blank),
+        "vocab": str(minilm_dir / "vocab.txt"),
+    }
     code = main([a.format(**fmt) for a in args])
     err = capsys.readouterr().err
     assert code == 2
     assert message in err
-    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.count("\n") == 1 + err.count("warning: ") and "Traceback" not in err  # one line, after any warnings
 
 
 def test_cli_without_tokenizer_says_how(

@@ -25,7 +25,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from .errors import RapidragError
 DEFAULT_TOKENIZER = "all-MiniLM-L6-v2"
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DEFAULT_RERANKER = "minilm-l6-reranker"
-TEXT_SUFFIXES = {".txt", ".md"}
 MAX_WARNINGS = 50  # of the skipped files and lines, printed one by one; the rest are counted
 
 
@@ -58,26 +56,20 @@ def _resolve_tokenizer(arg: str | None) -> Path:
     )
 
 
-def _documents(src: Path) -> Iterator[tuple[str, str]]:
-    """(id, text) pairs from a BEIR corpus.jsonl[.gz] or a folder of .txt/.md files."""
-    from .beir import document_text, iter_jsonl
+def _read(src: str) -> tuple[list[Any], Any]:
+    """The documents of ``src`` as ``rapidrag index`` reads them (each id once), and the ``Ingest`` that read them;
+    what was skipped or dropped is printed as warnings."""
+    from .ingest import Ingest
 
-    if src.is_dir():
-        files = sorted(p for p in src.rglob("*") if p.suffix in TEXT_SUFFIXES and p.is_file())
-        if not files:
-            raise CliError(f"no .txt or .md files in {src}")
-        for p in files:
-            try:
-                yield str(p.relative_to(src)), p.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                print(f"warning: skipped {p}: not UTF-8 text", file=sys.stderr)
-        return
-    if not src.is_file():
-        raise CliError(f"no such file or folder: {src}")
-    if not (src.name.endswith(".jsonl") or src.name.endswith(".jsonl.gz")):
-        raise CliError(f"{src}: expected a corpus.jsonl[.gz] or a folder of .txt/.md files")
-    for i, doc in enumerate(iter_jsonl(src)):
-        yield str(doc.get("_id", i)), document_text(doc)
+    ingest = Ingest(Path(src))
+    docs = list(ingest.unique())  # a repeated id skipped and reported
+    for problem in ingest.problems[:MAX_WARNINGS]:
+        print(f"warning: {problem}", file=sys.stderr)
+    if len(ingest.problems) > MAX_WARNINGS:
+        print(f"warning: ... and {len(ingest.problems) - MAX_WARNINGS:,} more", file=sys.stderr)
+    if not docs:
+        raise CliError(f"no documents in {src}")
+    return docs, ingest
 
 
 def cmd_chunk(args: argparse.Namespace) -> int:
@@ -89,10 +81,10 @@ def cmd_chunk(args: argparse.Namespace) -> int:
     tok = Tokenizer.from_file(_resolve_tokenizer(args.tokenizer), n_threads=args.threads)
     chunker = Chunker(tok, max_tokens=args.max_tokens, overlap=args.overlap)
     t_load = time.perf_counter()
-    docs = list(_documents(Path(args.src)))
+    docs, ingest = _read(args.src)  # as rapidrag index reads them, so that the spans are the index's
     load_s = time.perf_counter() - t_load
-    ids = [d[0] for d in docs]
-    texts = [d[1] for d in docs]
+    ids = [d.id for d in docs]
+    texts = [d.text for d in docs]
     n_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
 
     t0 = time.perf_counter()
@@ -108,7 +100,7 @@ def cmd_chunk(args: argparse.Namespace) -> int:
     mb = n_bytes / 1e6
     print(f"source      {args.src}")
     print(f"tokenizer   {tok!r}")
-    print(f"documents   {len(texts):,}  ({mb:.1f} MB of UTF-8, read in {load_s:.2f} s)")
+    print(f"documents   {len(texts):,}  ({mb:.1f} MB of UTF-8, {ingest.skipped:,} skipped, read in {load_s:.2f} s)")
     print(
         f"tokens      {n_tokens:,}  tokenized in {tokenize_s:.3f} s: {mb / tokenize_s:.1f} MB/s, "
         f"{n_tokens / tokenize_s / 1e6:.2f} M tokens/s"
@@ -222,7 +214,6 @@ def _model(arg: str | None, default: str, role: str, int8: bool) -> Any:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .ingest import Ingest
     from .persist import check_destination
     from .retriever import Retriever
 
@@ -246,14 +237,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         embedder = _model(args.embedder, DEFAULT_EMBEDDER, "embedder", args.int8)
         reranker = _model(args.reranker, DEFAULT_RERANKER, "reranker", args.int8) if embedder else None
-    ingest = Ingest(Path(args.src))
-    docs = list(ingest.unique())  # a repeated id skipped and reported
-    for problem in ingest.problems[:MAX_WARNINGS]:
-        print(f"warning: {problem}", file=sys.stderr)
-    if len(ingest.problems) > MAX_WARNINGS:
-        print(f"warning: ... and {len(ingest.problems) - MAX_WARNINGS:,} more", file=sys.stderr)
-    if not docs:
-        raise CliError(f"no documents to index in {args.src}")
+    docs, ingest = _read(args.src)
     read_s = time.perf_counter() - start
     if args.shards > 1 or args.ray:
         from .distributed import ShardedRetriever
@@ -1115,7 +1099,7 @@ def build_parser() -> argparse.ArgumentParser:
     models(sv)
     sv.set_defaults(func=cmd_serve)
     p = sub.add_parser("chunk", help="tokenize and chunk a corpus and report throughput")
-    p.add_argument("src", help="a BEIR corpus.jsonl[.gz] or a folder of .txt/.md files")
+    p.add_argument("src", help="a folder of .txt, .md, .html and .jsonl files, or a corpus.jsonl[.gz], as index reads")
     p.add_argument(
         "--tokenizer", help=f"vocab.txt, tokenizer.json or model folder (default: $RAPIDRAG_MODELS/{DEFAULT_TOKENIZER})"
     )
