@@ -463,10 +463,16 @@ def test_metadata_lists_empty_metadata_and_json() -> None:
     assert body["metadata"] == {"tags": ["nutrition", "history"], "when": "2024-01-31"}
 
 
-@pytest.mark.parametrize("query", ["", "   ", "\n\t"])
+@pytest.mark.parametrize("query", ["", "   ", "\n\t", "\x00\x00", " \x1b\u200b\ufeff\n", "\ufffd"])
 def test_blank_queries_are_refused(retriever: Retriever, query: str) -> None:
+    """Nothing to search for (the tokenizers drop control and format characters) is refused, not answered."""
     with pytest.raises(ValueError, match="give the words to search for"):
         retriever.search(query)
+
+
+@pytest.mark.parametrize("query", ["bone\x00", "\u200bbone", "é\tbone", "¿?"])
+def test_queries_with_a_word_or_a_sign_are_searched(retriever: Retriever, query: str) -> None:
+    assert list(retriever.search(query, mode="dense", k=2))
 
 
 def test_reranking_fuses_by_default(

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from unicodedata import category
 
 import numpy as np
 
@@ -87,9 +88,14 @@ BUDGET_RESERVE_MS = 1.0  # of a search's budget_ms, kept for the work after the 
 
 
 def check_query(query: str) -> None:
-    """Refuse an empty or blank query (ValueError): searching for nothing returns arbitrary hits."""
+    """Refuse an empty or blank query, or one of only control and format characters (ValueError): the tokenizers
+    drop those, and searching for nothing returns arbitrary hits."""
     if not query.strip():
         raise ValueError(f"the query is {'empty' if not query else 'blank'}: give the words to search for")
+    if (not query.isprintable() or "\ufffd" in query) and all(
+        c.isspace() or c == "\ufffd" or category(c) in ("Cc", "Cf") for c in query
+    ):
+        raise ValueError("the query has only control or format characters: give the words to search for")
 
 
 @dataclass
