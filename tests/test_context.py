@@ -120,6 +120,23 @@ def test_sentences_keep_the_best_matching_sentence_and_its_neighbours(index: Ret
     assert wider.items[0].text.startswith("It erupted 17 times") and wider.items[0].text.endswith("Catania.")
 
 
+def test_a_sentence_window_is_placed_where_it_holds_the_most_of_the_query(embedder: rapidrag.Embedder) -> None:
+    """The title and the first sentence tie on "vitamin D"; the window around the first sentence also holds
+    "fractures", so it is the one kept (around the title it would leave the dose out)."""
+    text = (
+        "Vitamin D and bones\n\nVitamin D deficiency leads to bone loss in older adults. Supplements of 800 IU per"
+        " day reduce fractures by 20%. Calcium intake matters too. Most adults get enough sun in summer."
+    )
+    r = Retriever(embedder)
+    r.add([{"id": "d", "text": text}, {"id": "e", "text": "Iron deficiency causes anaemia."}])
+    query = "how much vitamin D prevents fractures"
+    result = r.search(query, 1, mode="lexical")
+    (item,) = pack(result, 1000, source=r, query=query, strategy="sentences", sentence_window=1).items
+    assert item.text == text[: text.index(" Calcium")]  # the first sentence and one each side
+    (alone,) = pack(result, 1000, source=r, query=query, strategy="sentences", sentence_window=0).items
+    assert alone.text == "Vitamin D and bones"  # one sentence: the first of the two that match best
+
+
 def test_near_duplicates_are_dropped_and_say_of_which_item(index: Retriever) -> None:
     query = "stem cells renew themselves"
     ctx = index.context(query, 1000, strategy="chunks", per_document=True)
@@ -450,7 +467,7 @@ def test_property_sentence_scores_hold_the_longest_term_beginning_each_word(word
     text = " ".join(words)
     matcher = _SentenceMatcher(" ".join(terms), None)
     spans = sentence_spans(text)
-    scores = matcher.scores(text, spans)
+    scores = [matcher.weight(h) for h in matcher.held(text, spans)]
     assert len(scores) == len(spans)
     if len(text.lower()) != len(text):
         return  # lowercasing moves characters: the case-blind search, checked by the example above not to fail

@@ -3,8 +3,9 @@ passages (exact character spans of the indexed documents), says what it left out
 prices a query from the tokens it injects.
 
 A hit becomes a *piece* of its document: the chunk as found (``strategy="chunks"``), a window of ``window_tokens``
-tokens around it ("small to big": small chunks find, larger windows inform; ``"window"``), or the sentences that
-best match the query with ``sentence_window`` neighbours on each side (``"sentences"``). Pieces of one document
+tokens around it ("small to big": small chunks find, larger windows inform; ``"window"``), or a run of the hit's
+sentences, one and ``sentence_window`` neighbours each side, placed where it holds the most of the query
+(``"sentences"``). Pieces of one document
 that overlap or touch are merged (``merge``); a piece too similar to one already kept is dropped (``dedupe``, the
 cosine of the embeddings the index already stores, else the overlap of their words), optionally choosing by MMR
 (``diversity``); pieces are taken best first while they fit, a piece that does not fit whole is cut to the
@@ -575,7 +576,8 @@ class _SentenceMatcher:
 
     def __init__(self, query: str | None, source: Any) -> None:
         self.terms: dict[str, float] = {}
-        self._by_text: dict[int, tuple[str, dict[tuple[int, int], float]]] = {}  # sentence scores, per text
+        self._by_text: dict[int, tuple[str, dict[tuple[int, int], int]]] = {}  # the terms each sentence holds
+        self._weights: dict[int, float] = {0: 0.0}  # of sets of terms, as bit masks
         self._bounds: dict[int, tuple[list[tuple[int, int]], list[int], list[int]]] = {}
         if not query:
             return
@@ -599,28 +601,41 @@ class _SentenceMatcher:
                 self.terms[t] = math.log(1 + (stats.documents - df + 0.5) / (df + 0.5))
             else:
                 self.terms[t] = 1.0
+        self._idf = list(self.terms.values())  # term i is bit 1 << i of a set of terms
+        bit = {t: 1 << i for i, t in enumerate(self.terms)}
         term_of = {t: t for t in self.terms}
         term_of.update({t[:-1] + "y": t for t in self.terms if t.endswith("i")})
         self._prefixes = list(term_of)  # what may begin a word, and the term each stands for
-        self._term_of_prefix = list(term_of.values())
+        self._bit_of_prefix = [bit[t] for t in term_of.values()]
 
-    def scores(self, text: str, spans: list[tuple[int, int]]) -> list[float]:
-        """How well each span of ``text`` (in order, not overlapping) matches the query: the summed idf of the
-        query's terms it holds. A term counts as held where a word begins with it (a stem, or a stem ending in "i"
-        with "y" for it: "studi" for "study"; at each word the longest that begins it), the words as BM25's
-        analyzer finds them (``_core.word_prefixes``): nothing is stemmed, which would cost most of a pack; it ranks
-        a hit's sentences, not documents."""
+    def weight(self, terms: int) -> float:
+        """The summed idf of a set of the query's terms (a bit mask, as ``held`` gives), exact in any order."""
+        w = self._weights.get(terms)
+        if w is None:
+            w = self._weights[terms] = math.fsum(idf for i, idf in enumerate(self._idf) if terms >> i & 1)
+        return w
+
+    def term_set(self, terms: int) -> set[str]:
+        """The terms of a bit mask."""
+        return {t for i, t in enumerate(self.terms) if terms >> i & 1}
+
+    def held(self, text: str, spans: list[tuple[int, int]]) -> list[int]:
+        """The query's terms each span of ``text`` (in order, not overlapping) holds, as bit masks (term ``i`` of
+        ``terms`` is bit ``1 << i``). A term counts as held where a
+        word begins with it (a stem, or a stem ending in "i" with "y" for it: "studi" for "study"; at each word the
+        longest that begins it), the words as BM25's analyzer finds them (``_core.word_prefixes``): nothing is
+        stemmed, which would cost most of a pack; it ranks a hit's sentences, not documents."""
         if not self.terms or not spans:
-            return [0.0] * len(spans)
+            return [0] * len(spans)
         starts = [a for a, _ in spans]
-        held: list[set[str]] = [set() for _ in spans]
+        held = [0] * len(spans)
         found, prefix = _core.word_prefixes(text, self._prefixes)
-        term_of = self._term_of_prefix
+        bit_of = self._bit_of_prefix
         for at, k in zip(found.tolist(), prefix.tolist(), strict=True):
             j = bisect.bisect_right(starts, at) - 1
             if j >= 0 and at < spans[j][1]:
-                held[j].add(term_of[k])
-        return [math.fsum(self.terms[t] for t in h) if h else 0.0 for h in held]  # exact, in any order of a set
+                held[j] |= bit_of[k]
+        return held
 
     def spans(self, text: str, start: int, end: int, neighbours: int = 0) -> list[tuple[int, int]]:
         """The sentences around ``[start, end)`` of a document (all of them in a document of up to ``LONG_TEXT``
@@ -636,20 +651,25 @@ class _SentenceMatcher:
         _, starts, ends = bounds
         return bisect.bisect_right(ends, start), bisect.bisect_left(starts, end)
 
-    def scores_of(self, text: str, spans: list[tuple[int, int]], first: int, stop: int) -> list[float]:
-        """``scores`` of the sentences ``spans[first:stop]`` of ``text``, each scored once a pack: only the stretch
+    def held_of(self, text: str, spans: list[tuple[int, int]], first: int, stop: int) -> list[int]:
+        """``held`` of the sentences ``spans[first:stop]`` of ``text``, each found once a pack: only the stretch
         they cover is scanned (a hit's sentences, not its whole document). They begin and end at whitespace, so
-        the words of the stretch are the text's, and a sentence's score depends on its own words only."""
+        the words of the stretch are the text's, and a sentence's terms depend on its own words only."""
         known = self._by_text.get(id(text))
         if known is None or known[0] is not text:
             known = self._by_text[id(text)] = (text, {})
-        scored = known[1]
-        missing = [i for i in range(first, stop) if spans[i] not in scored]
+        found = known[1]
+        missing = [i for i in range(first, stop) if spans[i] not in found]
         if missing:
             run = spans[missing[0] : missing[-1] + 1]
             lo, hi = run[0][0], run[-1][1]
-            scored.update(zip(run, self.scores(text[lo:hi], [(a - lo, b - lo) for a, b in run]), strict=True))
-        return [scored[spans[i]] for i in range(first, stop)]
+            found.update(zip(run, self.held(text[lo:hi], [(a - lo, b - lo) for a, b in run]), strict=True))
+        return [found[spans[i]] for i in range(first, stop)]
+
+    def scores_of(self, text: str, spans: list[tuple[int, int]], first: int, stop: int) -> list[float]:
+        """How well each of the sentences ``spans[first:stop]`` matches the query: the summed idf of the query's
+        terms it holds (``held_of``)."""
+        return [self.weight(h) for h in self.held_of(text, spans, first, stop)]
 
 
 def _piece(
@@ -706,15 +726,27 @@ def _window(text: str, start: int, end: int, window_tokens: int, tok: Any) -> tu
 
 
 def _sentences(text: str, start: int, end: int, sentence_window: int, matcher: _SentenceMatcher) -> tuple[int, int]:
-    """The hit's best-matching sentence (the first without a query) and ``sentence_window`` sentences each side."""
+    """``sentence_window`` sentences each side of one of the hit's sentences: the one whose run of sentences holds
+    the most of the query (the summed idf of the query's terms the run holds, each term once), so that what the
+    neighbours hold counts; ties go to the run whose own sentence matches best, then to the first (the first
+    sentence without a query)."""
     spans = matcher.spans(text, start, end, sentence_window)
     first, stop = matcher.overlapping(spans, start, end)
     if first >= stop:
         return start, end
-    scores = matcher.scores_of(text, spans, first, stop)
-    best = first + max(range(stop - first), key=lambda j: (scores[j], -j))
-    lo, hi = max(0, best - sentence_window), min(len(spans) - 1, best + sentence_window)
-    return spans[lo][0], spans[hi][1]
+    w = sentence_window
+    lo, hi = max(0, first - w), min(len(spans), stop + w)  # the sentences any run may take
+    held = matcher.held_of(text, spans, lo, hi)
+    weight = matcher.weight
+    best, best_key = first, (-1.0, -1.0)
+    for i in range(first - lo, stop - lo):  # ties keep the first
+        terms = 0
+        for t in held[max(0, i - w) : i + w + 1]:
+            terms |= t
+        key = (weight(terms), weight(held[i]))
+        if key > best_key:
+            best, best_key = i + lo, key
+    return spans[max(0, best - w)][0], spans[min(len(spans) - 1, best + w)][1]
 
 
 def _merge(pieces: list[_Piece]) -> list[_Piece]:
