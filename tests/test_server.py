@@ -100,6 +100,7 @@ def test_api_key_on_every_route_but_healthz(server: Server) -> None:
             ("POST", "/search", {"query": "bone"}),
             ("POST", "/documents", {"documents": [{"id": "x", "text": "x"}]}),
             ("DELETE", "/documents/vit", None),
+            ("GET", "/documents/vit", None),
             ("POST", "/save", None),
             ("POST", "/compact", None),
             ("GET", "/stats", None),
@@ -197,10 +198,18 @@ def test_documents_upsert_delete_and_save(client: httpx.Client, store: Retriever
     ]:
         assert_clean_error(client.post("/documents", json={"documents": docs}), 422, needle)
         assert len(store) == before and store.get("a") is None
+    # A document as indexed: the text its hits' spans point into.
+    hit = client.post("/search", json={"query": "scurvy", "k": 1}).json()["hits"][0]
+    doc = client.get(f"/documents/{hit['doc_id']}").json()
+    assert doc == store.get(hit["doc_id"]).to_dict()  # type: ignore[union-attr]
+    assert doc["text"][hit["start"] : hit["end"]] == hit["text"]
     # Delete, then 404; ids with a slash work too.
     assert client.delete("/documents/scurvy").json() == {"deleted": 1}
     assert_clean_error(client.delete("/documents/scurvy"), 404, "no document 'scurvy'")
-    assert client.post("/documents", json={"documents": [{"id": "a/b", "text": "slashed id"}]}).status_code == 200
+    assert_clean_error(client.get("/documents/scurvy"), 404, "no document 'scurvy'")
+    dated = {"id": "a/b", "text": "slashed id", "title": "T", "metadata": {"n": 1, "tags": ["x"]}}
+    assert client.post("/documents", json={"documents": [dated]}).status_code == 200
+    assert client.get("/documents/a/b").json() == {**dated, "text": "T slashed id"}  # the title leads the text
     assert client.delete("/documents/a/b").json() == {"deleted": 1}
     # Save: atomic, to the folder the server was started with; the saved index answers the same.
     assert client.post("/save").json()["saved"] is True
@@ -323,7 +332,9 @@ def test_an_index_split_in_shards_is_served_as_one(
             new = [{"id": "scurvy", "text": "Scurvy comes from a lack of vitamin C.", "metadata": {"year": 1753}}]
             assert c.post("/documents", json={"documents": new}).json() == {"documents": 1, "chunks": 1}
             assert c.post("/search", json={"query": "scurvy", "k": 1}).json()["hits"][0]["doc_id"] == "scurvy"
+            assert c.get("/documents/scurvy").json() == {**new[0], "title": ""}  # from the shard that owns it
             assert c.delete("/documents/heart").json() == {"deleted": 1} and index.get("heart") is None
+            assert_clean_error(c.get("/documents/heart"), 404, "no document 'heart'")
             assert_clean_error(c.delete("/documents/heart"), 404, "no document 'heart'")
             assert c.post("/save").json()["saved"] is True
             # No shard with a live replica (the coordinator's mark for each, as a Ray index whose actors all died
@@ -440,7 +451,13 @@ def test_schemathesis_finds_no_server_error(server: Server) -> None:
 
         check()
         tested.append(f"{operation.method.upper()} {operation.path}")
-    assert {"POST /search", "POST /documents", "DELETE /documents/{doc_id}", "GET /stats"} <= set(tested)
+    assert {
+        "POST /search",
+        "POST /documents",
+        "GET /documents/{doc_id}",
+        "DELETE /documents/{doc_id}",
+        "GET /stats",
+    } <= set(tested)
 
 
 def test_cli_serve_binds_loopback_and_reads_the_key_from_the_environment(

@@ -63,6 +63,16 @@ class Document:
             raise ValueError(f"documents[{index}]: metadata must be a dict, got {type(metadata).__name__}")
         return cls(str(doc_id), text, dict(metadata), title)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The document as JSON-ready values, encoded as ``Hit.to_dict`` encodes a hit (dates as ISO 8601 strings,
+        non-finite numbers null), as ``GET /documents/{id}`` of the HTTP service answers."""
+        return {
+            "id": self.id,
+            "text": self.text,
+            "title": self.title,
+            "metadata": {str(key): _json_value(v) for key, v in self.metadata.items()},
+        }
+
 
 FIELDS = frozenset(("id", "text", "metadata", "title"))  # a Document's, as saved
 

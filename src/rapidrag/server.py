@@ -785,6 +785,17 @@ def create_app(
             raise _unprocessable(e) from None
         return {"documents": len(docs), "chunks": chunks}
 
+    @app.get(
+        "/documents/{doc_id:path}",
+        dependencies=guarded,
+        summary="a document as indexed: its text (what hits' start and end point into), title and metadata",
+    )
+    def document(doc_id: str) -> dict[str, Any]:
+        doc = retriever.get(doc_id)
+        if doc is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document {doc_id!r}")
+        return doc.to_dict()
+
     @app.delete("/documents/{doc_id:path}", dependencies=guarded, summary="delete a document")
     def delete(doc_id: str) -> dict[str, int]:
         if not retriever.delete([doc_id]):
