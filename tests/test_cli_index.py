@@ -203,6 +203,15 @@ def test_tune_saves_settings_and_eval_warns(
     other.write_text("query-id\tcorpus-id\tscore\nq1\tscurvy.txt\t1\n")
     assert main(["eval", str(out), "--queries", str(queries), "--qrels", str(other), "--mode", "lexical"]) == 0
     assert "tuned on" not in capsys.readouterr().err
+    # Judgements that cannot count as written are named: a query not in the queries file, a document not indexed.
+    odd = tmp_path / "odd.tsv"
+    odd.write_text("query-id\tcorpus-id\tscore\nq1\tscurvy.txt\t1\nq1\tgone\t1\nq1\tj1\t0\nq9\tj1\t1\n")
+    assert main(["eval", str(out), "--queries", str(queries), "--qrels", str(odd), "--mode", "lexical"]) == 0
+    err = capsys.readouterr().err
+    assert f"1 of the 2 judged queries of {odd} are not in {queries} and are left out ('q9')" in err
+    assert "1 of the 2 relevant documents judged are not in this index ('gone')" in err
+    assert main(["eval", str(out), "--queries", str(queries), "--qrels", str(other), "--mode", "lexical"]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_bench_report_and_plot(

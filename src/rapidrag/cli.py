@@ -411,6 +411,35 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_judgements(args: argparse.Namespace, queries: dict[str, str], qrels: dict[str, Any], retriever: Any) -> None:
+    """Refuse judgements of which no query is in the queries file, and warn of those that cannot count as written:
+    judged queries missing from the queries file (left out), relevant documents missing from the index (counted
+    as relevant and never found: recall cannot reach 1)."""
+    missing = [q for q in qrels if q not in queries]
+    if len(missing) == len(qrels):
+        raise CliError(f"none of the {len(qrels)} judged queries of {args.qrels} is in {args.queries}")
+    if missing:
+        print(
+            f"warning: {len(missing):,} of the {len(qrels):,} judged queries of {args.qrels} are not in "
+            f"{args.queries} and are left out ({_some(missing)})",
+            file=sys.stderr,
+        )
+    relevant = {d for q, judged in qrels.items() if q in queries for d, grade in judged.items() if grade > 0}
+    absent = sorted(d for d in relevant if retriever.get(d) is None)
+    if absent:
+        print(
+            f"warning: {len(absent):,} of the {len(relevant):,} relevant documents judged are not in this index "
+            f"({_some(absent)}): they count as relevant and are never found",
+            file=sys.stderr,
+        )
+
+
+def _some(ids: list[str], shown: int = 3) -> str:
+    """A few of ``ids``, quoted, and how many more."""
+    more = f" and {len(ids) - shown:,} more" if len(ids) > shown else ""
+    return ", ".join(repr(i) for i in ids[:shown]) + more
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .beir import load_qrels, load_queries
     from .metrics import evaluate
@@ -421,9 +450,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     lexical = bool(args.mode) and set(args.mode) == {"lexical"}
     rerank_asked = args.rerank or (not args.mode and not args.no_rerank)
     retriever = _load(args, lexical=lexical, rerank=rerank_asked)
+    _check_judgements(args, queries, qrels, retriever)
     judged = [q for q in qrels if q in queries]
-    if not judged:
-        raise CliError(f"none of the {len(qrels)} judged queries of {args.qrels} is in {args.queries}")
     tuned = retriever.tuned_on or {}
     if tuned.get("sha256") and tuned["sha256"] == sha256_file(args.qrels):
         print(
@@ -470,6 +498,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     queries = load_queries(args.queries)
     qrels_path = Path(args.qrels)
     qrels = load_qrels(qrels_path)
+    _check_judgements(args, queries, qrels, retriever)
     result = tune(
         retriever,
         queries,
@@ -515,9 +544,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     }
     qrels = load_qrels(args.qrels) if args.qrels else None
     if qrels is not None:
+        _check_judgements(args, queries, qrels, retriever)
         queries = {q: queries[q] for q in qrels if q in queries}
-        if not queries:
-            raise CliError(f"none of the judged queries of {args.qrels} is in {args.queries}")
     if args.max_queries:
         queries = dict(list(queries.items())[: args.max_queries])
     configs = bench.default_configs(retriever, budgets=budgets)
