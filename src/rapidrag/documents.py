@@ -174,7 +174,13 @@ def title_and_text(title: str, text: str) -> str:
 
 @dataclass(frozen=True)
 class Hit:
-    """One result: the document, the chunk, its character span in the document text, and each stage's score."""
+    """One result: the document, the chunk, its character span in the document text, and each stage's score.
+
+    ``score`` orders the hits of one search: the stage's score in lexical or dense mode, the fused score in hybrid
+    mode and, when the reranker ran, ``w * z(rerank) + (1 - w) * z(first stage)`` with z-scores over the scored
+    candidates (so relative to that search: the only candidate scores 0). To compare across searches, or to set a
+    threshold, use a stage's own score in ``scores`` ("bm25", "dense", "rerank": the reranker's logit).
+    """
 
     doc_id: str
     chunk_id: int
