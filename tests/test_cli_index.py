@@ -281,6 +281,14 @@ def test_front_matter_lists_filter_and_print_as_json(
     flt = '{"tags": {"$nin": ["bone"]}}'
     assert main(["query", str(out), "vitamin", "--json", "--no-rerank", "--filter", flt]) == 0
     assert "sub/bones.md" not in [h["doc_id"] for h in json.loads(capsys.readouterr().out)["hits"]]
+    # A filter that finds too little says why it may: a misspelt field, a year given as a str.
+    assert main(["query", str(out), "vitamin", "--no-rerank", "--filter", '{"tag": "bone", "year": "2021"}']) == 0
+    captured = capsys.readouterr()
+    assert "no hits" in captured.out
+    assert "note: the filter: no document has the field 'tag' (fields: " in captured.err
+    assert "note: the filter: the field 'year' holds numbers, so '2021' matches nothing" in captured.err
+    assert main(["query", str(out), "vitamin", "--json", "--no-rerank", "--filter", '{"tag": "bone"}']) == 0
+    assert json.loads(capsys.readouterr().out)["filter_notes"][0].startswith("no document has the field 'tag'")
 
 
 def test_yaml_front_matter_types_and_bad_front_matter(tmp_path: Path) -> None:

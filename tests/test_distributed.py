@@ -63,6 +63,10 @@ def test_a_sharded_index_answers_as_one_index(
             results(s, shard_queries, mode=mode, per_document=False),
             results(single, shard_queries, mode=mode, per_document=False),
         )
+    # What a filter may miss: the same from either kind of index (the fields and kinds of every shard).
+    assert s.metadata_kinds() == single.metadata_kinds()
+    for where in ({"year": "2005"}, {"yeer": 2005}, {"year": 2005, "tags": 3}):
+        assert s.filter_notes(where) == single.filter_notes(where) != []
     # The generator's context and the grounding check: the same from either kind of index.
     for q in shard_queries[:5]:
         ours, theirs = s.context(q, 400), single.context(q, 400)

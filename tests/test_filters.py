@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rapidrag.filters import FilterError, MetadataIndex
+from rapidrag.filters import FilterError, MetadataIndex, filter_notes
 
 ROWS: list[dict[str, Any] | None] = [
     {"category": "cardiology", "year": 2019, "open": True, "date": "2019-05-01", "source": "pubmed"},
@@ -52,6 +52,10 @@ def rows(index: MetadataIndex, spec: dict[str, Any]) -> list[int]:
         ({"date": {"$gt": "2020-01-01"}}, [1, 2]),  # str, datetime and date values compare as dates
         ({"date": {"$gte": "2020-01-01"}}, [1, 2, 3]),
         ({"date": {"$lt": datetime(2021, 12, 31, 23, 30, tzinfo=timezone.utc)}}, [0, 1, 3]),
+        ({"date": "2020-01-01"}, [3]),  # an ISO date str equals the same date, however given
+        ({"date": "2019-05-01T00:00:00Z"}, [0]),
+        ({"date": {"$in": ["2024-02-01", "2019-05-01"]}}, [0, 2]),
+        ({"date": date(2021, 12, 31)}, []),  # 23:00 that day is another instant
         ({"category": {"$gt": "m"}}, [1, 3]),  # strings compare lexicographically
         ({"$or": [{"category": "oncology"}, {"year": 2024}]}, [1, 2]),
         ({"$and": [{"category": "cardiology"}, {"$or": [{"year": 2019}, {"open": False}]}]}, [0]),
@@ -67,6 +71,29 @@ def rows(index: MetadataIndex, spec: dict[str, Any]) -> list[int]:
 )
 def test_operators(index: MetadataIndex, spec: dict[str, Any], expected: list[int]) -> None:
     assert rows(index, spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "notes"),
+    [
+        ({"category": "cardiology", "year": {"$gte": 2020}}, []),
+        ({"catgory": "cardiology"}, ["no document has the field 'catgory' (fields: category, date, open, score, "]),
+        ({"year": "2019"}, []),  # (one document's year is the str "2020": a str can match)
+        ({"score": "high"}, ["the field 'score' holds numbers, so 'high' matches nothing"]),
+        ({"open": {"$in": [True, "yes"]}}, ["the field 'open' holds true/false and numbers, so 'yes' matches nothing"]),
+        ({"open": {"$ne": "yes"}}, []),  # what a value of another kind does not equal, it does not hold either
+        ({"tags": 3}, ["the field 'tags' holds strings, so 3 matches nothing"]),  # a list's elements
+        ({"date": "2020-01-01"}, []),
+        ({"date": {"$gt": 5}}, ["the field 'date' holds strings and dates, so 5 matches nothing"]),
+        ({"$or": [{"year": 2024}, {"$and": [{"yr": 1}, {"yr": 2}]}]}, ["no document has the field 'yr'"]),
+    ],
+)
+def test_filter_notes_say_why_a_filter_may_select_less_than_meant(
+    index: MetadataIndex, spec: dict[str, Any], notes: list[str]
+) -> None:
+    got = filter_notes(spec, index.kinds())
+    assert len(got) == len(notes) and all(g.startswith(n) for g, n in zip(got, notes, strict=True)), got
+    assert filter_notes({"x": 1}, {}) == ["no document has the field 'x'"]  # (an index without metadata)
 
 
 def test_cleared_rows_match_nothing_but_absence(index: MetadataIndex) -> None:
@@ -181,6 +208,15 @@ def test_rows_added_at_once_one_by_one_or_in_parts_hold_the_same() -> None:
     def plain(v: Any) -> Any:
         return v.item() if isinstance(v, np.generic) else v
 
+    def instant(x: Any) -> float | None:
+        if isinstance(x, str) and x[:4].isdigit():
+            x = datetime.fromisoformat(x.replace("Z", "+00:00"))
+        if isinstance(x, date) and not isinstance(x, datetime):
+            x = datetime(x.year, x.month, x.day)
+        if not isinstance(x, datetime):
+            return None
+        return (x if x.tzinfo else x.replace(tzinfo=timezone.utc)).timestamp()
+
     def equal(v: Any, q: Any) -> bool:
         v = plain(v)
         if isinstance(v, list):
@@ -189,11 +225,13 @@ def test_rows_added_at_once_one_by_one_or_in_parts_hold_the_same() -> None:
             return type(q) is type(v) and v == q
         if q is None or v is None:
             return v is q
+        if isinstance(q, str) and instant(q) is not None and instant(v) is not None:
+            return v == q or instant(v) == instant(q)  # an ISO date str equals the same date, however given
         if isinstance(v, str) or isinstance(q, str):
             return isinstance(v, str) and isinstance(q, str) and v == q
         if isinstance(v, (int, float)) and isinstance(q, (int, float)):
             return float(v) == float(q)
-        return False  # a date equals no str, number, bool or None given
+        return False  # a date equals no number, bool or None, nor a str that is not an ISO date
 
     for field in ("x", "y", "n.z"):
         for q in ["a", "2021-03-04", True, False, 0, 1, 2.5, None]:

@@ -128,8 +128,14 @@ def test_search_returns_cited_hits_and_stage_times(client: httpx.Client, store: 
     # The same answer as the library gives, filters applied, the reranker within a budget.
     direct = store.search("vitamin D and bone loss", k=3, rerank=False)
     assert [h["doc_id"] for h in hits] == [h.doc_id for h in direct]
-    filtered = client.post("/search", json={"query": "bone", "filter": {"year": {"$gte": 2021}}}).json()["hits"]
-    assert filtered and all(h["metadata"]["year"] >= 2021 for h in filtered)
+    filtered = client.post("/search", json={"query": "bone", "filter": {"year": {"$gte": 2021}}}).json()
+    assert filtered["hits"] and all(h["metadata"]["year"] >= 2021 for h in filtered["hits"])
+    assert filtered["filter_notes"] == []
+    # A filtered search that finds fewer hits than asked says why the filter may select less than meant.
+    misspelt = client.post("/search", json={"query": "bone", "filter": {"yaer": 2021}}).json()
+    assert misspelt["hits"] == [] and misspelt["filter_notes"][0].startswith("no document has the field 'yaer'")
+    typed = client.post("/search", json={"query": "bone", "filter": {"year": "2021"}}).json()
+    assert typed["filter_notes"] == ["the field 'year' holds numbers, so '2021' matches nothing"]
     reranked = client.post("/search", json={"query": "bone loss", "budget_ms": 500, "mode": "hybrid"}).json()
     assert "rerank" in reranked["hits"][0]["scores"] and "rerank" in reranked["timings_ms"]
 

@@ -387,6 +387,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     hits = retriever.search(query, k=args.k, mode=mode, filter=search_filter, rerank=rerank, budget_ms=args.budget_ms)
     if hits.missing_shards:
         _partial(hits.missing_shards, retriever)
+    notes = retriever.filter_notes(search_filter) if search_filter and len(hits) < args.k else []
+    for note in notes:
+        print(f"note: the filter: {note}", file=sys.stderr)
     if args.json:
         body = {
             "query": query,
@@ -394,6 +397,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             "hits": [h.to_dict() for h in hits],
             "timings_ms": hits.timings,
             "missing_shards": hits.missing_shards,
+            "filter_notes": notes,
         }
         print(json.dumps(body, ensure_ascii=False, indent=1))
         return 0

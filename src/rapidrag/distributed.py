@@ -555,6 +555,14 @@ class ShardedRetriever(Searcher):
         self._require_all(answers, f"get {doc_id!r}")
         return answers[0]  # type: ignore[no-any-return]
 
+    def metadata_kinds(self) -> dict[str, set[str]]:
+        """Each metadata field's kinds of value over the shards that answer (``Retriever.metadata_kinds``)."""
+        out: dict[str, set[str]] = {}
+        for answer in self._all("metadata_kinds"):
+            for field, kinds in ({} if answer is MISSING else answer).items():
+                out.setdefault(field, set()).update(kinds)
+        return out
+
     def __len__(self) -> int:
         answers = self._all("documents")
         self._require_all(answers, "count the documents")

@@ -5,13 +5,15 @@ A filter is a dict::
     {"category": "cardiology"}                              equality (several keys: all must hold)
     {"year": {"$gte": 2019, "$lt": 2024}}                    $eq $ne $gt $gte $lt $lte
     {"source": {"$in": ["pubmed", "pmc"]}}                  $in $nin
-    {"date": {"$gt": "2024-01-31"}}                          ISO dates compare as dates
+    {"date": {"$gt": "2024-01-31"}}                          ISO dates compare (and equal) as dates
     {"$or": [{"category": "a"}, {"$and": [{...}, {...}]}]}   $and $or
 
 Values are str, int, float, bool or None, or ISO dates (a ``datetime``/``date``, or a str such as "2024-01-31" or
 "2024-01-31T08:00:00Z"). Comparisons hold only between values of the same kind: a number never equals a str, a
-bool is not a number. A document without the field matches ``$ne`` and ``$nin`` and nothing else. A malformed
-filter raises FilterError, whose message shows the path to the bad part.
+bool is not a number; an ISO date str equals and compares with a date, however given. A document without the
+field matches ``$ne`` and ``$nin`` and nothing else. A malformed filter raises FilterError, whose message shows the
+path to the bad part; a well-formed one that can match nothing as written (a field no document has, a value of a
+kind its field never holds) is not an error, and ``filter_notes`` says so.
 
 Metadata values may also be lists of such values and dicts of them. A list matches when any of its elements
 matches, as in MongoDB and Qdrant: ``{"tags": "bone"}`` and ``{"tags": {"$in": ["bone", "iron"]}}`` find
@@ -34,7 +36,7 @@ import numpy.typing as npt
 from .errors import FilterError
 from .growing import GrowingArray
 
-__all__ = ["FilterError", "MetadataIndex", "check_metadata", "flatten_metadata"]
+__all__ = ["FilterError", "MetadataIndex", "check_metadata", "filter_notes", "flatten_metadata"]
 
 Mask = npt.NDArray[np.bool_]
 _COMPARE = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
@@ -104,6 +106,13 @@ class _Column:
             self.n = n
             for array in self._by_row.values():
                 array.resize(n)
+
+    def kinds(self) -> set[str]:
+        """The kinds of value ever given to the field, its lists' elements included."""
+        out = set(self._by_row)
+        if self.elements is not None:
+            out |= self.elements.kinds()
+        return out
 
     def held(self, kind: str) -> npt.NDArray[Any] | None:
         """The array of ``kind`` ("num", "codes", "flag", "when", "null"), or None if no value of it was given."""
@@ -251,8 +260,14 @@ class _Column:
             kind, target = "num", float(value)
         elif isinstance(value, str):
             kind, target = "codes", self.string_codes.get(value, -2)
+            when = _as_date(value)
+            if when is not None and self.held("when") is not None:  # an ISO date equals the same date, however given
+                return self._kind_equals("codes", target) | self._kind_equals("when", when)
         else:
             kind, target = "when", _as_date(value)
+        return self._kind_equals(kind, target)
+
+    def _kind_equals(self, kind: str, target: Any) -> Mask:
         array = self.held(kind)
         return np.zeros(self.n, dtype=bool) if array is None else np.asarray(array == target, dtype=bool)
 
@@ -345,6 +360,11 @@ class MetadataIndex:
                 raise ValueError(f"metadata field {field!r} holds more rows than the index")
         return out
 
+    def kinds(self) -> dict[str, set[str]]:
+        """Each field's kinds of value ever given ("num", "codes", "flag", "when", "null"): what ``filter_notes``
+        checks a filter against."""
+        return {field: column.kinds() for field, column in self.columns.items()}
+
     def clear(self, row: int) -> None:
         """Forget the metadata of ``row`` (a deleted document)."""
         for column in self.columns.values():
@@ -410,6 +430,58 @@ class MetadataIndex:
                     raise FilterError(f"{at}: {op} compares numbers, strings or dates, got {value!r}")
                 out &= _fit(column.compare(op, value), n)
         return out
+
+
+_KIND_NAMES = {"num": "numbers", "codes": "strings", "flag": "true/false", "when": "dates", "null": "null"}
+
+
+def filter_notes(spec: Mapping[str, Any], kinds: Mapping[str, set[str]]) -> list[str]:
+    """Why a filter may select less than its author meant, from the kinds of value each field holds (``kinds``:
+    ``MetadataIndex.kinds``, or their union over an index's shards): a field that no document has (a misspelt name,
+    say), and a value of a kind the field never holds (``{"year": "2021"}`` where years are numbers), which can
+    match nothing. Empty when neither; a filter that ``mask`` refuses gives no notes."""
+    notes: list[str] = []
+
+    def node(part: Any) -> None:
+        if not isinstance(part, Mapping):
+            return
+        for key, value in part.items():
+            if key in ("$and", "$or") and isinstance(value, list):
+                for sub in value:
+                    node(sub)
+            elif isinstance(key, str) and not key.startswith("$"):
+                field_note(key, value)
+
+    def field_note(field: str, condition: Any) -> None:
+        held = kinds.get(field)
+        if held is None:
+            known = sorted(kinds)
+            listed = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
+            notes.append(f"no document has the field {field!r}" + (f" (fields: {listed})" if known else ""))
+            return
+        if isinstance(condition, Mapping) and any(str(k).startswith("$") for k in condition):
+            pairs = [(op, v) for op, v in condition.items() for v in (v if op in ("$in", "$nin") else [v])]
+        else:
+            pairs = [("$eq", condition)]
+        for op, value in pairs:
+            if op in ("$ne", "$nin") or not isinstance(value, (str, int, float, bool, date, type(None))):
+                continue  # (what a value of another kind does not equal, it does not hold either)
+            if value is None:
+                could = {"null"}
+            elif isinstance(value, bool):
+                could = {"flag"}
+            elif isinstance(value, (int, float)):
+                could = {"num"}
+            elif isinstance(value, str):
+                could = {"codes", "when"} if _as_date(value) is not None else {"codes"}
+            else:
+                could = {"when"}
+            if not could & held:
+                has = " and ".join(_KIND_NAMES[k] for k in sorted(held)) or "no values now"
+                notes.append(f"the field {field!r} holds {has}, so {value!r} matches nothing")
+
+    node(spec)
+    return list(dict.fromkeys(notes))
 
 
 def _fit(hit: Mask, n: int) -> Mask:

@@ -203,6 +203,10 @@ class Retriever(Searcher):
         """Whether BM25 has a title field (made when the documents are indexed with ``title_weight`` > 0)."""
         return self.bm25_title is not None
 
+    def metadata_kinds(self) -> dict[str, set[str]]:
+        with self._lock.read():
+            return self.metadata.kinds()
+
     @property
     def removed_vectors(self) -> int:
         """Vectors of deleted chunks that the dense index still holds and skips (an HNSW index's until

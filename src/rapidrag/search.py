@@ -132,7 +132,19 @@ class Searcher:
         index was made, loaded or last saved: 0 when its last save holds all of it."""
         return self._changes - self._saved_changes
 
+    def filter_notes(self, filter: Mapping[str, Any]) -> list[str]:
+        """Why ``filter`` may select less than meant (``rapidrag.filters.filter_notes``): a field that no document
+        has, a value of a kind its field never holds. Empty when neither. ``rapidrag query`` and the HTTP service
+        give them with a filtered search that found fewer hits than asked."""
+        from .filters import filter_notes
+
+        return filter_notes(filter, self.metadata_kinds())
+
     # -- hooks ---------------------------------------------------------------------------------------------------
+
+    def metadata_kinds(self) -> dict[str, set[str]]:
+        """Each metadata field's kinds of value ever given (``MetadataIndex.kinds``)."""
+        raise NotImplementedError
 
     @property
     def _has_vectors(self) -> bool:

@@ -540,6 +540,11 @@ def create_app(
             default_factory=list,
             description="an index split in shards: those that could not answer, so the hits are a partial answer",
         )
+        filter_notes: list[str] = Field(
+            default_factory=list,
+            description="a filtered search that found fewer hits than asked: why the filter may select less than "
+            "meant (a field no document has, a value of a kind its field never holds)",
+        )
 
     class Prices(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -724,6 +729,7 @@ def create_app(
             "hits": [h.to_dict() for h in hits],  # the CLI's encoding too
             "timings_ms": {stage.removesuffix("_ms"): ms for stage, ms in hits.timings.items()},
             "missing_shards": hits.missing_shards,
+            "filter_notes": retriever.filter_notes(body.filter) if body.filter and len(hits) < body.k else [],
         }
 
     def packed(body: ContextRequest) -> tuple[Any, dict[str, float]]:
