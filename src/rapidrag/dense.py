@@ -190,23 +190,7 @@ class DenseIndex:
         them. A setting that fixes how the index is built (``hnsw_m``, ``ef_construction``, ``nlist``, ``pq_m``)
         or that this kind does not use is refused by name (``IndexOptionError``, a ValueError), and then nothing
         is changed."""
-        changeable = RUNTIME_OPTIONS[self.kind]
-        checked = {}
-        for name, value in check_options(options).items():
-            if name not in changeable:
-                why = (
-                    "fixes how the index is built: rebuild it (rapidrag index --index-option) to change it"
-                    if name in BUILD_OPTIONS[self.kind]
-                    else f"is not used by a {self.kind} index"
-                )
-                raise IndexOptionError(
-                    f"index option {name} {why}; a built {self.kind} index takes {', '.join(sorted(changeable))}"
-                )
-            checked[name] = _option(name, value)
-        if self.nlist is not None and "nprobe" in checked:  # trained: None is the default again
-            nprobe = checked["nprobe"] = checked["nprobe"] or _default_nprobe(self.nlist)
-            if nprobe > self.nlist:
-                raise IndexOptionError(f"nprobe must be at most the index's {self.nlist} lists, got {nprobe}")
+        checked = runtime_options(self.kind, options, self.nlist)
         with self._lock.write():
             for name, value in checked.items():
                 setattr(self, name, value)
@@ -748,6 +732,29 @@ class DenseIndex:
 
     def __repr__(self) -> str:
         return f"DenseIndex({self.kind}, dim={self.dim}, {len(self)} vectors)"
+
+
+def runtime_options(kind: str, options: Mapping[str, Any], nlist: int | None = None) -> dict[str, Any]:
+    """``options`` checked as ``DenseIndex.set_options`` takes them for a built index of ``kind`` (with ``nlist``
+    lists, for IVF-PQ): the values to set, or IndexOptionError naming the first that cannot be set."""
+    changeable = RUNTIME_OPTIONS[kind]
+    checked = {}
+    for name, value in check_options(options).items():
+        if name not in changeable:
+            why = (
+                "fixes how the index is built: rebuild it (rapidrag index --index-option) to change it"
+                if name in BUILD_OPTIONS[kind]
+                else f"is not used by a {kind} index"
+            )
+            raise IndexOptionError(
+                f"index option {name} {why}; a built {kind} index takes {', '.join(sorted(changeable))}"
+            )
+        checked[name] = _option(name, value)
+    if nlist is not None and "nprobe" in checked:  # trained: None is the default again
+        nprobe = checked["nprobe"] = checked["nprobe"] or _default_nprobe(nlist)
+        if nprobe > nlist:
+            raise IndexOptionError(f"nprobe must be at most the index's {nlist} lists, got {nprobe}")
+    return checked
 
 
 def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:

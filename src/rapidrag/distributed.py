@@ -46,9 +46,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from . import _core, store
-from .dense import DenseIndex, check_options
+from .dense import check_options, runtime_options
 from .documents import Document, check_documents
-from .errors import IndexFormatError, IndexOptionError, ShardUnavailableError
+from .errors import IndexFormatError, ShardUnavailableError
 from .lexical import Statistics
 from .locking import RWLock
 from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapshot
@@ -586,10 +586,8 @@ class ShardedRetriever(Searcher):
         """``Retriever.set_index_options`` in every shard (each replica; logged, so that a restored replica has
         them too): checked here first, so that a refused setting changes no shard. Returns the settings now in
         use."""
-        if not self._has_dense:
-            raise IndexOptionError("index options set the dense index, and this index is lexical only")
-        dim = self.embedder.dim if self.embedder is not None else 0
-        DenseIndex(dim, self.index_kind, **self.index_options).set_options(**options)  # (the check alone)
+        self._check_index_options_apply()
+        runtime_options(self.index_kind, options, self.index_options.get("nlist"))  # (the check alone)
         with self._compacting, self._lock.write():
             self._require_all(self._each("set_index_options", [()] * self.n_shards, write=True, **options), "set")
             self._changes += 1

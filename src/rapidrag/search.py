@@ -21,6 +21,7 @@ import numpy as np
 
 from .chunks import first_of_each
 from .documents import Hit, SearchResult
+from .errors import IndexOptionError
 from .fusion import reciprocal_rank_fusion, rerank_mix, weighted_fusion
 from .locking import RWLock
 from .store import model_name
@@ -131,6 +132,11 @@ class Searcher:
         """Changes (a batch added or replaced, a delete that removed documents, a change of settings) since the
         index was made, loaded or last saved: 0 when its last save holds all of it."""
         return self._changes - self._saved_changes
+
+    def _check_index_options_apply(self) -> None:
+        """(``set_index_options``) refuse a lexical-only index: index options set the dense index."""
+        if not self._has_vectors:
+            raise IndexOptionError("index options set the dense index, and this index is lexical only")
 
     def filter_notes(self, filter: Mapping[str, Any]) -> list[str]:
         """Why ``filter`` may select less than meant (``rapidrag.filters.filter_notes``): a field that no document
