@@ -133,6 +133,10 @@ class Searcher:
         index was made, loaded or last saved: 0 when its last save holds all of it."""
         return self._changes - self._saved_changes
 
+    def missing_shards(self) -> list[int]:
+        """The shards of a split index that have no live replica now (``ShardedRetriever``); one index: none."""
+        return []
+
     def _check_index_options_apply(self) -> None:
         """(``set_index_options``) refuse a lexical-only index: index options set the dense index."""
         if not self._has_vectors:
