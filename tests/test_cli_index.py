@@ -469,6 +469,8 @@ def test_context_and_ground_from_the_command_line(
     assert 0 < context["tokens"] <= 60 and context["settings"]["strategy"] == "chunks"
     assert context["items"][0]["doc_id"] == "scurvy.txt"
     assert body["cost"]["per_query"] == pytest.approx((context["tokens"] * 3 + 100 * 15) / 1e6)
+    assert main([*argv, "--filter", '{"year": "1753"}']) == 0  # years are numbers here
+    assert "note: the filter: the field 'year' holds numbers, so '1753' matches nothing" in capsys.readouterr().err
     saved = tmp_path / "context.json"
     saved.write_text(json.dumps(body))
     answer = tmp_path / "answer.txt"

@@ -56,6 +56,9 @@ def test_context_equals_the_library_and_prices_the_query(client: httpx.Client, s
     assert {"embed", "pack", "total"} <= set(data["timings_ms"])
     chunks = client.post("/context", json={"query": query, "strategy": "chunks", "order": "edges"}).json()
     assert chunks["context"]["settings"]["strategy"] == "chunks" and "cost" not in chunks
+    assert chunks["filter_notes"] == []
+    misspelt = client.post("/context", json={"query": query, "filter": {"yaer": 1753}}).json()
+    assert misspelt["context"]["items"] == [] and misspelt["filter_notes"][0].startswith("no document has the field")
     metrics = client.get("/metrics").text
     assert 'rapidrag_search_stage_seconds_count{stage="pack"}' in metrics
     assert 'route="/context"' in metrics

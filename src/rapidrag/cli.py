@@ -387,9 +387,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     hits = retriever.search(query, k=args.k, mode=mode, filter=search_filter, rerank=rerank, budget_ms=args.budget_ms)
     if hits.missing_shards:
         _partial(hits.missing_shards, retriever)
-    notes = retriever.filter_notes(search_filter) if search_filter and len(hits) < args.k else []
-    for note in notes:
-        print(f"note: the filter: {note}", file=sys.stderr)
+    notes = _filter_notes(retriever, search_filter, len(hits), args.k)
     if args.json:
         body = {
             "query": query,
@@ -413,6 +411,15 @@ def cmd_query(args: argparse.Namespace) -> int:
     times = ", ".join(f"{k.removesuffix('_ms')} {v:.1f}" for k, v in hits.timings.items())
     print(f"ms: {times}")
     return 0
+
+
+def _filter_notes(retriever: Any, search_filter: dict[str, Any] | None, found: int, k: int) -> list[str]:
+    """A filtered search that found fewer than ``k`` hits: why the filter may select less than meant, printed to
+    stderr and returned."""
+    notes = retriever.filter_notes(search_filter) if search_filter and found < k else []
+    for note in notes:
+        print(f"note: the filter: {note}", file=sys.stderr)
+    return list(notes)
 
 
 def _check_judgements(args: argparse.Namespace, queries: dict[str, str], qrels: dict[str, Any], retriever: Any) -> None:
@@ -692,16 +699,20 @@ def _context_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _make_context(args: argparse.Namespace, retriever: Any, question: str) -> Any:
     rerank = False if args.no_rerank else None
-    return retriever.context(
+    search_filter = _filter(args.filter)
+    context = retriever.context(
         question,
         args.budget,
         k=args.k,
         mode=args.mode,
-        filter=_filter(args.filter),
+        filter=search_filter,
         rerank=rerank,
         budget_ms=args.budget_ms,
         **_context_options(args),
     )
+    found = sum(len(part.chunk_ids) for part in (*context.items, *context.dropped))  # the hits, kept or not
+    _filter_notes(retriever, search_filter, found, args.k)
+    return context
 
 
 def cmd_context(args: argparse.Namespace) -> int:

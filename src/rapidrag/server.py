@@ -716,6 +716,10 @@ def create_app(
     def openapi() -> dict[str, Any]:
         return app.openapi()
 
+    def notes_of(body: SearchRequest, found: int) -> list[str]:
+        """A filtered search that found fewer than ``body.k`` hits: why the filter may select less than meant."""
+        return retriever.filter_notes(body.filter) if body.filter and found < body.k else []
+
     @app.post("/search", response_model=SearchResponse, dependencies=guarded, summary="search the index")
     def search(body: SearchRequest) -> dict[str, Any]:
         params = body.model_dump(exclude={"query"})
@@ -729,10 +733,10 @@ def create_app(
             "hits": [h.to_dict() for h in hits],  # the CLI's encoding too
             "timings_ms": {stage.removesuffix("_ms"): ms for stage, ms in hits.timings.items()},
             "missing_shards": hits.missing_shards,
-            "filter_notes": retriever.filter_notes(body.filter) if body.filter and len(hits) < body.k else [],
+            "filter_notes": notes_of(body, len(hits)),
         }
 
-    def packed(body: ContextRequest) -> tuple[Any, dict[str, float]]:
+    def packed(body: ContextRequest) -> tuple[Any, dict[str, float], list[str]]:
         """The search, then its hits packed (both timed for /stats and /metrics)."""
         from .context import pack
 
@@ -748,12 +752,12 @@ def create_app(
         timings = {**hits.timings, "pack_ms": context.pack_ms}
         stats.record(timings)
         metrics.stages(timings)
-        return context, timings
+        return context, timings, notes_of(body, len(hits))
 
     @app.post("/context", dependencies=guarded, summary="the generator's context: hits packed to a token budget")
     def context_route(body: ContextRequest) -> dict[str, Any]:
-        context, timings = packed(body)
-        out: dict[str, Any] = {"context": context.to_dict()}
+        context, timings, notes = packed(body)
+        out: dict[str, Any] = {"context": context.to_dict(), "filter_notes": notes}
         if body.prices is not None:
             p = body.prices
             out["cost"] = context.cost(p.input, p.output, output_tokens=p.output_tokens).to_dict()
@@ -773,7 +777,7 @@ def create_app(
             if body.context is not None:
                 context = Context.from_dict(body.context)
             else:
-                context, _ = packed(ContextRequest(query=body.query or "", budget_tokens=body.budget_tokens))
+                context, _, _ = packed(ContextRequest(query=body.query or "", budget_tokens=body.budget_tokens))
             result = ground(body.answer, context, source=retriever)
         except BAD_INPUT as e:
             raise _unprocessable(e) from None
