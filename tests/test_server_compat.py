@@ -177,6 +177,28 @@ def test_tei_rerank(client: httpx.Client, reranker: rapidrag.Reranker) -> None:
     np.testing.assert_allclose([by_index[0], by_index[1]], sigmoid(reranker.score(QUERY, long)), atol=1e-6)
     left = client.post("/rerank", json={"query": QUERY, "texts": long, "truncation_direction": "left"})
     assert_clean_error(left, 422, "body.truncation_direction")
+    # A long text not first: the error names it by its place in the request.
+    refused = client.post("/rerank", json={"query": QUERY, "texts": ["", PASSAGES[1], long[0]], "truncate": False})
+    assert_clean_error(refused, 422, "texts[2]")
+
+
+def test_empty_or_blank_documents_come_last_unscored(client: httpx.Client, reranker: rapidrag.Reranker) -> None:
+    """A model's score for no text means nothing (the shared reranker ranked "" first): empty or blank documents
+    among others are not scored and come last, relevance 0; all of them empty is a 422, as Cohere answers."""
+    from rapidrag.server import BLANK_LOGIT
+
+    texts = ["", PASSAGES[0], " \n ", PASSAGES[1]]
+    order, logits = expected_ranking(reranker, QUERY, [PASSAGES[0], PASSAGES[1]])
+    want = [[1, 3][i] for i in order] + [0, 2]
+    v2 = client.post("/v2/rerank", json={"query": QUERY, "documents": texts}).json()["results"]
+    assert [r["index"] for r in v2] == want and [r["relevance_score"] for r in v2[2:]] == [0.0, 0.0]
+    np.testing.assert_allclose([r["relevance_score"] for r in v2[:2]], sigmoid(logits[order]), atol=1e-6)
+    v1 = client.post("/v1/rerank", json={"query": QUERY, "documents": texts, "top_n": 3}).json()["results"]
+    assert [r["index"] for r in v1] == want[:3]
+    tei = client.post("/rerank", json={"query": QUERY, "texts": texts, "raw_scores": True}).json()
+    assert [r["index"] for r in tei] == want and [r["score"] for r in tei[2:]] == [BLANK_LOGIT, BLANK_LOGIT]
+    for path, field in (("/v2/rerank", "documents"), ("/v1/rerank", "documents"), ("/rerank", "texts")):
+        assert_clean_error(client.post(path, json={"query": QUERY, field: ["", "  "]}), 422, "empty or blank")
 
 
 # -- embeddings -------------------------------------------------------------------------------------------------

@@ -413,6 +413,9 @@ def _model_name(model: object) -> str:
     return folder.name if isinstance(folder, Path) else type(model).__name__
 
 
+BLANK_LOGIT = -100.0  # the logit given an empty or blank document by the rerank routes (relevance 0), ranked last
+
+
 def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)), without overflow for large |x|
 
@@ -863,8 +866,10 @@ def create_app(
         }
 
     def rank(query: str, texts: list[str], *, doc_tokens: int | None = None, truncate: bool = True) -> _Ranked:
-        """The index's reranker on (query, text) pairs: 404 without one, 422 for a blank query (or a pair over
-        the reranker's length when not ``truncate``)."""
+        """The index's reranker on (query, text) pairs: 404 without one, 422 for a blank query, for documents all
+        empty or blank (or a pair over the reranker's length when not ``truncate``). An empty or blank document
+        among others is not scored (a model's score for no text means nothing; the shared reranker's ranked ""
+        first): it comes last, relevance 0 and logit ``BLANK_LOGIT``."""
         reranker = retriever.reranker
         if reranker is None:
             raise HTTPException(
@@ -872,39 +877,46 @@ def create_app(
                 "this index has no reranker, so the rerank routes cannot answer: serve an index built or loaded "
                 "with one (rapidrag index --reranker FOLDER)",
             )
+        kept = [i for i, text in enumerate(texts) if text.strip()]
         try:
             check_query(query)
+            if not kept:
+                raise ValueError("every document is empty or blank: give the texts to rank")
+            scored = [texts[i] for i in kept]
             tokens = None
             if isinstance(reranker, Reranker):
                 # Tokens counted as the reranker runs them: [CLS] query [SEP] text [SEP], the text cut to fit.
                 tokenizer = reranker.tokenizer
-                counts = tokenizer.count_tokens([query, *texts])
+                counts = tokenizer.count_tokens([query, *scored])
                 base = int(counts[0]) + int(tokenizer.encode_pairs("", [""], padding=False).lengths[0])
                 lengths = base + counts[1:]
                 if not truncate and (over := np.flatnonzero(lengths > reranker.max_length)).size:
                     i = int(over[0])
                     raise ValueError(
-                        f"texts[{i}] and the query come to {int(lengths[i])} tokens: over the reranker's limit of "
-                        f"{reranker.max_length} (send truncate: true to score the text's beginning)"
+                        f"texts[{kept[i]}] and the query come to {int(lengths[i])} tokens: over the reranker's limit "
+                        f"of {reranker.max_length} (send truncate: true to score the text's beginning)"
                     )
                 limit = reranker.max_length
                 if doc_tokens is not None:
                     limit = max(4, min(limit, base + doc_tokens))  # the query is the same in every pair
                 tokens = int(np.minimum(lengths, limit).sum())
-                raw = reranker.score(query, texts, max_length=limit)
+                raw = reranker.score(query, scored, max_length=limit)
             else:
-                raw = reranker.score(query, texts)
+                raw = reranker.score(query, scored)
         except BAD_INPUT as e:
             raise _unprocessable(e) from None
         scores = np.asarray(raw, dtype=np.float64)
-        if scores.shape != (len(texts),) or np.isnan(scores).any():
-            raise RuntimeError(f"the reranker gave scores of shape {scores.shape} or NaN for {len(texts)} texts")
+        if scores.shape != (len(scored),) or np.isnan(scores).any():
+            raise RuntimeError(f"the reranker gave scores of shape {scores.shape} or NaN for {len(scored)} texts")
+        logits = np.full(len(texts), BLANK_LOGIT)
+        probabilities = np.zeros(len(texts))
         if getattr(reranker, "activation", "none") == "sigmoid":  # its scores are probabilities already
             p = np.clip(scores, 1e-12, 1.0 - 1e-12)
-            logits, probabilities = np.log(p) - np.log1p(-p), scores
+            logits[kept], probabilities[kept] = np.log(p) - np.log1p(-p), scores
         else:
-            logits, probabilities = scores, _sigmoid(scores)
-        order = np.argsort(-scores, kind="stable").tolist()  # best first; ties in the order given
+            logits[kept], probabilities[kept] = scores, _sigmoid(scores)
+        order = [kept[j] for j in np.argsort(-scores, kind="stable").tolist()]  # best first; ties in the order given
+        order += [i for i, text in enumerate(texts) if not text.strip()]
         return _Ranked(order, logits, probabilities, tokens, _model_name(reranker))
 
     @app.post(
