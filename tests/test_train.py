@@ -208,10 +208,14 @@ def test_bad_input(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) 
     no_weights = tmp_path / "no_weights"
     no_weights.mkdir()
     shutil.copy(tiny_init / "config.json", no_weights / "config.json")
-    with pytest.raises(TrainingError, match=r"no weights .*, no a tokenizer"):
+    with pytest.raises(
+        TrainingError, match=r"^--init .*: no weights .*, no tokenizer \(tokenizer.json or vocab.txt\)$"
+    ):
         run(tiny_data, no_weights, tmp_path / "o1")
     with pytest.raises(TrainingError, match="not a folder"):
         run(tiny_data, tmp_path / "missing", tmp_path / "o2")
+    with pytest.raises(TrainingError, match=r"^--teacher .*no_weights: no weights"):  # named by the argument given
+        run(tiny_data, tiny_init, tmp_path / "o3", teacher=no_weights)
     # Judgements of unknown queries and documents are counted; with none left, or too few, an error.
     bad = tmp_path / "bad.tsv"
     bad.write_text("query-id\tcorpus-id\tscore\nnope\tx\t1\n" + tiny_data["qrels"].read_text().split("\n", 1)[1])

@@ -100,7 +100,7 @@ def export_model(
     if task not in ("embed", "rerank"):
         raise ValueError(f"task must be 'embed' or 'rerank', got {task!r}")
     source, target = Path(checkpoint), Path(out)
-    check_init(source)
+    check_init(source, "checkpoint")
     check_output(target, force)
     from .tokenizer import Tokenizer
 

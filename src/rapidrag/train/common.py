@@ -50,19 +50,20 @@ class TrainReport:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def check_init(init: Path) -> None:
-    """A Hugging Face checkpoint folder: config.json, weights and a tokenizer, each named when missing."""
+def check_init(init: Path, what: str = "--init") -> None:
+    """A Hugging Face checkpoint folder: config.json, weights and a tokenizer, each named when missing (the
+    message begins with ``what``, the argument that gave the folder)."""
     if not init.is_dir():
-        raise TrainingError(f"--init {init}: not a folder (a Hugging Face checkpoint folder)")
+        raise TrainingError(f"{what} {init}: not a folder (a Hugging Face checkpoint folder)")
     missing = []
     if not (init / "config.json").is_file():
         missing.append("config.json")
     if not any((init / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
         missing.append("weights (model.safetensors or pytorch_model.bin)")
     if not any((init / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
-        missing.append("a tokenizer (tokenizer.json or vocab.txt)")
+        missing.append("tokenizer (tokenizer.json or vocab.txt)")
     if missing:
-        raise TrainingError(f"--init {init}: no {', no '.join(missing)}")
+        raise TrainingError(f"{what} {init}: no {', no '.join(missing)}")
 
 
 def check_output(out: Path, force: bool) -> None:

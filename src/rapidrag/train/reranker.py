@@ -229,10 +229,10 @@ def train_reranker(
     if init is None and teacher is None:
         raise TrainingError("pass --init (a checkpoint to start from), or --teacher to distil from")
     init_dir, out_dir = Path(init if init is not None else teacher), Path(out)  # type: ignore[arg-type]
-    check_init(init_dir)
+    check_init(init_dir, "--init" if init is not None else "--teacher")
     teacher_dir = Path(teacher) if teacher is not None else None
     if teacher_dir is not None:
-        check_init(teacher_dir)
+        check_init(teacher_dir, "--teacher")
     if layers is not None and (not isinstance(layers, int) or layers < 1):
         raise ValueError(f"layers must be a positive int, got {layers!r}")
     if loss not in LOSSES:
