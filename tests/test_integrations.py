@@ -99,7 +99,7 @@ def test_llama_index_nodes_carry_citations(store: Retriever) -> None:
     assert [n.node.node_id for n in again] == [n.node.node_id for n in nodes]
 
 
-def test_llama_index_filters_are_mapped(store: Retriever) -> None:
+def test_llama_index_filters_are_mapped(store: Retriever, caplog: pytest.LogCaptureFixture) -> None:
     from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
 
     eq = MetadataFilters(filters=[MetadataFilter(key="year", value=2022)])
@@ -124,6 +124,14 @@ def test_llama_index_filters_are_mapped(store: Retriever) -> None:
     # A Mongo-style dict passes as is; an operator rapidrag cannot apply is an error that names it.
     nodes = rr_llama.RapidragRetriever(store, k=5, filter={"year": {"$lt": 2020}}).retrieve("bone")
     assert [n.node.ref_doc_id for n in nodes] == ["vit"]
+    # A filter that finds too little says why in the log (the frameworks' lists have no place for it).
+    lc = rr_langchain.RapidragRetriever(retriever=store, filter={"yeer": 2020})
+    li = rr_llama.RapidragRetriever(store, filter=MetadataFilters(filters=[MetadataFilter(key="year", value="2020")]))
+    with caplog.at_level("WARNING", logger="rapidrag.integrations"):
+        assert lc.invoke("bone") == [] and li.retrieve("bone") == []
+    warned = [r.getMessage() for r in caplog.records if r.name == "rapidrag.integrations"]
+    assert len(warned) == 2 and "no document has the field 'yeer'" in warned[0]
+    assert warned[1] == "the filter of the search for 'bone': the field 'year' holds numbers, so '2020' matches nothing"
     unsupported = MetadataFilters(filters=[MetadataFilter(key="year", value="20", operator=FilterOperator.CONTAINS)])
     with pytest.raises(ValueError, match="'contains' on 'year' is not supported"):
         rr_llama.RapidragRetriever(store, filter=unsupported)

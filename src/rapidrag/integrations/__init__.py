@@ -5,10 +5,10 @@ its module is: ``rapidrag.integrations.langchain`` (``pip install 'rapidrag[lang
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["hit_metadata", "search_params", "warn_if_partial"]
+__all__ = ["hit_metadata", "search", "search_params"]
 
 log = logging.getLogger("rapidrag.integrations")
 
@@ -38,9 +38,15 @@ def hit_metadata(hit: Any) -> dict[str, Any]:
     }
 
 
-def warn_if_partial(hits: Sequence[Any], query: str) -> None:
-    """Log a warning when an index split in shards answered without some of them (``missing_shards``): the
-    frameworks' document lists have no place to say so."""
+def search(retriever: Any, query: str, params: Mapping[str, Any]) -> Any:
+    """``retriever.search(query, **params)``, logging as warnings what the frameworks' document lists have no place
+    to say: a partial answer of an index split in shards (``missing_shards``), and why a filter that found fewer
+    hits than asked may select less than meant (``filter_notes``)."""
+    hits = retriever.search(query, **params)
     missing = getattr(hits, "missing_shards", None)
     if missing:
         log.warning("a partial answer to %r: shards %s of the index did not answer", query, missing)
+    if params.get("filter") and len(hits) < params.get("k", 10):
+        for note in retriever.filter_notes(params["filter"]):
+            log.warning("the filter of the search for %r: %s", query, note)
+    return hits

@@ -24,7 +24,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("the LangChain adapter needs langchain-core: pip install 'rapidrag[langchain]'") from e
 
 from ..search import Searcher, check_index
-from . import hit_metadata, search_params, warn_if_partial
+from . import hit_metadata, search, search_params
 
 __all__ = ["RapidragRetriever"]
 
@@ -57,8 +57,7 @@ class RapidragRetriever(BaseRetriever):
         }
 
     def _search(self, query: str, options: dict[str, Any]) -> list[Document]:
-        hits = self.retriever.search(query, **search_params(self._defaults(), options))
-        warn_if_partial(hits, query)
+        hits = search(self.retriever, query, search_params(self._defaults(), options))
         return [Document(page_content=h.text, metadata=hit_metadata(h), id=h.doc_id) for h in hits]
 
     def _get_relevant_documents(

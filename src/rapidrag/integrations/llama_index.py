@@ -27,7 +27,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("the LlamaIndex adapter needs llama-index-core: pip install 'rapidrag[llama-index]'") from e
 
 from ..search import Searcher, check_index
-from . import hit_metadata, search_params, warn_if_partial
+from . import hit_metadata, search, search_params
 
 __all__ = ["RapidragRetriever", "to_mongo_filter"]
 
@@ -107,8 +107,7 @@ class RapidragRetriever(BaseRetriever):
             "candidates": self.candidates,
             "budget_ms": self.budget_ms,
         }
-        hits = self.retriever.search(query_bundle.query_str, **search_params(defaults, {}))
-        warn_if_partial(hits, query_bundle.query_str)
+        hits = search(self.retriever, query_bundle.query_str, search_params(defaults, {}))
         return [
             NodeWithScore(
                 node=TextNode(
