@@ -86,6 +86,11 @@ def test_rerank_orders_hits_and_keeps_the_items(reranker: rapidrag.Reranker) -> 
     assert any(r.item is obj for r in result)
     assert [r.input_index for r in reranker.rerank(QUERY, hits, top_k=1)] == [1]
     assert len(reranker.rerank(QUERY, [])) == 0
+    # An empty or blank passage is not run through the model: last of the scored, -inf.
+    blank = reranker.rerank(QUERY, ["", relevant, " \n", obj], budget_ms=60_000)
+    assert [r.input_index for r in blank] == [1, 3, 0, 2] and blank.complete
+    assert [r.score for r in blank][2:] == [-np.inf, -np.inf] and np.isfinite(blank[1].score)
+    assert [r.input_index for r in reranker.rerank(QUERY, [" ", ""])] == [0, 1]
     with pytest.raises(TypeError, match=r"hits\[1\]"):
         reranker.rerank(QUERY, ["fine", {"title": "no text"}])
     with pytest.raises(ValueError, match="top_k"):

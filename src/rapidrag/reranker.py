@@ -268,14 +268,19 @@ class Reranker:
         A hit is a str, a mapping with a "text" key, or an object with a ``text`` attribute. Under a time budget
         the candidates are scored in the order given (best first-stage candidates first); those left unscored
         keep their order after the scored ones, with a NaN score, and ``n_scored`` says how many were scored.
-        ``top_k`` keeps the first ``top_k`` of the result.
+        An empty or blank passage is not run through the model (its score for no text means nothing): it scores
+        -inf, last of the scored. ``top_k`` keeps the first ``top_k`` of the result.
         """
         start = time.perf_counter()
         items = list(hits)
         passages = [_passage_text(item, i) for i, item in enumerate(items)]
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
             raise ValueError(f"top_k must be an int >= 0 or None, got {top_k!r}")
-        scores, n_scored, timings = self._score(query, passages, max_length, window, budget_ms)
+        kept = [i for i, text in enumerate(passages) if text.strip()]
+        scores = np.full(len(passages), -np.inf, dtype=np.float32)
+        some, n_scored, timings = self._score(query, [passages[i] for i in kept], max_length, window, budget_ms)
+        scores[kept] = some
+        n_scored += len(passages) - len(kept)
         scored = np.flatnonzero(~np.isnan(scores))
         rest = np.flatnonzero(np.isnan(scores))
         order = np.concatenate([scored[np.argsort(-scores[scored], kind="stable")], rest])
