@@ -586,7 +586,8 @@ class ShardedRetriever(Searcher):
         """``Retriever.set_index_options`` in every shard (each replica; logged, so that a restored replica has
         them too): checked here first, so that a refused setting changes no shard. Returns the settings now in
         use."""
-        self._check_index_options_apply()
+        if not self._has_dense:
+            raise self._no_dense_index()
         runtime_options(self.index_kind, options, self.index_options.get("nlist"))  # (the check alone)
         with self._compacting, self._lock.write():
             self._require_all(self._each("set_index_options", [()] * self.n_shards, write=True, **options), "set")

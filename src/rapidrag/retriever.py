@@ -223,8 +223,8 @@ class Retriever(Searcher):
         ``compact_fraction``, ``nprobe``, ``refine``, ``exact_fraction``, ``exact_rows``, ``n_threads``; all
         checked before any changes, a build setting refused by name); a save keeps them. Returns the settings
         now in use (``index_options``)."""
-        self._check_index_options_apply()
-        assert self.dense is not None
+        if self.dense is None:
+            raise self._no_dense_index()
         self.dense.set_options(**options)
         with self._lock.write():
             self._changes += 1

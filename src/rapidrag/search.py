@@ -137,10 +137,10 @@ class Searcher:
         """The shards of a split index that have no live replica now (``ShardedRetriever``); one index: none."""
         return []
 
-    def _check_index_options_apply(self) -> None:
-        """(``set_index_options``) refuse a lexical-only index: index options set the dense index."""
-        if not self._has_vectors:
-            raise IndexOptionError("index options set the dense index, and this index is lexical only")
+    @staticmethod
+    def _no_dense_index() -> IndexOptionError:
+        """What ``set_index_options`` raises on a lexical-only index: index options set the dense index."""
+        return IndexOptionError("index options set the dense index, and this index is lexical only")
 
     def filter_notes(self, filter: Mapping[str, Any]) -> list[str]:
         """Why ``filter`` may select less than meant (``rapidrag.filters.filter_notes``): a field that no document

@@ -916,7 +916,7 @@ def create_app(
         else:
             logits[kept], probabilities[kept] = scores, _sigmoid(scores)
         order = [kept[j] for j in np.argsort(-scores, kind="stable").tolist()]  # best first; ties in the order given
-        order += [i for i, text in enumerate(texts) if not text.strip()]
+        order += sorted(set(range(len(texts))).difference(kept))  # the empty or blank, in the order given
         return _Ranked(order, logits, probabilities, tokens, _model_name(reranker))
 
     @app.post(
