@@ -606,3 +606,64 @@ def test_search_settings_of_a_loaded_index_from_the_command_line(
 def _query_json(index: Path, query: str, capsys: pytest.CaptureFixture[str]) -> str:
     assert main(["query", str(index), query, "--json"]) == 0
     return capsys.readouterr().out
+
+
+def test_index_update_indexes_what_changed(
+    folder: Path, hybrid_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from rapidrag.retriever import Retriever
+
+    src = Path(shutil.copytree(folder, tmp_path / "docs"))
+    before = Retriever.load(hybrid_index, reranker=None)
+    assert main(["index", str(src), "--out", str(hybrid_index), "--update"]) == 0
+    out = capsys.readouterr().out
+    # Read again from the files, every document equals its indexed self (front matter dates, HTML titles, jsonl).
+    assert f"0 added, 0 changed, {len(before)} unchanged" in out and "nothing to save" in out
+    (src / "scurvy.txt").write_text("Scurvy is caused by a lack of vitamin C. Sailors ate limes and lemons.")
+    (src / "sub" / "bones.md").unlink()
+    (src / "coffee.txt").write_text("Coffee holds caffeine, which keeps people awake.")
+    assert main(["index", str(src), "--out", str(hybrid_index), "--update"]) == 0
+    out = capsys.readouterr().out
+    assert "1 added, 1 changed" in out and "'sub/bones.md', kept (--prune removes them)" in out
+    assert main(["index", str(src), "--out", str(hybrid_index), "--update", "--prune"]) == 0
+    assert "removed (--prune)" in capsys.readouterr().out
+    after = Retriever.load(hybrid_index)  # saved with its models still recorded, the reranker too
+    assert after.reranker is not None and after.embedder is not None
+    assert sorted(after.ids()) == sorted(set(before.ids()) - {"sub/bones.md"} | {"coffee.txt"})
+    assert after.get("scurvy.txt").text.endswith("lemons.")  # type: ignore[union-attr]
+    assert after.search("what keeps you awake", k=1, mode="dense")[0].doc_id == "coffee.txt"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--shards", "2"], "--update keeps the index's own models and settings: leave out --shards"),
+        (["--force", "--lexical"], "leave out --force, --lexical"),
+        (["--index", "hnsw"], "leave out --index"),
+    ],
+)
+def test_index_update_refuses_settings(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert main(["index", str(folder), "--out", str(tmp_path / "ix"), "--lexical"]) == 0
+    capsys.readouterr()
+    assert main(["index", str(folder), "--out", str(tmp_path / "ix"), "--update", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_index_update_errors(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["index", str(folder), "--out", str(tmp_path / "none"), "--update"]) == 2
+    assert "--update: no index at" in capsys.readouterr().err
+    assert main(["index", str(folder), "--out", str(tmp_path / "ix"), "--lexical", "--prune"]) == 2
+    assert "--prune goes with --update" in capsys.readouterr().err
+    assert main(["index", str(folder), "--out", str(tmp_path / "ix"), "--lexical"]) == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("something else entirely")
+    capsys.readouterr()
+    assert main(["index", str(other), "--out", str(tmp_path / "ix"), "--update", "--prune"]) == 2
+    assert "prune would remove all" in capsys.readouterr().err
+    assert main(["query", str(tmp_path / "ix"), "eiffel tower", "--json"]) == 0  # the index as it was
+    assert json.loads(capsys.readouterr().out)["hits"][0]["doc_id"] == "j2"

@@ -217,6 +217,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .persist import check_destination
     from .retriever import Retriever
 
+    if args.update:
+        return _update(args)
+    if args.prune:
+        raise CliError("--prune goes with --update (it removes what an update finds gone from SRC)")
     out = Path(args.out)
     if (out / "MANIFEST.json").exists() and not args.force:
         raise CliError(f"{out} already holds an index; pass --force to replace it")
@@ -277,6 +281,49 @@ def cmd_index(args: argparse.Namespace) -> int:
             f"pipeline    {pipeline.actors} actors: chunk {st['chunk']:.1f}, embed {st['embed']:.1f} actor-s; "
             f"coordinator: route {st['route']:.1f}, bulk add {st['add']:.1f}, save {st['save']:.1f} s"
         )
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    """``rapidrag index SRC --out DIR --update``: the index at DIR brought in line with SRC (``rapidrag.update``),
+    with the index's own models and settings, and saved (atomically) if anything changed."""
+    from .update import update
+
+    out = Path(args.out)
+    if not (out / "MANIFEST.json").is_file():
+        raise CliError(f"--update: no index at {out} (leave out --update to make one)")
+    settings = {
+        "--force": args.force, "--lexical": args.lexical, "--int8": args.int8, "--index": args.index != "flat",
+        "--index-option": bool(args.index_option), "--shards": args.shards != 1, "--replicas": args.replicas != 1,
+    }  # fmt: skip
+    given = [flag for flag, on in settings.items() if on]
+    if given:
+        raise CliError(f"--update keeps the index's own models and settings: leave out {', '.join(given)}")
+    start = time.perf_counter()
+    where = argparse.Namespace(index_dir=out, embedder=args.embedder, reranker=args.reranker, ray=args.ray)
+    retriever = _load(where)  # (the reranker too: a save without it would no longer record it)
+    docs, ingest = _read(args.src)
+    read_s = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        done = update(retriever, docs, prune=args.prune, progress=True if sys.stderr.isatty() else None)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    changes = retriever.unsaved_changes
+    if changes:
+        retriever.save(out)
+    index_s = time.perf_counter() - start
+    print(f"updated     {out} from {args.src} ({len(retriever):,} documents, {retriever.n_chunks:,} chunks)")
+    print(
+        f"documents   {len(docs):,} read from {ingest.files:,} file{'s' if ingest.files != 1 else ''} "
+        f"({ingest.skipped:,} skipped, read in {read_s:.1f} s): {len(done.added):,} added, "
+        f"{len(done.changed):,} changed, {done.unchanged:,} unchanged"
+    )
+    if done.gone:
+        fate = "removed (--prune)" if done.removed else "kept (--prune removes them)"
+        print(f"gone        {len(done.gone):,} in the index but not in {args.src}: {_some(done.gone)}, {fate}")
+    saved = "saved" if changes else "nothing to save"
+    print(f"time        {index_s:.1f} s ({done.chunks:,} chunk{'s' if done.chunks != 1 else ''} indexed, {saved})")
     return 0
 
 
@@ -1007,6 +1054,12 @@ def build_parser() -> argparse.ArgumentParser:
         "nprobe, nlist, pq_m, refine (IVF-PQ), exact_fraction, exact_rows (filters), n_threads",
     )
     i.add_argument("--force", action="store_true", help="replace an index already at --out")
+    i.add_argument(
+        "--update",
+        action="store_true",
+        help="bring the index at --out in line with SRC: add new documents, index changed ones again, leave the rest",
+    )
+    i.add_argument("--prune", action="store_true", help="with --update: remove the documents no longer in SRC")
     i.add_argument(
         "--shards", type=_positive_int, default=1, help="split the index in this many shards (default 1: one index)"
     )

@@ -555,6 +555,26 @@ class ShardedRetriever(Searcher):
         self._require_all(answers, f"get {doc_id!r}")
         return answers[0]  # type: ignore[no-any-return]
 
+    def get_many(self, ids: Iterable[str]) -> list[Document | None]:
+        """``get`` for each of ``ids``, in their order (None for an id not indexed): one call to each shard."""
+        if isinstance(ids, str):
+            raise TypeError("ids must be an iterable of str (wrap a single id in a list)")
+        ids = list(ids)
+        groups = self._route(ids)
+        answers = self._each("get_many", [([ids[i] for i in g],) for g in groups])
+        self._require_all(answers, "get the documents")
+        out: list[Document | None] = [None] * len(ids)
+        for group, docs in zip(groups, answers, strict=True):
+            for i, doc in zip(group, docs, strict=True):
+                out[i] = doc
+        return out
+
+    def ids(self) -> list[str]:
+        """The ids of the indexed documents, shard by shard (each in the order it indexed them)."""
+        answers = self._all("ids")
+        self._require_all(answers, "list the documents")
+        return [doc_id for answer in answers for doc_id in answer]
+
     def metadata_kinds(self) -> dict[str, set[str]]:
         """Each metadata field's kinds of value over the shards that answer (``Retriever.metadata_kinds``)."""
         out: dict[str, set[str]] = {}

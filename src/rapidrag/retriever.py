@@ -193,6 +193,18 @@ class Retriever(Searcher):
         number = self._docs.get(doc_id)
         return self._documents[number] if number is not None else None
 
+    def get_many(self, ids: Iterable[str]) -> list[Document | None]:
+        """``get`` for each of ``ids``, in their order (None for an id not indexed)."""
+        if isinstance(ids, str):
+            raise TypeError("ids must be an iterable of str (wrap a single id in a list)")
+        with self._lock.read():
+            return [self.get(doc_id) for doc_id in ids]
+
+    def ids(self) -> list[str]:
+        """The ids of the indexed documents, in the order they were indexed."""
+        with self._lock.read():
+            return list(self._docs)
+
     @property
     def n_chunks(self) -> int:
         """Indexed chunks of the live documents."""

@@ -1,0 +1,136 @@
+"""Bringing an index in line with its source (``rapidrag.update``): only what changed is indexed, and the index then
+searches as one made afresh from the new source does."""
+
+from __future__ import annotations
+
+import functools
+from datetime import date
+from typing import Any
+
+import pytest
+
+import rapidrag
+from rapidrag import Retriever
+from rapidrag.documents import Document
+from rapidrag.update import same_document, update
+
+
+def _docs(corpus: list[dict[str, Any]], n: int) -> list[Document]:
+    return [
+        Document(d["id"], d["text"], {"year": d["year"], "modified": "2024-01-01T00:00:00+00:00"}, d["title"])
+        for d in corpus[:n]
+    ]
+
+
+def _edited(docs: list[Document]) -> list[Document]:
+    """``docs[10:]`` (the first ten gone) and ten new ones, with one text edited, one metadata field changed and
+    one file only touched (its ``modified`` alone changed)."""
+    out = list(docs[10:50])
+    out[10] = Document(out[10].id, out[10].text + " An added sentence on vitamin D.", out[10].metadata, out[10].title)
+    out[20] = Document(out[20].id, out[20].text, {**out[20].metadata, "year": 1900}, out[20].title)
+    out[30] = Document(
+        out[30].id, out[30].text, {**out[30].metadata, "modified": "2026-12-05T00:00:00+00:00"}, out[30].title
+    )
+    return out + docs[50:60]
+
+
+def _make(kind: str, embedder: rapidrag.Embedder) -> Any:
+    if kind == "sharded":
+        from rapidrag.distributed import ShardedRetriever
+
+        return ShardedRetriever(embedder, n_shards=2, title_weight=0.5)
+    return Retriever(embedder, title_weight=0.5)
+
+
+@pytest.mark.parametrize("kind", ["one", "sharded"])
+def test_update_indexes_only_what_changed_and_searches_as_a_fresh_index(
+    kind: str,
+    shard_embedder: rapidrag.Embedder,
+    shard_corpus: list[dict[str, Any]],
+    shard_queries: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    docs = _docs(shard_corpus, 60)
+    old, new = docs[:50], _edited(docs)
+    index = _make(kind, shard_embedder)
+    index.add(old)
+    embedded: list[str] = []
+    original = type(shard_embedder).embed
+
+    @functools.wraps(original)
+    def counting(self: Any, texts: list[str], *args: Any, **kwargs: Any) -> Any:
+        embedded.extend(texts)
+        return original(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(type(shard_embedder), "embed", counting)
+    done = update(index, new, prune=True)
+    assert done.added == [d.id for d in docs[50:60]]
+    assert done.changed == [new[10].id, new[20].id]
+    assert done.unchanged == 38 and sorted(done.gone) == sorted(d.id for d in docs[:10]) and done.removed == 10
+    assert len(index) == 50 and sorted(index.ids()) == sorted(d.id for d in new)
+    # Only the twelve new or edited documents were embedded (their chunks; SciFact abstracts are 1-3 chunks).
+    assert 12 <= len(embedded) <= 40
+    assert all(any(t in d.text for d in new[10:11] + new[20:21] + docs[50:60]) for t in embedded)
+    touched = index.get(new[30].id)
+    assert touched.metadata["modified"] == "2024-01-01T00:00:00+00:00"  # the text indexed is the one of that date
+    assert index.get(new[20].id).metadata["year"] == 1900
+
+    monkeypatch.setattr(type(shard_embedder), "embed", original)
+    fresh = _make(kind, shard_embedder)
+    fresh.add(new)
+    for query in shard_queries[:10]:
+        for mode in ("lexical", "dense", "hybrid"):
+            got, want = index.search(query, k=10, mode=mode), fresh.search(query, k=10, mode=mode)
+            assert [h.doc_id for h in got] == [h.doc_id for h in want], (query, mode)
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+        filtered = {"year": {"$lt": 1950}}
+        assert [h.doc_id for h in index.search(query, k=5, filter=filtered)] == [new[20].id]
+
+
+def test_update_keeps_what_is_gone_unless_pruned_and_refuses_to_prune_everything(
+    shard_corpus: list[dict[str, Any]],
+) -> None:
+    docs = _docs(shard_corpus, 30)
+    index = Retriever()
+    index.add(docs[:20])
+    before = index.unsaved_changes
+    done = update(index, docs[10:30])
+    assert (len(done.added), done.changed, done.unchanged, done.removed) == (10, [], 10, 0)
+    assert done.gone == [d.id for d in docs[:10]] and len(index) == 30  # kept: another writer may have added them
+    assert index.unsaved_changes > before
+    before = index.unsaved_changes
+    with pytest.raises(ValueError, match="prune would remove all 30 documents of the index"):
+        update(index, [Document("elsewhere", "another source altogether")], prune=True)
+    assert len(index) == 30 and index.get("elsewhere") is None  # nothing changed
+    nothing = update(index, docs[:30])
+    assert (nothing.added, nothing.changed, nothing.unchanged, nothing.chunks) == ([], [], 30, 0)
+    assert index.unsaved_changes == before  # nothing to save
+    with pytest.raises(ValueError, match="no id twice|twice"):
+        update(index, [docs[0], docs[0]])
+
+
+def test_same_document_compares_as_the_index_saves(tmp_path: Any) -> None:
+    doc = Document("a", "text", {"date": date(2024, 3, 1), "tags": ["x"], "modified": "2024"}, "T")
+    index = Retriever()
+    index.add([doc])
+    index.save(tmp_path / "ix")
+    loaded = Retriever.load(tmp_path / "ix").get("a")
+    assert loaded is not None and same_document(doc, loaded)
+    assert same_document(doc, Document("a", "text", {"date": date(2024, 3, 1), "tags": ["x"], "modified": "2026"}, "T"))
+    assert not same_document(doc, Document("a", "text", {"date": date(2024, 3, 2), "tags": ["x"]}, "T"))
+    assert not same_document(doc, Document("a", "text", doc.metadata, "Another title"))
+    assert not same_document(doc, Document("a", "text.", doc.metadata, "T"))
+
+
+def test_get_many_and_ids(shard_corpus: list[dict[str, Any]]) -> None:
+    from rapidrag.distributed import ShardedRetriever
+
+    docs = _docs(shard_corpus, 12)
+    for index in (Retriever(), ShardedRetriever(n_shards=3)):
+        index.add(docs)
+        index.delete([docs[3].id])
+        got = index.get_many([docs[5].id, "nope", docs[3].id, docs[0].id])
+        assert [d.id if d else None for d in got] == [docs[5].id, None, None, docs[0].id]
+        assert sorted(index.ids()) == sorted(d.id for i, d in enumerate(docs) if i != 3)
+        with pytest.raises(TypeError, match="wrap a single id"):
+            index.get_many(docs[0].id)
