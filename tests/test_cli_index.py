@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,10 @@ def test_lexical_index_without_models(
     assert "note: no embedder" in printed.err and "lexical only" in printed.out
     assert main(["query", str(tmp_path / "ix"), "eiffel tower", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["hits"][0]["doc_id"] == "j2"
+    assert main(["query", str(tmp_path / "ix"), "eiffel tower", "--format", "json"]) == 0  # as context takes it
+    assert json.loads(capsys.readouterr().out)["hits"][0]["doc_id"] == "j2"
+    assert main(["query", str(tmp_path / "ix"), "eiffel tower", "--format", "text"]) == 0
+    assert "j2" in capsys.readouterr().out.splitlines()[0]
 
 
 @pytest.mark.parametrize(
@@ -620,19 +625,24 @@ def test_index_update_indexes_what_changed(
     assert main(["index", str(src), "--out", str(hybrid_index), "--update"]) == 0
     out = capsys.readouterr().out
     # Read again from the files, every document equals its indexed self (front matter dates, HTML titles, jsonl).
-    assert f"0 added, 0 changed, {len(before)} unchanged" in out and "nothing to save" in out
+    assert f"0 added, 0 changed, 0 with new metadata only, {len(before)} unchanged" in out
+    assert "nothing to save" in out
     (src / "scurvy.txt").write_text("Scurvy is caused by a lack of vitamin C. Sailors ate limes and lemons.")
     (src / "sub" / "bones.md").unlink()
     (src / "coffee.txt").write_text("Coffee holds caffeine, which keeps people awake.")
+    os.utime(src / "heart.html", (1_700_000_000, 1_700_000_000))  # touched: its modified date alone changes
     assert main(["index", str(src), "--out", str(hybrid_index), "--update"]) == 0
     out = capsys.readouterr().out
-    assert "1 added, 1 changed" in out and "'sub/bones.md', kept (--prune removes them)" in out
+    assert (
+        "1 added, 1 changed, 1 with new metadata only" in out and "'sub/bones.md', kept (--prune removes them)" in out
+    )
     assert main(["index", str(src), "--out", str(hybrid_index), "--update", "--prune"]) == 0
     assert "removed (--prune)" in capsys.readouterr().out
     after = Retriever.load(hybrid_index)  # saved with its models still recorded, the reranker too
     assert after.reranker is not None and after.embedder is not None
     assert sorted(after.ids()) == sorted(set(before.ids()) - {"sub/bones.md"} | {"coffee.txt"})
     assert after.get("scurvy.txt").text.endswith("lemons.")  # type: ignore[union-attr]
+    assert after.get("heart.html").metadata["modified"].startswith("2023-11-14")  # type: ignore[union-attr]
     assert after.search("what keeps you awake", k=1, mode="dense")[0].doc_id == "coffee.txt"
 
 

@@ -65,14 +65,13 @@ def test_update_indexes_only_what_changed_and_searches_as_a_fresh_index(
     monkeypatch.setattr(type(shard_embedder), "embed", counting)
     done = update(index, new, prune=True)
     assert done.added == [d.id for d in docs[50:60]]
-    assert done.changed == [new[10].id, new[20].id]
-    assert done.unchanged == 38 and sorted(done.gone) == sorted(d.id for d in docs[:10]) and done.removed == 10
+    assert done.changed == [new[10].id] and done.metadata_changed == [new[20].id, new[30].id]
+    assert done.unchanged == 37 and sorted(done.gone) == sorted(d.id for d in docs[:10]) and done.removed == 10
     assert len(index) == 50 and sorted(index.ids()) == sorted(d.id for d in new)
-    # Only the twelve new or edited documents were embedded (their chunks; SciFact abstracts are 1-3 chunks).
-    assert 12 <= len(embedded) <= 40
-    assert all(any(t in d.text for d in new[10:11] + new[20:21] + docs[50:60]) for t in embedded)
-    touched = index.get(new[30].id)
-    assert touched.metadata["modified"] == "2024-01-01T00:00:00+00:00"  # the text indexed is the one of that date
+    # Only the eleven new or edited texts were embedded (their chunks; SciFact abstracts are 1-3 chunks).
+    assert 11 <= len(embedded) <= 40
+    assert all(any(t in d.text for d in new[10:11] + docs[50:60]) for t in embedded)
+    assert index.get(new[30].id).metadata["modified"] == "2026-12-05T00:00:00+00:00"
     assert index.get(new[20].id).metadata["year"] == 1900
 
     monkeypatch.setattr(type(shard_embedder), "embed", original)
@@ -109,6 +108,40 @@ def test_update_keeps_what_is_gone_unless_pruned_and_refuses_to_prune_everything
         update(index, [docs[0], docs[0]])
 
 
+@pytest.mark.parametrize("kind", ["one", "sharded"])
+def test_replace_metadata_changes_what_filters_see_and_nothing_else(
+    kind: str, shard_corpus: list[dict[str, Any]], tmp_path: Any
+) -> None:
+    from rapidrag.distributed import ShardedRetriever
+
+    docs = _docs(shard_corpus, 12)
+    index: Any = ShardedRetriever(n_shards=2) if kind == "sharded" else Retriever()
+    index.add([Document(d.id, d.text, {**d.metadata, "tags": ["old"]}, d.title) for d in docs])
+    before = [h.doc_id for h in index.search("cells", k=5)], [h.score for h in index.search("cells", k=5)]
+    relabelled = Document(docs[4].id, docs[4].text, {"year": 1800, "tags": ["new", "x"]}, docs[4].title)
+    assert index.replace_metadata([relabelled]) == 1
+    assert [h.doc_id for h in index.search(docs[4].title, k=5, filter={"year": 1800})] == [docs[4].id]
+    assert index.search(docs[4].title, k=1, filter={"tags": "x"})[0].doc_id == docs[4].id
+    assert docs[4].id not in [h.doc_id for h in index.search(docs[4].title, k=12, filter={"tags": "old"})]
+    assert not index.search(docs[4].title, k=12, filter={"year": docs[4].metadata["year"]})  # the old value
+    assert (
+        [h.doc_id for h in index.search("cells", k=5)],
+        [h.score for h in index.search("cells", k=5)],
+    ) == before  # the text's rows and scores are as they were
+    assert index.get(docs[4].id) == relabelled
+    with pytest.raises(ValueError, match="is not indexed: add it"):
+        index.replace_metadata([Document("nope", "x")])
+    with pytest.raises(ValueError, match="text or title is not the indexed one's: upsert it"):
+        index.replace_metadata([Document(docs[5].id, docs[5].text + ".", {}, docs[5].title)])
+    assert index.get(docs[5].id) == Document(
+        docs[5].id, docs[5].text, {**docs[5].metadata, "tags": ["old"]}, docs[5].title
+    )
+    index.save(tmp_path / "ix")
+    loaded = type(index).load(tmp_path / "ix")
+    assert loaded.get(docs[4].id) == relabelled
+    assert [h.doc_id for h in loaded.search(docs[4].title, k=3, filter={"tags": "new"})] == [docs[4].id]
+
+
 def test_same_document_compares_as_the_index_saves(tmp_path: Any) -> None:
     doc = Document("a", "text", {"date": date(2024, 3, 1), "tags": ["x"], "modified": "2024"}, "T")
     index = Retriever()
@@ -116,7 +149,7 @@ def test_same_document_compares_as_the_index_saves(tmp_path: Any) -> None:
     index.save(tmp_path / "ix")
     loaded = Retriever.load(tmp_path / "ix").get("a")
     assert loaded is not None and same_document(doc, loaded)
-    assert same_document(doc, Document("a", "text", {"date": date(2024, 3, 1), "tags": ["x"], "modified": "2026"}, "T"))
+    assert not same_document(doc, Document("a", "text", {**doc.metadata, "modified": "2026"}, "T"))
     assert not same_document(doc, Document("a", "text", {"date": date(2024, 3, 2), "tags": ["x"]}, "T"))
     assert not same_document(doc, Document("a", "text", doc.metadata, "Another title"))
     assert not same_document(doc, Document("a", "text.", doc.metadata, "T"))

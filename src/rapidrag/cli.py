@@ -317,7 +317,8 @@ def _update(args: argparse.Namespace) -> int:
     print(
         f"documents   {len(docs):,} read from {ingest.files:,} file{'s' if ingest.files != 1 else ''} "
         f"({ingest.skipped:,} skipped, read in {read_s:.1f} s): {len(done.added):,} added, "
-        f"{len(done.changed):,} changed, {done.unchanged:,} unchanged"
+        f"{len(done.changed):,} changed, {len(done.metadata_changed):,} with new metadata only, "
+        f"{done.unchanged:,} unchanged"
     )
     if done.gone:
         fate = "removed (--prune)" if done.removed else "kept (--prune removes them)"
@@ -435,7 +436,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     if hits.missing_shards:
         _partial(hits.missing_shards, retriever)
     notes = _filter_notes(retriever, search_filter, len(hits), args.k)
-    if args.json:
+    if args.json or args.format == "json":
         body = {
             "query": query,
             "mode": mode,
@@ -1076,7 +1077,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--mode", choices=("hybrid", "dense", "lexical"), help="default: hybrid when the index has vectors")
     q.add_argument("--no-rerank", action="store_true", help="skip the reranker")
     q.add_argument("--budget-ms", type=float, help="time budget of the whole search, in ms")
-    q.add_argument("--json", action="store_true", help="print JSON")
+    q.add_argument("--format", choices=("text", "json"), default="text", help="output (default text)")
+    q.add_argument("--json", action="store_true", help="print JSON (the same as --format json)")
     models(q)
     q.set_defaults(func=cmd_query)
     e = sub.add_parser("eval", help="nDCG@10, recall@100 and MRR@10 on BEIR queries and qrels")

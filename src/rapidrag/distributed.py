@@ -501,6 +501,21 @@ class ShardedRetriever(Searcher):
             self._changes += bool(docs)
             return self._statistics.apply(added)
 
+    def replace_metadata(self, documents: Iterable[Any]) -> int:
+        """``Retriever.replace_metadata`` in the shards the documents' ids hash to: checked here first (each
+        indexed, with the same text and title), so that a refused document changes no shard."""
+        docs = check_documents(documents)
+        groups = self._route(d.id for d in docs)
+        with self._lock.write():
+            for doc, old in zip(docs, self.get_many([d.id for d in docs]), strict=True):
+                if old is None:
+                    raise ValueError(f"document {doc.id!r} is not indexed: add it")
+                if old.text != doc.text or old.title != doc.title:
+                    raise ValueError(f"document {doc.id!r}: its text or title is not the indexed one's: upsert it")
+            answers = self._each("replace_metadata", [([docs[i] for i in g],) for g in groups], write=True)
+            self._changes += bool(docs)
+            return self._statistics.apply(answers)
+
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents by id (unknown ids are ignored); returns how many were removed."""
         if isinstance(ids, str):
@@ -1034,7 +1049,9 @@ def _ray_shards(
 
 
 # The calls that change a shard (sequence-numbered, logged until the next save, replayed on a restored replica).
-WRITES = frozenset({"add", "upsert", "delete", "add_embedded", "compact", "configure", "set_index_options"})
+WRITES = frozenset(
+    {"add", "upsert", "delete", "add_embedded", "replace_metadata", "compact", "configure", "set_index_options"}
+)
 KEPT_ANSWERS = 64  # a shard keeps the answers of its last writes, for a retried one (applied once, answered again)
 
 

@@ -370,6 +370,18 @@ class MetadataIndex:
         for column in self.columns.values():
             column.clear(row)
 
+    def replace(self, rows: Sequence[int], meta: Mapping[str, Any]) -> None:
+        """Give existing ``rows`` (one document's) the metadata ``meta``, their old values forgotten. A value
+        that cannot be filtered raises TypeError before anything changes."""
+        flat = flatten_metadata(meta)
+        rows = list(rows)
+        for row in rows:
+            self.clear(row)
+        for field, value in flat.items():
+            column = self._column(field)
+            column.grow(self.n)
+            column.set_many(rows, [value] * len(rows))
+
     def _column(self, field: str) -> _Column:
         column = self.columns.get(field)
         if column is None:

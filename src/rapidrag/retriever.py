@@ -391,6 +391,27 @@ class Retriever(Searcher):
             self._changes += bool(removed)
         return removed
 
+    def replace_metadata(self, documents: Iterable[Any]) -> int:
+        """Give indexed documents new metadata without indexing their text again (no chunking, no embedding):
+        filters and hits see it at once. Each document's id must be indexed with the same text and title (else
+        ValueError, and nothing changes; ``upsert`` replaces a text). Returns how many documents changed."""
+        docs = check_documents(documents)
+        with self._lock.write():
+            numbers: list[int] = []
+            for doc in docs:
+                number = self._docs.get(doc.id, -1)
+                old = self._documents[number] if number >= 0 else None
+                if old is None:
+                    raise ValueError(f"document {doc.id!r} is not indexed: add it")
+                if old.text != doc.text or old.title != doc.title:
+                    raise ValueError(f"document {doc.id!r}: its text or title is not the indexed one's: upsert it")
+                numbers.append(number)
+            for doc, number in zip(docs, numbers, strict=True):
+                self.metadata.replace(self._doc_rows[number], doc.metadata)
+                self._documents[number] = doc
+            self._changes += bool(docs)
+        return len(docs)
+
     def upsert(self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None) -> int:
         """Index documents, replacing those already indexed under the same id; returns the chunks added.
 
