@@ -427,3 +427,20 @@ def test_rapidrag_index_with_ray_ingests_through_the_pipeline(
     assert main(["query", str(tmp_path / "ix"), query, "--json", "-k", "5", *copies]) == 0
     assert [h["doc_id"] for h in json.loads(capsys.readouterr().out)["hits"]] == [h["doc_id"] for h in hits]
     assert main(["query", str(tmp_path / "ix" / "nothing"), query, "--ray", ray_cluster.address]) == 2
+    capsys.readouterr()
+    # --update on the cluster: ten lines gone (every later line's source moves: metadata alone), one text edited,
+    # five documents new; the shards then answer as one index made afresh from the edited file.
+    edited = [json.loads(line) for line in lines[10:]]
+    edited[5]["text"] += " An edit."
+    edited += [{"_id": f"new-{d['id']}", "title": d["title"], "text": d["text"]} for d in shard_corpus[120:125]]
+    source.write_text("".join(json.dumps(d) + "\n" for d in edited))
+    argv = ["index", str(source), "--out", str(tmp_path / "ix"), "--update", "--prune", "--ray", ray_cluster.address]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert "5 added, 1 changed, 109 with new metadata only, 0 unchanged" in printed.out, printed
+    assert "10 in the index but not in" in printed.out and "removed (--prune)" in printed.out
+    fresh = Retriever()
+    fresh.add(Ingest(source).unique())
+    updated = ShardedRetriever.load(tmp_path / "ix")
+    assert len(updated) == 115 and updated.get(edited[0]["_id"]).metadata["source"] == "docs.jsonl:1"
+    same(results(updated, shard_queries[:8]), results(fresh, shard_queries[:8]))

@@ -478,16 +478,16 @@ class ShardedRetriever(Searcher):
 
     # -- changes -----------------------------------------------------------------------------------------------------
 
-    def add(self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None) -> int:
+    def add(self, documents: Iterable[Any], *, batch_size: int | None = None, progress: bool | None = None) -> int:
         """Index documents, each in the shard its id hashes to; returns the chunks added. Every document is
         checked before any is indexed; an id already indexed is refused (use ``upsert``)."""
         return self._write("add", documents, batch_size)
 
-    def upsert(self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None) -> int:
+    def upsert(self, documents: Iterable[Any], *, batch_size: int | None = None, progress: bool | None = None) -> int:
         """Index documents, replacing those already indexed under the same id (in the same shard)."""
         return self._write("upsert", documents, batch_size)
 
-    def _write(self, method: str, documents: Iterable[Any], batch_size: int) -> int:
+    def _write(self, method: str, documents: Iterable[Any], batch_size: int | None) -> int:
         docs = check_documents(documents)
         groups = self._route(d.id for d in docs)
         with self._lock.write():

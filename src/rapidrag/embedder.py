@@ -21,6 +21,10 @@ __all__ = ["Embedder", "resolve_model"]
 
 F32Array = npt.NDArray[np.float32]
 REQUIRED_INPUTS = ("input_ids", "attention_mask")
+# Texts per ONNX Runtime run. Small batches are faster on CPU: attention's [batch, heads, L, L] scores of 32
+# full-length texts outgrow the caches. Measured on 2 cores (BENCHMARKS.md, "Embedding: the batch size"): 4 ran
+# 1.26-1.58x the passages/s of 32 on SciFact's abstracts, 1.16-1.18x on gcide's short passages, each model file.
+BATCH_SIZE = 4
 SOLO_MAX_ROWS = 4  # batches up to this many texts may run on the one-thread session when the cores are busy
 CONTENTION_MEMORY_S = 1.0  # after short batches found the cores busy, they use the one-thread session this long
 
@@ -154,11 +158,13 @@ class Embedder:
             )
         self.dim = int(self.embed(["warm-up"]).shape[1])  # also warms the session
 
-    def embed(self, texts: Sequence[str], *, batch_size: int = 32, lengths: Any = None) -> F32Array:
+    def embed(self, texts: Sequence[str], *, batch_size: int = BATCH_SIZE, lengths: Any = None) -> F32Array:
         """Embeddings of ``texts``: float32 [n, dim], in the order given.
 
         Texts are sorted by token count and batched so that each batch is padded only to its own longest text;
-        an empty list gives an empty [0, dim] array. ``lengths``: the texts' token counts when the caller has them
+        an empty list gives an empty [0, dim] array. ``batch_size``: texts per run (an int8 model scales each run's
+        activations by the run's own range, so its vectors move a little with what shares the run; fp32 ones do
+        not). ``lengths``: the texts' token counts when the caller has them
         (a chunker's), so that they are not counted again; they only order the batches.
         """
         items = _check_texts(texts, "texts")

@@ -91,8 +91,9 @@ def ingest(
     index : the ``ShardedRetriever`` to fill (either backend); an id it already holds is refused before any work.
     out : a folder to save the index to at the end (``ShardedRetriever.save``: each shard atomically, the
         manifest last).
-    batch_size : texts per embedder run, as for ``Retriever.add``. Smaller than ``add``'s 32: an actor's embedder
-        runs on one thread, where short runs pad less and are faster (BENCHMARKS.md, "Ray ingestion").
+    batch_size : texts per embedder run, as for ``Retriever.add``. 8 (``add`` takes the embedder's 4): an actor's
+        embedder runs on one thread and sorts only its task's documents by length; runs of 8 took 10.6 s against
+        14.3 s for 32 there (BENCHMARKS.md, "Ray ingestion").
     task_documents : documents per ``map_batches`` call of an actor.
     add_documents : documents per bulk add to a shard.
     actors : size of the chunk-and-embed actor pool; None: the cluster's CPUs / ``cpus_per_actor``; at most one

@@ -245,12 +245,18 @@ class Retriever(Searcher):
     # -- changes -------------------------------------------------------------------------------------------------
 
     def add(
-        self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None, _replace: bool = False
+        self,
+        documents: Iterable[Any],
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        _replace: bool = False,
     ) -> int:
         """Index documents (Document, {"id", "text", "metadata"} or BEIR dicts); returns the chunks added.
 
         Every document is checked before any is indexed. Documents are then chunked, embedded and indexed in
-        batches, each visible to searches once indexed. ``progress``: a progress bar on stderr (None: for adds
+        batches, each visible to searches once indexed. ``batch_size``: texts per embedder run (None: the
+        embedder's default, ``rapidrag.embedder.BATCH_SIZE``). ``progress``: a progress bar on stderr (None: for adds
         of at least 5,000 documents when stderr is a terminal).
         """
         docs = check_documents(documents)
@@ -314,16 +320,16 @@ class Retriever(Searcher):
             raise ValueError(f"documents already indexed: {taken[:5]}; use upsert to replace them")
         return self._store(docs, checked, splits, vectors, replace=False)
 
-    def _add_batch(self, docs: list[Document], batch_size: int, replace: bool) -> int:
+    def _add_batch(self, docs: list[Document], batch_size: int | None, replace: bool) -> int:
         spans, row_splits = document_spans(self.chunker, [d.text for d in docs])
         vectors = None
         if self.embedder is not None:
             texts = _chunk_texts(docs, spans, row_splits)
             # The chunker's token counts order the batches (no second count), for an embedder that takes them.
-            given = {}
+            given: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
             if self.chunker is not None and "lengths" in inspect.signature(self.embedder.embed).parameters:
-                given = {"lengths": spans[:, 2]}
-            vectors = self.embedder.embed(texts, batch_size=batch_size, **given)
+                given["lengths"] = spans[:, 2]
+            vectors = self.embedder.embed(texts, **given)
         return self._store(docs, spans, row_splits, vectors, replace)
 
     def _store(
@@ -412,7 +418,7 @@ class Retriever(Searcher):
             self._changes += bool(docs)
         return len(docs)
 
-    def upsert(self, documents: Iterable[Any], *, batch_size: int = 32, progress: bool | None = None) -> int:
+    def upsert(self, documents: Iterable[Any], *, batch_size: int | None = None, progress: bool | None = None) -> int:
         """Index documents, replacing those already indexed under the same id; returns the chunks added.
 
         Each batch's old versions are removed and new ones added under one lock: a search sees either."""

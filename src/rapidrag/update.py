@@ -49,7 +49,12 @@ def _metadata(doc: Document) -> str:
 
 
 def update(
-    index: Any, documents: Iterable[Any], *, prune: bool = False, batch_size: int = 32, progress: bool | None = None
+    index: Any,
+    documents: Iterable[Any],
+    *,
+    prune: bool = False,
+    batch_size: int | None = None,
+    progress: bool | None = None,
 ) -> Update:
     """Bring ``index`` (a ``Retriever`` or a ``ShardedRetriever``) in line with ``documents``, the whole of its
     source: new ids added, documents with a new text or title indexed again (``upsert``), those with new metadata
