@@ -277,12 +277,13 @@ def test_hits_made_the_fast_way_equal_hits_made_by_the_class() -> None:
 def test_an_embedder_of_your_own_needs_no_token_counts(embedder: rapidrag.Embedder) -> None:
     """The chunker's token counts go to an embedder whose ``embed`` takes ``lengths`` (rapidrag's); one of your
     own with ``embed(texts, batch_size)`` gets none, and indexes the same vectors."""
+    from rapidrag.embedder import BATCH_SIZE
 
     class Plain:
         dim, max_length, tokenizer = embedder.dim, embedder.max_length, embedder.tokenizer
 
-        def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-            return embedder.embed(texts, batch_size=batch_size)
+        def embed(self, texts: list[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
+            return embedder.embed(texts, batch_size=batch_size)  # (int8: the same runs give the same vectors)
 
     docs = [{"id": f"d{i}", "text": f"Document {i} about vitamin D and bone density, part {i}."} for i in range(20)]
     ours, plain = Retriever(embedder), Retriever(Plain())
