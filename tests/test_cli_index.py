@@ -677,3 +677,19 @@ def test_index_update_errors(folder: Path, tmp_path: Path, capsys: pytest.Captur
     assert "prune would remove all" in capsys.readouterr().err
     assert main(["query", str(tmp_path / "ix"), "eiffel tower", "--json"]) == 0  # the index as it was
     assert json.loads(capsys.readouterr().out)["hits"][0]["doc_id"] == "j2"
+
+
+def test_index_update_refuses_another_embedder(
+    folder: Path, hybrid_index: Path, minilm_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The index was built with the int8 file: the fp32 one's vectors would not be comparable with its own."""
+    from rapidrag.retriever import Retriever
+
+    before = Retriever.load(hybrid_index, reranker=None).ids()
+    argv = ["index", str(folder), "--out", str(hybrid_index), "--update", "--embedder", str(minilm_dir / "model.onnx")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is not the model file that built this index" in err and "index again with --force" in err
+    assert Retriever.load(hybrid_index, reranker=None).ids() == before
+    assert main(["query", str(hybrid_index), "eiffel", "--embedder", str(minilm_dir / "model.onnx"), "--json"]) == 0
+    assert "note: the embedder given" in capsys.readouterr().err  # searching with it stays a note

@@ -301,7 +301,7 @@ def _update(args: argparse.Namespace) -> int:
         raise CliError(f"--update keeps the index's own models and settings: leave out {', '.join(given)}")
     start = time.perf_counter()
     where = argparse.Namespace(index_dir=out, embedder=args.embedder, reranker=args.reranker, ray=args.ray)
-    retriever = _load(where)  # (the reranker too: a save without it would no longer record it)
+    retriever = _load(where, adding=True)  # (the reranker too: a save without it would no longer record it)
     docs, ingest = _read(args.src)
     read_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -328,10 +328,12 @@ def _update(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace, *, lexical: bool = False, rerank: bool = True) -> Any:
+def _load(args: argparse.Namespace, *, lexical: bool = False, rerank: bool = True, adding: bool = False) -> Any:
     """The index at ``args.index_dir`` with its models: ``--embedder`` / ``--reranker`` when given, else the
     recorded ones (found again under $RAPIDRAG_MODELS if moved). ``lexical``: no embedder needed; ``rerank``:
-    False leaves the reranker out. A model that cannot be found is a note, and the searches that need it say so."""
+    False leaves the reranker out. A model that cannot be found is a note, and the searches that need it say so.
+    ``adding``: documents will be embedded into the index, so an embedder other than the one that built it is an
+    error (its vectors would not be comparable with the index's), not a note."""
     import warnings
 
     from .retriever import Retriever
@@ -358,7 +360,7 @@ def _load(args: argparse.Namespace, *, lexical: bool = False, rerank: bool = Tru
                 raise CliError(f"{flag} needs --ray ADDRESS (a shard's replicas are Ray actors on different nodes)")
             where[name] = getattr(args, name)
     from .dense import OPTIONS
-    from .errors import IndexOptionError
+    from .errors import IndexOptionError, ModelMismatchWarning
 
     options = _name_values("--index-option", getattr(args, "index_option", []), dict(OPTIONS), {})
     with warnings.catch_warnings(record=True) as caught:
@@ -368,6 +370,11 @@ def _load(args: argparse.Namespace, *, lexical: bool = False, rerank: bool = Tru
         except IndexOptionError as e:
             raise CliError(f"--index-option: {e}") from None
     for w in caught:
+        if adding and isinstance(w.message, ModelMismatchWarning) and w.message.role == "embedder":
+            raise CliError(
+                f"{w.message}: the vectors it makes would not be comparable with the index's (to change the "
+                "embedder, index again with --force)"
+            )
         print(f"note: {w.message}", file=sys.stderr)
     return retriever
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
-    "DataFormatError", "FilterError", "IndexFormatError", "IndexOptionError", "ModelError", "RapidragError",
-    "ShardUnavailableError", "VocabularyError",
+    "DataFormatError", "FilterError", "IndexFormatError", "IndexOptionError", "ModelError", "ModelMismatchWarning",
+    "RapidragError", "ShardUnavailableError", "VocabularyError",
 ]  # fmt: skip
 
 
@@ -39,3 +39,13 @@ class FilterError(RapidragError, ValueError):
 class ShardUnavailableError(RapidragError):
     """A shard of an index split in shards has no live replica left for what was asked (a change, or a search
     with no shard at all): the index cannot answer now, which no change of the request mends."""
+
+
+class ModelMismatchWarning(UserWarning):
+    """A loaded index was given a model (``role``: "embedder" or "reranker") whose weights are not the file that
+    built it: searches run, but vectors it adds are not comparable with the index's (``rapidrag index --update``
+    refuses such an embedder)."""
+
+    def __init__(self, message: str, role: str) -> None:
+        super().__init__(message)
+        self.role = role

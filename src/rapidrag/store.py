@@ -27,7 +27,7 @@ import numpy as np
 from .chunks import ChunkTable
 from .dense import DenseIndex, check_options
 from .documents import DocumentList
-from .errors import IndexFormatError, IndexOptionError, RapidragError
+from .errors import IndexFormatError, IndexOptionError, ModelMismatchWarning, RapidragError
 from .filters import MetadataIndex
 from .lexical import BM25
 from .persist import read_snapshot, save_arrays, write_snapshot
@@ -337,11 +337,11 @@ def _warn_if_other(model: Any, spec: dict[str, Any] | None, role: str) -> Any:
     """``model``, with a warning when its weights are not the file that built the index."""
     if spec is not None and spec.get("sha256") and getattr(model, "model_path", None) is not None:
         if _fingerprint(model) != spec["sha256"]:
-            warnings.warn(
+            message = (
                 f"the {role} given ({model.model_path}) is not the model file that built this index "
-                f"({spec.get('model_file')})",
-                stacklevel=4,
+                f"({spec.get('model_file')})"
             )
+            warnings.warn(ModelMismatchWarning(message, role), stacklevel=4)
     return model
 
 
