@@ -693,3 +693,28 @@ def test_index_update_refuses_another_embedder(
     assert Retriever.load(hybrid_index, reranker=None).ids() == before
     assert main(["query", str(hybrid_index), "eiffel", "--embedder", str(minilm_dir / "model.onnx"), "--json"]) == 0
     assert "note: the embedder given" in capsys.readouterr().err  # searching with it stays a note
+
+
+def test_index_update_prune_keeps_what_could_not_be_read(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file unreadable this time (not UTF-8 now) or a jsonl line being written is not taken for gone: --prune
+    keeps its documents and says so; an emptied file is read in full, and its document goes."""
+    import shutil
+
+    from rapidrag.retriever import Retriever
+
+    src = Path(shutil.copytree(folder, tmp_path / "docs"))
+    assert main(["index", str(src), "--out", str(tmp_path / "ix"), "--lexical"]) == 0
+    (src / "scurvy.txt").write_bytes("caf\xe9 scurvy".encode("latin-1"))
+    lines = (src / "more.jsonl").read_text().splitlines()
+    (src / "more.jsonl").write_text("\n".join([*lines[:2], '{"_id": "j2", "text": "The Eiffel', *lines[3:]]) + "\n")
+    (src / "sub" / "bones.md").write_text("")
+    capsys.readouterr()
+    assert main(["index", str(src), "--out", str(tmp_path / "ix"), "--update", "--prune"]) == 0
+    printed = capsys.readouterr()
+    assert "scurvy.txt: not UTF-8 text" in printed.err and "more.jsonl:3" in printed.err
+    assert "gone        1 in the index but not in" in printed.out and "'sub/bones.md', removed (--prune)" in printed.out
+    assert "unread      2 in the index from files not read in full" in printed.out
+    after = Retriever.load(tmp_path / "ix")
+    assert after.get("scurvy.txt") is not None and after.get("j2") is not None and after.get("sub/bones.md") is None

@@ -306,7 +306,8 @@ def _update(args: argparse.Namespace) -> int:
     read_s = time.perf_counter() - start
     start = time.perf_counter()
     try:
-        done = update(retriever, docs, prune=args.prune, progress=True if sys.stderr.isatty() else None)
+        show = True if sys.stderr.isatty() else None
+        done = update(retriever, docs, prune=args.prune, unread=ingest.unread, progress=show)
     except ValueError as e:
         raise CliError(str(e)) from None
     changes = retriever.unsaved_changes
@@ -323,6 +324,11 @@ def _update(args: argparse.Namespace) -> int:
     if done.gone:
         fate = "removed (--prune)" if done.removed else "kept (--prune removes them)"
         print(f"gone        {len(done.gone):,} in the index but not in {args.src}: {_some(done.gone)}, {fate}")
+    if done.spared:
+        print(
+            f"unread      {len(done.spared):,} in the index from files not read in full this time (see the "
+            f"warnings): {_some(done.spared)}, kept"
+        )
     saved = "saved" if changes else "nothing to save"
     print(f"time        {index_s:.1f} s ({done.chunks:,} chunk{'s' if done.chunks != 1 else ''} indexed, {saved})")
     return 0

@@ -7,7 +7,8 @@ date), the HTML ``<title>``, and always ``source`` (the path relative to the fol
 text, documents with no text (an empty file, a jsonl line whose text is blank) and malformed jsonl lines are
 skipped and reported (with their line number); front matter that is not YAML and metadata fields that filters
 could not use are dropped and reported, their document ingested. ``Ingest.problems`` lists both, ``Ingest.skipped``
-counts what was left out.
+counts what was left out, and ``Ingest.unread`` names the files that could not be read in full (what
+``rapidrag index --update --prune`` does not take for gone).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Ingest:
     problems: list[str] = field(default_factory=list)
     files: int = 0
     skipped: int = 0
+    unread: set[str] = field(default_factory=set)  # files (as ``source`` names them) not read in full
 
     def __post_init__(self) -> None:
         self.src = Path(self.src)
@@ -79,10 +81,12 @@ class Ingest:
             seen.add(doc.id)
             yield doc
 
-    def _skip(self, message: str) -> None:
-        """A file, line or document left out, and why."""
+    def _skip(self, message: str, unread: str | None = None) -> None:
+        """A file, line or document left out, and why; ``unread``: the file, when it could not be read in full."""
         self.problems.append(message)
         self.skipped += 1
+        if unread is not None:
+            self.unread.add(unread)
 
     def _drop(self, message: str) -> None:
         """Part of a document left out (the document is ingested), and why."""
@@ -109,15 +113,15 @@ class Ingest:
         try:
             raw = path.read_bytes()
         except OSError as e:
-            self._skip(f"{name}: cannot read ({e.strerror})")
+            self._skip(f"{name}: cannot read ({e.strerror})", name)
             return
         if b"\x00" in raw[:8192]:
-            self._skip(f"{name}: binary file")
+            self._skip(f"{name}: binary file", name)
             return
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            self._skip(f"{name}: not UTF-8 text (byte {e.start})")
+            self._skip(f"{name}: not UTF-8 text (byte {e.start})", name)
             return
         meta: dict[str, Any] = {}
         title = ""
@@ -139,11 +143,11 @@ class Ingest:
         yield Document(name, f"{title}\n\n{text}" if title else text, self._usable(meta, name), title)
 
     def _jsonl(self, path: Path, name: str, modified: str) -> Iterator[Document]:
-        for lineno, obj in read_jsonl(path, label=name, on_error=self._skip):
+        for lineno, obj in read_jsonl(path, label=name, on_error=lambda message: self._skip(message, name)):
             try:
                 doc = Document.from_dict(obj, lineno)
             except ValueError as e:
-                self._skip(f"{name}:{lineno}: {str(e).split(': ', 1)[-1]}")
+                self._skip(f"{name}:{lineno}: {str(e).split(': ', 1)[-1]}", name)
                 continue
             if not doc.text.strip():
                 self._skip(f"{name}:{lineno}: no text (document {doc.id!r})")

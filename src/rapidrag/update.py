@@ -9,8 +9,8 @@ documents added by other means (the HTTP service, the API).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .documents import Document, check_documents, encode_metadata
@@ -22,7 +22,8 @@ __all__ = ["Update", "same_document", "update"]
 class Update:
     """What ``update`` did: the ids added, indexed again (``changed``: a new text or title) and given new metadata
     alone (``metadata_changed``), how many documents were unchanged, the ids in the index but not among the
-    documents given (``gone``; removed when ``removed`` counts them), and the chunks indexed."""
+    documents given (``gone``; removed when ``removed`` counts them), those of them kept because their file could not
+    be read in full (``spared``, not in ``gone``), and the chunks indexed."""
 
     added: list[str]
     changed: list[str]
@@ -31,6 +32,7 @@ class Update:
     gone: list[str]
     removed: int
     chunks: int
+    spared: list[str] = field(default_factory=list)
 
 
 def same_text(a: Document, b: Document) -> bool:
@@ -53,13 +55,16 @@ def update(
     documents: Iterable[Any],
     *,
     prune: bool = False,
+    unread: Collection[str] = (),
     batch_size: int | None = None,
     progress: bool | None = None,
 ) -> Update:
     """Bring ``index`` (a ``Retriever`` or a ``ShardedRetriever``) in line with ``documents``, the whole of its
     source: new ids added, documents with a new text or title indexed again (``upsert``), those with new metadata
     alone given it (``replace_metadata``: no embedding), unchanged ones left alone; the ids of the index that
-    ``documents`` lacks are removed with ``prune``, else kept and listed (``Update.gone``).
+    ``documents`` lacks are removed with ``prune``, else kept and listed (``Update.gone``). ``unread``: the files of
+    the source that could not be read in full (``Ingest.unread``: a file unreadable for now, a jsonl line being
+    written): a document whose ``source`` metadata names one of them is not gone, only unread (``Update.spared``).
 
     ``prune`` refuses (ValueError, nothing changed) to remove every document of a non-empty index: none of the ids
     given is indexed, which is a wrong source far more often than a wish to replace it all (make a new index for
@@ -78,6 +83,12 @@ def update(
             relabelled.append(doc)
     given = {doc.id for doc in docs}
     gone = [doc_id for doc_id in index.ids() if doc_id not in given]
+    spared: list[str] = []
+    if unread and gone:
+        files = set(unread)
+        spared = [old.id for old in index.get_many(gone) if old is not None and _source_file(old) in files]
+        kept = set(spared)
+        gone = [doc_id for doc_id in gone if doc_id not in kept]
     if prune and gone and len(gone) == len(index):
         raise ValueError(
             f"prune would remove all {len(gone):,} documents of the index: none of the {len(docs):,} documents given "
@@ -89,4 +100,11 @@ def update(
     removed = index.delete(gone) if prune and gone else 0
     unchanged = len(docs) - len(added) - len(changed) - len(relabelled)
     ids = [[d.id for d in part] for part in (added, changed, relabelled)]
-    return Update(ids[0], ids[1], ids[2], unchanged, gone, removed, chunks)
+    return Update(ids[0], ids[1], ids[2], unchanged, gone, removed, chunks, spared)
+
+
+def _source_file(doc: Document) -> str:
+    """The file of a document's ``source`` metadata (``rapidrag.ingest``'s: a path, a jsonl's with ``:line``)."""
+    source = str(doc.metadata.get("source", ""))
+    name, _, line = source.rpartition(":")
+    return name if name and line.isdigit() else source
