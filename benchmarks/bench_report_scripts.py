@@ -7,7 +7,7 @@ exact_scores.py on 4,000 random vectors, hnsw_churn.py on 2,800 of them, search_
 sharded_load.py on a lexical index of 20 documents in 2 shards (Ray, in a private network namespace).
 rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before
 their first figure, minutes on two cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index
-of 300 gcide passages.
+of 300 gcide passages, update_cost.py on 60 SciFact abstracts, embed_batch_size.py on 8 passages a corpus.
 """
 
 from __future__ import annotations
@@ -45,6 +45,25 @@ def test_report_script_runs(tmp_path: Path, script: str, args: list[str], keys: 
     subprocess.run([sys.executable, str(HERE / script), *args, "--out", str(out)], check=True, cwd=HERE, timeout=600)
     report = json.loads(out.read_text(encoding="utf-8"))
     assert keys <= set(report), sorted(report)
+
+
+def test_update_cost_and_embed_batch_size_run(tmp_path: Path, minilm_dir: Path) -> None:
+    shared = str(minilm_dir.parent.parent)
+    out = tmp_path / "update.json"
+    args = ["--shared", shared, "--docs", "60", "--edit", "5", "--rounds", "1", "--out", str(out)]
+    subprocess.run([sys.executable, str(HERE / "update_cost.py"), *args], check=True, cwd=HERE, timeout=600)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["documents"] == 60 and set(report["best_s"]) == {
+        "update (edited source)",
+        "update (nothing changed)",
+        "rebuild",
+    }
+    assert report["update_printed"].count("5 added, 5 changed") == 1
+    out = tmp_path / "batch.json"
+    args = ["--shared", shared, "--passages", "8", "--rounds", "1", "--sizes", "1,4", "--out", str(out)]
+    subprocess.run([sys.executable, str(HERE / "embed_batch_size.py"), *args], check=True, cwd=HERE, timeout=600)
+    rates = json.loads(out.read_text(encoding="utf-8"))["passages_per_s"]
+    assert len(rates) == 2 * 3 * 2 and all(r[0] > 0 for r in rates.values())
 
 
 def test_spin_between_runs_reports_each_embedder(tmp_path: Path, minilm_dir: Path) -> None:

@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--shared", default="../shared")
     parser.add_argument("--edit", type=int, default=50, help="documents edited, added and removed (each)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--docs", type=int, help="the first N abstracts only (default: all 5,183)")
     parser.add_argument("--out", default="update_cost.json")
     args = parser.parse_args()
     shared = Path(args.shared)
@@ -59,7 +60,7 @@ def main() -> None:
     os.environ["RAPIDRAG_MODELS"] = str((shared / "models").resolve())
 
     with gzip.open(scifact / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
-        corpus = [json.loads(line) for line in f]
+        corpus = [json.loads(line) for line in f][: args.docs]
     n = args.edit
     edited = [dict(d) for d in corpus[n:]]  # the first n removed
     for d in edited[:: len(edited) // n][:n]:
