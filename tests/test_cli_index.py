@@ -636,6 +636,12 @@ def test_index_update_indexes_what_changed(
     assert (
         "1 added, 1 changed, 1 with new metadata only" in out and "'sub/bones.md', kept (--prune removes them)" in out
     )
+    # --dry-run says what --prune would do and changes nothing.
+    files = sorted((p.name, p.read_bytes()) for p in hybrid_index.rglob("*") if p.is_file())
+    assert main(["index", str(src), "--out", str(hybrid_index), "--update", "--prune", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would update" in out and "'sub/bones.md', would be removed (--prune)" in out and "nothing changed" in out
+    assert sorted((p.name, p.read_bytes()) for p in hybrid_index.rglob("*") if p.is_file()) == files
     assert main(["index", str(src), "--out", str(hybrid_index), "--update", "--prune"]) == 0
     assert "removed (--prune)" in capsys.readouterr().out
     after = Retriever.load(hybrid_index)  # saved with its models still recorded, the reranker too
@@ -668,6 +674,8 @@ def test_index_update_errors(folder: Path, tmp_path: Path, capsys: pytest.Captur
     assert "--update: no index at" in capsys.readouterr().err
     assert main(["index", str(folder), "--out", str(tmp_path / "ix"), "--lexical", "--prune"]) == 2
     assert "--prune goes with --update" in capsys.readouterr().err
+    assert main(["index", str(folder), "--out", str(tmp_path / "ix"), "--lexical", "--dry-run"]) == 2
+    assert "--dry-run goes with --update" in capsys.readouterr().err
     assert main(["index", str(folder), "--out", str(tmp_path / "ix"), "--lexical"]) == 0
     other = tmp_path / "other"
     other.mkdir()

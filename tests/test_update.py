@@ -98,6 +98,9 @@ def test_update_keeps_what_is_gone_unless_pruned_and_refuses_to_prune_everything
     assert done.gone == [d.id for d in docs[:10]] and len(index) == 30  # kept: another writer may have added them
     assert index.unsaved_changes > before
     before = index.unsaved_changes
+    dry = update(index, docs[5:30], prune=True, dry_run=True)
+    assert sorted(dry.gone) == sorted(d.id for d in docs[:5]) and (dry.removed, dry.chunks) == (0, 0)
+    assert len(index) == 30 and index.unsaved_changes == before  # a dry run changes nothing
     with pytest.raises(ValueError, match="prune would remove all 30 documents of the index"):
         update(index, [Document("elsewhere", "another source altogether")], prune=True)
     assert len(index) == 30 and index.get("elsewhere") is None  # nothing changed

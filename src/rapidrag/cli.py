@@ -219,8 +219,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     if args.update:
         return _update(args)
-    if args.prune:
-        raise CliError("--prune goes with --update (it removes what an update finds gone from SRC)")
+    for flag, given in (("--prune", args.prune), ("--dry-run", args.dry_run)):
+        if given:
+            raise CliError(f"{flag} goes with --update (an update of the index at --out from SRC)")
     out = Path(args.out)
     if (out / "MANIFEST.json").exists() and not args.force:
         raise CliError(f"{out} already holds an index; pass --force to replace it")
@@ -307,14 +308,15 @@ def _update(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         show = True if sys.stderr.isatty() else None
-        done = update(retriever, docs, prune=args.prune, unread=ingest.unread, progress=show)
+        done = update(retriever, docs, prune=args.prune, unread=ingest.unread, dry_run=args.dry_run, progress=show)
     except ValueError as e:
         raise CliError(str(e)) from None
     changes = retriever.unsaved_changes
     if changes:
         retriever.save(out)
     index_s = time.perf_counter() - start
-    print(f"updated     {out} from {args.src} ({len(retriever):,} documents, {retriever.n_chunks:,} chunks)")
+    verb = "would update" if args.dry_run else "updated    "
+    print(f"{verb} {out} from {args.src} ({len(retriever):,} documents, {retriever.n_chunks:,} chunks)")
     print(
         f"documents   {len(docs):,} read from {ingest.files:,} file{'s' if ingest.files != 1 else ''} "
         f"({ingest.skipped:,} skipped, read in {read_s:.1f} s): {len(done.added):,} added, "
@@ -323,12 +325,17 @@ def _update(args: argparse.Namespace) -> int:
     )
     if done.gone:
         fate = "removed (--prune)" if done.removed else "kept (--prune removes them)"
+        if args.dry_run:
+            fate = "would be removed (--prune)" if args.prune else "would be kept (--prune removes them)"
         print(f"gone        {len(done.gone):,} in the index but not in {args.src}: {_some(done.gone)}, {fate}")
     if done.spared:
         print(
             f"unread      {len(done.spared):,} in the index from files not read in full this time (see the "
             f"warnings): {_some(done.spared)}, kept"
         )
+    if args.dry_run:
+        print("dry run     nothing changed (leave out --dry-run to update)")
+        return 0
     saved = "saved" if changes else "nothing to save"
     print(f"time        {index_s:.1f} s ({done.chunks:,} chunk{'s' if done.chunks != 1 else ''} indexed, {saved})")
     return 0
@@ -1074,6 +1081,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bring the index at --out in line with SRC: add new documents, index changed ones again, leave the rest",
     )
     i.add_argument("--prune", action="store_true", help="with --update: remove the documents no longer in SRC")
+    i.add_argument("--dry-run", action="store_true", help="with --update: say what it would do, change nothing")
     i.add_argument(
         "--shards", type=_positive_int, default=1, help="split the index in this many shards (default 1: one index)"
     )

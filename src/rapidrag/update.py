@@ -56,6 +56,7 @@ def update(
     *,
     prune: bool = False,
     unread: Collection[str] = (),
+    dry_run: bool = False,
     batch_size: int | None = None,
     progress: bool | None = None,
 ) -> Update:
@@ -68,7 +69,8 @@ def update(
 
     ``prune`` refuses (ValueError, nothing changed) to remove every document of a non-empty index: none of the ids
     given is indexed, which is a wrong source far more often than a wish to replace it all (make a new index for
-    that). The index is changed in memory; save it to keep the change."""
+    that). The index is changed in memory; save it to keep the change. ``dry_run``: nothing changes, and the
+    ``Update`` says what would (``removed`` and ``chunks`` 0)."""
     docs = check_documents(documents)  # every document checked before anything changes
     stored = index.get_many([doc.id for doc in docs])
     added: list[Document] = []
@@ -94,12 +96,14 @@ def update(
             f"prune would remove all {len(gone):,} documents of the index: none of the {len(docs):,} documents given "
             "is in it (is this the source the index was made from? to replace everything, make a new index)"
         )
+    unchanged = len(docs) - len(added) - len(changed) - len(relabelled)
+    ids = [[d.id for d in part] for part in (added, changed, relabelled)]
+    if dry_run:
+        return Update(ids[0], ids[1], ids[2], unchanged, gone, 0, 0, spared)
     chunks = index.upsert(added + changed, batch_size=batch_size, progress=progress) if added or changed else 0
     if relabelled:
         index.replace_metadata(relabelled)
     removed = index.delete(gone) if prune and gone else 0
-    unchanged = len(docs) - len(added) - len(changed) - len(relabelled)
-    ids = [[d.id for d in part] for part in (added, changed, relabelled)]
     return Update(ids[0], ids[1], ids[2], unchanged, gone, removed, chunks, spared)
 
 
