@@ -456,7 +456,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     if hits.missing_shards:
         _partial(hits.missing_shards, retriever)
     notes = _filter_notes(retriever, search_filter, len(hits), args.k)
-    if args.json or args.format == "json":
+    if args.format == "json":
         body = {
             "query": query,
             "mode": mode,
@@ -1099,7 +1099,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-rerank", action="store_true", help="skip the reranker")
     q.add_argument("--budget-ms", type=float, help="time budget of the whole search, in ms")
     q.add_argument("--format", choices=("text", "json"), default="text", help="output (default text)")
-    q.add_argument("--json", action="store_true", help="print JSON (the same as --format json)")
+    q.add_argument("--json", dest="format", action="store_const", const="json", help="the same as --format json")
     models(q)
     q.set_defaults(func=cmd_query)
     e = sub.add_parser("eval", help="nDCG@10, recall@100 and MRR@10 on BEIR queries and qrels")

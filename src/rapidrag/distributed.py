@@ -47,7 +47,7 @@ import numpy as np
 
 from . import _core, store
 from .dense import check_options, runtime_options
-from .documents import Document, check_documents
+from .documents import Document, check_documents, check_same_text
 from .errors import IndexFormatError, ShardUnavailableError
 from .lexical import Statistics
 from .locking import RWLock
@@ -508,10 +508,7 @@ class ShardedRetriever(Searcher):
         groups = self._route(d.id for d in docs)
         with self._lock.write():
             for doc, old in zip(docs, self.get_many([d.id for d in docs]), strict=True):
-                if old is None:
-                    raise ValueError(f"document {doc.id!r} is not indexed: add it")
-                if old.text != doc.text or old.title != doc.title:
-                    raise ValueError(f"document {doc.id!r}: its text or title is not the indexed one's: upsert it")
+                check_same_text(doc, old)
             answers = self._each("replace_metadata", [([docs[i] for i in g],) for g in groups], write=True)
             self._changes += bool(docs)
             return self._statistics.apply(answers)

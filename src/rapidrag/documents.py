@@ -19,9 +19,11 @@ __all__ = [
     "Hit",
     "SearchResult",
     "check_documents",
+    "check_same_text",
     "decode_metadata",
     "encode_metadata",
     "line_start",
+    "same_text",
     "saved_line",
     "title_and_text",
 ]
@@ -297,6 +299,20 @@ def decode_metadata(raw: Any) -> Any:
             return float(raw["value"])
         return {k: decode_metadata(v) for k, v in raw.items()}
     return raw
+
+
+def same_text(a: Document, b: Document) -> bool:
+    """Whether ``a`` and ``b`` have the same text and title: what is chunked, embedded and scored."""
+    return a.text == b.text and a.title == b.title
+
+
+def check_same_text(doc: Document, indexed: Document | None) -> None:
+    """Refuse (ValueError) to give ``doc`` new metadata alone when it is not indexed (``indexed`` None) or its text
+    or title differs from the indexed one's (``replace_metadata`` of either kind of index)."""
+    if indexed is None:
+        raise ValueError(f"document {doc.id!r} is not indexed: add it")
+    if not same_text(doc, indexed):
+        raise ValueError(f"document {doc.id!r}: its text or title is not the indexed one's: upsert it")
 
 
 def check_documents(documents: Iterable[Any]) -> list[Document]:

@@ -26,7 +26,7 @@ import numpy as np
 from . import store
 from .chunks import ChunkTable, check_spans, document_spans
 from .dense import DenseIndex, check_options
-from .documents import Document, DocumentList, Hit, SearchResult, check_documents
+from .documents import Document, DocumentList, Hit, SearchResult, check_documents, check_same_text
 from .errors import IndexOptionError
 from .filters import MetadataIndex
 from .lexical import BM25, Statistics
@@ -406,11 +406,7 @@ class Retriever(Searcher):
             numbers: list[int] = []
             for doc in docs:
                 number = self._docs.get(doc.id, -1)
-                old = self._documents[number] if number >= 0 else None
-                if old is None:
-                    raise ValueError(f"document {doc.id!r} is not indexed: add it")
-                if old.text != doc.text or old.title != doc.title:
-                    raise ValueError(f"document {doc.id!r}: its text or title is not the indexed one's: upsert it")
+                check_same_text(doc, self._documents[number] if number >= 0 else None)
                 numbers.append(number)
             for doc, number in zip(docs, numbers, strict=True):
                 self.metadata.replace(self._doc_rows[number], doc.metadata)

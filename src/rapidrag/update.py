@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .documents import Document, check_documents, encode_metadata
+from .documents import Document, check_documents, encode_metadata, same_text
 
 __all__ = ["Update", "same_document", "update"]
 
@@ -33,11 +33,6 @@ class Update:
     removed: int
     chunks: int
     spared: list[str] = field(default_factory=list)
-
-
-def same_text(a: Document, b: Document) -> bool:
-    """Whether ``a`` and ``b`` have the same text and title: what is chunked, embedded and scored."""
-    return a.text == b.text and a.title == b.title
 
 
 def same_document(a: Document, b: Document) -> bool:
