@@ -444,3 +444,33 @@ def test_rapidrag_index_with_ray_ingests_through_the_pipeline(
     updated = ShardedRetriever.load(tmp_path / "ix")
     assert len(updated) == 115 and updated.get(edited[0]["_id"]).metadata["source"] == "docs.jsonl:1"
     same(results(updated, shard_queries[:8]), results(fresh, shard_queries[:8]))
+
+
+def test_shards_on_ray_reload_a_snapshot_saved_by_another_writer(
+    ray_cluster: Any, shard_corpus: list[dict[str, Any]], shard_queries: list[str], tmp_path: Path
+) -> None:
+    """A sharded index served from Ray actors moves to the folder's newer snapshot (new actors opened with it, the
+    old ones stopped), and its own save over that snapshot would have been refused."""
+    import ray
+
+    from rapidrag.errors import IndexConflictError
+
+    writer = ShardedRetriever(n_shards=2)
+    writer.add(shard_corpus[:80])
+    folder = writer.save(tmp_path / "ix")
+    served = ShardedRetriever.load(folder, backend="ray", address=ray_cluster.address, replicas=2)
+    old = [r for group in served._shards for r in group]
+    writer.add(shard_corpus[80:100])
+    writer.delete([shard_corpus[0]["id"]])
+    writer.save(folder)
+    served.delete([shard_corpus[1]["id"]])
+    with pytest.raises(IndexConflictError):
+        served.save(folder)
+    assert served.reload(discard=True) and len(served) == 99 and served.backend == "ray" and served.replicas == 2
+    same(results(served, shard_queries[:8]), results(writer, shard_queries[:8]))
+    for replica in old:  # (stopped: their handles answer no more)
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(replica.call.remote("index_options"), timeout=60)
+    served.delete([shard_corpus[2]["id"]])
+    served.save(folder)  # (the snapshot it holds: no conflict)
+    assert len(ShardedRetriever.load(folder)) == 98

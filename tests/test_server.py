@@ -607,3 +607,97 @@ def _listening_sockets(pid: int) -> list[str]:
             ip = ".".join(str(int(ip_hex[i : i + 2], 16)) for i in (6, 4, 2, 0))
             out.append(f"{ip}:{int(port_hex, 16)}")
     return out
+
+
+def test_another_writer_of_the_folder_loses_nothing_and_reload_serves_its_snapshot(tmp_path: Path) -> None:
+    """``POST /save`` over a snapshot another writer saved since answers 409 and leaves it; ``POST /reload`` serves
+    it (409 while the service has unsaved changes, unless ``discard``); ``/stats`` names the snapshot served."""
+    from fastapi.testclient import TestClient
+
+    index = Retriever()
+    index.add(DOCS)
+    folder = index.save(tmp_path / "ix")
+    with TestClient(create_app(index, index_dir=folder)) as app:
+        assert app.post("/reload").json()["reloaded"] is False
+        assert app.get("/stats").json()["generation"] == index.generation
+        writer = Retriever.load(folder)
+        writer.add([{"id": "scurvy", "text": "Scurvy comes from a lack of vitamin C."}])
+        writer.save(folder)
+        assert app.delete("/documents/heart").status_code == 200
+        refused = app.post("/save")
+        assert_clean_error(refused, 409, "saved by another writer since", "the index folder")
+        assert "pytest-of" not in refused.text
+        assert Retriever.load(folder).get("heart") is not None  # (the writer's snapshot stays)
+        assert_clean_error(app.post("/reload"), 409, "1 change that no save holds", "discard")
+        answer = app.post("/reload", json={"discard": True}).json()
+        assert answer["reloaded"] is True and answer["documents"] == 5 and answer["generation"] == writer.generation
+        assert app.get("/documents/scurvy").status_code == 200 and app.get("/documents/heart").status_code == 200
+        assert app.post("/search", json={"query": "scurvy vitamin C", "k": 1}).json()["hits"][0]["doc_id"] == "scurvy"
+        assert app.post("/documents", json={"documents": [DOCS[0]]}).status_code == 200
+        saved = app.post("/save").json()  # (its own snapshot now: no conflict)
+        assert saved["saved"] is True and saved["generation"] == index.generation == Retriever.load(folder).generation
+        assert_clean_error(app.post("/reload", json={"discard": "maybe"}), 422, "discard")
+    with TestClient(create_app(Retriever())) as app:
+        assert_clean_error(app.post("/reload"), 409, "without an index folder")
+    with pytest.raises(ValueError, match="watch_s must be a number of seconds > 0"):
+        create_app(index, index_dir=folder, watch_s=0)
+    with pytest.raises(ValueError, match="watch_s needs index_dir"):
+        create_app(index, watch_s=1.0)
+
+
+def test_a_watching_server_serves_each_new_snapshot(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With ``watch_s`` the service looks at its folder and serves each snapshot another writer saves; while it has
+    unsaved changes it does not (a warning, once); as it stops, those changes are saved beside the folder (the
+    other writer's snapshot stays)."""
+    from fastapi.testclient import TestClient
+
+    index = Retriever()
+    index.add(DOCS)
+    folder = index.save(tmp_path / "ix")
+    writer = Retriever.load(folder)
+
+    def served_generation(app: Any, want: str | None) -> str | None:
+        deadline = time.monotonic() + 30  # (bounded: it looks every 0.05 s)
+        while time.monotonic() < deadline:
+            now = app.get("/stats").json()["generation"]
+            if now == want:
+                return str(now)
+            time.sleep(0.05)
+        return app.get("/stats").json()["generation"]  # type: ignore[no-any-return]
+
+    with (
+        caplog.at_level("INFO", logger="rapidrag.server"),
+        TestClient(create_app(index, index_dir=folder, watch_s=0.05, save_on_exit=True)) as app,
+    ):
+        for k in range(3):
+            writer.add([{"id": f"new-{k}", "text": f"A new document number {k}."}])
+            writer.save(folder)
+            assert served_generation(app, writer.generation) == writer.generation
+            assert app.get(f"/documents/new-{k}").status_code == 200
+        assert app.post("/documents", json={"documents": [{"id": "mine", "text": "Sent to the service."}]}).is_success
+        writer.add([{"id": "theirs", "text": "Saved by the other writer."}])
+        writer.save(folder)
+        time.sleep(0.5)  # (ten looks at the folder)
+        assert (
+            app.get("/stats").json()["generation"] != writer.generation
+            and app.get("/documents/theirs").status_code == 404
+        )
+    said = [r.getMessage() for r in caplog.records if r.name == "rapidrag.server"]
+    assert sum(m.startswith(f"reloaded {folder}") for m in said) == 3
+    assert sum("changed on disk and is not reloaded" in m for m in said) == 1, said
+    assert Retriever.load(folder).get("theirs") is not None and Retriever.load(folder).get("mine") is None
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("ix.unsaved-")]
+    assert len(aside) == 1 and Retriever.load(aside[0]).get("mine") is not None
+    assert any(str(aside[0]) in m and "saved by another writer" in m for m in said), said
+
+
+def test_cli_serve_watches_when_asked(index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rapidrag import server
+    from rapidrag.cli import main
+
+    asked: list[Any] = []
+    monkeypatch.setattr(server, "serve", lambda retriever, **kwargs: asked.append(kwargs["watch_s"]))
+    assert main(["serve", str(index_dir)]) == 0 and main(["serve", str(index_dir), "--watch", "2.5"]) == 0
+    assert asked == [None, 2.5]
+    with pytest.raises(SystemExit):
+        main(["serve", str(index_dir), "--watch", "0"])

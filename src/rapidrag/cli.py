@@ -931,6 +931,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits=limits,
         log_level=args.log_level,
         save_on_exit=args.save_on_exit,
+        watch_s=args.watch,
     )
     return 0
 
@@ -1208,6 +1209,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-on-exit",
         action="store_true",
         help="as the server stops, save the changes made through it since the last save (POST /save) to DIR",
+    )
+    sv.add_argument(
+        "--watch",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="look at DIR every SECONDS and serve its newest snapshot when another writer saved it (rapidrag index "
+        "--update, tune; POST /reload does it on demand)",
     )
     sv.add_argument(
         "--log-level",

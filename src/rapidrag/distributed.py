@@ -32,6 +32,7 @@ concern: what makes several processes answer as one index.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -51,7 +52,7 @@ from .documents import Document, check_documents, check_same_text
 from .errors import IndexFormatError, ShardUnavailableError
 from .lexical import Statistics
 from .locking import RWLock
-from .persist import PART_PREFIX, check_destination, read_snapshot, write_snapshot
+from .persist import PART_PREFIX, check_destination, check_generation, read_snapshot, write_snapshot
 from .process import freeze_loaded
 from .retriever import CONFIGURABLE, Retriever, checked_configure
 from .search import EmbedderLike, Found, Mode, RerankerLike, Searcher, Stages
@@ -124,6 +125,7 @@ class ShardedRetriever(Searcher):
         if not isinstance(n_shards, int) or isinstance(n_shards, bool) or n_shards < 1:
             raise ValueError(f"n_shards must be a positive int, got {n_shards!r}")
         _check_layout(replicas, backend)
+        super().__init__()
         # The first shard checks the settings (and is the model of the others).
         first = Retriever(embedder, None, chunker, **settings)
         self.embedder, self.reranker, self.chunker = embedder, reranker, first.chunker
@@ -134,6 +136,7 @@ class ShardedRetriever(Searcher):
         self.tuned_on: dict[str, Any] | None = None
         self.n_shards, self.replicas, self.backend, self.address = n_shards, replicas, backend, address
         self._reranker_spec: dict[str, Any] | None = None  # (loaded without the reranker it records: kept at a save)
+        self._opened_with: dict[str, Any] = {}  # set by load: what it was given (a reload opens as it did)
         self._settings = dict(settings)
         self._has_dense = first.dense is not None
         self._lock = RWLock()  # searches read; a change (which may span shards) writes
@@ -767,11 +770,16 @@ class ShardedRetriever(Searcher):
 
     # -- persistence -------------------------------------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
         """Write the index to the folder ``path``: each shard atomically into its own folder ``part-NNN`` (the
-        ``Retriever`` format), then the index's manifest, last, which says it is sharded and how."""
-        root = Path(path)
+        ``Retriever`` format), then the index's manifest, last, which says it is sharded and how. A folder saved by
+        another writer since this copy loaded or saved it is refused unless ``force`` (``Retriever.save``)."""
+        with self._lineage.saving(path, force=force) as expect:
+            return self._save(Path(path), expect)
+
+    def _save(self, root: Path, expect: str | None) -> Path:
         check_destination(root)
+        check_generation(root, expect)  # (before the shards write their parts; again under the folder's lock)
         root.mkdir(parents=True, exist_ok=True)
         # Each save writes new part folders; the manifest, written last, names them. A save stopped half-way leaves
         # the manifest naming the previous parts, untouched (the new ones are removed by the next save).
@@ -791,7 +799,8 @@ class ShardedRetriever(Searcher):
                 # The coordinator reranks: its reranker is recorded here (the parts, the shards', have none).
                 "reranker": store.model_spec(self.reranker) or self._reranker_spec,
             }
-            out = write_snapshot(root, {}, config, version=SHARDED_VERSION)
+            written = write_snapshot(root, {}, config, version=SHARDED_VERSION, expect=expect)
+            self._lineage.seen(written.path, written.generation)
             with self._recovering:  # a replica that dies from now on restarts from these parts
                 self._parts, self._saved_seq = list(parts), self._seq
                 self._saved_changes = self._changes
@@ -800,7 +809,7 @@ class ShardedRetriever(Searcher):
         for old in root.iterdir():  # the parts of an earlier save with more shards, no longer in the manifest
             if old.name.startswith(PART_PREFIX) and old.name not in kept and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
-        return out
+        return written.path
 
     @classmethod
     def load(
@@ -853,6 +862,8 @@ class ShardedRetriever(Searcher):
                 read_snapshot(part, version=READS_VERSIONS)
         out = cls.__new__(cls)
         Searcher.__init__(out)
+        out._lineage.seen(root, snap.generation)
+        out._opened_with = {"embedder": embedder, "reranker": reranker, "index_options": options}
         out.embedder, out.chunker, out.reranker = first.embedder, first.chunker, opened
         out._reranker_spec = recorded if opened is None and reranker == "auto" else None
         out.index_kind, out.title_weight = first.index_kind, first.title_weight
@@ -880,6 +891,29 @@ class ShardedRetriever(Searcher):
         out._statistics = _GlobalStatistics()
         out._statistics.apply([(0, a) for a in answers])
         return out
+
+    # A reload keeps this copy's locks as well (the rest, shards included, comes from the new snapshot).
+    _KEPT_BY_RELOAD = Searcher._KEPT_BY_RELOAD | {"_replicas", "_recovering", "_compacting"}
+
+    def _reopen(self, path: Path) -> ShardedRetriever:
+        options = self._opened_with.get("index_options")
+        out = self._reopened(
+            ShardedRetriever.load, path, backend=self.backend, replicas=self.replicas, address=self.address,
+            hedge_ms=self.hedge_ms, channels=self.channels, index_options=options,
+        )  # fmt: skip
+        return out  # type: ignore[return-value]
+
+    def _adopt(self, fresh: Searcher, where: Path, changes: int, discard: bool) -> None:
+        """``Searcher._adopt`` with compactions held back; the old shard actors are stopped after (Ray)."""
+        with self._compacting:
+            old = self._shards
+            super()._adopt(fresh, where, changes, discard)
+        if self.backend == "ray":
+            import ray
+
+            for replica in (r for replicas in old for r in replicas):
+                with contextlib.suppress(Exception):  # (one already gone)
+                    ray.kill(replica, no_restart=True)
 
     def __repr__(self) -> str:
         return f"ShardedRetriever({len(self)} documents in {self.n_shards} shards, {self.backend})"

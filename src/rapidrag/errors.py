@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
-    "DataFormatError", "FilterError", "IndexFormatError", "IndexOptionError", "ModelError", "ModelMismatchWarning",
-    "RapidragError", "ShardUnavailableError", "VocabularyError",
+    "DataFormatError", "FilterError", "IndexConflictError", "IndexFormatError", "IndexOptionError", "ModelError",
+    "ModelMismatchWarning", "RapidragError", "ShardUnavailableError", "VocabularyError",
 ]  # fmt: skip
 
 
@@ -26,6 +26,12 @@ class ModelError(RapidragError, ValueError):
 
 class IndexFormatError(RapidragError, ValueError):
     """A saved index that cannot be loaded: missing, truncated, corrupted, or of another format version."""
+
+
+class IndexConflictError(RapidragError):
+    """A save or reload that would lose changes: the folder was saved by another writer since this copy of the
+    index was loaded from it or last saved there (a save would drop that writer's changes), or a reload would drop
+    this copy's unsaved ones."""
 
 
 class IndexOptionError(RapidragError, ValueError):

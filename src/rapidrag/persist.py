@@ -12,6 +12,11 @@ the older generations. A crash at any point leaves ``MANIFEST.json`` naming a co
 until the rename, the new one after. Loading checks the manifest's own checksum and every file's size and
 SHA-256 before parsing it, so a truncated or corrupted file is an error that names it, not a crash inside a
 parser (FAISS aborts on some malformed input) or a silently wrong answer.
+
+Several writers of one folder (a service saving what it was sent, ``rapidrag index --update`` run beside it) lose
+nothing: each copy of an index remembers the generation it loaded or last saved in each folder (``Lineage``), and a
+save into a folder that another writer has saved since is refused (``IndexConflictError``; checked under the
+lock), rather than replacing that writer's snapshot with one that lacks its changes.
 """
 
 from __future__ import annotations
@@ -23,16 +28,20 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import IndexFormatError
+from .errors import IndexConflictError, IndexFormatError
 
-__all__ = ["IndexFormatError", "Snapshot", "check_destination", "read_snapshot", "sha256_file", "write_snapshot"]
+__all__ = [
+    "IndexFormatError", "Lineage", "Snapshot", "Written", "check_destination", "check_generation",
+    "current_generation", "read_snapshot", "sha256_file", "write_snapshot",
+]  # fmt: skip
 
 MANIFEST = "MANIFEST.json"
 FORMAT = "rapidrag-index"
@@ -105,24 +114,61 @@ def check_destination(path: str | os.PathLike[str]) -> None:
         )
 
 
+class Written(NamedTuple):
+    """A snapshot written: its folder, and the generation its manifest names."""
+
+    path: Path
+    generation: str
+
+
+def current_generation(path: str | os.PathLike[str]) -> str | None:
+    """The generation the manifest at ``path`` names now: None where there is no manifest, "" where it cannot be
+    read (a corrupted manifest is not a snapshot anyone loaded)."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return ""
+    generation = manifest.get("generation") if isinstance(manifest, dict) else None
+    return generation if isinstance(generation, str) else ""
+
+
+def check_generation(path: str | os.PathLike[str], expect: str | None) -> None:
+    """Raise IndexConflictError if the folder ``path`` holds a snapshot other than generation ``expect`` (None:
+    no check; a folder with no manifest holds nothing to lose)."""
+    if expect is None:
+        return
+    now = current_generation(path)
+    if now is not None and now != expect:
+        raise IndexConflictError(
+            f"{path}: saved by another writer since this index was loaded from it or last saved there (generation "
+            f"{expect}, now {now or 'unreadable'}); saving would lose that save's changes. Reload the index "
+            "(reload(), POST /reload) and make the changes again, save to another folder, or replace it (force=True)"
+        )
+
+
 def write_snapshot(
     path: str | os.PathLike[str],
     files: Mapping[str, bytes],
     config: Mapping[str, Any],
     *,
     version: int,
+    expect: str | None = None,
     after_file: Callable[[str], None] | None = None,
-) -> Path:
+) -> Written:
     """Write ``files`` (name -> bytes) and ``config`` as a new snapshot at ``path``, atomically.
 
     ``path`` is created if missing; an existing folder must be empty or hold a saved index (anything else is
-    refused, so that a wrong path never has its contents mixed with an index). ``after_file`` is called after
+    refused, so that a wrong path never has its contents mixed with an index). ``expect``: the generation the
+    folder must hold (``check_generation``, under the lock), None for any. ``after_file`` is called after
     each data file is written (tests use it to stop a save in the middle).
     """
     root = Path(path)
     check_destination(root)
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root):
+        check_generation(root, expect)
         generation = f"gen-{time.time_ns():x}-{secrets.token_hex(4)}"
         folder = root / generation
         folder.mkdir()
@@ -156,7 +202,51 @@ def write_snapshot(
                     shutil.rmtree(old, ignore_errors=True)
                 else:
                     old.unlink(missing_ok=True)
-    return root
+    return Written(root, generation)
+
+
+class Lineage:
+    """The generations one copy of an index loaded or saved, by folder; a save through ``write`` into one of those
+    folders expects the generation it knows there (``write_snapshot``'s ``expect``), so that it never replaces a
+    snapshot another writer saved since. ``origin``: the folder last loaded from or saved to (what a reload
+    opens again). Saves of one copy run one at a time (two saves of one service are not a conflict)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._known: dict[Path, str] = {}
+        self.origin: Path | None = None
+
+    @staticmethod
+    def _key(path: str | os.PathLike[str]) -> Path:
+        return Path(path).resolve()
+
+    def seen(self, path: str | os.PathLike[str], generation: str) -> None:
+        """Record that this copy holds generation ``generation`` of ``path`` (loaded, or saved)."""
+        key = self._key(path)
+        self._known[key] = generation
+        self.origin = key
+
+    def known(self, path: str | os.PathLike[str]) -> str | None:
+        """The generation of ``path`` this copy loaded or last saved (None: it never did)."""
+        return self._known.get(self._key(path))
+
+    def holds(self, path: str | os.PathLike[str], generation: str) -> bool:
+        """Whether this copy holds generation ``generation`` of ``path`` now (its last load or save)."""
+        key = self._key(path)
+        return key == self.origin and self._known.get(key) == generation
+
+    @property
+    def generation(self) -> str | None:
+        """The generation of ``origin`` this copy holds."""
+        return self._known.get(self.origin) if self.origin is not None else None
+
+    @contextlib.contextmanager
+    def saving(self, path: str | os.PathLike[str], *, force: bool = False) -> Iterator[str | None]:
+        """Hold this copy's other saves back while one runs; yields the generation a save into ``path`` expects
+        to find there (``write_snapshot``'s ``expect``): the one this copy knows, None with ``force`` or for a
+        folder it never loaded or saved. The save records what it wrote with ``seen``."""
+        with self._mutex:
+            yield None if force else self.known(path)
 
 
 def _is_generation(name: str) -> bool:
@@ -179,7 +269,8 @@ class Snapshot:
         self.version: int = manifest["version"]
         self.config: dict[str, Any] = manifest["config"]
         self.files: dict[str, dict[str, Any]] = manifest["files"]
-        self.folder: Path = root / str(manifest["generation"])
+        self.generation: str = str(manifest["generation"])
+        self.folder: Path = root / self.generation
 
     def __contains__(self, name: str) -> bool:
         return name in self.files

@@ -114,6 +114,7 @@ class Retriever(Searcher):
         rerank_weight: float | None = None,
         rerank_depth: int = 20,
     ) -> None:
+        super().__init__()
         _check_settings(
             title_weight=title_weight,
             fusion=fusion,
@@ -152,6 +153,7 @@ class Retriever(Searcher):
         self._lock = RWLock()
         self._changes = self._saved_changes = 0  # changes made, and how many of them the last save holds
         self._model_specs: dict[str, Any] = {}  # set by load: the models recorded in the index
+        self._opened_with: dict[str, Any] = {}  # set by load: what it was given (a reload opens as it did)
         # Which judgements chose the weights (set by ``rapidrag tune``; kept by save): {"qrels", "sha256", ...}.
         self.tuned_on: dict[str, Any] | None = None
 
@@ -190,8 +192,9 @@ class Retriever(Searcher):
         return len(self._docs)
 
     def get(self, doc_id: str) -> Document | None:
-        number = self._docs.get(doc_id)
-        return self._documents[number] if number is not None else None
+        with self._lock.read():  # (a reload replaces both tables)
+            number = self._docs.get(doc_id)
+            return self._documents[number] if number is not None else None
 
     def get_many(self, ids: Iterable[str]) -> list[Document | None]:
         """``get`` for each of ``ids``, in their order (None for an id not indexed)."""
@@ -605,16 +608,24 @@ class Retriever(Searcher):
 
     # -- persistence ---------------------------------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
         """Write the index to the folder ``path``, atomically (see ``rapidrag.persist``); returns the path.
 
         The folder holds the documents, chunk spans, the BM25 and FAISS indexes, the vectors, the settings and
-        which models built it (``load`` reopens them). A save runs while searches continue.
+        which models built it (``load`` reopens them). A save runs while searches continue. A folder this index
+        was loaded from or saved to, and that another writer has saved since, is not replaced (IndexConflictError:
+        that writer's changes would be lost; ``reload`` takes them) unless ``force``.
         """
-        return store.save(self, path)
+        return store.save(self, path, force=force)
 
     def _save(self, path: str | os.PathLike[str], after_file: Any = None) -> Path:
         return store.save(self, path, after_file=after_file)
+
+    def _reopen(self, path: Path) -> Retriever:
+        asked = self._opened_with
+        chunker = self.chunker if asked.get("chunker", "auto") != "auto" else "auto"
+        out = self._reopened(Retriever.load, path, chunker=chunker, index_options=asked.get("index_options"))
+        return out  # type: ignore[return-value]
 
     @classmethod
     def load(

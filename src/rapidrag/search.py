@@ -11,9 +11,11 @@ answers the same hooks from its shards.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from unicodedata import category
 
@@ -21,9 +23,10 @@ import numpy as np
 
 from .chunks import first_of_each
 from .documents import Hit, SearchResult
-from .errors import IndexOptionError
+from .errors import IndexConflictError, IndexOptionError
 from .fusion import reciprocal_rank_fusion, rerank_mix, weighted_fusion
 from .locking import RWLock
+from .persist import Lineage, current_generation
 from .store import model_name
 
 __all__ = [
@@ -126,12 +129,96 @@ class Searcher:
     _lock: RWLock
     _changes: int  # changes made (a batch added or replaced, a delete that removed documents, a change of settings)
     _saved_changes: int  # how many of them the last save holds
+    # What a reload keeps of this copy: its locks, the generations it knows (the rest comes from the new snapshot).
+    _KEPT_BY_RELOAD = frozenset({"_lock", "_lineage"})
+
+    def __init__(self) -> None:
+        self._lineage = Lineage()  # the generations of the folders this copy loaded or saved (``rapidrag.persist``)
 
     @property
     def unsaved_changes(self) -> int:
         """Changes (a batch added or replaced, a delete that removed documents, a change of settings) since the
         index was made, loaded or last saved: 0 when its last save holds all of it."""
         return self._changes - self._saved_changes
+
+    @property
+    def generation(self) -> str | None:
+        """The saved snapshot this copy holds, as the generation its folder's manifest names (the folder it was
+        last loaded from or saved to); None for an index never loaded or saved."""
+        return self._lineage.generation
+
+    def reload(self, path: str | os.PathLike[str] | None = None, *, discard: bool = False) -> bool:
+        """Open again the folder this index was loaded from or last saved to (or ``path``) if another writer has
+        saved a newer snapshot there since (``rapidrag index --update``, ``rapidrag tune``, another service), and
+        search that from now on; returns whether it did (False: this copy holds that snapshot already).
+
+        The models and the search settings this copy was opened with are kept (``index_options`` given to
+        ``load``); the documents, indexes and tuned weights are the snapshot's. Searches go on with the old
+        snapshot while the new one loads, and move to it at once. Refused with IndexConflictError while this copy
+        has changes no save holds (``unsaved_changes``), which a reload would drop, unless ``discard``; a
+        snapshot built with another embedder is refused (ModelError): open it anew.
+        """
+        where = Path(path) if path is not None else self._lineage.origin
+        if where is None:
+            raise ValueError("this index was never loaded or saved: pass the folder to reload from")
+        now = current_generation(where)
+        if now is None:
+            raise FileNotFoundError(f"{where}: no saved index to reload")
+        if self._lineage.holds(where, now):
+            return False
+        changes = self._changes
+        if changes != self._saved_changes and not discard:
+            raise self._reload_conflict(where, changes - self._saved_changes)
+        fresh = self._reopen(where)  # (a corrupted snapshot is an error here, before anything changes)
+        self._adopt(fresh, where, changes, discard)
+        generation = fresh._lineage.known(where)
+        if generation is not None:
+            self._lineage.seen(where, generation)
+        return True
+
+    @staticmethod
+    def _reload_conflict(where: Path, count: int) -> IndexConflictError:
+        return IndexConflictError(
+            f"{where}: a newer snapshot was saved there, and this index has {count} change{'s' * (count != 1)} that "
+            "no save holds, which a reload would drop. Save them to another folder first, or reload with "
+            "discard=True"
+        )
+
+    def _reopen(self, path: Path) -> Searcher:
+        """The snapshot at ``path`` opened as ``load`` opened this copy: the same models, the same options."""
+        raise NotImplementedError
+
+    def _reopened(self, load: Callable[..., Searcher], path: Path, **options: Any) -> Searcher:
+        """``load(path, embedder=..., reranker=..., **options)`` given this copy's models (a model it was opened
+        without, None, stays out; one it could not find is looked for again); a snapshot whose embedder is not
+        this copy's is refused, since the vectors it holds would not compare with this copy's queries."""
+        import warnings
+
+        from .errors import ModelError, ModelMismatchWarning
+
+        asked = getattr(self, "_opened_with", {})
+        models: dict[str, Any] = {}
+        for role in ("embedder", "reranker"):
+            mine = getattr(self, role)
+            models[role] = None if asked.get(role, "auto") is None else mine if mine is not None else "auto"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fresh = load(path, **models, **options)
+        for w in caught:
+            if isinstance(w.message, ModelMismatchWarning) and w.message.role == "embedder":
+                raise ModelError(f"{path}: the snapshot was built by another embedder ({w.message}); open it anew")
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return fresh
+
+    def _adopt(self, fresh: Searcher, where: Path, changes: int, discard: bool) -> None:
+        """Take the state of ``fresh`` (a copy of ``where`` just opened by ``_reopen``) in one step under the write
+        lock; refused if a change was made since ``changes`` were counted, unless ``discard``."""
+        with self._lock.write():
+            if self._changes != changes and not discard:
+                raise self._reload_conflict(where, self._changes - self._saved_changes)
+            for name, value in vars(fresh).items():
+                if name not in self._KEPT_BY_RELOAD:
+                    setattr(self, name, value)
 
     def missing_shards(self) -> list[int]:
         """The shards of a split index that have no live replica now (``ShardedRetriever``); one index: none."""

@@ -3,13 +3,14 @@
 Routes (JSON): ``POST /search``, ``POST /documents`` (add or replace), ``DELETE /documents/{id}``, ``POST /save``,
 ``POST /compact`` (the dense index drops the vectors of deleted documents it still holds), ``POST /index-options``
 (the dense index's search settings, such as ``ef_search``, changed while serving), ``GET /stats``,
-``GET /healthz`` (liveness) and ``GET /readyz`` (readiness: 503 while a shard of a split index has no live
-replica); ``POST /context`` (the generator's context: hits packed to a token budget with
-citations, and the query's cost at given prices) and ``POST /ground`` (an answer's sentences checked against a
-context); the OpenAPI schema at ``/openapi.json``. Routes in the shape of hosted model
-APIs, so that their clients can point here: ``POST /v2/rerank`` (Cohere v2), ``POST /v1/rerank`` (Cohere v1 and
-Jina), ``POST /rerank`` (Hugging Face text-embeddings-inference), all scored by the index's reranker, and
-``POST /v1/embeddings`` (OpenAI) by its embedder. ``GET /metrics``: Prometheus text format 0.0.4.
+``POST /reload`` (the index's folder opened again after another writer saved it), ``GET /healthz`` (liveness)
+and ``GET /readyz`` (readiness: 503 while a shard of a split index has no live replica); ``POST /context`` (the
+generator's context: hits packed to a token budget with citations, and the query's cost at given prices) and
+``POST /ground`` (an answer's sentences checked against a context); the OpenAPI schema at ``/openapi.json``.
+Routes in the shape of hosted model APIs, so that their clients can point here: ``POST /v2/rerank`` (Cohere v2),
+``POST /v1/rerank`` (Cohere v1 and Jina), ``POST /rerank`` (Hugging Face text-embeddings-inference), all scored by
+the index's reranker, and ``POST /v1/embeddings`` (OpenAI) by its embedder.
+``GET /metrics``: Prometheus text format 0.0.4.
 
 The index is one (``Retriever``) or split in shards (``rapidrag.distributed.ShardedRetriever``, in this process or
 on a Ray cluster): the routes are the same, and a search's answer (and a context's) says which shards could not
@@ -25,6 +26,11 @@ answer (``missing_shards``, empty for a whole answer), so that a partial answer 
 - Changes made through the service are in memory until ``POST /save``; ``/stats`` counts those the last save
   does not hold (``unsaved_changes``), and as the service stops it saves them with ``save_on_exit`` (``serve
   --save-on-exit``), else logs a warning saying how many are lost.
+- Another writer of the index folder (``rapidrag index --update``, ``rapidrag tune``, a second service) loses
+  nothing to this one: ``POST /save`` over a snapshot saved since this service loaded or saved its own answers 409
+  (``rapidrag.persist``), and as the service stops such changes are saved beside the folder instead. ``POST
+  /reload``, or ``watch_s`` (``serve --watch SECONDS``), moves the service to the folder's newest snapshot while
+  searches go on (409 while it has changes no save holds); ``/stats`` names the snapshot served (``generation``).
 - An index split in shards that cannot do what was asked (a shard with no live replica left: a change for it, or
   a search with none at all) answers 503 with ``Retry-After``; a search that some shards answered is a 200 that
   names the others (``missing_shards``).
@@ -44,6 +50,7 @@ reference APIs' shapes and the Reranker's and Embedder's calls.
 
 # No "from __future__ import annotations": FastAPI reads the route signatures' annotations at run time, and the
 # request models are local to create_app (their limits come from its arguments).
+import asyncio
 import base64
 import bisect
 import collections
@@ -78,7 +85,7 @@ import numpy.typing as npt
 
 from .documents import Hit
 from .embedder import Embedder
-from .errors import RapidragError, ShardUnavailableError
+from .errors import IndexConflictError, ModelError, RapidragError, ShardUnavailableError
 from .metrics import percentiles
 from .process import freeze_loaded
 from .reranker import Reranker
@@ -509,10 +516,13 @@ def create_app(
     api_key: str | None = None,
     limits: Limits | None = None,
     save_on_exit: bool = False,
+    watch_s: float | None = None,
 ) -> FastAPI:
     """The service over ``retriever`` (one index, or one split in shards); ``POST /save`` writes to ``index_dir``
-    (409 without one). When the service stops with changes its last save does not hold (``unsaved_changes``), it
-    saves them to ``index_dir`` with ``save_on_exit``, else logs a warning that they are lost."""
+    and ``POST /reload`` reads it again (409 without one). When the service stops with changes its last save does
+    not hold (``unsaved_changes``), it saves them to ``index_dir`` with ``save_on_exit``, else logs a warning that
+    they are lost. ``watch_s``: look at ``index_dir`` every ``watch_s`` seconds and reload it when another writer
+    has saved it (``Retriever.reload``; skipped, with a warning, while the service has unsaved changes)."""
     check_index(retriever)
     if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
         raise ValueError("api_key must be a non-empty str (or None for no key)")
@@ -520,6 +530,11 @@ def create_app(
     save_dir = Path(index_dir) if index_dir is not None else None
     if save_on_exit and save_dir is None:
         raise ValueError("save_on_exit needs index_dir: the folder to save to")
+    if watch_s is not None:
+        if isinstance(watch_s, bool) or not isinstance(watch_s, (int, float)) or not 0 < watch_s < float("inf"):
+            raise ValueError(f"watch_s must be a number of seconds > 0, got {watch_s!r}")
+        if save_dir is None:
+            raise ValueError("watch_s needs index_dir: the folder to watch")
     stats = _Stats()
     metrics = _Metrics()
     default_mode = retriever.default_mode
@@ -664,8 +679,17 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        _on_exit(retriever, save_dir if save_on_exit else None)
+        watching = None
+        if watch_s is not None and save_dir is not None:
+            watching = asyncio.create_task(_watch(retriever, save_dir, watch_s))
+        try:
+            yield
+        finally:
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
+            _on_exit(retriever, save_dir if save_on_exit else None, save_dir)
 
     guarded = [Depends(authorize)]
     app = FastAPI(
@@ -824,11 +848,43 @@ def create_app(
             retriever.save(save_dir)
         except ShardUnavailableError:
             raise
+        except IndexConflictError as e:  # another writer saved the folder since: its snapshot stays
+            raise HTTPException(status.HTTP_409_CONFLICT, _public(str(e), save_dir)) from None
         except (RapidragError, OSError) as e:
             log.error("save failed: %s", e)
             failed = "the save failed (logged by the server)"
             raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, failed) from None
-        return {"saved": True, "seconds": time.perf_counter() - started}
+        return {"saved": True, "generation": retriever.generation, "seconds": time.perf_counter() - started}
+
+    class ReloadRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        discard: bool = Field(default=False, description="drop the changes no save holds (else 409 while any)")
+
+    @app.post("/reload", dependencies=guarded, summary="search the index folder's newest snapshot (saved by another)")
+    def reload(body: ReloadRequest | None = None) -> dict[str, Any]:
+        if save_dir is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, "this server was started without an index folder to read")
+        started = time.perf_counter()
+        try:
+            reloaded = retriever.reload(save_dir, discard=body is not None and body.discard)
+        except ShardUnavailableError:
+            raise
+        except (IndexConflictError, ModelError) as e:  # unsaved changes; a snapshot of another embedder
+            raise HTTPException(status.HTTP_409_CONFLICT, _public(str(e), save_dir)) from None
+        except (RapidragError, OSError) as e:  # (an unreadable snapshot: the one served stays)
+            log.error("reload failed: %s", e)
+            failed = "the reload failed (logged by the server); the index served is unchanged"
+            raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, failed) from None
+        if reloaded:
+            log.info("reloaded %s: generation %s, %d documents", save_dir, retriever.generation, len(retriever))
+        return {
+            "reloaded": reloaded,
+            "generation": retriever.generation,
+            "documents": len(retriever),
+            "chunks": retriever.n_chunks,
+            "seconds": time.perf_counter() - started,
+        }
 
     @app.post("/compact", dependencies=guarded, summary="drop the vectors of deleted documents still held")
     def compact() -> dict[str, Any]:
@@ -858,6 +914,7 @@ def create_app(
             "chunks": retriever.n_chunks,
             "removed_vectors": retriever.removed_vectors,
             "unsaved_changes": retriever.unsaved_changes,
+            "generation": retriever.generation,
             "dense_index": {"kind": retriever.index_kind, **options} if options else None,
             "shards": _layout(retriever),
             "searches": stats.searches,
@@ -1053,9 +1110,10 @@ def _error(request: Request, code: int, message: str, headers: Mapping[str, str]
     return JSONResponse(content, status_code=code, headers=headers)
 
 
-def _on_exit(retriever: Any, save_dir: Path | None) -> None:
+def _on_exit(retriever: Any, save_dir: Path | None, index_dir: Path | None = None) -> None:
     """(As the service stops) save the changes the last save does not hold to ``save_dir``, or with None say on
-    the log that they are lost."""
+    the log that they are lost. If another writer saved ``save_dir`` since, its snapshot stays and the changes are
+    saved beside it, in a new folder the log names."""
     count = retriever.unsaved_changes
     if not count:
         return
@@ -1069,10 +1127,57 @@ def _on_exit(retriever: Any, save_dir: Path | None) -> None:
         return
     try:
         retriever.save(save_dir)
+    except IndexConflictError:
+        aside = save_dir.with_name(f"{save_dir.name}.unsaved-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        try:
+            retriever.save(aside)
+        except (RapidragError, OSError):
+            log.exception(
+                "saving %s as the server stops failed (%s was saved by another writer since)", changes, save_dir
+            )
+            return
+        log.warning(
+            "%s was saved by another writer since this server loaded or saved it: its snapshot stays, and the %s "
+            "made through this server are saved to %s instead",
+            save_dir,
+            changes,
+            aside,
+        )
+        return
     except (RapidragError, OSError):
         log.exception("saving %s to %s as the server stops failed: the last save stays", changes, save_dir)
         return
     log.info("saved %s to %s as the server stops", changes, save_dir)
+
+
+async def _watch(retriever: Any, folder: Path, every_s: float) -> None:
+    """Every ``every_s`` seconds, reload ``retriever`` from ``folder`` if another writer has saved it since
+    (``reload``, on a worker thread: searches go on). What stops a reload is logged once per snapshot."""
+    import anyio.to_thread
+
+    refused: str | None = None  # the generation a reload was refused for (said once)
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            reloaded = await anyio.to_thread.run_sync(retriever.reload, folder)
+        except (RapidragError, OSError) as e:
+            from .persist import current_generation
+
+            now = current_generation(folder)
+            if now != refused:
+                refused = now
+                log.warning("%s changed on disk and is not reloaded: %s", folder, e)
+            continue
+        if reloaded:
+            refused = None
+            log.info("reloaded %s: generation %s, %d documents", folder, retriever.generation, len(retriever))
+
+
+def _public(message: str, folder: Path) -> str:
+    """``message`` with the index folder's path left out (the service's answers name no path)."""
+    for form in {str(folder.resolve()), str(folder)}:
+        message = message.replace(form, "the index folder")
+    return message
 
 
 def _layout(retriever: Any) -> dict[str, Any] | None:
@@ -1096,12 +1201,15 @@ def serve(
     limits: Limits | None = None,
     log_level: str = "info",
     save_on_exit: bool = False,
+    watch_s: float | None = None,
 ) -> None:
     """Serve ``retriever`` until interrupted (uvicorn, one process; searches in parallel on its thread pool).
     What is loaded by then is frozen out of the garbage collector's full collections (``process.freeze_loaded``).
-    ``save_on_exit``: as in ``create_app``."""
+    ``save_on_exit``, ``watch_s``: as in ``create_app``."""
     import uvicorn
 
-    app = create_app(retriever, index_dir=index_dir, api_key=api_key, limits=limits, save_on_exit=save_on_exit)
+    app = create_app(
+        retriever, index_dir=index_dir, api_key=api_key, limits=limits, save_on_exit=save_on_exit, watch_s=watch_s
+    )
     freeze_loaded()
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)

@@ -39,9 +39,15 @@ READS_VERSIONS = (1, 2, 3, 4)
 MODELS_ENV = "RAPIDRAG_MODELS"
 
 
-def save(retriever: Any, path: str | os.PathLike[str], after_file: Any = None) -> Path:
+def save(retriever: Any, path: str | os.PathLike[str], *, force: bool = False, after_file: Any = None) -> Path:
     """Write ``retriever`` to the folder ``path`` atomically (``rapidrag.persist``): the documents, the chunk table,
-    the BM25 and FAISS indexes, the settings and which models built it; ``after_file`` is a test hook."""
+    the BM25 and FAISS indexes, the settings and which models built it. A folder it loaded or saved, saved by
+    another writer since, is refused (IndexConflictError) unless ``force``; ``after_file`` is a test hook."""
+    with retriever._lineage.saving(path, force=force) as expect:  # (one save of a copy at a time)
+        return _save(retriever, path, expect, after_file)
+
+
+def _save(retriever: Any, path: str | os.PathLike[str], expect: str | None, after_file: Any) -> Path:
     with retriever._lock.read():
         changes = retriever._changes  # (what this save holds)
         bm25_info, bm25_arrays = retriever.bm25.state()
@@ -97,9 +103,10 @@ def save(retriever: Any, path: str | os.PathLike[str], after_file: Any = None) -
         "rows": len(owner),
         "tuned_on": retriever.tuned_on,
     }
-    out = write_snapshot(path, files, config, version=FORMAT_VERSION, after_file=after_file)
+    written = write_snapshot(path, files, config, version=FORMAT_VERSION, expect=expect, after_file=after_file)
+    retriever._lineage.seen(written.path, written.generation)
     retriever._saved_changes = max(retriever._saved_changes, changes)
-    return out
+    return written.path
 
 
 def load(
@@ -131,6 +138,7 @@ def load(
         opened = {"embedder": embedder, "reranker": reranker}
         if cfg["dense"] is not None and embedder is not None and embedder.dim != cfg["dense"]["dim"]:
             raise ValueError(f"the index holds {cfg['dense']['dim']}-d vectors; the embedder gives {embedder.dim}-d")
+        chunker_asked = chunker
         if chunker == "auto":
             chunker = None
             if cfg["chunker"] is not None and embedder is not None:  # without it, no adds (see add)
@@ -142,6 +150,9 @@ def load(
             settings["rerank_weight"] = None  # the old default, saved before None meant "not chosen"
         out = cls(None, reranker, None, **settings)
         out.embedder, out.chunker = embedder, chunker
+        out._lineage.seen(path, snap.generation)
+        given = "auto" if isinstance(chunker_asked, str) else "given"
+        out._opened_with = {**asked, "chunker": given, "index_options": options}
         # The recorded models that could not be found: a save without them keeps them recorded.
         out._model_specs = {
             role: cfg[role]
