@@ -7,7 +7,8 @@ exact_scores.py on 4,000 random vectors, hnsw_churn.py on 2,800 of them, search_
 sharded_load.py on a lexical index of 20 documents in 2 shards (Ray, in a private network namespace).
 rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before
 their first figure, minutes on two cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index
-of 300 gcide passages, update_cost.py on 60 SciFact abstracts, embed_batch_size.py on 8 passages a corpus.
+of 300 gcide passages, update_cost.py on 60 SciFact abstracts, embed_batch_size.py on 8 passages a corpus,
+reload_cost.py on a lexical index of 40.
 """
 
 from __future__ import annotations
@@ -179,3 +180,20 @@ def test_hnsw_churn_reports_each_setting(tmp_path: Path, small_vectors: tuple[Pa
     assert [r["compact_fraction"] for r in results] == [None, 0.2]
     assert all(len(r["trace"]) == 4 and r["search_ms"]["p50"] > 0 for r in results)
     assert results[0]["largest_removed_share"] == pytest.approx(800 / 2800)
+
+
+def test_reload_cost_runs(tmp_path: Path, scifact_dir: Path) -> None:
+    from rapidrag import Retriever
+    from rapidrag.beir import load_corpus
+
+    index = Retriever()
+    index.add([{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in load_corpus(scifact_dir)[:40]])
+    folder = index.save(tmp_path / "ix")
+    out = tmp_path / "reload.json"
+    args = ["--index", str(folder), "--queries", str(scifact_dir), "--rounds", "1", "--reloads", "2"]
+    args += ["--delete", "5", "--quiet-s", "0.2", "--out", str(out)]
+    subprocess.run([sys.executable, str(HERE / "reload_cost.py"), *args], check=True, cwd=HERE, timeout=600)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["documents"] == 40 and len(report["swap_ms"]["all"]) == 3
+    assert report["searches_quiet_ms"]["searches"] > 0 and report["searches_during_reloads_ms"]["searches"] > 0
+    assert Retriever.load(folder).generation == index.generation  # (the index given is copied, not changed)

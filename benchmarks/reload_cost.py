@@ -1,0 +1,171 @@
+"""What serving an index that another writer updates costs: ``Retriever.reload`` against opening the index anew
+(what restarting a service costs, the process's own start-up aside), and the searches that run while it reloads.
+
+1. The index (``--index``, e.g. the README's scifact.idx) is copied to a scratch folder, and a second snapshot of it
+   made: the same index with ``--delete`` documents deleted (so that the two differ).
+2. Timed, ``--rounds`` times each, in turns: ``Retriever.load`` of the folder with the models it records (a fresh
+   copy: what a restart costs) and ``reload()`` of a loaded copy after the other snapshot was saved over it (its
+   models kept), with the time its write lock was held (the swap that searches wait for) and the process's
+   resident memory before and at the peak of a reload (two copies are held while the new one opens).
+3. A thread searches (the index's default mode, no reranker: what a service's searches do) the test queries over
+   and over; its latency is recorded first with the index quiet, then while the main thread reloads back and forth
+   ``--reloads`` times. On 2 cores the reload's reading and parsing take a core from the searches: that is the
+   cost reported.
+
+    python benchmarks/reload_cost.py --index scifact.idx --queries ../shared/data/beir/scifact --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _rss_mb() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:  # (5: the peak resident size starts again from now)
+            f.write("5")
+    except OSError:  # (not Linux, or not allowed: the peak is then the process's)
+        pass
+
+
+def _percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {
+        "searches": len(ms),
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--index", type=Path, required=True, help="a saved index folder (copied; not changed)")
+    ap.add_argument("--queries", type=Path, required=True, help="a BEIR folder whose queries.jsonl to search")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reloads", type=int, default=6, help="reloads while the search thread runs")
+    ap.add_argument("--delete", type=int, default=50, help="documents the second snapshot lacks")
+    ap.add_argument("--quiet-s", type=float, default=5.0, help="seconds of searches with no reload")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    from rapidrag import Retriever
+    from rapidrag.beir import load_queries
+    from rapidrag.search import Searcher
+
+    queries = list(load_queries(args.queries).values())
+    scratch = Path(tempfile.mkdtemp(prefix="reload-cost-"))
+    try:
+        folder = scratch / "ix"
+        shutil.copytree(args.index, folder)
+        first = Retriever.load(folder)
+        second = Retriever.load(folder)
+        second.delete(second.ids()[: args.delete])
+        snapshots = [first, second]
+
+        swaps: list[float] = []
+        adopt = Searcher._adopt
+
+        def timed_adopt(self: Any, *a: Any, **k: Any) -> None:
+            start = time.perf_counter()
+            adopt(self, *a, **k)
+            swaps.append((time.perf_counter() - start) * 1000)
+
+        Searcher._adopt = timed_adopt  # type: ignore[method-assign]
+
+        served = Retriever.load(folder)
+        turn = [0]
+
+        def other_snapshot() -> None:
+            turn[0] += 1
+            snapshots[turn[0] % 2].save(folder, force=True)
+
+        load_s, reload_s, memory = [], [], []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            fresh = Retriever.load(folder)
+            load_s.append(time.perf_counter() - start)
+            del fresh
+            other_snapshot()
+            before = _rss_mb()
+            _reset_peak()
+            start = time.perf_counter()
+            if not served.reload():
+                raise SystemExit("the reload found nothing new")
+            reload_s.append(time.perf_counter() - start)
+            memory.append({"before_mb": before, "peak_mb": _peak_mb(), "after_mb": _rss_mb()})
+
+        # Searches beside reloads.
+        latencies: list[float] = []
+        stop = threading.Event()
+
+        def searching() -> None:
+            k = 0
+            while not stop.is_set():
+                start = time.perf_counter()
+                served.search(queries[k % len(queries)], 10, rerank=False)
+                latencies.append((time.perf_counter() - start) * 1000)
+                k += 1
+
+        thread = threading.Thread(target=searching)
+        thread.start()
+        time.sleep(args.quiet_s)
+        quiet = list(latencies)
+        latencies.clear()
+        started = time.perf_counter()
+        for _ in range(args.reloads):
+            other_snapshot()
+            served.reload()
+        busy_s = time.perf_counter() - started
+        stop.set()
+        thread.join()
+        during = list(latencies)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "index": str(args.index),
+        "documents": len(first),
+        "mode": served.default_mode,
+        "load_s": {"best": min(load_s), "all": load_s},
+        "reload_s": {"best": min(reload_s), "all": reload_s},
+        "load_over_reload": min(load_s) / min(reload_s),
+        "swap_ms": {"max": max(swaps), "all": swaps},
+        "memory": memory,
+        "searches_quiet_ms": _percentiles(quiet),
+        "searches_during_reloads_ms": _percentiles(during),
+        "reloads_s": busy_s,
+    }
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
