@@ -3,14 +3,16 @@
 
 1. The index (``--index``, e.g. the README's scifact.idx) is copied to a scratch folder, and a second snapshot of it
    made: the same index with ``--delete`` documents deleted (so that the two differ).
-2. Timed, ``--rounds`` times each, in turns: ``Retriever.load`` of the folder with the models it records (a fresh
-   copy: what a restart costs) and ``reload()`` of a loaded copy after the other snapshot was saved over it (its
-   models kept), with the time its write lock was held (the swap that searches wait for) and the process's
-   resident memory before and at the peak of a reload (two copies are held while the new one opens).
+2. Timed, ``--rounds`` times each: ``reload()`` of a loaded copy after the other snapshot was saved over it (its
+   models kept), with the process's resident memory before and at the peak of each (the old copy is held while the
+   new one opens), then ``Retriever.load`` of the folder with the models it records (a fresh copy: what a restart
+   costs). ``swap_ms``: each reload's last step (waiting for the searches in flight, taking the new state under
+   the write lock, freeing the old after it).
 3. A thread searches (the index's default mode, no reranker: what a service's searches do) the test queries over
-   and over; its latency is recorded first with the index quiet, then while the main thread reloads back and forth
-   ``--reloads`` times. On 2 cores the reload's reading and parsing take a core from the searches: that is the
-   cost reported.
+   and over; its latency is recorded first with the index quiet, then for the searches that start while the main
+   thread reloads, ``--reloads`` times, the other snapshot saved before each (by this process, outside the
+   windows: a writer is another process in use). On 2 cores the reload's reading and parsing take a core from
+   the searches, and its Python work the GIL: that is the cost reported.
 
     python benchmarks/reload_cost.py --index scifact.idx --queries ../shared/data/beir/scifact --rounds 3
 """
@@ -103,12 +105,9 @@ def main() -> None:
             turn[0] += 1
             snapshots[turn[0] % 2].save(folder, force=True)
 
+        # The reloads first, so that the memory a reload takes is not memory a fresh load freed before it.
         load_s, reload_s, memory = [], [], []
         for _ in range(args.rounds):
-            start = time.perf_counter()
-            fresh = Retriever.load(folder)
-            load_s.append(time.perf_counter() - start)
-            del fresh
             other_snapshot()
             before = _rss_mb()
             _reset_peak()
@@ -117,9 +116,15 @@ def main() -> None:
                 raise SystemExit("the reload found nothing new")
             reload_s.append(time.perf_counter() - start)
             memory.append({"before_mb": before, "peak_mb": _peak_mb(), "after_mb": _rss_mb()})
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            fresh = Retriever.load(folder)
+            load_s.append(time.perf_counter() - start)
+            del fresh
 
-        # Searches beside reloads.
-        latencies: list[float] = []
+        # Searches beside reloads. The other snapshot is saved by this process between reloads (a writer is another
+        # process in use, whose save takes no lock of this one): the searches that start while a reload runs count.
+        latencies: list[tuple[float, float]] = []  # (start, ms)
         stop = threading.Event()
 
         def searching() -> None:
@@ -127,22 +132,25 @@ def main() -> None:
             while not stop.is_set():
                 start = time.perf_counter()
                 served.search(queries[k % len(queries)], 10, rerank=False)
-                latencies.append((time.perf_counter() - start) * 1000)
+                latencies.append((start, (time.perf_counter() - start) * 1000))
                 k += 1
 
         thread = threading.Thread(target=searching)
         thread.start()
         time.sleep(args.quiet_s)
-        quiet = list(latencies)
-        latencies.clear()
-        started = time.perf_counter()
+        quiet = [ms for _, ms in latencies]
+        windows = []
         for _ in range(args.reloads):
             other_snapshot()
+            time.sleep(0.2)  # (the searches the save slowed down finish)
+            start = time.perf_counter()
             served.reload()
-        busy_s = time.perf_counter() - started
+            windows.append((start, time.perf_counter()))
+        time.sleep(0.2)
         stop.set()
         thread.join()
-        during = list(latencies)
+        during = [ms for t, ms in latencies if any(a <= t <= b for a, b in windows)]
+        busy_s = sum(b - a for a, b in windows)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -233,3 +233,38 @@ def test_rapidrag_index_update_beside_a_loaded_copy(tmp_path: Path, capsys: pyte
     assert len(Retriever.load(folder)) == 3
     served.save(tmp_path / "sent")  # (its change kept elsewhere)
     assert served.reload(folder) and len(served) == 3 and _ids(served, "scurvy")[0].endswith("c.txt")
+
+
+def test_prompt_switching_during_a_reload_and_restored_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload hands the GIL over every ``PROMPT_SWITCH_S``; the interval before is back once the last of
+    overlapping reloads ends, and a process that froze what it loaded has the reloaded snapshot frozen too."""
+    import gc
+    import sys
+
+    from rapidrag.process import PROMPT_SWITCH_S, prompt_switching
+
+    before = sys.getswitchinterval()
+    with prompt_switching():
+        assert sys.getswitchinterval() == pytest.approx(PROMPT_SWITCH_S)
+        with prompt_switching():  # (another reload at once)
+            assert sys.getswitchinterval() == pytest.approx(PROMPT_SWITCH_S)
+        assert sys.getswitchinterval() == pytest.approx(PROMPT_SWITCH_S)
+    assert sys.getswitchinterval() == before
+    index = Retriever()
+    index.add(DOCS)
+    folder = index.save(tmp_path / "ix")
+    writer = Retriever()
+    writer.add(MORE)
+    writer.save(folder, force=True)
+    seen: list[float] = []
+    reopen = Retriever._reopen
+    monkeypatch.setattr(
+        Retriever, "_reopen", lambda self, path: seen.append(sys.getswitchinterval()) or reopen(self, path)
+    )
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert index.reload() and seen == [pytest.approx(PROMPT_SWITCH_S)] and sys.getswitchinterval() == before
+        assert gc.get_freeze_count() > frozen and index.get("scurvy") is not None
+    finally:
+        gc.unfreeze()
