@@ -15,6 +15,8 @@
    the searches, and its Python work the GIL: that is the cost reported.
 
     python benchmarks/reload_cost.py --index scifact.idx --queries ../shared/data/beir/scifact --rounds 3
+
+``--plain-turns``: the reloads at Python's own switch interval, as before ``rapidrag.process.prompt_switching``.
 """
 
 from __future__ import annotations
@@ -71,8 +73,19 @@ def main() -> None:
     ap.add_argument("--reloads", type=int, default=6, help="reloads while the search thread runs")
     ap.add_argument("--delete", type=int, default=50, help="documents the second snapshot lacks")
     ap.add_argument("--quiet-s", type=float, default=5.0, help="seconds of searches with no reload")
+    ap.add_argument(
+        "--plain-turns",
+        action="store_true",
+        help="reload at Python's own GIL switch interval (no prompt_switching: reloads before it), to compare",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.plain_turns:
+        import contextlib
+
+        import rapidrag.process
+
+        rapidrag.process.prompt_switching = lambda *a, **k: contextlib.nullcontext()  # type: ignore[assignment]
 
     from rapidrag import Retriever
     from rapidrag.beir import load_queries
@@ -168,6 +181,7 @@ def main() -> None:
         "searches_quiet_ms": _percentiles(quiet),
         "searches_during_reloads_ms": _percentiles(during),
         "reloads_s": busy_s,
+        "plain_turns": args.plain_turns,
     }
     text = json.dumps(report, indent=1)
     print(text)
