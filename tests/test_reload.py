@@ -268,3 +268,37 @@ def test_prompt_switching_during_a_reload_and_restored_after(tmp_path: Path, mon
         assert gc.get_freeze_count() > frozen and index.get("scurvy") is not None
     finally:
         gc.unfreeze()
+
+
+def test_a_command_whose_folder_was_saved_meanwhile_writes_nothing_over_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rapidrag index --update`` while a service saves the same folder: the service's snapshot stays, and the
+    command says to run it again."""
+    import rapidrag.update
+    from rapidrag.cli import main
+
+    source = tmp_path / "docs"
+    source.mkdir()
+    (source / "a.txt").write_text("Vitamin D and bone loss.")
+    folder = tmp_path / "ix"
+    assert main(["index", str(source), "--out", str(folder), "--lexical"]) == 0
+    (source / "b.txt").write_text("Iron and anemia.")
+    original = rapidrag.update.update
+
+    def update_while_a_service_saves(index: Any, docs: Any, **options: Any) -> Any:
+        service = Retriever.load(folder)
+        service.add([Document("sent", "Sent to the service meanwhile.")])
+        service.save(folder)
+        return original(index, docs, **options)
+
+    monkeypatch.setattr(rapidrag.update, "update", update_while_a_service_saves)
+    capsys.readouterr()
+    assert main(["index", str(source), "--out", str(folder), "--update"]) == 2
+    err = capsys.readouterr().err
+    assert "saved by another writer" in err and "run rapidrag index --update again" in err, err
+    kept = Retriever.load(folder)
+    assert kept.get("sent") is not None and len(kept) == 2
+    monkeypatch.setattr(rapidrag.update, "update", original)
+    assert main(["index", str(source), "--out", str(folder), "--update"]) == 0
+    assert len(Retriever.load(folder)) == 3

@@ -285,6 +285,20 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_again(index: Any, folder: str | os.PathLike[str], command: str) -> None:
+    """Save ``index``, loaded from ``folder``, back there; if another writer (a service, another command) saved it
+    while this command ran, say so and keep that writer's snapshot."""
+    from .errors import IndexConflictError
+
+    try:
+        index.save(folder)
+    except IndexConflictError:
+        raise CliError(
+            f"{folder}: saved by another writer (a service, another rapidrag command) while this command ran; its "
+            f"snapshot is kept and nothing was written: run rapidrag {command} again to start from it"
+        ) from None
+
+
 def _update(args: argparse.Namespace) -> int:
     """``rapidrag index SRC --out DIR --update``: the index at DIR brought in line with SRC (``rapidrag.update``),
     with the index's own models and settings, and saved (atomically) if anything changed."""
@@ -313,7 +327,7 @@ def _update(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     changes = retriever.unsaved_changes
     if changes:
-        retriever.save(out)
+        _save_again(retriever, out, "index --update")
     index_s = time.perf_counter() - start
     verb = "would update" if args.dry_run else "updated    "
     print(f"{verb} {out} from {args.src} ({len(retriever):,} documents, {retriever.n_chunks:,} chunks)")
@@ -587,7 +601,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         progress=None if not args.verbose else False,
     )
     retriever.tuned_on.update(qrels=str(qrels_path.resolve()), sha256=sha256_file(qrels_path))
-    retriever.save(args.index_dir)
+    _save_again(retriever, args.index_dir, "tune")
     print(f"tuned on {result.queries} judged queries of {qrels_path} in {result.seconds:.0f} s")
     print(f"{'step':<8}{'nDCG@10 before':>16}{'after':>9}{'gain':>9}  chosen")
     for s in result.steps:
