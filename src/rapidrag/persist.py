@@ -206,9 +206,9 @@ def write_snapshot(
 
 
 class Lineage:
-    """The generations one copy of an index loaded or saved, by folder; a save through ``write`` into one of those
-    folders expects the generation it knows there (``write_snapshot``'s ``expect``), so that it never replaces a
-    snapshot another writer saved since. ``origin``: the folder last loaded from or saved to (what a reload
+    """The generations one copy of an index loaded or saved, by folder; a save into one of those folders
+    (``saving``) expects the generation it knows there (``write_snapshot``'s ``expect``), so that it never replaces
+    a snapshot another writer saved since. ``origin``: the folder last loaded from or saved to (what a reload
     opens again). Saves of one copy run one at a time (two saves of one service are not a conflict)."""
 
     def __init__(self) -> None:
