@@ -701,3 +701,42 @@ def test_cli_serve_watches_when_asked(index_dir: Path, monkeypatch: pytest.Monke
     assert asked == [None, 2.5]
     with pytest.raises(SystemExit):
         main(["serve", str(index_dir), "--watch", "0"])
+
+
+def test_the_watch_outlives_a_reload_that_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reload that raises whatever error leaves the index served as it was, is logged once for that snapshot,
+    and the watch goes on: the next snapshot is served."""
+    from fastapi.testclient import TestClient
+
+    index = Retriever()
+    index.add(DOCS)
+    folder = index.save(tmp_path / "ix")
+    writer = Retriever.load(folder)
+    failing = [True]
+    reload = Retriever.reload
+
+    def flaky(self: Retriever, *args: Any, **kwargs: Any) -> bool:
+        if failing[0] and writer.generation != self.generation:
+            raise RuntimeError("the disk went away")
+        return reload(self, *args, **kwargs)
+
+    monkeypatch.setattr(Retriever, "reload", flaky)
+    with (
+        caplog.at_level("INFO", logger="rapidrag.server"),
+        TestClient(create_app(index, index_dir=folder, watch_s=0.02)) as app,
+    ):
+        writer.add([{"id": "one", "text": "The first snapshot after the start."}])
+        writer.save(folder)
+        deadline = time.monotonic() + 30
+        while not any("the disk went away" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # (ten more looks: said once)
+        assert app.get("/documents/one").status_code == 404
+        failing[0] = False
+        while app.get("/stats").json()["generation"] != writer.generation and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert app.get("/documents/one").status_code == 200
+    said = [r.getMessage() for r in caplog.records if r.name == "rapidrag.server"]
+    assert sum("the disk went away" in m for m in said) == 1, said

@@ -689,7 +689,7 @@ def create_app(
                 watching.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watching
-            _on_exit(retriever, save_dir if save_on_exit else None, save_dir)
+            _on_exit(retriever, save_dir if save_on_exit else None)
 
     guarded = [Depends(authorize)]
     app = FastAPI(
@@ -1110,7 +1110,7 @@ def _error(request: Request, code: int, message: str, headers: Mapping[str, str]
     return JSONResponse(content, status_code=code, headers=headers)
 
 
-def _on_exit(retriever: Any, save_dir: Path | None, index_dir: Path | None = None) -> None:
+def _on_exit(retriever: Any, save_dir: Path | None) -> None:
     """(As the service stops) save the changes the last save does not hold to ``save_dir``, or with None say on
     the log that they are lost. If another writer saved ``save_dir`` since, its snapshot stays and the changes are
     saved beside it, in a new folder the log names."""
@@ -1160,7 +1160,7 @@ async def _watch(retriever: Any, folder: Path, every_s: float) -> None:
         await asyncio.sleep(every_s)
         try:
             reloaded = await anyio.to_thread.run_sync(retriever.reload, folder)
-        except (RapidragError, OSError) as e:
+        except Exception as e:  # (whatever it is, the index served stays, and the watch goes on)
             from .persist import current_generation
 
             now = current_generation(folder)
