@@ -740,3 +740,39 @@ def test_the_watch_outlives_a_reload_that_fails(
         assert app.get("/documents/one").status_code == 200
     said = [r.getMessage() for r in caplog.records if r.name == "rapidrag.server"]
     assert sum("the disk went away" in m for m in said) == 1, said
+
+
+def test_documents_sent_again_are_left_alone_with_skip_unchanged(tmp_path: Path) -> None:
+    """``POST /documents`` with ``skip_unchanged``: a document the index holds as it is is not indexed again, one
+    with new metadata alone gets it without being indexed again, an edited one is, a new one is added; without the
+    flag every document is indexed again, as before."""
+    from fastapi.testclient import TestClient
+
+    index = Retriever()
+    index.add(DOCS)
+    titled = {"id": "t", "text": "slashed id", "title": "T", "metadata": {"n": 1}}
+    with TestClient(create_app(index)) as app:
+        assert app.post("/documents", json={"documents": [titled]}).json() == {"documents": 1, "chunks": 1}
+        changes = app.get("/stats").json()["unsaved_changes"]
+        again = {"documents": [*DOCS, titled], "skip_unchanged": True}
+        assert app.post("/documents", json=again).json() == {
+            "documents": 5, "chunks": 0, "added": 0, "changed": 0, "metadata_changed": 0, "unchanged": 5,
+        }  # fmt: skip
+        assert app.get("/stats").json()["unsaved_changes"] == changes  # (nothing changed)
+        edited = [
+            {**DOCS[0], "text": DOCS[0]["text"] + " Sunlight helps."},
+            {**DOCS[1], "metadata": {"year": 1999}},
+            DOCS[2],
+            {"id": "new", "text": "A new document."},
+        ]
+        answer = app.post("/documents", json={"documents": edited, "skip_unchanged": True}).json()
+        assert answer == {
+            "documents": 4, "chunks": 2, "added": 1, "changed": 1, "metadata_changed": 1, "unchanged": 1,
+        }  # fmt: skip
+        assert index.get("vit").text.endswith("Sunlight helps.") and index.get("calc").metadata == {"year": 1999}
+        hits = app.post("/search", json={"query": "calcium", "filter": {"year": 1999}}).json()["hits"]
+        assert [h["doc_id"] for h in hits] == ["calc"]
+        assert app.post("/documents", json={"documents": DOCS[2:3]}).json() == {"documents": 1, "chunks": 1}
+        assert_clean_error(
+            app.post("/documents", json={"documents": DOCS, "skip_unchanged": "maybe"}), 422, "skip_unchanged"
+        )

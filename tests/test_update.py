@@ -170,3 +170,38 @@ def test_get_many_and_ids(shard_corpus: list[dict[str, Any]]) -> None:
         assert sorted(index.ids()) == sorted(d.id for i, d in enumerate(docs) if i != 3)
         with pytest.raises(TypeError, match="wrap a single id"):
             index.get_many(docs[0].id)
+
+
+def test_upsert_changed_embeds_only_new_and_edited_texts_and_looks_at_nothing_else(
+    shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some of the documents sent again (``POST /documents`` with ``skip_unchanged``): the same ones left alone,
+    new metadata given without embedding, an edited text and new documents embedded; the index's other documents
+    kept (nothing is gone)."""
+    from rapidrag.update import upsert_changed
+
+    docs = _docs(shard_corpus, 30)
+    index = Retriever(shard_embedder)
+    index.add(docs[:20])
+    edited = Document(
+        docs[10].id, docs[10].text + " An added sentence on vitamin D.", docs[10].metadata, docs[10].title
+    )
+    relabelled = Document(docs[11].id, docs[11].text, {**docs[11].metadata, "year": 1800}, docs[11].title)
+    sent = [edited, relabelled, *docs[12:30]]
+    embedded: list[str] = []
+    original = type(shard_embedder).embed
+
+    def counting(self: Any, texts: list[str], *args: Any, **kwargs: Any) -> Any:
+        embedded.extend(texts)
+        return original(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(type(shard_embedder), "embed", counting)
+    done = upsert_changed(index, sent)
+    assert done.added == [d.id for d in docs[20:30]] and done.changed == [edited.id]
+    assert done.metadata_changed == [relabelled.id] and done.unchanged == 8 and done.gone == [] and done.removed == 0
+    assert len(index) == 30 and all(index.get(d.id) is not None for d in docs[:10])  # (the others kept)
+    assert embedded and all(any(t in d.text for d in [edited, *docs[20:30]]) for t in embedded)
+    assert index.get(relabelled.id).metadata["year"] == 1800 and index.get(edited.id).text == edited.text
+    embedded.clear()
+    again = upsert_changed(index, sent)
+    assert again.unchanged == 20 and again.chunks == 0 and not embedded

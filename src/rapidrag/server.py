@@ -1,6 +1,7 @@
 """The HTTP retrieval service: ``rapidrag serve DIR`` (``pip install 'rapidrag[serve]'``: FastAPI on uvicorn).
 
-Routes (JSON): ``POST /search``, ``POST /documents`` (add or replace), ``DELETE /documents/{id}``, ``POST /save``,
+Routes (JSON): ``POST /search``, ``POST /documents`` (add or replace; with ``skip_unchanged``, what the index holds
+as it is left alone), ``DELETE /documents/{id}``, ``POST /save``,
 ``POST /compact`` (the dense index drops the vectors of deleted documents it still holds), ``POST /index-options``
 (the dense index's search settings, such as ``ef_search``, changed while serving), ``GET /stats``,
 ``POST /reload`` (the index's folder opened again after another writer saved it), ``GET /healthz`` (liveness)
@@ -91,6 +92,7 @@ from .process import freeze_loaded
 from .reranker import Reranker
 from .retriever import Retriever, check_query
 from .search import check_index
+from .update import upsert_changed
 
 if TYPE_CHECKING:
     from .distributed import ShardedRetriever
@@ -606,6 +608,12 @@ def create_app(
         model_config = ConfigDict(extra="forbid")
 
         documents: list[DocumentIn] = Field(min_length=1, max_length=lim.max_batch)
+        skip_unchanged: bool = Field(
+            default=False,
+            description="leave alone the documents the index holds as they are, and give those whose metadata alone "
+            "changed their metadata without embedding them again (rapidrag.update.upsert_changed); else every "
+            "document is indexed again",
+        )
 
     any_model = "accepted, any value: the index's one model answers"
     texts_schema: dict[str, Any] = {"minItems": 1, "maxItems": lim.max_rerank_documents}  # checked by the validators
@@ -817,10 +825,19 @@ def create_app(
     def upsert(body: DocumentsRequest) -> dict[str, int]:
         docs = [d.model_dump() for d in body.documents]
         try:
-            chunks = retriever.upsert(docs, progress=False)
+            if not body.skip_unchanged:
+                return {"documents": len(docs), "chunks": retriever.upsert(docs, progress=False)}
+            done = upsert_changed(retriever, docs, progress=False)
         except BAD_INPUT as e:
             raise _unprocessable(e) from None
-        return {"documents": len(docs), "chunks": chunks}
+        return {
+            "documents": len(docs),
+            "chunks": done.chunks,
+            "added": len(done.added),
+            "changed": len(done.changed),
+            "metadata_changed": len(done.metadata_changed),
+            "unchanged": done.unchanged,
+        }
 
     @app.get(
         "/documents/{doc_id:path}",

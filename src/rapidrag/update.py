@@ -15,7 +15,7 @@ from typing import Any
 
 from .documents import Document, check_documents, encode_metadata, same_text
 
-__all__ = ["Update", "same_document", "update"]
+__all__ = ["Update", "same_document", "update", "upsert_changed"]
 
 
 @dataclass(frozen=True)
@@ -67,17 +67,7 @@ def update(
     that). The index is changed in memory; save it to keep the change. ``dry_run``: nothing changes, and the
     ``Update`` says what would (``removed`` and ``chunks`` 0)."""
     docs = check_documents(documents)  # every document checked before anything changes
-    stored = index.get_many([doc.id for doc in docs])
-    added: list[Document] = []
-    changed: list[Document] = []
-    relabelled: list[Document] = []
-    for doc, old in zip(docs, stored, strict=True):
-        if old is None:
-            added.append(doc)
-        elif not same_text(doc, old):
-            changed.append(doc)
-        elif _metadata(doc) != _metadata(old):
-            relabelled.append(doc)
+    added, changed, relabelled = _sorted(index, docs)
     given = {doc.id for doc in docs}
     gone = [doc_id for doc_id in index.ids() if doc_id not in given]
     spared: list[str] = []
@@ -95,11 +85,51 @@ def update(
     ids = [[d.id for d in part] for part in (added, changed, relabelled)]
     if dry_run:
         return Update(ids[0], ids[1], ids[2], unchanged, gone, 0, 0, spared)
-    chunks = index.upsert(added + changed, batch_size=batch_size, progress=progress) if added or changed else 0
-    if relabelled:
-        index.replace_metadata(relabelled)
+    chunks = _write(index, added + changed, relabelled, batch_size, progress)
     removed = index.delete(gone) if prune and gone else 0
     return Update(ids[0], ids[1], ids[2], unchanged, gone, removed, chunks, spared)
+
+
+def upsert_changed(
+    index: Any, documents: Iterable[Any], *, batch_size: int | None = None, progress: bool | None = None
+) -> Update:
+    """``index.upsert(documents)`` that leaves alone what it holds already: as ``update`` does for these documents,
+    new ids added, a new text or title indexed again, new metadata alone given without embedding, the same document
+    untouched; the index's other documents are not looked at (``gone`` empty). For a source that sends its
+    documents again whether they changed or not (``POST /documents`` with ``skip_unchanged``). The documents
+    indexed again become visible at once, those with new metadata alone right after."""
+    docs = check_documents(documents)
+    added, changed, relabelled = _sorted(index, docs)
+    chunks = _write(index, added + changed, relabelled, batch_size, progress)
+    unchanged = len(docs) - len(added) - len(changed) - len(relabelled)
+    ids = [[d.id for d in part] for part in (added, changed, relabelled)]
+    return Update(ids[0], ids[1], ids[2], unchanged, [], 0, chunks)
+
+
+def _sorted(index: Any, docs: list[Document]) -> tuple[list[Document], list[Document], list[Document]]:
+    """``docs`` sorted by what the index holds of each: new, with a new text or title, with new metadata alone (the
+    unchanged ones left out)."""
+    added: list[Document] = []
+    changed: list[Document] = []
+    relabelled: list[Document] = []
+    for doc, old in zip(docs, index.get_many([doc.id for doc in docs]), strict=True):
+        if old is None:
+            added.append(doc)
+        elif not same_text(doc, old):
+            changed.append(doc)
+        elif _metadata(doc) != _metadata(old):
+            relabelled.append(doc)
+    return added, changed, relabelled
+
+
+def _write(
+    index: Any, indexed: list[Document], relabelled: list[Document], batch_size: int | None, progress: bool | None
+) -> int:
+    """Index ``indexed`` (``upsert``) and give ``relabelled`` their metadata; returns the chunks indexed."""
+    chunks = index.upsert(indexed, batch_size=batch_size, progress=progress) if indexed else 0
+    if relabelled:
+        index.replace_metadata(relabelled)
+    return int(chunks)
 
 
 def _source_file(doc: Document) -> str:
