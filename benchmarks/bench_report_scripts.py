@@ -8,7 +8,7 @@ sharded_load.py on a lexical index of 20 documents in 2 shards (Ray, in a privat
 rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before
 their first figure, minutes on two cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index
 of 300 gcide passages, update_cost.py on 60 SciFact abstracts, embed_batch_size.py on 8 passages a corpus,
-reload_cost.py on a lexical index of 40.
+reload_cost.py on a lexical index of 40, resend_cost.py on one of 30.
 """
 
 from __future__ import annotations
@@ -197,3 +197,18 @@ def test_reload_cost_runs(tmp_path: Path, scifact_dir: Path) -> None:
     assert report["documents"] == 40 and len(report["swap_ms"]["all"]) == 3
     assert report["searches_quiet_ms"]["searches"] > 0 and report["searches_during_reloads_ms"]["searches"] > 0
     assert Retriever.load(folder).generation == index.generation  # (the index given is copied, not changed)
+
+
+def test_resend_cost_runs(tmp_path: Path, scifact_dir: Path) -> None:
+    from rapidrag import Retriever
+    from rapidrag.beir import load_corpus
+
+    index = Retriever()
+    index.add([{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in load_corpus(scifact_dir)[:30]])
+    folder = index.save(tmp_path / "ix")
+    out = tmp_path / "resend.json"
+    args = ["--index", str(folder), "--docs", "20", "--edit", "2", "--rounds", "1", "--out", str(out)]
+    subprocess.run([sys.executable, str(HERE / "resend_cost.py"), *args], check=True, cwd=HERE, timeout=600)
+    chunks = json.loads(out.read_text(encoding="utf-8"))["chunks_indexed"]
+    assert chunks == {"upsert, 0 edited": 20, "upsert_changed, 0 edited": 0, "upsert, 2 edited": 20,
+                      "upsert_changed, 2 edited": 2}  # fmt: skip
