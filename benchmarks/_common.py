@@ -237,3 +237,23 @@ class GivenVectors:
         import numpy as np
 
         return np.stack([self.vectors[t] for t in texts])
+
+
+def report_stamp() -> dict[str, str]:
+    """What a report script writes first: the machine and the date."""
+    import platform
+
+    return {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def emit(report: dict[str, Any], out: Path | None) -> None:
+    """Print a report script's ``report`` as JSON, and write it to ``out`` when given."""
+    import json
+
+    text = json.dumps(report, indent=1)
+    print(text)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")

@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,33 +183,37 @@ def test_hnsw_churn_reports_each_setting(tmp_path: Path, small_vectors: tuple[Pa
     assert results[0]["largest_removed_share"] == pytest.approx(800 / 2800)
 
 
-def test_reload_cost_runs(tmp_path: Path, scifact_dir: Path) -> None:
+def _lexical_scifact(folder: Path, scifact_dir: Path, n: int) -> Path:
+    """A lexical index of SciFact's first ``n`` abstracts, saved to ``folder``."""
     from rapidrag import Retriever
     from rapidrag.beir import load_corpus
 
     index = Retriever()
-    index.add([{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in load_corpus(scifact_dir)[:40]])
-    folder = index.save(tmp_path / "ix")
-    out = tmp_path / "reload.json"
+    index.add([{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in load_corpus(scifact_dir)[:n]])
+    return index.save(folder)
+
+
+def _report(tmp_path: Path, script: str, args: list[str]) -> dict[str, Any]:
+    out = tmp_path / "report.json"
+    subprocess.run([sys.executable, str(HERE / script), *args, "--out", str(out)], check=True, cwd=HERE, timeout=600)
+    return json.loads(out.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def test_reload_cost_runs(tmp_path: Path, scifact_dir: Path) -> None:
+    from rapidrag import Retriever
+
+    folder = _lexical_scifact(tmp_path / "ix", scifact_dir, 40)
+    saved = Retriever.load(folder).generation
     args = ["--index", str(folder), "--queries", str(scifact_dir), "--rounds", "1", "--reloads", "2"]
-    args += ["--delete", "5", "--quiet-s", "0.2", "--out", str(out)]
-    subprocess.run([sys.executable, str(HERE / "reload_cost.py"), *args], check=True, cwd=HERE, timeout=600)
-    report = json.loads(out.read_text(encoding="utf-8"))
+    report = _report(tmp_path, "reload_cost.py", [*args, "--delete", "5", "--quiet-s", "0.2"])
     assert report["documents"] == 40 and len(report["swap_ms"]["all"]) == 3
     assert report["searches_quiet_ms"]["searches"] > 0 and report["searches_during_reloads_ms"]["searches"] > 0
-    assert Retriever.load(folder).generation == index.generation  # (the index given is copied, not changed)
+    assert Retriever.load(folder).generation == saved  # (the index given is copied, not changed)
 
 
 def test_resend_cost_runs(tmp_path: Path, scifact_dir: Path) -> None:
-    from rapidrag import Retriever
-    from rapidrag.beir import load_corpus
-
-    index = Retriever()
-    index.add([{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in load_corpus(scifact_dir)[:30]])
-    folder = index.save(tmp_path / "ix")
-    out = tmp_path / "resend.json"
-    args = ["--index", str(folder), "--docs", "20", "--edit", "2", "--rounds", "1", "--out", str(out)]
-    subprocess.run([sys.executable, str(HERE / "resend_cost.py"), *args], check=True, cwd=HERE, timeout=600)
-    chunks = json.loads(out.read_text(encoding="utf-8"))["chunks_indexed"]
+    folder = _lexical_scifact(tmp_path / "ix", scifact_dir, 30)
+    args = ["--index", str(folder), "--docs", "20", "--edit", "2", "--rounds", "1"]
+    chunks = _report(tmp_path, "resend_cost.py", args)["chunks_indexed"]
     assert chunks == {"upsert, 0 edited": 20, "upsert_changed, 0 edited": 0, "upsert, 2 edited": 20,
                       "upsert_changed, 2 edited": 2}  # fmt: skip

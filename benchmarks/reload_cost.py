@@ -22,9 +22,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import tempfile
 import threading
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import emit, report_stamp
 
 
 def _rss_mb() -> float:
@@ -168,8 +167,7 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
     report = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **report_stamp(),
         "index": str(args.index),
         "documents": len(first),
         "mode": served.default_mode,
@@ -183,10 +181,7 @@ def main() -> None:
         "reloads_s": busy_s,
         "plain_turns": args.plain_turns,
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,10 @@ on a fresh load of the index. Seconds per call, the fastest round kept.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
+
+from _common import emit, report_stamp
 
 
 def main() -> None:
@@ -54,8 +53,7 @@ def main() -> None:
                 seconds.setdefault(f"{name}, {edit} edited", []).append(time.perf_counter() - start)
     best = {key: min(values) for key, values in seconds.items()}
     report = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **report_stamp(),
         "index": str(args.index),
         "documents_sent": args.docs,
         "best_s": best,
@@ -66,10 +64,7 @@ def main() -> None:
             for edit in (0, args.edit)
         },
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
