@@ -241,6 +241,13 @@ class Lineage:
         return self._known.get(self.origin) if self.origin is not None else None
 
     @contextlib.contextmanager
+    def swapping(self) -> Iterator[None]:
+        """Hold this copy's saves back while it takes another snapshot (a reload) and records its generation, so
+        that a save never expects the generation being replaced."""
+        with self._mutex:
+            yield
+
+    @contextlib.contextmanager
     def saving(self, path: str | os.PathLike[str], *, force: bool = False) -> Iterator[str | None]:
         """Hold this copy's other saves back while one runs; yields the generation a save into ``path`` expects
         to find there (``write_snapshot``'s ``expect``): the one this copy knows, None with ``force`` or for a

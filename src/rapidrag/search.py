@@ -173,10 +173,11 @@ class Searcher:
 
         with prompt_switching():  # (searches beside it get the GIL back sooner)
             fresh = self._reopen(where)  # (a corrupted snapshot is an error here, before anything changes)
-            self._adopt(fresh, where, changes, discard)
-        generation = fresh._lineage.known(where)
-        if generation is not None:
-            self._lineage.seen(where, generation)
+            with self._lineage.swapping():  # (a save of this copy waits, then expects the new generation)
+                self._adopt(fresh, where, changes, discard)
+                generation = fresh._lineage.known(where)
+                if generation is not None:
+                    self._lineage.seen(where, generation)
         freeze_reloaded()
         return True
 
