@@ -257,3 +257,25 @@ def emit(report: dict[str, Any], out: Path | None) -> None:
     print(text)
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
+
+
+def status_kb(field: str) -> int | None:
+    """A field of ``/proc/self/status`` in kB (``VmRSS``, ``VmHWM``); None where there is none (not Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> bool:
+    """Start ``VmHWM`` (the peak resident size) again from now (Linux ``clear_refs``); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

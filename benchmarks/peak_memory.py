@@ -25,26 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _chunkers import SINGLE_THREAD, make
-
-
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+from _common import reset_peak, status_kb
 
 
 def main() -> None:
@@ -75,12 +56,12 @@ def main() -> None:
         setup.setup()
 
     gc.collect()
-    reset = _reset_peak()
-    baseline_kb = _status_kb("VmRSS") or 0
+    reset = reset_peak()
+    baseline_kb = status_kb("VmRSS") or 0
     start = time.perf_counter()
     out = setup.run(texts)
     seconds = time.perf_counter() - start
-    peak_kb = _status_kb("VmHWM") if reset else None
+    peak_kb = status_kb("VmHWM") if reset else None
     method = "clear_refs+VmHWM"
     if peak_kb is None:
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux; lifetime peak

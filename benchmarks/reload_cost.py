@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 import threading
@@ -31,27 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import emit, report_stamp
+from _common import emit, report_stamp, reset_peak, status_kb
 
 
-def _rss_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:  # (5: the peak resident size starts again from now)
-            f.write("5")
-    except OSError:  # (not Linux, or not allowed: the peak is then the process's)
-        pass
+def _mb(field: str) -> float:
+    kb = status_kb(field)
+    return kb / 1024 if kb is not None else float("nan")
 
 
 def _percentiles(ms: list[float]) -> dict[str, float]:
@@ -121,13 +105,13 @@ def main() -> None:
         load_s, reload_s, memory = [], [], []
         for _ in range(args.rounds):
             other_snapshot()
-            before = _rss_mb()
-            _reset_peak()
+            before = _mb("VmRSS")
+            reset_peak()
             start = time.perf_counter()
             if not served.reload():
                 raise SystemExit("the reload found nothing new")
             reload_s.append(time.perf_counter() - start)
-            memory.append({"before_mb": before, "peak_mb": _peak_mb(), "after_mb": _rss_mb()})
+            memory.append({"before_mb": before, "peak_mb": _mb("VmHWM"), "after_mb": _mb("VmRSS")})
         for _ in range(args.rounds):
             start = time.perf_counter()
             fresh = Retriever.load(folder)

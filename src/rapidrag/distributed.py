@@ -136,7 +136,6 @@ class ShardedRetriever(Searcher):
         self.tuned_on: dict[str, Any] | None = None
         self.n_shards, self.replicas, self.backend, self.address = n_shards, replicas, backend, address
         self._reranker_spec: dict[str, Any] | None = None  # (loaded without the reranker it records: kept at a save)
-        self._opened_with: dict[str, Any] = {}  # set by load: what it was given (a reload opens as it did)
         self._settings = dict(settings)
         self._has_dense = first.dense is not None
         self._lock = RWLock()  # searches read; a change (which may span shards) writes

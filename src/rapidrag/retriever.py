@@ -153,7 +153,6 @@ class Retriever(Searcher):
         self._lock = RWLock()
         self._changes = self._saved_changes = 0  # changes made, and how many of them the last save holds
         self._model_specs: dict[str, Any] = {}  # set by load: the models recorded in the index
-        self._opened_with: dict[str, Any] = {}  # set by load: what it was given (a reload opens as it did)
         # Which judgements chose the weights (set by ``rapidrag tune``; kept by save): {"qrels", "sha256", ...}.
         self.tuned_on: dict[str, Any] | None = None
 
@@ -193,15 +192,18 @@ class Retriever(Searcher):
 
     def get(self, doc_id: str) -> Document | None:
         with self._lock.read():  # (a reload replaces both tables)
-            number = self._docs.get(doc_id)
-            return self._documents[number] if number is not None else None
+            return self._get(doc_id)
+
+    def _get(self, doc_id: str) -> Document | None:
+        number = self._docs.get(doc_id)
+        return self._documents[number] if number is not None else None
 
     def get_many(self, ids: Iterable[str]) -> list[Document | None]:
         """``get`` for each of ``ids``, in their order (None for an id not indexed)."""
         if isinstance(ids, str):
             raise TypeError("ids must be an iterable of str (wrap a single id in a list)")
         with self._lock.read():
-            return [self.get(doc_id) for doc_id in ids]
+            return [self._get(doc_id) for doc_id in ids]
 
     def ids(self) -> list[str]:
         """The ids of the indexed documents, in the order they were indexed."""

@@ -134,6 +134,7 @@ class Searcher:
 
     def __init__(self) -> None:
         self._lineage = Lineage()  # the generations of the folders this copy loaded or saved (``rapidrag.persist``)
+        self._opened_with: dict[str, Any] = {}  # set by load: what it was given (a reload opens as it did)
 
     @property
     def unsaved_changes(self) -> int:
@@ -201,7 +202,7 @@ class Searcher:
 
         from .errors import ModelError, ModelMismatchWarning
 
-        asked = getattr(self, "_opened_with", {})
+        asked = self._opened_with
         models: dict[str, Any] = {}
         for role in ("embedder", "reranker"):
             mine = getattr(self, role)

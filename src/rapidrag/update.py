@@ -67,7 +67,7 @@ def update(
     that). The index is changed in memory; save it to keep the change. ``dry_run``: nothing changes, and the
     ``Update`` says what would (``removed`` and ``chunks`` 0)."""
     docs = check_documents(documents)  # every document checked before anything changes
-    added, changed, relabelled = _sorted(index, docs)
+    added, changed, relabelled, unchanged = _sorted(index, docs)
     given = {doc.id for doc in docs}
     gone = [doc_id for doc_id in index.ids() if doc_id not in given]
     spared: list[str] = []
@@ -81,7 +81,6 @@ def update(
             f"prune would remove all {len(gone):,} documents of the index: none of the {len(docs):,} documents given "
             "is in it (is this the source the index was made from? to replace everything, make a new index)"
         )
-    unchanged = len(docs) - len(added) - len(changed) - len(relabelled)
     ids = [[d.id for d in part] for part in (added, changed, relabelled)]
     if dry_run:
         return Update(ids[0], ids[1], ids[2], unchanged, gone, 0, 0, spared)
@@ -98,17 +97,15 @@ def upsert_changed(
     untouched; the index's other documents are not looked at (``gone`` empty). For a source that sends its
     documents again whether they changed or not (``POST /documents`` with ``skip_unchanged``). The documents
     indexed again become visible at once, those with new metadata alone right after."""
-    docs = check_documents(documents)
-    added, changed, relabelled = _sorted(index, docs)
+    added, changed, relabelled, unchanged = _sorted(index, check_documents(documents))
     chunks = _write(index, added + changed, relabelled, batch_size, progress)
-    unchanged = len(docs) - len(added) - len(changed) - len(relabelled)
     ids = [[d.id for d in part] for part in (added, changed, relabelled)]
     return Update(ids[0], ids[1], ids[2], unchanged, [], 0, chunks)
 
 
-def _sorted(index: Any, docs: list[Document]) -> tuple[list[Document], list[Document], list[Document]]:
-    """``docs`` sorted by what the index holds of each: new, with a new text or title, with new metadata alone (the
-    unchanged ones left out)."""
+def _sorted(index: Any, docs: list[Document]) -> tuple[list[Document], list[Document], list[Document], int]:
+    """``docs`` sorted by what the index holds of each: new, with a new text or title, with new metadata alone;
+    and how many are unchanged (left out)."""
     added: list[Document] = []
     changed: list[Document] = []
     relabelled: list[Document] = []
@@ -119,7 +116,7 @@ def _sorted(index: Any, docs: list[Document]) -> tuple[list[Document], list[Docu
             changed.append(doc)
         elif _metadata(doc) != _metadata(old):
             relabelled.append(doc)
-    return added, changed, relabelled
+    return added, changed, relabelled, len(docs) - len(added) - len(changed) - len(relabelled)
 
 
 def _write(
