@@ -196,6 +196,47 @@ def test_searches_beside_reloads_see_one_snapshot_or_the_other(tmp_path: Path) -
     assert seen == {"a", "b"}
 
 
+def test_reloads_at_once_take_turns_and_end_on_the_newest_snapshot(tmp_path: Path) -> None:
+    """A second reload asked for while the first opens a snapshot waits for it (the snapshot is opened once), and
+    a snapshot saved in between is the one the copy ends with, never the older one taken after it."""
+    writer = Retriever()
+    writer.add(DOCS)
+    folder = writer.save(tmp_path / "ix")
+    served = Retriever.load(folder)
+    writer.add(MORE[:1])
+    writer.save(folder)  # (the snapshot the first reload opens)
+    opened: list[str | None] = []
+    answers: list[bool] = []
+    reopen = served._reopen
+
+    def second() -> None:
+        answers.append(served.reload())
+
+    def slow_reopen(path: Path) -> Any:
+        fresh = reopen(path)
+        opened.append(fresh.generation)
+        if len(opened) == 1:  # the first reload has opened its snapshot: another is saved, a second reload asked
+            writer.add(MORE[1:])
+            writer.save(folder)
+            waiting = threading.Thread(target=second)
+            waiting.start()
+            waiting.join(0.5)
+            assert waiting.is_alive()  # (it waits for this reload; joined below)
+            threads.append(waiting)
+        return fresh
+
+    threads: list[threading.Thread] = []
+    served._reopen = slow_reopen  # type: ignore[method-assign]
+    assert served.reload()
+    for t in threads:
+        t.join()
+    assert answers == [True]  # (the second found a newer snapshot than the first took, and took it)
+    assert len(opened) == 2 and opened[0] != opened[1]
+    assert served.generation == opened[1] == rapidrag.persist.current_generation(folder)
+    assert served.get("zinc") is not None and len(served) == 5
+    assert not served.reload()  # (and a reload now finds it held)
+
+
 def test_a_sharded_copy_reloads_as_it_was_opened(
     shard_embedder: rapidrag.Embedder, shard_corpus: list[dict[str, Any]], shard_queries: list[str], tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ answers the same hooks from its shards.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -130,11 +131,14 @@ class Searcher:
     _changes: int  # changes made (a batch added or replaced, a delete that removed documents, a change of settings)
     _saved_changes: int  # how many of them the last save holds
     # What a reload keeps of this copy: its locks, the generations it knows (the rest comes from the new snapshot).
-    _KEPT_BY_RELOAD = frozenset({"_lock", "_lineage"})
+    _KEPT_BY_RELOAD = frozenset({"_lock", "_lineage", "_reloading"})
 
     def __init__(self) -> None:
         self._lineage = Lineage()  # the generations of the folders this copy loaded or saved (``rapidrag.persist``)
         self._opened_with: dict[str, Any] = {}  # set by load: what it was given (a reload opens as it did)
+        # Reloads take turns: two at once would both open the snapshot, and the one that opened an older snapshot
+        # could take it after the other took a newer one.
+        self._reloading = threading.Lock()
 
     @property
     def unsaved_changes(self) -> int:
@@ -157,11 +161,16 @@ class Searcher:
         ``load``); the documents, indexes and tuned weights are the snapshot's. Searches go on with the old
         snapshot while the new one loads, and move to it at once. Refused with IndexConflictError while this copy
         has changes no save holds (``unsaved_changes``), which a reload would drop, unless ``discard``; a
-        snapshot built with another embedder is refused (ModelError): open it anew.
+        snapshot built with another embedder is refused (ModelError): open it anew. Reloads of one copy take turns:
+        one asked for during another waits for it, then takes a snapshot saved meanwhile or returns False.
         """
         where = Path(path) if path is not None else self._lineage.origin
         if where is None:
             raise ValueError("this index was never loaded or saved: pass the folder to reload from")
+        with self._reloading:  # (a reload beside it waits, then finds the snapshot it took already held)
+            return self._reload(where, discard)
+
+    def _reload(self, where: Path, discard: bool) -> bool:
         now = current_generation(where)
         if now is None:
             raise FileNotFoundError(f"{where}: no saved index to reload")
