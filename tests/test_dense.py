@@ -629,6 +629,54 @@ def test_hnsw_compaction_holds_back_writes_not_searches_for_its_last_rows(
     assert rows[0, 0] == n and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
 
 
+def test_ivfpq_compaction_trains_beside_searches_with_writes_held_back(
+    data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IVF-PQ's ``compact`` trains its lists again on the live vectors while searches answer from the old index
+    and writes wait (one that went on would miss the new index); the result is the index a fresh build over the
+    live rows gives. With too few live vectors to train its lists, it is kept as it is."""
+    import threading
+
+    vectors, queries = data
+    n = 4000
+    index = DenseIndex(DIM, "ivfpq", nlist=40, nprobe=40, pq_m=8)
+    index.add(np.arange(n), vectors[:n])
+    index.remove(np.arange(0, n, 2))
+    before = index.search(queries, 10)[0]
+    new_index = DenseIndex._new_index
+    searched: list[np.ndarray] = []
+    writer = threading.Thread(target=lambda: index.add(np.array([n]), vectors[n : n + 1]))
+
+    def training_beside_others(self: DenseIndex, train: np.ndarray | None = None) -> object:
+        if train is not None and not searched:  # (the compaction's training, not the first add's)
+            reader = threading.Thread(target=lambda: searched.append(self.search(queries, 10)[0]))
+            reader.start()
+            reader.join(timeout=120)
+            assert not reader.is_alive(), "a search waited for the training"
+            writer.start()
+            writer.join(timeout=1.0)
+            assert writer.is_alive(), "a write went on during the training"
+        return new_index(self, train)
+
+    monkeypatch.setattr(DenseIndex, "_new_index", training_beside_others)
+    assert index.compact() == 0  # (IVF-PQ holds no removed vectors: nothing dropped, its lists trained anew)
+    writer.join(timeout=120)
+    monkeypatch.undo()
+    assert np.array_equal(searched[0], before)
+    live = np.append(np.arange(1, n, 2), n)
+    fresh = DenseIndex(DIM, "ivfpq", nlist=40, nprobe=40, pq_m=8)
+    fresh.add(np.arange(1, n, 2), vectors[1:n:2])
+    fresh.add(np.array([n]), vectors[n : n + 1])
+    assert len(index) == len(live)
+    assert np.array_equal(index.search(queries, 10)[0], fresh.search(queries, 10)[0])
+    # Too few live vectors for 40 lists (39 each): kept, and still answering from the live rows alone.
+    index.remove(live[:-100])
+    kept = index._index
+    assert index.compact() == 0 and index._index is kept
+    rows = index.search(queries, 10)[0]
+    assert set(rows.ravel().tolist()) <= set(live[-100:].tolist())
+
+
 def test_hnsw_compacts_by_itself_past_compact_fraction(
     data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:

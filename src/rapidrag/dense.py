@@ -216,9 +216,9 @@ class DenseIndex:
             pq_m = self.pq_m or next(
                 m for m in (self.dim // 8, self.dim // 4, self.dim // 2, 1) if m and not self.dim % m
             )
-            if len(train) < 39 * nlist or len(train) < 256:
+            if len(train) < _ivf_minimum(nlist):
                 raise ValueError(
-                    f"IVF-PQ with {nlist} lists needs at least {max(39 * nlist, 256)} vectors in the first add to "
+                    f"IVF-PQ with {nlist} lists needs at least {_ivf_minimum(nlist)} vectors in the first add to "
                     f"train, got {len(train)}; add more at once, lower nlist, or use kind='flat' or 'hnsw'"
                 )
             quantizer = faiss.IndexFlatIP(self.dim)
@@ -383,6 +383,25 @@ class DenseIndex:
         self._compact_when_due()
         return len(rows)
 
+    def _retrain(self) -> None:
+        """IVF-PQ's ``compact``: its lists and codebooks trained again on the live vectors (after many writes they
+        fit the vectors better), with writes held back and searches going on over the old index until the new one
+        is put in place under the write lock (training 100,000 vectors takes seconds). Too few live vectors to
+        train its lists again: the index is kept as it is (it holds the live rows only)."""
+        with self._writing:
+            with self._lock.read():
+                live = np.flatnonzero(self._alive).astype(np.int64)
+                if 0 < len(live) < _ivf_minimum(self.nlist or 1):
+                    return
+                vectors = self._vectors_of(live)
+            fresh = None
+            if len(live):
+                self._threads(searching=False)
+                fresh = self._new_index(train=vectors)
+                fresh.add_with_ids(vectors, live)
+            with self._lock.write():
+                self._index = fresh
+
     def _compact_when_due(self) -> None:
         """(HNSW, after a change) start ``compact`` in a background thread when ``compact_fraction`` says it is
         due and none is running. ``compacting`` is that thread while it runs."""
@@ -420,26 +439,23 @@ class DenseIndex:
 
     def compact(self) -> int:
         """Drop the removed rows that searches still skip: HNSW's graph rebuilt from the live rows, a flat index's
-        removed vectors taken out of FAISS (IVF-PQ holds none). Returns how many vectors it dropped.
+        removed vectors taken out of FAISS. IVF-PQ holds none (its removals take the vectors out): its lists and
+        codebooks are trained again on the live vectors, beside searches (``_retrain``). Returns how many vectors
+        it dropped.
 
         HNSW's rebuild (tens of seconds for 100,000 vectors) runs beside searches and writes: the live vectors
         are copied under the read lock and the new graph is built under no lock; the rows added meanwhile are
         added to it in rounds while they are many, then the last ones with writes held back (searches go on), and
         the write lock is taken only to put the new graph in place (rows removed meanwhile are skipped there as in
         the old one). Both graphs are in memory until then."""
-        if self.kind != "hnsw":
+        if self.kind == "flat":
             with self._lock.write():
                 dropped = self.dead
-                if self.kind == "flat":
-                    self._drop_tombstones()
-                    return dropped
-                self._threads(searching=False)  # (IVF-PQ: trained again on the live rows)
-                live = np.flatnonzero(self._alive).astype(np.int64)
-                vectors = self._vectors_of(live)
-                self._index = self._new_index(train=vectors) if len(live) else None
-                if len(live):
-                    self._index.add_with_ids(vectors, live)
-            return dropped
+                self._drop_tombstones()
+                return dropped
+        if self.kind == "ivfpq":
+            self._retrain()
+            return 0
         with self._compacting:
             with self._lock.read():
                 dropped = self.dead
@@ -787,6 +803,11 @@ def _option(name: str, value: Any) -> Any:
     if name == "n_threads" and value > MAX_THREADS:
         raise IndexOptionError(f"n_threads must be at most {MAX_THREADS}, got {value!r}")
     return int(value)
+
+
+def _ivf_minimum(nlist: int) -> int:
+    """The vectors IVF-PQ needs to train ``nlist`` lists (FAISS's 39 a list) and 4-bit codebooks (256)."""
+    return max(39 * nlist, 256)
 
 
 def _default_nprobe(nlist: int) -> int:
