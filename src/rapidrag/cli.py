@@ -12,7 +12,7 @@
 ``rapidrag train reranker|embedder``: fine-tune a cross-encoder or an embedder on judged queries ([train] extra).
 ``rapidrag export``: a Hugging Face checkpoint to a model folder rapidrag loads, checked ([export] extra).
 
-The module runs to about 1,100 lines because it is one short function per subcommand (reading its arguments,
+The module runs to about 1,350 lines because it is one short function per subcommand (reading its arguments,
 calling the library, printing its report) and the one argument parser they share; the work itself lives in the
 library's modules (ingest, retriever, store, metrics, tuning, bench, train, export).
 """

@@ -16,7 +16,7 @@ keeps a copy by row, since its codes are lossy.
   are dead: tombstones cost search time and memory, not results).
 - ivfpq: trained on the first ``add`` (at least 39 vectors per list); deletes remove the codes.
 
-The module runs to about 780 lines because one index over FAISS's three kinds is one concern: its writes (adds,
+The module runs to about 820 lines because one index over FAISS's three kinds is one concern: its writes (adds,
 removals, removed rows added again, the rebuild beside searches and writes), its searches (filters, the exact
 fallback, removed rows), its settings and its saved state, all over the same row map and locks.
 """

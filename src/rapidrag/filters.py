@@ -20,6 +20,11 @@ matches, as in MongoDB and Qdrant: ``{"tags": "bone"}`` and ``{"tags": {"$in": [
 ``{"tags": ["bone", "vitamin"]}``, and ``$ne`` / ``$nin`` hold when no element matches. A dict's fields are
 filtered by their dotted path: ``{"author.name": "Curie"}``. Lists of lists or of dicts cannot be filtered and
 are refused when stored (``check_metadata``).
+
+The module runs past 500 lines because a filter is one concern from end to end: the metadata index it runs over
+(``MetadataIndex``: a column per field, each kind of value in an array of its own, saved with the index), the
+filter's check (every error names its path) and evaluation over those columns, and the notes on what it cannot
+match; they must agree on every kind of value (numbers, strings, dates, booleans, lists, dotted fields).
 """
 
 from __future__ import annotations

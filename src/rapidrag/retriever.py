@@ -7,7 +7,7 @@ return one hit per document (its best chunk) unless ``per_document=False``.
 This module is one index in this process: the ``Retriever`` (adding and deleting documents around one
 readers-writer lock, and the rows its searches start from: the hooks of ``search.Searcher``, which holds the
 stages of a search) and the checks of its settings. What it uses lives in documents, chunks, lexical, dense,
-filters, store and metrics. It runs to about 600 lines with the calls a shard of a split index answers
+filters, store and metrics. It runs to about 700 lines with the calls a shard of a split index answers
 (``statistics``, ``shard_stages``, ``shard_found``), which read the same rows under the same lock.
 """
 

@@ -7,6 +7,9 @@ the time budget, the hits with their citations.
 ``_first_stages`` (each stage's best rows and scores, with the document of each row) and ``_found`` (what the
 reranker and the hits need of some rows). ``Retriever`` is one index in this process; an index split in shards
 answers the same hooks from its shards.
+
+The module runs past 500 lines because it also holds what every kind of index shares around a search: the
+search settings and their checks, ``context``, and ``reload`` (a copy moved to its folder's newest snapshot).
 """
 
 from __future__ import annotations
