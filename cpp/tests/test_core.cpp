@@ -3,6 +3,7 @@
 // merge) against sorts and sums written out. Built with -DRAPIDRAG_BUILD_TESTS=ON, and run under
 // AddressSanitizer and UndefinedBehaviorSanitizer in CI (-DRAPIDRAG_SANITIZE=ON).
 // Optional argument: a vocab.txt, to run the random-text checks on a real vocabulary too.
+// One program of about 600 lines: every check of the core's parts, each a short function, run by main.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
