@@ -217,3 +217,16 @@ def test_resend_cost_runs(tmp_path: Path, scifact_dir: Path) -> None:
     chunks = _report(tmp_path, "resend_cost.py", args)["chunks_indexed"]
     assert chunks == {"upsert, 0 edited": 20, "upsert_changed, 0 edited": 0, "upsert, 2 edited": 20,
                       "upsert_changed, 2 edited": 2}  # fmt: skip
+
+
+def test_corpus_queries_writes_titles_or_statements(tmp_path: Path, scifact_dir: Path) -> None:
+    out = {}
+    for kind in ("titles", "sentences"):
+        out[kind] = tmp_path / f"{kind}.txt"
+        args = [str(scifact_dir), "--kind", kind, "--limit", "300", "--out", str(out[kind])]
+        subprocess.run([sys.executable, str(HERE / "corpus_queries.py"), *args], check=True, cwd=HERE, timeout=600)
+    titles = out["titles"].read_text(encoding="utf-8").splitlines()
+    statements = out["sentences"].read_text(encoding="utf-8").splitlines()
+    assert len(titles) == len(statements) == 300 and not set(titles) & set(statements)
+    assert all(4 <= len(s.split()) <= 40 and s[0].isupper() and s.endswith(".") for s in statements)
+    assert not any(s.startswith(("RESULTS ", "BACKGROUND ", "METHODS ", "CONCLUSIONS ")) for s in statements)
