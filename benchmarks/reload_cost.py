@@ -9,10 +9,11 @@
    costs). ``swap_ms``: each reload's last step (waiting for the searches in flight, taking the new state under
    the write lock, freeing the old after it).
 3. A thread searches (the index's default mode, no reranker: what a service's searches do) the test queries over
-   and over; its latency is recorded first with the index quiet, then for the searches that start while the main
-   thread reloads, ``--reloads`` times, the other snapshot saved before each (by this process, outside the
-   windows: a writer is another process in use). On 2 cores the reload's reading and parsing take a core from
-   the searches, and its Python work the GIL: that is the cost reported.
+   and over; its latency is recorded first with the index quiet, then for the searches that run while the main
+   thread reloads (any part of them: one that began just before a reload is slowed by it too; until 2026-12-05
+   evening those that began during one), ``--reloads`` times, the other snapshot saved before each (by this
+   process, outside the windows: a writer is another process in use). On 2 cores the reload's reading and parsing
+   take a core from the searches, and its Python work the GIL: that is the cost reported.
 
     python benchmarks/reload_cost.py --index scifact.idx --queries ../shared/data/beir/scifact --rounds 3
 
@@ -38,8 +39,10 @@ def _mb(field: str) -> float:
     return kb / 1024 if kb is not None else float("nan")
 
 
-def _percentiles(ms: list[float]) -> dict[str, float]:
+def _percentiles(ms: list[float]) -> dict[str, float | None]:
     a = np.asarray(ms)
+    if not len(a):  # (no search ran then: a very short reload on a machine busy elsewhere)
+        return {"searches": 0, "p50": None, "p99": None, "max": None}
     return {
         "searches": len(ms),
         "p50": float(np.percentile(a, 50)),
@@ -119,7 +122,7 @@ def main() -> None:
             del fresh
 
         # Searches beside reloads. The other snapshot is saved by this process between reloads (a writer is another
-        # process in use, whose save takes no lock of this one): the searches that start while a reload runs count.
+        # process in use, whose save takes no lock of this one): the searches that run while a reload runs count.
         latencies: list[tuple[float, float]] = []  # (start, ms)
         stop = threading.Event()
 
@@ -145,7 +148,7 @@ def main() -> None:
         time.sleep(0.2)
         stop.set()
         thread.join()
-        during = [ms for t, ms in latencies if any(a <= t <= b for a, b in windows)]
+        during = [ms for t, ms in latencies if any(t <= b and t + ms / 1000 >= a for a, b in windows)]
         busy_s = sum(b - a for a, b in windows)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
