@@ -18,7 +18,7 @@ import json
 import time
 from typing import Any
 
-from _common import side_by_side, side_by_side_options, use_code_copy
+from _common import side_by_side, side_by_side_options, status_kb, use_code_copy
 
 DIM = 384
 
@@ -29,11 +29,10 @@ def _rss_mb() -> float:
 
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise SystemExit("no VmRSS in /proc/self/status (Linux only)")
+    kb = status_kb("VmRSS")
+    if kb is None:
+        raise SystemExit("no VmRSS in /proc/self/status (Linux only)")
+    return kb / 1024
 
 
 def worker(rows: int) -> dict[str, Any]:
