@@ -176,6 +176,48 @@ def test_a_gain_within_noise_is_said_plainly(
     assert any("within noise: +0.0100 nDCG@10, 95% interval -0.0100 to +0.0300" in line for line in said)
 
 
+@pytest.mark.parametrize(("select_by", "kept"), [("fused", 4), ("alone", 2)])
+def test_the_step_kept_is_the_best_on_dev_by_the_measure_chosen(
+    tiny_data: dict[str, Path],
+    tiny_init: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    select_by: str,
+    kept: int,
+) -> None:
+    """``select_by`` chooses what dev maximises to keep a step: the fused nDCG@10 (the default) or the reranker's
+    order alone; here the two peak at different steps (dev's figures set per evaluation), and the record names the
+    measure. An unknown measure is refused, and the embedder's CLI refuses the option."""
+    from rapidrag.train import reranker as module
+
+    real = module.dev_metrics
+    alone = [0.3, 0.1, 0.5, 0.2, 0.2, 0.2, 0.2]  # before training, then after steps 1 to 6
+    fused = [0.3, 0.1, 0.2, 0.2, 0.6, 0.2, 0.2]
+    calls = {"n": 0}
+
+    def scripted(*args: Any) -> dict[str, Any]:
+        metrics = real(*args)
+        i = min(calls["n"], len(alone) - 1)
+        calls["n"] += 1
+        metrics["alone"], metrics["fused"] = alone[i], {w: fused[i] for w in metrics["fused"]}
+        return metrics
+
+    monkeypatch.setattr(module, "dev_metrics", scripted)
+    record = run(tiny_data, tiny_init, tmp_path / select_by, eval_every=1, select_by=select_by).record
+    assert record["settings"]["select_by"] == select_by
+    assert [h["step"] for h in record["history"]] == [1, 2, 3, 4, 5, 6]
+    assert record["best_step"] == kept
+    with pytest.raises(ValueError, match=r"select_by must be one of \['fused', 'alone'\]"):
+        run(tiny_data, tiny_init, tmp_path / "unknown", select_by="best")
+    from rapidrag.cli import main
+
+    argv = ["train", "embedder", str(tiny_data["corpus"]), "--queries", str(tiny_data["queries"]), "--qrels"]
+    argv += [str(tiny_data["qrels"]), "--init", str(tiny_init), "--out", str(tmp_path / "e"), "--lexical-mining"]
+    assert main([*argv, "--select-by", "alone"]) == 2 and not (tmp_path / "e").exists()
+    assert "--select-by are for rapidrag train reranker" in capsys.readouterr().err
+
+
 def test_gain_interval() -> None:
     """The paired bootstrap interval: a constant gain is its own interval; a gain that is zero on average holds
     zero; and the sequences must pair up."""

@@ -987,9 +987,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             common[name] = getattr(args, name)
     if args.what == "embedder":
-        if args.teacher or args.layers or args.loss != "listwise" or args.distil_loss != "kl" or args.distil_queries:
+        reranker_only = (
+            args.teacher,
+            args.layers,
+            args.loss != "listwise",
+            args.distil_loss != "kl",
+            args.distil_queries,
+            args.select_by != "fused",
+        )
+        if any(reranker_only):
             raise CliError(
-                "--teacher, --layers, --loss, --distil-loss and --distil-queries are for rapidrag train reranker"
+                "--teacher, --layers, --loss, --distil-loss, --distil-queries and --select-by are for rapidrag train "
+                "reranker"
             )
         if args.init is None:
             raise CliError("rapidrag train embedder needs --init (a checkpoint folder to start from)")
@@ -1006,6 +1015,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             loss=args.loss,
             distil_loss=args.distil_loss,
             distil_queries=args.distil_queries,
+            select_by=args.select_by,
             groups_per_batch=args.groups_per_batch,
             **common,
         )
@@ -1274,6 +1284,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--distil-queries",
         metavar="FILE",
         help="with --teacher: unlabelled queries (.txt, one per line, or queries.jsonl) the teacher labels too",
+    )
+    tr.add_argument(
+        "--select-by",
+        choices=("fused", "alone"),
+        default="fused",
+        help="reranker: what dev maximises to choose the step kept: nDCG@10 fused with the first stage (default) "
+        "or the reranker's order alone",
     )
     tr.add_argument("--out", required=True, help="the model folder to write")
     tr.add_argument("--embedder", metavar="PATH", help="embedder for hybrid mining (default $RAPIDRAG_MODELS/...)")

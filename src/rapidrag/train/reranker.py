@@ -48,6 +48,9 @@ WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # fusion weights trie
 ONNX_TOLERANCE = 1e-4
 # What a student learns of its teacher's scores over each group (the relevant passage and its negatives).
 DISTIL_LOSSES = {"kl": "listwise KL to the teacher", "margin-mse": "Margin-MSE to the teacher"}
+# What the dev split maximises to choose the step kept: nDCG@10 fused with the first stage at the best weight
+# (what an index that fuses gets), or the reranker's own order (what a student is held to against its teacher).
+SELECT_BY = ("fused", "alone")
 LOSSES = {
     "listwise": "listwise softmax cross-entropy",
     "bce": "binary cross-entropy per pair (relevant 1, negatives 0)",
@@ -174,6 +177,7 @@ def train_reranker(
     loss: str = "listwise",
     distil_loss: str = "kl",
     distil_queries: str | os.PathLike[str] | None = None,
+    select_by: str = "fused",
     embedder: Any = None,
     index: str | os.PathLike[str] | None = None,
     max_length: int = 256,
@@ -220,6 +224,10 @@ def train_reranker(
     file of unlabelled queries (one per line in a ``.txt``, or a queries JSONL) whose first-stage candidates the
     teacher labels too, since a teacher needs no judgements; dev still chooses on the judged dev queries, and a
     query whose text is a judged one is left out.
+
+    ``select_by``: what the dev split maximises to choose the step kept: "fused" (nDCG@10 fused with the first
+    stage at its best weight, what an index gets by default) or "alone" (the reranker's own order). The
+    recommended fusion weight is chosen on dev either way.
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -241,6 +249,8 @@ def train_reranker(
         raise TrainingError("loss is the loss on judgements; a student learns its teacher's scores (distil_loss)")
     if distil_loss not in DISTIL_LOSSES:
         raise ValueError(f"distil_loss must be one of {sorted(DISTIL_LOSSES)}, got {distil_loss!r}")
+    if select_by not in SELECT_BY:
+        raise ValueError(f"select_by must be one of {list(SELECT_BY)}, got {select_by!r}")
     if distil_queries is not None and teacher_dir is None:
         raise TrainingError("distil_queries are labelled by a teacher's scores: pass --teacher too")
     check_output(out_dir, force)
@@ -321,6 +331,7 @@ def train_reranker(
         "warmup": warmup,
         "steps": total,
         "dev_fraction": dev_fraction,
+        "select_by": select_by,
         "seed": seed,
         "bf16": autocast,
         "mining": mined_with,
@@ -358,7 +369,10 @@ def train_reranker(
     def evaluate() -> tuple[float, dict[str, Any]]:
         metrics = dev_metrics(_dev_scores(setup, mined, data, dev_ids, rerank_depth), mined, data, dev_ids)
         fused = max(metrics["fused"].values())
-        return fused, {"nDCG@10 alone": metrics["alone"], "fused best": fused}
+        return fused if select_by == "fused" else metrics["alone"], {
+            "nDCG@10 alone": metrics["alone"],
+            "fused best": fused,
+        }
 
     training_s = loop.run(loss_of, evaluate, eval_every=eval_every, progress=progress)
     best_step = loop.best_step
