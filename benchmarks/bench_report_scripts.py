@@ -8,7 +8,8 @@ sharded_load.py on a lexical index of 20 documents in 2 shards (Ray, in a privat
 rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of SciFact and quantize the cross-encoder before
 their first figure, minutes on two cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index
 of 300 gcide passages, update_cost.py on 60 SciFact abstracts, embed_batch_size.py on 8 passages a corpus,
-reload_cost.py on a lexical index of 40, resend_cost.py on one of 30.
+reload_cost.py on a lexical index of 40, resend_cost.py on one of 30, reranker_compare.py on a hybrid index of 40
+and 4 queries.
 """
 
 from __future__ import annotations
@@ -230,3 +231,28 @@ def test_corpus_queries_writes_titles_or_statements(tmp_path: Path, scifact_dir:
     assert len(titles) == len(statements) == 300 and not set(titles) & set(statements)
     assert all(4 <= len(s.split()) <= 40 and s[0].isupper() and s.endswith(".") for s in statements)
     assert not any(s.startswith(("RESULTS ", "BACKGROUND ", "METHODS ", "CONCLUSIONS ")) for s in statements)
+
+
+def test_reranker_compare_sets_each_reranker_against_the_first(
+    tmp_path: Path, scifact_dir: Path, minilm_dir: Path, reranker_dir: Path
+) -> None:
+    """Over a hybrid index of 40 abstracts and 4 test queries, one reranker named twice at two weights: the second
+    is set against the first per query, its order alone identical (a zero difference), fused the difference of the
+    two means."""
+    from rapidrag import Embedder, Retriever
+    from rapidrag.beir import load_corpus
+
+    index = Retriever(Embedder(minilm_dir))
+    index.add([{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in load_corpus(scifact_dir)[:40]])
+    folder = index.save(tmp_path / "ix")
+    args = ["--shared", str(scifact_dir.parents[2]), "--index", str(folder), "--max-queries", "4"]
+    report = _report(tmp_path, "reranker_compare.py", [*args, "--reranker", f"a={reranker_dir}:0.4",
+                                                        "--reranker", f"b={reranker_dir}:1.0"])  # fmt: skip
+    a, b = report["rerankers"]["a"], report["rerankers"]["b"]
+    assert report["queries"] == 4 and "minus_a" not in a
+    assert set(b["minus_a"]) == {"top20 alone", "top20 fused", "top30 alone", "top30 fused"}
+    assert b["minus_a"]["top20 alone"] == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    for n in (20, 30):
+        gap = b["minus_a"][f"top{n} fused"]
+        assert gap["mean"] == pytest.approx(b[f"top{n}"]["fused"] - a[f"top{n}"]["fused"])
+        assert gap["low"] <= gap["mean"] <= gap["high"]

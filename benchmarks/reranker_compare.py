@@ -7,7 +7,9 @@ the hybrid top 20 and 30 of one index, and the time to score 20 candidates.
 Each ``--reranker NAME=FOLDER[:WEIGHT]`` is loaded with its int8 file (``quantized=True``) at 256 tokens; the
 fusion weight is WEIGHT when given, else the one the folder's ``rapidrag.json`` recommends (chosen on its dev
 split of the training qrels), else rapidrag's default. Weights are never chosen here: the test qrels only report.
-The mix is ``rapidrag.fusion.rerank_mix``, as in searches.
+The mix is ``rapidrag.fusion.rerank_mix``, as in searches. Each reranker after the first is set against the first
+(a student against its teacher, say): the mean per-query difference in nDCG@10 with its paired 95% bootstrap
+interval, alone and fused, so that a gap can be told from what 300 queries resolve.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main() -> None:
     from rapidrag.beir import load_qrels, load_queries
     from rapidrag.fusion import rerank_mix
     from rapidrag.retriever import DEFAULT_RERANK_WEIGHT, query_metrics
+    from rapidrag.train.common import gain_interval
 
     data = Path(args.shared) / "data/beir/scifact"
     qrels = load_qrels(data / "qrels/test.tsv")
@@ -52,6 +55,8 @@ def main() -> None:
     }
     print(f"{len(ids)} test queries, hybrid nDCG@10 {hybrid:.4f}")
     scored: dict[str, tuple[dict, list[float], str]] = {}  # folder -> scores, times, model file (weights differ)
+    per_query: dict[str, dict[str, list[float]]] = {}  # name -> "top20 alone" etc. -> nDCG@10 of each query
+    reference = args.reranker[0].partition("=")[0]
     for spec in args.reranker:
         name, _, rest = spec.partition("=")
         folder, _, weight_text = rest.partition(":")
@@ -80,12 +85,24 @@ def main() -> None:
                     order, _ = rerank_mix(scores[q][:n], base, w)
                     out.append(query_metrics([docs[i] for i in order], qrels[q])["ndcg@10"])
             entry[f"top{n}"] = {"alone": float(np.mean(alone)), "fused": float(np.mean(fused))}
+            per_query.setdefault(name, {}).update({f"top{n} alone": alone, f"top{n} fused": fused})
         entry["ms_20_candidates"] = {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95))}
         report["rerankers"][name] = entry
         cells = "  ".join(
             f"top{n}: alone {entry[f'top{n}']['alone']:.4f} fused {entry[f'top{n}']['fused']:.4f}" for n in args.depths
         )
         print(f"{name:<12} w={weight:g}  {cells}  20 candidates p50 {entry['ms_20_candidates']['p50']:.0f} ms")
+        if name != reference:
+            entry[f"minus_{reference}"] = {
+                key: gain_interval(per_query[reference][key], values) for key, values in per_query[name].items()
+            }
+            print(
+                f"{'':<12} minus {reference}: "
+                + "  ".join(
+                    f"{key} {d['mean']:+.4f} ({d['low']:+.4f}, {d['high']:+.4f})"
+                    for key, d in entry[f"minus_{reference}"].items()
+                )
+            )
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
 
