@@ -369,10 +369,8 @@ def train_reranker(
     def evaluate() -> tuple[float, dict[str, Any]]:
         metrics = dev_metrics(_dev_scores(setup, mined, data, dev_ids, rerank_depth), mined, data, dev_ids)
         fused = max(metrics["fused"].values())
-        return fused if select_by == "fused" else metrics["alone"], {
-            "nDCG@10 alone": metrics["alone"],
-            "fused best": fused,
-        }
+        kept_by = fused if select_by == "fused" else metrics["alone"]
+        return kept_by, {"nDCG@10 alone": metrics["alone"], "fused best": fused}
 
     training_s = loop.run(loss_of, evaluate, eval_every=eval_every, progress=progress)
     best_step = loop.best_step
