@@ -339,6 +339,60 @@ def test_distil_a_smaller_student(tiny_data: dict[str, Path], tiny_init: Path, t
         run(tiny_data, None, tmp_path / "missing", teacher=teacher, distil_queries=tmp_path / "none.txt")
 
 
+def test_distil_the_teachers_hidden_states(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
+    """``distil_hidden``: a student also learns the teacher's hidden states, layers mapped uniformly; trained with
+    it, a student's hidden states end closer to its teacher's than without it, from the same start and batches."""
+    from types import SimpleNamespace
+
+    from rapidrag.train.reranker import _hidden_loss, _hidden_pairs
+
+    def model(layers: int, hidden: int = 32) -> Any:
+        return SimpleNamespace(config=SimpleNamespace(num_hidden_layers=layers, hidden_size=hidden))
+
+    assert _hidden_pairs(model(2), model(6)) == [(0, 0), (1, 3), (2, 6)]
+    assert _hidden_pairs(model(4), model(6)) == [(0, 0), (1, 1), (2, 3), (3, 4), (4, 6)]
+    assert _hidden_pairs(model(2), model(2)) == [(0, 0), (1, 1), (2, 2)]
+    with pytest.raises(TrainingError, match="equal hidden sizes: the student's is 16, the teacher's 32"):
+        _hidden_pairs(model(1, 16), model(2))
+    # Padding is left out of the mean: states that differ only there count as equal.
+    a, b = torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)
+    b[0, 2] = 5.0
+    mask = torch.tensor([[1, 1, 0]])
+    assert float(_hidden_loss([a], [b], [(0, 0)], mask)) == 0.0
+    b[0, 1] = 2.0
+    assert float(_hidden_loss([a], [b], [(0, 0)], mask)) == pytest.approx(4.0 / 2)
+
+    teacher = run(tiny_data, tiny_init, tmp_path / "teacher").path
+    with pytest.raises(TrainingError, match="pass --teacher too"):
+        run(tiny_data, tiny_init, tmp_path / "no_teacher", distil_hidden=1.0)
+    with pytest.raises(ValueError, match="distil_hidden must be a finite weight"):
+        run(tiny_data, None, tmp_path / "negative", teacher=teacher, distil_hidden=-1.0)
+
+    def gap(student: Path) -> float:
+        """The student's hidden states against the teacher's on a few training pairs."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        s = AutoModelForSequenceClassification.from_pretrained(student, num_labels=1).eval()
+        t = AutoModelForSequenceClassification.from_pretrained(teacher, num_labels=1).eval()
+        enc = AutoTokenizer.from_pretrained(teacher)(
+            ["bone density", "vitamin d", "cancer risk"],
+            ["bone loss in mice", "sunlight", "smoking"],
+            padding="longest",
+            return_tensors="pt",
+        )
+        with torch.no_grad():
+            hs, ht = s(**enc, output_hidden_states=True), t(**enc, output_hidden_states=True)
+        return float(_hidden_loss(hs.hidden_states, ht.hidden_states, _hidden_pairs(s, t), enc["attention_mask"]))
+
+    fast = {"layers": 1, "lr": 1e-2, "max_steps": None, "teacher": teacher}
+    without = run(tiny_data, None, tmp_path / "without", **fast)
+    with_hidden = run(tiny_data, None, tmp_path / "with", distil_hidden=10.0, **fast)
+    assert with_hidden.record["settings"]["distil_hidden"] == 10.0
+    assert without.record["settings"]["distil_hidden"] == 0.0
+    assert gap(with_hidden.path) < gap(without.path)
+    assert rapidrag.Reranker(with_hidden.path, max_length=64).score("bone", ["bone loss"]).shape == (1,)
+
+
 def test_embedder_trains_exports_and_loads(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
     from rapidrag.train import train_embedder
 

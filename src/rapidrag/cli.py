@@ -993,12 +993,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.loss != "listwise",
             args.distil_loss != "kl",
             args.distil_queries,
+            args.distil_hidden,
             args.select_by != "fused",
         )
         if any(reranker_only):
             raise CliError(
-                "--teacher, --layers, --loss, --distil-loss, --distil-queries and --select-by are for rapidrag train "
-                "reranker"
+                "--teacher, --layers, --loss, --distil-loss, --distil-queries, --distil-hidden and --select-by are "
+                "for rapidrag train reranker"
             )
         if args.init is None:
             raise CliError("rapidrag train embedder needs --init (a checkpoint folder to start from)")
@@ -1015,6 +1016,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             loss=args.loss,
             distil_loss=args.distil_loss,
             distil_queries=args.distil_queries,
+            distil_hidden=args.distil_hidden,
             select_by=args.select_by,
             groups_per_batch=args.groups_per_batch,
             **common,
@@ -1284,6 +1286,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--distil-queries",
         metavar="FILE",
         help="with --teacher: unlabelled queries (.txt, one per line, or queries.jsonl) the teacher labels too",
+    )
+    tr.add_argument(
+        "--distil-hidden",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="with --teacher: also learn the teacher's hidden states (mean squared difference, layers mapped "
+        "uniformly), at this weight beside the scores' loss (default 0: off)",
     )
     tr.add_argument(
         "--select-by",

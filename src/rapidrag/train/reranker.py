@@ -177,6 +177,7 @@ def train_reranker(
     loss: str = "listwise",
     distil_loss: str = "kl",
     distil_queries: str | os.PathLike[str] | None = None,
+    distil_hidden: float = 0.0,
     select_by: str = "fused",
     embedder: Any = None,
     index: str | os.PathLike[str] | None = None,
@@ -223,7 +224,11 @@ def train_reranker(
     layers, evenly spaced, so that it runs faster; ``init`` defaults to the teacher itself. ``distil_queries``: a
     file of unlabelled queries (one per line in a ``.txt``, or a queries JSONL) whose first-stage candidates the
     teacher labels too, since a teacher needs no judgements; dev still chooses on the judged dev queries, and a
-    query whose text is a judged one is left out.
+    query whose text is a judged one is left out. ``distil_hidden``: the weight of a second distillation term
+    (0, the default, leaves it out): the mean squared difference between the student's hidden states and the
+    teacher's over the pairs' tokens, the embeddings to the embeddings and the student's layer j of S to the
+    teacher's layer (j * T) // S of T (TinyBERT's uniform mapping), so that a student of few layers learns what
+    the teacher's layers compute on the way and not only its scores. It needs equal hidden sizes.
 
     ``select_by``: what the dev split maximises to choose the step kept: "fused" (nDCG@10 fused with the first
     stage at its best weight, what an index gets by default) or "alone" (the reranker's own order). The
@@ -253,6 +258,10 @@ def train_reranker(
         raise ValueError(f"select_by must be one of {list(SELECT_BY)}, got {select_by!r}")
     if distil_queries is not None and teacher_dir is None:
         raise TrainingError("distil_queries are labelled by a teacher's scores: pass --teacher too")
+    if not isinstance(distil_hidden, (int, float)) or not 0 <= distil_hidden < float("inf"):
+        raise ValueError(f"distil_hidden must be a finite weight of 0 or more, got {distil_hidden!r}")
+    if distil_hidden and teacher_dir is None:
+        raise TrainingError("distil_hidden learns a teacher's hidden states: pass --teacher too")
     check_output(out_dir, force)
     check_ints(negatives=(negatives, 1), epochs=(epochs, 1), groups_per_batch=(groups_per_batch, 1))
     if not isinstance(max_length, int) or not 16 <= max_length <= 512:
@@ -297,6 +306,9 @@ def train_reranker(
     if layers is not None:
         kept = _keep_layers(model, layers)
         say(f"student: encoder layers {kept} of {init_dir}")
+    hidden_pairs = _hidden_pairs(model, teacher_model) if distil_hidden else []
+    if hidden_pairs:
+        say(f"hidden states distilled (student's, teacher's; 0 the embeddings): {hidden_pairs}")
     setup = _Setup(model, tokenizer, max_length, autocast)
 
     batches = _batches(
@@ -320,6 +332,7 @@ def train_reranker(
         "layers": layers,
         "unlabelled_queries": len(unlabelled),
         "loss": DISTIL_LOSSES[distil_loss] if teacher_dir is not None else LOSSES[loss],
+        "distil_hidden": distil_hidden,
         "data": data.sources,
         "max_length": max_length,
         "negatives": negatives,
@@ -349,11 +362,14 @@ def train_reranker(
         enc = tokenizer(
             pairs_q, pairs_p, truncation="only_second", max_length=max_length, padding="longest", return_tensors="pt"
         )
+        hidden = bool(hidden_pairs)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            logits = model(**enc).logits.float().view(len(groups), 1 + negatives)
+            out = model(**enc, output_hidden_states=hidden)
+            logits = out.logits.float().view(len(groups), 1 + negatives)
             if teacher_model is not None:
                 with torch.no_grad():
-                    target = teacher_model(**enc).logits.float().view(len(groups), 1 + negatives)
+                    taught = teacher_model(**enc, output_hidden_states=hidden)
+                target = taught.logits.float().view(len(groups), 1 + negatives)
         if teacher_model is None and loss == "bce":
             labels = torch.zeros_like(logits)
             labels[:, 0] = 1.0
@@ -361,9 +377,15 @@ def train_reranker(
         if teacher_model is None:
             return torch.nn.functional.cross_entropy(logits, torch.zeros(len(groups), dtype=torch.long))
         if distil_loss == "margin-mse":
-            return torch.nn.functional.mse_loss(logits[:, :1] - logits[:, 1:], target[:, :1] - target[:, 1:])
-        return torch.nn.functional.kl_div(
-            torch.log_softmax(logits, dim=1), torch.softmax(target, dim=1), reduction="batchmean"
+            scores = torch.nn.functional.mse_loss(logits[:, :1] - logits[:, 1:], target[:, :1] - target[:, 1:])
+        else:
+            scores = torch.nn.functional.kl_div(
+                torch.log_softmax(logits, dim=1), torch.softmax(target, dim=1), reduction="batchmean"
+            )
+        if not hidden:
+            return scores
+        return scores + distil_hidden * _hidden_loss(
+            out.hidden_states, taught.hidden_states, hidden_pairs, enc["attention_mask"]
         )
 
     def evaluate() -> tuple[float, dict[str, Any]]:
@@ -465,3 +487,25 @@ def _keep_layers(model: Any, n: int) -> list[int]:
     encoder.layer = torch.nn.ModuleList([encoder.layer[i] for i in kept])
     model.config.num_hidden_layers = len(kept)
     return kept
+
+
+def _hidden_pairs(student: Any, teacher: Any) -> list[tuple[int, int]]:
+    """Which of the teacher's hidden states each of the student's learns: the embeddings the embeddings (0, 0),
+    and the student's layer j of S (1-based) the teacher's layer (j * T) // S of T."""
+    s, t = student.config, teacher.config
+    if s.hidden_size != t.hidden_size:
+        raise TrainingError(
+            f"distil_hidden needs equal hidden sizes: the student's is {s.hidden_size}, the teacher's {t.hidden_size}"
+        )
+    n, total = s.num_hidden_layers, t.num_hidden_layers
+    return [(0, 0), *((j, j * total // n) for j in range(1, n + 1))]
+
+
+def _hidden_loss(student: Sequence[Any], teacher: Sequence[Any], pairs: Sequence[tuple[int, int]], mask: Any) -> Any:
+    """Mean squared difference of the paired hidden states over the tokens that are not padding."""
+    weights = mask.unsqueeze(-1).float()
+    per_pair = [
+        (((student[i].float() - teacher[j].float()) ** 2) * weights).sum() / (weights.sum() * student[i].shape[-1])
+        for i, j in pairs
+    ]
+    return sum(per_pair) / len(per_pair)
