@@ -307,7 +307,8 @@ def train_reranker(
         kept = _keep_layers(model, layers)
         say(f"student: encoder layers {kept} of {init_dir}")
     hidden_pairs = _hidden_pairs(model, teacher_model) if distil_hidden else []
-    if hidden_pairs:
+    hidden = bool(hidden_pairs)
+    if hidden:
         say(f"hidden states distilled (student's, teacher's; 0 the embeddings): {hidden_pairs}")
     setup = _Setup(model, tokenizer, max_length, autocast)
 
@@ -362,7 +363,6 @@ def train_reranker(
         enc = tokenizer(
             pairs_q, pairs_p, truncation="only_second", max_length=max_length, padding="longest", return_tensors="pt"
         )
-        hidden = bool(hidden_pairs)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             out = model(**enc, output_hidden_states=hidden)
             logits = out.logits.float().view(len(groups), 1 + negatives)
@@ -504,8 +504,5 @@ def _hidden_pairs(student: Any, teacher: Any) -> list[tuple[int, int]]:
 def _hidden_loss(student: Sequence[Any], teacher: Sequence[Any], pairs: Sequence[tuple[int, int]], mask: Any) -> Any:
     """Mean squared difference of the paired hidden states over the tokens that are not padding."""
     weights = mask.unsqueeze(-1).float()
-    per_pair = [
-        (((student[i].float() - teacher[j].float()) ** 2) * weights).sum() / (weights.sum() * student[i].shape[-1])
-        for i, j in pairs
-    ]
-    return sum(per_pair) / len(per_pair)
+    squares = sum((((student[i].float() - teacher[j].float()) ** 2) * weights).sum() for i, j in pairs)
+    return squares / (len(pairs) * weights.sum() * student[0].shape[-1])
