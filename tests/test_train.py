@@ -4,6 +4,7 @@ transformers); under RAPIDRAG_REQUIRE_DATA=1 (CI) a missing extra fails instead 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -337,6 +338,45 @@ def test_distil_a_smaller_student(tiny_data: dict[str, Path], tiny_init: Path, t
         run(tiny_data, tiny_init, tmp_path / "no_teacher", distil_queries=tmp_path / "titles.txt")
     with pytest.raises(TrainingDataError, match="no such file"):
         run(tiny_data, None, tmp_path / "missing", teacher=teacher, distil_queries=tmp_path / "none.txt")
+
+
+def test_a_student_keeps_the_layers_it_lists(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
+    """``layers`` as indices: the student starts from exactly those layers of its teacher (a count spaces them
+    evenly from the first to the last); indices out of range, unordered, repeated or negative are refused, and the
+    CLI reads ``--layers 0,1`` as indices and ``--layers 2`` as a count."""
+    from rapidrag.cli import _layers
+    from rapidrag.train.reranker import _keep_layers
+
+    def layers_of(model: Any) -> list[Any]:
+        return list(model.base_model.encoder.layer)
+
+    def six_layers() -> Any:
+        config = transformers.BertConfig(
+            vocab_size=64, hidden_size=8, num_hidden_layers=6, num_attention_heads=2, intermediate_size=16, num_labels=1
+        )
+        return transformers.BertForSequenceClassification(config)
+
+    model = six_layers()
+    originals = layers_of(model)
+    assert _keep_layers(model, [0, 1]) == [0, 1] and layers_of(model) == originals[:2]
+    assert model.config.num_hidden_layers == 2
+    model = six_layers()
+    originals = layers_of(model)
+    assert _keep_layers(model, 2) == [0, 5] and layers_of(model) == [originals[0], originals[5]]
+    teacher = run(tiny_data, tiny_init, tmp_path / "teacher").path
+    student = run(tiny_data, None, tmp_path / "student", teacher=teacher, layers=[1], max_steps=1)
+    assert student.record["settings"]["layers"] == [1]
+    assert json.loads((student.path / "config.json").read_text())["num_hidden_layers"] == 1
+    with pytest.raises(TrainingError, match="names layer 2, but the model has 2 encoder layers"):
+        run(tiny_data, None, tmp_path / "out_of_range", teacher=teacher, layers=[0, 2])
+    for bad in ([1, 0], [0, 0], [-1], [], 0, "0,1"):
+        with pytest.raises(ValueError, match="layers must"):
+            run(tiny_data, None, tmp_path / "bad", teacher=teacher, layers=bad)
+    assert not (tmp_path / "bad").exists()
+    assert _layers("0,1") == [0, 1] and _layers("2") == 2
+    for bad_text in ("1,0", "0,x", "0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _layers(bad_text)
 
 
 def test_distil_the_teachers_hidden_states(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:

@@ -425,6 +425,20 @@ _positive_int = _whole(1)
 _count = _whole(0)
 
 
+def _layers(text: str) -> int | list[int]:
+    """``--layers``: a count (``2``) or the layer indices to keep (``0,1``)."""
+    if "," not in text:
+        count: int = _positive_int(text)
+        return count
+    try:
+        kept = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or layer indices such as 0,1, got {text!r}") from None
+    if any(i < 0 for i in kept) or kept != sorted(set(kept)):
+        raise argparse.ArgumentTypeError(f"layer indices must be distinct, 0 or more and increasing, got {text!r}")
+    return kept
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -1268,7 +1282,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--qrels", required=True, help="the training qrels .tsv (a dev split is carved out of it)")
     tr.add_argument("--init", help="a Hugging Face checkpoint folder to start from (default: the --teacher)")
     tr.add_argument("--teacher", help="distil: a cross-encoder folder (from rapidrag train) whose scores to learn")
-    tr.add_argument("--layers", type=_positive_int, help="keep this many encoder layers (a smaller, faster student)")
+    tr.add_argument(
+        "--layers",
+        type=_layers,
+        help="a smaller, faster student: keep this many encoder layers, evenly spaced (2), or these ones (0,1)",
+    )
     tr.add_argument(
         "--loss",
         choices=("listwise", "bce"),

@@ -173,7 +173,7 @@ def train_reranker(
     init: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str],
     teacher: str | os.PathLike[str] | None = None,
-    layers: int | None = None,
+    layers: int | Sequence[int] | None = None,
     loss: str = "listwise",
     distil_loss: str = "kl",
     distil_queries: str | os.PathLike[str] | None = None,
@@ -220,15 +220,16 @@ def train_reranker(
     the student learns the teacher's scores over the same groups (listwise KL divergence between the two softmax
     distributions of each group, ``distil_loss="kl"``, or Margin-MSE, ``"margin-mse"``: the squared difference
     between the student's and the teacher's margins of the relevant passage over each negative) instead of the
-    judgements; ``layers`` keeps that many of the student's encoder
-    layers, evenly spaced, so that it runs faster; ``init`` defaults to the teacher itself. ``distil_queries``: a
-    file of unlabelled queries (one per line in a ``.txt``, or a queries JSONL) whose first-stage candidates the
-    teacher labels too, since a teacher needs no judgements; dev still chooses on the judged dev queries, and a
-    query whose text is a judged one is left out. ``distil_hidden``: the weight of a second distillation term
-    (0, the default, leaves it out): the mean squared difference between the student's hidden states and the
-    teacher's over the pairs' tokens, the embeddings to the embeddings and the student's layer j of S to the
-    teacher's layer (j * T) // S of T (TinyBERT's uniform mapping), so that a student of few layers learns what
-    the teacher's layers compute on the way and not only its scores. It needs equal hidden sizes.
+    judgements. ``layers`` keeps that many of the student's encoder layers, evenly spaced from the first to the
+    last, so that it runs faster, or the ones it lists by index (0 the first; ``[0, 1]`` keeps the bottom two, as
+    layer-dropping studies favour); ``init`` defaults to the teacher itself. ``distil_queries``: a file of
+    unlabelled queries (one per line in a ``.txt``, or a queries JSONL) whose first-stage candidates the teacher
+    labels too, since a teacher needs no judgements; dev still chooses on the judged dev queries, and a query
+    whose text is a judged one is left out. ``distil_hidden``: the weight of a second distillation term (0, the
+    default, leaves it out): the mean squared difference between the student's hidden states and the teacher's
+    over the pairs' tokens, the embeddings to the embeddings and the student's layer j of S to the teacher's layer
+    (j * T) // S of T (TinyBERT's uniform mapping), so that a student of few layers learns what the teacher's
+    layers compute on the way and not only its scores. It needs equal hidden sizes.
 
     ``select_by``: what the dev split maximises to choose the step kept: "fused" (nDCG@10 fused with the first
     stage at its best weight, what an index gets by default) or "alone" (the reranker's own order). The
@@ -246,8 +247,7 @@ def train_reranker(
     teacher_dir = Path(teacher) if teacher is not None else None
     if teacher_dir is not None:
         check_init(teacher_dir, "--teacher")
-    if layers is not None and (not isinstance(layers, int) or layers < 1):
-        raise ValueError(f"layers must be a positive int, got {layers!r}")
+    layers = _check_layers(layers)
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
     if loss != "listwise" and teacher_dir is not None:
@@ -475,15 +475,37 @@ def _write_folder(
     return extra
 
 
-def _keep_layers(model: Any, n: int) -> list[int]:
-    """Keep ``n`` of the model's encoder layers, evenly spaced from the first to the last; returns their indices."""
+def _check_layers(layers: int | Sequence[int] | None) -> int | list[int] | None:
+    """``layers`` as train_reranker takes it: None, a count of 1 or more, or distinct layer indices in order."""
+    if layers is None or (isinstance(layers, int) and not isinstance(layers, bool) and layers >= 1):
+        return layers
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+        raise ValueError(f"layers must be a positive int or a list of layer indices, got {layers!r}")
+    kept = list(layers)
+    if (
+        not kept
+        or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in kept)
+        or kept != sorted(set(kept))
+    ):
+        raise ValueError(f"layers must list distinct layer indices of 0 or more in increasing order, got {layers!r}")
+    return kept
+
+
+def _keep_layers(model: Any, layers: int | list[int]) -> list[int]:
+    """Keep ``layers`` of the model's encoder layers: that many, evenly spaced from the first to the last, or the
+    listed indices; returns the indices kept."""
     import torch
 
     encoder = model.base_model.encoder
     total = len(encoder.layer)
-    if n > total:
-        raise TrainingError(f"layers={n}, but the model has {total} encoder layers")
-    kept = sorted({int(round(i)) for i in np.linspace(0, total - 1, n)})
+    if isinstance(layers, int):
+        if layers > total:
+            raise TrainingError(f"layers={layers}, but the model has {total} encoder layers")
+        kept = sorted({int(round(i)) for i in np.linspace(0, total - 1, layers)})
+    elif layers[-1] >= total:
+        raise TrainingError(f"layers={layers} names layer {layers[-1]}, but the model has {total} encoder layers")
+    else:
+        kept = layers
     encoder.layer = torch.nn.ModuleList([encoder.layer[i] for i in kept])
     model.config.num_hidden_layers = len(kept)
     return kept
