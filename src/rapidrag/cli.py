@@ -430,12 +430,13 @@ def _layers(text: str) -> int | list[int]:
     if "," not in text:
         count: int = _positive_int(text)
         return count
+    from .train.reranker import _check_layers  # the library's own check of the indices (light: no torch)
+
     try:
         kept = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count or layer indices such as 0,1, got {text!r}") from None
-    if any(i < 0 for i in kept) or kept != sorted(set(kept)):
-        raise argparse.ArgumentTypeError(f"layer indices must be distinct, 0 or more and increasing, got {text!r}")
+        _check_layers(kept)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected a count or layer indices such as 0,1, got {text!r} ({e})") from None
     return kept
 
 
