@@ -20,8 +20,51 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
+
+
+def rapidrag_step_seconds(
+    corpus: Path, queries: Path, qrels: Path, out: Path, *, index: str, steps: int, **options: Any
+) -> float:
+    """Seconds per step of ``train_reranker``'s loop over ``steps`` steps (``options`` passed on): its training
+    time less the dev evaluation it runs at its last step, which every dev scoring is timed to take out."""
+    from rapidrag.train import reranker as trainer_module
+    from rapidrag.train import train_reranker
+
+    scoring: list[float] = []
+    real_dev_scores = trainer_module._dev_scores
+
+    def timed_dev_scores(*a: Any, **kw: Any) -> Any:
+        start = time.perf_counter()
+        result = real_dev_scores(*a, **kw)
+        scoring.append(time.perf_counter() - start)
+        return result
+
+    trainer_module._dev_scores = timed_dev_scores  # type: ignore[assignment]
+    try:
+        trained = train_reranker(
+            corpus,
+            queries,
+            qrels,
+            out=out,
+            index=index,
+            epochs=1,
+            max_steps=steps,
+            eval_every=steps,
+            rerank_depth=1,
+            quantize=False,
+            keep_worse=True,
+            force=True,
+            **options,
+        )
+    finally:
+        trainer_module._dev_scores = real_dev_scores  # type: ignore[assignment]
+    assert trained.path is not None
+    seconds = json.loads((trained.path / "rapidrag.json").read_text())["seconds"]["training"]
+    # Dev scorings: before training, the one in the loop at its last step, after training.
+    return float(seconds - scoring[1]) / steps
 
 
 def main() -> None:
@@ -42,7 +85,6 @@ def main() -> None:
     )
     from sentence_transformers.cross_encoder.losses import ListNetLoss  # type: ignore[import-untyped]
 
-    from rapidrag.train import train_reranker
     from rapidrag.train.common import bf16_available
     from rapidrag.train.data import prepare
     from rapidrag.train.mining import mine
@@ -53,37 +95,10 @@ def main() -> None:
     bf16 = bf16_available()
     report: dict[str, object] = {"steps": args.steps, "bf16": bf16, "torch_threads": torch.get_num_threads()}
 
-    # The loop's time includes its dev evaluation at the last step: time every dev scoring and take that one out.
-    from rapidrag.train import reranker as trainer_module
-
-    scoring: list[float] = []
-    real_dev_scores = trainer_module._dev_scores
-
-    def timed_dev_scores(*a: object, **kw: object) -> object:
-        start = time.perf_counter()
-        out = real_dev_scores(*a, **kw)  # type: ignore[arg-type]
-        scoring.append(time.perf_counter() - start)
-        return out
-
-    trainer_module._dev_scores = timed_dev_scores  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
-        trained = train_reranker(
-            corpus,
-            data_dir,
-            qrels,
-            init=args.init,
-            out=Path(tmp) / "rapidrag",
-            index=args.index,
-            epochs=1,
-            max_steps=args.steps,
-            eval_every=args.steps,
-            rerank_depth=1,
-            quantize=False,
-            keep_worse=True,
+        report["rapidrag s/step"] = rapidrag_step_seconds(
+            corpus, data_dir, qrels, Path(tmp) / "rapidrag", index=args.index, init=args.init, steps=args.steps
         )
-        seconds = json.loads((trained.path / "rapidrag.json").read_text())["seconds"]["training"]
-        # Dev scorings: before training, the one in the loop at its last step, after training.
-        report["rapidrag s/step"] = (seconds - scoring[1]) / args.steps
 
         # The same groups, in the same order, for the sentence-transformers trainer.
         data, train_ids, _ = prepare(corpus, data_dir, qrels, min_queries=None, dev_fraction=0.2, seed=0)

@@ -27,6 +27,7 @@ from rapidrag.persist import default_file_mode
 from rapidrag.train.data import TrainingDataError
 from rapidrag.train.reranker import TrainingError, train_reranker
 
+TINY_EMBEDDER: dict[str, Any] = {"max_length": 64, "batch_size": 8, "max_steps": 4, "eval_every": 2, "keep_worse": True}
 SMALL = {"max_length": 64, "negatives": 3, "epochs": 1, "groups_per_batch": 4, "eval_every": 3, "candidates": 12}
 
 
@@ -433,22 +434,63 @@ def test_distil_the_teachers_hidden_states(tiny_data: dict[str, Path], tiny_init
     assert rapidrag.Reranker(with_hidden.path, max_length=64).score("bone", ["bone loss"]).shape == (1,)
 
 
+def test_attention_dropout_is_a_setting(
+    tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``attention_dropout`` sets the dropout on the attention weights of the model trained, reranker and
+    embedder (the written config says what it trained with); unset, the checkpoint's stays; bad values and a config
+    without the setting are refused before any work, naming them."""
+    import shutil
+
+    def config(folder: Path) -> dict[str, Any]:
+        return dict(json.loads((folder / "config.json").read_text()))
+
+    assert config(tiny_init)["attention_probs_dropout_prob"] == 0.1
+    off = run(tiny_data, tiny_init, tmp_path / "off", attention_dropout=0.0)
+    assert off.record["settings"]["attention_dropout"] == 0.0
+    assert config(off.path)["attention_probs_dropout_prob"] == 0.0
+    assert config(off.path)["hidden_dropout_prob"] == 0.1  # only the attention's dropout changes
+    kept = run(tiny_data, tiny_init, tmp_path / "kept")
+    assert kept.record["settings"]["attention_dropout"] is None
+    assert config(kept.path)["attention_probs_dropout_prob"] == 0.1
+    assert rapidrag.Reranker(off.path, max_length=64).score("bone", ["bone loss"]).shape == (1,)
+    from rapidrag.train import train_embedder
+
+    embedder = train_embedder(
+        *tiny_data.values(), init=tiny_init, out=tmp_path / "embedder", attention_dropout=0.0, **TINY_EMBEDDER
+    )
+    assert embedder.record["settings"]["attention_dropout"] == 0.0
+    assert config(tmp_path / "embedder")["attention_probs_dropout_prob"] == 0.0
+
+    for bad in (-0.1, 1.0, "0.1"):
+        with pytest.raises(ValueError, match="attention_dropout must be from 0 to below 1"):
+            run(tiny_data, tiny_init, tmp_path / "bad", attention_dropout=bad)
+    other = tmp_path / "other_init"
+    shutil.copytree(tiny_init, other)
+    settings = config(other)
+    del settings["attention_probs_dropout_prob"]
+    (other / "config.json").write_text(json.dumps(settings))
+    with pytest.raises(TrainingError, match="config.json names no attention dropout"):
+        run(tiny_data, other, tmp_path / "bad", attention_dropout=0.0)
+    with pytest.raises(TrainingError, match="config.json names no attention dropout"):
+        train_embedder(*tiny_data.values(), init=other, out=tmp_path / "bad", attention_dropout=0.0, **TINY_EMBEDDER)
+    assert not (tmp_path / "bad").exists()
+
+    from rapidrag.cli import main
+
+    argv = ["train", "reranker", str(tiny_data["corpus"]), "--queries", str(tiny_data["queries"]), "--qrels"]
+    argv += [str(tiny_data["qrels"]), "--init", str(tiny_init), "--lexical-mining", "--max-length", "64"]
+    argv += ["--epochs", "1", "--max-steps", "2", "--keep-worse", "--no-int8", "--attention-dropout", "0"]
+    assert main([*argv, "--out", str(tmp_path / "cli")]) in (0, 1)  # 1: worse on dev after 2 steps, kept as asked
+    assert config(tmp_path / "cli")["attention_probs_dropout_prob"] == 0.0
+    capsys.readouterr()
+
+
 def test_embedder_trains_exports_and_loads(tiny_data: dict[str, Path], tiny_init: Path, tmp_path: Path) -> None:
     from rapidrag.train import train_embedder
 
     out = tmp_path / "embedder"
-    report = train_embedder(
-        tiny_data["corpus"],
-        tiny_data["queries"],
-        tiny_data["qrels"],
-        init=tiny_init,
-        out=out,
-        max_length=64,
-        batch_size=8,
-        max_steps=4,
-        eval_every=2,
-        keep_worse=True,
-    )
+    report = train_embedder(*tiny_data.values(), init=tiny_init, out=out, **TINY_EMBEDDER)
     assert report.path == out and {"model.onnx", "model_fused_int8.onnx", "rapidrag.json"} <= {
         p.name for p in out.iterdir()
     }

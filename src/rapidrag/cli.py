@@ -994,6 +994,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "quantize": not args.no_int8,
         "force": args.force,
         "keep_worse": args.keep_worse,
+        "attention_dropout": args.attention_dropout,
         "progress": None,
         "log": lambda line: print(line, file=sys.stderr),
     }
@@ -1320,6 +1321,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="fused",
         help="reranker: what dev maximises to choose the step kept: nDCG@10 fused with the first stage (default) "
         "or the reranker's order alone",
+    )
+    tr.add_argument(
+        "--attention-dropout",
+        type=float,
+        metavar="P",
+        help="dropout on the attention weights while training (default: the checkpoint's); 0 trains about twice "
+        "as fast on CPU",
     )
     tr.add_argument("--out", required=True, help="the model folder to write")
     tr.add_argument("--embedder", metavar="PATH", help="embedder for hybrid mining (default $RAPIDRAG_MODELS/...)")

@@ -4,6 +4,7 @@ checkpoints and resumption, and writing the model folder whole or not at all."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -23,6 +24,7 @@ __all__ = [
     "Loop",
     "TrainReport",
     "TrainingError",
+    "attention_dropout_setting",
     "check_init",
     "check_ints",
     "check_output",
@@ -78,6 +80,25 @@ def check_ints(**bounds: tuple[Any, int]) -> None:
     for name, (value, low) in bounds.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def attention_dropout_setting(init: Path, attention_dropout: float | None) -> dict[str, Any]:
+    """The config override that sets a checkpoint's dropout on the attention weights for training, for
+    ``from_pretrained`` (its key differs by architecture); None keeps the checkpoint's. At 0 a step runs about
+    twice as fast on CPU: PyTorch's fused attention kernel takes no dropout, so with it every layer's attention
+    falls back to a slower path, forward and backward (``benchmarks/train_dropout.py``)."""
+    if attention_dropout is None:
+        return {}
+    if not isinstance(attention_dropout, (int, float)) or not 0 <= attention_dropout < 1:
+        raise ValueError(f"attention_dropout must be from 0 to below 1, got {attention_dropout!r}")
+    config = json.loads((init / "config.json").read_text(encoding="utf-8"))
+    for key in ("attention_probs_dropout_prob", "attention_dropout"):
+        if key in config:
+            return {key: float(attention_dropout)}
+    raise TrainingError(
+        f"{init}/config.json names no attention dropout (attention_probs_dropout_prob or attention_dropout): "
+        "leave attention_dropout unset for this model"
+    )
 
 
 def start_torch(seed: int, bf16: bool | None) -> bool:

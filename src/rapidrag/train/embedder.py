@@ -24,6 +24,7 @@ from .common import (
     Loop,
     TrainingError,
     TrainReport,
+    attention_dropout_setting,
     check_init,
     check_ints,
     check_output,
@@ -108,6 +109,7 @@ def train_embedder(
     force: bool = False,
     keep_worse: bool = False,
     min_queries: int | None = None,
+    attention_dropout: float | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainReport:
@@ -116,6 +118,7 @@ def train_embedder(
     Each batch holds ``batch_size`` (query, relevant document, ``negatives`` mined hard negatives) triples; every
     other document of the batch is a negative too. Mining, the dev split, checkpoints, resumption, the guard and
     the output folder work as in ``train_reranker``; the dev metric is dense nDCG@10 over the whole corpus.
+    ``attention_dropout``: as in ``train_reranker`` (None keeps the checkpoint's).
     """
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -124,6 +127,7 @@ def train_embedder(
     started = time.perf_counter()
     init_dir, out_dir = Path(init), Path(out)
     check_init(init_dir)
+    dropout = attention_dropout_setting(init_dir, attention_dropout)
     check_output(out_dir, force)
     check_ints(negatives=(negatives, 0), epochs=(epochs, 1), batch_size=(batch_size, 2))
     data, train_ids, dev_ids = prepare(
@@ -134,7 +138,7 @@ def train_embedder(
     autocast = start_torch(seed, bf16)
     with quiet():
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
-        model = AutoModel.from_pretrained(init_dir)
+        model = AutoModel.from_pretrained(init_dir, **dropout)
 
     rng = random.Random(seed)
     batches: list[list[tuple[str, str, list[str]]]] = []
@@ -162,6 +166,7 @@ def train_embedder(
         "candidates": candidates,
         "epochs": epochs,
         "batch_size": batch_size,
+        "attention_dropout": attention_dropout,
         "lr": lr,
         "warmup": warmup,
         "steps": total,

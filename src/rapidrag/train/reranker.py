@@ -30,6 +30,7 @@ from .common import (
     Loop,
     TrainingError,
     TrainReport,
+    attention_dropout_setting,
     check_init,
     check_ints,
     check_output,
@@ -179,6 +180,7 @@ def train_reranker(
     distil_queries: str | os.PathLike[str] | None = None,
     distil_hidden: float = 0.0,
     select_by: str = "fused",
+    attention_dropout: float | None = None,
     embedder: Any = None,
     index: str | os.PathLike[str] | None = None,
     max_length: int = 256,
@@ -234,6 +236,9 @@ def train_reranker(
     ``select_by``: what the dev split maximises to choose the step kept: "fused" (nDCG@10 fused with the first
     stage at its best weight, what an index gets by default) or "alone" (the reranker's own order). The
     recommended fusion weight is chosen on dev either way.
+
+    ``attention_dropout``: the dropout on the attention weights while training (None keeps the checkpoint's, 0.1
+    in BERT-style ones; see ``attention_dropout_setting``).
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -262,6 +267,7 @@ def train_reranker(
         raise ValueError(f"distil_hidden must be a finite weight of 0 or more, got {distil_hidden!r}")
     if distil_hidden and teacher_dir is None:
         raise TrainingError("distil_hidden learns a teacher's hidden states: pass --teacher too")
+    dropout = attention_dropout_setting(init_dir, attention_dropout)
     check_output(out_dir, force)
     check_ints(negatives=(negatives, 1), epochs=(epochs, 1), groups_per_batch=(groups_per_batch, 1))
     if not isinstance(max_length, int) or not 16 <= max_length <= 512:
@@ -294,7 +300,7 @@ def train_reranker(
     with quiet():
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
         # From an embedder's checkpoint the classifier head is new (transformers lists it as missing).
-        model = AutoModelForSequenceClassification.from_pretrained(init_dir, num_labels=1)
+        model = AutoModelForSequenceClassification.from_pretrained(init_dir, num_labels=1, **dropout)
         teacher_model = None
         if teacher_dir is not None:
             teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, num_labels=1).eval()
@@ -334,6 +340,7 @@ def train_reranker(
         "unlabelled_queries": len(unlabelled),
         "loss": DISTIL_LOSSES[distil_loss] if teacher_dir is not None else LOSSES[loss],
         "distil_hidden": distil_hidden,
+        "attention_dropout": attention_dropout,
         "data": data.sources,
         "max_length": max_length,
         "negatives": negatives,
