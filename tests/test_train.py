@@ -460,7 +460,7 @@ def test_attention_dropout_is_a_setting(tiny_data: dict[str, Path], tiny_init: P
     assert embedder.record["settings"]["attention_dropout"] == 0.0
     assert config(tmp_path / "embedder")["attention_probs_dropout_prob"] == 0.0
 
-    for bad in (-0.1, 1.0, "0.1"):
+    for bad in (-0.1, 1.0, "0.1", float("nan"), True, False):  # a bool is no probability, not even False
         with pytest.raises(ValueError, match="attention_dropout must be from 0 to below 1"):
             run(tiny_data, tiny_init, tmp_path / "bad", attention_dropout=bad)
     other = tmp_path / "other_init"

@@ -89,7 +89,8 @@ def attention_dropout_setting(init: Path, attention_dropout: float | None) -> di
     falls back to a slower path, forward and backward (``benchmarks/train_dropout.py``)."""
     if attention_dropout is None:
         return {}
-    if not isinstance(attention_dropout, (int, float)) or not 0 <= attention_dropout < 1:
+    number = isinstance(attention_dropout, (int, float)) and not isinstance(attention_dropout, bool)
+    if not number or not 0 <= attention_dropout < 1:
         raise ValueError(f"attention_dropout must be from 0 to below 1, got {attention_dropout!r}")
     config = json.loads((init / "config.json").read_text(encoding="utf-8"))
     for key in ("attention_probs_dropout_prob", "attention_dropout"):
