@@ -9,7 +9,7 @@ rerank_quality.py, rerank_cascade.py and int8_fidelity.py embed all of SciFact a
 their first figure, minutes on two cores; they are run by hand for BENCHMARKS.md. small_writes.py runs on an index
 of 300 gcide passages, update_cost.py on 60 SciFact abstracts, embed_batch_size.py on 8 passages a corpus,
 reload_cost.py on a lexical index of 40, resend_cost.py on one of 30, reranker_compare.py on a hybrid index of 40
-and 4 queries.
+and 4 queries, index_compare.py on lexical indexes of 200 and 100.
 """
 
 from __future__ import annotations
@@ -231,6 +231,32 @@ def test_corpus_queries_writes_titles_or_statements(tmp_path: Path, scifact_dir:
     assert len(titles) == len(statements) == 300 and not set(titles) & set(statements)
     assert all(4 <= len(s.split()) <= 40 and s[0].isupper() and s.endswith(".") for s in statements)
     assert not any(s.startswith(("RESULTS ", "BACKGROUND ", "METHODS ", "CONCLUSIONS ")) for s in statements)
+
+
+def test_index_compare_sets_each_index_against_the_first(tmp_path: Path, scifact_dir: Path) -> None:
+    """Lexical indexes of SciFact's first 200 abstracts and of the first 100, on the test queries: each figure is
+    the one ``rapidrag.metrics.evaluate`` (``rapidrag eval``) gives, the second index's difference is the difference
+    of the two means, and the first index named again differs from itself by zero."""
+    from rapidrag import Retriever
+    from rapidrag.beir import load_qrels, load_queries
+    from rapidrag.metrics import evaluate
+
+    big = _lexical_scifact(tmp_path / "big", scifact_dir, 200)
+    small = _lexical_scifact(tmp_path / "small", scifact_dir, 100)
+    qrels = scifact_dir / "qrels/test.tsv"
+    args = ["--queries", str(scifact_dir), "--qrels", str(qrels), "--mode", "lexical"]
+    args += ["--index", f"big={big}", "--index", f"small={small}", "--index", f"again={big}"]
+    report = _report(tmp_path, "index_compare.py", args)
+    queries, judged = load_queries(scifact_dir), load_qrels(qrels)
+    for name, folder in (("big", big), ("small", small)):
+        expected = evaluate(Retriever.load(folder), queries, judged, mode="lexical")["ndcg@10"]
+        assert report["ndcg@10"][name]["lexical"] == pytest.approx(expected)
+    assert report["ndcg@10"]["big"]["lexical"] > report["ndcg@10"]["small"]["lexical"]  # 9 queries against 4 judged
+    gap = report["minus the reference"]["small"]["lexical"]
+    assert gap["mean"] == pytest.approx(report["ndcg@10"]["small"]["lexical"] - report["ndcg@10"]["big"]["lexical"])
+    assert gap["low"] <= gap["mean"] <= gap["high"]
+    assert report["minus the reference"]["again"]["lexical"] == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    assert set(report["minus the reference"]) == {"small", "again"}
 
 
 def test_reranker_compare_sets_each_reranker_against_the_first(

@@ -28,6 +28,11 @@ def main() -> None:
     parser.add_argument("--mode", action="append", choices=("lexical", "dense", "hybrid"), help="default: all three")
     parser.add_argument("--out", default="index_compare.json")
     args = parser.parse_args()
+    if bad := [spec for spec in args.index if "=" not in spec]:
+        raise SystemExit(f"--index takes NAME=DIR, got {bad[0]!r}")
+    indexes = dict(spec.split("=", 1) for spec in args.index)
+    if len(indexes) != len(args.index):
+        raise SystemExit("--index: each NAME once")
 
     import rapidrag
     from rapidrag.beir import load_qrels, load_queries
@@ -39,9 +44,6 @@ def main() -> None:
     judged = [(q, rel) for q, rel in qrels.items() if q in queries]
     if not judged:
         raise SystemExit("none of the judged queries is among the queries given")
-    indexes = dict(spec.split("=", 1) for spec in args.index)
-    if len(indexes) != len(args.index):
-        raise SystemExit("--index: each NAME once")
     modes = list(dict.fromkeys(args.mode or ["lexical", "dense", "hybrid"]))
     per_query: dict[str, dict[str, list[float]]] = {}
     for name, path in indexes.items():
