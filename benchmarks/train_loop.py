@@ -44,6 +44,8 @@ def rapidrag_step_seconds(
     from rapidrag.train import train_embedder, train_reranker
 
     # Each trainer's dev scoring, by the module-level name its loop calls.
+    if what not in ("reranker", "embedder"):
+        raise ValueError(f"what must be 'reranker' or 'embedder', got {what!r}")
     module, name = (reranker_module, "_dev_scores") if what == "reranker" else (embedder_module, "dense_ndcg")
     scoring: list[float] = []
     real_dev_scores = getattr(module, name)
@@ -68,7 +70,7 @@ def rapidrag_step_seconds(
         raise RuntimeError("the timed training wrote no model folder")
     record = json.loads((trained.path / "rapidrag.json").read_text())
     # Dev scorings: before training, the one in the loop at its last step, after training. An epoch may hold fewer
-    # than ``steps`` batches (the embedder's 647 SciFact train queries make 20 of 32): divide by the steps run.
+    # than ``steps`` batches (SciFact train makes about 23 of the embedder's 32 queries): divide by the steps run.
     return float(record["seconds"]["training"] - scoring[1]) / int(record["steps_run"])
 
 
